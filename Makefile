@@ -1,0 +1,59 @@
+# Onramp: `make run` (portal + worker + sandbox AWS) and `make test`. Nothing to install by hand.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+VENV_RUN := .venv/.installed-runtime
+VENV_DEV := .venv/.installed-dev
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test lint services system-deps bench soak audit clean
+
+.venv/bin/python:
+	python3 -m venv .venv
+
+$(VENV_RUN): requirements.txt | .venv/bin/python
+	$(PIP) install -q -r requirements.txt
+	touch $@
+
+$(VENV_DEV): requirements.txt requirements-dev.txt | .venv/bin/python
+	$(PIP) install -q -r requirements-dev.txt
+	touch $@ $(VENV_RUN)
+
+## The portal on http://127.0.0.1:8000 with a Celery worker (and beat) and the sandbox AWS; Ctrl-C stops all.
+run: $(VENV_RUN)
+	@bin/run
+
+## Lint and the whole test suite on real PostgreSQL, Redis, Celery, moto's server and Chromium.
+test: system-deps services $(VENV_DEV)
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/pytest
+
+lint: $(VENV_DEV)
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+## Debian packages the tests need (Chromium for the browser tests).
+system-deps:
+	@bin/system-deps
+
+## PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379, started when they are down.
+services:
+	@bin/services
+
+## Benchmarks (bench/): figures and ratios, printed.
+bench: services $(VENV_DEV)
+	$(PY) bench/onboarding.py
+	$(PY) bench/throughput.py
+
+## Heavier fault scenarios: killed workers, lost broker, restarted database, unreachable AWS.
+soak: services $(VENV_DEV)
+	$(PY) -m pytest -p no:randomly -m soak tests/soak -v
+
+## Security checks that need the network or take long: bandit and pip-audit.
+audit: $(VENV_DEV)
+	.venv/bin/bandit -q -r portal provisioning -ll
+	.venv/bin/pip-audit -r requirements.txt
+
+clean:
+	rm -rf .venv staticfiles tests/artifacts db.sqlite3

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class ProvisioningConfig(AppConfig):
+    name = "provisioning"
+    verbose_name = "Provisioning"
+
+    def ready(self) -> None:
+        from provisioning import signals  # noqa: F401  (audit of logins and admin changes)

@@ -1,0 +1,162 @@
+"""Writing to the append-only, hash-chained audit log, and redacting what it records."""
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from provisioning.models import AuditEvent
+
+GENESIS_HASH = "0" * 64
+REDACTED = "***"
+# Keys whose values are secret wherever they appear (request parameters, details, nested).
+SECRET_KEYS = frozenset(
+    k.lower()
+    for k in (
+        "SecretAccessKey",
+        "Password",
+        "NewPassword",
+        "OldPassword",
+        "SessionToken",
+        "secret",
+        "secret_access_key",
+        "password",
+        "ciphertext",
+        "Credentials",
+        "aws_secret_access_key",
+        "token",
+        "PrivateKey",
+    )
+)
+# Error messages from AWS or our code may echo the input; these shapes never reach the log.
+_SECRET_IN_TEXT = re.compile(
+    r"(?i)((?:secret[_ ]?access[_ ]?key|password|session[_ ]?token)[\"']?\s*[:=]\s*[\"']?)([^\s\"',;}]+)"
+)
+_AWS_SECRET_SHAPE = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])")
+# Any string in the chain's lock: one chain, one writer at a time.
+_CHAIN_LOCK_ID = 7_277_001
+
+
+def redact_text(text: str) -> str:
+    """Remove what looks like a secret from free text (an error message that echoes input)."""
+    text = _SECRET_IN_TEXT.sub(lambda m: m.group(1) + REDACTED, text)
+    return _AWS_SECRET_SHAPE.sub(REDACTED, text)
+
+
+def redact(value):
+    """A copy of `value` with secret keys' values replaced, at any depth, and secret shapes removed."""
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if str(k).lower() in SECRET_KEYS and v not in (None, "") else redact(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return str(value)
+
+
+@dataclass
+class PendingEvent:
+    action: str
+    actor_label: str = "system"
+    actor_id: int | None = None
+    customer_id: int | None = None
+    run_id: object = None
+    step_key: str = ""
+    outcome: str = AuditEvent.Outcome.OK
+    error_code: str = ""
+    target: str = ""
+    details: dict = field(default_factory=dict)
+    created_at: datetime = field(default_factory=timezone.now)
+
+
+def _last_hash() -> str:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_ID])
+    last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
+    return last or GENESIS_HASH
+
+
+def audit_write(events: Iterable[PendingEvent]) -> list[AuditEvent]:
+    """Append events to the chain in one transaction (one lock, one bulk insert)."""
+    events = list(events)
+    if not events:
+        return []
+    with transaction.atomic():
+        prev = _last_hash()
+        rows = []
+        for pending in events:
+            row = AuditEvent(
+                created_at=pending.created_at,
+                actor_id=pending.actor_id,
+                actor_label=pending.actor_label[:200],
+                customer_id=pending.customer_id,
+                run_id=pending.run_id,
+                step_key=pending.step_key[:200],
+                action=pending.action[:100],
+                outcome=pending.outcome,
+                error_code=(pending.error_code or "")[:128],
+                target=(pending.target or "")[:500],
+                details=redact(pending.details),
+                prev_hash=prev,
+            )
+            row.hash = row.compute_hash()
+            prev = row.hash
+            rows.append(row)
+        return AuditEvent.objects.bulk_create(rows)
+
+
+def audit_record(
+    *,
+    action: str,
+    actor=None,
+    actor_label: str | None = None,
+    customer=None,
+    run=None,
+    step_key: str = "",
+    outcome: str = AuditEvent.Outcome.OK,
+    error_code: str = "",
+    target: str = "",
+    details: dict | None = None,
+) -> AuditEvent:
+    """Record one human or system action."""
+    if actor is not None and not getattr(actor, "is_authenticated", False):
+        actor = None
+    label = actor_label or (actor.get_username() if actor is not None else "anonymous")
+    event = PendingEvent(
+        action=action,
+        actor_label=label,
+        actor_id=actor.pk if actor is not None else None,
+        customer_id=getattr(customer, "pk", customer),
+        run_id=getattr(run, "pk", run),
+        step_key=step_key,
+        outcome=outcome,
+        error_code=error_code,
+        target=target,
+        details=details or {},
+    )
+    return audit_write([event])[0]
+
+
+def audit_verify(batch_size: int = 5000) -> tuple[int, AuditEvent | None]:
+    """Walk the chain in id order; return (events checked, first broken event or None)."""
+    prev = GENESIS_HASH
+    checked = 0
+    for event in AuditEvent.objects.order_by("id").iterator(chunk_size=batch_size):
+        if event.prev_hash != prev or event.compute_hash() != event.hash:
+            return checked, event
+        prev = event.hash
+        checked += 1
+    return checked, None

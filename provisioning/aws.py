@@ -1,0 +1,354 @@
+"""boto3 sessions for a customer's account, the retry/timeout config, errors we can explain,
+and the botocore event hook that audits every AWS call.
+
+Sessions and clients are made here, lazily, after the worker has forked; one session and
+one client per service per run are reused across that run's steps in a worker process.
+"""
+
+import contextvars
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+from django.conf import settings
+
+from provisioning.audit import PendingEvent, redact
+
+SANDBOX_KEY = "testing"  # moto accepts any keys; these are the ones its docs use
+_RETRYABLE_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "InternalFailure",
+        "ServiceFailure",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "ConcurrentModification",
+        "ConcurrentModificationException",
+        "OperationAborted",
+    }
+)
+_EXPLAINED = {
+    "AccessDenied": "Onramp's identity in the customer's account is not allowed to do this. "
+    "Check the role's permissions (the CloudFormation template in the admin has them all).",
+    "AccessDeniedException": "Onramp's identity in the customer's account is not allowed to do this. "
+    "Check the role's permissions.",
+    "UnauthorizedOperation": "Onramp's identity in the customer's account is not allowed to do this.",
+    "InvalidClientTokenId": "The access key Onramp uses for this customer is not valid. Replace it in the admin.",
+    "SignatureDoesNotMatch": "The secret key Onramp uses for this customer is wrong. Replace it in the admin.",
+    "ExpiredToken": "Onramp's temporary credentials expired. Retry the failed steps.",
+    "LimitExceeded": "The account reached an IAM limit for this (for access keys: two per user). "
+    "Remove an unused one and retry.",
+    "EntityTemporarilyUnmodifiable": "AWS is still settling this IAM entity. Retry in a minute.",
+    "BucketAlreadyExists": "This bucket name is taken by another AWS account. Choose another name and start again.",
+    "MalformedPolicyDocument": "AWS refused the policy document as malformed.",
+}
+
+
+class AwsError(Exception):
+    """An AWS failure, with a sentence a tech lead understands."""
+
+    def __init__(self, message: str, *, code: str = "", retryable: bool = False):
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+def error_code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "") or ""
+
+
+def error_translate(exc: Exception, *, doing: str = "") -> AwsError:
+    """Turn a botocore exception into an AwsError: explained, and marked retryable when it may pass."""
+    prefix = f"{doing}: " if doing else ""
+    if isinstance(exc, AwsError):
+        return exc
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        aws_message = redact(exc.response.get("Error", {}).get("Message", "") or "")
+        retryable = code in _RETRYABLE_CODES or status >= 500
+        explained = _EXPLAINED.get(code)
+        if retryable and not explained:
+            explained = "AWS is throttling or failing for now; Onramp retried with backoff and will again."
+        text = explained or aws_message or "AWS refused the request."
+        if explained and aws_message:
+            text = f"{explained} (AWS said: {aws_message})"
+        return AwsError(prefix + text, code=code or str(status), retryable=retryable)
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError):
+        return AwsError(
+            prefix + "Cannot reach AWS. Check the network, then retry the failed steps.",
+            code="CannotReachAWS",
+            retryable=True,
+        )
+    if isinstance(exc, NoCredentialsError):
+        return AwsError(prefix + "Onramp has no AWS credentials of its own configured.", code="NoCredentials")
+    if isinstance(exc, BotoCoreError):
+        return AwsError(
+            prefix + f"The AWS client failed: {type(exc).__name__}.", code=type(exc).__name__, retryable=True
+        )
+    return AwsError(prefix + f"Unexpected error: {type(exc).__name__}.", code=type(exc).__name__)
+
+
+def client_config() -> Config:
+    return Config(
+        retries={"mode": "standard", "max_attempts": settings.AWS_MAX_ATTEMPTS},
+        connect_timeout=settings.AWS_CONNECT_TIMEOUT,
+        read_timeout=settings.AWS_READ_TIMEOUT,
+        max_pool_connections=16,
+        user_agent_appid="onramp",
+    )
+
+
+# --- The audit hook -------------------------------------------------------------------
+
+
+@dataclass
+class CallLog:
+    """Where the hook writes while a step runs: the step's context, and its buffered events."""
+
+    actor_label: str
+    actor_id: int | None
+    customer_id: int | None
+    run_id: object = None
+    step_key: str = ""
+    events: list[PendingEvent] = field(default_factory=list)
+
+    def drain(self) -> list[PendingEvent]:
+        events, self.events = self.events, []
+        return events
+
+
+current_call_log: contextvars.ContextVar[CallLog | None] = contextvars.ContextVar("onramp_call_log", default=None)
+_TARGET_PARAMS = (
+    "UserName",
+    "GroupName",
+    "PolicyArn",
+    "PolicyName",
+    "Bucket",
+    "repositoryName",
+    "AccountAlias",
+    "RoleArn",
+)
+
+
+def _on_params(params, model, context, **kwargs):
+    context["onramp_started"] = time.perf_counter()
+    context["onramp_params"] = params
+
+
+def _record(context, model, status: int, request_id: str, code: str, message: str = "") -> None:
+    log = current_call_log.get()
+    if log is None:
+        return
+    params = context.get("onramp_params") or {}
+    started = context.get("onramp_started")
+    service = model.service_model.service_name
+    target = next((str(params[name]) for name in _TARGET_PARAMS if params.get(name)), "")
+    details = {
+        "service": service,
+        "operation": model.name,
+        "region": context.get("client_region") or "",
+        "params": redact(params),
+        "http_status": status,
+        "request_id": request_id,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
+    }
+    if message:
+        details["error_message"] = redact(message)
+    log.events.append(
+        PendingEvent(
+            action=f"aws.{service}.{model.name}",
+            actor_label=log.actor_label,
+            actor_id=log.actor_id,
+            customer_id=log.customer_id,
+            run_id=log.run_id,
+            step_key=log.step_key,
+            outcome="error" if code else "ok",
+            error_code=code,
+            target=target,
+            details=details,
+        )
+    )
+
+
+def _on_after_call(http_response, parsed, model, context, **kwargs):
+    meta = parsed.get("ResponseMetadata", {}) if isinstance(parsed, dict) else {}
+    error = parsed.get("Error", {}) if isinstance(parsed, dict) else {}
+    status = getattr(http_response, "status_code", 0) or meta.get("HTTPStatusCode", 0)
+    code = (error.get("Code") or str(status)) if status >= 300 else ""
+    _record(context, model, status, meta.get("RequestId", ""), code, error.get("Message", "") if code else "")
+
+
+def _on_after_call_error(exception, context, **kwargs):
+    model = context.get("onramp_model")
+    if model is not None:
+        _record(context, model, 0, "", type(exception).__name__, str(exception))
+
+
+def _on_before_call(model, context, **kwargs):
+    context["onramp_model"] = model  # after-call-error is not given the model
+
+
+def _install_audit_hook(client) -> None:
+    events = client.meta.events
+    events.register("before-parameter-build.*.*", _on_params, unique_id="onramp-audit-params")
+    events.register("before-call.*.*", _on_before_call, unique_id="onramp-audit-model")
+    events.register("after-call.*.*", _on_after_call, unique_id="onramp-audit-after")
+    events.register("after-call-error.*.*", _on_after_call_error, unique_id="onramp-audit-error")
+
+
+# --- Sessions -------------------------------------------------------------------------
+
+
+def portal_session() -> boto3.Session:
+    """Onramp's own identity: the standard credential chain, or sandbox keys when on the sandbox."""
+    if settings.AWS_ENDPOINT_URL:
+        return boto3.Session(aws_access_key_id=SANDBOX_KEY, aws_secret_access_key=SANDBOX_KEY)
+    return boto3.Session()
+
+
+class AwsAccount:
+    """One boto3 session in one customer account, and its clients (one per service and region)."""
+
+    def __init__(self, session: boto3.Session, *, region: str, account_id: str, how: str):
+        self.session = session
+        self.region = region
+        self.account_id = account_id
+        self.how = how  # "role" or "keys", for the preflight summary
+        self._clients: dict[tuple[str, str], object] = {}
+        self._lock = threading.Lock()
+
+    def client(self, service: str, region: str | None = None):
+        key = (service, region or self.region)
+        with self._lock:  # boto3 sessions are not thread-safe; clients are
+            if key not in self._clients:
+                client = self.session.client(
+                    service, region_name=key[1], endpoint_url=settings.AWS_ENDPOINT_URL, config=client_config()
+                )
+                _install_audit_hook(client)
+                self._clients[key] = client
+            return self._clients[key]
+
+
+def account_connect(
+    *,
+    customer,
+    region: str,
+    access: str | None = None,
+    role_arn: str = "",
+    external_id: str = "",
+    run_id=None,
+    source_identity: str = "",
+) -> AwsAccount:
+    """Open a session in the customer's account: assume their role with its external id
+    (tied to the run and the person in their CloudTrail), or use their stored IAM user keys.
+    The role and external id default to the customer's record."""
+    from provisioning.vault import decrypt  # the vault imports audit, which this module also uses
+
+    access = access or customer.connection
+    role_arn = role_arn or customer.role_arn
+    external_id = external_id or customer.external_id
+    if access == customer.Connection.KEYS:
+        if not customer.has_stored_keys:
+            raise AwsError("This customer has no stored access keys. Set them in the admin.", code="NoCustomerKeys")
+        session = boto3.Session(
+            aws_access_key_id=customer.access_key_id,
+            aws_secret_access_key=decrypt(customer.secret_access_key_ciphertext),
+        )
+        return AwsAccount(session, region=region, account_id=customer.aws_account_id, how="keys")
+    if not role_arn:
+        raise AwsError("This customer has no role ARN. Set it in the admin or in the form.", code="NoRoleArn")
+    portal = AwsAccount(portal_session(), region=region, account_id=settings.PORTAL_AWS_ACCOUNT_ID, how="portal")
+    request = {
+        "RoleArn": role_arn,
+        "RoleSessionName": f"onramp-run-{run_id}"[:64] if run_id else "onramp-check",
+        "ExternalId": external_id,
+        "DurationSeconds": 3600,
+    }
+    if source_identity:
+        request["SourceIdentity"] = _source_identity(source_identity)
+    try:
+        creds = portal.client("sts").assume_role(**request)["Credentials"]
+    except Exception as exc:
+        raise error_translate(exc, doing="Assuming the customer's role") from None
+    session = boto3.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+    return AwsAccount(session, region=region, account_id=customer.aws_account_id, how="role")
+
+
+def _source_identity(name: str) -> str:
+    """SourceIdentity allows 2-64 of [\\w+=,.@-]."""
+    cleaned = "".join(ch if ch.isalnum() or ch in "+=,.@-_" else "-" for ch in name)[:64]
+    return cleaned if len(cleaned) >= 2 else f"user-{cleaned}"
+
+
+class _RunAccounts:
+    """The per-process cache of open accounts, by run, so a run's steps share one session."""
+
+    def __init__(self, size: int = 64):
+        self._size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, run_id):
+        with self._lock:
+            account = self._items.get(str(run_id))
+            if account is not None:
+                self._items.move_to_end(str(run_id))
+            return account
+
+    def put(self, run_id, account: AwsAccount) -> AwsAccount:
+        with self._lock:
+            self._items[str(run_id)] = account
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+            return account
+
+    def forget(self, run_id) -> None:
+        with self._lock:
+            self._items.pop(str(run_id), None)
+
+
+run_accounts = _RunAccounts()
+
+
+def account_for_run(run) -> AwsAccount:
+    """The open account of a run in this process, connecting on first use."""
+    account = run_accounts.get(run.pk)
+    if account is None:
+        account = run_accounts.put(
+            run.pk,
+            account_connect(
+                customer=run.customer,
+                region=run.spec["region"],
+                access=run.spec.get("access"),
+                role_arn=run.spec.get("role_arn", ""),
+                external_id=run.spec.get("external_id", ""),
+                run_id=run.pk,
+                source_identity=run.started_by.get_username(),
+            ),
+        )
+    return account

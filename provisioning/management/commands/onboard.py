@@ -1,0 +1,115 @@
+"""Onboard from a spec file: the same schema and validator as the browser form."""
+
+import json
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.urls import reverse
+from django.utils.text import slugify
+
+from provisioning.audit import audit_record
+from provisioning.models import Customer, Run, StepRun
+from provisioning.runs import RunConflict, run_create
+from provisioning.spec import SpecError, spec_parse
+
+
+class Command(BaseCommand):
+    help = "Validate a spec file and start an onboarding run; --wait follows it to the end."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--spec", required=True, help="Path to the spec JSON file (see examples/).")
+        parser.add_argument(
+            "--user", default="", help="The tech lead starting the run (default: the only superuser, or ONRAMP_USER)."
+        )
+        parser.add_argument(
+            "--wait", action="store_true", help="Print each step as it finishes; exit 0 only if the run succeeded."
+        )
+        parser.add_argument("--timeout", type=float, default=900, help="Seconds --wait waits at most.")
+        parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="For the run's URL.")
+
+    def handle(self, *args, spec, user, wait, timeout, base_url, **options):
+        path = Path(spec)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CommandError(f"No spec file at {path}.") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CommandError(f"{path} is not valid JSON ({exc.__class__.__name__}: {exc}).") from None
+        try:
+            parsed = spec_parse(raw)
+        except SpecError as exc:
+            lines = [f"  {name}: {' '.join(messages)}" for name, messages in exc.errors.items()]
+            raise CommandError("The spec is not valid:\n" + "\n".join(lines)) from None
+        starter = self._user(user)
+        with transaction.atomic():
+            customer = Customer.objects.filter(aws_account_id=parsed.account_id).first()
+            if customer is None:
+                base = slugify(parsed.customer)[:70] or "customer"
+                slug, n = base, 1
+                while Customer.objects.filter(slug=slug).exists():
+                    n += 1
+                    slug = f"{base}-{n}"
+                customer = Customer.objects.create(
+                    name=parsed.customer,
+                    slug=slug,
+                    aws_account_id=parsed.account_id,
+                    default_region=parsed.region,
+                    account_alias=parsed.account_alias,
+                    connection=parsed.access,
+                    role_arn=parsed.role_arn,
+                    external_id=parsed.external_id or Customer().external_id,
+                )
+                audit_record(
+                    action="customer.created",
+                    actor=starter,
+                    customer=customer,
+                    target=customer.name,
+                    details={"via": "onboard command"},
+                )
+            elif parsed.access == "keys" and not customer.has_stored_keys:
+                raise CommandError(f"{customer.name} has no stored access keys: set them in the admin first.")
+            try:
+                run = run_create(spec=parsed, customer=customer, user=starter)
+            except RunConflict as exc:
+                raise CommandError(str(exc)) from None
+        self.stdout.write(f"Run {run.pk} started: {base_url.rstrip('/')}{reverse('run_detail', args=[run.pk])}")
+        if not wait:
+            return
+        run = self._follow(run, timeout)
+        summary = {"run": str(run.pk), "status": run.status, **run.summary}
+        self.stdout.write(json.dumps(summary, indent=2))
+        if run.status != Run.Status.SUCCEEDED:
+            raise CommandError(f"The run ended {run.status}.")
+
+    def _user(self, username: str):
+        User = get_user_model()
+        username = username or getattr(settings, "ONRAMP_USER", "")
+        if username:
+            user = User.objects.filter(username=username).first()
+            if user is None:
+                raise CommandError(f"No user named {username}.")
+            return user
+        users = list(User.objects.filter(is_superuser=True)[:2])
+        if len(users) != 1:
+            raise CommandError("Name the tech lead starting the run with --user.")
+        return users[0]
+
+    def _follow(self, run: Run, timeout: float) -> Run:
+        seen: set[str] = set()
+        deadline = time.monotonic() + timeout
+        while True:
+            for step in StepRun.objects.filter(run=run).order_by("finished_at", "position"):
+                if step.state in StepRun.FINISHED and step.key not in seen:
+                    seen.add(step.key)
+                    detail = f" {step.error_code}: {step.error_message}" if step.state == "failed" else ""
+                    self.stdout.write(f"  {step.state:<10} {step.title}{detail}")
+            run.refresh_from_db()
+            if not run.is_active:
+                return run
+            if time.monotonic() > deadline:
+                raise CommandError(f"The run is still {run.status} after {timeout:.0f} s: see its page.")
+            time.sleep(0.5)

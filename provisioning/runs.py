@@ -1,0 +1,380 @@
+"""Runs: create from a spec, dispatch ready steps, execute one step, finish, retry, cancel, sweep.
+
+The database is the source of truth and the broker only a nudge: every task carries a step id,
+the step's row says what to do, and anything lost on the broker is found again by the sweeper.
+"""
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from provisioning import documents
+from provisioning.audit import PendingEvent, audit_record, audit_write
+from provisioning.aws import AwsError, CallLog, account_for_run, current_call_log, run_accounts
+from provisioning.models import AuditEvent, Customer, Run, StepRun
+from provisioning.plan import plan_build
+from provisioning.spec import Spec, spec_parse
+from provisioning.steps import STEP_FUNCTIONS, StepContext
+
+logger = logging.getLogger(__name__)
+State = StepRun.State
+BILLING_REMINDER = (
+    "IAM access to the Billing console must be switched on once by the account owner "
+    "(root user → Account → IAM user and role access to Billing information). No API can do it."
+)
+
+
+class RunConflict(Exception):
+    """Another run is in progress for this customer's account."""
+
+    def __init__(self, active: Run):
+        self.active = active
+        super().__init__(
+            f"Run {active.short_id} for {active.customer.name} is still in progress "
+            f"(started by {active.started_by.get_username()}); wait for it to finish or cancel it."
+        )
+
+
+class RunStateError(Exception):
+    pass
+
+
+def _active_run(customer: Customer) -> Run | None:
+    return Run.objects.select_related("customer", "started_by").filter(customer=customer, status__in=Run.ACTIVE).first()
+
+
+def run_create(*, spec: Spec, customer: Customer, user) -> Run:
+    """Create the run and its steps, then enqueue the first step once the transaction commits."""
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(customer=customer, started_by=user, spec=spec.to_json())
+            StepRun.objects.bulk_create(
+                StepRun(
+                    run=run,
+                    key=step.key,
+                    title=step.title[:300],
+                    branch=step.branch,
+                    position=index,
+                    depends_on=list(step.depends_on),
+                )
+                for index, step in enumerate(plan_build(spec))
+            )
+            audit_record(
+                action="run.confirmed",
+                actor=user,
+                customer=customer,
+                run=run,
+                target=spec.app_name,
+                details={"spec": spec.to_json()},
+            )
+            transaction.on_commit(lambda: run_dispatch(run_id=run.pk), robust=True)
+    except IntegrityError:
+        active = _active_run(customer)
+        if active is None:
+            raise
+        audit_record(
+            action="run.refused",
+            actor=user,
+            customer=customer,
+            run=active,
+            outcome=AuditEvent.Outcome.REFUSED,
+            error_code="RunInProgress",
+            details={"reason": "another run is in progress"},
+        )
+        raise RunConflict(active) from None
+    return run
+
+
+def _enqueue(step_ids: list[int]) -> None:
+    from provisioning.tasks import step_run  # tasks import this module
+
+    for step_id in step_ids:
+        step_run.delay(step_id)
+
+
+def run_dispatch(*, run_id) -> list[int]:
+    """Enqueue every pending step whose dependencies are done; skip those whose dependencies
+    failed; finish the run when nothing is left. Safe to call any number of times."""
+    with transaction.atomic():
+        run = Run.objects.select_for_update().filter(pk=run_id, status__in=Run.ACTIVE).first()
+        if run is None:
+            return []
+        steps = {s.key: s for s in run.steps.all()}
+        ready, skipped = [], []
+        changed = True
+        while changed:  # a skip can make more skips down the chain
+            changed = False
+            for step in steps.values():
+                if step.state != State.PENDING or step.key == "finalize":
+                    continue
+                deps = [steps[key].state for key in step.depends_on]
+                if any(d in (State.FAILED, State.SKIPPED, State.CANCELLED) for d in deps):
+                    step.state = State.SKIPPED
+                    skipped.append(step.pk)
+                    changed = True
+                elif all(d in StepRun.DONE for d in deps) and step.queued_at is None:
+                    ready.append(step.pk)
+        ready = [pk for pk in ready if pk not in skipped]
+        now = timezone.now()
+        if skipped:
+            StepRun.objects.filter(pk__in=skipped, state=State.PENDING).update(
+                state=State.SKIPPED, error_message="Skipped: a step it depends on did not finish.", finished_at=now
+            )
+        if ready:
+            StepRun.objects.filter(pk__in=ready, queued_at__isnull=True).update(queued_at=now)
+            transaction.on_commit(lambda: _enqueue(ready), robust=True)
+        work = [s for s in steps.values() if s.key != "finalize"]
+        if all(s.state in StepRun.FINISHED for s in work):
+            _run_finish(run, steps)
+        Run.objects.filter(pk=run.pk).update(progressed_at=now)
+    return ready
+
+
+def _summary(run: Run, steps: dict[str, StepRun]) -> dict:
+    spec = run.spec
+    out = {key: step.outputs for key, step in steps.items() if step.state in StepRun.DONE}
+    summary = {
+        "account_id": spec["account_id"],
+        "region": spec["region"],
+        "sign_in_url": documents.sign_in_url(account_id=spec["account_id"], alias=spec.get("account_alias", "")),
+        "app_user": out.get("iam.app_user", {}).get("arn"),
+        "group": out.get("iam.group", {}).get("arn"),
+        "policy": out.get("iam.media_policy", {}).get("arn"),
+        "access_key_id": out.get("iam.access_key", {}).get("access_key_id"),
+        "bucket": out.get("s3.bucket", {}).get("arn"),
+        "repository_uri": out.get("ecr.repository", {}).get("uri"),
+        "team": [o.get("arn") for k, o in out.items() if k.startswith("team.member:")],
+        "steps": {key: step.state for key, step in steps.items() if key != "finalize"},
+        "reminders": [BILLING_REMINDER] if any(m.get("role") == "tech_lead" for m in spec.get("team", [])) else [],
+    }
+    return summary
+
+
+def _run_finish(run: Run, steps: dict[str, StepRun]) -> None:
+    now = timezone.now()
+    ok = all(s.state in StepRun.DONE for k, s in steps.items() if k != "finalize")
+    summary = _summary(run, steps)
+    run.status = Run.Status.SUCCEEDED if ok else Run.Status.FAILED
+    run.summary = summary
+    run.finished_at = now
+    run.save(update_fields=["status", "summary", "finished_at"])
+    StepRun.objects.filter(run=run, key="finalize").update(
+        state=State.SUCCEEDED if ok else State.SKIPPED,
+        started_at=now,
+        finished_at=now,
+        outputs=summary if ok else {},
+        attempts=F("attempts") + 1,
+    )
+    failed = [k for k, s in steps.items() if s.state == State.FAILED]
+    audit_record(
+        action="run.succeeded" if ok else "run.failed",
+        actor_label=f"worker for {run.started_by.get_username()}",
+        customer=run.customer_id,
+        run=run,
+        outcome=AuditEvent.Outcome.OK if ok else AuditEvent.Outcome.ERROR,
+        error_code="" if ok else "StepsFailed",
+        details={"failed_steps": failed} if failed else {"summary": summary},
+    )
+    transaction.on_commit(lambda: run_accounts.forget(run.pk))
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    state: str | None  # the state the step reached, None when this call did nothing
+    retry_in: float | None = None  # seconds, when the task should try again
+
+
+def _retry_delay(attempt: int) -> float:
+    """Exponential backoff with full jitter, bounded far under the broker's visibility timeout."""
+    ceiling = min(60.0, settings.STEP_RETRY_BACKOFF * (2 ** max(0, attempt - 1)))
+    return round(random.uniform(ceiling / 2, ceiling), 2)  # noqa: S311 (jitter, not a secret)
+
+
+def _worker_label(run: Run) -> str:
+    return f"worker for {run.started_by.get_username()}"
+
+
+def step_execute(*, step_id: int) -> StepOutcome:
+    """Claim one pending step, run its function against the account, record the outcome and the
+    AWS calls it made in one transaction, then dispatch what became ready."""
+    now = timezone.now()
+    claimed = StepRun.objects.filter(pk=step_id, state=State.PENDING, run__status__in=Run.ACTIVE).update(
+        state=State.RUNNING, started_at=now, finished_at=None, attempts=F("attempts") + 1, queued_at=None
+    )
+    if claimed != 1:
+        return StepOutcome(state=None)  # done already, taken by another worker, or the run ended
+    step = StepRun.objects.select_related("run__customer", "run__started_by").get(pk=step_id)
+    run = step.run
+    Run.objects.filter(pk=run.pk, status=Run.Status.PENDING).update(status=Run.Status.RUNNING, started_at=now)
+    Run.objects.filter(pk=run.pk).update(progressed_at=now)
+    log = CallLog(
+        actor_label=_worker_label(run),
+        actor_id=run.started_by_id,
+        customer_id=run.customer_id,
+        run_id=run.pk,
+        step_key=step.key,
+    )
+    token = current_call_log.set(log)
+    error: AwsError | None = None
+    result = None
+    try:
+        spec = spec_parse(run.spec)
+        function = STEP_FUNCTIONS[step.key.split(":", 1)[0]]
+        result = function(StepContext(run=run, step=step, account=account_for_run(run)), spec)
+    except AwsError as exc:
+        error = exc
+    except (OperationalError, InterfaceError) as exc:
+        error = AwsError(
+            f"The database connection failed ({type(exc).__name__}); retrying.",
+            code="DatabaseUnavailable",
+            retryable=True,
+        )
+    except Exception as exc:  # a bug: fail the step, keep the worker, log the traceback
+        logger.exception("Step %s of run %s failed unexpectedly", step.key, run.pk)
+        error = AwsError(
+            f"Onramp failed unexpectedly ({type(exc).__name__}). The team has the log.", code="InternalError"
+        )
+    finally:
+        current_call_log.reset(token)
+    return _step_record(step, run, log, result, error)
+
+
+def _step_record(step: StepRun, run: Run, log: CallLog, result, error: AwsError | None) -> StepOutcome:
+    now = timezone.now()
+    events = log.drain()
+    retry_in = None
+    if error is None:
+        state = State.ADOPTED if result.adopted else State.SUCCEEDED
+        fields = {
+            "state": state,
+            "finished_at": now,
+            "outputs": {**step.outputs, **result.outputs},
+            "error_code": "",
+            "error_message": result.note,
+        }
+        events.append(
+            PendingEvent(
+                action=f"step.{state}",
+                actor_label=log.actor_label,
+                actor_id=log.actor_id,
+                customer_id=run.customer_id,
+                run_id=run.pk,
+                step_key=step.key,
+                target=step.title,
+                details={"outputs": result.outputs},
+            )
+        )
+    else:
+        if error.retryable and step.attempts <= settings.STEP_MAX_RETRIES:
+            state, retry_in = State.PENDING, _retry_delay(step.attempts)
+        else:
+            state = State.FAILED
+        fields = {
+            "state": state,
+            "finished_at": None if retry_in else now,
+            "error_code": error.code[:128],
+            "error_message": str(error),
+            "queued_at": now if retry_in else None,
+        }
+        events.append(
+            PendingEvent(
+                action="step.retrying" if retry_in else "step.failed",
+                actor_label=log.actor_label,
+                actor_id=log.actor_id,
+                customer_id=run.customer_id,
+                run_id=run.pk,
+                step_key=step.key,
+                outcome=AuditEvent.Outcome.ERROR,
+                error_code=error.code,
+                target=step.title,
+                details={"message": str(error), "attempt": step.attempts, "retry_in_seconds": retry_in},
+            )
+        )
+    try:
+        with transaction.atomic():
+            StepRun.objects.filter(pk=step.pk, state=State.RUNNING).update(**fields)
+            audit_write(events)
+    except DatabaseError:
+        # The database went away while recording: leave the step running; the sweeper re-drives it.
+        logger.warning("Could not record step %s of run %s; the sweeper will pick it up", step.key, run.pk)
+        raise
+    if retry_in is None:
+        run_dispatch(run_id=run.pk)
+    return StepOutcome(state=state, retry_in=retry_in)
+
+
+def run_retry(*, run: Run, user) -> Run:
+    """Re-run a failed run's failed, skipped and pending steps; finished steps stay as they are."""
+    if run.status != Run.Status.FAILED:
+        raise RunStateError("Only a failed run can be retried.")
+    try:
+        with transaction.atomic():
+            updated = Run.objects.filter(pk=run.pk, status=Run.Status.FAILED).update(
+                status=Run.Status.RUNNING, finished_at=None, progressed_at=timezone.now()
+            )
+            if updated != 1:
+                raise RunStateError("This run is no longer failed.")
+            StepRun.objects.filter(run=run, state__in=[State.FAILED, State.SKIPPED, State.CANCELLED]).update(
+                state=State.PENDING, error_code="", error_message="", queued_at=None, finished_at=None
+            )
+            StepRun.objects.filter(run=run, key="finalize").update(state=State.PENDING)
+            audit_record(action="run.retried", actor=user, customer=run.customer, run=run)
+            transaction.on_commit(lambda: run_dispatch(run_id=run.pk), robust=True)
+    except IntegrityError:
+        active = _active_run(run.customer)
+        raise RunConflict(active) from None
+    run.refresh_from_db()
+    return run
+
+
+def run_cancel(*, run: Run, user) -> Run:
+    """Stop a run: pending steps are cancelled; a step already running finishes its AWS call."""
+    with transaction.atomic():
+        updated = Run.objects.filter(pk=run.pk, status__in=Run.ACTIVE).update(
+            status=Run.Status.CANCELLED, finished_at=timezone.now()
+        )
+        if updated != 1:
+            raise RunStateError("Only a run in progress can be cancelled.")
+        StepRun.objects.filter(run=run, state=State.PENDING).update(state=State.CANCELLED)
+        audit_record(action="run.cancelled", actor=user, customer=run.customer, run=run)
+    run.refresh_from_db()
+    return run
+
+
+def runs_sweep(*, stale_after: float | None = None) -> list:
+    """Find active runs with no progress for a while and drive them again: steps left running by a
+    dead worker go back to pending (audited as interrupted), lost broker messages are re-sent."""
+    stale_after = settings.RUN_STALE_AFTER if stale_after is None else stale_after
+    cutoff = timezone.now() - timedelta(seconds=stale_after)
+    swept = []
+    for run in Run.objects.filter(status__in=Run.ACTIVE, progressed_at__lt=cutoff).select_related("started_by"):
+        with transaction.atomic():
+            stuck = list(
+                StepRun.objects.select_for_update().filter(
+                    Q(state=State.RUNNING, started_at__lt=cutoff) | Q(state=State.PENDING, queued_at__lt=cutoff),
+                    run=run,
+                )
+            )
+            for step in stuck:
+                if step.state == State.RUNNING:
+                    audit_record(
+                        action="step.interrupted",
+                        actor_label="sweeper",
+                        customer=run.customer_id,
+                        run=run,
+                        step_key=step.key,
+                        outcome=AuditEvent.Outcome.ERROR,
+                        error_code="NoProgress",
+                        target=step.title,
+                        details={"attempt": step.attempts, "stale_after_seconds": stale_after},
+                    )
+            StepRun.objects.filter(pk__in=[s.pk for s in stuck]).update(state=State.PENDING, queued_at=None)
+        run_dispatch(run_id=run.pk)
+        swept.append(run.pk)
+    return swept

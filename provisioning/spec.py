@@ -1,0 +1,356 @@
+"""The onboarding spec: one schema, one validator.
+
+The browser form, `manage.py onboard --spec` and the plan all go through
+`spec_parse`, so a spec file fails with the same messages as the form.
+"""
+
+import ipaddress
+import re
+from dataclasses import asdict, dataclass, field
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+COMMERCIAL_REGIONS = (
+    ("us-east-1", "US East (N. Virginia)"),
+    ("us-east-2", "US East (Ohio)"),
+    ("us-west-1", "US West (N. California)"),
+    ("us-west-2", "US West (Oregon)"),
+    ("af-south-1", "Africa (Cape Town)"),
+    ("ap-east-1", "Asia Pacific (Hong Kong)"),
+    ("ap-south-1", "Asia Pacific (Mumbai)"),
+    ("ap-south-2", "Asia Pacific (Hyderabad)"),
+    ("ap-southeast-1", "Asia Pacific (Singapore)"),
+    ("ap-southeast-2", "Asia Pacific (Sydney)"),
+    ("ap-southeast-3", "Asia Pacific (Jakarta)"),
+    ("ap-southeast-4", "Asia Pacific (Melbourne)"),
+    ("ap-northeast-1", "Asia Pacific (Tokyo)"),
+    ("ap-northeast-2", "Asia Pacific (Seoul)"),
+    ("ap-northeast-3", "Asia Pacific (Osaka)"),
+    ("ca-central-1", "Canada (Central)"),
+    ("ca-west-1", "Canada West (Calgary)"),
+    ("eu-central-1", "Europe (Frankfurt)"),
+    ("eu-central-2", "Europe (Zurich)"),
+    ("eu-west-1", "Europe (Ireland)"),
+    ("eu-west-2", "Europe (London)"),
+    ("eu-west-3", "Europe (Paris)"),
+    ("eu-south-1", "Europe (Milan)"),
+    ("eu-south-2", "Europe (Spain)"),
+    ("eu-north-1", "Europe (Stockholm)"),
+    ("il-central-1", "Israel (Tel Aviv)"),
+    ("me-south-1", "Middle East (Bahrain)"),
+    ("me-central-1", "Middle East (UAE)"),
+    ("sa-east-1", "South America (São Paulo)"),
+)
+REGION_CODES = frozenset(code for code, _ in COMMERCIAL_REGIONS)
+
+# AWS managed policies a team member (not a tech lead) may be given.
+MEMBER_POLICIES = (
+    ("", "No policy"),
+    ("ReadOnlyAccess", "ReadOnlyAccess"),
+    ("PowerUserAccess", "PowerUserAccess"),
+    ("AmazonS3FullAccess", "AmazonS3FullAccess"),
+    ("AmazonEC2ContainerRegistryPowerUser", "AmazonEC2ContainerRegistryPowerUser"),
+    ("job-function/ViewOnlyAccess", "job-function/ViewOnlyAccess"),
+    ("job-function/Billing", "job-function/Billing"),
+)
+MEMBER_POLICY_NAMES = frozenset(name for name, _ in MEMBER_POLICIES)
+TECH_LEAD_POLICIES = ("AdministratorAccess", "job-function/Billing")
+MAX_TEAM = 50
+
+_IAM_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
+_ALIAS = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,61})[a-z0-9]$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_ECR = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_ROLE_ARN = re.compile(r"^arn:aws:iam::(\d{12}):role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
+_ACCOUNT = re.compile(r"^\d{12}$")
+_EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+
+
+def validate_account_id(value: str) -> None:
+    if not _ACCOUNT.match(value or ""):
+        raise ValidationError("An AWS account id is exactly 12 digits.")
+
+
+def validate_region(value: str) -> None:
+    if value not in REGION_CODES:
+        raise ValidationError("Choose one of the AWS commercial regions.")
+
+
+def validate_iam_user_name(value: str) -> None:
+    if not _IAM_NAME.match(value or ""):
+        raise ValidationError("An IAM user name is 1 to 64 characters of letters, digits and + = , . @ _ - only.")
+
+
+def validate_group_name(value: str) -> None:
+    if not re.match(r"^[\w+=,.@-]{1,128}$", value or ""):
+        raise ValidationError("A group name is 1 to 128 characters of letters, digits and + = , . @ _ - only.")
+
+
+def validate_account_alias(value: str) -> None:
+    if not _ALIAS.match(value or ""):
+        raise ValidationError(
+            "An account alias is 3 to 63 lowercase letters, digits and hyphens, "
+            "and does not start or end with a hyphen."
+        )
+
+
+def validate_bucket_name(value: str) -> None:
+    value = value or ""
+    if not 3 <= len(value) <= 63:
+        raise ValidationError("A bucket name is 3 to 63 characters long.")
+    if not _BUCKET.match(value):
+        raise ValidationError(
+            "A bucket name uses lowercase letters, digits, dots and hyphens, "
+            "and starts and ends with a letter or digit."
+        )
+    if ".." in value:
+        raise ValidationError("A bucket name cannot contain two dots in a row.")
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        pass
+    else:
+        raise ValidationError("A bucket name cannot look like an IP address.")
+    if value.startswith(("xn--", "sthree-", "amzn-s3-demo-")):
+        raise ValidationError("A bucket name cannot start with xn--, sthree- or amzn-s3-demo-.")
+    if value.endswith(("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")):
+        raise ValidationError("A bucket name cannot end with -s3alias, --ol-s3, .mrap, --x-s3 or --table-s3.")
+
+
+def validate_ecr_name(value: str) -> None:
+    if not (2 <= len(value or "") <= 256) or not _ECR.match(value):
+        raise ValidationError(
+            "An ECR repository name is 2 to 256 lowercase letters and digits, separated by single '.', '_', '-' or '/'."
+        )
+
+
+def validate_origin(value: str) -> None:
+    parts = urlsplit(value or "")
+    local = parts.hostname in {"localhost", "127.0.0.1"}
+    if parts.scheme not in ({"https", "http"} if local else {"https"}):
+        raise ValidationError("The app's origin must start with https:// (http:// only for localhost).")
+    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValidationError("The app's origin is a scheme and host only, like https://app.example.com (no path).")
+    try:
+        _ = parts.port  # parsing the port is the check
+    except ValueError as exc:
+        raise ValidationError("The app's origin has an invalid port.") from exc
+
+
+def validate_role_arn(value: str, account_id: str | None = None) -> None:
+    match = _ROLE_ARN.match(value or "")
+    if not match:
+        raise ValidationError("A role ARN looks like arn:aws:iam::123456789012:role/OnrampAccess.")
+    if account_id and match.group(1) != account_id:
+        raise ValidationError(f"This role is in account {match.group(1)}, not in the customer's account {account_id}.")
+
+
+def validate_external_id(value: str) -> None:
+    if not _EXTERNAL_ID.match(value or ""):
+        raise ValidationError("An external id is 2 to 1224 characters of letters, digits and + = , . @ : / _ -.")
+
+
+def normalize_origin(value: str) -> str:
+    return value.rstrip("/")
+
+
+@dataclass(frozen=True)
+class TeamMember:
+    email: str
+    role: str = "member"  # "tech_lead" or "member"
+    policy: str = ""  # for members: an AWS managed policy name, or ""
+    console: bool = True
+
+    @property
+    def policies(self) -> tuple[str, ...]:
+        if self.role == "tech_lead":
+            return TECH_LEAD_POLICIES
+        return (self.policy,) if self.policy else ()
+
+
+@dataclass(frozen=True)
+class Spec:
+    customer: str
+    account_id: str
+    region: str
+    app_name: str
+    bucket: str
+    app_origin: str
+    ecr_repository: str
+    access: str = "role"  # "role" or "keys"
+    role_arn: str = ""
+    external_id: str = ""
+    account_alias: str = ""
+    group_name: str = "Apps"
+    media_scope: str = "bucket"  # "bucket" (least privilege, default) or "all" (the runbook's)
+    team: tuple[TeamMember, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["team"] = [asdict(member) for member in self.team]
+        return data
+
+
+class SpecError(Exception):
+    """The spec is not valid; `errors` maps each field (team.N.field for members) to its messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors.items()))
+
+
+_FIELDS = {
+    "customer",
+    "account_id",
+    "region",
+    "app_name",
+    "bucket",
+    "app_origin",
+    "ecr_repository",
+    "access",
+    "role_arn",
+    "external_id",
+    "account_alias",
+    "group_name",
+    "media_scope",
+    "team",
+}
+_REQUIRED = ("customer", "account_id", "region", "app_name", "bucket", "app_origin", "ecr_repository")
+
+
+def _text(data: dict, name: str, errors: dict, limit: int = 2048) -> str:
+    value = data.get(name, "")
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        errors.setdefault(name, []).append("Enter text.")
+        return ""
+    value = str(value).strip()
+    if len(value) > limit:
+        errors.setdefault(name, []).append(f"Keep this under {limit} characters.")
+        return ""
+    return value
+
+
+def _check(errors: dict, name: str, validator, *args) -> None:
+    try:
+        validator(*args)
+    except ValidationError as exc:
+        errors.setdefault(name, []).extend(exc.messages)
+
+
+def _parse_member(index: int, raw, errors: dict) -> TeamMember | None:
+    prefix = f"team.{index}."
+    if not isinstance(raw, dict):
+        errors.setdefault(f"team.{index}", []).append("A team member is an object with email, role, policy, console.")
+        return None
+    local: dict[str, list[str]] = {}
+    email = _text(raw, "email", local, 254).lower()
+    if not email:
+        local.setdefault("email", []).append("Enter the member's work email.")
+    else:
+        _check(local, "email", validate_email, email)
+        if "email" not in local:
+            _check(local, "email", validate_iam_user_name, email)
+    role = _text(raw, "role", local, 20) or "member"
+    if role not in {"tech_lead", "member"}:
+        local.setdefault("role", []).append("The role is tech_lead or member.")
+    policy = _text(raw, "policy", local, 128)
+    if role == "tech_lead":
+        policy = ""
+    elif policy not in MEMBER_POLICY_NAMES:
+        local.setdefault("policy", []).append("Choose one of the listed AWS managed policies, or none.")
+    console = raw.get("console", True)
+    if not isinstance(console, bool):
+        local.setdefault("console", []).append("Console access is true or false.")
+    for name, messages in local.items():
+        errors.setdefault(prefix + name, []).extend(messages)
+    if local:
+        return None
+    return TeamMember(email=email, role=role, policy=policy, console=console)
+
+
+def spec_parse(data) -> Spec:
+    """Validate raw spec data (from JSON or a form) and return a Spec, or raise SpecError."""
+    if not isinstance(data, dict):
+        raise SpecError({"spec": ["The spec is a JSON object."]})
+    errors: dict[str, list[str]] = {}
+    unknown = sorted(str(k) for k in data if k not in _FIELDS)
+    if unknown:
+        errors["spec"] = [f"Unknown field(s): {', '.join(unknown)[:300]}."]
+    values = {name: _text(data, name, errors) for name in _FIELDS - {"team"}}
+    for name in _REQUIRED:
+        if not values[name] and name not in errors:
+            errors.setdefault(name, []).append("This field is required.")
+    v = values
+    v["customer"] = v["customer"][:200]
+    if v["account_id"]:
+        _check(errors, "account_id", validate_account_id, v["account_id"])
+    if v["region"]:
+        _check(errors, "region", validate_region, v["region"])
+    if v["app_name"]:
+        _check(errors, "app_name", validate_iam_user_name, v["app_name"])
+    if v["bucket"]:
+        _check(errors, "bucket", validate_bucket_name, v["bucket"])
+    if v["app_origin"]:
+        _check(errors, "app_origin", validate_origin, v["app_origin"])
+        v["app_origin"] = normalize_origin(v["app_origin"])
+    if v["ecr_repository"]:
+        _check(errors, "ecr_repository", validate_ecr_name, v["ecr_repository"])
+    if v["account_alias"]:
+        _check(errors, "account_alias", validate_account_alias, v["account_alias"])
+    v["group_name"] = v["group_name"] or "Apps"
+    _check(errors, "group_name", validate_group_name, v["group_name"])
+    v["access"] = v["access"] or "role"
+    if v["access"] not in {"role", "keys"}:
+        errors.setdefault("access", []).append(
+            "Onramp reaches the account by a role (role) or an IAM user's keys (keys)."
+        )
+    elif v["access"] == "role":
+        if not v["role_arn"]:
+            errors.setdefault("role_arn", []).append("Enter the role Onramp assumes in the customer's account.")
+        else:
+            _check(errors, "role_arn", validate_role_arn, v["role_arn"], v["account_id"] or None)
+        if not v["external_id"]:
+            errors.setdefault("external_id", []).append("Enter the external id of the role's trust policy.")
+        else:
+            _check(errors, "external_id", validate_external_id, v["external_id"])
+    v["media_scope"] = v["media_scope"] or "bucket"
+    if v["media_scope"] not in {"bucket", "all"}:
+        errors.setdefault("media_scope", []).append("The MediaManagement scope is bucket (this bucket only) or all.")
+
+    raw_team = data.get("team", [])
+    team: list[TeamMember] = []
+    if raw_team is None:
+        raw_team = []
+    if not isinstance(raw_team, list):
+        errors.setdefault("team", []).append("The team is a list of members.")
+        raw_team = []
+    elif len(raw_team) > MAX_TEAM:
+        errors.setdefault("team", []).append(f"At most {MAX_TEAM} team members per onboarding.")
+        raw_team = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_team):
+        member = _parse_member(index, raw, errors)
+        if member is None:
+            continue
+        if member.email in seen:
+            errors.setdefault(f"team.{index}.email", []).append("This email is already in the team.")
+            continue
+        if member.email == v["app_name"].lower():
+            errors.setdefault(f"team.{index}.email", []).append("This email is the app's IAM user name.")
+            continue
+        seen.add(member.email)
+        team.append(member)
+    if errors:
+        raise SpecError(errors)
+    if v["access"] == "keys":
+        v["role_arn"] = v["external_id"] = ""
+    return Spec(team=tuple(team), **{name: v[name] for name in _FIELDS - {"team"}})
+
+
+def spec_from_json(data: dict) -> Spec:
+    """Rebuild a Spec stored on a Run (already validated)."""
+    return spec_parse(data)

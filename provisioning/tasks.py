@@ -1,0 +1,45 @@
+"""Thin Celery tasks: ids in, the services in provisioning.runs and vault do the work."""
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import InterfaceError, OperationalError
+
+from provisioning import runs, vault
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    ignore_result=True,
+    max_retries=20,
+    # The database restarting under a worker: reconnect and try again, with backoff.
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+)
+def step_run(self, step_id: int) -> None:
+    """Run one step. AWS retries (bounded by the step's attempts) are decided by the service."""
+    try:
+        outcome = runs.step_execute(step_id=step_id)
+    except SoftTimeLimitExceeded:
+        # The sweeper will find the step still running and put it back.
+        return
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+
+
+@shared_task(ignore_result=True)
+def runs_sweep() -> None:
+    runs.runs_sweep()
+
+
+@shared_task(ignore_result=True)
+def credentials_expire() -> None:
+    vault.credentials_expire()
+
+
+@shared_task
+def ping(value: int) -> int:
+    """A trivial task: proves the web → Redis → worker path (used by /healthz and a test)."""
+    return value + 1

@@ -1,0 +1,19 @@
+from django.urls import path
+
+from provisioning import views, views_audit
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("onboard/", views.onboard, name="onboard"),
+    path("onboard/preview/", views.onboard_preview, name="onboard_preview"),
+    path("runs/<uuid:run_id>/", views.run_detail, name="run_detail"),
+    path("runs/<uuid:run_id>/live/", views.run_live, name="run_live"),
+    path("runs/<uuid:run_id>/retry/", views.run_retry_view, name="run_retry"),
+    path("runs/<uuid:run_id>/cancel/", views.run_cancel_view, name="run_cancel"),
+    path("runs/<uuid:run_id>/new-key/", views.rotate_start_view, name="rotate_start"),
+    path("credentials/<uuid:credential_id>/", views.credential_detail, name="credential_detail"),
+    path("credentials/<uuid:credential_id>/reveal/", views.credential_reveal_view, name="credential_reveal"),
+    path("credentials/<uuid:credential_id>/remove-old-key/", views.rotate_finish_view, name="rotate_finish"),
+    path("audit/", views_audit.audit_history, name="audit_history"),
+]

@@ -1,0 +1,385 @@
+"""Function views: thin, they check who may act and call the services."""
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
+from django.db import connection, transaction
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils.text import slugify
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from portal.celery import app as celery_app
+from provisioning import documents, vault
+from provisioning.audit import audit_record
+from provisioning.aws import AwsError
+from provisioning.forms import OnboardingForm, TeamFormSet, onboarding_validate
+from provisioning.models import AuditEvent, Credential, Customer, Run
+from provisioning.permissions import (
+    get_credential_for_user,
+    get_run_for_user,
+    may_manage_run,
+    portal_user_required,
+)
+from provisioning.plan import plan_branches, plan_build
+from provisioning.rotation import RotationError, access_key_rotate_finish, access_key_rotate_start
+from provisioning.runs import RunConflict, RunStateError, run_cancel, run_create, run_retry
+from provisioning.spec import spec_parse
+
+DRAFT = "onboarding_draft"
+
+
+@login_not_required
+@require_GET
+@never_cache
+def healthz(request):
+    """200 when the database and the broker answer, 503 naming the one that does not."""
+    checks = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"down: {type(exc).__name__}"
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+            conn.default_channel.client.ping()
+        checks["broker"] = "ok"
+    except Exception as exc:
+        checks["broker"] = f"down: {type(exc).__name__}"
+    ok = all(value == "ok" for value in checks.values())
+    return JsonResponse({"status": "ok" if ok else "down", **checks}, status=200 if ok else 503)
+
+
+@portal_user_required
+def home(request):
+    runs = Run.objects.select_related("customer", "started_by").order_by("-created_at")[:50]
+    return render(request, "provisioning/home.html", {"runs": runs})
+
+
+def _customer_defaults() -> list[dict]:
+    return [
+        {
+            "id": c.pk,
+            "slug": c.slug,
+            "account_id": c.aws_account_id,
+            "region": c.default_region,
+            "alias": c.account_alias,
+            "access": c.connection,
+            "role_arn": c.role_arn,
+            "external_id": c.external_id,
+        }
+        for c in Customer.objects.filter(is_active=True)
+    ]
+
+
+@portal_user_required
+@require_http_methods(["GET", "POST"])
+def onboard(request):
+    draft = request.session.get(DRAFT)
+    if request.method == "POST":
+        form = OnboardingForm(request.POST)
+        formset = TeamFormSet(request.POST, prefix="team")
+        spec = onboarding_validate(form, formset)
+        if spec is not None:
+            customer = form.cleaned_data.get("customer")
+            keys = None
+            if spec.access == "keys" and form.cleaned_data.get("secret_access_key"):
+                keys = {
+                    "access_key_id": form.cleaned_data["access_key_id"],
+                    "secret_ciphertext": vault.encrypt(form.cleaned_data["secret_access_key"]),
+                }
+            raw = {k: v for k, v in request.POST.items() if k not in ("csrfmiddlewaretoken", "secret_access_key")}
+            request.session[DRAFT] = {
+                "spec": spec.to_json(),
+                "customer_id": customer.pk if customer else None,
+                "keys": keys,
+                "form": raw,
+            }
+            audit_record(
+                action="onboarding.submitted",
+                actor=request.user,
+                customer=customer,
+                target=spec.app_name,
+                details={"spec": spec.to_json()},
+            )
+            return redirect("onboard_preview")
+    elif request.GET.get("edit") and draft:
+        form = OnboardingForm(draft["form"])
+        formset = TeamFormSet(draft["form"], prefix="team")
+        form.is_valid(), formset.is_valid()
+    else:
+        initial = {}
+        customer_id = request.GET.get("customer")
+        if customer_id and customer_id.isdigit():
+            customer = Customer.objects.filter(pk=customer_id, is_active=True).first()
+            if customer is not None:
+                initial = {
+                    "customer": customer,
+                    "account_id": customer.aws_account_id,
+                    "region": customer.default_region,
+                    "account_alias": customer.account_alias,
+                    "access": customer.connection,
+                    "role_arn": customer.role_arn,
+                    "external_id": customer.external_id,
+                }
+        form = OnboardingForm(initial=initial)
+        formset = TeamFormSet(prefix="team")
+    return render(
+        request, "provisioning/onboard.html", {"form": form, "formset": formset, "customers": _customer_defaults()}
+    )
+
+
+@portal_user_required
+@require_http_methods(["GET", "POST"])
+def onboard_preview(request):
+    draft = request.session.get(DRAFT)
+    if not draft:
+        messages.info(request, "Fill the onboarding form first.")
+        return redirect("onboard")
+    spec = spec_parse(draft["spec"])
+    if request.method == "POST":
+        try:
+            run = _confirm(request, spec, draft)
+        except RunConflict as exc:
+            messages.error(request, str(exc))
+            return redirect("run_detail", run_id=exc.active.pk)
+        del request.session[DRAFT]
+        return redirect("run_detail", run_id=run.pk)
+    steps = plan_build(spec)
+    for step in steps:
+        step.pretty = {name: json.dumps(doc, indent=2) for name, doc in step.documents.items()}
+    return render(
+        request,
+        "provisioning/preview.html",
+        {
+            "spec": spec,
+            "branches": plan_branches(steps),
+            "step_count": len(steps),
+            "sign_in_url": documents.sign_in_url(account_id=spec.account_id, alias=spec.account_alias),
+            "cli": "\n".join(line for step in steps for line in step.cli),
+        },
+    )
+
+
+def _confirm(request, spec, draft) -> Run:
+    with transaction.atomic():
+        customer = (
+            Customer.objects.select_for_update().filter(pk=draft.get("customer_id")).first()
+            if draft.get("customer_id")
+            else None
+        )
+        if customer is None:
+            customer = Customer.objects.filter(aws_account_id=spec.account_id).first()
+        if customer is None:
+            base = slugify(spec.customer)[:70] or "customer"
+            slug, n = base, 1
+            while Customer.objects.filter(slug=slug).exists():
+                n += 1
+                slug = f"{base}-{n}"
+            customer = Customer.objects.create(
+                name=spec.customer,
+                slug=slug,
+                aws_account_id=spec.account_id,
+                default_region=spec.region,
+                account_alias=spec.account_alias,
+                connection=spec.access,
+                role_arn=spec.role_arn,
+                external_id=spec.external_id or Customer._meta.get_field("external_id").default(),
+            )
+            audit_record(
+                action="customer.created",
+                actor=request.user,
+                customer=customer,
+                target=customer.name,
+                details={
+                    "fields": [
+                        "name",
+                        "aws_account_id",
+                        "default_region",
+                        "account_alias",
+                        "connection",
+                        "role_arn",
+                        "external_id",
+                    ],
+                    "via": "onboarding form",
+                },
+            )
+        else:
+            changed = {}
+            for field, value in (
+                ("connection", spec.access),
+                ("role_arn", spec.role_arn),
+                ("external_id", spec.external_id),
+            ):
+                if value and getattr(customer, field) != value:
+                    setattr(customer, field, value)
+                    changed[field] = value
+            if changed:
+                customer.save(update_fields=[*changed, "updated_at"])
+                audit_record(
+                    action="customer.changed",
+                    actor=request.user,
+                    customer=customer,
+                    target=customer.name,
+                    details={"fields": sorted(changed), "via": "onboarding form"},
+                )
+        keys = draft.get("keys")
+        if keys:
+            customer.access_key_id = keys["access_key_id"]
+            customer.secret_access_key_ciphertext = keys["secret_ciphertext"]
+            customer.save(update_fields=["access_key_id", "secret_access_key_ciphertext", "updated_at"])
+            audit_record(
+                action="customer.changed",
+                actor=request.user,
+                customer=customer,
+                target=customer.name,
+                details={"fields": ["access_key_id", "secret_access_key (replaced)"]},
+            )
+        return run_create(spec=spec, customer=customer, user=request.user)
+
+
+def _run_context(request, run: Run) -> dict:
+    steps = list(run.steps.all())
+    manage = may_manage_run(request.user, run)
+    credentials = list(run.credentials.select_related("revealed_by").order_by("created_at")) if manage else []
+    return {
+        "run": run,
+        "steps": steps,
+        "done_count": sum(1 for s in steps if s.state in ("succeeded", "adopted")),
+        "manage": manage,
+        "credentials": credentials,
+        "refused": [c for c in credentials if c.refused_attempts],
+        "can_rotate": manage
+        and run.status == Run.Status.SUCCEEDED
+        and not any(c.kind == Credential.Kind.ACCESS_KEY and c.state == Credential.State.SEALED for c in credentials),
+    }
+
+
+@portal_user_required
+@require_GET
+def run_detail(request, run_id):
+    run = get_run_for_user(request, run_id)
+    return render(request, "provisioning/run.html", _run_context(request, run))
+
+
+@portal_user_required
+@require_GET
+def run_live(request, run_id):
+    """The part of the run page that htmx polls while the run is in progress."""
+    run = get_run_for_user(request, run_id)
+    return render(request, "provisioning/_run_live.html", _run_context(request, run))
+
+
+@portal_user_required
+@require_POST
+def run_retry_view(request, run_id):
+    run = get_run_for_user(request, run_id, manage=True)
+    try:
+        run_retry(run=run, user=request.user)
+        messages.success(request, "Retrying the failed steps.")
+    except (RunStateError, RunConflict) as exc:
+        messages.error(request, str(exc))
+    return redirect("run_detail", run_id=run.pk)
+
+
+@portal_user_required
+@require_POST
+def run_cancel_view(request, run_id):
+    run = get_run_for_user(request, run_id, manage=True)
+    try:
+        run_cancel(run=run, user=request.user)
+        messages.success(request, "Run cancelled. Steps already running finish their current AWS call.")
+    except RunStateError as exc:
+        messages.error(request, str(exc))
+    return redirect("run_detail", run_id=run.pk)
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = "no-store, max-age=0"
+    response["Pragma"] = "no-cache"
+    return response
+
+
+@portal_user_required
+@require_GET
+def credential_detail(request, credential_id):
+    """GET never reveals: it offers the reveal button, or says who revealed it (410 Gone)."""
+    credential = get_credential_for_user(request, credential_id)
+    status = 200 if credential.state == Credential.State.SEALED else 410
+    return _no_store(render(request, "provisioning/credential.html", {"credential": credential}, status=status))
+
+
+@portal_user_required
+@require_POST
+def credential_reveal_view(request, credential_id):
+    credential = get_credential_for_user(request, credential_id)
+    revealed = vault.credential_reveal(credential_id=credential.pk, user=request.user)
+    credential = revealed.credential
+    if revealed.secret is None:
+        return _no_store(
+            render(request, "provisioning/credential.html", {"credential": credential, "refused": True}, status=410)
+        )
+    env_block = ""
+    if credential.kind == Credential.Kind.ACCESS_KEY:
+        env_block = (
+            f"AWS_ACCESS_KEY_ID={credential.access_key_id}\n"
+            f"AWS_SECRET_ACCESS_KEY={revealed.secret}\n"
+            f"AWS_REGION={credential.region}\n"
+            f"AWS_S3_BUCKET={credential.bucket}\n"
+        )
+    return _no_store(
+        render(
+            request,
+            "provisioning/credential_revealed.html",
+            {
+                "credential": credential,
+                "secret": revealed.secret,
+                "env_block": env_block,
+            },
+        )
+    )
+
+
+@portal_user_required
+@require_POST
+def rotate_start_view(request, run_id):
+    run = get_run_for_user(request, run_id, manage=True)
+    if run.status != Run.Status.SUCCEEDED:
+        messages.error(request, "A new key can be issued once the run has succeeded.")
+        return redirect("run_detail", run_id=run.pk)
+    try:
+        credential = access_key_rotate_start(run=run, user=request.user)
+    except AwsError as exc:
+        messages.error(request, str(exc))
+        return redirect("run_detail", run_id=run.pk)
+    messages.success(
+        request, f"New key {credential.access_key_id} issued. Reveal it, put it in the app, then remove the old key."
+    )
+    return redirect("credential_detail", credential_id=credential.pk)
+
+
+@portal_user_required
+@require_POST
+def rotate_finish_view(request, credential_id):
+    credential = get_credential_for_user(request, credential_id)
+    try:
+        access_key_rotate_finish(credential=credential, user=request.user)
+        messages.success(request, f"The old key {credential.replaces_access_key_id} was deactivated and deleted.")
+    except (RotationError, AwsError) as exc:
+        messages.error(request, str(exc))
+    return redirect("run_detail", run_id=credential.run_id)
+
+
+def forbidden(request, exception=None):
+    audit_record(
+        action="access.denied",
+        actor=request.user,
+        outcome=AuditEvent.Outcome.REFUSED,
+        error_code="Forbidden",
+        target=request.path[:500],
+    )
+    return render(request, "403.html", {"message": str(exception or "")}, status=403)

@@ -1,0 +1,146 @@
+"""Shared fixtures: the sandbox AWS, a real Celery worker on Redis, and the people.
+
+alice is a tech lead who starts runs, bob is another tech lead, charlie is in no group and
+must see nothing, dana is an Admin.
+"""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.contrib.auth.models import Group, User
+from django.test import override_settings
+
+from portal.celery import app as celery_app
+from provisioning.aws import run_accounts
+from provisioning.models import Customer, Run
+from provisioning.runs import run_create
+from provisioning.spec import spec_parse
+from tests.sandbox import Sandbox
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM beside Playwright's sync API
+ARTIFACTS = Path(__file__).parent / "artifacts"
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """moto's server, once per test session, reset before each test that uses it."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    server = Sandbox(log=ARTIFACTS / "moto.log").start()
+    settings_override = override_settings(AWS_ENDPOINT_URL=server.url)
+    settings_override.enable()
+    yield server
+    settings_override.disable()
+    server.stop()
+
+
+@pytest.fixture
+def aws(sandbox):
+    sandbox.reset()
+    yield sandbox
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, sandbox):
+    """A real Celery worker (threads, like a small prefork) consuming from Redis."""
+    celery_app.control.purge()
+    with (
+        django_db_blocker.unblock(),
+        start_worker(
+            celery_app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=30
+        ) as worker,
+    ):
+        yield worker
+
+
+@pytest.fixture
+def worker(celery_worker, transactional_db, aws):
+    """Per test: a clean sandbox and database, and the session's worker."""
+    run_accounts._items.clear()
+    yield celery_worker
+
+
+def _user(username: str, group: str | None, **extra) -> User:
+    user = User.objects.create_user(username=username, email=f"{username}@agency.example", password=PASSWORD, **extra)
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def alice(db):
+    return _user("alice", "Tech leads", is_staff=True)
+
+
+@pytest.fixture
+def bob(db):
+    return _user("bob", "Tech leads", is_staff=True)
+
+
+@pytest.fixture
+def charlie(db):
+    return _user("charlie", None)
+
+
+@pytest.fixture
+def dana(db):
+    return _user("dana", "Admins", is_staff=True)
+
+
+CUSTOMER_ACCOUNT = "111122223333"
+
+
+def spec_data(**overrides) -> dict:
+    data = {
+        "customer": "Acme Corp",
+        "account_id": CUSTOMER_ACCOUNT,
+        "region": "us-west-2",
+        "access": "role",
+        "role_arn": f"arn:aws:iam::{overrides.get('account_id', CUSTOMER_ACCOUNT)}:role/OnrampAccess",
+        "external_id": "acme-external-id-0123456789",
+        "account_alias": "acme-corp",
+        "app_name": "acme-app",
+        "bucket": "acme-app-media",
+        "app_origin": "https://acme-app.herokuapp.com",
+        "ecr_repository": "acme-app",
+        "media_scope": "bucket",
+        "team": [
+            {"email": "lead@agency.example", "role": "tech_lead", "console": True},
+            {"email": "dev@agency.example", "role": "member", "policy": "ReadOnlyAccess", "console": False},
+        ],
+    }
+    data.update(overrides)
+    return data
+
+
+def customer_for(data: dict) -> Customer:
+    customer, _ = Customer.objects.get_or_create(
+        aws_account_id=data["account_id"],
+        defaults={
+            "name": data["customer"],
+            "slug": f"c-{data['account_id']}",
+            "default_region": data["region"],
+            "role_arn": data.get("role_arn", ""),
+            "external_id": data.get("external_id") or "x" * 32,
+        },
+    )
+    return customer
+
+
+def start_run(user, **overrides) -> Run:
+    data = spec_data(**overrides)
+    return run_create(spec=spec_parse(data), customer=customer_for(data), user=user)
+
+
+def wait_for_run(run: Run, timeout: float = 90) -> Run:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if not run.is_active:
+            return run
+        time.sleep(0.1)
+    states = {s.key: s.state for s in run.steps.all()}
+    raise AssertionError(f"run still {run.status} after {timeout} s: {states}")
