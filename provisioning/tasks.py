@@ -39,7 +39,7 @@ def credentials_expire() -> None:
     vault.credentials_expire()
 
 
-@shared_task
+@shared_task(ignore_result=False)
 def ping(value: int) -> int:
     """A trivial task: proves the web → Redis → worker path (used by /healthz and a test)."""
     return value + 1
