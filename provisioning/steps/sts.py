@@ -5,9 +5,12 @@ from provisioning.spec import Spec
 from provisioning.steps.base import StepContext, StepFailed, StepResult
 
 
-def preflight(ctx: StepContext, spec: Spec) -> StepResult:
+def identity_check(*, sts, account_id: str) -> dict:
+    """Who the credentials are, refusing root and any account but `account_id`: {"arn", "account"}.
+
+    Shared by the preflight step and the admin's "Check connection", so both refuse the same things."""
     try:
-        identity = ctx.client("sts").get_caller_identity()
+        identity = sts.get_caller_identity()
     except Exception as exc:
         raise error_translate(exc, doing="Checking who Onramp is in the account") from None
     arn, account = identity["Arn"], identity["Account"]
@@ -17,10 +20,15 @@ def preflight(ctx: StepContext, spec: Spec) -> StepResult:
             "(recommended) or an IAM user's keys instead.",
             code="RootCredentials",
         )
-    if account != spec.account_id:
+    if account != account_id:
         raise StepFailed(
-            f"These credentials reach account {account}, not the customer's account {spec.account_id}. "
+            f"These credentials reach account {account}, not the customer's account {account_id}. "
             "Check the role ARN or the stored keys.",
             code="WrongAccount",
         )
-    return StepResult(adopted=False, outputs={"arn": arn, "account": account, "via": ctx.account.how})
+    return {"arn": arn, "account": account}
+
+
+def preflight(ctx: StepContext, spec: Spec) -> StepResult:
+    identity = identity_check(sts=ctx.client("sts"), account_id=spec.account_id)
+    return StepResult(adopted=False, outputs={**identity, "via": ctx.account.how})
