@@ -1,20 +1,342 @@
-"""Django admin: customers for Admins; runs and audit read-only for everyone."""
+"""Django admin: customers for Admins (Tech leads read-only); runs, steps, credentials and audit
+read-only for everyone. Thin: the documents, the connection check and the audited save live in
+provisioning.customers."""
 
-from django.contrib import admin
+import json
 
-from provisioning.models import AuditEvent, Customer, Run
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from provisioning import customers
+from provisioning.models import AuditEvent, Credential, Customer, Run, StepRun
+from provisioning.permissions import is_admin
+
+MAX_CHECKS = 20  # a connection check is a few AWS calls made in the request
+
+
+class CustomerAdminForm(forms.ModelForm):
+    # Write-only: never rendered back (render_value=False), stored only as vault ciphertext.
+    secret_access_key = forms.CharField(
+        label="Secret access key",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Only for the “access keys” connection. Type it to set or replace the stored secret; "
+        "leave empty to keep it. It is encrypted at once and never shown again.",
+    )
+
+    class Meta:
+        model = Customer
+        fields = (
+            "name",
+            "slug",
+            "aws_account_id",
+            "default_region",
+            "account_alias",
+            "connection",
+            "role_arn",
+            "access_key_id",
+            "contacts",
+            "notes",
+            "is_active",
+        )
+
+    def clean(self):
+        cleaned = super().clean()
+        secret = cleaned.get("secret_access_key")
+        key_id = cleaned.get("access_key_id")
+        if secret and not key_id:
+            self.add_error("access_key_id", "Give the access key id that goes with this secret.")
+        if cleaned.get("connection") == Customer.Connection.KEYS:
+            stored = bool(self.instance.pk and self.instance.secret_access_key_ciphertext)
+            if not key_id:
+                self.add_error("access_key_id", "The “access keys” connection needs an access key id.")
+            if not (secret or stored):
+                self.add_error("secret_access_key", "The “access keys” connection needs the secret access key.")
+        return cleaned
+
+
+class LastRunStatusFilter(admin.SimpleListFilter):
+    title = "last run status"
+    parameter_name = "last_run"
+    NEVER = "never"
+
+    def lookups(self, request, model_admin):
+        return [*Run.Status.choices, (self.NEVER, "Never run")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == self.NEVER:
+            return queryset.filter(last_run_status__isnull=True)
+        if value in Run.Status.values:
+            return queryset.filter(last_run_status=value)
+        return queryset
+
+
+class CustomerRunInline(admin.TabularInline):
+    model = Run
+    fields = ("run_link", "status", "started_by", "created_at", "started_at", "finished_at")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    verbose_name_plural = "Runs"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("started_by")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Run")
+    def run_link(self, run):
+        return format_html('<a href="{}">{}</a>', reverse("run_detail", args=[run.pk]), run.short_id)
 
 
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    list_display = ("name", "aws_account_id", "default_region", "account_alias", "is_active")
+    form = CustomerAdminForm
+    list_display = (
+        "name",
+        "aws_account_id",
+        "account_alias",
+        "default_region",
+        "connection",
+        "is_active",
+        "last_run_at",
+        "last_run_status_display",
+    )
     search_fields = ("name", "aws_account_id", "account_alias")
-    list_filter = ("is_active", "default_region")
+    list_filter = ("is_active", "default_region", LastRunStatusFilter)
     prepopulated_fields = {"slug": ("name",)}
-    exclude = ("access_key_id",)
+    inlines = (CustomerRunInline,)
+    actions = ("check_connection", "start_onboarding")
+    readonly_fields = (
+        "external_id_display",
+        "stored_secret",
+        "trust_policy",
+        "cloudformation_link",
+        "resources",
+        "links",
+        "created_at",
+        "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "aws_account_id", "default_region", "account_alias", "is_active")}),
+        (
+            "How Onramp reaches the account",
+            {
+                "fields": (
+                    "connection",
+                    "role_arn",
+                    "external_id_display",
+                    "trust_policy",
+                    "cloudformation_link",
+                    "access_key_id",
+                    "stored_secret",
+                    "secret_access_key",
+                )
+            },
+        ),
+        ("People and notes", {"fields": ("contacts", "notes")}),
+        ("What Onramp did here", {"fields": ("resources", "links", "created_at", "updated_at")}),
+    )
+
+    # --- Who may do what: Admins change, Tech leads (view permission) look ---
+
+    def has_add_permission(self, request):
+        return is_admin(request.user) and super().has_add_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return is_admin(request.user) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return is_admin(request.user) and super().has_delete_permission(request, obj)
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        # Read-only viewers get no secret input at all (there is nothing to show in it anyway).
+        return [
+            (name, {**opts, "fields": tuple(f for f in opts["fields"] if f != customers.SECRET_FIELD)})
+            for name, opts in fieldsets
+        ]
+
+    def get_queryset(self, request):
+        return customers.customers_with_last_run(super().get_queryset(request))
+
+    # --- Columns and read-only fields ---
+
+    @admin.display(description="last run", ordering="last_run_at", empty_value="never")
+    def last_run_at(self, customer):
+        return customer.last_run_at
+
+    @admin.display(description="last run status", ordering="last_run_status", empty_value="—")
+    def last_run_status_display(self, customer):
+        status = getattr(customer, "last_run_status", None)
+        return Run.Status(status).label if status else None
+
+    @admin.display(description="External id")
+    def external_id_display(self, customer):
+        # An unsaved form's instance holds a default that is not the one the save will generate.
+        return customer.external_id if customer.pk else "Generated when you save (random, 40 characters)."
+
+    @admin.display(description="Stored secret access key")
+    def stored_secret(self, customer):
+        # Only whether one is stored: the value never leaves the vault here.
+        return "stored (encrypted)" if customer.secret_access_key_ciphertext else "none"
+
+    @admin.display(description="Trust policy for the role (paste into the role's trust relationships)")
+    def trust_policy(self, customer):
+        if not customer.pk:
+            return "Shown once the customer is saved (it names the external id generated then)."
+        document = customers.trust_policy_document(
+            portal_account_id=settings.PORTAL_AWS_ACCOUNT_ID, external_id=customer.external_id
+        )
+        return format_html("<pre>{}</pre>", json.dumps(document, indent=2))
+
+    @admin.display(description="CloudFormation")
+    def cloudformation_link(self, customer):
+        if not customer.pk:
+            return "Available once the customer is saved."
+        url = reverse("admin:provisioning_customer_cloudformation", args=[customer.pk])
+        return format_html(
+            '<a href="{}" download>Download the template</a> — creates the role “{}” with this trust policy '
+            "and only the permissions Onramp's steps use (deploy with CAPABILITY_NAMED_IAM).",
+            url,
+            customers.ROLE_NAME,
+        )
+
+    @admin.display(description="Resources Onramp created or adopted")
+    def resources(self, customer):
+        if not customer.pk:
+            return "—"
+        rows = customers.customer_resources(customer=customer)
+        if not rows:
+            return "None yet."
+        body = format_html_join(
+            "",
+            '<tr><td>{}</td><td>{}</td><td>{}</td><td><a href="{}">{}</a></td></tr>',
+            ((r.kind, r.name, r.arn, reverse("run_detail", args=[r.run_id]), str(r.run_id)[:8]) for r in rows),
+        )
+        return format_html(
+            "<table><thead><tr><th>Kind</th><th>Name</th><th>ARN</th><th>Run</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            body,
+        )
+
+    @admin.display(description="Links")
+    def links(self, customer):
+        if not customer.pk:
+            return "—"
+        return format_html(
+            '<a href="{}?customer={}">Audit history</a> · <a href="{}?customer={}">Start onboarding</a>',
+            reverse("audit_history"),
+            customer.pk,
+            reverse("onboard"),
+            customer.pk,
+        )
+
+    # --- The CloudFormation download ---
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/cloudformation/",
+                self.admin_site.admin_view(self.cloudformation_view),
+                name="provisioning_customer_cloudformation",
+            ),
+            *super().get_urls(),
+        ]
+
+    def cloudformation_view(self, request, object_id):
+        customer = self.get_object(request, object_id)
+        if customer is None:
+            raise Http404("No such customer.")
+        if not self.has_view_permission(request, customer):
+            raise PermissionDenied
+        template = customers.cloudformation_template(
+            customer_name=customer.name,
+            portal_account_id=settings.PORTAL_AWS_ACCOUNT_ID,
+            external_id=customer.external_id,
+        )
+        response = JsonResponse(template, json_dumps_params={"indent": 2})
+        response["Content-Disposition"] = f'attachment; filename="onramp-access-{customer.slug}.json"'
+        return response
+
+    # --- Saving: the secret through the vault, every change audited ---
+
+    def save_model(self, request, obj, form, change):
+        customers.customer_save(
+            customer=obj,
+            user=request.user,
+            created=not change,
+            changed=list(form.changed_data),
+            secret_access_key=form.cleaned_data.get(customers.SECRET_FIELD) or "",
+        )
+
+    def delete_model(self, request, obj):
+        customers.customer_delete(customer=obj, user=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for customer in queryset:
+            customers.customer_delete(customer=customer, user=request.user)
+
+    # --- Actions ---
+
+    @admin.action(description="Check connection", permissions=["change"])
+    def check_connection(self, request, queryset):
+        picked = list(queryset[: MAX_CHECKS + 1])
+        if len(picked) > MAX_CHECKS:
+            self.message_user(request, f"Check at most {MAX_CHECKS} customers at a time.", messages.WARNING)
+            return
+        for customer in picked:
+            result = customers.customer_check_connection(customer=customer, user=request.user)
+            self.message_user(request, result.message, messages.SUCCESS if result.ok else messages.ERROR)
+
+    @admin.action(description="Start onboarding", permissions=["view"])
+    def start_onboarding(self, request, queryset):
+        picked = list(queryset[:2])
+        if len(picked) != 1:
+            self.message_user(request, "Pick exactly one customer to onboard.", messages.WARNING)
+            return None
+        return redirect(f"{reverse('onboard')}?customer={picked[0].pk}")
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    """What the engine writes is looked at here, never edited."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class StepRunInline(admin.TabularInline):
+    model = StepRun
+    fields = ("position", "key", "state", "attempts", "started_at", "finished_at", "error_code", "outputs")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
     def has_add_permission(self, request, obj=None):
         return False
 
@@ -27,11 +349,45 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Run)
 class RunAdmin(ReadOnlyAdmin):
-    list_display = ("id", "customer", "status", "started_by", "created_at")
+    list_display = ("id", "customer", "status", "started_by", "created_at", "finished_at")
     list_filter = ("status",)
+    list_select_related = ("customer", "started_by")
+    search_fields = ("customer__name", "customer__aws_account_id")
+    inlines = (StepRunInline,)
+
+
+@admin.register(StepRun)
+class StepRunAdmin(ReadOnlyAdmin):
+    list_display = ("key", "run", "state", "attempts", "finished_at")
+    list_filter = ("state",)
+    list_select_related = ("run__customer",)
+
+
+@admin.register(Credential)
+class CredentialAdmin(ReadOnlyAdmin):
+    # `ciphertext` is deliberately absent from every list here.
+    list_display = ("user_name", "kind", "customer", "state", "issued_to", "created_at", "expires_at")
+    list_filter = ("kind", "state")
+    list_select_related = ("customer", "issued_to")
+    fields = (
+        "kind",
+        "state",
+        "customer",
+        "run",
+        "user_name",
+        "access_key_id",
+        "issued_to",
+        "created_at",
+        "expires_at",
+        "revealed_at",
+        "revealed_by",
+        "refused_attempts",
+    )
+    readonly_fields = fields
 
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "actor_label", "action", "outcome", "target")
+    list_display = ("created_at", "actor_label", "action", "outcome", "target", "customer_id")
     list_filter = ("outcome",)
+    search_fields = ("action", "actor_label", "target")
