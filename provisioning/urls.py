@@ -16,4 +16,6 @@ urlpatterns = [
     path("credentials/<uuid:credential_id>/reveal/", views.credential_reveal_view, name="credential_reveal"),
     path("credentials/<uuid:credential_id>/remove-old-key/", views.rotate_finish_view, name="rotate_finish"),
     path("audit/", views_audit.audit_history, name="audit_history"),
+    path("audit/<int:event_id>/", views_audit.audit_event_detail, name="audit_event_detail"),
+    path("audit/export.<str:fmt>", views_audit.audit_export, name="audit_export"),
 ]

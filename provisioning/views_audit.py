@@ -1,17 +1,173 @@
-"""The audit history page (filters, keyset pagination, export)."""
+"""The audit history page: filters, keyset pagination, one event's details, streamed export."""
 
+import json
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.http import Http404, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from provisioning.models import AuditEvent
+from provisioning.audit import audit_record
+from provisioning.history import (
+    KNOWN_ACTIONS,
+    AuditFilters,
+    Cursor,
+    audit_events_filter,
+    audit_export_csv,
+    audit_export_jsonl,
+    audit_page,
+)
+from provisioning.models import AuditEvent, Customer
 from provisioning.permissions import portal_user_required
+
+_DATE = forms.DateInput(attrs={"type": "date"})
+
+
+class AuditFilterForm(forms.Form):
+    customer = forms.ModelChoiceField(
+        queryset=Customer.objects.order_by("name"), to_field_name="slug", required=False, empty_label="Any customer"
+    )
+    actor = forms.ModelChoiceField(
+        queryset=get_user_model().objects.order_by("username"),
+        to_field_name="username",
+        required=False,
+        empty_label="Anyone",
+        help_text="Includes the worker acting for this person.",
+    )
+    action = forms.CharField(
+        max_length=100,
+        required=False,
+        widget=forms.TextInput(attrs={"list": "audit-actions", "autocomplete": "off", "spellcheck": "false"}),
+        help_text="Exact, or a prefix ending in * (aws.iam.*).",
+    )
+    outcome = forms.ChoiceField(choices=[("", "Any outcome"), *AuditEvent.Outcome.choices], required=False)
+    since = forms.DateField(label="From (UTC day)", required=False, widget=_DATE)
+    until = forms.DateField(label="To (UTC day, included)", required=False, widget=_DATE)
+    q = forms.CharField(
+        label="Target contains",
+        max_length=200,
+        required=False,
+        widget=forms.TextInput(attrs={"type": "search", "autocomplete": "off", "spellcheck": "false"}),
+        help_text="User, bucket, repository, policy…",
+    )
+    run = forms.UUIDField(required=False, widget=forms.HiddenInput)
+    before = forms.CharField(max_length=40, required=False, widget=forms.HiddenInput)
+    after = forms.CharField(max_length=40, required=False, widget=forms.HiddenInput)
+
+    def _clean_cursor(self, name: str) -> Cursor | None:
+        text = self.cleaned_data.get(name, "")
+        cursor = Cursor.parse(text) if text else None
+        if text and cursor is None:
+            raise forms.ValidationError("Not a position in the history.")
+        return cursor
+
+    def clean_before(self) -> Cursor | None:
+        return self._clean_cursor("before")
+
+    def clean_after(self) -> Cursor | None:
+        return self._clean_cursor("after")
+
+    def clean(self):
+        data = super().clean()
+        since, until = data.get("since"), data.get("until")
+        if since and until and since > until:
+            self.add_error("until", "The end of the range is before its start.")
+        return data
+
+    def filters(self) -> AuditFilters:
+        data = self.cleaned_data
+        return AuditFilters(
+            customer_id=data["customer"].pk if data.get("customer") else None,
+            actor_id=data["actor"].pk if data.get("actor") else None,
+            action=data.get("action", "").strip(),
+            outcome=data.get("outcome", ""),
+            since=data.get("since"),
+            until=data.get("until"),
+            q=data.get("q", "").strip(),
+            run_id=data.get("run"),
+        )
+
+
+def _filters_read(request) -> tuple[AuditFilterForm, AuditFilters | None]:
+    form = AuditFilterForm(request.GET)
+    return form, form.filters() if form.is_valid() else None
+
+
+def _query_without(request, *names: str) -> str:
+    query = request.GET.copy()
+    for name in names:
+        query.pop(name, None)
+    return query.urlencode()
 
 
 @portal_user_required
 @require_GET
 def audit_history(request):
-    events = AuditEvent.objects.order_by("-id")
-    run_id = request.GET.get("run")
-    if run_id:
-        events = events.filter(run_id=run_id)
-    return render(request, "provisioning/audit.html", {"events": events[:100]})
+    form, filters = _filters_read(request)
+    page = None
+    if filters is not None:
+        page = audit_page(
+            events=audit_events_filter(filters=filters),
+            before=form.cleaned_data.get("before"),
+            after=form.cleaned_data.get("after"),
+        )
+    return render(
+        request,
+        "provisioning/audit.html",
+        {
+            "form": form,
+            "page": page,
+            "rows": [(e, page.customers.get(e.customer_id)) for e in page.events] if page else [],
+            "known_actions": KNOWN_ACTIONS,
+            "query": _query_without(request, "before", "after"),
+            "run_id": form.cleaned_data.get("run") if filters is not None else None,
+        },
+        status=200 if filters is not None else 400,
+    )
+
+
+@portal_user_required
+@require_GET
+def audit_event_detail(request, event_id: int):
+    event = AuditEvent.objects.filter(pk=event_id).first()
+    if event is None:
+        raise Http404("No such audit event.")
+    customer = Customer.objects.filter(pk=event.customer_id).first() if event.customer_id else None
+    return render(
+        request,
+        "provisioning/audit_event.html",
+        {
+            "event": event,
+            "customer": customer,
+            "details": json.dumps(event.details, indent=2, sort_keys=True),
+            # Only this event's own hash is checked here; verify_audit walks the whole chain.
+            "hash_matches": event.compute_hash() == event.hash,
+        },
+    )
+
+
+_EXPORTS = {
+    "csv": ("text/csv; charset=utf-8", audit_export_csv),
+    "jsonl": ("application/x-ndjson; charset=utf-8", audit_export_jsonl),
+}
+
+
+@portal_user_required
+@require_GET
+def audit_export(request, fmt: str):
+    """The whole filtered set (pagination ignored), streamed as it is read."""
+    if fmt not in _EXPORTS:
+        raise Http404("No such export format.")
+    form, filters = _filters_read(request)
+    if filters is None:
+        return HttpResponseBadRequest("Invalid filters: open the history page to see what is wrong.")
+    content_type, export = _EXPORTS[fmt]
+    # Reading the log in bulk is itself worth a line in it.
+    audit_record(action="audit.exported", actor=request.user, details={"format": fmt, **filters.as_details()})
+    response = StreamingHttpResponse(export(events=audit_events_filter(filters=filters)), content_type=content_type)
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = f'attachment; filename="onramp-audit-{stamp}.{fmt}"'
+    response["Cache-Control"] = "no-store"
+    return response
