@@ -227,9 +227,16 @@ def _text(data: dict, name: str, errors: dict, limit: int = 2048) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         errors.setdefault(name, []).append("Enter text.")
         return ""
-    value = str(value).strip()
+    try:
+        value = str(value).strip()
+    except ValueError:  # an int past Python's 4300-digit str() limit
+        errors.setdefault(name, []).append(f"Keep this under {limit} characters.")
+        return ""
     if len(value) > limit:
         errors.setdefault(name, []).append(f"Keep this under {limit} characters.")
+        return ""
+    if "\x00" in value:  # PostgreSQL cannot store NUL in text or jsonb
+        errors.setdefault(name, []).append("Remove the NUL character (\\x00).")
         return ""
     return value
 

@@ -37,7 +37,9 @@ class Command(BaseCommand):
             raw = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise CommandError(f"No spec file at {path}.") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except OSError as exc:  # a directory, no permission…
+            raise CommandError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+        except ValueError as exc:  # not UTF-8, not JSON, or a number too long for Python to read
             raise CommandError(f"{path} is not valid JSON ({exc.__class__.__name__}: {exc}).") from None
         try:
             parsed = spec_parse(raw)
