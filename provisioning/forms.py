@@ -10,29 +10,45 @@ _TEXT = {"autocomplete": "off", "spellcheck": "false"}
 
 
 class OnboardingForm(forms.Form):
+    """The fields of a spec. They are plain text here on purpose (no max_length, no choice check):
+    spec_parse checks them, so the form and a spec file give the same message for the same mistake."""
+
     customer = forms.ModelChoiceField(
         queryset=Customer.objects.filter(is_active=True),
         required=False,
         empty_label="— New customer —",
         help_text="Pick a customer on record, or leave this and name a new one.",
+        error_messages={"invalid_choice": "Pick a customer from the list, or name a new one."},
     )
     new_customer_name = forms.CharField(label="New customer's name", max_length=200, required=False)
     account_id = forms.CharField(
         label="AWS account id",
-        max_length=40,
         required=False,
-        widget=forms.TextInput(attrs={**_TEXT, "inputmode": "numeric"}),
+        widget=forms.TextInput(attrs={**_TEXT, "inputmode": "numeric", "placeholder": "123456789012"}),
+        help_text="12 digits: the account menu at the top right of the AWS console.",
     )
-    region = forms.ChoiceField(choices=COMMERCIAL_REGIONS, initial="us-east-1")
-    access = forms.ChoiceField(
+    region = forms.CharField(widget=forms.Select(choices=COMMERCIAL_REGIONS), initial="us-east-1", required=False)
+    access = forms.CharField(
         label="How Onramp reaches the account",
-        choices=[("role", "Assume a role with an external id (recommended)"), ("keys", "An IAM user's access keys")],
+        widget=forms.RadioSelect(
+            choices=[
+                ("role", "Assume a role with an external id (recommended)"),
+                ("keys", "An IAM user's access keys"),
+            ]
+        ),
         initial="role",
-        widget=forms.RadioSelect,
+        required=False,
     )
-    role_arn = forms.CharField(label="Role ARN", max_length=2048, required=False, widget=forms.TextInput(attrs=_TEXT))
+    role_arn = forms.CharField(
+        label="Role ARN",
+        required=False,
+        widget=forms.TextInput(attrs={**_TEXT, "placeholder": "arn:aws:iam::123456789012:role/OnrampAccess"}),
+    )
     external_id = forms.CharField(
-        label="External id", max_length=1224, required=False, widget=forms.TextInput(attrs=_TEXT)
+        label="External id",
+        required=False,
+        widget=forms.TextInput(attrs=_TEXT),
+        help_text="The sts:ExternalId condition of the role's trust policy.",
     )
     access_key_id = forms.CharField(
         label="Access key id",
@@ -49,35 +65,35 @@ class OnboardingForm(forms.Form):
     )
     account_alias = forms.CharField(
         label="Account alias (optional)",
-        max_length=63,
         required=False,
         widget=forms.TextInput(attrs=_TEXT),
         help_text="The sign-in URL becomes https://ALIAS.signin.aws.amazon.com/console.",
     )
-    group_name = forms.CharField(
-        label="IAM group", max_length=128, initial="Apps", required=False, widget=forms.TextInput(attrs=_TEXT)
-    )
+    group_name = forms.CharField(label="IAM group", initial="Apps", required=False, widget=forms.TextInput(attrs=_TEXT))
     app_name = forms.CharField(
-        label="App name (IAM user)", max_length=64, required=False, widget=forms.TextInput(attrs=_TEXT)
+        label="App name (IAM user)",
+        required=False,
+        widget=forms.TextInput(attrs=_TEXT),
+        help_text="The app's IAM user: letters, digits and + = , . @ _ -",
     )
-    bucket = forms.CharField(label="S3 bucket", max_length=63, required=False, widget=forms.TextInput(attrs=_TEXT))
+    bucket = forms.CharField(label="S3 bucket", required=False, widget=forms.TextInput(attrs=_TEXT))
     app_origin = forms.CharField(
         label="App origin for uploads (CORS)",
-        max_length=300,
         required=False,
-        widget=forms.TextInput(attrs={**_TEXT, "placeholder": "https://app.example.com"}),
+        widget=forms.TextInput(attrs={**_TEXT, "inputmode": "url", "placeholder": "https://app.example.com"}),
+        help_text="Where the app's pages are served: uploads are allowed from there only.",
     )
-    ecr_repository = forms.CharField(
-        label="ECR repository", max_length=256, required=False, widget=forms.TextInput(attrs=_TEXT)
-    )
-    media_scope = forms.ChoiceField(
+    ecr_repository = forms.CharField(label="ECR repository", required=False, widget=forms.TextInput(attrs=_TEXT))
+    media_scope = forms.CharField(
         label="MediaManagement policy scope",
-        choices=[
-            ("bucket", "This bucket only (least privilege)"),
-            ("all", "Every bucket in the account, as the runbook has it"),
-        ],
+        widget=forms.RadioSelect(
+            choices=[
+                ("bucket", "This bucket only (least privilege)"),
+                ("all", "Every bucket in the account, as the runbook has it"),
+            ]
+        ),
         initial="bucket",
-        widget=forms.RadioSelect,
+        required=False,
     )
 
     def spec_data(self) -> dict:
@@ -104,33 +120,47 @@ class OnboardingForm(forms.Form):
 
 
 class TeamMemberForm(forms.Form):
-    email = forms.CharField(
-        label="Work email", max_length=254, required=False, widget=forms.EmailInput(attrs={"autocomplete": "off"})
+    email = forms.CharField(label="Work email", required=False, widget=forms.EmailInput(attrs={"autocomplete": "off"}))
+    role = forms.CharField(
+        widget=forms.Select(
+            choices=[("member", "Member"), ("tech_lead", "Tech lead (AdministratorAccess + Billing)")],
+        ),
+        initial="member",
+        required=False,
     )
-    role = forms.ChoiceField(
-        choices=[("member", "Member"), ("tech_lead", "Tech lead (AdministratorAccess + Billing)")], initial="member"
-    )
-    policy = forms.ChoiceField(label="Policy (members)", choices=MEMBER_POLICIES, required=False)
+    policy = forms.CharField(label="Policy (members)", widget=forms.Select(choices=MEMBER_POLICIES), required=False)
     console = forms.BooleanField(label="Console access", required=False, initial=True)
 
 
 TeamFormSet = formset_factory(TeamMemberForm, extra=1, max_num=50, validate_max=True)
 
 
-def onboarding_validate(form: OnboardingForm, formset) -> Spec | None:
-    """Run the spec's validator over the form and the formset; put each message next to its field."""
-    if not (form.is_valid() and formset.is_valid()):
-        return None
+def _add_error(form: forms.Form, field: str | None, message: str) -> None:
+    """One message per field: the first mistake found (the form's own check, or the spec's)."""
+    if field is not None and field in form.errors:
+        return
+    form.add_error(field, message)
+
+
+def onboarding_validate(form: OnboardingForm, formset, *, kept_key_id: str = "") -> Spec | None:
+    """Run the spec's validator over the form and the formset; put each message next to its field.
+
+    Every field is checked even when another one is wrong, so the user sees all the mistakes at once.
+    kept_key_id: the access key id whose secret the session draft already holds (encrypted), so
+    "Edit" then "Preview" again does not ask for the secret a second time.
+    """
+    form.is_valid()
+    formset.is_valid()
     data = form.spec_data()
     members, member_forms = [], []
     for member_form in formset.forms:
-        cd = member_form.cleaned_data
-        if not cd or not cd.get("email") or cd.get("DELETE"):
-            continue
+        cd = getattr(member_form, "cleaned_data", None) or {}
+        if not (cd.get("email") or member_form.errors) or cd.get("DELETE"):
+            continue  # an empty row: the formset always offers one
         members.append(
             {
-                "email": cd["email"],
-                "role": cd["role"],
+                "email": cd.get("email", ""),
+                "role": cd.get("role", ""),
                 "policy": cd.get("policy", ""),
                 "console": bool(cd.get("console")),
             }
@@ -138,48 +168,49 @@ def onboarding_validate(form: OnboardingForm, formset) -> Spec | None:
         member_forms.append(member_form)
     data["team"] = members
     customer = form.cleaned_data.get("customer")
-    if customer is None and not form.cleaned_data.get("new_customer_name"):
-        form.add_error("new_customer_name", "Pick a customer or name a new one.")
+    if customer is None and "customer" not in form.errors and not form.cleaned_data.get("new_customer_name"):
+        _add_error(form, "new_customer_name", "Pick a customer or name a new one.")
     if customer is not None and data["account_id"] and customer.aws_account_id != data["account_id"]:
-        form.add_error("account_id", f"{customer.name}'s AWS account is {customer.aws_account_id}.")
+        _add_error(form, "account_id", f"{customer.name}'s AWS account is {customer.aws_account_id}.")
     if customer is None and data["account_id"]:
         other = Customer.objects.filter(aws_account_id=data["account_id"]).first()
         if other is not None:
-            form.add_error("account_id", f"This account belongs to the customer {other.name}: pick it above.")
+            _add_error(form, "account_id", f"This account belongs to the customer {other.name}: pick it above.")
     if data["access"] == "keys":
         has_stored = customer is not None and customer.has_stored_keys
         key_id = form.cleaned_data.get("access_key_id", "")
         secret = form.cleaned_data.get("secret_access_key", "")
+        if key_id and key_id == kept_key_id:
+            secret = secret or "kept"
         if not has_stored and not (key_id and secret):
-            form.add_error("access_key_id", "Enter the IAM user's access key id and secret, or use a role.")
+            _add_error(form, "access_key_id", "Enter the IAM user's access key id and secret, or use a role.")
         elif bool(key_id) != bool(secret):
-            form.add_error("secret_access_key", "Enter both the access key id and its secret.")
+            _add_error(form, "secret_access_key", "Enter both the access key id and its secret.")
     try:
         spec = spec_parse(data)
     except SpecError as exc:
         for name, messages in exc.errors.items():
+            target, field = form, None
             if name.startswith("team."):
                 parts = name.split(".")
-                target = (
-                    member_forms[int(parts[1])] if parts[1].isdigit() and int(parts[1]) < len(member_forms) else None
-                )
-                field = parts[2] if len(parts) > 2 else None
-                for message in messages:
-                    (
-                        target.add_error(field, message)
-                        if target is not None
-                        else formset._non_form_errors.append(message)
-                    )
+                index = int(parts[1]) if parts[1].isdigit() else -1
+                if 0 <= index < len(member_forms):
+                    target, field = member_forms[index], (parts[2] if len(parts) > 2 else None)
+                else:
+                    formset._non_form_errors.extend(messages)
+                    continue
             elif name == "customer":
-                for message in messages:
-                    form.add_error("new_customer_name", message)
+                if "customer" in form.errors:
+                    continue
+                field = "new_customer_name"
             elif name in form.fields:
-                for message in messages:
-                    form.add_error(name, message)
-            else:
-                for message in messages:
-                    form.add_error(None, message)
+                field = name
+            elif name == "team":
+                formset._non_form_errors.extend(messages)
+                continue
+            for message in messages[:1] if field else messages:
+                _add_error(target, field, message)
         return None
-    if form.errors or any(f.errors for f in formset.forms):
+    if form.errors or formset.non_form_errors() or any(f.errors for f in formset.forms):
         return None
     return spec

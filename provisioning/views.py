@@ -4,10 +4,10 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
-from django.db import connection, transaction
+from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.utils.text import slugify
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -17,6 +17,7 @@ from provisioning.audit import audit_record
 from provisioning.aws import AwsError
 from provisioning.forms import OnboardingForm, TeamFormSet, onboarding_validate
 from provisioning.models import AuditEvent, Credential, Customer, Run
+from provisioning.onboarding import onboarding_confirm, onboarding_draft_build, onboarding_draft_spec
 from provisioning.permissions import (
     get_credential_for_user,
     get_run_for_user,
@@ -25,8 +26,8 @@ from provisioning.permissions import (
 )
 from provisioning.plan import plan_branches, plan_build
 from provisioning.rotation import RotationError, access_key_rotate_finish, access_key_rotate_start
-from provisioning.runs import RunConflict, RunStateError, run_cancel, run_create, run_retry
-from provisioning.spec import spec_parse
+from provisioning.runs import RunConflict, RunStateError, run_cancel, run_retry
+from provisioning.spec import SpecError
 
 DRAFT = "onboarding_draft"
 
@@ -56,7 +57,7 @@ def healthz(request):
 
 @portal_user_required
 def home(request):
-    runs = Run.objects.select_related("customer", "started_by").order_by("-created_at")[:50]
+    runs = Run.objects.select_related("customer", "started_by").order_by("-created_at", "-pk")[:50]
     return render(request, "provisioning/home.html", {"runs": runs})
 
 
@@ -83,22 +84,18 @@ def onboard(request):
     if request.method == "POST":
         form = OnboardingForm(request.POST)
         formset = TeamFormSet(request.POST, prefix="team")
-        spec = onboarding_validate(form, formset)
+        kept_key_id = ((draft or {}).get("keys") or {}).get("access_key_id", "")
+        spec = onboarding_validate(form, formset, kept_key_id=kept_key_id)
         if spec is not None:
             customer = form.cleaned_data.get("customer")
-            keys = None
-            if spec.access == "keys" and form.cleaned_data.get("secret_access_key"):
-                keys = {
-                    "access_key_id": form.cleaned_data["access_key_id"],
-                    "secret_ciphertext": vault.encrypt(form.cleaned_data["secret_access_key"]),
-                }
-            raw = {k: v for k, v in request.POST.items() if k not in ("csrfmiddlewaretoken", "secret_access_key")}
-            request.session[DRAFT] = {
-                "spec": spec.to_json(),
-                "customer_id": customer.pk if customer else None,
-                "keys": keys,
-                "form": raw,
-            }
+            request.session[DRAFT] = onboarding_draft_build(
+                spec=spec,
+                customer=customer,
+                posted=request.POST.dict(),
+                access_key_id=form.cleaned_data.get("access_key_id", ""),
+                secret=form.cleaned_data.get("secret_access_key", ""),
+                previous=draft,
+            )
             audit_record(
                 action="onboarding.submitted",
                 actor=request.user,
@@ -108,29 +105,38 @@ def onboard(request):
             )
             return redirect("onboard_preview")
     elif request.GET.get("edit") and draft:
+        # Back from the preview: the values as typed, team members included (the secret stays encrypted).
         form = OnboardingForm(draft["form"])
         formset = TeamFormSet(draft["form"], prefix="team")
         form.is_valid(), formset.is_valid()
     else:
-        initial = {}
-        customer_id = request.GET.get("customer")
-        if customer_id and customer_id.isdigit():
-            customer = Customer.objects.filter(pk=customer_id, is_active=True).first()
-            if customer is not None:
-                initial = {
-                    "customer": customer,
-                    "account_id": customer.aws_account_id,
-                    "region": customer.default_region,
-                    "account_alias": customer.account_alias,
-                    "access": customer.connection,
-                    "role_arn": customer.role_arn,
-                    "external_id": customer.external_id,
-                }
-        form = OnboardingForm(initial=initial)
+        form = OnboardingForm(initial=_customer_initial(request.GET.get("customer", "")))
         formset = TeamFormSet(prefix="team")
     return render(
-        request, "provisioning/onboard.html", {"form": form, "formset": formset, "customers": _customer_defaults()}
+        request,
+        "provisioning/onboard.html",
+        {
+            "form": form,
+            "formset": formset,
+            "customers": _customer_defaults(),
+            "kept_key_id": ((draft or {}).get("keys") or {}).get("access_key_id", ""),
+        },
     )
+
+
+def _customer_initial(customer_id: str) -> dict:
+    customer = Customer.objects.filter(pk=customer_id, is_active=True).first() if customer_id.isdigit() else None
+    if customer is None:
+        return {}
+    return {
+        "customer": customer,
+        "account_id": customer.aws_account_id,
+        "region": customer.default_region,
+        "account_alias": customer.account_alias,
+        "access": customer.connection,
+        "role_arn": customer.role_arn,
+        "external_id": customer.external_id,
+    }
 
 
 @portal_user_required
@@ -140,106 +146,40 @@ def onboard_preview(request):
     if not draft:
         messages.info(request, "Fill the onboarding form first.")
         return redirect("onboard")
-    spec = spec_parse(draft["spec"])
     if request.method == "POST":
         try:
-            run = _confirm(request, spec, draft)
+            run = onboarding_confirm(draft=draft, user=request.user)
         except RunConflict as exc:
             messages.error(request, str(exc))
             return redirect("run_detail", run_id=exc.active.pk)
         del request.session[DRAFT]
         return redirect("run_detail", run_id=run.pk)
+    try:
+        spec = onboarding_draft_spec(draft=draft)
+    except SpecError:
+        # A draft saved before the rules changed: send the user back to the form with the values.
+        messages.error(request, "The rules changed since this draft was checked: check the form again.")
+        return redirect(f"{reverse('onboard')}?edit=1")
     steps = plan_build(spec)
-    for step in steps:
-        step.pretty = {name: json.dumps(doc, indent=2) for name, doc in step.documents.items()}
+    branches = plan_branches(steps)
     return render(
         request,
         "provisioning/preview.html",
         {
             "spec": spec,
-            "branches": plan_branches(steps),
+            "first": branches[0],
+            "parallel": branches[1:-1],
+            "last": branches[-1],
             "step_count": len(steps),
+            "documents": [
+                (step, name, json.dumps(document, indent=2))
+                for step in steps
+                for name, document in step.documents.items()
+            ],
             "sign_in_url": documents.sign_in_url(account_id=spec.account_id, alias=spec.account_alias),
             "cli": "\n".join(line for step in steps for line in step.cli),
         },
     )
-
-
-def _confirm(request, spec, draft) -> Run:
-    with transaction.atomic():
-        customer = (
-            Customer.objects.select_for_update().filter(pk=draft.get("customer_id")).first()
-            if draft.get("customer_id")
-            else None
-        )
-        if customer is None:
-            customer = Customer.objects.filter(aws_account_id=spec.account_id).first()
-        if customer is None:
-            base = slugify(spec.customer)[:70] or "customer"
-            slug, n = base, 1
-            while Customer.objects.filter(slug=slug).exists():
-                n += 1
-                slug = f"{base}-{n}"
-            customer = Customer.objects.create(
-                name=spec.customer,
-                slug=slug,
-                aws_account_id=spec.account_id,
-                default_region=spec.region,
-                account_alias=spec.account_alias,
-                connection=spec.access,
-                role_arn=spec.role_arn,
-                external_id=spec.external_id or Customer._meta.get_field("external_id").default(),
-            )
-            audit_record(
-                action="customer.created",
-                actor=request.user,
-                customer=customer,
-                target=customer.name,
-                details={
-                    "fields": [
-                        "name",
-                        "aws_account_id",
-                        "default_region",
-                        "account_alias",
-                        "connection",
-                        "role_arn",
-                        "external_id",
-                    ],
-                    "via": "onboarding form",
-                },
-            )
-        else:
-            changed = {}
-            for field, value in (
-                ("connection", spec.access),
-                ("role_arn", spec.role_arn),
-                ("external_id", spec.external_id),
-            ):
-                if value and getattr(customer, field) != value:
-                    setattr(customer, field, value)
-                    changed[field] = value
-            if changed:
-                customer.save(update_fields=[*changed, "updated_at"])
-                audit_record(
-                    action="customer.changed",
-                    actor=request.user,
-                    customer=customer,
-                    target=customer.name,
-                    details={"fields": sorted(changed), "via": "onboarding form"},
-                )
-        keys = draft.get("keys")
-        if keys:
-            customer.access_key_id = keys["access_key_id"]
-            customer.secret_access_key_ciphertext = keys["secret_ciphertext"]
-            customer.save(update_fields=["access_key_id", "secret_access_key_ciphertext", "updated_at"])
-            audit_record(
-                action="customer.changed",
-                actor=request.user,
-                customer=customer,
-                target=customer.name,
-                details={"fields": ["access_key_id", "secret_access_key (replaced)"]},
-            )
-        return run_create(spec=spec, customer=customer, user=request.user)
 
 
 def _run_context(request, run: Run) -> dict:

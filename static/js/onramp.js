@@ -48,6 +48,24 @@
     }
     if (newName) { newName.addEventListener("input", function () { fillDefaults(slugify(newName.value)); }); }
 
+    // A customer on record makes the new customer's name pointless: hide it.
+    function showNewName() {
+      var block = document.getElementById("field-new_customer_name");
+      if (block && customer) { block.hidden = customer.value !== ""; }
+    }
+    if (customer) { customer.addEventListener("change", showNewName); showNewName(); }
+
+    // Tech leads get AdministratorAccess and Billing: the members' policy choice does not apply.
+    function showPolicy(member) {
+      var role = member.querySelector("select[name$='-role']");
+      var policy = member.querySelector("[data-policy]");
+      if (role && policy) { policy.hidden = role.value === "tech_lead"; }
+    }
+    form.addEventListener("change", function (event) {
+      if (event.target.name && /-role$/.test(event.target.name)) { showPolicy(event.target.closest("[data-member]")); }
+    });
+    form.querySelectorAll("[data-member]").forEach(showPolicy);
+
     function showAccess() {
       var checked = form.querySelector("[name='access']:checked");
       var method = checked ? checked.value : "role";
@@ -78,6 +96,7 @@
         var member = holder.firstElementChild;
         document.getElementById("members").appendChild(member);
         total.value = String(index + 1);
+        showPolicy(member);
         var first = member.querySelector("input");
         if (first) { first.focus(); }
       });
@@ -98,9 +117,21 @@
     });
   }
 
+  // The page that shows a secret once: make its history entry the credential's GET page, so a reload
+  // or "back" asks the server again (which shows who revealed it) instead of re-posting the reveal.
+  function setupRevealedPage() {
+    var node = document.querySelector("[data-replace-url]");
+    if (node && window.history && history.replaceState) {
+      history.replaceState(null, "", node.getAttribute("data-replace-url"));
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var form = document.getElementById("onboard-form");
     if (form) { setupOnboardForm(form); }
+    var summary = document.getElementById("error-summary");
+    if (summary) { summary.focus(); }
     setupCopy();
+    setupRevealedPage();
   });
 })();

@@ -1,0 +1,118 @@
+"""Onboarding from the browser: keep a checked draft between the form and the preview, then confirm it.
+
+The draft lives in the session. It holds the validated spec (no secret), what the user typed (to refill
+the form on "Edit") and, when Onramp reaches the account with an IAM user's keys, the secret as Fernet
+ciphertext only.
+"""
+
+from django.db import transaction
+from django.utils.text import slugify
+
+from provisioning import vault
+from provisioning.audit import audit_record
+from provisioning.models import Customer, Run
+from provisioning.runs import run_create
+from provisioning.spec import Spec, spec_parse
+
+# Form fields never kept in the draft as typed: the CSRF token, and the secret (kept encrypted instead).
+_NOT_KEPT = ("csrfmiddlewaretoken", "secret_access_key")
+
+
+def onboarding_draft_build(
+    *, spec: Spec, customer: Customer | None, posted: dict, access_key_id: str, secret: str, previous: dict | None
+) -> dict:
+    """The session draft for a valid form. An empty secret keeps the one of the previous draft for the same key."""
+    keys = None
+    if spec.access == "keys" and access_key_id:
+        if secret:
+            keys = {"access_key_id": access_key_id, "secret_ciphertext": vault.encrypt(secret)}
+        elif previous and (previous.get("keys") or {}).get("access_key_id") == access_key_id:
+            keys = previous["keys"]
+    return {
+        "spec": spec.to_json(),
+        "customer_id": customer.pk if customer else None,
+        "keys": keys,
+        "form": {name: value for name, value in posted.items() if name not in _NOT_KEPT},
+    }
+
+
+def onboarding_draft_spec(*, draft: dict) -> Spec:
+    return spec_parse(draft["spec"])
+
+
+def _customer_slug(name: str) -> str:
+    base = slugify(name)[:70] or "customer"
+    slug, n = base, 1
+    while Customer.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+def _customer_for_draft(*, spec: Spec, draft: dict, user) -> Customer:
+    """The customer on record (its connection updated from the spec), or a new one."""
+    customer = None
+    if draft.get("customer_id"):
+        customer = Customer.objects.select_for_update().filter(pk=draft["customer_id"]).first()
+    if customer is None:
+        # A new customer whose account is already on record (typed twice): use the record.
+        customer = Customer.objects.select_for_update().filter(aws_account_id=spec.account_id).first()
+    if customer is None:
+        customer = Customer.objects.create(
+            name=spec.customer,
+            slug=_customer_slug(spec.customer),
+            aws_account_id=spec.account_id,
+            default_region=spec.region,
+            account_alias=spec.account_alias,
+            connection=spec.access,
+            role_arn=spec.role_arn,
+            **({"external_id": spec.external_id} if spec.external_id else {}),
+        )
+        audit_record(
+            action="customer.created",
+            actor=user,
+            customer=customer,
+            target=customer.name,
+            details={
+                "fields": ["name", "aws_account_id", "default_region", "account_alias", "connection", "role_arn"]
+                + (["external_id"] if spec.external_id else []),
+                "via": "onboarding form",
+            },
+        )
+        return customer
+    changed = {}
+    for name, value in (("connection", spec.access), ("role_arn", spec.role_arn), ("external_id", spec.external_id)):
+        if value and getattr(customer, name) != value:
+            setattr(customer, name, value)
+            changed[name] = value
+    if changed:
+        customer.save(update_fields=[*changed, "updated_at"])
+        audit_record(
+            action="customer.changed",
+            actor=user,
+            customer=customer,
+            target=customer.name,
+            details={"fields": sorted(changed), "via": "onboarding form"},
+        )
+    return customer
+
+
+def onboarding_confirm(*, draft: dict, user) -> Run:
+    """Create or update the customer from a checked draft and start the run (RunConflict if one is active)."""
+    spec = onboarding_draft_spec(draft=draft)
+    with transaction.atomic():
+        customer = _customer_for_draft(spec=spec, draft=draft, user=user)
+        keys = draft.get("keys")
+        if keys:
+            # Already encrypted when the form was checked: store the ciphertext as it is.
+            customer.access_key_id = keys["access_key_id"]
+            customer.secret_access_key_ciphertext = keys["secret_ciphertext"]
+            customer.save(update_fields=["access_key_id", "secret_access_key_ciphertext", "updated_at"])
+            audit_record(
+                action="customer.changed",
+                actor=user,
+                customer=customer,
+                target=customer.name,
+                details={"fields": ["access_key_id", "secret_access_key (replaced)"], "via": "onboarding form"},
+            )
+        return run_create(spec=spec, customer=customer, user=user)
