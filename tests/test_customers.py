@@ -1,0 +1,235 @@
+"""provisioning.customers: the role documents, the permissions they grant against what the code calls,
+and checking a customer's connection against the sandbox."""
+
+import ast
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+import provisioning
+from provisioning import customers
+from provisioning.aws import account_connect
+from provisioning.models import AuditEvent, Customer, Run
+from provisioning.vault import customer_set_keys
+from tests.conftest import CUSTOMER_ACCOUNT, start_run, wait_for_run
+
+PORTAL = "123456789012"
+SERVICES = ("sts", "iam", "s3", "ecr")
+# Where Onramp calls AWS inside a customer's account: the steps, and the key rotation.
+APP = Path(provisioning.__file__).parent
+CODE = [*sorted((APP / "steps").glob("*.py")), APP / "rotation.py"]
+
+
+def _api_names() -> dict[str, dict[str, str]]:
+    """botocore's own table, per service: python method name -> API operation name."""
+    return {
+        service: boto3.client(
+            service, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        ).meta.method_to_api_mapping
+        for service in SERVICES
+    }
+
+
+def _operations_in_code() -> dict[str, set[str]]:
+    """Every boto3 call in the code, found by reading it: `iam.create_user(...)`, `s3.list_buckets()`,
+    `ctx.client("sts").get_caller_identity()`, named as botocore names the API operation."""
+    names = _api_names()
+    found: dict[str, set[str]] = {}
+    for file in CODE:
+        for node in ast.walk(ast.parse(file.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            receiver, method = node.func.value, node.func.attr
+            service = None
+            if isinstance(receiver, ast.Name) and receiver.id in names:
+                service = receiver.id
+            elif (
+                isinstance(receiver, ast.Call)
+                and isinstance(receiver.func, ast.Attribute)
+                and receiver.func.attr == "client"
+                and receiver.args
+                and isinstance(receiver.args[0], ast.Constant)
+            ):
+                service = receiver.args[0].value
+            if service in names and method in names[service]:
+                found.setdefault(service, set()).add(names[service][method])
+    return found
+
+
+def _template_actions(template: dict) -> set[str]:
+    role = template["Resources"]["OnrampAccessRole"]["Properties"]
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert all(s["Effect"] == "Allow" for s in statements)
+    return {action for s in statements for action in s["Action"]}
+
+
+def _template(external_id: str = "e" * 40) -> dict:
+    return customers.cloudformation_template(customer_name="Acme", portal_account_id=PORTAL, external_id=external_id)
+
+
+def test_trust_policy_lets_only_the_portal_account_in_and_only_with_the_external_id():
+    policy = customers.trust_policy_document(portal_account_id=PORTAL, external_id="f" * 40)
+    (statement,) = policy["Statement"]
+    assert statement["Principal"] == {"AWS": f"arn:aws:iam::{PORTAL}:root"}
+    assert statement["Condition"] == {"StringEquals": {"sts:ExternalId": "f" * 40}}
+    # Onramp passes SourceIdentity when it assumes the role: AWS then also checks sts:SetSourceIdentity.
+    assert sorted(statement["Action"]) == ["sts:AssumeRole", "sts:SetSourceIdentity"]
+    assert _template("f" * 40)["Resources"]["OnrampAccessRole"]["Properties"]["AssumeRolePolicyDocument"] == policy
+
+
+def test_the_declared_operations_are_exactly_the_ones_the_code_calls():
+    in_code = _operations_in_code()
+    declared = {service: set(ops) for service, ops in customers.ONRAMP_OPERATIONS.items()}
+    assert in_code == declared
+    assert len(in_code["iam"]) >= 20  # the scan really reads the steps
+
+
+def test_the_templates_actions_cover_every_call_in_the_code_and_nothing_beyond():
+    expected = {
+        customers.iam_action(service=service, operation=op)
+        for service, ops in _operations_in_code().items()
+        for op in ops
+    }
+    # Creating with tags is authorised as tagging too; nothing else is added.
+    expected |= {"iam:TagUser", "iam:TagPolicy", "ecr:TagResource"}
+    actions = _template_actions(_template())
+    assert actions == expected
+    assert not any("*" in action for action in actions)
+    assert {"s3:ListAllMyBuckets", "s3:PutBucketCORS", "s3:PutBucketPublicAccessBlock"} <= actions
+
+
+def test_a_full_onboarding_calls_only_what_the_template_allows(worker, alice):
+    run = wait_for_run(start_run(alice))
+    assert run.status == Run.Status.SUCCEEDED
+    called = set(AuditEvent.objects.filter(run=run, action__startswith="aws.").values_list("action", flat=True))
+    # AssumeRole is the portal's own call into the account, allowed by the trust policy, not the role's policy.
+    assert "aws.sts.AssumeRole" in called
+    operations = {tuple(a.split(".")[1:]) for a in called} - {("sts", "AssumeRole")}
+    needed = {customers.iam_action(service=service, operation=op) for service, op in operations}
+    allowed = _template_actions(_template())
+    assert needed <= allowed, needed - allowed
+    assert len(needed) >= 25  # a real run touched every service
+    assert {service for service, _ in operations} == set(SERVICES)
+
+    # What the steps recorded is what the admin lists as the customer's resources.
+    resources = {(r.kind, r.name) for r in customers.customer_resources(customer=run.customer)}
+    assert {
+        ("IAM group", "Apps"),
+        ("IAM user (app)", "acme-app"),
+        ("IAM policy", "MediaManagement-acme-app-media"),
+        ("IAM user (team)", "lead@agency.example"),
+        ("S3 bucket", "acme-app-media"),
+        ("ECR repository", "acme-app"),
+        ("Account alias", "acme-corp"),
+    } <= resources
+
+
+def test_the_cloudformation_template_deploys_and_makes_the_role(aws):
+    """The sandbox's CloudFormation creates the role from the template as a customer would."""
+    template = _template("a" * 40)
+    reader = boto3.client("sts", endpoint_url=aws.url, region_name="us-east-1", aws_access_key_id="testing",
+                          aws_secret_access_key="testing")  # fmt: skip
+    creds = reader.assume_role(RoleArn=f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/Admin", RoleSessionName="customer")
+    session = boto3.Session(
+        aws_access_key_id=creds["Credentials"]["AccessKeyId"],
+        aws_secret_access_key=creds["Credentials"]["SecretAccessKey"],
+        aws_session_token=creds["Credentials"]["SessionToken"],
+    )
+    cfn = session.client("cloudformation", endpoint_url=aws.url, region_name="us-east-1")
+    cfn.create_stack(StackName="onramp", TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_NAMED_IAM"])
+    stack = cfn.describe_stacks(StackName="onramp")["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    assert outputs["RoleArn"] == f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/{customers.ROLE_NAME}"
+
+    iam = session.client("iam", endpoint_url=aws.url, region_name="us-east-1")
+    role = iam.get_role(RoleName=customers.ROLE_NAME)["Role"]
+    trust = role["AssumeRolePolicyDocument"]
+    trust = json.loads(trust) if isinstance(trust, str) else trust
+    assert trust == customers.trust_policy_document(portal_account_id=PORTAL, external_id="a" * 40)
+    inline = iam.get_role_policy(RoleName=customers.ROLE_NAME, PolicyName="OnrampOnboarding")["PolicyDocument"]
+    if isinstance(inline, str):
+        # The sandbox keeps a CloudFormation-made inline policy as Python's repr, not JSON.
+        inline = json.loads(inline) if inline.startswith('{"') else ast.literal_eval(inline)
+    assert inline == customers.access_policy_document()
+
+
+def _customer(**fields) -> Customer:
+    defaults = {
+        "name": "Acme Corp",
+        "slug": "acme",
+        "aws_account_id": CUSTOMER_ACCOUNT,
+        "default_region": "us-west-2",
+        "role_arn": f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/OnrampAccess",
+    }
+    return Customer.objects.create(**{**defaults, **fields})
+
+
+def test_check_connection_assumes_the_role_and_confirms_the_account(aws, dana):
+    customer = _customer()
+    result = customers.customer_check_connection(customer=customer, user=dana)
+    assert result.ok, result.message
+    assert result.arn.startswith(f"arn:aws:sts::{CUSTOMER_ACCOUNT}:assumed-role/OnrampAccess/")
+    assert f"reaches account {CUSTOMER_ACCOUNT}" in result.message
+    events = AuditEvent.objects.filter(customer=customer).order_by("id")
+    assert list(events.values_list("action", "outcome")) == [
+        ("aws.sts.AssumeRole", "ok"),
+        ("aws.sts.GetCallerIdentity", "ok"),
+        ("customer.connection_checked", "ok"),
+    ]
+    assert events.last().actor_label == "dana"
+
+
+def test_check_connection_refuses_another_account(aws, dana):
+    customer = _customer(role_arn="arn:aws:iam::444455556666:role/OnrampAccess")
+    result = customers.customer_check_connection(customer=customer, user=dana)
+    assert not result.ok
+    assert result.code == "WrongAccount"
+    assert "reach account 444455556666, not the customer's account 111122223333" in result.message
+    event = AuditEvent.objects.get(action="customer.connection_checked")
+    assert (event.outcome, event.error_code, event.customer_id) == ("error", "WrongAccount", customer.pk)
+
+
+def test_check_connection_refuses_root(aws, dana):
+    """The sandbox never answers with a root ARN: stub GetCallerIdentity at the client boundary."""
+    customer = _customer()
+    account = account_connect(customer=customer, region=customer.default_region)
+    stubber = Stubber(account.client("sts"))
+    root = f"arn:aws:iam::{CUSTOMER_ACCOUNT}:root"
+    stubber.add_response("get_caller_identity", {"UserId": CUSTOMER_ACCOUNT, "Account": CUSTOMER_ACCOUNT, "Arn": root})
+    with stubber:
+        result = customers.customer_check_connection(customer=customer, user=dana, account=account)
+    stubber.assert_no_pending_responses()
+    assert not result.ok
+    assert result.code == "RootCredentials"
+    assert "never uses root" in result.message
+    event = AuditEvent.objects.get(action="customer.connection_checked")
+    assert (event.outcome, event.error_code) == ("error", "RootCredentials")
+
+
+def test_check_connection_with_stored_keys_never_audits_the_secret(aws, dana):
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    customer = _customer(aws_account_id=PORTAL, connection=Customer.Connection.KEYS, role_arn="")
+    customer_set_keys(customer=customer, access_key_id="AKIAIOSFODNN7EXAMPLE", secret_access_key=secret)
+    result = customers.customer_check_connection(customer=customer, user=dana)
+    assert result.ok, result.message  # the sandbox puts unknown keys in its default account
+    assert "via keys" in result.message
+    rows = json.dumps(list(AuditEvent.objects.values()), default=str)
+    assert "customer.connection_checked" in rows
+    assert secret not in rows
+
+
+@pytest.mark.parametrize(
+    ("operation", "action"),
+    [
+        (("s3", "ListBuckets"), "s3:ListAllMyBuckets"),
+        (("s3", "CreateBucket"), "s3:CreateBucket"),
+        (("iam", "CreateUser"), "iam:CreateUser"),
+        (("ecr", "PutLifecyclePolicy"), "ecr:PutLifecyclePolicy"),
+    ],
+)
+def test_iam_action_names_follow_aws_where_they_differ_from_the_api(operation, action):
+    assert customers.iam_action(service=operation[0], operation=operation[1]) == action
