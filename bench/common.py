@@ -1,0 +1,475 @@
+"""What both benchmarks share: a dedicated database and Redis db, the sandbox AWS, real Celery
+worker processes, fresh customers and accounts, and process measurements from /proc.
+
+Everything here is started and stopped by the benchmark itself, on loopback only.
+"""
+
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.sandbox import Sandbox  # noqa: E402
+
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "bench_onramp")
+PG_SERVER = os.environ.get("BENCH_PG_SERVER", "postgres://postgres@127.0.0.1:5432")
+BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+CELERY = ROOT / ".venv" / "bin" / "celery"
+ROLE_NAME = "OnrampAccess"
+EXTERNAL_ID = "bench-external-id-0123456789"
+SANDBOX_KEY = "testing"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Logs of the sandbox and workers, and the profile's lines; shared with the workers through the environment.
+ARTIFACTS = Path(os.environ.get("BENCH_ARTIFACTS") or tempfile.mkdtemp(prefix="onramp-bench-"))
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return f"{os.cpu_count()} CPUs ({model}), load average {load}"
+
+
+# --- Environment, database, Django -------------------------------------------------------
+
+
+def environment(*, sandbox_url: str) -> dict:
+    """The environment of the benchmark and of its workers: our own database, Redis db and sandbox.
+    DJANGO_ENV=test keeps DEBUG off (DEBUG would record every query in the worker's memory)."""
+    values = {
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "DJANGO_ENV": "test",
+        "DATABASE_URL": f"{PG_SERVER}/{BENCH_DATABASE}",
+        "REDIS_URL": BENCH_REDIS,
+        "AWS_ENDPOINT_URL": sandbox_url,
+        "CONN_MAX_AGE": "600",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(ROOT),
+        "BENCH_ARTIFACTS": str(ARTIFACTS),
+        "AWS_ACCESS_KEY_ID": SANDBOX_KEY,
+        "AWS_SECRET_ACCESS_KEY": SANDBOX_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    os.environ.update(values)
+    return {**os.environ}
+
+
+def database_fresh() -> None:
+    """Drop and recreate the benchmark's own database (never another one)."""
+    import psycopg
+
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
+
+
+def redis_flush() -> None:
+    import redis
+
+    redis.Redis.from_url(BENCH_REDIS).flushdb()
+
+
+def django_start():
+    """Set Django up on the fresh database, migrate it, and return the tech lead who starts runs."""
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import Group, User
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    user = User.objects.create_user(username="bench-lead", email="bench-lead@agency.example", password=None)
+    user.groups.add(Group.objects.get(name="Tech leads"))
+    return user
+
+
+# --- Processes ----------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> list[str]:
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    return raw[raw.rindex(")") + 2 :].split()  # fields from the 3rd on; the name may hold spaces
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int(_stat(int(entry.name))[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def rss_bytes(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+        except OSError:
+            continue
+    return total
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes (and of their reaped children)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = _stat(pid)
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return total / CLK_TCK
+
+
+class SandboxAws:
+    """moto's server (managed policies loaded, as in tests) and sessions in its accounts."""
+
+    def __init__(self):
+        self.server = Sandbox(log=ARTIFACTS / "moto.log")
+
+    def start(self) -> "SandboxAws":
+        self.server.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def pid(self) -> int:
+        return self.server.process.pid
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds([self.pid])
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def credentials(self, account_id: str) -> dict:
+        """Temporary credentials in the account, as the engineer following the runbook has them."""
+        import boto3
+
+        sts = boto3.client(
+            "sts",
+            region_name="us-east-1",
+            endpoint_url=self.url,
+            aws_access_key_id=SANDBOX_KEY,
+            aws_secret_access_key=SANDBOX_KEY,
+        )
+        creds = sts.assume_role(RoleArn=role_arn(account_id), RoleSessionName="bench-engineer", ExternalId=EXTERNAL_ID)[
+            "Credentials"
+        ]
+        return {
+            "aws_access_key_id": creds["AccessKeyId"],
+            "aws_secret_access_key": creds["SecretAccessKey"],
+            "aws_session_token": creds["SessionToken"],
+        }
+
+    def session(self, account_id: str):
+        import boto3
+
+        return boto3.Session(**self.credentials(account_id))
+
+    def client(self, session, service: str, region: str = "us-east-1"):
+        return session.client(service, region_name=region, endpoint_url=self.url)
+
+    def warm_account(self, account_id: str) -> None:
+        """One untimed IAM call in the account: moto loads the ~1,300 AWS managed policies on an
+        account's first IAM call (0.6-1.1 s here), a cost real AWS does not have."""
+        self.client(self.session(account_id), "iam").list_account_aliases()
+
+
+class Workers:
+    """Real Celery worker processes (prefork), each in its own process group, with their logs."""
+
+    def __init__(self, count: int, *, env: dict, concurrency: int = 4, app: str = "portal", tag: str = "bench"):
+        self.count = count
+        self.env = env
+        self.concurrency = concurrency
+        self.app = app
+        self.names = [f"{tag}{i}-{os.getpid()}@127.0.0.1" for i in range(count)]
+        self.processes: list[subprocess.Popen] = []
+        self.peak_rss = 0
+        self._sampling = False
+        self._sampler: threading.Thread | None = None
+
+    def start(self, timeout: float = 90) -> "Workers":
+        for name in self.names:
+            log = open(ARTIFACTS / f"worker-{name.split('@')[0]}.log", "ab")  # noqa: SIM115
+            self.processes.append(
+                subprocess.Popen(
+                    [
+                        str(CELERY),
+                        "-A",
+                        self.app,
+                        "worker",
+                        "--pool",
+                        "prefork",
+                        "--concurrency",
+                        str(self.concurrency),
+                        "--hostname",
+                        name,
+                        "--without-gossip",
+                        "--without-mingle",
+                        "--loglevel",
+                        "WARNING",
+                    ],
+                    cwd=ROOT,
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: stopped as a whole, and only it
+                )
+            )
+        from portal.celery import app
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for process in self.processes:
+                if process.poll() is not None:
+                    raise RuntimeError(f"a worker exited with {process.returncode}; see {ARTIFACTS}")
+            replies = app.control.ping(destination=self.names, timeout=1.0) or []
+            if len(replies) == len(self.names):
+                return self
+        raise RuntimeError(f"the workers did not answer in {timeout} s; see {ARTIFACTS}")
+
+    def pids(self) -> list[int]:
+        return [pid for process in self.processes for pid in process_tree(process.pid)]
+
+    def rss(self) -> int:
+        return rss_bytes(self.pids())
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pids())
+
+    def sample_start(self, every: float = 0.2) -> None:
+        """Sample the process trees' RSS in the background and keep the peak."""
+        self._sampling = True
+
+        def loop():
+            while self._sampling:
+                self.peak_rss = max(self.peak_rss, self.rss())
+                time.sleep(every)
+
+        self._sampler = threading.Thread(target=loop, daemon=True)
+        self._sampler.start()
+
+    def sample_stop(self) -> int:
+        self._sampling = False
+        if self._sampler:
+            self._sampler.join()
+        self.peak_rss = max(self.peak_rss, self.rss())
+        return self.peak_rss
+
+    def stop(self, timeout: float = 30) -> None:
+        self._sampling = False
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)  # warm shutdown: finishes the tasks it holds
+        deadline = time.monotonic() + timeout
+        for process in self.processes:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)  # the group we created for this worker only
+                process.wait(5)
+        self.processes = []
+
+
+def _profiled_app():
+    """The Celery app, with each step task timing its SQL statements (Django's execute_wrapper)
+    and writing one JSON line when it ends. Only the profile's worker loads this."""
+    from celery.signals import task_postrun, task_prerun
+
+    from portal.celery import app
+
+    state: dict = {}
+
+    def timer(execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            ms = (time.perf_counter() - started) * 1000
+            text = sql.lstrip().upper()
+            kind = "read" if text.startswith("SELECT") else "write"
+            if "PG_ADVISORY" in text or "FOR UPDATE" in text:
+                kind = "lock"
+            if state:
+                state["sql_ms"] += ms
+                state[f"sql_{kind}_ms"] += ms
+                state["queries"] += 1
+
+    @task_prerun.connect(weak=False)
+    def before(task=None, args=None, **kwargs):
+        if task.name != "provisioning.tasks.step_run":
+            return
+        from django.db import connection
+
+        state.clear()
+        state.update(step_id=args[0], start=time.time(), sql_ms=0.0, sql_read_ms=0.0, sql_write_ms=0.0, sql_lock_ms=0.0)
+        state["queries"] = 0
+        if timer not in connection.execute_wrappers:
+            connection.execute_wrappers.append(timer)
+
+    @task_postrun.connect(weak=False)
+    def after(task=None, **kwargs):
+        if task.name != "provisioning.tasks.step_run" or not state:
+            return
+        state["end"] = time.time()
+        with open(ARTIFACTS / f"profile-{os.getpid()}.jsonl", "a") as out:
+            out.write(json.dumps(state) + "\n")
+        state.clear()
+
+    return app
+
+
+def __getattr__(name: str):
+    # `celery -A bench.common:profiled_app`: built on first access, so importing this module costs nothing.
+    if name == "profiled_app":
+        return _profiled_app()
+    raise AttributeError(name)
+
+
+# --- Specs, customers, runs -----------------------------------------------------------------
+
+
+class AccountIds:
+    """Fresh, distinct 12-digit account ids."""
+
+    def __init__(self):
+        self._used = {"123456789012"}  # the sandbox's default account
+
+    def new(self) -> str:
+        while True:
+            value = str(random.randrange(10**11, 10**12))
+            if value not in self._used:
+                self._used.add(value)
+                return value
+
+
+def role_arn(account_id: str) -> str:
+    return f"arn:aws:iam::{account_id}:role/{ROLE_NAME}"
+
+
+def spec_data(*, account_id: str, name: str, region: str = "us-west-2") -> dict:
+    """The same shape of onboarding for every contender: alias, app user, policy, key, a tech
+    lead with a console password, a read-only member, bucket with BPA and CORS, ECR with lifecycle."""
+    return {
+        "customer": f"Bench {name}",
+        "account_id": account_id,
+        "region": region,
+        "access": "role",
+        "role_arn": role_arn(account_id),
+        "external_id": EXTERNAL_ID,
+        "account_alias": name,
+        "app_name": f"{name}-app",
+        "bucket": f"{name}-media",
+        "app_origin": f"https://{name}.herokuapp.com",
+        "ecr_repository": f"{name}-app",
+        "media_scope": "bucket",
+        "team": [
+            {"email": f"lead@{name}.example", "role": "tech_lead", "console": True},
+            {"email": f"dev@{name}.example", "role": "member", "policy": "ReadOnlyAccess", "console": False},
+        ],
+    }
+
+
+def customer_create(data: dict):
+    from provisioning.models import Customer
+
+    return Customer.objects.create(
+        name=data["customer"],
+        slug=f"c-{data['account_id']}",
+        aws_account_id=data["account_id"],
+        default_region=data["region"],
+        account_alias=data["account_alias"],
+        role_arn=data["role_arn"],
+        external_id=data["external_id"],
+    )
+
+
+def run_start(*, data: dict, user):
+    """Confirm the plan: what the "Start" button does (run_create; the dispatch follows the commit)."""
+    from provisioning.runs import run_create
+    from provisioning.spec import spec_parse
+
+    return run_create(spec=spec_parse(data), customer=customer_create(data), user=user)
+
+
+def runs_wait(run_ids: list, *, timeout: float, every: float = 0.01) -> dict:
+    """Wait until none of the runs is active; return {run id: (status, created_at, finished_at)}."""
+    from provisioning.models import Run
+
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = {
+            pk: (status, created, finished)
+            for pk, status, created, finished in Run.objects.filter(pk__in=run_ids).values_list(
+                "pk", "status", "created_at", "finished_at"
+            )
+        }
+        if all(status not in Run.ACTIVE for status, _, _ in rows.values()) and len(rows) == len(run_ids):
+            return rows
+        if time.monotonic() > deadline:
+            active = sum(1 for status, _, _ in rows.values() if status in Run.ACTIVE)
+            raise RuntimeError(f"{active} of {len(run_ids)} runs still active after {timeout} s")
+        time.sleep(every)
+
+
+# --- Figures ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    name: str
+    seconds: list[float] = field(default_factory=list)
+    calls: list[int] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def max(self) -> float:
+        return max(self.seconds)
+
+    def calls_text(self) -> str:
+        low, high = min(self.calls), max(self.calls)
+        return str(low) if low == high else f"{low}-{high}"
+
+
+def mib(value: int) -> str:
+    return f"{value / 2**20:.0f} MiB"
+
+
+def dump(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str))

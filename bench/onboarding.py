@@ -1,0 +1,377 @@
+"""One onboarding, three ways, on the same sandbox in the same run: the runbook typed into the AWS
+CLI, a plain boto3 script, and Onramp (real Celery worker, PostgreSQL, Redis, audit log).
+
+    .venv/bin/python bench/onboarding.py [--rounds 5]      (or `make bench`)
+
+Each round gives each contender a fresh customer and a fresh 12-digit account id, and the
+order of the three rotates from round to round so that drift hits them alike. Before timing a
+contender in its account, one untimed IAM call loads moto's managed policies there.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common
+
+GOAL_CLI = 0.1
+GOAL_BOTO3 = 1.0
+
+
+# --- The contenders -------------------------------------------------------------------------
+
+
+def runbook_script(*, spec, endpoint: str) -> tuple[str, int]:
+    """The runbook's commands for this spec, from the plan (the same strings the preview shows),
+    made runnable against the sandbox. Returns (bash script, number of aws commands)."""
+    from provisioning.plan import plan_build
+    from provisioning.steps.iam import generate_password
+
+    lines = ["set -euo pipefail"]
+    calls = 0
+    for step in plan_build(spec):
+        if step.cli:
+            lines.append(f"# {step.title}")
+        for command in step.cli:
+            words = shlex.split(command)
+            assert words[0] == "aws", command
+            # The preview shows a placeholder where the engineer types a password.
+            words = [generate_password() if w == "<generated>" else w for w in words]
+            words = ["aws", "--endpoint-url", endpoint, *words[1:]]
+            lines.append(" ".join(shlex.quote(w) for w in words) + " >/dev/null")
+            calls += 1
+    return "\n".join(lines) + "\n", calls
+
+
+def cli_once(*, sandbox, spec, workdir: Path) -> tuple[float, int]:
+    script, calls = runbook_script(spec=spec, endpoint=sandbox.url)
+    path = workdir / f"runbook-{spec.account_id}.sh"
+    path.write_text(script)
+    creds = sandbox.credentials(spec.account_id)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        PATH=f"{common.ROOT / '.venv' / 'bin'}:{env.get('PATH', '')}",
+        AWS_ACCESS_KEY_ID=creds["aws_access_key_id"],
+        AWS_SECRET_ACCESS_KEY=creds["aws_secret_access_key"],
+        AWS_SESSION_TOKEN=creds["aws_session_token"],
+        AWS_DEFAULT_REGION=spec.region,
+    )
+    sandbox.warm_account(spec.account_id)
+    started = time.perf_counter()
+    done = subprocess.run(["bash", str(path)], env=env, capture_output=True, text=True, timeout=300)
+    seconds = time.perf_counter() - started
+    path.unlink()  # it held a console password, sandbox or not
+    if done.returncode != 0:
+        raise RuntimeError(f"the runbook script failed: {done.stderr[-2000:]}")
+    return seconds, calls
+
+
+def boto3_clients(*, sandbox, spec) -> tuple[dict, list[int]]:
+    """One session in the account, one client per service, each counting its API calls."""
+    session = sandbox.session(spec.account_id)
+    counter = [0]
+
+    def count(**kwargs):
+        counter[0] += 1
+
+    clients = {}
+    for service in ("sts", "iam", "s3", "ecr"):
+        client = sandbox.client(session, service, spec.region)
+        client.meta.events.register("after-call.*.*", count)
+        client.meta.events.register("after-call-error.*.*", count)
+        clients[service] = client
+    return clients, counter
+
+
+def boto3_script(clients: dict, spec) -> None:
+    """The runbook's API calls, one after the other, as a plain script would make them."""
+    from provisioning import documents
+    from provisioning.steps.iam import generate_password
+
+    sts, iam, s3, ecr = clients["sts"], clients["iam"], clients["s3"], clients["ecr"]
+    sts.get_caller_identity()
+    if spec.account_alias:
+        iam.create_account_alias(AccountAlias=spec.account_alias)
+    iam.create_group(GroupName=spec.group_name)
+    iam.create_user(UserName=spec.app_name)
+    iam.add_user_to_group(UserName=spec.app_name, GroupName=spec.group_name)
+    policy = documents.media_policy_name(scope=spec.media_scope, bucket=spec.bucket)
+    iam.create_policy(
+        PolicyName=policy,
+        PolicyDocument=json.dumps(documents.media_policy_document(scope=spec.media_scope, bucket=spec.bucket)),
+        Description="Grants access to S3 buckets and objects",
+    )
+    iam.attach_user_policy(UserName=spec.app_name, PolicyArn=f"arn:aws:iam::{spec.account_id}:policy/{policy}")
+    iam.create_access_key(UserName=spec.app_name)
+    for member in spec.team:
+        iam.create_user(UserName=member.email)
+        for name in member.policies:
+            iam.attach_user_policy(UserName=member.email, PolicyArn=f"arn:aws:iam::aws:policy/{name}")
+        if member.console:
+            iam.create_login_profile(UserName=member.email, Password=generate_password(), PasswordResetRequired=True)
+    bucket = {"Bucket": spec.bucket, "ACL": "private"}
+    if spec.region != "us-east-1":
+        bucket["CreateBucketConfiguration"] = {"LocationConstraint": spec.region}
+    s3.create_bucket(**bucket)
+    s3.put_public_access_block(
+        Bucket=spec.bucket, PublicAccessBlockConfiguration=documents.public_access_block_document()
+    )
+    s3.put_bucket_cors(Bucket=spec.bucket, CORSConfiguration=documents.cors_document(app_origin=spec.app_origin))
+    ecr.create_repository(repositoryName=spec.ecr_repository)
+    ecr.put_lifecycle_policy(
+        repositoryName=spec.ecr_repository, lifecyclePolicyText=json.dumps(documents.lifecycle_policy_document())
+    )
+
+
+def boto3_once(*, sandbox, spec) -> tuple[float, int]:
+    clients, counter = boto3_clients(sandbox=sandbox, spec=spec)
+    clients["iam"].list_account_aliases()  # the untimed first IAM call, which also warms the clients
+    counter[0] = 0
+    started = time.perf_counter()
+    boto3_script(clients, spec)
+    return time.perf_counter() - started, counter[0]
+
+
+def onramp_once(*, sandbox, data: dict, user) -> tuple[float, int, object, object]:
+    """From confirming the plan (run_create) to the run's last step done (Run.finished_at)."""
+    from django.utils import timezone
+
+    from provisioning.models import AuditEvent, Run
+    from provisioning.runs import run_create
+    from provisioning.spec import spec_parse
+
+    spec = spec_parse(data)
+    customer = common.customer_create(data)
+    sandbox.warm_account(spec.account_id)
+    started = timezone.now()
+    run = run_create(spec=spec, customer=customer, user=user)
+    status, _, finished = common.runs_wait([run.pk], timeout=120, every=0.05)[run.pk]
+    if status != Run.Status.SUCCEEDED:
+        failed = list(run.steps.exclude(state__in=["succeeded", "adopted"]).values_list("key", "error_message"))
+        raise RuntimeError(f"the Onramp run {run.pk} {status}: {failed}")
+    calls = AuditEvent.objects.filter(run_id=run.pk, action__startswith="aws.").count()
+    return (finished - started).total_seconds(), calls, run, started
+
+
+def verify(*, sandbox, spec) -> None:
+    """Every contender must have built the same thing: checked in the account, untimed."""
+    session = sandbox.session(spec.account_id)
+    iam = sandbox.client(session, "iam", spec.region)
+    assert iam.list_account_aliases()["AccountAliases"] == [spec.account_alias]
+    groups = [g["GroupName"] for g in iam.list_groups_for_user(UserName=spec.app_name)["Groups"]]
+    assert groups == [spec.group_name], groups
+    assert len(iam.list_attached_user_policies(UserName=spec.app_name)["AttachedPolicies"]) == 1
+    assert len(iam.list_access_keys(UserName=spec.app_name)["AccessKeyMetadata"]) == 1
+    for member in spec.team:
+        attached = {p["PolicyName"] for p in iam.list_attached_user_policies(UserName=member.email)["AttachedPolicies"]}
+        assert attached == {p.rsplit("/", 1)[-1] for p in member.policies}, attached
+        if member.console:
+            iam.get_login_profile(UserName=member.email)
+    s3 = sandbox.client(session, "s3", spec.region)
+    assert s3.get_public_access_block(Bucket=spec.bucket)["PublicAccessBlockConfiguration"]["BlockPublicAcls"]
+    assert len(s3.get_bucket_cors(Bucket=spec.bucket)["CORSRules"]) == 2
+    ecr = sandbox.client(session, "ecr", spec.region)
+    assert json.loads(ecr.get_lifecycle_policy(repositoryName=spec.ecr_repository)["lifecyclePolicyText"])["rules"]
+
+
+# --- The profile of one Onramp run ------------------------------------------------------------
+
+
+def _ms(delta) -> float:
+    return delta.total_seconds() * 1000
+
+
+def profile_print(*, run, started, tasks: dict) -> None:
+    """Where one run's time goes: AWS calls, task hand-offs, SQL, by step and on the critical path.
+
+    `tasks` maps a step id to what the profiling worker measured around its task."""
+    from datetime import UTC, datetime
+
+    from provisioning.models import AuditEvent
+
+    steps = {s.key: s for s in run.steps.all()}
+    aws: dict[str, list[float]] = {}
+    for key, details in AuditEvent.objects.filter(run_id=run.pk, action__startswith="aws.").values_list(
+        "step_key", "details"
+    ):
+        aws.setdefault(key, []).append(details.get("duration_ms") or 0.0)
+    moment = lambda t: datetime.fromtimestamp(t, tz=UTC)  # noqa: E731
+    rows = []
+    for key, step in steps.items():
+        if key == "finalize":
+            continue
+        task = tasks.get(step.pk, {})
+        deps = [steps[k] for k in step.depends_on]
+        ready = max((d.finished_at for d in deps), default=started)
+        ready_task_end = max((moment(tasks[d.pk]["end"]) for d in deps if d.pk in tasks), default=None)
+        rows.append(
+            {
+                "key": key,
+                "deps": step.depends_on,
+                "gap": _ms(step.started_at - ready),  # previous step done (or confirm) -> this one claimed
+                "broker": _ms(moment(task["start"]) - ready_task_end) if task and ready_task_end else None,
+                "run": _ms(step.finished_at - step.started_at),
+                "task": (task["end"] - task["start"]) * 1000 if task else None,
+                "aws": sum(aws.get(key, [])),
+                "calls": len(aws.get(key, [])),
+                "sql": task.get("sql_ms"),
+                "sql_write": task.get("sql_write_ms"),
+                "sql_read": task.get("sql_read_ms"),
+                "sql_lock": task.get("sql_lock_ms"),
+                "queries": task.get("queries"),
+                "finished": step.finished_at,
+            }
+        )
+    by_key = {r["key"]: r for r in rows}
+    # The critical path: from the last step to finish, back through the dependency that finished last.
+    path, current = [], max(rows, key=lambda r: r["finished"])
+    while current:
+        path.append(current["key"])
+        deps = [by_key[k] for k in current["deps"]]
+        current = max(deps, key=lambda r: r["finished"]) if deps else None
+    path.reverse()
+    wall = _ms(run.finished_at - started)
+    first_claim = min(s.started_at for s in steps.values() if s.started_at)
+    last_done = max(r["finished"] for r in rows)
+
+    def total(name, keys=None):
+        return sum(r[name] or 0 for r in rows if keys is None or r["key"] in keys)
+
+    print(f"\nProfile of one Onramp run ({wall:.0f} ms from confirm to the run finished; {len(rows)} steps):")
+    print(f"  confirm -> first step claimed:          {_ms(first_claim - started):7.0f} ms")
+    print(f"  last step done -> run finished:         {_ms(run.finished_at - last_done):7.0f} ms")
+    print(
+        f"  AWS calls:        {total('calls'):4.0f} calls, {total('aws'):7.0f} ms summed over steps, "
+        f"{total('aws', path):5.0f} ms on the critical path"
+    )
+    print(
+        f"  SQL in tasks:     {total('queries'):4.0f} stmts, {total('sql'):7.0f} ms summed "
+        f"(writes {total('sql_write'):.0f}, reads {total('sql_read'):.0f}, locks {total('sql_lock'):.0f}; "
+        f"commits not included), {total('sql', path):5.0f} ms on the critical path"
+    )
+    print(
+        f"  Task hand-offs:   step done -> next claimed {total('gap', path):5.0f} ms on the critical path "
+        f"(of which broker + worker pickup {total('broker', path):.0f} ms)"
+    )
+    print(f"  Critical path: {' -> '.join(path)}")
+    print(f"  {'step':34} {'hand-off':>8} {'broker':>7} {'step':>7} {'aws':>7} {'calls':>5} {'sql':>6} {'stmts':>5}")
+    for r in sorted(rows, key=lambda r: r["finished"]):
+        mark = "*" if r["key"] in path else " "
+        broker = f"{r['broker']:7.1f}" if r["broker"] is not None else "      -"
+        sql = f"{r['sql']:6.1f}" if r["sql"] is not None else "     -"
+        print(
+            f" {mark}{r['key'][:34]:34} {r['gap']:8.1f} {broker} {r['run']:7.1f} {r['aws']:7.1f} "
+            f"{r['calls']:5d} {sql} {r['queries'] or 0:5d}"
+        )
+    print("  (ms; hand-off = the step it waited for done -> this step claimed: recording, dispatch, broker, pickup)")
+
+
+def profile_run(*, sandbox, env: dict, user, ids) -> None:
+    """One more Onramp run on a worker whose tasks time their SQL (Django's execute_wrapper)."""
+    workers = common.Workers(1, env=env, app="bench.common:profiled_app", tag="profile").start()
+    try:
+        for _ in range(2):  # warm the worker's processes, as in the timed rounds
+            onramp_once(sandbox=sandbox, data=common.spec_data(account_id=ids.new(), name=_name("pw")), user=user)
+        for path in common.ARTIFACTS.glob("profile-*.jsonl"):
+            path.unlink()
+        data = common.spec_data(account_id=ids.new(), name=_name("pf"))
+        cpu = (workers.cpu_seconds(), sandbox.cpu_seconds())
+        _, _, run, started = onramp_once(sandbox=sandbox, data=data, user=user)
+        cpu = (workers.cpu_seconds() - cpu[0], sandbox.cpu_seconds() - cpu[1])
+        tasks = {}
+        time.sleep(0.5)  # the last task's postrun line
+        for path in common.ARTIFACTS.glob("profile-*.jsonl"):
+            for line in path.read_text().splitlines():
+                item = json.loads(line)
+                tasks[item["step_id"]] = item
+        run.refresh_from_db()
+        profile_print(run=run, started=started, tasks=tasks)
+        print(f"  CPU used during the run: worker processes {cpu[0] * 1000:.0f} ms, moto server {cpu[1] * 1000:.0f} ms")
+    finally:
+        workers.stop()
+
+
+# --- The benchmark ----------------------------------------------------------------------------
+
+_names: dict[str, int] = {}
+
+
+def _name(prefix: str) -> str:
+    _names[prefix] = _names.get(prefix, 0) + 1
+    return f"bench-{prefix}-{_names[prefix]}-{os.getpid() % 10000}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--profile", choices=["auto", "always", "never"], default="auto")
+    args = parser.parse_args()
+
+    print(f"Machine: {common.machine()}")
+    sandbox = common.SandboxAws().start()
+    workers = None
+    try:
+        env = common.environment(sandbox_url=sandbox.url)
+        common.database_fresh()
+        common.redis_flush()
+        user = common.django_start()
+        from provisioning.spec import spec_parse
+
+        workers = common.Workers(1, env=env).start()
+        ids = common.AccountIds()
+        for _ in range(2):  # warm-up, untimed: the worker's processes import, connect, make clients
+            onramp_once(sandbox=sandbox, data=common.spec_data(account_id=ids.new(), name=_name("w")), user=user)
+
+        figures = {name: common.Figures(name) for name in ("runbook-cli", "boto3-script", "onramp")}
+        workdir = common.ARTIFACTS
+        order = list(figures)
+        for round_no in range(args.rounds):
+            turn = order[round_no % 3 :] + order[: round_no % 3]  # rotate, so drift hits each alike
+            for name in turn:
+                data = common.spec_data(account_id=ids.new(), name=_name(name.split("-")[0]))
+                spec = spec_parse(data)
+                if name == "runbook-cli":
+                    seconds, calls = cli_once(sandbox=sandbox, spec=spec, workdir=workdir)
+                elif name == "boto3-script":
+                    seconds, calls = boto3_once(sandbox=sandbox, spec=spec)
+                else:
+                    seconds, calls, _, _ = onramp_once(sandbox=sandbox, data=data, user=user)
+                verify(sandbox=sandbox, spec=spec)
+                figures[name].seconds.append(seconds)
+                figures[name].calls.append(calls)
+                print(f"  round {round_no + 1}: {name:13} {seconds * 1000:8.0f} ms  {calls:3d} AWS calls", flush=True)
+
+        print(f"\nOne onboarding, {args.rounds} rounds, 1 worker process (prefork, concurrency 4):")
+        print(f"  {'contender':14} {'median':>9} {'max':>9} {'AWS calls':>10}")
+        for f in figures.values():
+            print(f"  {f.name:14} {f.median * 1000:7.0f} ms {f.max * 1000:6.0f} ms {f.calls_text():>10}")
+        onramp = figures["onramp"].median
+        cli_ratio = onramp / figures["runbook-cli"].median
+        boto3_ratio = onramp / figures["boto3-script"].median
+        met_cli, met_boto3 = cli_ratio <= GOAL_CLI, boto3_ratio <= GOAL_BOTO3
+        print(f"  onramp/runbook-cli  = {cli_ratio:.3f}  (goal <= {GOAL_CLI}): goal {'met' if met_cli else 'missed'}")
+        print(
+            f"  onramp/boto3-script = {boto3_ratio:.3f}  (goal <= {GOAL_BOTO3}): "
+            f"goal {'met' if met_boto3 else 'missed'}"
+        )
+        print(f"  moto server CPU so far: {sandbox.cpu_seconds():.1f} s; machine now: {common.machine()}")
+        if args.profile == "always" or (args.profile == "auto" and not (met_cli and met_boto3)):
+            workers.stop()
+            workers = None
+            profile_run(sandbox=sandbox, env=env, user=user, ids=ids)
+        return 0
+    finally:
+        if workers is not None:
+            workers.stop()
+        sandbox.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
