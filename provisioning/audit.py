@@ -35,6 +35,10 @@ SECRET_KEYS = frozenset(
 _SECRET_IN_TEXT = re.compile(
     r"(?i)((?:secret[_ ]?access[_ ]?key|password|session[_ ]?token)[\"']?\s*[:=]\s*[\"']?)([^\s\"',;}]+)"
 )
+# AWS validation errors put the value before the member: "Value 'hunter2' at 'password' failed to satisfy...".
+_VALUE_AT_SECRET_MEMBER = re.compile(
+    r"(?i)(value\s+')(.*?)('\s+at\s+'[^']*(?:password|secret|token|credentials)[^']*')", re.DOTALL
+)
 _AWS_SECRET_SHAPE = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])")
 # Any string in the chain's lock: one chain, one writer at a time.
 _CHAIN_LOCK_ID = 7_277_001
@@ -43,6 +47,7 @@ _CHAIN_LOCK_ID = 7_277_001
 def redact_text(text: str) -> str:
     """Remove what looks like a secret from free text (an error message that echoes input)."""
     text = _SECRET_IN_TEXT.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _VALUE_AT_SECRET_MEMBER.sub(lambda m: m.group(1) + REDACTED + m.group(3), text)
     return _AWS_SECRET_SHAPE.sub(REDACTED, text)
 
 
