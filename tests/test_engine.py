@@ -323,3 +323,24 @@ def test_the_example_spec_is_valid():
     example = Path(__file__).resolve().parent.parent / "examples" / "acme.json"
     spec = spec_parse(json.loads(example.read_text()))
     assert spec.team and spec.bucket
+
+
+def test_tasks_carry_step_ids_only(worker, alice):
+    from celery.signals import before_task_publish
+
+    published = []
+
+    def capture(sender=None, body=None, **kwargs):
+        published.append((sender, body))
+
+    before_task_publish.connect(capture, weak=False)
+    try:
+        run = wait_for_run(start_run(alice))
+    finally:
+        before_task_publish.disconnect(capture)
+    steps = [body for sender, body in published if sender == "provisioning.tasks.step_run"]
+    assert len(steps) >= run.steps.count() - 1  # every step but finalize went through the broker
+    step_ids = set(run.steps.values_list("pk", flat=True))
+    for args, kwargs, _embed in steps:
+        assert kwargs == {}
+        assert len(args) == 1 and isinstance(args[0], int) and args[0] in step_ids
