@@ -1,0 +1,152 @@
+"""Production settings: `check --deploy` is clean, secrets are required, the headers and cookies are
+strict, and no template carries inline script."""
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from django.test import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_DIRS = [ROOT / "templates", *ROOT.glob("*/templates")]
+
+
+def _production_env(**overrides) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECRET_KEY", "VAULT_KEYS"))}
+    env.update(
+        DJANGO_ENV="production",
+        DJANGO_SETTINGS_MODULE="portal.settings",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        VAULT_KEYS=Fernet.generate_key().decode(),
+        ALLOWED_HOSTS="onramp.agency.example",
+        DATABASE_URL="sqlite:///:memory:",
+    )
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def _manage(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_check_deploy_has_no_warnings_in_production():
+    done = _manage("check", "--deploy", "--fail-level", "WARNING", env=_production_env())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "System check identified no issues" in done.stdout
+    assert "WARNING" not in done.stderr
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "VAULT_KEYS"])
+def test_production_refuses_to_start_without_its_secrets(missing):
+    done = _manage("check", env=_production_env(**{missing: None}))
+    assert done.returncode != 0
+    assert f"{missing} must be set when DJANGO_ENV=production." in done.stderr
+    # One clear line at the end, whatever the traceback above it.
+    assert done.stderr.strip().splitlines()[-1].endswith(f"{missing} must be set when DJANGO_ENV=production.")
+
+
+PROBE = """
+import json, django
+django.setup()
+from django.conf import settings
+from django.test import Client, override_settings
+# The manifest storage needs `collectstatic`; the headers and cookies do not depend on it.
+override_settings(STORAGES={**settings.STORAGES, "staticfiles": {
+    "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}).enable()
+response = Client().get("/login/", secure=True, HTTP_HOST="onramp.agency.example")
+print(json.dumps({
+    "status": response.status_code,
+    "headers": dict(response.headers),
+    "cookies": {name: dict(morsel) for name, morsel in response.cookies.items()},
+    "session_cookie_secure": settings.SESSION_COOKIE_SECURE,
+    "csrf_cookie_secure": settings.CSRF_COOKIE_SECURE,
+    "ssl_redirect": Client().get("/login/", HTTP_HOST="onramp.agency.example").status_code,
+}))
+"""
+
+
+def test_production_sends_hsts_and_secure_cookies():
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=_production_env(), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["status"] == 200
+    hsts = seen["headers"]["Strict-Transport-Security"]
+    assert "max-age=31536000" in hsts and "includeSubDomains" in hsts
+    assert seen["headers"]["X-Frame-Options"] == "DENY"
+    assert seen["cookies"]["csrftoken"]["secure"] is True
+    assert seen["session_cookie_secure"] is True and seen["csrf_cookie_secure"] is True
+    assert seen["ssl_redirect"] == 301  # plain http is sent to https
+
+
+def _csp(response) -> dict[str, list[str]]:
+    header = response["Content-Security-Policy"]
+    return {part.split()[0]: part.split()[1:] for part in header.split(";") if part.strip()}
+
+
+@pytest.mark.django_db
+def test_responses_carry_frame_denial_and_a_csp_without_inline_script(alice):
+    client = Client()
+    client.force_login(alice)
+    for url in ("/login/", "/", "/onboard/", "/audit/"):
+        response = client.get(url)
+        assert response.status_code in (200, 302), url
+        assert response["X-Frame-Options"] == "DENY", url
+        assert response["X-Content-Type-Options"] == "nosniff", url
+        csp = _csp(response)
+        scripts = csp.get("script-src", csp.get("default-src"))
+        assert scripts == ["'self'"], (url, scripts)
+        assert "'unsafe-inline'" not in scripts and "'unsafe-eval'" not in scripts
+        assert csp["frame-ancestors"] == ["'none'"]
+        assert csp["object-src"] == ["'none'"]
+        if response.status_code == 200:
+            _assert_no_inline_script(response.content.decode(), url)
+
+
+_SCRIPT = re.compile(r"<script\b([^>]*)>(.*?)</script\s*>", re.I | re.S)
+_HANDLER = re.compile(r"<[a-z][^>]*\son[a-z]+\s*=", re.I)
+_JS_URL = re.compile(r"""(?:href|src|action)\s*=\s*["']?\s*javascript:""", re.I)
+
+
+def _assert_no_inline_script(html: str, where: str) -> None:
+    for attrs, body in _SCRIPT.findall(html):
+        data_block = re.search(r"""type\s*=\s*["']application/(?:ld\+)?json["']""", attrs, re.I)
+        assert "src=" in attrs.replace(" ", "") or data_block or not body.strip(), f"inline <script> in {where}"
+        if "src=" in attrs.replace(" ", ""):
+            assert not body.strip(), f"<script src> with a body in {where}"
+    assert not _HANDLER.search(html), f"inline event handler in {where}: {_HANDLER.search(html).group(0)}"
+    assert not _JS_URL.search(html), f"javascript: URL in {where}"
+
+
+def test_no_template_has_inline_script_or_event_handlers():
+    templates = [path for folder in TEMPLATE_DIRS for path in folder.rglob("*.html")]
+    assert len(templates) >= 10
+    for path in templates:
+        _assert_no_inline_script(path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)))
+
+
+def test_the_inline_script_check_catches_what_it_should():
+    """The checker above, on samples: it would fail on the things it forbids."""
+    for bad in (
+        "<script>alert(1)</script>",
+        '<button onclick="go()">x</button>',
+        '<a href="javascript:go()">x</a>',
+        '<script src="/a.js">alert(1)</script>',
+    ):
+        with pytest.raises(AssertionError):
+            _assert_no_inline_script(bad, "sample")
+    _assert_no_inline_script('<script id="d" type="application/json">{"a": 1}</script>', "sample")
+    _assert_no_inline_script('<script src="/static/js/onramp.js" defer></script>', "sample")
