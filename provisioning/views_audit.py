@@ -121,6 +121,8 @@ def audit_history(request):
             "page": page,
             "rows": [(e, page.customers.get(e.customer_id)) for e in page.events] if page else [],
             "known_actions": KNOWN_ACTIONS,
+            "customer_choices": Customer.objects.order_by("name").values_list("slug", "name"),
+            "actor_choices": get_user_model().objects.order_by("username").values_list("username", flat=True),
             "query": _query_without(request, "before", "after"),
             "run_id": form.cleaned_data.get("run") if filters is not None else None,
         },

@@ -1,5 +1,7 @@
 """Indexes of the audit history page: trigram search on the target, and customer + date range.
 
+The first page and a date range alone use created_at's own index (0001), read backwards.
+
 They are raw SQL, not Meta.indexes: the trigram index is an expression index with an operator class
 that only PostgreSQL has, and keeping both here keeps the model's state and the database in step.
 On PostgreSQL they are built CONCURRENTLY so a large, live log keeps taking writes meanwhile
@@ -17,11 +19,8 @@ PG_FORWARD = (
     # Customer + date range, the page's common question ("what happened at Acme last week?").
     "CREATE INDEX CONCURRENTLY IF NOT EXISTS audit_customer_created ON provisioning_auditevent "
     "(customer_id, created_at DESC, id DESC)",
-    # Date range alone, newest first, ties broken by id.
-    "CREATE INDEX CONCURRENTLY IF NOT EXISTS audit_created_id ON provisioning_auditevent (created_at DESC, id DESC)",
 )
 PG_BACKWARD = (
-    "DROP INDEX CONCURRENTLY IF EXISTS audit_created_id",
     "DROP INDEX CONCURRENTLY IF EXISTS audit_customer_created",
     "DROP INDEX CONCURRENTLY IF EXISTS audit_target_trgm",
 )
