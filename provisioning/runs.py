@@ -106,6 +106,7 @@ def run_dispatch(*, run_id) -> list[int]:
         if run is None:
             return []
         steps = {s.key: s for s in run.steps.all()}
+        now = timezone.now()
         ready, skipped = [], []
         changed = True
         while changed:  # a skip can make more skips down the chain
@@ -119,9 +120,8 @@ def run_dispatch(*, run_id) -> list[int]:
                     skipped.append(step.pk)
                     changed = True
                 elif all(d in StepRun.DONE for d in deps) and step.queued_at is None:
+                    step.queued_at = now  # once per dispatch, however many passes the loop makes
                     ready.append(step.pk)
-        ready = [pk for pk in ready if pk not in skipped]
-        now = timezone.now()
         if skipped:
             StepRun.objects.filter(pk__in=skipped, state=State.PENDING).update(
                 state=State.SKIPPED, error_message="Skipped: a step it depends on did not finish.", finished_at=now
