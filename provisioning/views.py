@@ -30,6 +30,12 @@ from provisioning.runs import RunConflict, RunStateError, run_cancel, run_retry
 from provisioning.spec import SpecError
 
 DRAFT = "onboarding_draft"
+DOCUMENT_TITLES = {
+    "policy": "MediaManagement IAM policy",
+    "public_access_block": "S3 Block Public Access configuration",
+    "cors": "S3 CORS configuration",
+    "lifecycle_policy": "ECR lifecycle policy",
+}
 
 
 @login_not_required
@@ -172,7 +178,7 @@ def onboard_preview(request):
             "last": branches[-1],
             "step_count": len(steps),
             "documents": [
-                (step, name, json.dumps(document, indent=2))
+                (step, name, DOCUMENT_TITLES.get(name, name), json.dumps(document, indent=2))
                 for step in steps
                 for name, document in step.documents.items()
             ],

@@ -1,0 +1,268 @@
+"""The tech lead's whole path in a real headless Chromium (Debian's), against the live server, a real
+Celery worker and the sandbox AWS.
+
+When a scenario fails, the screenshots taken on the way (the form, the preview, the finished run) and
+one of the page at the moment of failure are written to tests/artifacts/.
+"""
+
+import contextlib
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from provisioning.models import Credential, Run
+from tests.conftest import ARTIFACTS, CUSTOMER_ACCOUNT, PASSWORD
+
+pytestmark = pytest.mark.browser
+RUN_TIMEOUT_MS = 90_000
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {
+        **browser_type_launch_args,
+        "executable_path": "/usr/bin/chromium",
+        "headless": True,
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ],
+    }
+
+
+class Shots:
+    """Screenshots taken as a scenario goes, written to tests/artifacts/ only if it fails."""
+
+    def __init__(self, page: Page, name: str):
+        self.page, self.name, self.taken = page, re.sub(r"[^\w.-]+", "_", name), {}
+
+    def take(self, label: str) -> None:
+        self.taken[label] = self.page.screenshot(full_page=True)
+
+    @contextlib.contextmanager
+    def on_failure(self):
+        try:
+            yield self
+        except BaseException:
+            ARTIFACTS.mkdir(exist_ok=True)
+            with contextlib.suppress(Exception):
+                self.taken["at-failure"] = self.page.screenshot(full_page=True)
+            for label, png in self.taken.items():
+                (ARTIFACTS / f"{self.name}-{label}.png").write_bytes(png)
+            raise
+
+
+@pytest.fixture
+def shots(page, request):
+    return Shots(page, request.node.name)
+
+
+def log_in(page: Page, base: str, username: str = "alice") -> None:
+    page.goto(f"{base}/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Onboarding runs", level=1)).to_be_visible()
+
+
+def fill_form(page: Page, *, origin: str) -> None:
+    page.get_by_label("New customer's name").press_sequentially("Acme Corp")
+    page.get_by_label("AWS account id").fill(CUSTOMER_ACCOUNT)
+    page.get_by_label("Region", exact=True).select_option("us-west-2")
+    page.get_by_label("Role ARN", exact=True).fill(f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/OnrampAccess")
+    page.get_by_label("External id", exact=True).fill("acme-external-id-0123456789")
+    page.get_by_label("App origin for uploads (CORS)").fill(origin)
+    page.locator("[name='team-0-email']").fill("lead@agency.example")
+    page.locator("[name='team-0-role']").select_option("tech_lead")
+
+
+# Records, in the page, every state each step row shows, across htmx swaps; and counts the swaps.
+WATCH_STEPS = """() => {
+  window.__onrampMarker = "same page";
+  window.__seen = {};
+  window.__swaps = 0;
+  const record = () => document.querySelectorAll("tr.step").forEach((row) => {
+    const seen = (window.__seen[row.dataset.step] = window.__seen[row.dataset.step] || []);
+    if (seen[seen.length - 1] !== row.dataset.state) seen.push(row.dataset.state);
+  });
+  record();
+  new MutationObserver(record).observe(document.body, {subtree: true, childList: true, attributes: true});
+  document.body.addEventListener("htmx:afterSwap", () => { window.__swaps += 1; });
+}"""
+
+
+def test_a_tech_lead_onboards_an_account_from_the_form_to_the_credentials(page, live_server, worker, alice, shots):
+    base = live_server.url
+    with shots.on_failure():
+        log_in(page, base)
+        page.get_by_role("link", name="Onboard a customer's AWS account").click()
+        expect(page).to_have_url(f"{base}/onboard/")
+
+        # Defaults follow the customer's name as it is typed.
+        fill_form(page, origin="http://acme-corp.example.com")
+        expect(page.get_by_label("App name (IAM user)")).to_have_value("acme-corp")
+        expect(page.get_by_label("S3 bucket")).to_have_value("acme-corp-media")
+        expect(page.get_by_label("ECR repository")).to_have_value("acme-corp")
+        expect(page.locator("[name='team-0-policy']")).to_be_hidden()  # tech leads get their policies
+
+        # A mistake: the message is next to the field, the summary links to it.
+        page.get_by_role("button", name="Preview the plan").click()
+        error = page.locator("#field-app_origin .error")
+        expect(error).to_contain_text("The app's origin must start with https://")
+        expect(page.get_by_label("App origin for uploads (CORS)")).to_have_attribute("aria-invalid", "true")
+        expect(page.locator("#error-summary")).to_be_focused()
+        expect(page.locator(".has-error")).to_have_count(1)
+        expect(page.get_by_label("New customer's name")).to_have_value("Acme Corp")  # nothing typed is lost
+        shots.take("form")
+
+        page.get_by_label("App origin for uploads (CORS)").fill("https://acme-corp.example.com")
+        page.get_by_role("button", name="Preview the plan").click()
+        expect(page).to_have_url(f"{base}/onboard/preview/")
+        expect(page.locator("li.plan-step")).to_have_count(13)
+        expect(page.locator("section.branch")).to_have_count(5)  # what runs in parallel
+        page.locator("summary", has_text="ECR lifecycle policy").click()
+        expect(page.locator("pre[data-document='lifecycle_policy']")).to_contain_text('"rulePriority": 19')
+        shots.take("preview")
+
+        page.get_by_role("button", name="Start onboarding").click()
+        expect(page).to_have_url(re.compile(rf"{re.escape(base)}/runs/[0-9a-f-]{{36}}/$"))
+        navigations = []
+        page.on("framenavigated", lambda frame: navigations.append(frame.url) if frame == page.main_frame else None)
+        page.evaluate(WATCH_STEPS)
+        first_seen = page.evaluate("() => Object.values(window.__seen).map((states) => states[0])")
+
+        # The steps turn green while this very page stays loaded: htmx swaps the rows in.
+        expect(page.locator("#run-live")).to_have_attribute("data-status", "succeeded", timeout=RUN_TIMEOUT_MS)
+        seen = page.evaluate("() => window.__seen")
+        assert navigations == [] and page.evaluate("() => window.__onrampMarker") == "same page"
+        assert page.evaluate("() => window.__swaps") >= 1
+        assert any(state != "succeeded" for state in first_seen), first_seen  # it was not done when shown
+        assert all(states[-1] == "succeeded" for states in seen.values()), seen
+        assert len(seen["finalize"]) >= 2, seen  # the last step changed state on screen
+        expect(page.locator("tr.step")).to_have_count(13)
+        expect(page.locator("#run-status")).to_have_text("Succeeded")
+        expect(page.locator("#cancel")).to_have_count(0)  # the last poll took the Cancel button away
+        summary = page.locator("#summary")
+        expect(summary).to_contain_text(f"arn:aws:iam::{CUSTOMER_ACCOUNT}:user/acme-corp")
+        expect(summary).to_contain_text("arn:aws:s3:::acme-corp-media")
+        expect(summary).to_contain_text(f"{CUSTOMER_ACCOUNT}.dkr.ecr.us-west-2.amazonaws.com/acme-corp")
+        expect(summary).to_contain_text("https://acme-corp.signin.aws.amazon.com/console")
+        shots.take("run")
+
+        # Reveal the app's key once.
+        run = Run.objects.get()
+        key = Credential.objects.get(run=run, kind=Credential.Kind.ACCESS_KEY)
+        page.locator(f"li[data-credential='{key.pk}']").get_by_role("button", name="Reveal once").click()
+        secret_block = page.locator("#secret-block")
+        expect(secret_block).to_contain_text(f"AWS_ACCESS_KEY_ID={key.access_key_id}")
+        assert re.search(r"^AWS_SECRET_ACCESS_KEY=\S{20,}$", secret_block.inner_text(), re.M)
+        expect(secret_block).to_contain_text("AWS_S3_BUCKET=acme-corp-media")
+
+        # Reload: the secret is gone, the receipt says who saw it; the reload did not try to reveal again.
+        page.reload()
+        expect(page.locator(".receipt")).to_contain_text("Revealed by alice")
+        expect(page.locator("body")).not_to_contain_text("AWS_SECRET_ACCESS_KEY")
+        key.refresh_from_db()
+        assert key.state == Credential.State.REVEALED and key.refused_attempts == 0 and key.ciphertext == ""
+        page.get_by_role("link", name="Back to the run").click()
+        expect(page.locator(f"li[data-credential='{key.pk}']")).to_contain_text("revealed by alice")
+
+
+def _overflow(page: Page) -> int:
+    return page.evaluate("() => document.documentElement.scrollWidth")
+
+
+def test_the_pages_fit_a_phone_screen(page, live_server, worker, alice, shots):
+    base = live_server.url
+    page.set_viewport_size({"width": 390, "height": 844})
+    with shots.on_failure():
+        log_in(page, base)
+        page.goto(f"{base}/onboard/")
+        assert _overflow(page) <= 390
+        shots.take("form")
+        fill_form(page, origin="https://acme-corp.example.com/with/a/path")
+        page.get_by_label("S3 bucket").fill("a-very-long-bucket-name-that-is-still-fine..but-not-with-two-dots")
+        page.get_by_role("button", name="Preview the plan").click()
+        expect(page.locator(".has-error")).to_have_count(2)
+        assert _overflow(page) <= 390
+        shots.take("form-errors")
+        page.get_by_label("S3 bucket").fill("acme-corp-media")
+        page.get_by_label("App origin for uploads (CORS)").fill("https://acme-corp.example.com")
+        page.get_by_role("button", name="Preview the plan").click()
+        expect(page).to_have_url(f"{base}/onboard/preview/")
+        assert _overflow(page) <= 390
+        shots.take("preview")
+        page.get_by_role("button", name="Start onboarding").click()
+        expect(page.locator("#run-live")).to_have_attribute("data-status", "succeeded", timeout=RUN_TIMEOUT_MS)
+        assert _overflow(page) <= 390
+        shots.take("run")
+
+
+# Every visible field of the form, in the order Tab should reach them.
+TAB_ORDER = [
+    "customer",
+    "new_customer_name",
+    "account_id",
+    "region",
+    "account_alias",
+    "access",
+    "role_arn",
+    "external_id",
+    "app_name",
+    "group_name",
+    "bucket",
+    "app_origin",
+    "ecr_repository",
+    "media_scope",
+    "team-0-email",
+    "team-0-role",
+    "team-0-policy",
+    "team-0-console",
+    "#add-member",
+    "#submit",
+]
+UNLABELLED = """() => [...document.querySelectorAll("input:not([type=hidden]), select, textarea")]
+  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label")
+                  && !el.getAttribute("aria-labelledby"))
+  .map((el) => el.name || el.id)"""
+FOCUSED = """() => { const el = document.activeElement;
+  if (el.type === "submit") return "#submit";
+  return el.name || (el.id ? "#" + el.id : el.tagName); }"""
+
+
+def test_the_form_is_keyboard_navigable_and_every_field_has_a_label(page, live_server, alice, shots):
+    base = live_server.url
+    with shots.on_failure():
+        log_in(page, base)
+        assert page.evaluate(UNLABELLED) == []
+        page.goto(f"{base}/onboard/")
+        assert page.evaluate(UNLABELLED) == []
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+        page.keyboard.press("Enter")  # the skip link jumps over the navigation
+        reached = []
+        for _ in range(60):
+            page.keyboard.press("Tab")
+            name = page.evaluate(FOCUSED)
+            if name in ("#submit", "BODY"):
+                reached.append(name)
+                break
+            if name not in reached:
+                reached.append(name)
+        assert reached == TAB_ORDER
+
+        # The keyboard adds a team member and lands in its first field; the new row has labels too.
+        page.locator("#add-member").focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("[name='team-1-email']")).to_be_focused()
+        assert page.evaluate(UNLABELLED) == []
+        # The keys fields appear, labelled, when chosen with the keyboard.
+        page.locator("#id_access_0").focus()
+        page.keyboard.press("ArrowDown")
+        expect(page.get_by_label("Access key id")).to_be_visible()
+        expect(page.get_by_label("Role ARN")).to_be_hidden()
+        assert page.evaluate(UNLABELLED) == []
