@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from provisioning import customers
@@ -114,7 +115,6 @@ class CustomerAdmin(admin.ModelAdmin):
         "aws_account_id",
         "account_alias",
         "default_region",
-        "connection",
         "is_active",
         "last_run_at",
         "last_run_status_display",
@@ -183,9 +183,10 @@ class CustomerAdmin(admin.ModelAdmin):
 
     @admin.display(description="last run", ordering="last_run_at", empty_value="never")
     def last_run_at(self, customer):
-        return customer.last_run_at
+        when = getattr(customer, "last_run_at", None)
+        return timezone.localtime(when).date() if when else None
 
-    @admin.display(description="last run status", ordering="last_run_status", empty_value="—")
+    @admin.display(description="last status", ordering="last_run_status", empty_value="—")
     def last_run_status_display(self, customer):
         status = getattr(customer, "last_run_status", None)
         return Run.Status(status).label if status else None

@@ -221,6 +221,8 @@ def customer_save(*, customer: Customer, user, created: bool, changed: list[str]
         fields.append(f"{SECRET_FIELD} ({'set' if created else 'replaced'})")
     with transaction.atomic():
         customer.save()
+        if not (created or fields):
+            return  # saved as it was: nothing to record
         audit_record(
             action="customer.created" if created else "customer.changed",
             actor=user,

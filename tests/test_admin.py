@@ -11,9 +11,10 @@ from django.core import serializers
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 
 from provisioning import customers
+from provisioning.admin import CustomerAdmin
 from provisioning.audit import audit_record
 from provisioning.models import AuditEvent, Credential, Customer, Run
 from provisioning.vault import decrypt
@@ -167,6 +168,7 @@ def test_a_secret_set_in_the_admin_never_shows_in_its_pages_or_the_audit(as_dana
     assert as_dana.post(_change(customer), _form(notes="keys given", **keys)).status_code == 302
     customer.refresh_from_db()
     assert decrypt(customer.secret_access_key_ciphertext) == SECRET
+    assert as_dana.post(_change(customer), _form(notes="keys given", **keys)).status_code == 302  # no change
     assert (
         as_dana.post(_change(customer), _form(notes="keys given", secret_access_key=NEW_SECRET, **keys)).status_code
         == 302
@@ -219,11 +221,14 @@ def test_the_list_shows_the_last_run_and_filters_by_its_status_in_a_fixed_number
         page = as_dana.get(CHANGELIST, params).content.decode()
         return {n for n in ("Acme Corp", "Globex", "Initech") if n in page}
 
+    acme_last = formats.date_format(timezone.localtime(timezone.now() - timedelta(days=1)).date())
+    assert acme_last in as_dana.get(CHANGELIST).content.decode()  # the date of the last run
     assert names({"last_run": "succeeded"}) == {"Acme Corp"}  # its last run, not its earlier failure
     assert names({"last_run": "failed"}) == {"Globex"}
     assert names({"last_run": "never"}) == {"Initech"}
     assert names({"is_active__exact": "1", "default_region": "us-west-2"}) == {"Acme Corp", "Globex", "Initech"}
-    ordered = as_dana.get(CHANGELIST, {"o": "7"}).context["cl"].result_list
+    column = CustomerAdmin.list_display.index("last_run_at") + 1  # 0 is the checkbox column
+    ordered = as_dana.get(CHANGELIST, {"o": str(column)}).context["cl"].result_list
     assert [c.name for c in ordered][:2] == ["Globex", "Acme Corp"]  # by last run date, oldest first
     assert ordered[1].last_run_status == "succeeded"
 
