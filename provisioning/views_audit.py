@@ -123,6 +123,8 @@ def audit_history(request):
             "known_actions": KNOWN_ACTIONS,
             "customer_choices": Customer.objects.order_by("name").values_list("slug", "name"),
             "actor_choices": get_user_model().objects.order_by("username").values_list("username", flat=True),
+            "selected_customer": request.GET.get("customer", ""),
+            "selected_actor": request.GET.get("actor", ""),
             "query": _query_without(request, "before", "after"),
             "run_id": form.cleaned_data.get("run") if filters is not None else None,
         },
