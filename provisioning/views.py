@@ -188,8 +188,16 @@ def onboard_preview(request):
     )
 
 
+def _duration_text(ms: int | None) -> str:
+    if ms is None:
+        return "—"
+    return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
 def _run_context(request, run: Run) -> dict:
     steps = list(run.steps.all())
+    for step in steps:
+        step.duration_text = _duration_text(step.duration_ms)
     manage = may_manage_run(request.user, run)
     credentials = list(run.credentials.select_related("revealed_by").order_by("created_at")) if manage else []
     return {
