@@ -13,6 +13,7 @@ from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 
 from provisioning import customers
 from provisioning.models import AuditEvent, Credential, Customer, Run, StepRun
@@ -244,10 +245,11 @@ class CustomerAdmin(admin.ModelAdmin):
     def links(self, customer):
         if not customer.pk:
             return "—"
+        # The audit page's customer filter takes the slug; the onboarding form takes the id.
         return format_html(
-            '<a href="{}?customer={}">Audit history</a> · <a href="{}?customer={}">Start onboarding</a>',
+            '<a href="{}?{}">Audit history</a> · <a href="{}?customer={}">Start onboarding</a>',
             reverse("audit_history"),
-            customer.pk,
+            urlencode({"customer": customer.slug}),
             reverse("onboard"),
             customer.pk,
         )

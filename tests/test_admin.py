@@ -321,6 +321,11 @@ def test_the_customer_page_lists_its_runs_resources_and_audit_link(worker, alice
     for name in ("acme-app-media", "acme-app", "MediaManagement-acme-app-media", "lead@agency.example", "Apps"):
         assert name in page, name
     assert f"arn:aws:iam::{CUSTOMER_ACCOUNT}:policy/MediaManagement-acme-app-media" in page
-    assert f"{reverse('audit_history')}?customer={run.customer.pk}" in page
+    link = f"{reverse('audit_history')}?customer={run.customer.slug}"
+    assert link in page
+    history = client.get(link)  # the link really filters the history to this customer
+    assert history.status_code == 200
+    assert history.context["form"].is_valid() and history.context["form"].cleaned_data["customer"] == run.customer
+    assert history.context["rows"] and all(event.customer_id == run.customer.pk for event, _ in history.context["rows"])
     sealed = [c.ciphertext for c in Credential.objects.filter(run=run) if c.ciphertext]
     assert sealed and not any(ciphertext in page for ciphertext in sealed)
