@@ -129,6 +129,8 @@ def test_filters(client, alice, bob, acme, globex):
         response = client.get(f"{HISTORY}?{query}")
         assert response.status_code == 200, query
         assert _ids(response) == [e.pk for e in expected], query
+    body = client.get(f"{HISTORY}?customer=globex&actor=bob").content.decode()
+    assert '<option value="globex" selected>' in body and '<option value="bob" selected>' in body  # kept on screen
 
 
 @pytest.mark.parametrize(

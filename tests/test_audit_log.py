@@ -298,6 +298,7 @@ def test_every_aws_call_of_a_run_is_one_audit_event(worker, aws, alice):
         _moto(aws, "stop-recording")
     assert run.status == Run.Status.SUCCEEDED
     served = _served(aws)
+    Path(os.environ["MOTO_RECORDER_FILEPATH"]).unlink(missing_ok=True)
     events = list(AuditEvent.objects.filter(action__startswith="aws.").order_by("id"))
     assert len(served) > 20  # a full onboarding: STS, IAM, S3, ECR
     assert len(events) == len(served)
