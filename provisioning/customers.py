@@ -186,6 +186,8 @@ def customer_check_connection(*, customer: Customer, user, account: AwsAccount |
         )
     except AwsError as exc:
         result = ConnectionCheck(ok=False, message=f"{customer.name}: {exc}", code=exc.code)
+    except vault.VaultError as exc:  # stored keys sealed with a key no longer configured
+        result = ConnectionCheck(ok=False, message=f"{customer.name}: {exc}", code="VaultError")
     finally:
         current_call_log.reset(token)
     outcome = AuditEvent.Outcome.OK if result.ok else AuditEvent.Outcome.ERROR
