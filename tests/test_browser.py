@@ -161,6 +161,8 @@ def test_a_tech_lead_onboards_an_account_from_the_form_to_the_credentials(page, 
         expect(secret_block).to_contain_text(f"AWS_ACCESS_KEY_ID={key.access_key_id}")
         assert re.search(r"^AWS_SECRET_ACCESS_KEY=\S{20,}$", secret_block.inner_text(), re.M)
         expect(secret_block).to_contain_text("AWS_S3_BUCKET=acme-corp-media")
+        # The page swapped its history entry for the credential's GET page (the POST is not replayed).
+        expect(page).to_have_url(f"{base}/credentials/{key.pk}/")
 
         # Reload: the secret is gone, the receipt says who saw it; the reload did not try to reveal again.
         page.reload()

@@ -126,7 +126,20 @@
     }
   }
 
+  // A poll answered by something other than the live fragment (the session expired and the login
+  // page came back): load the whole page instead of swapping a page into the table.
+  function setupLivePolling() {
+    document.body.addEventListener("htmx:beforeSwap", function (event) {
+      var xhr = event.detail.xhr;
+      if (event.target.id === "run-live" && xhr && xhr.responseURL && !/\/live\/$/.test(new URL(xhr.responseURL).pathname)) {
+        event.detail.shouldSwap = false;
+        window.location.reload();
+      }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    setupLivePolling();
     var form = document.getElementById("onboard-form");
     if (form) { setupOnboardForm(form); }
     var summary = document.getElementById("error-summary");
