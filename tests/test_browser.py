@@ -239,8 +239,9 @@ FOCUSED = """() => { const el = document.activeElement;
 def test_the_form_is_keyboard_navigable_and_every_field_has_a_label(page, live_server, alice, shots):
     base = live_server.url
     with shots.on_failure():
-        log_in(page, base)
+        page.goto(f"{base}/login/")
         assert page.evaluate(UNLABELLED) == []
+        log_in(page, base)
         page.goto(f"{base}/onboard/")
         assert page.evaluate(UNLABELLED) == []
         page.keyboard.press("Tab")

@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from provisioning import documents
+from provisioning import documents, vault
 from provisioning.models import AuditEvent, Credential, Customer, Run, StepRun
 from provisioning.plan import plan_build
 from provisioning.spec import spec_parse
@@ -212,6 +212,22 @@ def test_start_onboarding_for_a_customer_on_record_updates_its_role(client, alic
     assert Run.objects.get().customer == customer and Customer.objects.count() == 1
     changed = AuditEvent.objects.get(action="customer.changed", customer=customer)
     assert changed.details["fields"] == ["external_id", "role_arn"]
+
+
+@pytest.mark.django_db
+def test_start_onboarding_with_keys_stores_the_secret_encrypted_on_the_customer(client, alice):
+    login(client, alice)
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    client.post(
+        "/onboard/",
+        form_data(access="keys", role_arn="", access_key_id="AKIAEXAMPLEKEY000001", secret_access_key=secret),
+    )
+    client.post("/onboard/preview/")
+    customer = Run.objects.get().customer
+    assert customer.connection == "keys" and customer.access_key_id == "AKIAEXAMPLEKEY000001"
+    assert secret not in customer.secret_access_key_ciphertext
+    assert vault.decrypt(customer.secret_access_key_ciphertext) == secret
+    assert not AuditEvent.objects.filter(details__icontains=secret).exists()
 
 
 @pytest.mark.django_db
