@@ -11,7 +11,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from provisioning.models import Credential, Run
+from provisioning.models import Credential, Customer, Run
 from tests.conftest import ARTIFACTS, CUSTOMER_ACCOUNT, PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -269,3 +269,31 @@ def test_the_form_is_keyboard_navigable_and_every_field_has_a_label(page, live_s
         expect(page.get_by_label("Access key id")).to_be_visible()
         expect(page.get_by_label("Role ARN")).to_be_hidden()
         assert page.evaluate(UNLABELLED) == []
+
+
+def test_picking_a_customer_on_record_fills_its_account_and_the_defaults(page, live_server, alice, shots):
+    customer = Customer.objects.create(
+        name="Globex Corporation",
+        slug="globex",
+        aws_account_id="444455556666",
+        default_region="eu-west-1",
+        role_arn="arn:aws:iam::444455556666:role/OnrampAccess",
+        external_id="globex-external-id-0001",
+    )
+    base = live_server.url
+    with shots.on_failure():
+        log_in(page, base)
+        page.goto(f"{base}/onboard/")
+        page.get_by_label("Customer", exact=True).select_option(str(customer.pk))
+        expect(page.get_by_label("AWS account id")).to_have_value("444455556666")
+        expect(page.get_by_label("Region", exact=True)).to_have_value("eu-west-1")
+        expect(page.get_by_label("Role ARN", exact=True)).to_have_value("arn:aws:iam::444455556666:role/OnrampAccess")
+        expect(page.get_by_label("External id", exact=True)).to_have_value("globex-external-id-0001")
+        expect(page.get_by_label("New customer's name")).to_be_hidden()
+        expect(page.get_by_label("App name (IAM user)")).to_have_value("globex")
+        expect(page.get_by_label("S3 bucket")).to_have_value("globex-media")
+        # A value the user typed is theirs: picking again does not overwrite it.
+        page.get_by_label("S3 bucket").fill("globex-uploads")
+        page.get_by_label("Customer", exact=True).select_option("")
+        page.get_by_label("Customer", exact=True).select_option(str(customer.pk))
+        expect(page.get_by_label("S3 bucket")).to_have_value("globex-uploads")
