@@ -1,0 +1,422 @@
+"""What the fault scenarios need around the portal: a reading of the sandbox, a search for leaked
+secrets, a proxy in front of the sandbox that can hold or refuse calls, real worker processes and a
+private Redis server. Nothing here touches Onramp's code: it only watches and breaks its surroundings."""
+
+import base64
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import boto3
+from django.conf import settings
+from django.db import connection
+
+from provisioning import vault
+from provisioning.models import Credential
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- Reading the sandbox back, with plain boto3 ------------------------------------------
+
+
+def account_clients(sandbox_url: str, account_id: str, region: str) -> dict:
+    sts = boto3.client(
+        "sts",
+        endpoint_url=sandbox_url,
+        region_name=region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account_id}:role/Reader", RoleSessionName="soak-reader")[
+        "Credentials"
+    ]
+    session = boto3.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+    return {name: session.client(name, endpoint_url=sandbox_url, region_name=region) for name in ("iam", "s3", "ecr")}
+
+
+def resource_counts(sandbox_url: str, spec: dict) -> dict[str, int]:
+    """How many of each thing the onboarding made exist in the account: each should be exactly 1."""
+    aws = account_clients(sandbox_url, spec["account_id"], spec["region"])
+    iam, s3, ecr = aws["iam"], aws["s3"], aws["ecr"]
+    users = [u["UserName"] for u in iam.list_users()["Users"]]
+    policies = list(iam.list_policies(Scope="Local")["Policies"])
+    counts = {
+        "app user": users.count(spec["app_name"]),
+        "app user in group": sum(
+            g["GroupName"] == "Apps" for g in iam.list_groups_for_user(UserName=spec["app_name"])["Groups"]
+        ),
+        "access key": len(iam.list_access_keys(UserName=spec["app_name"])["AccessKeyMetadata"]),
+        "policy": len(policies),
+        "policy version": sum(len(iam.list_policy_versions(PolicyArn=p["Arn"])["Versions"]) for p in policies),
+        "policy attachment": len(iam.list_attached_user_policies(UserName=spec["app_name"])["AttachedPolicies"]),
+        "bucket": sum(b["Name"] == spec["bucket"] for b in s3.list_buckets()["Buckets"]),
+        "repository": sum(
+            r["repositoryName"] == spec["ecr_repository"] for r in ecr.describe_repositories()["repositories"]
+        ),
+        "access key credential": Credential.objects.filter(kind=Credential.Kind.ACCESS_KEY).count(),
+    }
+    for member in spec.get("team", []):
+        if member.get("console"):
+            counts[f"console password credential {member['email']}"] = Credential.objects.filter(
+                kind=Credential.Kind.CONSOLE_PASSWORD, user_name=member["email"]
+            ).count()
+    return counts
+
+
+def duplicates(counts: dict[str, int]) -> int:
+    """Everything beyond one of a kind (and anything missing counts too: it must be exactly one)."""
+    return sum(abs(n - 1) for n in counts.values())
+
+
+# --- Secrets: which were generated, and where they must not be ----------------------------
+
+
+def sealed_secrets() -> set[str]:
+    """Every generated secret still sealed in the vault, decrypted: the ones to look for."""
+    return {vault.decrypt(c.ciphertext) for c in Credential.objects.exclude(ciphertext="")}
+
+
+def database_dump() -> str:
+    """Every row of every table of the test database, as pg_dump writes it."""
+    db = settings.DATABASES["default"]
+    env = {**os.environ, "PGPASSWORD": db.get("PASSWORD") or ""}
+    done = subprocess.run(
+        [
+            "pg_dump",
+            "--data-only",
+            "-h",
+            db.get("HOST") or "127.0.0.1",
+            "-p",
+            str(db.get("PORT") or 5432),
+            "-U",
+            db.get("USER") or "postgres",
+            connection.settings_dict["NAME"],
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+    return done.stdout
+
+
+def redis_dump(url: str) -> str:
+    """Every key and value in the broker's database, Celery message bodies decoded from base64."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    parts: list[str] = []
+    for key in client.scan_iter(count=500):
+        kind = client.type(key).decode()
+        if kind == "string":
+            values = [client.get(key)]
+        elif kind == "list":
+            values = client.lrange(key, 0, -1)
+        elif kind == "hash":
+            values = [b"%s=%s" % kv for kv in client.hgetall(key).items()]
+        elif kind == "set":
+            values = list(client.smembers(key))
+        elif kind == "zset":
+            values = client.zrange(key, 0, -1)
+        else:
+            values = []
+        parts.append(key.decode(errors="replace"))
+        for value in values:
+            text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+            parts.append(text)
+            parts.extend(_decoded_bodies(text))
+    return "\n".join(parts)
+
+
+def _decoded_bodies(text: str) -> list[str]:
+    found = []
+    for match in re.finditer(r'"body":\s*"([A-Za-z0-9+/=]+)"', text):
+        try:
+            found.append(base64.b64decode(match.group(1)).decode(errors="replace"))
+        except ValueError:
+            pass
+    return found
+
+
+def leaks(secrets_: set[str], haystacks: dict[str, str]) -> dict[str, int]:
+    """{place: how many of the secrets appear there}, in plain or JSON-escaped form."""
+    found = {}
+    for place, text in haystacks.items():
+        hits = sum(1 for s in secrets_ if s and (s in text or json.dumps(s)[1:-1] in text))
+        if hits:
+            found[place] = hits
+    return found
+
+
+# --- A proxy in front of the sandbox: hold a call, refuse a call, or be down --------------
+
+
+def _operation(method: str, path: str, headers, body: bytes) -> str:
+    """A readable name for an AWS request: Query APIs (IAM, STS) by Action, JSON APIs by target,
+    S3 by method and path."""
+    target = headers.get("X-Amz-Target", "")
+    if target:
+        return target.rsplit(".", 1)[-1]
+    if body and b"Action=" in body:
+        action = parse_qs(body.decode(errors="replace")).get("Action", [""])[0]
+        if action:
+            return action
+    if method == "PUT" and path.count("/") == 1 and "?" not in path:
+        return "CreateBucket"
+    return f"{method} {path.split('?')[0]}"
+
+
+@dataclass
+class Rule:
+    """What to do with calls to one operation (whose body contains `body_has`, when given)."""
+
+    operation: str
+    body_has: bytes = b""
+    hold_response: bool = False  # forward to the sandbox, then keep the answer until released
+    refuse_with: str = ""  # an AWS error code to answer with instead of forwarding
+    times: int = 1
+    seen: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    matched: int = 0
+
+
+THROTTLE_XML = (
+    '<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type>'
+    "<Code>{code}</Code><Message>Rate exceeded</Message></Error><RequestId>soak-proxy</RequestId>"
+    "</ErrorResponse>"
+)
+
+
+class SandboxProxy:
+    """HTTP proxy on loopback between the workers and moto's server. It records every generated
+    secret it sees go by (CreateAccessKey answers, CreateLoginProfile passwords), even those of
+    keys later deleted, so the leak search knows them all."""
+
+    def __init__(self, upstream: str, port: int | None = None):
+        self.upstream = upstream.removeprefix("http://")
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.rules: list[Rule] = []
+        self.secrets: set[str] = set()
+        self.calls: list[str] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._lock = threading.Lock()
+
+    def add(self, rule: Rule) -> Rule:
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def release_all(self) -> None:
+        with self._lock:
+            for rule in self.rules:
+                rule.release.set()
+            self.rules.clear()
+
+    def _rule_for(self, operation: str, body: bytes) -> Rule | None:
+        with self._lock:
+            for rule in self.rules:
+                if rule.operation == operation and rule.body_has in body and rule.matched < rule.times:
+                    rule.matched += 1
+                    return rule
+        return None
+
+    def _harvest(self, operation: str, body: bytes, answer: bytes) -> None:
+        if operation in ("CreateLoginProfile", "UpdateLoginProfile"):
+            password = parse_qs(body.decode(errors="replace")).get("Password", [""])[0]
+            if password:
+                self.secrets.add(password)
+        for match in re.finditer(rb"<SecretAccessKey>([^<]+)</SecretAccessKey>", answer):
+            self.secrets.add(match.group(1).decode())
+
+    def start(self) -> "SandboxProxy":
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet: the test output is the report
+                pass
+
+            def _any(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                operation = _operation(self.command, self.path, self.headers, body)
+                proxy.calls.append(operation)
+                rule = proxy._rule_for(operation, body)
+                if rule is not None and rule.refuse_with:
+                    rule.seen.set()
+                    self._answer(400, {"Content-Type": "text/xml"}, THROTTLE_XML.format(code=rule.refuse_with).encode())
+                    return
+                upstream = http.client.HTTPConnection(proxy.upstream, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                response = upstream.getresponse()
+                answer = response.read()
+                upstream.close()
+                proxy._harvest(operation, body, answer)
+                if rule is not None and rule.hold_response:
+                    rule.seen.set()  # the call happened in AWS; its caller has not heard back
+                    rule.release.wait(300)
+                    # Whoever asked is gone by now (killed): answer into the void, or to a survivor.
+                headers = {
+                    k: v
+                    for k, v in response.getheaders()
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length")
+                }
+                self._answer(response.status, headers, answer)
+
+            def _answer(self, status: int, headers: dict, body: bytes):
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Down, as AWS unreachable: the port refuses connections until start() again."""
+        self.release_all()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+# --- Real worker processes and a private Redis ----------------------------------------------
+
+
+class WorkerProcess:
+    """`celery -A portal worker --pool prefork`, on the test database, its output kept for the
+    leak search. Killed with SIGKILL, the whole process group, like a node that died."""
+
+    def __init__(self, *, broker_url: str, aws_url: str, log: Path, concurrency: int = 2, **env):
+        self.log = log
+        db = settings.DATABASES["default"]
+        database_url = (
+            f"postgres://{db.get('USER') or 'postgres'}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}"
+            f"/{connection.settings_dict['NAME']}"
+        )
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "portal.settings_test",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": broker_url,
+            "AWS_ENDPOINT_URL": aws_url,
+            "LOG_LEVEL": "INFO",
+            **{k: str(v) for k, v in env.items()},
+        }
+        self.concurrency = concurrency
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "WorkerProcess":
+        out = open(self.log, "ab")  # noqa: SIM115 (closed in stop)
+        self._out = out
+        self.process = subprocess.Popen(
+            [
+                str(ROOT / ".venv/bin/celery"),
+                "-A",
+                "portal",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(self.concurrency),
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+                "-n",
+                f"soak-{time.monotonic_ns()}@%h",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a kill takes the pool children too
+        )
+        return self
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(30)
+        self._out.close()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        if not self._out.closed:
+            self._out.close()
+
+
+class RedisServer:
+    """A private redis-server that keeps nothing on disk, so a restart loses every message."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "RedisServer":
+        import redis
+
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis(port=self.port).ping()
+                return self
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on {self.port}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
