@@ -4,7 +4,7 @@ from django import forms
 from django.forms import formset_factory
 
 from provisioning.models import Customer
-from provisioning.spec import COMMERCIAL_REGIONS, MEMBER_POLICIES, Spec, SpecError, spec_parse
+from provisioning.spec import COMMERCIAL_REGIONS, MAX_TEAM, MEMBER_POLICIES, Spec, SpecError, spec_parse
 
 _TEXT = {"autocomplete": "off", "spellcheck": "false"}
 
@@ -132,7 +132,18 @@ class TeamMemberForm(forms.Form):
     console = forms.BooleanField(label="Console access", required=False, initial=True)
 
 
-TeamFormSet = formset_factory(TeamMemberForm, extra=1, max_num=50, validate_max=True)
+class BaseTeamFormSet(forms.BaseFormSet):
+    # The spec's words for the same limit.
+    default_error_messages = {
+        **forms.BaseFormSet.default_error_messages,
+        "too_many_forms": f"At most {MAX_TEAM} team members per onboarding.",
+    }
+
+
+# absolute_max: a forged TOTAL_FORMS builds at most this many forms (Django's default allows 1,000 more).
+TeamFormSet = formset_factory(
+    TeamMemberForm, formset=BaseTeamFormSet, extra=1, max_num=MAX_TEAM, validate_max=True, absolute_max=MAX_TEAM
+)
 
 
 def _add_error(form: forms.Form, field: str | None, message: str) -> None:

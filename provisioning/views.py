@@ -87,10 +87,10 @@ def _customer_defaults() -> list[dict]:
 @require_http_methods(["GET", "POST"])
 def onboard(request):
     draft = request.session.get(DRAFT)
+    kept_key_id = ((draft or {}).get("keys") or {}).get("access_key_id", "")
     if request.method == "POST":
         form = OnboardingForm(request.POST)
         formset = TeamFormSet(request.POST, prefix="team")
-        kept_key_id = ((draft or {}).get("keys") or {}).get("access_key_id", "")
         spec = onboarding_validate(form, formset, kept_key_id=kept_key_id)
         if spec is not None:
             customer = form.cleaned_data.get("customer")
@@ -125,7 +125,8 @@ def onboard(request):
             "form": form,
             "formset": formset,
             "customers": _customer_defaults(),
-            "kept_key_id": ((draft or {}).get("keys") or {}).get("access_key_id", ""),
+            # Mentioned only when the form is this draft's (edited or posted again), not on a fresh form.
+            "kept_key_id": kept_key_id if request.method == "POST" or request.GET.get("edit") else "",
         },
     )
 

@@ -254,6 +254,15 @@ def test_a_tampered_post_gets_the_form_back_with_a_message(as_alice, garbage):
     assert "onboarding_draft" not in as_alice.session
 
 
+def test_a_forged_team_size_builds_no_more_than_the_limit(as_alice):
+    response = post(as_alice, **{"team-TOTAL_FORMS": "100000"})
+    page = response.content.decode()
+    assert page.count('<fieldset class="member"') <= 51  # the rows, and the template for new ones
+    message = "At most 50 team members per onboarding."
+    assert message in page
+    assert spec_message("team", team=[{"email": f"u{i}@agency.example"} for i in range(51)]) == [message]
+
+
 def test_the_form_and_the_validator_agree_without_the_view():
     form = OnboardingForm(form_data(bucket="acme..media"))
     formset = TeamFormSet(form_data(), prefix="team")
