@@ -61,7 +61,6 @@ _EXPLAINED = {
     "LimitExceeded": "The account reached an IAM limit for this (for access keys: two per user). "
     "Remove an unused one and retry.",
     "EntityTemporarilyUnmodifiable": "AWS is still settling this IAM entity. Retry in a minute.",
-    "BucketAlreadyExists": "This bucket name is taken by another AWS account. Choose another name and start again.",
     "MalformedPolicyDocument": "AWS refused the policy document as malformed.",
 }
 

@@ -319,7 +319,9 @@ def spec_parse(data) -> Spec:
         if not v["role_arn"]:
             errors.setdefault("role_arn", []).append("Enter the role Onramp assumes in the customer's account.")
         else:
-            _check(errors, "role_arn", validate_role_arn, v["role_arn"], v["account_id"] or None)
+            # Compare with the account only when that id is itself valid: one mistake, one message.
+            account = v["account_id"] if "account_id" not in errors and v["account_id"] else None
+            _check(errors, "role_arn", validate_role_arn, v["role_arn"], account)
         if not v["external_id"]:
             errors.setdefault("external_id", []).append("Enter the external id of the role's trust policy.")
         else:
