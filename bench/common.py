@@ -149,6 +149,15 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU of the PostgreSQL backends serving the benchmark's database (they are not our children)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [BENCH_DATABASE])
+        return cpu_seconds([pid for (pid,) in cursor.fetchall()])
+
+
 class SandboxAws:
     """moto's server (managed policies loaded, as in tests) and sessions in its accounts."""
 
@@ -453,6 +462,7 @@ class Figures:
     name: str
     seconds: list[float] = field(default_factory=list)
     calls: list[int] = field(default_factory=list)
+    sandbox_cpu: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -50,7 +51,7 @@ def runbook_script(*, spec, endpoint: str) -> tuple[str, int]:
     return "\n".join(lines) + "\n", calls
 
 
-def cli_once(*, sandbox, spec, workdir: Path) -> tuple[float, int]:
+def cli_once(*, sandbox, spec, workdir: Path) -> tuple[float, int, float]:
     script, calls = runbook_script(spec=spec, endpoint=sandbox.url)
     path = workdir / f"runbook-{spec.account_id}.sh"
     path.write_text(script)
@@ -64,13 +65,13 @@ def cli_once(*, sandbox, spec, workdir: Path) -> tuple[float, int]:
         AWS_DEFAULT_REGION=spec.region,
     )
     sandbox.warm_account(spec.account_id)
-    started = time.perf_counter()
+    cpu, started = sandbox.cpu_seconds(), time.perf_counter()
     done = subprocess.run(["bash", str(path)], env=env, capture_output=True, text=True, timeout=300)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, sandbox.cpu_seconds() - cpu
     path.unlink()  # it held a console password, sandbox or not
     if done.returncode != 0:
         raise RuntimeError(f"the runbook script failed: {done.stderr[-2000:]}")
-    return seconds, calls
+    return seconds, calls, cpu
 
 
 def boto3_clients(*, sandbox, spec) -> tuple[dict, list[int]]:
@@ -130,34 +131,46 @@ def boto3_script(clients: dict, spec) -> None:
     )
 
 
-def boto3_once(*, sandbox, spec) -> tuple[float, int]:
+def boto3_once(*, sandbox, spec) -> tuple[float, int, float]:
     clients, counter = boto3_clients(sandbox=sandbox, spec=spec)
     clients["iam"].list_account_aliases()  # the untimed first IAM call, which also warms the clients
     counter[0] = 0
-    started = time.perf_counter()
+    cpu, started = sandbox.cpu_seconds(), time.perf_counter()
     boto3_script(clients, spec)
-    return time.perf_counter() - started, counter[0]
+    return time.perf_counter() - started, counter[0], sandbox.cpu_seconds() - cpu
 
 
-def onramp_once(*, sandbox, data: dict, user) -> tuple[float, int, object, object]:
-    """From confirming the plan (run_create) to the run's last step done (Run.finished_at)."""
-    from django.utils import timezone
-
-    from provisioning.models import AuditEvent, Run
-    from provisioning.runs import run_create
+def onramp_prepare(*, sandbox, data: dict):
+    """Untimed: the validated spec, the customer record, the account's first IAM call."""
     from provisioning.spec import spec_parse
 
     spec = spec_parse(data)
     customer = common.customer_create(data)
     sandbox.warm_account(spec.account_id)
-    started = timezone.now()
+    return spec, customer
+
+
+def onramp_time(*, sandbox, spec, customer, user) -> tuple[float, int, float, object, object]:
+    """From confirming the plan (run_create) to the run's last step done (Run.finished_at)."""
+    from django.utils import timezone
+
+    from provisioning.models import AuditEvent, Run
+    from provisioning.runs import run_create
+
+    cpu, started = sandbox.cpu_seconds(), timezone.now()
     run = run_create(spec=spec, customer=customer, user=user)
     status, _, finished = common.runs_wait([run.pk], timeout=120, every=0.05)[run.pk]
+    cpu = sandbox.cpu_seconds() - cpu
     if status != Run.Status.SUCCEEDED:
         failed = list(run.steps.exclude(state__in=["succeeded", "adopted"]).values_list("key", "error_message"))
         raise RuntimeError(f"the Onramp run {run.pk} {status}: {failed}")
     calls = AuditEvent.objects.filter(run_id=run.pk, action__startswith="aws.").count()
-    return (finished - started).total_seconds(), calls, run, started
+    return (finished - started).total_seconds(), calls, cpu, run, started
+
+
+def onramp_once(*, sandbox, data: dict, user) -> tuple[float, int, float, object, object]:
+    spec, customer = onramp_prepare(sandbox=sandbox, data=data)
+    return onramp_time(sandbox=sandbox, spec=spec, customer=customer, user=user)
 
 
 def verify(*, sandbox, spec) -> None:
@@ -281,19 +294,27 @@ def profile_run(*, sandbox, env: dict, user, ids) -> None:
             onramp_once(sandbox=sandbox, data=common.spec_data(account_id=ids.new(), name=_name("pw")), user=user)
         for path in common.ARTIFACTS.glob("profile-*.jsonl"):
             path.unlink()
-        data = common.spec_data(account_id=ids.new(), name=_name("pf"))
-        cpu = (workers.cpu_seconds(), sandbox.cpu_seconds())
-        _, _, run, started = onramp_once(sandbox=sandbox, data=data, user=user)
-        cpu = (workers.cpu_seconds() - cpu[0], sandbox.cpu_seconds() - cpu[1])
+        spec, customer = onramp_prepare(sandbox=sandbox, data=common.spec_data(account_id=ids.new(), name=_name("pf")))
+        cpu = (workers.cpu_seconds(), sandbox.cpu_seconds(), common.postgres_cpu_seconds())
+        _, _, _, run, started = onramp_time(sandbox=sandbox, spec=spec, customer=customer, user=user)
+        time.sleep(0.5)  # the last task's postrun line, and its CPU
+        cpu = [
+            after - before
+            for after, before in zip(
+                (workers.cpu_seconds(), sandbox.cpu_seconds(), common.postgres_cpu_seconds()), cpu, strict=True
+            )
+        ]
         tasks = {}
-        time.sleep(0.5)  # the last task's postrun line
         for path in common.ARTIFACTS.glob("profile-*.jsonl"):
             for line in path.read_text().splitlines():
                 item = json.loads(line)
                 tasks[item["step_id"]] = item
         run.refresh_from_db()
         profile_print(run=run, started=started, tasks=tasks)
-        print(f"  CPU used during the run: worker processes {cpu[0] * 1000:.0f} ms, moto server {cpu[1] * 1000:.0f} ms")
+        print(
+            f"  CPU used by the run: worker processes {cpu[0] * 1000:.0f} ms, moto server {cpu[1] * 1000:.0f} ms, "
+            f"PostgreSQL {cpu[2] * 1000:.0f} ms"
+        )
     finally:
         workers.stop()
 
@@ -338,20 +359,28 @@ def main() -> int:
                 data = common.spec_data(account_id=ids.new(), name=_name(name.split("-")[0]))
                 spec = spec_parse(data)
                 if name == "runbook-cli":
-                    seconds, calls = cli_once(sandbox=sandbox, spec=spec, workdir=workdir)
+                    seconds, calls, cpu = cli_once(sandbox=sandbox, spec=spec, workdir=workdir)
                 elif name == "boto3-script":
-                    seconds, calls = boto3_once(sandbox=sandbox, spec=spec)
+                    seconds, calls, cpu = boto3_once(sandbox=sandbox, spec=spec)
                 else:
-                    seconds, calls, _, _ = onramp_once(sandbox=sandbox, data=data, user=user)
+                    seconds, calls, cpu, _, _ = onramp_once(sandbox=sandbox, data=data, user=user)
                 verify(sandbox=sandbox, spec=spec)
                 figures[name].seconds.append(seconds)
                 figures[name].calls.append(calls)
-                print(f"  round {round_no + 1}: {name:13} {seconds * 1000:8.0f} ms  {calls:3d} AWS calls", flush=True)
+                figures[name].sandbox_cpu.append(cpu)
+                print(
+                    f"  round {round_no + 1}: {name:13} {seconds * 1000:8.0f} ms  {calls:3d} AWS calls  "
+                    f"sandbox CPU {cpu * 1000:5.0f} ms",
+                    flush=True,
+                )
 
         print(f"\nOne onboarding, {args.rounds} rounds, 1 worker process (prefork, concurrency 4):")
-        print(f"  {'contender':14} {'median':>9} {'max':>9} {'AWS calls':>10}")
+        print(f"  {'contender':14} {'median':>9} {'max':>9} {'AWS calls':>10} {'sandbox CPU (median)':>21}")
         for f in figures.values():
-            print(f"  {f.name:14} {f.median * 1000:7.0f} ms {f.max * 1000:6.0f} ms {f.calls_text():>10}")
+            print(
+                f"  {f.name:14} {f.median * 1000:7.0f} ms {f.max * 1000:6.0f} ms {f.calls_text():>10} "
+                f"{statistics.median(f.sandbox_cpu) * 1000:18.0f} ms"
+            )
         onramp = figures["onramp"].median
         cli_ratio = onramp / figures["runbook-cli"].median
         boto3_ratio = onramp / figures["boto3-script"].median
