@@ -127,6 +127,31 @@ def test_aws_unreachable_fails_after_bounded_retries_then_the_run_is_retried_to_
     _assert_each_resource_once(aws)
 
 
+def test_aws_lost_after_preflight_fails_every_step_with_cannot_reach_aws(worker, aws, alice):
+    """AWS goes away mid-run: the steps' own clients (IAM, S3, ECR) get connection errors, which
+    must be 'Cannot reach AWS' and retried, like the preflight's."""
+    closed = f"http://127.0.0.1:{free_port()}"
+
+    def preflight_reaches_aws_then_it_is_gone(run):
+        with override_settings(AWS_ENDPOINT_URL=aws.url):
+            account_for_run(run).client("sts")  # made now, on the sandbox; every later client is made on `closed`
+
+    with override_settings(**FAST_RETRIES):
+        with override_settings(AWS_ENDPOINT_URL=closed):
+            run = wait_for_run(_create(alice, preflight_reaches_aws_then_it_is_gone))
+        assert run.status == Run.Status.FAILED
+        assert run.steps.get(key="preflight").state == State.SUCCEEDED
+        failed = list(run.steps.filter(state=State.FAILED))
+        assert {s.key for s in failed} >= {"iam.group", "s3.bucket", "ecr.repository"}
+        for step in failed:
+            assert "Cannot reach AWS" in step.error_message, (step.key, step.error_message)
+            assert step.attempts == FAST_RETRIES["STEP_MAX_RETRIES"] + 1
+        run_accounts.forget(run.pk)
+        run = wait_for_run(run_retry(run=run, user=alice))
+    assert run.status == Run.Status.SUCCEEDED
+    _assert_each_resource_once(aws)
+
+
 def _throttle(times: int):
     """A before-call handler at the boto3 client boundary: AWS's Throttling answer, `times` times."""
     calls = {"n": 0}
