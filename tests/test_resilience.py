@@ -221,3 +221,18 @@ def test_throttling_that_does_not_pass_fails_the_step_after_bounded_retries(work
 def _no_cached_accounts():
     yield
     run_accounts._items.clear()
+
+
+def test_the_leak_search_finds_a_secret_inside_a_celery_message():
+    """The soak's leak search would see a secret put in a task argument (bodies are base64 on Redis)."""
+    import base64
+    import json
+
+    from tests.soak.harness import _decoded_bodies, leaks
+
+    secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+    body = base64.b64encode(json.dumps([[secret], {}, {}]).encode()).decode()
+    message = json.dumps({"body": body, "headers": {"task": "provisioning.tasks.step_run"}})
+    assert secret not in message
+    assert leaks({secret}, {"broker": "\n".join([message, *_decoded_bodies(message)])}) == {"broker": 1}
+    assert leaks({secret}, {"log": "nothing here"}) == {}

@@ -42,6 +42,7 @@ class Scene:
         self.tmp_path = tmp_path
         self.proxy = SandboxProxy(sandbox.url).start()
         self.workers: list[WorkerProcess] = []
+        self.old_proxies: list[SandboxProxy] = []
         self.secrets: set[str] = set()
         self.log = io.StringIO()
         self._handler = logging.StreamHandler(self.log)
@@ -58,11 +59,13 @@ class Scene:
         self.workers.append(worker)
         return worker
 
-    def restart_proxy(self) -> None:
-        self.secrets |= self.proxy.secrets
-        port = self.proxy.port
+    def aws_down(self) -> None:
+        """Nothing listens on the sandbox's address any more (calls in flight still finish)."""
         self.proxy.stop()
-        self.proxy = SandboxProxy(self.sandbox.url, port=port).start()
+        self.old_proxies.append(self.proxy)
+
+    def aws_back(self) -> None:
+        self.proxy = SandboxProxy(self.sandbox.url, port=self.proxy.port).start()
 
     def drive(self, run: Run, timeout: float = 240, sweep: bool = True) -> Run:
         """Wait for the run to end, sweeping every second as beat would (with a short stale time)."""
@@ -85,7 +88,8 @@ class Scene:
         self.row["duplicates"] = duplicates(counts)
         for worker in self.workers:
             worker.stop()
-        self.secrets |= self.proxy.secrets
+        for proxy in [*self.old_proxies, self.proxy]:
+            self.secrets |= proxy.secrets
         sealed = sealed_secrets()
         assert sealed and sealed <= self.secrets, "the proxy saw every sealed secret go by"
         places = {
@@ -210,9 +214,7 @@ def test_aws_down_mid_run_then_back(scene, alice):
     s.worker(STEP_RETRY_BACKOFF=0.2, AWS_MAX_ATTEMPTS=2, AWS_CONNECT_TIMEOUT=1)
     run = start_run(alice)
     _wait(hold.seen, "CreateBucket")
-    s.secrets |= s.proxy.secrets
-    port = s.proxy.port
-    s.proxy.stop()  # nothing listens on the sandbox's address any more
+    s.aws_down()
     run = s.drive(run, sweep=False)
     assert run.status == Run.Status.FAILED
     failed = run.steps.filter(state=State.FAILED)
@@ -220,7 +222,7 @@ def test_aws_down_mid_run_then_back(scene, alice):
     for step in failed:
         assert "Cannot reach AWS" in step.error_message, (step.key, step.error_message)
         assert step.attempts == 4  # STEP_MAX_RETRIES + 1: bounded
-    s.proxy = SandboxProxy(s.sandbox.url, port=port).start()  # AWS is back
+    s.aws_back()
     run = s.drive(run_retry(run=run, user=alice))
     assert run.status == Run.Status.SUCCEEDED
     s.account([run])
