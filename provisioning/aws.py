@@ -354,20 +354,27 @@ class _RunAccounts:
 run_accounts = _RunAccounts()
 
 
+def account_for_spec(*, customer, spec: dict, source_identity: str, run_id=None) -> AwsAccount:
+    """Open the customer's account the way a run's spec says: its region, its role and external id."""
+    return account_connect(
+        customer=customer,
+        region=spec["region"],
+        access=spec.get("access"),
+        role_arn=spec.get("role_arn", ""),
+        external_id=spec.get("external_id", ""),
+        run_id=run_id,
+        source_identity=source_identity,
+    )
+
+
 def account_for_run(run) -> AwsAccount:
     """The open account of a run in this process, connecting on first use."""
     account = run_accounts.get(run.pk)
     if account is None:
         account = run_accounts.put(
             run.pk,
-            account_connect(
-                customer=run.customer,
-                region=run.spec["region"],
-                access=run.spec.get("access"),
-                role_arn=run.spec.get("role_arn", ""),
-                external_id=run.spec.get("external_id", ""),
-                run_id=run.pk,
-                source_identity=run.started_by.get_username(),
+            account_for_spec(
+                customer=run.customer, spec=run.spec, run_id=run.pk, source_identity=run.started_by.get_username()
             ),
         )
     return account

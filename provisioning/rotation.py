@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from provisioning import vault
 from provisioning.audit import PendingEvent, audit_write
-from provisioning.aws import AwsError, CallLog, account_connect, current_call_log, error_translate
+from provisioning.aws import AwsError, CallLog, account_for_spec, current_call_log, error_translate
 from provisioning.models import AuditEvent, Credential, Run
 
 
@@ -59,14 +59,7 @@ def access_key_rotate_start(*, run: Run, user) -> Credential:
     user_name = spec["app_name"]
 
     def work():
-        account = account_connect(
-            customer=run.customer,
-            region=spec["region"],
-            access=spec.get("access"),
-            role_arn=spec.get("role_arn", ""),
-            external_id=spec.get("external_id", ""),
-            source_identity=user.get_username(),
-        )
+        account = account_for_spec(customer=run.customer, spec=spec, source_identity=user.get_username())
         iam = account.client("iam")
         keys = iam.list_access_keys(UserName=user_name)["AccessKeyMetadata"]
         if len(keys) >= 2:
@@ -118,14 +111,7 @@ def access_key_rotate_finish(*, credential: Credential, user) -> None:
     old = credential.replaces_access_key_id
 
     def work():
-        account = account_connect(
-            customer=run.customer,
-            region=spec["region"],
-            access=spec.get("access"),
-            role_arn=spec.get("role_arn", ""),
-            external_id=spec.get("external_id", ""),
-            source_identity=user.get_username(),
-        )
+        account = account_for_spec(customer=run.customer, spec=spec, source_identity=user.get_username())
         iam = account.client("iam")
         iam.update_access_key(UserName=credential.user_name, AccessKeyId=old, Status="Inactive")
         iam.delete_access_key(UserName=credential.user_name, AccessKeyId=old)
