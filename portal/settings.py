@@ -179,6 +179,9 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = TIME_ZONE
 # Steps are safe to run twice, so a task is acknowledged only once it is done.
 CELERY_TASK_ACKS_LATE = True
+# Celery closes the database connection around every task unless this is set: a PostgreSQL backend
+# started per step. Kept instead, and closed by CONN_MAX_AGE and errors (portal/celery.py).
+CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=120)
