@@ -59,7 +59,7 @@ def environment(*, sandbox_url: str) -> dict:
         "AWS_ENDPOINT_URL": sandbox_url,
         "CONN_MAX_AGE": "600",
         "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
         "BENCH_ARTIFACTS": str(ARTIFACTS),
         "AWS_ACCESS_KEY_ID": SANDBOX_KEY,
         "AWS_SECRET_ACCESS_KEY": SANDBOX_KEY,
@@ -150,12 +150,19 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def postgres_cpu_seconds() -> float:
-    """CPU of the PostgreSQL backends serving the benchmark's database (they are not our children)."""
-    from django.db import connection
+    """CPU of the whole PostgreSQL server: the postmaster with its exited backends (a worker opens a
+    connection per task) and its live processes. Other databases on this machine count too."""
+    postmaster = [int(p.read_text().split()[0]) for p in Path("/var/run/postgresql").glob("*.pid")]
+    if not postmaster:
+        return 0.0
+    return cpu_seconds(process_tree(postmaster[0]))
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [BENCH_DATABASE])
-        return cpu_seconds([pid for (pid,) in cursor.fetchall()])
+
+def machine_busy_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU jiffies of the whole machine, from /proc/stat: how much was left idle."""
+    values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
 
 
 class SandboxAws:
