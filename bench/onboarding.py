@@ -229,7 +229,8 @@ def profile_print(*, run, started, tasks: dict) -> None:
                 "key": key,
                 "deps": step.depends_on,
                 "gap": _ms(step.started_at - ready),  # previous step done (or confirm) -> this one claimed
-                "broker": _ms(moment(task["start"]) - ready_task_end) if task and ready_task_end else None,
+                # The enqueue happens in the dependency's task, just before it returns: clipped at 0.
+                "queued": max(0.0, _ms(moment(task["start"]) - ready_task_end)) if task and ready_task_end else None,
                 "run": _ms(step.finished_at - step.started_at),
                 "task": (task["end"] - task["start"]) * 1000 if task else None,
                 "aws": sum(aws.get(key, [])),
@@ -271,19 +272,22 @@ def profile_print(*, run, started, tasks: dict) -> None:
     )
     print(
         f"  Task hand-offs:   step done -> next claimed {total('gap', path):5.0f} ms on the critical path "
-        f"(of which broker + worker pickup {total('broker', path):.0f} ms)"
+        f"(of which queued: broker, pickup, waiting for a free process {total('queued', path):.0f} ms)"
     )
     print(f"  Critical path: {' -> '.join(path)}")
-    print(f"  {'step':34} {'hand-off':>8} {'broker':>7} {'step':>7} {'aws':>7} {'calls':>5} {'sql':>6} {'stmts':>5}")
+    print(f"  {'step':34} {'hand-off':>8} {'queued':>7} {'step':>7} {'aws':>7} {'calls':>5} {'sql':>6} {'stmts':>5}")
     for r in sorted(rows, key=lambda r: r["finished"]):
         mark = "*" if r["key"] in path else " "
-        broker = f"{r['broker']:7.1f}" if r["broker"] is not None else "      -"
+        queued = f"{r['queued']:7.1f}" if r["queued"] is not None else "      -"
         sql = f"{r['sql']:6.1f}" if r["sql"] is not None else "     -"
         print(
-            f" {mark}{r['key'][:34]:34} {r['gap']:8.1f} {broker} {r['run']:7.1f} {r['aws']:7.1f} "
+            f" {mark}{r['key'][:34]:34} {r['gap']:8.1f} {queued} {r['run']:7.1f} {r['aws']:7.1f} "
             f"{r['calls']:5d} {sql} {r['queries'] or 0:5d}"
         )
-    print("  (ms; hand-off = the step it waited for done -> this step claimed: recording, dispatch, broker, pickup)")
+    print(
+        "  (ms; hand-off = the step it waited for done -> this step claimed: recording, dispatch, broker, pickup; "
+        "queued = that step's task returned -> this step's task started)"
+    )
 
 
 def profile_run(*, sandbox, env: dict, user, ids) -> None:
