@@ -6,6 +6,7 @@ the step's row says what to do, and anything lost on the broker is found again b
 
 import logging
 import random
+from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -99,13 +100,18 @@ def _enqueue(step_ids: list[int]) -> None:
         step_run.delay(step_id)
 
 
-def run_dispatch(*, run_id) -> list[int]:
+def run_dispatch(*, run_id, after: StepRun | None = None) -> int | None:
     """Enqueue every pending step whose dependencies are done; skip those whose dependencies
-    failed; finish the run when nothing is left. Safe to call any number of times."""
+    failed; finish the run when nothing is left. Safe to call any number of times.
+
+    With `after` (the step this process just finished), one step that waited on it is kept
+    instead of enqueued, and its id returned: the caller runs it next in the same process, with
+    the session it already has, and skips a broker round trip. The longest remaining branch is
+    the one kept, so the critical path never waits on the broker."""
     with transaction.atomic():
         run = Run.objects.select_for_update().filter(pk=run_id, status__in=Run.ACTIVE).first()
         if run is None:
-            return []
+            return None
         steps = {s.key: s for s in run.steps.all()}
         now = timezone.now()
         ready, skipped = [], []
@@ -122,19 +128,30 @@ def run_dispatch(*, run_id) -> list[int]:
                     changed = True
                 elif all(d in StepRun.DONE for d in deps) and step.queued_at is None:
                     step.queued_at = now  # once per dispatch, however many passes the loop makes
-                    ready.append(step.pk)
+                    ready.append(step)
         if skipped:
             StepRun.objects.filter(pk__in=skipped, state=State.PENDING).update(
                 state=State.SKIPPED, error_message="Skipped: a step it depends on did not finish.", finished_at=now
             )
+        keep = _step_to_keep(after, ready, steps) if after is not None else None
         if ready:
-            StepRun.objects.filter(pk__in=ready, queued_at__isnull=True).update(queued_at=now)
-            transaction.on_commit(lambda: _enqueue(ready), robust=True)
+            StepRun.objects.filter(pk__in=[s.pk for s in ready], queued_at__isnull=True).update(queued_at=now)
+            enqueue = [s.pk for s in ready if s is not keep]
+            if enqueue:
+                transaction.on_commit(lambda: _enqueue(enqueue), robust=True)
         work = [s for s in steps.values() if s.key != "finalize"]
         if all(s.state in StepRun.FINISHED for s in work):
             _run_finish(run, steps)
         Run.objects.filter(pk=run.pk).update(progressed_at=now)
-    return ready
+    return keep.pk if keep is not None else None
+
+
+def _step_to_keep(after: StepRun, ready: list[StepRun], steps: dict[str, StepRun]) -> StepRun | None:
+    followers = [s for s in ready if after.key in s.depends_on]
+    if not followers:
+        return None
+    pending = Counter(s.branch for s in steps.values() if s.state == State.PENDING)
+    return max(followers, key=lambda s: (s.branch == after.branch, pending[s.branch]))
 
 
 def _summary(run: Run, steps: dict[str, StepRun]) -> dict:
@@ -189,6 +206,7 @@ def _run_finish(run: Run, steps: dict[str, StepRun]) -> None:
 class StepOutcome:
     state: str | None  # the state the step reached, None when this call did nothing
     retry_in: float | None = None  # seconds, when the task should try again
+    next_step_id: int | None = None  # a step kept for this process to run next (see run_dispatch)
 
 
 def _retry_delay(attempt: int) -> float:
@@ -201,9 +219,10 @@ def _worker_label(run: Run) -> str:
     return f"worker for {run.started_by.get_username()}"
 
 
-def step_execute(*, step_id: int) -> StepOutcome:
+def step_execute(*, step_id: int, keep_next: bool = False) -> StepOutcome:
     """Claim one pending step, run its function against the account, record the outcome and the
-    AWS calls it made in one transaction, then dispatch what became ready."""
+    AWS calls it made in one transaction, then dispatch what became ready (keeping one step for
+    this process when `keep_next`)."""
     now = timezone.now()
     claimed = StepRun.objects.filter(pk=step_id, state=State.PENDING, run__status__in=Run.ACTIVE).update(
         state=State.RUNNING, started_at=now, finished_at=None, attempts=F("attempts") + 1, queued_at=None
@@ -245,10 +264,12 @@ def step_execute(*, step_id: int) -> StepOutcome:
         )
     finally:
         current_call_log.reset(token)
-    return _step_record(step, run, log, result, error)
+    return _step_record(step, run, log, result, error, keep_next=keep_next)
 
 
-def _step_record(step: StepRun, run: Run, log: CallLog, result, error: AwsError | None) -> StepOutcome:
+def _step_record(
+    step: StepRun, run: Run, log: CallLog, result, error: AwsError | None, *, keep_next: bool
+) -> StepOutcome:
     now = timezone.now()
     events = log.drain()
     retry_in = None
@@ -307,9 +328,10 @@ def _step_record(step: StepRun, run: Run, log: CallLog, result, error: AwsError 
         # The database went away while recording: leave the step running; the sweeper re-drives it.
         logger.warning("Could not record step %s of run %s; the sweeper will pick it up", step.key, run.pk)
         raise
+    next_step_id = None
     if retry_in is None:
-        run_dispatch(run_id=run.pk)
-    return StepOutcome(state=state, retry_in=retry_in)
+        next_step_id = run_dispatch(run_id=run.pk, after=step if keep_next and state in StepRun.DONE else None)
+    return StepOutcome(state=state, retry_in=retry_in, next_step_id=next_step_id)
 
 
 def run_retry(*, run: Run, user) -> Run:

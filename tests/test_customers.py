@@ -111,7 +111,7 @@ def test_a_full_onboarding_calls_only_what_the_template_allows(worker, alice):
     needed = {customers.iam_action(service=service, operation=op) for service, op in operations}
     allowed = _template_actions(_template())
     assert needed <= allowed, needed - allowed
-    assert len(needed) >= 25  # a real run touched every service
+    assert len(needed) >= 15  # a real run touched every service (a first run creates without looking first)
     assert {service for service, _ in operations} == set(SERVICES)
 
     # What the steps recorded is what the admin lists as the customer's resources.

@@ -15,23 +15,23 @@ def repository(ctx: StepContext, spec: Spec) -> StepResult:
     name = spec.ecr_repository
     try:
         try:
-            repo = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
-            adopted = True
-        except ClientError as exc:
-            if error_code(exc) != "RepositoryNotFoundException":
-                raise
             repo = ecr.create_repository(
                 repositoryName=name,
                 imageScanningConfiguration={"scanOnPush": True},
                 tags=[{"Key": "managed-by", "Value": "onramp"}],
             )["repository"]
-            adopted = False
+            created = True
+        except ClientError as exc:
+            if error_code(exc) != "RepositoryAlreadyExistsException":
+                raise
+            repo = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+            created = False
     except ClientError as exc:
         raise error_translate(exc, doing=f"Creating the ECR repository {name}") from None
-    return StepResult(
-        adopted=adopted,
-        outputs={"repository": name, "arn": repo["repositoryArn"], "uri": repo["repositoryUri"]},
-    )
+    outputs = {"repository": name, "arn": repo["repositoryArn"], "uri": repo["repositoryUri"]}
+    if created:
+        outputs["created"] = True  # the lifecycle step knows there is no policy to read yet
+    return StepResult(adopted=not created, outputs=outputs)
 
 
 def lifecycle(ctx: StepContext, spec: Spec) -> StepResult:
@@ -39,13 +39,14 @@ def lifecycle(ctx: StepContext, spec: Spec) -> StepResult:
     wanted = documents.lifecycle_policy_document()
     outputs = {"repository": spec.ecr_repository, "rules": len(wanted["rules"])}
     try:
-        try:
-            current = ecr.get_lifecycle_policy(repositoryName=spec.ecr_repository)["lifecyclePolicyText"]
-            if json.loads(current) == wanted:
-                return StepResult(adopted=True, outputs=outputs)
-        except ClientError as exc:
-            if error_code(exc) != "LifecyclePolicyNotFoundException":
-                raise
+        if not ctx.outputs_of("ecr.repository").get("created"):
+            try:
+                current = ecr.get_lifecycle_policy(repositoryName=spec.ecr_repository)["lifecyclePolicyText"]
+                if json.loads(current) == wanted:
+                    return StepResult(adopted=True, outputs=outputs)
+            except ClientError as exc:
+                if error_code(exc) != "LifecyclePolicyNotFoundException":
+                    raise
         ecr.put_lifecycle_policy(repositoryName=spec.ecr_repository, lifecyclePolicyText=json.dumps(wanted))
     except ClientError as exc:
         raise error_translate(exc, doing="Setting the ECR lifecycle policy") from None

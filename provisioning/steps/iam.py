@@ -45,41 +45,45 @@ def account_alias(ctx: StepContext, spec: Spec) -> StepResult:
     return StepResult(adopted=False, outputs={"alias": spec.account_alias})
 
 
+# Steps create first and look only when AWS says the thing exists: a first onboarding (the common
+# case) makes one call where a look-then-create would make two, and a re-run still adopts.
+
+
 def group(ctx: StepContext, spec: Spec) -> StepResult:
     iam = ctx.client("iam")
     try:
         try:
-            found = iam.get_group(GroupName=spec.group_name, MaxItems=1)["Group"]
-            return StepResult(adopted=True, outputs={"group": spec.group_name, "arn": found["Arn"]})
+            created = iam.create_group(GroupName=spec.group_name)["Group"]
+            return StepResult(adopted=False, outputs={"group": spec.group_name, "arn": created["Arn"]})
         except ClientError as exc:
-            if not _missing(exc):
+            if not _exists(exc):
                 raise
-        created = iam.create_group(GroupName=spec.group_name)["Group"]
+        found = iam.get_group(GroupName=spec.group_name, MaxItems=1)["Group"]
     except ClientError as exc:
         raise error_translate(exc, doing=f"Creating the group {spec.group_name}") from None
-    return StepResult(adopted=False, outputs={"group": spec.group_name, "arn": created["Arn"]})
+    return StepResult(adopted=True, outputs={"group": spec.group_name, "arn": found["Arn"]})
+
+
+def _exists(exc: ClientError) -> bool:
+    return error_code(exc) == "EntityAlreadyExists"
 
 
 def _ensure_user(iam, user_name: str) -> tuple[dict, bool]:
     """(user, created)"""
     try:
-        return iam.get_user(UserName=user_name)["User"], False
-    except ClientError as exc:
-        if not _missing(exc):
-            raise
-    try:
         return iam.create_user(UserName=user_name, Tags=[{"Key": "managed-by", "Value": "onramp"}])["User"], True
     except ClientError as exc:
-        if error_code(exc) != "EntityAlreadyExists":  # another attempt won the race
+        if not _exists(exc):
             raise
-        return iam.get_user(UserName=user_name)["User"], False
+    return iam.get_user(UserName=user_name)["User"], False
 
 
 def app_user(ctx: StepContext, spec: Spec) -> StepResult:
     iam = ctx.client("iam")
     try:
         user, created = _ensure_user(iam, spec.app_name)
-        groups = [g["GroupName"] for g in iam.list_groups_for_user(UserName=spec.app_name)["Groups"]]
+        # A user made just now is in no group yet; one that existed may already be in ours.
+        groups = [] if created else [g["GroupName"] for g in iam.list_groups_for_user(UserName=spec.app_name)["Groups"]]
         joined = spec.group_name not in groups
         if joined:
             iam.add_user_to_group(UserName=spec.app_name, GroupName=spec.group_name)
@@ -104,23 +108,21 @@ def media_policy(ctx: StepContext, spec: Spec) -> StepResult:
     name = documents.media_policy_name(scope=spec.media_scope, bucket=spec.bucket)
     wanted = documents.media_policy_document(scope=spec.media_scope, bucket=spec.bucket)
     arn = _policy_arn(spec.account_id, name)
-    changed = False
     try:
         try:
-            policy = iam.get_policy(PolicyArn=arn)["Policy"]
-        except ClientError as exc:
-            if not _missing(exc):
-                raise
-            policy = None
-        if policy is None:
             iam.create_policy(
                 PolicyName=name,
                 PolicyDocument=json.dumps(wanted),
                 Description="Grants access to S3 buckets and objects",
                 Tags=[{"Key": "managed-by", "Value": "onramp"}],
             )
-            changed = True
-        else:
+            created = changed = True
+        except ClientError as exc:
+            if not _exists(exc):
+                raise
+            created = changed = False
+        if not created:
+            policy = iam.get_policy(PolicyArn=arn)["Policy"]
             current = iam.get_policy_version(PolicyArn=arn, VersionId=policy["DefaultVersionId"])
             if _as_dict(current["PolicyVersion"]["Document"]) != wanted:
                 versions = iam.list_policy_versions(PolicyArn=arn)["Versions"]
@@ -129,7 +131,8 @@ def media_policy(ctx: StepContext, spec: Spec) -> StepResult:
                     iam.delete_policy_version(PolicyArn=arn, VersionId=oldest["VersionId"])
                 iam.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(wanted), SetAsDefault=True)
                 changed = True
-        attached = iam.list_attached_user_policies(UserName=spec.app_name)["AttachedPolicies"]
+        # A policy made just now is attached to no one yet.
+        attached = [] if created else iam.list_attached_user_policies(UserName=spec.app_name)["AttachedPolicies"]
         if arn not in {p["PolicyArn"] for p in attached}:
             iam.attach_user_policy(UserName=spec.app_name, PolicyArn=arn)
             changed = True
@@ -209,16 +212,19 @@ def team_member(ctx: StepContext, spec: Spec) -> StepResult:
     iam = ctx.client("iam")
     outputs = {"user": email, "role": member.role, "policies": list(member.policies)}
     try:
-        user, changed = _ensure_user(iam, email)
+        user, created = _ensure_user(iam, email)
+        changed = created
         outputs["arn"] = user["Arn"]
-        attached = {p["PolicyArn"] for p in iam.list_attached_user_policies(UserName=email)["AttachedPolicies"]}
+        attached = set()
+        if not created:  # a user made just now has no policy yet
+            attached = {p["PolicyArn"] for p in iam.list_attached_user_policies(UserName=email)["AttachedPolicies"]}
         for policy in member.policies:
             arn = f"arn:aws:iam::aws:policy/{policy}"
             if arn not in attached:
                 iam.attach_user_policy(UserName=email, PolicyArn=arn)
                 changed = True
         if member.console:
-            sealed = _console_password(ctx, spec, iam, email)
+            sealed = _console_password(ctx, spec, iam, email, new_user=created)
             changed = changed or sealed is not None
             if sealed is not None:
                 outputs["credential"] = str(sealed.pk)
@@ -227,15 +233,16 @@ def team_member(ctx: StepContext, spec: Spec) -> StepResult:
     return StepResult(adopted=not changed, outputs=outputs)
 
 
-def _console_password(ctx: StepContext, spec: Spec, iam, email: str) -> Credential | None:
+def _console_password(ctx: StepContext, spec: Spec, iam, email: str, *, new_user: bool) -> Credential | None:
     mine = Credential.objects.filter(run=ctx.run, kind=Credential.Kind.CONSOLE_PASSWORD, user_name=email).first()
-    try:
-        iam.get_login_profile(UserName=email)
-        exists = True
-    except ClientError as exc:
-        if not _missing(exc):
-            raise
-        exists = False
+    exists = False
+    if not new_user:  # a user made just now has no console password yet
+        try:
+            iam.get_login_profile(UserName=email)
+            exists = True
+        except ClientError as exc:
+            if not _missing(exc):
+                raise
     if exists:
         if mine is not None or not ctx.step.outputs.get("login_profile_requested"):
             return None  # the person already has a console password: adopted

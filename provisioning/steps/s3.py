@@ -34,6 +34,7 @@ def bucket(ctx: StepContext, spec: Spec) -> StepResult:
         if spec.region != "us-east-1":
             request["CreateBucketConfiguration"] = {"LocationConstraint": spec.region}
         s3.create_bucket(**request)
+        outputs["created"] = True  # the next steps know it holds no configuration yet
     except ClientError as exc:
         if error_code(exc) == "BucketAlreadyExists":
             raise StepFailed(
@@ -45,16 +46,22 @@ def bucket(ctx: StepContext, spec: Spec) -> StepResult:
     return StepResult(adopted=False, outputs=outputs)
 
 
+def _made_by_this_run(ctx: StepContext) -> bool:
+    """A bucket this run created has no configuration to adopt: put it without reading it first."""
+    return bool(ctx.outputs_of("s3.bucket").get("created"))
+
+
 def public_access_block(ctx: StepContext, spec: Spec) -> StepResult:
     s3 = ctx.client("s3")
     wanted = documents.public_access_block_document()
     try:
-        try:
-            current = s3.get_public_access_block(Bucket=spec.bucket)["PublicAccessBlockConfiguration"]
-        except ClientError as exc:
-            if error_code(exc) != "NoSuchPublicAccessBlockConfiguration":
-                raise
-            current = None
+        current = None
+        if not _made_by_this_run(ctx):
+            try:
+                current = s3.get_public_access_block(Bucket=spec.bucket)["PublicAccessBlockConfiguration"]
+            except ClientError as exc:
+                if error_code(exc) != "NoSuchPublicAccessBlockConfiguration":
+                    raise
         if current == wanted:
             return StepResult(adopted=True, outputs=wanted)
         s3.put_public_access_block(Bucket=spec.bucket, PublicAccessBlockConfiguration=wanted)
@@ -73,12 +80,13 @@ def cors(ctx: StepContext, spec: Spec) -> StepResult:
     wanted = documents.cors_document(app_origin=spec.app_origin)
     outputs = {"rules": len(wanted["CORSRules"]), "upload_origin": spec.app_origin}
     try:
-        try:
-            current = s3.get_bucket_cors(Bucket=spec.bucket)["CORSRules"]
-        except ClientError as exc:
-            if error_code(exc) != "NoSuchCORSConfiguration":
-                raise
-            current = []
+        current = []
+        if not _made_by_this_run(ctx):
+            try:
+                current = s3.get_bucket_cors(Bucket=spec.bucket)["CORSRules"]
+            except ClientError as exc:
+                if error_code(exc) != "NoSuchCORSConfiguration":
+                    raise
         if _normal_rules(current) == _normal_rules(wanted["CORSRules"]):
             return StepResult(adopted=True, outputs=outputs)
         s3.put_bucket_cors(Bucket=spec.bucket, CORSConfiguration=wanted)
