@@ -81,7 +81,20 @@ class LastRunStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
-class CustomerRunInline(admin.TabularInline):
+class ReadOnlyMixin:
+    """What the engine writes is looked at here, never edited: no add, change or delete for anyone."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class CustomerRunInline(ReadOnlyMixin, admin.TabularInline):
     model = Run
     fields = ("run_link", "status", "started_by", "created_at", "started_at", "finished_at")
     readonly_fields = fields
@@ -93,15 +106,6 @@ class CustomerRunInline(admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("started_by")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Run")
     def run_link(self, run):
@@ -320,34 +324,16 @@ class CustomerAdmin(admin.ModelAdmin):
         return redirect(f"{reverse('onboard')}?customer={picked[0].pk}")
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """What the engine writes is looked at here, never edited."""
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class StepRunInline(admin.TabularInline):
+class StepRunInline(ReadOnlyMixin, admin.TabularInline):
     model = StepRun
     fields = ("position", "key", "state", "attempts", "started_at", "finished_at", "error_code", "outputs")
     readonly_fields = fields
     extra = 0
     can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Run)
