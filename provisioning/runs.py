@@ -320,17 +320,21 @@ def _step_record(
                 details={"message": str(error), "attempt": step.attempts, "retry_in_seconds": retry_in},
             )
         )
+    next_step_id = None
     try:
         with transaction.atomic():
+            # The outcome and the dispatch it causes are one transaction under the run's lock, so no
+            # other step's dispatch sees this step done and enqueues the step this process keeps.
+            Run.objects.select_for_update().only("pk").get(pk=run.pk)
             StepRun.objects.filter(pk=step.pk, state=State.RUNNING).update(**fields)
             audit_write(events)
+            if retry_in is None:
+                after = step if keep_next and state in StepRun.DONE else None
+                next_step_id = run_dispatch(run_id=run.pk, after=after)
     except DatabaseError:
         # The database went away while recording: leave the step running; the sweeper re-drives it.
         logger.warning("Could not record step %s of run %s; the sweeper will pick it up", step.key, run.pk)
         raise
-    next_step_id = None
-    if retry_in is None:
-        next_step_id = run_dispatch(run_id=run.pk, after=step if keep_next and state in StepRun.DONE else None)
     return StepOutcome(state=state, retry_in=retry_in, next_step_id=next_step_id)
 
 
