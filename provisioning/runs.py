@@ -133,9 +133,12 @@ def run_dispatch(*, run_id, after: StepRun | None = None) -> int | None:
             StepRun.objects.filter(pk__in=skipped, state=State.PENDING).update(
                 state=State.SKIPPED, error_message="Skipped: a step it depends on did not finish.", finished_at=now
             )
-        keep = _step_to_keep(after, ready, steps) if after is not None else None
+        pending = Counter(s.branch for s in steps.values() if s.state == State.PENDING)
+        keep = _step_to_keep(after, ready, pending) if after is not None else None
         if ready:
             StepRun.objects.filter(pk__in=[s.pk for s in ready], queued_at__isnull=True).update(queued_at=now)
+            # Longest branch first: with fewer free processes than branches, the critical path starts first.
+            ready.sort(key=lambda s: -pending[s.branch])
             enqueue = [s.pk for s in ready if s is not keep]
             if enqueue:
                 transaction.on_commit(lambda: _enqueue(enqueue), robust=True)
@@ -146,11 +149,10 @@ def run_dispatch(*, run_id, after: StepRun | None = None) -> int | None:
     return keep.pk if keep is not None else None
 
 
-def _step_to_keep(after: StepRun, ready: list[StepRun], steps: dict[str, StepRun]) -> StepRun | None:
+def _step_to_keep(after: StepRun, ready: list[StepRun], pending: Counter) -> StepRun | None:
     followers = [s for s in ready if after.key in s.depends_on]
     if not followers:
         return None
-    pending = Counter(s.branch for s in steps.values() if s.state == State.PENDING)
     return max(followers, key=lambda s: (s.branch == after.branch, pending[s.branch]))
 
 
