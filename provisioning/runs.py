@@ -6,7 +6,6 @@ the step's row says what to do, and anything lost on the broker is found again b
 
 import logging
 import random
-from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -133,12 +132,12 @@ def run_dispatch(*, run_id, after: StepRun | None = None) -> int | None:
             StepRun.objects.filter(pk__in=skipped, state=State.PENDING).update(
                 state=State.SKIPPED, error_message="Skipped: a step it depends on did not finish.", finished_at=now
             )
-        pending = Counter(s.branch for s in steps.values() if s.state == State.PENDING)
-        keep = _step_to_keep(after, ready, pending) if after is not None else None
+        chain = _chain_lengths(steps)
+        keep = _step_to_keep(after, ready, chain) if after is not None else None
         if ready:
             StepRun.objects.filter(pk__in=[s.pk for s in ready], queued_at__isnull=True).update(queued_at=now)
-            # Longest branch first: with fewer free processes than branches, the critical path starts first.
-            ready.sort(key=lambda s: -pending[s.branch])
+            # Longest chain first: with fewer free processes than branches, the critical path starts first.
+            ready.sort(key=lambda s: -chain[s.key])
             enqueue = [s.pk for s in ready if s is not keep]
             if enqueue:
                 transaction.on_commit(lambda: _enqueue(enqueue), robust=True)
@@ -149,11 +148,25 @@ def run_dispatch(*, run_id, after: StepRun | None = None) -> int | None:
     return keep.pk if keep is not None else None
 
 
-def _step_to_keep(after: StepRun, ready: list[StepRun], pending: Counter) -> StepRun | None:
+def _chain_lengths(steps: dict[str, StepRun]) -> dict[str, int]:
+    """For each step, how many pending steps (itself included) its chain still holds; finalize aside."""
+    waiting_on: dict[str, list[str]] = {key: [] for key in steps}
+    for step in steps.values():
+        if step.key != "finalize" and step.state == State.PENDING:
+            for dep in step.depends_on:
+                waiting_on[dep].append(step.key)
+
+    def length(key: str) -> int:
+        return 1 + max((length(k) for k in waiting_on[key]), default=0)
+
+    return {key: length(key) for key in steps}
+
+
+def _step_to_keep(after: StepRun, ready: list[StepRun], chain: dict[str, int]) -> StepRun | None:
     followers = [s for s in ready if after.key in s.depends_on]
     if not followers:
         return None
-    return max(followers, key=lambda s: (s.branch == after.branch, pending[s.branch]))
+    return max(followers, key=lambda s: (chain[s.key], s.branch == after.branch))
 
 
 def _summary(run: Run, steps: dict[str, StepRun]) -> dict:
