@@ -49,11 +49,11 @@ def _customer_slug(name: str) -> str:
     return slug
 
 
-def _customer_for_draft(*, spec: Spec, draft: dict, user) -> Customer:
-    """The customer on record (its connection updated from the spec), or a new one."""
+def onboarding_customer(*, spec: Spec, user, customer_id: int | None = None, via: str) -> Customer:
+    """The customer on record (its connection updated from the spec), or a new one; both audited."""
     customer = None
-    if draft.get("customer_id"):
-        customer = Customer.objects.select_for_update().filter(pk=draft["customer_id"]).first()
+    if customer_id:
+        customer = Customer.objects.select_for_update().filter(pk=customer_id).first()
     if customer is None:
         # A new customer whose account is already on record (typed twice): use the record.
         customer = Customer.objects.select_for_update().filter(aws_account_id=spec.account_id).first()
@@ -76,7 +76,7 @@ def _customer_for_draft(*, spec: Spec, draft: dict, user) -> Customer:
             details={
                 "fields": ["name", "aws_account_id", "default_region", "account_alias", "connection", "role_arn"]
                 + (["external_id"] if spec.external_id else []),
-                "via": "onboarding form",
+                "via": via,
             },
         )
         return customer
@@ -92,7 +92,7 @@ def _customer_for_draft(*, spec: Spec, draft: dict, user) -> Customer:
             actor=user,
             customer=customer,
             target=customer.name,
-            details={"fields": sorted(changed), "via": "onboarding form"},
+            details={"fields": sorted(changed), "via": via},
         )
     return customer
 
@@ -101,7 +101,9 @@ def onboarding_confirm(*, draft: dict, user) -> Run:
     """Create or update the customer from a checked draft and start the run (RunConflict if one is active)."""
     spec = onboarding_draft_spec(draft=draft)
     with transaction.atomic():
-        customer = _customer_for_draft(spec=spec, draft=draft, user=user)
+        customer = onboarding_customer(
+            spec=spec, user=user, customer_id=draft.get("customer_id"), via="onboarding form"
+        )
         keys = draft.get("keys")
         if keys:
             # Already encrypted when the form was checked: store the ciphertext as it is.

@@ -4,15 +4,13 @@ import json
 import time
 from pathlib import Path
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.urls import reverse
-from django.utils.text import slugify
 
-from provisioning.audit import audit_record
-from provisioning.models import Customer, Run, StepRun
+from provisioning.models import Run, StepRun
+from provisioning.onboarding import onboarding_customer
 from provisioning.runs import RunConflict, run_create
 from provisioning.spec import SpecError, spec_parse
 
@@ -22,9 +20,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--spec", required=True, help="Path to the spec JSON file (see examples/).")
-        parser.add_argument(
-            "--user", default="", help="The tech lead starting the run (default: the only superuser, or ONRAMP_USER)."
-        )
+        parser.add_argument("--user", default="", help="The tech lead starting the run (default: the only superuser).")
         parser.add_argument(
             "--wait", action="store_true", help="Print each step as it finishes; exit 0 only if the run succeeded."
         )
@@ -48,31 +44,8 @@ class Command(BaseCommand):
             raise CommandError("The spec is not valid:\n" + "\n".join(lines)) from None
         starter = self._user(user)
         with transaction.atomic():
-            customer = Customer.objects.filter(aws_account_id=parsed.account_id).first()
-            if customer is None:
-                base = slugify(parsed.customer)[:70] or "customer"
-                slug, n = base, 1
-                while Customer.objects.filter(slug=slug).exists():
-                    n += 1
-                    slug = f"{base}-{n}"
-                customer = Customer.objects.create(
-                    name=parsed.customer,
-                    slug=slug,
-                    aws_account_id=parsed.account_id,
-                    default_region=parsed.region,
-                    account_alias=parsed.account_alias,
-                    connection=parsed.access,
-                    role_arn=parsed.role_arn,
-                    external_id=parsed.external_id or Customer().external_id,
-                )
-                audit_record(
-                    action="customer.created",
-                    actor=starter,
-                    customer=customer,
-                    target=customer.name,
-                    details={"via": "onboard command"},
-                )
-            elif parsed.access == "keys" and not customer.has_stored_keys:
+            customer = onboarding_customer(spec=parsed, user=starter, via="onboard command")
+            if parsed.access == "keys" and not customer.has_stored_keys:
                 raise CommandError(f"{customer.name} has no stored access keys: set them in the admin first.")
             try:
                 run = run_create(spec=parsed, customer=customer, user=starter)
@@ -89,7 +62,6 @@ class Command(BaseCommand):
 
     def _user(self, username: str):
         User = get_user_model()
-        username = username or getattr(settings, "ONRAMP_USER", "")
         if username:
             user = User.objects.filter(username=username).first()
             if user is None:
