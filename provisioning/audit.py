@@ -99,7 +99,7 @@ def audit_write(events: Iterable[PendingEvent]) -> list[AuditEvent]:
     events = list(events)
     if not events:
         return []
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # inside a caller's transaction, no savepoint round trips
         prev = _last_hash()
         rows = []
         for pending in events:

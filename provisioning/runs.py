@@ -12,7 +12,8 @@ from datetime import timedelta
 from botocore.exceptions import BotoCoreError
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from provisioning import documents
@@ -107,7 +108,7 @@ def run_dispatch(*, run_id, after: StepRun | None = None) -> int | None:
     instead of enqueued, and its id returned: the caller runs it next in the same process, with
     the session it already has, and skips a broker round trip. The longest remaining branch is
     the one kept, so the critical path never waits on the broker."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         run = Run.objects.select_for_update().filter(pk=run_id, status__in=Run.ACTIVE).first()
         if run is None:
             return None
@@ -246,8 +247,11 @@ def step_execute(*, step_id: int, keep_next: bool = False) -> StepOutcome:
         return StepOutcome(state=None)  # done already, taken by another worker, or the run ended
     step = StepRun.objects.select_related("run__customer", "run__started_by").get(pk=step_id)
     run = step.run
-    Run.objects.filter(pk=run.pk, status=Run.Status.PENDING).update(status=Run.Status.RUNNING, started_at=now)
-    Run.objects.filter(pk=run.pk).update(progressed_at=now)
+    Run.objects.filter(pk=run.pk).update(
+        progressed_at=now,
+        status=Case(When(status=Run.Status.PENDING, then=Value(Run.Status.RUNNING)), default=F("status")),
+        started_at=Coalesce(F("started_at"), Value(now)),
+    )
     log = CallLog(
         actor_label=_worker_label(run),
         actor_id=run.started_by_id,
@@ -338,9 +342,8 @@ def _step_record(
     next_step_id = None
     try:
         with transaction.atomic():
-            # The outcome and the dispatch it causes are one transaction under the run's lock, so no
-            # other step's dispatch sees this step done and enqueues the step this process keeps.
-            Run.objects.select_for_update().only("pk").get(pk=run.pk)
+            # The outcome and the dispatch it causes are one transaction: no other step's dispatch can
+            # see this step done (uncommitted) and enqueue the step this process keeps.
             StepRun.objects.filter(pk=step.pk, state=State.RUNNING).update(**fields)
             audit_write(events)
             if retry_in is None:
