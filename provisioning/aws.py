@@ -269,6 +269,21 @@ class AwsAccount:
             return self._clients[key]
 
 
+_portal_accounts: dict[tuple[str | None, str], AwsAccount] = {}
+_portal_lock = threading.Lock()
+
+
+def _portal_account(region: str) -> AwsAccount:
+    """Onramp's own identity, one session per process and region (boto3 refreshes its credentials)."""
+    key = (settings.AWS_ENDPOINT_URL, region)
+    with _portal_lock:
+        if key not in _portal_accounts:
+            _portal_accounts[key] = AwsAccount(
+                portal_session(), region=region, account_id=settings.PORTAL_AWS_ACCOUNT_ID, how="portal"
+            )
+        return _portal_accounts[key]
+
+
 def account_connect(
     *,
     customer,
@@ -297,7 +312,7 @@ def account_connect(
         return AwsAccount(session, region=region, account_id=customer.aws_account_id, how="keys")
     if not role_arn:
         raise AwsError("This customer has no role ARN. Set it in the admin or in the form.", code="NoRoleArn")
-    portal = AwsAccount(portal_session(), region=region, account_id=settings.PORTAL_AWS_ACCOUNT_ID, how="portal")
+    portal = _portal_account(region)
     request = {
         "RoleArn": role_arn,
         "RoleSessionName": f"onramp-run-{run_id}"[:64] if run_id else "onramp-check",
