@@ -168,16 +168,23 @@ def machine_busy_jiffies() -> tuple[int, int]:
 class SandboxAws:
     """moto's server (managed policies loaded, as in tests) and sessions in its accounts."""
 
-    def __init__(self):
+    def __init__(self, *, latency_ms: float = 0):
         self.server = Sandbox(log=ARTIFACTS / "moto.log")
+        self.latency_ms = latency_ms
+        self.proxy = None
 
     def start(self) -> "SandboxAws":
         self.server.start()
+        if self.latency_ms:
+            # Every contender then talks to AWS through the same delay, as to real AWS over a network.
+            from tests.sandbox import SandboxProxy
+
+            self.proxy = SandboxProxy(self.server.url, latency=self.latency_ms / 1000).start()
         return self
 
     @property
     def url(self) -> str:
-        return self.server.url
+        return self.proxy.url if self.proxy is not None else self.server.url
 
     @property
     def pid(self) -> int:
@@ -187,6 +194,8 @@ class SandboxAws:
         return cpu_seconds([self.pid])
 
     def stop(self) -> None:
+        if self.proxy is not None:
+            self.proxy.stop()
         self.server.stop()
 
     def credentials(self, account_id: str) -> dict:

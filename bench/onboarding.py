@@ -337,10 +337,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", choices=["auto", "always", "never"], default="auto")
+    parser.add_argument(
+        "--aws-latency-ms", type=float, default=0, help="add this delay to every AWS call, for every contender"
+    )
     args = parser.parse_args()
 
     print(f"Machine: {common.machine()}")
-    sandbox = common.SandboxAws().start()
+    sandbox = common.SandboxAws(latency_ms=args.aws_latency_ms).start()
+    if args.aws_latency_ms:
+        print(f"Every AWS call, for every contender, goes through a proxy that adds {args.aws_latency_ms:.0f} ms.")
     workers = None
     try:
         env = common.environment(sandbox_url=sandbox.url)

@@ -15,7 +15,8 @@ from provisioning.models import AuditEvent, Run, StepRun
 from provisioning.runs import run_create, run_retry, runs_sweep
 from provisioning.spec import spec_parse
 from tests.conftest import customer_for, spec_data, wait_for_run
-from tests.soak.harness import duplicates, free_port, resource_counts
+from tests.sandbox import free_port
+from tests.soak.harness import duplicates, resource_counts
 
 State = StepRun.State
 FAST_RETRIES = {"STEP_RETRY_BACKOFF": 0.05, "STEP_MAX_RETRIES": 3, "AWS_MAX_ATTEMPTS": 2, "AWS_CONNECT_TIMEOUT": 1}

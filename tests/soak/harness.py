@@ -3,19 +3,13 @@ secrets, a proxy in front of the sandbox that can hold or refuse calls, real wor
 private Redis server. Nothing here touches Onramp's code: it only watches and breaks its surroundings."""
 
 import base64
-import http.client
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
-import threading
 import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs
 
 import boto3
 from django.conf import settings
@@ -23,14 +17,9 @@ from django.db import connection
 
 from provisioning import vault
 from provisioning.models import Credential
+from tests.sandbox import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- Reading the sandbox back, with plain boto3 ------------------------------------------
@@ -168,151 +157,6 @@ def leaks(secrets_: set[str], haystacks: dict[str, str]) -> dict[str, int]:
         if hits:
             found[place] = hits
     return found
-
-
-# --- A proxy in front of the sandbox: hold a call, refuse a call, or be down --------------
-
-
-def _operation(method: str, path: str, headers, body: bytes) -> str:
-    """A readable name for an AWS request: Query APIs (IAM, STS) by Action, JSON APIs by target,
-    S3 by method and path."""
-    target = headers.get("X-Amz-Target", "")
-    if target:
-        return target.rsplit(".", 1)[-1]
-    if body and b"Action=" in body:
-        action = parse_qs(body.decode(errors="replace")).get("Action", [""])[0]
-        if action:
-            return action
-    if method == "PUT" and path.count("/") == 1 and "?" not in path:
-        return "CreateBucket"
-    return f"{method} {path.split('?')[0]}"
-
-
-@dataclass
-class Rule:
-    """What to do with calls to one operation (whose body contains `body_has`, when given)."""
-
-    operation: str
-    body_has: bytes = b""
-    hold_response: bool = False  # forward to the sandbox, then keep the answer until released
-    refuse_with: str = ""  # an AWS error code to answer with instead of forwarding
-    times: int = 1
-    seen: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-    matched: int = 0
-
-
-THROTTLE_XML = (
-    '<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type>'
-    "<Code>{code}</Code><Message>Rate exceeded</Message></Error><RequestId>soak-proxy</RequestId>"
-    "</ErrorResponse>"
-)
-
-
-class SandboxProxy:
-    """HTTP proxy on loopback between the workers and moto's server. It records every generated
-    secret it sees go by (CreateAccessKey answers, CreateLoginProfile passwords), even those of
-    keys later deleted, so the leak search knows them all."""
-
-    def __init__(self, upstream: str, port: int | None = None):
-        self.upstream = upstream.removeprefix("http://")
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.rules: list[Rule] = []
-        self.secrets: set[str] = set()
-        self.calls: list[str] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._lock = threading.Lock()
-
-    def add(self, rule: Rule) -> Rule:
-        with self._lock:
-            self.rules.append(rule)
-        return rule
-
-    def release_all(self) -> None:
-        with self._lock:
-            for rule in self.rules:
-                rule.release.set()
-            self.rules.clear()
-
-    def _rule_for(self, operation: str, body: bytes) -> Rule | None:
-        with self._lock:
-            for rule in self.rules:
-                if rule.operation == operation and rule.body_has in body and rule.matched < rule.times:
-                    rule.matched += 1
-                    return rule
-        return None
-
-    def _harvest(self, operation: str, body: bytes, answer: bytes) -> None:
-        if operation in ("CreateLoginProfile", "UpdateLoginProfile"):
-            password = parse_qs(body.decode(errors="replace")).get("Password", [""])[0]
-            if password:
-                self.secrets.add(password)
-        for match in re.finditer(rb"<SecretAccessKey>([^<]+)</SecretAccessKey>", answer):
-            self.secrets.add(match.group(1).decode())
-
-    def start(self) -> "SandboxProxy":
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # quiet: the test output is the report
-                pass
-
-            def _any(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                operation = _operation(self.command, self.path, self.headers, body)
-                proxy.calls.append(operation)
-                rule = proxy._rule_for(operation, body)
-                if rule is not None and rule.refuse_with:
-                    rule.seen.set()
-                    self._answer(400, {"Content-Type": "text/xml"}, THROTTLE_XML.format(code=rule.refuse_with).encode())
-                    return
-                upstream = http.client.HTTPConnection(proxy.upstream, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
-                upstream.request(self.command, self.path, body=body, headers=headers)
-                response = upstream.getresponse()
-                answer = response.read()
-                upstream.close()
-                proxy._harvest(operation, body, answer)
-                if rule is not None and rule.hold_response:
-                    rule.seen.set()  # the call happened in AWS; its caller has not heard back
-                    rule.release.wait(300)
-                    # Whoever asked is gone by now (killed): answer into the void, or to a survivor.
-                headers = {
-                    k: v
-                    for k, v in response.getheaders()
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length")
-                }
-                self._answer(response.status, headers, answer)
-
-            def _answer(self, status: int, headers: dict, body: bytes):
-                try:
-                    self.send_response(status)
-                    for name, value in headers.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except OSError:
-                    pass
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        """Down, as AWS unreachable: the port refuses connections until start() again."""
-        self.release_all()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
 
 # --- Real worker processes and a private Redis ----------------------------------------------

@@ -14,10 +14,9 @@ from django.db import connection
 from provisioning.models import AuditEvent, Run, StepRun
 from provisioning.runs import run_retry, runs_sweep
 from tests.conftest import ARTIFACTS, spec_data, start_run
+from tests.sandbox import Rule, SandboxProxy
 from tests.soak.conftest import REPORT
 from tests.soak.harness import (
-    Rule,
-    SandboxProxy,
     WorkerProcess,
     database_dump,
     duplicates,
