@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FUZZ = settings(
     max_examples=150,
     deadline=None,
+    # CI replays the same examples every run (reproducible); a developer's run explores new ones.
+    derandomize=bool(os.environ.get("CI")),
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
