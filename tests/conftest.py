@@ -17,8 +17,9 @@ from django.db.migrations.loader import MigrationLoader
 from django.test import override_settings
 
 from portal.celery import app as celery_app
+from provisioning import vault
 from provisioning.aws import run_accounts
-from provisioning.models import Customer, Run
+from provisioning.models import Credential, Customer, Run
 from provisioning.runs import run_create
 from provisioning.spec import spec_parse
 from tests.sandbox import Sandbox
@@ -143,6 +144,25 @@ def customer_for(data: dict) -> Customer:
     return customer
 
 
+def finished_run(user, **overrides) -> Run:
+    """A run recorded as succeeded, without executing anything."""
+    data = spec_data(**overrides)
+    return Run.objects.create(customer=customer_for(data), started_by=user, spec=data, status=Run.Status.SUCCEEDED)
+
+
+def seal_key(run: Run, *, secret: str, **fields) -> Credential:
+    """An app access key sealed for the run's starter, as the access-key step leaves it."""
+    fields = {"user_name": "acme-app", "access_key_id": "AKIAIOSFODNN7EXAMPLE", **fields}
+    return vault.credential_seal(
+        secret=secret,
+        run=run,
+        customer=run.customer,
+        issued_to=run.started_by,
+        kind=Credential.Kind.ACCESS_KEY,
+        **fields,
+    )
+
+
 def start_run(user, **overrides) -> Run:
     data = spec_data(**overrides)
     return run_create(spec=spec_parse(data), customer=customer_for(data), user=user)
@@ -157,3 +177,38 @@ def wait_for_run(run: Run, timeout: float = 90) -> Run:
         time.sleep(0.1)
     states = {s.key: s.state for s in run.steps.all()}
     raise AssertionError(f"run still {run.status} after {timeout} s: {states}")
+
+
+def form_data(**overrides) -> dict:
+    """A valid POST of the onboarding form (the browser's field names), with overrides."""
+    data = {
+        "customer": "",
+        "new_customer_name": "Acme Corp",
+        "account_id": CUSTOMER_ACCOUNT,
+        "region": "us-west-2",
+        "access": "role",
+        "role_arn": f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/OnrampAccess",
+        "external_id": "acme-external-id-0123456789",
+        "access_key_id": "",
+        "secret_access_key": "",
+        "account_alias": "acme-corp",
+        "group_name": "Apps",
+        "app_name": "acme-app",
+        "bucket": "acme-app-media",
+        "app_origin": "https://acme-app.herokuapp.com",
+        "ecr_repository": "acme-app",
+        "media_scope": "bucket",
+        "team-TOTAL_FORMS": "2",
+        "team-INITIAL_FORMS": "0",
+        "team-MIN_NUM_FORMS": "0",
+        "team-MAX_NUM_FORMS": "50",
+        "team-0-email": "lead@agency.example",
+        "team-0-role": "tech_lead",
+        "team-0-policy": "",
+        "team-0-console": "on",
+        "team-1-email": "dev@agency.example",
+        "team-1-role": "member",
+        "team-1-policy": "ReadOnlyAccess",
+    }
+    data.update(overrides)
+    return data

@@ -11,7 +11,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from provisioning import vault
 from provisioning.models import AuditEvent, Credential, Run
-from tests.conftest import PASSWORD, start_run
+from tests.conftest import PASSWORD, seal_key, start_run
 
 # Reachable by anyone: the login pages and the health check (it names no data, only "ok"/"down").
 PUBLIC = {"login", "admin:login", "healthz"}
@@ -54,15 +54,7 @@ def world(alice, bob):
     """alice's run and the access key credential it issued her; nothing is enqueued (the test's
     transaction never commits), so the rows stay as they are."""
     run = start_run(alice)
-    credential = vault.credential_seal(
-        secret="alice-secret-never-for-bob",
-        run=run,
-        customer=run.customer,
-        issued_to=alice,
-        kind=Credential.Kind.ACCESS_KEY,
-        user_name="acme-app",
-        access_key_id="AKIAALICE0000000000",
-    )
+    credential = seal_key(run, secret="alice-secret-never-for-bob", access_key_id="AKIAALICE0000000000")
     event = AuditEvent.objects.order_by("-id").first()
     ids = {
         "run_id": run.pk,

@@ -16,8 +16,17 @@ from django.db import DatabaseError, connection, transaction
 
 from provisioning import vault
 from provisioning.audit import GENESIS_HASH, audit_record, audit_verify
-from provisioning.models import AuditEvent, Credential, Run
-from tests.conftest import CUSTOMER_ACCOUNT, PASSWORD, customer_for, spec_data, start_run, wait_for_run
+from provisioning.models import AuditEvent, Run
+from tests.conftest import (
+    CUSTOMER_ACCOUNT,
+    PASSWORD,
+    customer_for,
+    form_data,
+    seal_key,
+    spec_data,
+    start_run,
+    wait_for_run,
+)
 
 # moto's server records every request it serves to this file once asked to (see the full-run test).
 # Set before the session's sandbox starts, so each test session records to its own file.
@@ -165,36 +174,10 @@ def test_login_failed_login_logout_and_lockout_are_recorded(client, alice):
     assert PASSWORD not in _all_audit_text()  # neither the right password nor the guesses
 
 
-def _form(**overrides) -> dict:
-    data = spec_data()
-    form = {
-        "customer": "",
-        "new_customer_name": data["customer"],
-        "account_id": data["account_id"],
-        "region": data["region"],
-        "access": "keys",
-        "access_key_id": "AKIAIOSFODNN7EXAMPLE",
-        "secret_access_key": SECRET,
-        "role_arn": "",
-        "external_id": "",
-        "account_alias": data["account_alias"],
-        "group_name": "Apps",
-        "app_name": data["app_name"],
-        "bucket": data["bucket"],
-        "app_origin": data["app_origin"],
-        "ecr_repository": data["ecr_repository"],
-        "media_scope": "bucket",
-        "team-TOTAL_FORMS": "1",
-        "team-INITIAL_FORMS": "0",
-        "team-MIN_NUM_FORMS": "0",
-        "team-MAX_NUM_FORMS": "50",
-        "team-0-email": "lead@agency.example",
-        "team-0-role": "tech_lead",
-        "team-0-policy": "",
-        "team-0-console": "on",
-    }
-    form.update(overrides)
-    return form
+def _form() -> dict:
+    """The onboarding form with the customer's own IAM user keys (the secret must stay out of the log)."""
+    return form_data(access="keys", access_key_id="AKIAIOSFODNN7EXAMPLE", secret_access_key=SECRET, role_arn="",
+                     external_id="")  # fmt: skip
 
 
 def test_onboarding_submitted_and_plan_confirmed_are_recorded_without_the_customer_secret(client, alice):
@@ -236,15 +219,7 @@ def test_run_cancelled_and_retried_are_recorded(client, alice, bob):
 
 def test_credential_revealed_then_refused_is_recorded(client, alice):
     run = start_run(alice)
-    credential = vault.credential_seal(
-        secret=SECRET,
-        run=run,
-        customer=run.customer,
-        issued_to=alice,
-        kind=Credential.Kind.ACCESS_KEY,
-        user_name="acme-app",
-        access_key_id="AKIAIOSFODNN7EXAMPLE",
-    )
+    credential = seal_key(run, secret=SECRET)
     client.force_login(alice)
     first = client.post(f"/credentials/{credential.pk}/reveal/")
     assert first.status_code == 200 and SECRET in first.content.decode()

@@ -9,44 +9,9 @@ import pytest
 from provisioning.forms import OnboardingForm, TeamFormSet, onboarding_validate
 from provisioning.models import Customer
 from provisioning.spec import SpecError, spec_parse
-from tests.conftest import CUSTOMER_ACCOUNT, spec_data
+from tests.conftest import CUSTOMER_ACCOUNT, form_data, spec_data
 
 pytestmark = pytest.mark.django_db
-
-
-def form_data(**overrides) -> dict:
-    """A valid POST of the onboarding form (the browser's field names), with overrides."""
-    data = {
-        "customer": "",
-        "new_customer_name": "Acme Corp",
-        "account_id": CUSTOMER_ACCOUNT,
-        "region": "us-west-2",
-        "access": "role",
-        "role_arn": f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/OnrampAccess",
-        "external_id": "acme-external-id-0123456789",
-        "access_key_id": "",
-        "secret_access_key": "",
-        "account_alias": "acme-corp",
-        "group_name": "Apps",
-        "app_name": "acme-app",
-        "bucket": "acme-app-media",
-        "app_origin": "https://acme-app.herokuapp.com",
-        "ecr_repository": "acme-app",
-        "media_scope": "bucket",
-        "team-TOTAL_FORMS": "2",
-        "team-INITIAL_FORMS": "0",
-        "team-MIN_NUM_FORMS": "0",
-        "team-MAX_NUM_FORMS": "50",
-        "team-0-email": "lead@agency.example",
-        "team-0-role": "tech_lead",
-        "team-0-policy": "",
-        "team-0-console": "on",
-        "team-1-email": "dev@agency.example",
-        "team-1-role": "member",
-        "team-1-policy": "ReadOnlyAccess",
-    }
-    data.update(overrides)
-    return data
 
 
 def field_errors(content: bytes, name: str) -> list[str]:

@@ -21,7 +21,7 @@ from portal.celery import app as celery_app
 from provisioning import tasks, vault
 from provisioning.models import AuditEvent, Credential, Run
 from tests.awsread import account_session
-from tests.conftest import CUSTOMER_ACCOUNT, customer_for, spec_data, start_run, wait_for_run
+from tests.conftest import CUSTOMER_ACCOUNT, finished_run, seal_key, start_run, wait_for_run
 
 
 def _db_dump() -> str:
@@ -112,11 +112,7 @@ def test_secrets_exist_only_as_ciphertext_and_leave_no_trace_after_the_reveal(wo
 
 
 def test_exactly_one_of_twenty_concurrent_reveals_gets_the_secret(transactional_db, alice):
-    data = spec_data()
-    run = Run.objects.create(customer=customer_for(data), started_by=alice, spec=data, status="succeeded")
-    credential = vault.credential_seal(secret="s3cr3t-" + "x" * 33, run=run, customer=run.customer,
-                                       issued_to=alice, kind=Credential.Kind.ACCESS_KEY, user_name="acme-app",
-                                       access_key_id="AKIAEXAMPLE")  # fmt: skip
+    credential = seal_key(finished_run(alice), secret="s3cr3t-" + "x" * 33)
     url = reverse("credential_reveal", args=[credential.pk])
     barrier = threading.Barrier(20)
     results: list[tuple[int, bool]] = []
@@ -146,12 +142,7 @@ def test_exactly_one_of_twenty_concurrent_reveals_gets_the_secret(transactional_
 
 @pytest.fixture
 def sealed(db, alice):
-    data = spec_data()
-    run = Run.objects.create(customer=customer_for(data), started_by=alice, spec=data, status="succeeded")
-    credential = vault.credential_seal(secret="the-secret-value-1234567890", run=run, customer=run.customer,
-                                       issued_to=alice, kind=Credential.Kind.ACCESS_KEY, user_name="acme-app",
-                                       access_key_id="AKIAEXAMPLE", region="us-west-2", bucket="b")  # fmt: skip
-    return credential
+    return seal_key(finished_run(alice), secret="the-secret-value-1234567890", region="us-west-2", bucket="b")
 
 
 def test_get_never_reveals(sealed, alice):
@@ -206,10 +197,7 @@ def test_an_unrevealed_secret_expires_after_the_ttl(sealed, alice):
 
 
 def test_the_beat_task_expires_through_the_worker(worker, alice):
-    data = spec_data()
-    run = Run.objects.create(customer=customer_for(data), started_by=alice, spec=data, status="succeeded")
-    credential = vault.credential_seal(secret="expiring-secret-0123456789", run=run, customer=run.customer,
-                                       issued_to=alice, kind="access_key", user_name="acme-app")  # fmt: skip
+    credential = seal_key(finished_run(alice), secret="expiring-secret-0123456789")
     Credential.objects.filter(pk=credential.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     schedule = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert "provisioning.tasks.credentials_expire" in schedule

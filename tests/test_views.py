@@ -15,8 +15,7 @@ from provisioning import documents, vault
 from provisioning.models import AuditEvent, Credential, Customer, Run, StepRun
 from provisioning.plan import plan_build
 from provisioning.spec import spec_parse
-from tests.conftest import CUSTOMER_ACCOUNT, start_run, wait_for_run
-from tests.test_forms import form_data
+from tests.conftest import CUSTOMER_ACCOUNT, form_data, start_run, wait_for_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -298,27 +297,15 @@ def test_nobody_outside_the_groups_sees_a_run(client, alice, charlie):
     assert client.get(f"/runs/{run.pk}/live/").status_code == 403
 
 
-def _take_bucket_in_another_account(sandbox, name: str) -> None:
-    """The sandbox's default account (not the customer's) owns the bucket: a real BucketAlreadyExists."""
-    s3 = boto3.client(
+def _default_account_s3(sandbox):
+    """S3 in the sandbox's default account (not the customer's): a real BucketAlreadyExists for them."""
+    return boto3.client(
         "s3",
         endpoint_url=sandbox.url,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    s3.create_bucket(Bucket=name)
-
-
-def _delete_bucket_in_another_account(sandbox, name: str) -> None:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=sandbox.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    s3.delete_bucket(Bucket=name)
 
 
 def test_a_run_from_the_form_to_the_revealed_key(client, worker, alice):
@@ -353,7 +340,7 @@ def test_a_run_from_the_form_to_the_revealed_key(client, worker, alice):
 
 
 def test_a_failed_step_shows_the_aws_code_and_what_to_do_then_retry_finishes_the_run(client, worker, aws, alice):
-    _take_bucket_in_another_account(aws, "acme-app-media")
+    _default_account_s3(aws).create_bucket(Bucket="acme-app-media")
     run = wait_for_run(start_run(alice))
     assert run.status == Run.Status.FAILED
     response = login(client, alice).get(f"/runs/{run.pk}/")
@@ -368,7 +355,7 @@ def test_a_failed_step_shows_the_aws_code_and_what_to_do_then_retry_finishes_the
     assert 'id="retry"' in page and "hx-trigger" not in page
     assert "What exists now" in page  # what was made before the failure
 
-    _delete_bucket_in_another_account(aws, "acme-app-media")
+    _default_account_s3(aws).delete_bucket(Bucket="acme-app-media")
     response = client.post(f"/runs/{run.pk}/retry/", follow=True)
     assert "Retrying the failed steps." in text(response)
     run = wait_for_run(run)
