@@ -21,7 +21,7 @@ from provisioning.audit import PendingEvent, audit_record, audit_write
 from provisioning.aws import AwsError, CallLog, account_for_run, current_call_log, error_translate, run_accounts
 from provisioning.models import AuditEvent, Customer, Run, StepRun
 from provisioning.plan import plan_build
-from provisioning.spec import Spec, spec_parse
+from provisioning.spec import Spec, spec_from_json
 from provisioning.steps import STEP_FUNCTIONS, StepContext
 
 logger = logging.getLogger(__name__)
@@ -263,7 +263,7 @@ def step_execute(*, step_id: int, keep_next: bool = False) -> StepOutcome:
     error: AwsError | None = None
     result = None
     try:
-        spec = spec_parse(run.spec)
+        spec = spec_from_json(run.spec)
         function = STEP_FUNCTIONS[step.key.split(":", 1)[0]]
         result = function(StepContext(run=run, step=step, account=account_for_run(run)), spec)
     except AwsError as exc:

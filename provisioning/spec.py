@@ -361,5 +361,6 @@ def spec_parse(data) -> Spec:
 
 
 def spec_from_json(data: dict) -> Spec:
-    """Rebuild a Spec stored on a Run (already validated)."""
-    return spec_parse(data)
+    """A Spec from what Spec.to_json() stored on a run: it was validated when it was stored, so each of
+    the run's steps rebuilds it without validating it again."""
+    return Spec(**{**data, "team": tuple(TeamMember(**member) for member in data.get("team", []))})

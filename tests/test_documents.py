@@ -92,3 +92,11 @@ def test_plan_documents_and_cli_are_what_the_builders_make():
     assert "LocationConstraint" not in east["s3.bucket"].cli[0]
     cli_doc = by_key["iam.media_policy"].cli[0].split("--policy-document ")[1].strip("'")
     assert json.loads(cli_doc) == documents.media_policy_document(scope="bucket", bucket=spec.bucket)
+
+
+def test_a_stored_spec_comes_back_equal_without_a_second_validation():
+    from provisioning.spec import spec_from_json
+
+    spec = spec_parse(spec_data())
+    assert spec_from_json(spec.to_json()) == spec
+    assert spec_from_json(spec.to_json()).team[0].policies == ("AdministratorAccess", "job-function/Billing")
