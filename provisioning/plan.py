@@ -21,6 +21,11 @@ BRANCHES = {
 }
 
 
+def step_kind(key: str) -> str:
+    """The step function's name in provisioning.steps: the key without its per-member suffix."""
+    return key.split(":", 1)[0]
+
+
 @dataclass(frozen=True)
 class PlannedStep:
     key: str
@@ -29,11 +34,6 @@ class PlannedStep:
     depends_on: tuple[str, ...]
     documents: dict = field(default_factory=dict)
     cli: tuple[str, ...] = ()
-
-    @property
-    def kind(self) -> str:
-        """The step function's name in provisioning.steps: the key without its per-member suffix."""
-        return self.key.split(":", 1)[0]
 
 
 def _cli(*args: str, document: dict | None = None, document_flag: str = "") -> str:

@@ -20,7 +20,7 @@ from provisioning import documents
 from provisioning.audit import PendingEvent, audit_record, audit_write
 from provisioning.aws import AwsError, CallLog, account_for_run, current_call_log, error_translate, run_accounts
 from provisioning.models import AuditEvent, Customer, Run, StepRun
-from provisioning.plan import plan_build
+from provisioning.plan import plan_build, step_kind
 from provisioning.spec import Spec, spec_from_json
 from provisioning.steps import STEP_FUNCTIONS, StepContext
 
@@ -264,7 +264,7 @@ def step_execute(*, step_id: int, keep_next: bool = False) -> StepOutcome:
     result = None
     try:
         spec = spec_from_json(run.spec)
-        function = STEP_FUNCTIONS[step.key.split(":", 1)[0]]
+        function = STEP_FUNCTIONS[step_kind(step.key)]
         result = function(StepContext(run=run, step=step, account=account_for_run(run)), spec)
     except AwsError as exc:
         error = exc

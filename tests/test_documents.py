@@ -100,3 +100,11 @@ def test_a_stored_spec_comes_back_equal_without_a_second_validation():
     spec = spec_parse(spec_data())
     assert spec_from_json(spec.to_json()) == spec
     assert spec_from_json(spec.to_json()).team[0].policies == ("AdministratorAccess", "job-function/Billing")
+
+
+def test_every_planned_step_has_a_step_function_and_every_function_a_step():
+    from provisioning.plan import step_kind
+    from provisioning.steps import STEP_FUNCTIONS
+
+    kinds = {step_kind(s.key) for s in plan_build(spec_parse(spec_data()))}
+    assert kinds - {"finalize"} == set(STEP_FUNCTIONS)
