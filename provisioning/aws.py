@@ -23,6 +23,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 from django.conf import settings
 
 from provisioning.audit import PendingEvent, redact
@@ -78,6 +79,10 @@ def error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "") or ""
 
 
+# What a boto3 call raises when AWS gave no usable answer (ClientError is AWS's own refusal).
+NO_ANSWER_ERRORS = (BotoCoreError, ResponseParserError)
+
+
 def error_translate(exc: Exception, *, doing: str = "") -> AwsError:
     """Turn a botocore exception into an AwsError: explained, and marked retryable when it may pass."""
     prefix = f"{doing}: " if doing else ""
@@ -99,6 +104,14 @@ def error_translate(exc: Exception, *, doing: str = "") -> AwsError:
         return AwsError(
             prefix + "Cannot reach AWS. Check the network, then retry the failed steps.",
             code="CannotReachAWS",
+            retryable=True,
+        )
+    if isinstance(exc, ResponseParserError):
+        # A server fault answered with a page that is not AWS's XML or JSON (seen from the sandbox
+        # under load): botocore cannot read it, so it does not retry it; the step does.
+        return AwsError(
+            prefix + "AWS answered with a server error Onramp could not read; retrying.",
+            code="UnreadableResponse",
             retryable=True,
         )
     if isinstance(exc, NoCredentialsError):

@@ -9,7 +9,6 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 
-from botocore.exceptions import BotoCoreError
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import Case, F, Q, Value, When
@@ -18,7 +17,15 @@ from django.utils import timezone
 
 from provisioning import documents
 from provisioning.audit import PendingEvent, audit_record, audit_write
-from provisioning.aws import AwsError, CallLog, account_for_run, current_call_log, error_translate, run_accounts
+from provisioning.aws import (
+    NO_ANSWER_ERRORS,
+    AwsError,
+    CallLog,
+    account_for_run,
+    current_call_log,
+    error_translate,
+    run_accounts,
+)
 from provisioning.models import AuditEvent, Customer, Run, StepRun
 from provisioning.plan import plan_build, step_kind
 from provisioning.spec import Spec, spec_from_json
@@ -268,7 +275,7 @@ def step_execute(*, step_id: int, keep_next: bool = False) -> StepOutcome:
         result = function(StepContext(run=run, step=step, account=account_for_run(run)), spec)
     except AwsError as exc:
         error = exc
-    except BotoCoreError as exc:  # no answer from AWS (connection, timeout) escapes the steps' ClientError handling
+    except NO_ANSWER_ERRORS as exc:  # no usable answer from AWS escapes the steps' ClientError handling
         error = error_translate(exc, doing=step.title)
     except (OperationalError, InterfaceError) as exc:
         error = AwsError(

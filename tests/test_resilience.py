@@ -218,6 +218,47 @@ def test_throttling_that_does_not_pass_fails_the_step_after_bounded_retries(work
     _assert_each_resource_once(aws)
 
 
+class _Body:
+    """What botocore reads a response's body from (urllib3's stream())."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def stream(self, **kwargs):
+        yield self.data
+
+
+# What the sandbox's web server sent once under load: its generic 500 page, not AWS's XML.
+SERVER_FAULT_PAGE = b"<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n"
+
+
+@override_settings(**FAST_RETRIES)
+def test_a_server_fault_botocore_cannot_read_is_retried_and_the_run_succeeds(worker, aws, alice):
+    """botocore raises ResponseParserError (not a BotoCoreError, never retried by botocore) on a
+    500 whose body is not AWS's XML; the step must retry it, not fail as an Onramp bug."""
+    calls = {"n": 0}
+
+    def fault_once(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return AWSResponse(
+                "https://iam.amazonaws.com/", 500, {"Content-Type": "text/html"}, _Body(SERVER_FAULT_PAGE)
+            )
+        return None
+
+    def install(run):
+        account_for_run(run).client("iam").meta.events.register("before-send.iam.CreateGroup", fault_once)
+
+    run = wait_for_run(_create(alice, install))
+    assert run.status == Run.Status.SUCCEEDED
+    group = run.steps.get(key="iam.group")
+    assert group.state == State.SUCCEEDED and group.attempts == 2 and calls["n"] == 2
+    retry = AuditEvent.objects.get(action="step.retrying", run=run, step_key="iam.group")
+    assert retry.error_code == "UnreadableResponse"
+    assert "could not read" in retry.details["message"]
+    _assert_each_resource_once(aws)
+
+
 @pytest.fixture(autouse=True)
 def _no_cached_accounts():
     yield
