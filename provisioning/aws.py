@@ -1,8 +1,9 @@
-"""boto3 sessions for a customer's account, the retry/timeout config, errors we can explain,
-and the botocore event hook that audits every AWS call.
+"""Clients in a customer's account, the retry/timeout config, errors we can explain, and the
+botocore event hook that audits every AWS call.
 
-Sessions and clients are made here, lazily, after the worker has forked; one session and
-one client per service per run are reused across that run's steps in a worker process.
+Clients are made here, lazily, after the worker has forked, from the process's one boto3 session:
+one set of credentials and one client per service per run, reused across that run's steps in a
+worker process.
 """
 
 import contextvars
@@ -12,8 +13,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import boto3
-import botocore.loaders
-import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -234,65 +233,76 @@ def _install_audit_hook(client) -> None:
 # --- Sessions -------------------------------------------------------------------------
 
 
-class _UniquePaths(list):
-    def append(self, path):  # boto3 appends its data path to the loader of every new session
-        if path not in self:
-            super().append(path)
+# This process's one boto3 session: the parsed service models, the event handlers, the config.
+# It holds no run's credentials: each client is made with its run's credentials, so a run costs
+# clients only, not a session (a fresh session parses the models again, ~250 ms of CPU).
+_session: boto3.Session | None = None
+_session_lock = threading.Lock()  # boto3 sessions are not thread-safe; the clients they make are
 
 
-# One loader per process: each run needs its own session (its own credentials), but a fresh session
-# would parse the service models' JSON again, ~250 ms of CPU per run per worker process.
-_models = botocore.loaders.Loader(extra_search_paths=_UniquePaths())
+def process_session() -> boto3.Session:
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = boto3.Session()
+        return _session
 
 
-def new_session(**credentials) -> boto3.Session:
-    """A boto3 session with these credentials that shares this process's parsed service models."""
-    core = botocore.session.get_session()
-    core.register_component("data_loader", _models)
-    return boto3.Session(botocore_session=core, **credentials)
-
-
-def portal_session() -> boto3.Session:
-    """Onramp's own identity: the standard credential chain, or sandbox keys when on the sandbox."""
-    if settings.AWS_ENDPOINT_URL:
-        return new_session(aws_access_key_id=SANDBOX_KEY, aws_secret_access_key=SANDBOX_KEY)
-    return new_session()
+def client_create(service: str, *, region: str, credentials: dict):
+    """An audited client for `service` with these credentials (the standard chain's when empty)."""
+    session = process_session()
+    with _session_lock:
+        client = session.client(
+            service,
+            region_name=region,
+            endpoint_url=settings.AWS_ENDPOINT_URL,
+            config=client_config(),
+            **credentials,
+        )
+    _install_audit_hook(client)
+    return client
 
 
 class AwsAccount:
-    """One boto3 session in one customer account, and its clients (one per service and region)."""
+    """One set of credentials in one account, and its clients (one per service and region)."""
 
-    def __init__(self, session: boto3.Session, *, region: str, account_id: str, how: str):
-        self.session = session
+    def __init__(self, credentials: dict, *, region: str, account_id: str, how: str):
+        self._credentials = credentials
         self.region = region
         self.account_id = account_id
         self.how = how  # "role" or "keys", for the preflight summary
         self._clients: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
 
+    def __repr__(self) -> str:  # never the credentials
+        return f"<AwsAccount {self.account_id} {self.region} via {self.how}>"
+
     def client(self, service: str, region: str | None = None):
         key = (service, region or self.region)
-        with self._lock:  # boto3 sessions are not thread-safe; clients are
+        with self._lock:
             if key not in self._clients:
-                client = self.session.client(
-                    service, region_name=key[1], endpoint_url=settings.AWS_ENDPOINT_URL, config=client_config()
-                )
-                _install_audit_hook(client)
-                self._clients[key] = client
+                self._clients[key] = client_create(service, region=key[1], credentials=self._credentials)
             return self._clients[key]
+
+
+def _portal_credentials() -> dict:
+    """Onramp's own identity: the standard credential chain, or sandbox keys when on the sandbox."""
+    if settings.AWS_ENDPOINT_URL:
+        return {"aws_access_key_id": SANDBOX_KEY, "aws_secret_access_key": SANDBOX_KEY}
+    return {}
 
 
 _portal_accounts: dict[tuple[str | None, str], AwsAccount] = {}
 _portal_lock = threading.Lock()
 
 
-def _portal_account(region: str) -> AwsAccount:
-    """Onramp's own identity, one session per process and region (boto3 refreshes its credentials)."""
+def portal_account(region: str) -> AwsAccount:
+    """Onramp's own identity, one per process and region (botocore refreshes chain credentials)."""
     key = (settings.AWS_ENDPOINT_URL, region)
     with _portal_lock:
         if key not in _portal_accounts:
             _portal_accounts[key] = AwsAccount(
-                portal_session(), region=region, account_id=settings.PORTAL_AWS_ACCOUNT_ID, how="portal"
+                _portal_credentials(), region=region, account_id=settings.PORTAL_AWS_ACCOUNT_ID, how="portal"
             )
         return _portal_accounts[key]
 
@@ -318,14 +328,14 @@ def account_connect(
     if access == customer.Connection.KEYS:
         if not customer.has_stored_keys:
             raise AwsError("This customer has no stored access keys. Set them in the admin.", code="NoCustomerKeys")
-        session = new_session(
-            aws_access_key_id=customer.access_key_id,
-            aws_secret_access_key=decrypt(customer.secret_access_key_ciphertext),
-        )
-        return AwsAccount(session, region=region, account_id=customer.aws_account_id, how="keys")
+        keys = {
+            "aws_access_key_id": customer.access_key_id,
+            "aws_secret_access_key": decrypt(customer.secret_access_key_ciphertext),
+        }
+        return AwsAccount(keys, region=region, account_id=customer.aws_account_id, how="keys")
     if not role_arn:
         raise AwsError("This customer has no role ARN. Set it in the admin or in the form.", code="NoRoleArn")
-    portal = _portal_account(region)
+    portal = portal_account(region)
     request = {
         "RoleArn": role_arn,
         "RoleSessionName": f"onramp-run-{run_id}"[:64] if run_id else "onramp-check",
@@ -338,12 +348,12 @@ def account_connect(
         creds = portal.client("sts").assume_role(**request)["Credentials"]
     except Exception as exc:
         raise error_translate(exc, doing="Assuming the customer's role") from None
-    session = new_session(
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-    )
-    return AwsAccount(session, region=region, account_id=customer.aws_account_id, how="role")
+    keys = {
+        "aws_access_key_id": creds["AccessKeyId"],
+        "aws_secret_access_key": creds["SecretAccessKey"],
+        "aws_session_token": creds["SessionToken"],
+    }
+    return AwsAccount(keys, region=region, account_id=customer.aws_account_id, how="role")
 
 
 def _source_identity(name: str) -> str:
@@ -353,7 +363,7 @@ def _source_identity(name: str) -> str:
 
 
 class _RunAccounts:
-    """The per-process cache of open accounts, by run, so a run's steps share one session."""
+    """The per-process cache of open accounts, by run, so a run's steps share its credentials and clients."""
 
     def __init__(self, size: int = 64):
         self._size = size

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -254,11 +254,11 @@ def step_execute(*, step_id: int, keep_next: bool = False) -> StepOutcome:
         return StepOutcome(state=None)  # done already, taken by another worker, or the run ended
     step = StepRun.objects.select_related("run__customer", "run__started_by").get(pk=step_id)
     run = step.run
-    Run.objects.filter(pk=run.pk).update(
-        progressed_at=now,
-        status=Case(When(status=Run.Status.PENDING, then=Value(Run.Status.RUNNING)), default=F("status")),
-        started_at=Coalesce(F("started_at"), Value(now)),
-    )
+    if run.status == Run.Status.PENDING:
+        # The run's first step (every other step runs after a dispatch, which already marks progress).
+        Run.objects.filter(pk=run.pk, status=Run.Status.PENDING).update(
+            status=Run.Status.RUNNING, started_at=Coalesce(F("started_at"), Value(now)), progressed_at=now
+        )
     log = CallLog(
         actor_label=_worker_label(run),
         actor_id=run.started_by_id,

@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 from django.db import transaction
 
 from provisioning import documents
-from provisioning.aws import account_connect, portal_session, run_accounts
+from provisioning.aws import account_connect, portal_account, process_session, run_accounts
 from provisioning.models import AuditEvent, Credential, Run, StepRun
 from provisioning.runs import RunConflict, run_create, run_retry
 from provisioning.spec import spec_parse
@@ -114,6 +114,26 @@ def test_running_the_same_spec_again_adopts_everything_and_makes_no_second_key(w
     assert len(aws.iam.list_policy_versions(PolicyArn=first.summary["policy"])["Versions"]) == 1
 
 
+def test_a_run_makes_one_client_per_service_in_the_worker_and_reuses_it_across_steps(worker, alice):
+    """The hot path: no client per call or per step; one per service per run in a worker process."""
+    assert wait_for_run(start_run(alice, team=[])).status == Run.Status.SUCCEEDED  # Onramp's own STS client now exists
+    made = []
+
+    def count(event_name=None, **kwargs):
+        made.append(event_name.rsplit(".", 1)[-1])
+
+    events = process_session().events
+    events.register("creating-client-class", count)
+    try:
+        run = wait_for_run(start_run(alice))
+    finally:
+        events.unregister("creating-client-class", count)
+    assert run.status == Run.Status.SUCCEEDED
+    actions = list(AuditEvent.objects.filter(run=run, action__startswith="aws.").values_list("action", flat=True))
+    assert sorted(made) == sorted({action.split(".")[1] for action in actions}) == ["ecr", "iam", "s3", "sts"]
+    assert len(actions) >= 20  # every other call reused a client
+
+
 def test_us_east_1_creates_the_bucket_without_a_location_constraint(worker, alice, sandbox):
     run = wait_for_run(start_run(alice, region="us-east-1", team=[]))
     assert run.status == Run.Status.SUCCEEDED, _states(run)
@@ -134,7 +154,7 @@ def test_assume_role_puts_the_resources_in_the_customers_account_not_the_portals
     assert run.status == Run.Status.SUCCEEDED, _states(run)
     customer_iam = account_session(sandbox.url, other).iam
     assert [u["UserName"] for u in customer_iam.list_users()["Users"]] == ["acme-app"]
-    portal_iam = portal_session().client("iam", endpoint_url=sandbox.url, region_name="us-east-1")
+    portal_iam = portal_account("us-east-1").client("iam")
     assert portal_iam.list_users()["Users"] == []
     assert run.summary["app_user"] == f"arn:aws:iam::{other}:user/acme-app"
 
@@ -153,6 +173,21 @@ def test_a_bucket_owned_by_another_account_fails_that_step_while_the_other_branc
     for key in ("iam.access_key", "ecr.lifecycle", "account.alias", "team.member:lead@agency.example"):
         assert states[key] == "succeeded", (key, states)
     assert states["finalize"] == "skipped"
+
+
+def test_the_accounts_own_bucket_in_another_region_is_neither_adopted_nor_moved(worker, alice, sandbox):
+    own = account_session(sandbox.url, CUSTOMER_ACCOUNT, "eu-west-1").s3
+    own.create_bucket(Bucket="acme-app-media", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    run = wait_for_run(start_run(alice, team=[]))  # the spec says us-west-2
+    bucket = run.steps.get(key="s3.bucket")
+    assert bucket.state == "failed" and bucket.error_code == "BucketInOtherRegion"
+    assert "already in this account but in eu-west-1, not us-west-2" in bucket.error_message
+    assert own.get_bucket_location(Bucket="acme-app-media")["LocationConstraint"] == "eu-west-1"
+    assert [b["Name"] for b in own.list_buckets()["Buckets"]] == ["acme-app-media"]  # no second bucket
+    # Outside us-east-1 the bucket step creates first: AWS itself says the bucket is ours.
+    create = AuditEvent.objects.get(run=run, action="aws.s3.CreateBucket")
+    assert create.outcome == "error" and create.error_code == "BucketAlreadyOwnedByYou"
+    assert not AuditEvent.objects.filter(run=run, action="aws.s3.ListBuckets").exists()
 
 
 def test_a_failed_run_retries_only_its_failed_steps_and_completes(worker, alice, sandbox):

@@ -2,7 +2,6 @@
 
 import json
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -106,9 +105,9 @@ def test_audit_rows_hold_the_redacted_details_and_their_hash_covers_them(db):
     assert audit_verify() == (1, None)
 
 
-def _account(endpoint: str | None = None) -> AwsAccount:
-    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing")
-    return AwsAccount(session, region="us-east-1", account_id="111122223333", how="keys")
+def _account() -> AwsAccount:
+    keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    return AwsAccount(keys, region="us-east-1", account_id="111122223333", how="keys")
 
 
 def test_the_aws_hook_redacts_parameters_and_never_sees_responses(aws):

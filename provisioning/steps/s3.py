@@ -13,27 +13,39 @@ def _location(s3, bucket: str) -> str:
     return s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1"
 
 
+def _adopt_bucket(s3, spec: Spec, outputs: dict) -> StepResult:
+    """The bucket is this account's already: adopt it where the spec wants it."""
+    region = _location(s3, spec.bucket)
+    if region != spec.region:
+        raise StepFailed(
+            f"The bucket {spec.bucket} is already in this account but in {region}, not {spec.region}. "
+            "Use that region or another bucket name.",
+            code="BucketInOtherRegion",
+        )
+    return StepResult(adopted=True, outputs=outputs)
+
+
 def bucket(ctx: StepContext, spec: Spec) -> StepResult:
     s3 = ctx.client("s3")
     name = spec.bucket
     outputs = {"bucket": name, "region": spec.region, "arn": f"arn:aws:s3:::{name}"}
     try:
-        # A repeated create in us-east-1 succeeds even for a bucket we own, so ownership is
-        # checked explicitly: our account's bucket list is the proof.
-        owned = any(b["Name"] == name for b in s3.list_buckets().get("Buckets", []))
-        if owned:
-            region = _location(s3, name)
-            if region != spec.region:
-                raise StepFailed(
-                    f"The bucket {name} is already in this account but in {region}, not {spec.region}. "
-                    "Use that region or another bucket name.",
-                    code="BucketInOtherRegion",
+        try:
+            if spec.region == "us-east-1":
+                # A repeated create in us-east-1 succeeds even for a bucket we own, so ownership is
+                # checked first there: our account's bucket list is the proof.
+                if any(b["Name"] == name for b in s3.list_buckets().get("Buckets", [])):
+                    return _adopt_bucket(s3, spec, outputs)
+                s3.create_bucket(Bucket=name, ACL="private")
+            else:
+                # Elsewhere AWS answers BucketAlreadyOwnedByYou itself: create first, read only then.
+                s3.create_bucket(
+                    Bucket=name, ACL="private", CreateBucketConfiguration={"LocationConstraint": spec.region}
                 )
-            return StepResult(adopted=True, outputs=outputs)
-        request = {"Bucket": name, "ACL": "private"}
-        if spec.region != "us-east-1":
-            request["CreateBucketConfiguration"] = {"LocationConstraint": spec.region}
-        s3.create_bucket(**request)
+        except ClientError as exc:
+            if error_code(exc) != "BucketAlreadyOwnedByYou":
+                raise
+            return _adopt_bucket(s3, spec, outputs)
         outputs["created"] = True  # the next steps know it holds no configuration yet
     except ClientError as exc:
         if error_code(exc) == "BucketAlreadyExists":
