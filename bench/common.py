@@ -168,13 +168,15 @@ def machine_busy_jiffies() -> tuple[int, int]:
 class SandboxAws:
     """moto's server (managed policies loaded, as in tests) and sessions in its accounts."""
 
-    def __init__(self, *, latency_ms: float = 0):
-        self.server = Sandbox(log=ARTIFACTS / "moto.log")
+    def __init__(self, *, latency_ms: float = 0, server: Sandbox | None = None):
+        self._own_server = server is None  # a server given (the tests') is the giver's to stop
+        self.server = server or Sandbox(log=ARTIFACTS / "moto.log")
         self.latency_ms = latency_ms
         self.proxy = None
 
     def start(self) -> "SandboxAws":
-        self.server.start()
+        if self._own_server:
+            self.server.start()
         if self.latency_ms:
             # Every contender then talks to AWS through the same delay, as to real AWS over a network.
             from tests.sandbox import SandboxProxy
@@ -196,7 +198,8 @@ class SandboxAws:
     def stop(self) -> None:
         if self.proxy is not None:
             self.proxy.stop()
-        self.server.stop()
+        if self._own_server:
+            self.server.stop()
 
     def credentials(self, account_id: str) -> dict:
         """Temporary credentials in the account, as the engineer following the runbook has them."""
@@ -233,10 +236,20 @@ class SandboxAws:
 
 
 class Workers:
-    """Real Celery worker processes (prefork), each in its own process group, with their logs."""
+    """Real Celery worker processes (prefork or threads pool), each in its own process group, with their logs."""
 
-    def __init__(self, count: int, *, env: dict, concurrency: int = 4, app: str = "portal", tag: str = "bench"):
+    def __init__(
+        self,
+        count: int,
+        *,
+        env: dict,
+        concurrency: int = 4,
+        pool: str = "prefork",
+        app: str = "portal",
+        tag: str = "bench",
+    ):
         self.count = count
+        self.pool = pool
         self.env = env
         self.concurrency = concurrency
         self.app = app
@@ -257,7 +270,7 @@ class Workers:
                         self.app,
                         "worker",
                         "--pool",
-                        "prefork",
+                        self.pool,
                         "--concurrency",
                         str(self.concurrency),
                         "--hostname",
@@ -478,7 +491,11 @@ class Figures:
     name: str
     seconds: list[float] = field(default_factory=list)
     calls: list[int] = field(default_factory=list)
-    sandbox_cpu: list[float] = field(default_factory=list)
+    cpu: list[dict[str, float]] = field(default_factory=list)  # seconds of CPU per process kind, per round
+
+    def cpu_median(self, part: str | None = None) -> float:
+        """Median CPU seconds of one part (e.g. "sandbox"), or of all parts together."""
+        return statistics.median(c[part] if part else sum(c.values()) for c in self.cpu)
 
     @property
     def median(self) -> float:

@@ -21,7 +21,7 @@ from bench import common
 GOAL_SCALING = 1.7
 
 
-def phase(*, workers_count: int, count: int, sandbox, env: dict, user, ids, label: str, app: str) -> dict:
+def phase(*, workers_count: int, count: int, sandbox, env: dict, user, ids, label: str, app: str, pool: str) -> dict:
     """Submit `count` onboardings at once to `workers_count` worker processes and wait for all."""
     from django.utils import timezone
 
@@ -29,7 +29,7 @@ def phase(*, workers_count: int, count: int, sandbox, env: dict, user, ids, labe
     from provisioning.runs import run_create
     from provisioning.spec import spec_parse
 
-    workers = common.Workers(workers_count, env=env, app=app, tag=f"tp{workers_count}-").start()
+    workers = common.Workers(workers_count, env=env, app=app, pool=pool, tag=f"tp{workers_count}-").start()
     try:
         warm = []
         for _ in range(2 * workers_count):  # untimed: every worker process imports, connects, makes clients
@@ -117,6 +117,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--onboardings", type=int, default=50)
     parser.add_argument("--worker-app", default="portal", help="the Celery app the workers run (-A)")
+    parser.add_argument("--pool", choices=["prefork", "threads"], default="prefork", help="the workers' pool")
     args = parser.parse_args()
 
     print(f"Machine: {common.machine()}")
@@ -138,12 +139,13 @@ def main() -> int:
                 ids=ids,
                 label=f"tp-{label}-{os.getpid() % 10000}",
                 app=args.worker_app,
+                pool=args.pool,
             )
             results.append(result)
             cpu = result["cpu"]
             ours = (cpu["workers"] + cpu["moto"]) / result["seconds"]
             print(
-                f"  {count} worker process{'es' if count > 1 else ''} (prefork, concurrency 4 each): "
+                f"  {count} worker process{'es' if count > 1 else ''} ({args.pool}, concurrency 4 each): "
                 f"{result['count']} onboardings in {result['seconds']:.1f} s = {result['per_minute']:.1f} per minute; "
                 f"{result['succeeded']}/{result['count']} succeeded; peak RSS {common.mib(result['peak_rss'])} "
                 f"(after warm-up, before the batch: {common.mib(result['rss_idle'])})",
@@ -176,8 +178,8 @@ def main() -> int:
             f"Python process: one core at most) and the other people working on it. With one worker process the "
             f"cores were already {one['machine_busy'] * 100:.0f}% busy; a second worker process adds no core, "
             f"only more processes to share them. Worker CPU per onboarding: {per_run[0]:.0f} ms with one worker "
-            f"process, {per_run[1]:.0f} ms with two (each worker process that takes one of a run's steps opens its "
-            "own session in the customer's account: one AssumeRole and its clients per process per run)."
+            f"process, {per_run[1]:.0f} ms with two (each worker process that takes one of a run's steps assumes "
+            "the customer's role and makes its clients: one AssumeRole and its clients per process per run)."
         )
     print(f"All succeeded, none duplicated: {'yes' if ok else 'NO'}. Machine at the end: {common.machine()}")
     return 0 if ok else 1

@@ -1,0 +1,41 @@
+"""The benchmark compares like with like: each contender makes the runbook's calls for the same spec
+and leaves the same account behind, checked in the sandbox by the benchmark's own `verify`."""
+
+import pytest
+
+from bench import common
+from bench.onboarding import boto3_once, cli_once, onramp_once, runbook_script, verify
+from provisioning.models import AuditEvent
+from provisioning.spec import spec_parse
+
+
+@pytest.fixture
+def bench_aws(aws):
+    return common.SandboxAws(server=aws).start()
+
+
+def test_the_runbook_script_and_the_boto3_script_make_the_same_calls_and_build_the_same_account(bench_aws, tmp_path):
+    by_cli = spec_parse(common.spec_data(account_id="210987654321", name="bench-cli"))
+    by_script = spec_parse(common.spec_data(account_id="310987654321", name="bench-script"))
+    script, commands = runbook_script(spec=by_cli, endpoint=bench_aws.url)
+    assert script.count(f"aws --endpoint-url {bench_aws.url} ") == commands
+    assert "<generated>" not in script  # the placeholder the preview shows became a password
+
+    _, cli_calls, cli_cpu = cli_once(sandbox=bench_aws, spec=by_cli, workdir=tmp_path)
+    verify(sandbox=bench_aws, spec=by_cli)
+    assert not list(tmp_path.iterdir())  # the script held a console password: it is deleted
+
+    _, script_calls, script_cpu = boto3_once(sandbox=bench_aws, spec=by_script)
+    verify(sandbox=bench_aws, spec=by_script)
+
+    assert cli_calls == commands == script_calls
+    assert cli_cpu["aws CLI"] > 0 and set(script_cpu) == {"script", "sandbox"}
+
+
+def test_the_onramp_contender_builds_the_account_the_scripts_build(worker, alice, bench_aws):
+    data = common.spec_data(account_id="410987654321", name="bench-onramp")
+    _, calls, _, run, _ = onramp_once(sandbox=bench_aws, data=data, user=alice)
+    verify(sandbox=bench_aws, spec=spec_parse(data))
+    assert calls == AuditEvent.objects.filter(run=run, action__startswith="aws.").count()
+    _, commands = runbook_script(spec=spec_parse(data), endpoint=bench_aws.url)
+    assert calls >= commands  # the runbook's calls, and the looks before a create that could replace
