@@ -301,3 +301,23 @@ def test_every_aws_call_of_a_run_is_one_audit_event(worker, aws, alice):
     text = _all_audit_text()
     assert not [s for s in secrets if s in text]
     assert CUSTOMER_ACCOUNT in text
+
+
+def test_a_steps_aws_calls_are_written_in_the_transaction_that_records_its_outcome(worker, alice):
+    """PostgreSQL stamps each row with the transaction that wrote it (xmin): every audit row of a
+    step, its AWS calls and its step.* event, shares the transaction of the step's final state."""
+    run = wait_for_run(start_run(alice))
+    assert run.status == Run.Status.SUCCEEDED
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.key, s.xmin::text, array_agg(DISTINCT a.xmin::text), count(*) "
+            "FROM provisioning_steprun s JOIN provisioning_auditevent a "
+            "ON a.run_id = s.run_id AND a.step_key = s.key AND (a.action LIKE 'aws.%%' OR a.action LIKE 'step.%%') "
+            "WHERE s.run_id = %s GROUP BY s.key, s.xmin::text",
+            [run.pk],
+        )
+        rows = cursor.fetchall()
+    assert len(rows) == run.steps.exclude(key="finalize").count() == 13
+    for key, step_xid, audit_xids, events in rows:
+        assert audit_xids == [step_xid], key
+        assert events >= 2, key  # at least one AWS call and the step's own event
