@@ -241,6 +241,7 @@ _session_lock = threading.Lock()  # boto3 sessions are not thread-safe; the clie
 
 
 def process_session() -> boto3.Session:
+    """This process's boto3 session, made on first use (after the worker has forked)."""
     global _session
     with _session_lock:
         if _session is None:
