@@ -40,8 +40,12 @@ _VALUE_AT_SECRET_MEMBER = re.compile(
     r"(?i)(value\s+')(.*?)('\s+at\s+'[^']*(?:password|secret|token|credentials)[^']*')", re.DOTALL
 )
 _AWS_SECRET_SHAPE = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])")
-# Any string in the chain's lock: one chain, one writer at a time.
-_CHAIN_LOCK_ID = 7_277_001
+# One chain, one writer at a time: take the chain's advisory lock (any fixed number; held to the end
+# of the transaction), then read its last hash. One round trip, two statements: the read is its own
+# statement, so its snapshot is taken once the lock is held and sees what the last writer committed.
+_LOCK_THEN_LAST_HASH = (
+    "SELECT pg_advisory_xact_lock(7277001); SELECT hash FROM provisioning_auditevent ORDER BY id DESC LIMIT 1"
+)
 
 
 def redact_text(text: str) -> str:
@@ -87,9 +91,13 @@ class PendingEvent:
 
 
 def _last_hash() -> str:
+    """Take the chain's lock (held to the end of the transaction) and read the chain's last hash."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_ID])
+            cursor.execute(_LOCK_THEN_LAST_HASH)
+            cursor.nextset()
+            row = cursor.fetchone()
+        return row[0] if row else GENESIS_HASH
     last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
     return last or GENESIS_HASH
 

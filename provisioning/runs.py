@@ -115,12 +115,12 @@ def run_dispatch(*, run_id, after: StepRun | None = None) -> int | None:
     instead of enqueued, and its id returned: the caller runs it next in the same process, with
     the session it already has, and skips a broker round trip. The longest remaining branch is
     the one kept, so the critical path never waits on the broker."""
+    now = timezone.now()
     with transaction.atomic(savepoint=False):
-        run = Run.objects.select_for_update().filter(pk=run_id, status__in=Run.ACTIVE).first()
-        if run is None:
+        # Marking progress takes the run's row lock: one dispatch at a time per run.
+        if not Run.objects.filter(pk=run_id, status__in=Run.ACTIVE).update(progressed_at=now):
             return None
-        steps = {s.key: s for s in run.steps.all()}
-        now = timezone.now()
+        steps = {s.key: s for s in StepRun.objects.filter(run_id=run_id)}
         ready, skipped = [], []
         changed = True
         while changed:  # a skip can make more skips down the chain
@@ -151,8 +151,7 @@ def run_dispatch(*, run_id, after: StepRun | None = None) -> int | None:
                 transaction.on_commit(lambda: _enqueue(enqueue), robust=True)
         work = [s for s in steps.values() if s.key != "finalize"]
         if all(s.state in StepRun.FINISHED for s in work):
-            _run_finish(run, steps)
-        Run.objects.filter(pk=run.pk).update(progressed_at=now)
+            _run_finish(Run.objects.select_related("started_by").get(pk=run_id), steps)
     return keep.pk if keep is not None else None
 
 
