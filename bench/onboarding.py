@@ -235,14 +235,14 @@ def profile_print(*, run, started, tasks: dict) -> None:
         task = tasks.get(step.pk, {})
         deps = [steps[k] for k in step.depends_on]
         ready = max((d.finished_at for d in deps), default=started)
-        ready_task_end = max((moment(tasks[d.pk]["end"]) for d in deps if d.pk in tasks), default=None)
         rows.append(
             {
                 "key": key,
                 "deps": step.depends_on,
                 "gap": _ms(step.started_at - ready),  # previous step done (or confirm) -> this one claimed
-                # The enqueue happens in the dependency's task, just before it returns: clipped at 0.
-                "queued": max(0.0, _ms(moment(task["start"]) - ready_task_end)) if task and ready_task_end else None,
+                # Enqueued when the dependency's outcome commits (its finished_at, give or take the
+                # commit): broker, waiting for a free process, pickup. None: run next in-process.
+                "queued": max(0.0, _ms(moment(task["start"]) - ready)) if task else None,
                 "run": _ms(step.finished_at - step.started_at),
                 "task": (task["end"] - task["start"]) * 1000 if task else None,
                 "aws": sum(aws.get(key, [])),
@@ -298,7 +298,7 @@ def profile_print(*, run, started, tasks: dict) -> None:
         )
     print(
         "  (ms; hand-off = the step it waited for done -> this step claimed: recording, dispatch, broker, pickup; "
-        "queued = that step's task returned -> this step's task started)"
+        "queued = the step it waited for done -> this step's task started; '-': run next in the same process)"
     )
 
 
