@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from provisioning.models import AuditEvent
@@ -95,7 +95,8 @@ def _last_hash() -> str:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(_LOCK_THEN_LAST_HASH)
-            cursor.nextset()
+            if not cursor.nextset():  # never chain onto the lock's empty result
+                raise DatabaseError("The audit chain's last hash could not be read.")
             row = cursor.fetchone()
         return row[0] if row else GENESIS_HASH
     last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()

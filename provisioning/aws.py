@@ -106,13 +106,9 @@ def error_translate(exc: Exception, *, doing: str = "") -> AwsError:
             retryable=True,
         )
     if isinstance(exc, ResponseParserError):
-        # A server fault answered with a page that is not AWS's XML or JSON (seen from the sandbox
-        # under load): botocore cannot read it, so it does not retry it; the step does.
-        return AwsError(
-            prefix + "AWS answered with a server error Onramp could not read; retrying.",
-            code="UnreadableResponse",
-            retryable=True,
-        )
+        # An answer that is not AWS's XML or JSON, e.g. a web server's own 500 page (seen from the
+        # sandbox under load). botocore does not retry it; a step does, within its bounded attempts.
+        return AwsError(prefix + "Onramp could not read AWS's answer.", code="UnreadableResponse", retryable=True)
     if isinstance(exc, NoCredentialsError):
         return AwsError(prefix + "Onramp has no AWS credentials of its own configured.", code="NoCredentials")
     if isinstance(exc, BotoCoreError):
@@ -215,7 +211,11 @@ def _on_after_call(http_response, parsed, model, context, **kwargs):
 def _on_after_call_error(exception, context, **kwargs):
     model = context.get("onramp_model")
     if model is not None:
-        _record(context, model, 0, "", type(exception).__name__, str(exception))
+        message = str(exception)
+        if isinstance(exception, ResponseParserError):
+            # botocore quotes the whole unreadable body, which may be a response full of credentials.
+            message = "The response could not be read; its body is not recorded."
+        _record(context, model, 0, "", type(exception).__name__, message)
 
 
 def _on_before_call(model, context, **kwargs):

@@ -107,18 +107,25 @@ def _enqueue(step_ids: list[int]) -> None:
         step_run.delay(step_id)
 
 
-def run_dispatch(*, run_id, after: StepRun | None = None) -> int | None:
+def _run_lock(run_id, now) -> bool:
+    """Mark the run's progress, which takes its row lock until the transaction ends; False when the
+    run is no longer active. Every writer takes the run's row before the audit chain's lock
+    (run_cancel and run_retry update the run, then audit), so none waits on the other in a cycle."""
+    return bool(Run.objects.filter(pk=run_id, status__in=Run.ACTIVE).update(progressed_at=now))
+
+
+def run_dispatch(*, run_id, after: StepRun | None = None, run_locked: bool = False) -> int | None:
     """Enqueue every pending step whose dependencies are done; skip those whose dependencies
     failed; finish the run when nothing is left. Safe to call any number of times.
 
     With `after` (the step this process just finished), one step that waited on it is kept
     instead of enqueued, and its id returned: the caller runs it next in the same process, with
-    the session it already has, and skips a broker round trip. The longest remaining branch is
-    the one kept, so the critical path never waits on the broker."""
+    the clients it already has, and skips a broker round trip. The longest remaining branch is
+    the one kept, so the critical path never waits on the broker. `run_locked`: the caller's
+    transaction already holds the run's lock (see _run_lock)."""
     now = timezone.now()
     with transaction.atomic(savepoint=False):
-        # Marking progress takes the run's row lock: one dispatch at a time per run.
-        if not Run.objects.filter(pk=run_id, status__in=Run.ACTIVE).update(progressed_at=now):
+        if not run_locked and not _run_lock(run_id, now):  # one dispatch at a time per run
             return None
         steps = {s.key: s for s in StepRun.objects.filter(run_id=run_id)}
         ready, skipped = [], []
@@ -254,7 +261,7 @@ def step_execute(*, step_id: int, keep_next: bool = False) -> StepOutcome:
     step = StepRun.objects.select_related("run__customer", "run__started_by").get(pk=step_id)
     run = step.run
     if run.status == Run.Status.PENDING:
-        # The run's first step (every other step runs after a dispatch, which already marks progress).
+        # The run's first step; every later claim follows a recorded outcome, which marked progress.
         Run.objects.filter(pk=run.pk, status=Run.Status.PENDING).update(
             status=Run.Status.RUNNING, started_at=Coalesce(F("started_at"), Value(now)), progressed_at=now
         )
@@ -349,12 +356,14 @@ def _step_record(
     try:
         with transaction.atomic():
             # The outcome and the dispatch it causes are one transaction: no other step's dispatch can
-            # see this step done (uncommitted) and enqueue the step this process keeps.
+            # see this step done (uncommitted) and enqueue the step this process keeps. The run's
+            # lock comes first, then the step's row, then the audit chain's lock.
+            active = _run_lock(run.pk, now)
             StepRun.objects.filter(pk=step.pk, state=State.RUNNING).update(**fields)
             audit_write(events)
-            if retry_in is None:
+            if retry_in is None and active:
                 after = step if keep_next and state in StepRun.DONE else None
-                next_step_id = run_dispatch(run_id=run.pk, after=after)
+                next_step_id = run_dispatch(run_id=run.pk, after=after, run_locked=True)
     except DatabaseError:
         # The database went away while recording: leave the step running; the sweeper re-drives it.
         logger.warning("Could not record step %s of run %s; the sweeper will pick it up", step.key, run.pk)

@@ -25,7 +25,7 @@ CHAIN_FOR_SECONDS = 30
 )
 def step_run(self, step_id: int) -> None:
     """Run one step, then the next step of its branch in this same process while there is one and the
-    task is young (the run's session is warm here; no broker round trip). AWS retries (bounded by the
+    task is young (the run's clients are warm here; no broker round trip). AWS retries (bounded by the
     step's attempts) are decided by the service."""
     started = time.monotonic()
     while step_id is not None:

@@ -1,6 +1,9 @@
 """The benchmark compares like with like: each contender makes the runbook's calls for the same spec
 and leaves the same account behind, checked in the sandbox by the benchmark's own `verify`."""
 
+import shlex
+from collections import Counter
+
 import pytest
 
 from bench import common
@@ -37,5 +40,23 @@ def test_the_onramp_contender_builds_the_account_the_scripts_build(worker, alice
     _, calls, _, run, _ = onramp_once(sandbox=bench_aws, data=data, user=alice)
     verify(sandbox=bench_aws, spec=spec_parse(data))
     assert calls == AuditEvent.objects.filter(run=run, action__startswith="aws.").count()
-    _, commands = runbook_script(spec=spec_parse(data), endpoint=bench_aws.url)
-    assert calls >= commands  # the runbook's calls, and the looks before a create that could replace
+    script, commands = runbook_script(spec=spec_parse(data), endpoint=bench_aws.url)
+    made = Counter(
+        tuple(action.split(".")[1:])
+        for action in AuditEvent.objects.filter(run=run, action__startswith="aws.").values_list("action", flat=True)
+    )
+    # Every call of the runbook, as many times, and more: the looks before a create that could replace.
+    runbook = _runbook_calls(script)
+    assert runbook.total() == commands and runbook <= made
+
+
+def _runbook_calls(script: str) -> Counter:
+    """(service, operation) of each `aws` command: `aws ... iam create-user` is ("iam", "CreateUser")."""
+    calls = Counter()
+    for line in script.splitlines():
+        if line.startswith("aws "):
+            words = shlex.split(line)
+            service, command = words[3], words[4]  # after `aws --endpoint-url URL`
+            operation = "".join(part.capitalize() for part in command.split("-"))
+            calls[({"s3api": "s3"}.get(service, service), operation)] += 1
+    return calls

@@ -1,6 +1,8 @@
 """Faults, the fast way (make test): a worker that died mid-step, broker messages lost, AWS
 unreachable, AWS throttling. The heavier versions with real processes are in tests/soak."""
 
+import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -10,12 +12,13 @@ from django.test import override_settings
 from django.utils import timezone
 
 from portal.celery import app as celery_app
+from provisioning.audit import audit_record
 from provisioning.aws import account_for_run, run_accounts
 from provisioning.models import AuditEvent, Run, StepRun
 from provisioning.runs import run_create, run_retry, runs_sweep
 from provisioning.spec import spec_parse
 from tests.conftest import customer_for, spec_data, wait_for_run
-from tests.sandbox import free_port
+from tests.sandbox import Rule, SandboxProxy, free_port
 from tests.soak.harness import duplicates, resource_counts
 
 State = StepRun.State
@@ -228,8 +231,13 @@ class _Body:
         yield self.data
 
 
-# What the sandbox's web server sent once under load: its generic 500 page, not AWS's XML.
-SERVER_FAULT_PAGE = b"<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n"
+# What the sandbox's web server sent once under load: its generic 500 page, not AWS's XML. This one
+# also carries a session token, as an unreadable AssumeRole answer would: botocore quotes the body.
+LEAKED_TOKEN = "FwoGZXIvYXdzEXAMPLE" + "Zm9vYmFy" * 30
+SERVER_FAULT_PAGE = (
+    b"<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n"
+    + f"<SessionToken>{LEAKED_TOKEN}</SessionToken>".encode()
+)
 
 
 @override_settings(**FAST_RETRIES)
@@ -256,7 +264,37 @@ def test_a_server_fault_botocore_cannot_read_is_retried_and_the_run_succeeds(wor
     retry = AuditEvent.objects.get(action="step.retrying", run=run, step_key="iam.group")
     assert retry.error_code == "UnreadableResponse"
     assert "could not read" in retry.details["message"]
+    call = AuditEvent.objects.get(action="aws.iam.CreateGroup", run=run, outcome="error")
+    assert call.error_code == "ResponseParserError"
+    recorded = json.dumps(list(AuditEvent.objects.values("target", "error_code", "details")), default=str)
+    recorded += json.dumps(list(run.steps.values("error_message", "outputs")), default=str)
+    assert LEAKED_TOKEN not in recorded and "Zm9vYmFyZm9vYmFy" not in recorded
     _assert_each_resource_once(aws)
+
+
+def test_recording_a_step_takes_the_runs_lock_before_the_audit_chains_as_cancel_does(worker, aws, alice):
+    """run_cancel and run_retry lock the run's row, then the audit chain. A step's record must take
+    them in the same order, or a cancel landing while a step records is a deadlock (PostgreSQL then
+    kills one side: the cancel fails, or the step's outcome and audit rows are lost)."""
+    proxy = SandboxProxy(aws.url).start()
+    held = proxy.add(Rule(operation="CreateGroup", hold_response=True))
+    try:
+        with override_settings(AWS_ENDPOINT_URL=proxy.url):
+            run = _create(alice)
+            assert held.seen.wait(30), "the group step never called AWS"
+            with transaction.atomic():  # what run_cancel does, with time for the step to record between
+                Run.objects.select_for_update().get(pk=run.pk)
+                held.release.set()  # the step hears back from AWS and records its outcome now
+                time.sleep(1.5)  # longer than PostgreSQL's deadlock_timeout (1 s)
+                audit_record(action="run.note", actor=alice, run=run, details={"why": "the cancel's own audit"})
+            run = wait_for_run(run, timeout=30)
+    finally:
+        proxy.stop()
+    assert run.status == Run.Status.SUCCEEDED
+    group = run.steps.get(key="iam.group")
+    assert group.state == State.SUCCEEDED and group.attempts == 1
+    assert AuditEvent.objects.filter(action="aws.iam.CreateGroup", run=run).count() == 1
+    assert AuditEvent.objects.filter(action="run.note", run=run).count() == 1
 
 
 @pytest.fixture(autouse=True)
