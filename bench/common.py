@@ -359,7 +359,8 @@ def _profiled_app():
             ms = (time.perf_counter() - started) * 1000
             text = sql.lstrip().upper()
             kind = "read" if text.startswith("SELECT") else "write"
-            if "PG_ADVISORY" in text or "FOR UPDATE" in text:
+            # The audit chain's lock, and the run's row lock (taken by the UPDATE that marks progress).
+            if "PG_ADVISORY" in text or "FOR UPDATE" in text or text.startswith('UPDATE "PROVISIONING_RUN" SET'):
                 kind = "lock"
             if state:
                 state["sql_ms"] += ms

@@ -280,7 +280,7 @@ def profile_print(*, run, started, tasks: dict) -> None:
     )
     print(
         f"  SQL in tasks:     {total('queries'):4.0f} stmts, {total('sql'):7.0f} ms summed "
-        f"(writes {total('sql_write'):.0f}, reads {total('sql_read'):.0f}, locks {total('sql_lock'):.0f}; "
+        f"(writes {total('sql_write'):.0f}, reads {total('sql_read'):.0f}, run and audit locks {total('sql_lock'):.0f}; "
         f"commits not included), {total('sql', path):5.0f} ms on the critical path"
     )
     print(
