@@ -144,6 +144,19 @@ def customer_for(data: dict) -> Customer:
     return customer
 
 
+def customer_make(**fields) -> Customer:
+    """An admin-made customer record (Acme Corp on the sandbox's customer account), with overrides."""
+    defaults = {
+        "name": "Acme Corp",
+        "slug": "acme-corp",
+        "aws_account_id": CUSTOMER_ACCOUNT,
+        "default_region": "us-west-2",
+        "account_alias": "acme-corp",
+        "role_arn": f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/OnrampAccess",
+    }
+    return Customer.objects.create(**{**defaults, **fields})
+
+
 def finished_run(user, **overrides) -> Run:
     """A run recorded as succeeded, without executing anything."""
     data = spec_data(**overrides)

@@ -18,7 +18,7 @@ from provisioning.admin import CustomerAdmin
 from provisioning.audit import audit_record
 from provisioning.models import AuditEvent, Credential, Customer, Run
 from provisioning.vault import decrypt
-from tests.conftest import CUSTOMER_ACCOUNT, start_run, wait_for_run
+from tests.conftest import CUSTOMER_ACCOUNT, customer_make, start_run, wait_for_run
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYKNOWNSECRET"  # 40 characters, the shape of a real one
 NEW_SECRET = "9drTJvcXLB89EXAMPLEKEYreplacedSECRETvalue"
@@ -53,18 +53,6 @@ def _form(**fields) -> dict:
     }
     data.update(fields)
     return {k: v for k, v in data.items() if v is not None}
-
-
-def _customer(**fields) -> Customer:
-    defaults = {
-        "name": "Acme Corp",
-        "slug": "acme-corp",
-        "aws_account_id": CUSTOMER_ACCOUNT,
-        "default_region": "us-west-2",
-        "account_alias": "acme-corp",
-        "role_arn": f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/OnrampAccess",
-    }
-    return Customer.objects.create(**{**defaults, **fields})
 
 
 def _run(customer, user, status, days_ago=0) -> Run:
@@ -103,7 +91,7 @@ def test_an_admin_creates_edits_and_searches_customers(as_dana):
     customer.refresh_from_db()
     assert (customer.default_region, customer.notes) == ("eu-west-1", "Prefers email.")
 
-    _customer(name="Globex", slug="globex", aws_account_id="444455556666", account_alias="globex-prod")
+    customer_make(name="Globex", slug="globex", aws_account_id="444455556666", account_alias="globex-prod")
     for query, expected in (("Acme", "Acme Corp"), (CUSTOMER_ACCOUNT, "Acme Corp"), ("globex-prod", "Globex")):
         page = as_dana.get(CHANGELIST, {"q": query}).content.decode()
         assert expected in page, query
@@ -116,7 +104,7 @@ def test_an_admin_creates_edits_and_searches_customers(as_dana):
 
 
 def test_a_duplicate_account_id_is_refused_with_a_message(as_dana):
-    _customer()
+    customer_make()
     response = as_dana.post(ADD, _form(name="Acme again", slug="acme-again"))
     assert response.status_code == 200
     assert "A customer with this AWS account id already exists." in response.content.decode()
@@ -125,7 +113,7 @@ def test_a_duplicate_account_id_is_refused_with_a_message(as_dana):
 
 
 def test_a_tech_lead_views_a_customer_but_cannot_change_add_or_delete(as_alice):
-    customer = _customer()
+    customer = customer_make()
     page = as_alice.get(_change(customer))
     assert page.status_code == 200
     html = page.content.decode()
@@ -146,7 +134,7 @@ def test_a_tech_lead_views_a_customer_but_cannot_change_add_or_delete(as_alice):
 
 
 def test_a_tech_lead_cannot_run_check_connection(as_alice):
-    customer = _customer()
+    customer = customer_make()
     response = as_alice.post(CHANGELIST, {"action": "check_connection", "_selected_action": [customer.pk]})
     assert response.status_code in (200, 302)
     assert not AuditEvent.objects.filter(action="customer.connection_checked").exists()
@@ -210,9 +198,9 @@ def test_a_secret_set_in_the_admin_never_shows_in_its_pages_or_the_audit(as_dana
 
 
 def test_the_list_shows_the_last_run_and_filters_by_its_status_in_a_fixed_number_of_queries(as_dana, alice):
-    acme = _customer()
-    globex = _customer(name="Globex", slug="globex", aws_account_id="444455556666", account_alias="globex")
-    _customer(name="Initech", slug="initech", aws_account_id="777788889999", account_alias="initech")
+    acme = customer_make()
+    globex = customer_make(name="Globex", slug="globex", aws_account_id="444455556666", account_alias="globex")
+    customer_make(name="Initech", slug="initech", aws_account_id="777788889999", account_alias="initech")
     _run(acme, alice, Run.Status.FAILED, days_ago=3)
     _run(acme, alice, Run.Status.SUCCEEDED, days_ago=1)
     _run(globex, alice, Run.Status.FAILED, days_ago=2)
@@ -235,7 +223,7 @@ def test_the_list_shows_the_last_run_and_filters_by_its_status_in_a_fixed_number
     with CaptureQueriesContext(connection) as few:
         as_dana.get(CHANGELIST)
     for n in range(6):
-        extra = _customer(name=f"Extra {n}", slug=f"extra-{n}", aws_account_id=f"90000000000{n}")
+        extra = customer_make(name=f"Extra {n}", slug=f"extra-{n}", aws_account_id=f"90000000000{n}")
         _run(extra, alice, Run.Status.SUCCEEDED)
     with CaptureQueriesContext(connection) as many:
         as_dana.get(CHANGELIST)
@@ -243,8 +231,8 @@ def test_the_list_shows_the_last_run_and_filters_by_its_status_in_a_fixed_number
 
 
 def test_check_connection_action_reports_and_audits(aws, as_dana):
-    ok = _customer()
-    wrong = _customer(
+    ok = customer_make()
+    wrong = customer_make(
         name="Globex", slug="globex", aws_account_id="444455556666", role_arn="arn:aws:iam::777788889999:role/X"
     )
     response = as_dana.post(
@@ -260,7 +248,7 @@ def test_check_connection_action_reports_and_audits(aws, as_dana):
 
 
 def test_start_onboarding_opens_the_prefilled_form(as_dana):
-    customer = _customer(account_alias="acme-corp")
+    customer = customer_make(account_alias="acme-corp")
     response = as_dana.post(CHANGELIST, {"action": "start_onboarding", "_selected_action": [customer.pk]})
     assert response.status_code == 302
     assert response["Location"] == f"{reverse('onboard')}?customer={customer.pk}"
@@ -268,8 +256,8 @@ def test_start_onboarding_opens_the_prefilled_form(as_dana):
     assert CUSTOMER_ACCOUNT in form and customer.role_arn in form
 
 
-def test_the_cloudformation_download_is_the_template_for_this_customer(as_alice):
-    customer = _customer()
+def test_the_cloudformation_download_is_the_template_for_thiscustomer_make(as_alice):
+    customer = customer_make()
     response = as_alice.get(reverse("admin:provisioning_customer_cloudformation", args=[customer.pk]))
     assert response.status_code == 200
     assert response["Content-Disposition"] == 'attachment; filename="onramp-access-acme-corp.json"'
@@ -279,7 +267,7 @@ def test_the_cloudformation_download_is_the_template_for_this_customer(as_alice)
 
 
 def test_runs_steps_credentials_and_audit_are_read_only_for_everyone(as_dana, dana):
-    customer = _customer()
+    customer = customer_make()
     run = _run(customer, dana, Run.Status.SUCCEEDED)
     step = run.steps.create(key="preflight", title="Preflight", branch="preflight", position=0)
     credential = Credential.objects.create(

@@ -14,7 +14,7 @@ from provisioning import customers
 from provisioning.aws import account_connect
 from provisioning.models import AuditEvent, Customer, Run
 from provisioning.vault import customer_set_keys
-from tests.conftest import CUSTOMER_ACCOUNT, start_run, wait_for_run
+from tests.conftest import CUSTOMER_ACCOUNT, customer_make, start_run, wait_for_run
 
 PORTAL = "123456789012"
 SERVICES = ("sts", "iam", "s3", "ecr")
@@ -157,19 +157,8 @@ def test_the_cloudformation_template_deploys_and_makes_the_role(aws):
     assert inline == customers.access_policy_document()
 
 
-def _customer(**fields) -> Customer:
-    defaults = {
-        "name": "Acme Corp",
-        "slug": "acme",
-        "aws_account_id": CUSTOMER_ACCOUNT,
-        "default_region": "us-west-2",
-        "role_arn": f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/OnrampAccess",
-    }
-    return Customer.objects.create(**{**defaults, **fields})
-
-
 def test_check_connection_assumes_the_role_and_confirms_the_account(aws, dana):
-    customer = _customer()
+    customer = customer_make()
     result = customers.customer_check_connection(customer=customer, user=dana)
     assert result.ok, result.message
     assert result.arn.startswith(f"arn:aws:sts::{CUSTOMER_ACCOUNT}:assumed-role/OnrampAccess/")
@@ -184,7 +173,7 @@ def test_check_connection_assumes_the_role_and_confirms_the_account(aws, dana):
 
 
 def test_check_connection_refuses_another_account(aws, dana):
-    customer = _customer(role_arn="arn:aws:iam::444455556666:role/OnrampAccess")
+    customer = customer_make(role_arn="arn:aws:iam::444455556666:role/OnrampAccess")
     result = customers.customer_check_connection(customer=customer, user=dana)
     assert not result.ok
     assert result.code == "WrongAccount"
@@ -195,7 +184,7 @@ def test_check_connection_refuses_another_account(aws, dana):
 
 def test_check_connection_refuses_root(aws, dana):
     """The sandbox never answers with a root ARN: stub GetCallerIdentity at the client boundary."""
-    customer = _customer()
+    customer = customer_make()
     account = account_connect(customer=customer, region=customer.default_region)
     stubber = Stubber(account.client("sts"))
     root = f"arn:aws:iam::{CUSTOMER_ACCOUNT}:root"
@@ -212,7 +201,7 @@ def test_check_connection_refuses_root(aws, dana):
 
 def test_check_connection_with_stored_keys_never_audits_the_secret(aws, dana):
     secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-    customer = _customer(aws_account_id=PORTAL, connection=Customer.Connection.KEYS, role_arn="")
+    customer = customer_make(aws_account_id=PORTAL, connection=Customer.Connection.KEYS, role_arn="")
     customer_set_keys(customer=customer, access_key_id="AKIAIOSFODNN7EXAMPLE", secret_access_key=secret)
     result = customers.customer_check_connection(customer=customer, user=dana)
     assert result.ok, result.message  # the sandbox puts unknown keys in its default account

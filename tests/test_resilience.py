@@ -156,31 +156,32 @@ def test_aws_lost_after_preflight_fails_every_step_with_cannot_reach_aws(worker,
     _assert_each_resource_once(aws)
 
 
-def _throttle(times: int):
-    """A before-call handler at the boto3 client boundary: AWS's Throttling answer, `times` times."""
+def _stub_create_group(event: str, answer, times: int):
+    """A handler at the boto3 client boundary of the run's IAM client: its CreateGroup gets
+    `answer(n)` instead of the sandbox's, the first `times` times. Returns (install, calls)."""
     calls = {"n": 0}
 
     def handler(**kwargs):
         calls["n"] += 1
-        if calls["n"] > times:
-            return None
-        response = AWSResponse("https://iam.amazonaws.com/", 400, {}, None)
-        return response, {
-            "Error": {"Code": "Throttling", "Message": "Rate exceeded", "Type": "Sender"},
-            "ResponseMetadata": {"HTTPStatusCode": 400, "RequestId": f"throttled-{calls['n']}"},
-        }
-
-    return handler, calls
-
-
-def _with_throttled_create_group(times: int):
-    handler, calls = _throttle(times)
+        return answer(calls["n"]) if calls["n"] <= times else None
 
     def install(run):
         # The run's account, opened before the first step and shared by the worker (same process).
-        account_for_run(run).client("iam").meta.events.register("before-call.iam.CreateGroup", handler)
+        account_for_run(run).client("iam").meta.events.register(f"{event}.iam.CreateGroup", handler)
 
     return install, calls
+
+
+def _throttled(n: int):
+    """A before-call answer: AWS's Throttling, already parsed."""
+    return AWSResponse("https://iam.amazonaws.com/", 400, {}, None), {
+        "Error": {"Code": "Throttling", "Message": "Rate exceeded", "Type": "Sender"},
+        "ResponseMetadata": {"HTTPStatusCode": 400, "RequestId": f"throttled-{n}"},
+    }
+
+
+def _with_throttled_create_group(times: int):
+    return _stub_create_group("before-call", _throttled, times)
 
 
 @override_settings(**FAST_RETRIES)
@@ -244,19 +245,13 @@ SERVER_FAULT_PAGE = (
 def test_a_server_fault_botocore_cannot_read_is_retried_and_the_run_succeeds(worker, aws, alice):
     """botocore raises ResponseParserError (not a BotoCoreError, never retried by botocore) on a
     500 whose body is not AWS's XML; the step must retry it, not fail as an Onramp bug."""
-    calls = {"n": 0}
-
-    def fault_once(**kwargs):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            return AWSResponse(
-                "https://iam.amazonaws.com/", 500, {"Content-Type": "text/html"}, _Body(SERVER_FAULT_PAGE)
-            )
-        return None
-
-    def install(run):
-        account_for_run(run).client("iam").meta.events.register("before-send.iam.CreateGroup", fault_once)
-
+    install, calls = _stub_create_group(
+        "before-send",
+        lambda n: AWSResponse(
+            "https://iam.amazonaws.com/", 500, {"Content-Type": "text/html"}, _Body(SERVER_FAULT_PAGE)
+        ),
+        times=1,
+    )
     run = wait_for_run(_create(alice, install))
     assert run.status == Run.Status.SUCCEEDED
     group = run.steps.get(key="iam.group")
