@@ -31,9 +31,10 @@ SECRET_KEYS = frozenset(
         "PrivateKey",
     )
 )
-# Error messages from AWS or our code may echo the input; these shapes never reach the log.
+# Error messages from AWS or our code may echo the input or quote a response; these shapes never
+# reach the log: `name: value`, `name=value`, JSON's `"name": "value"` and XML's `<Name>value<`.
 _SECRET_IN_TEXT = re.compile(
-    r"(?i)((?:secret[_ ]?access[_ ]?key|password|session[_ ]?token)[\"']?\s*[:=]\s*[\"']?)([^\s\"',;}]+)"
+    r"(?i)((?:secret[_ ]?access[_ ]?key|password|session[_ ]?token)(?:[\"']?\s*[:=]\s*[\"']?|>))([^\s\"',;}<]+)"
 )
 # AWS validation errors put the value before the member: "Value 'hunter2' at 'password' failed to satisfy...".
 _VALUE_AT_SECRET_MEMBER = re.compile(

@@ -213,7 +213,8 @@ def _on_after_call_error(exception, context, **kwargs):
     if model is not None:
         message = str(exception)
         if isinstance(exception, ResponseParserError):
-            # botocore quotes the whole unreadable body, which may be a response full of credentials.
+            # botocore quotes the whole unreadable body: a response that may hold credentials, perhaps
+            # cut mid-secret where redaction cannot see it, and of no use to a reader of the log.
             message = "The response could not be read; its body is not recorded."
         _record(context, model, 0, "", type(exception).__name__, message)
 

@@ -11,8 +11,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
-from django.db.models import F, Q, Value
-from django.db.models.functions import Coalesce
+from django.db.models import F, Q
 from django.utils import timezone
 
 from provisioning import documents
@@ -263,7 +262,7 @@ def step_execute(*, step_id: int, keep_next: bool = False) -> StepOutcome:
     if run.status == Run.Status.PENDING:
         # The run's first step; every later claim follows a recorded outcome, which marked progress.
         Run.objects.filter(pk=run.pk, status=Run.Status.PENDING).update(
-            status=Run.Status.RUNNING, started_at=Coalesce(F("started_at"), Value(now)), progressed_at=now
+            status=Run.Status.RUNNING, started_at=now, progressed_at=now
         )
     log = CallLog(
         actor_label=_worker_label(run),

@@ -53,6 +53,8 @@ def test_secret_key_names_match_whatever_their_case():
         f'Invalid input {{"password": "{PASSWORD}", "user": "lead"}}',
         f"password: {PASSWORD} does not conform to the account password policy",
         f"session token = {PASSWORD}",
+        # A response quoted whole (botocore does so when it cannot parse one): XML elements.
+        f"<AssumeRoleResult><SessionToken>{PASSWORD}</SessionToken><SecretAccessKey>{SECRET}</SecretAccessKey>",
         f"Key {SECRET} rejected",  # no key name at all: caught by the shape of an AWS secret
         # AWS's validation errors echo the value before naming the member.
         f"1 validation error detected: Value '{PASSWORD}' at 'password' failed to satisfy constraint",
