@@ -31,24 +31,27 @@ GOAL_BOTO3 = 1.0
 
 
 def runbook_script(*, spec, endpoint: str) -> tuple[str, int]:
-    """The runbook's commands for this spec, from the plan (the same strings the preview shows),
-    made runnable against the sandbox. Returns (bash script, number of aws commands)."""
-    from provisioning.plan import plan_build
+    """The runbook's commands for this spec: the preview's CLI transcript (the same strings), from the
+    point where the account is reached (the script runs with the role's credentials already), made
+    runnable against the sandbox. Returns (bash script, number of aws commands)."""
+    from provisioning.plan import plan_build, plan_transcript
+    from provisioning.registry import GENERATED
     from provisioning.steps.iam import generate_password
 
     lines = ["set -euo pipefail"]
     calls = 0
-    for step in plan_build(spec):
-        if step.cli:
-            lines.append(f"# {step.title}")
-        for command in step.cli:
-            words = shlex.split(command)
-            assert words[0] == "aws", command
-            # The preview shows a placeholder where the engineer types a password.
-            words = [generate_password() if w == "<generated>" else w for w in words]
-            words = ["aws", "--endpoint-url", endpoint, *words[1:]]
-            lines.append(" ".join(shlex.quote(w) for w in words) + " >/dev/null")
-            calls += 1
+    for line in plan_transcript(spec, plan_build(spec), source_identity="bench").splitlines():
+        if line.startswith("aws sts assume-role "):
+            continue
+        if line.startswith("#"):
+            lines.append(line)
+            continue
+        words = shlex.split(line)
+        # The preview shows a placeholder where the engineer types a password (`--password=<generated>`).
+        words = [w.replace(GENERATED, generate_password()) for w in words]
+        words = ["aws", "--endpoint-url", endpoint, *words[1:]]
+        lines.append(" ".join(shlex.quote(w) for w in words) + " >/dev/null")
+        calls += 1
     return "\n".join(lines) + "\n", calls
 
 
@@ -94,43 +97,17 @@ def boto3_clients(*, sandbox, spec) -> tuple[dict, list[int]]:
 
 
 def boto3_script(clients: dict, spec) -> None:
-    """The runbook's API calls, one after the other, as a plain script would make them."""
-    from provisioning import documents
+    """The runbook's API calls, one after the other, as a plain script would make them: the plan's
+    calls, exactly as Onramp's steps send them on a fresh account."""
+    from provisioning.plan import plan_build
+    from provisioning.registry import GENERATED
     from provisioning.steps.iam import generate_password
 
-    sts, iam, s3, ecr = clients["sts"], clients["iam"], clients["s3"], clients["ecr"]
-    sts.get_caller_identity()
-    if spec.account_alias:
-        iam.create_account_alias(AccountAlias=spec.account_alias)
-    iam.create_group(GroupName=spec.group_name)
-    iam.create_user(UserName=spec.app_name)
-    iam.add_user_to_group(UserName=spec.app_name, GroupName=spec.group_name)
-    policy = documents.media_policy_name(scope=spec.media_scope, bucket=spec.bucket)
-    iam.create_policy(
-        PolicyName=policy,
-        PolicyDocument=json.dumps(documents.media_policy_document(scope=spec.media_scope, bucket=spec.bucket)),
-        Description="Grants access to S3 buckets and objects",
-    )
-    iam.attach_user_policy(UserName=spec.app_name, PolicyArn=f"arn:aws:iam::{spec.account_id}:policy/{policy}")
-    iam.create_access_key(UserName=spec.app_name)
-    for member in spec.team:
-        iam.create_user(UserName=member.email)
-        for name in member.policies:
-            iam.attach_user_policy(UserName=member.email, PolicyArn=f"arn:aws:iam::aws:policy/{name}")
-        if member.console:
-            iam.create_login_profile(UserName=member.email, Password=generate_password(), PasswordResetRequired=True)
-    bucket = {"Bucket": spec.bucket, "ACL": "private"}
-    if spec.region != "us-east-1":
-        bucket["CreateBucketConfiguration"] = {"LocationConstraint": spec.region}
-    s3.create_bucket(**bucket)
-    s3.put_public_access_block(
-        Bucket=spec.bucket, PublicAccessBlockConfiguration=documents.public_access_block_document()
-    )
-    s3.put_bucket_cors(Bucket=spec.bucket, CORSConfiguration=documents.cors_document(app_origin=spec.app_origin))
-    ecr.create_repository(repositoryName=spec.ecr_repository)
-    ecr.put_lifecycle_policy(
-        repositoryName=spec.ecr_repository, lifecyclePolicyText=json.dumps(documents.lifecycle_policy_document())
-    )
+    clients["sts"].get_caller_identity()
+    for step in plan_build(spec):
+        for call in step.calls:
+            params = {name: generate_password() if value == GENERATED else value for name, value in call.params.items()}
+            getattr(clients[call.service], call.method)(**params)
 
 
 def _children_cpu() -> float:
@@ -195,9 +172,12 @@ def verify(*, sandbox, spec) -> None:
     assert groups == [spec.group_name], groups
     assert len(iam.list_attached_user_policies(UserName=spec.app_name)["AttachedPolicies"]) == 1
     assert len(iam.list_access_keys(UserName=spec.app_name)["AccessKeyMetadata"]) == 1
+    from provisioning.registry import member_params, member_policies
+
     for member in spec.team:
         attached = {p["PolicyName"] for p in iam.list_attached_user_policies(UserName=member.email)["AttachedPolicies"]}
-        assert attached == {p.rsplit("/", 1)[-1] for p in member.policies}, attached
+        wanted = member_policies(member_params(member, spec))
+        assert attached == {p.rsplit("/", 1)[-1] for p in wanted}, attached
         if member.console:
             iam.get_login_profile(UserName=member.email)
     s3 = sandbox.client(session, "s3", spec.region)
@@ -231,8 +211,6 @@ def profile_print(*, run, started, tasks: dict) -> None:
     moment = lambda t: datetime.fromtimestamp(t, tz=UTC)  # noqa: E731
     rows = []
     for key, step in steps.items():
-        if key == "finalize":
-            continue
         task = tasks.get(step.pk, {})
         deps = [steps[k] for k in step.depends_on]
         ready = max((d.finished_at for d in deps), default=started)

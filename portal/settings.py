@@ -87,6 +87,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "provisioning.context_processors.vocabulary",
             ],
         },
     },
@@ -204,6 +205,9 @@ AWS_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL", default="") or None
 # The portal's own AWS account, named in the trust policy customers give Onramp's role.
 PORTAL_AWS_ACCOUNT_ID = env.str("PORTAL_AWS_ACCOUNT_ID", default="123456789012")
 AWS_MAX_ATTEMPTS = env.int("AWS_MAX_ATTEMPTS", default=5)
+# Seconds a call that depends on something created moments ago waits out AWS's eventual consistency
+# (NoSuchEntity right after CreateUser, NoSuchBucket right after CreateBucket).
+AWS_SETTLE_SECONDS = env.float("AWS_SETTLE_SECONDS", default=30)
 AWS_CONNECT_TIMEOUT = env.float("AWS_CONNECT_TIMEOUT", default=5)
 AWS_READ_TIMEOUT = env.float("AWS_READ_TIMEOUT", default=30)
 # Bounded Celery retries of a step after botocore's own retries gave up on a passing error.

@@ -18,6 +18,7 @@ from django.utils.http import urlencode
 from provisioning import customers
 from provisioning.models import AuditEvent, Credential, Customer, Run, StepRun
 from provisioning.permissions import is_admin
+from provisioning.vocabulary import Access
 
 MAX_CHECKS = 20  # a connection check is a few AWS calls made in the request
 
@@ -41,7 +42,7 @@ class CustomerAdminForm(forms.ModelForm):
             "aws_account_id",
             "default_region",
             "account_alias",
-            "connection",
+            "access",
             "role_arn",
             "access_key_id",
             "contacts",
@@ -55,7 +56,7 @@ class CustomerAdminForm(forms.ModelForm):
         key_id = cleaned.get("access_key_id")
         if secret and not key_id:
             self.add_error("access_key_id", "Give the access key id that goes with this secret.")
-        if cleaned.get("connection") == Customer.Connection.KEYS:
+        if cleaned.get("access") == Access.KEYS:
             stored = bool(self.instance.pk and self.instance.secret_access_key_ciphertext)
             if not key_id:
                 self.add_error("access_key_id", "The “access keys” connection needs an access key id.")
@@ -145,7 +146,7 @@ class CustomerAdmin(admin.ModelAdmin):
             "How Onramp reaches the account",
             {
                 "fields": (
-                    "connection",
+                    "access",
                     "role_arn",
                     "external_id_display",
                     "trust_policy",

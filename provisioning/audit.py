@@ -91,6 +91,35 @@ class PendingEvent:
     created_at: datetime = field(default_factory=timezone.now)
 
 
+@dataclass
+class CallLog:
+    """Events buffered to be written together, in the caller's transaction: the AWS calls a piece of
+    work makes (the botocore hook appends them) and what the work itself records, all sharing who
+    acted, for which customer, run and step."""
+
+    actor_label: str
+    actor_id: int | None = None
+    customer_id: int | None = None
+    run_id: object = None
+    step_key: str = ""
+    events: list[PendingEvent] = field(default_factory=list)
+
+    def record(self, *, action: str, **fields) -> None:
+        """Buffer one event in this log's context (see audit_record for the fields)."""
+        context = {
+            "actor_label": self.actor_label,
+            "actor_id": self.actor_id,
+            "customer": self.customer_id,
+            "run": self.run_id,
+            "step_key": self.step_key,
+        }
+        audit_record(action=action, **{**context, **fields}, into=self)
+
+    def drain(self) -> list[PendingEvent]:
+        events, self.events = self.events, []
+        return events
+
+
 def _last_hash() -> str:
     """Take the chain's lock (held to the end of the transaction) and read the chain's last hash."""
     if connection.vendor == "postgresql":
@@ -138,6 +167,7 @@ def audit_record(
     action: str,
     actor=None,
     actor_label: str | None = None,
+    actor_id: int | None = None,
     customer=None,
     run=None,
     step_key: str = "",
@@ -145,15 +175,19 @@ def audit_record(
     error_code: str = "",
     target: str = "",
     details: dict | None = None,
-) -> AuditEvent:
-    """Record one human or system action."""
+    into: CallLog | None = None,
+) -> AuditEvent | None:
+    """Record one human or system action: written now, or buffered `into` a log its owner writes later
+    (in the same transaction as the outcome it belongs to). The one way an event is made."""
     if actor is not None and not getattr(actor, "is_authenticated", False):
         actor = None
+    if actor is not None:
+        actor_id = actor.pk
     label = actor_label or (actor.get_username() if actor is not None else "anonymous")
     event = PendingEvent(
         action=action,
         actor_label=label,
-        actor_id=actor.pk if actor is not None else None,
+        actor_id=actor_id,
         customer_id=getattr(customer, "pk", customer),
         run_id=getattr(run, "pk", run),
         step_key=step_key,
@@ -162,6 +196,9 @@ def audit_record(
         target=target,
         details=details or {},
     )
+    if into is not None:
+        into.events.append(event)
+        return None
     return audit_write([event])[0]
 
 

@@ -7,10 +7,12 @@ worker process.
 """
 
 import contextvars
+import random
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import boto3
 from botocore.config import Config
@@ -25,7 +27,11 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 from django.conf import settings
 
-from provisioning.audit import PendingEvent, redact
+from provisioning.audit import CallLog, audit_write, redact
+from provisioning.errors import AwsError, ConnectionSettingsError, OnrampError
+from provisioning.registry import ApiCall, assume_role_call, source_identity_for
+from provisioning.spec import Spec, spec_from_json
+from provisioning.vocabulary import Access
 
 SANDBOX_KEY = "testing"  # moto accepts any keys; these are the ones its docs use
 _RETRYABLE_CODES = frozenset(
@@ -65,15 +71,6 @@ _EXPLAINED = {
 }
 
 
-class AwsError(Exception):
-    """An AWS failure, with a sentence a tech lead understands."""
-
-    def __init__(self, message: str, *, code: str = "", retryable: bool = False):
-        super().__init__(message)
-        self.code = code
-        self.retryable = retryable
-
-
 def error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "") or ""
 
@@ -82,10 +79,10 @@ def error_code(exc: ClientError) -> str:
 NO_ANSWER_ERRORS = (BotoCoreError, ResponseParserError)
 
 
-def error_translate(exc: Exception, *, doing: str = "") -> AwsError:
+def error_translate(exc: Exception, *, doing: str = "") -> OnrampError:
     """Turn a botocore exception into an AwsError: explained, and marked retryable when it may pass."""
     prefix = f"{doing}: " if doing else ""
-    if isinstance(exc, AwsError):
+    if isinstance(exc, OnrampError):
         return exc
     if isinstance(exc, ClientError):
         code = error_code(exc)
@@ -115,7 +112,7 @@ def error_translate(exc: Exception, *, doing: str = "") -> AwsError:
         return AwsError(
             prefix + f"The AWS client failed: {type(exc).__name__}.", code=type(exc).__name__, retryable=True
         )
-    return AwsError(prefix + f"Unexpected error: {type(exc).__name__}.", code=type(exc).__name__)
+    return OnrampError(prefix + f"Unexpected error: {type(exc).__name__}.", code=type(exc).__name__)
 
 
 def client_config() -> Config:
@@ -129,22 +126,6 @@ def client_config() -> Config:
 
 
 # --- The audit hook -------------------------------------------------------------------
-
-
-@dataclass
-class CallLog:
-    """Where the hook writes while a step runs: the step's context, and its buffered events."""
-
-    actor_label: str
-    actor_id: int | None
-    customer_id: int | None
-    run_id: object = None
-    step_key: str = ""
-    events: list[PendingEvent] = field(default_factory=list)
-
-    def drain(self) -> list[PendingEvent]:
-        events, self.events = self.events, []
-        return events
 
 
 current_call_log: contextvars.ContextVar[CallLog | None] = contextvars.ContextVar("onramp_call_log", default=None)
@@ -184,19 +165,12 @@ def _record(context, model, status: int, request_id: str, code: str, message: st
     }
     if message:
         details["error_message"] = redact(message)
-    log.events.append(
-        PendingEvent(
-            action=f"aws.{service}.{model.name}",
-            actor_label=log.actor_label,
-            actor_id=log.actor_id,
-            customer_id=log.customer_id,
-            run_id=log.run_id,
-            step_key=log.step_key,
-            outcome="error" if code else "ok",
-            error_code=code,
-            target=target,
-            details=details,
-        )
+    log.record(
+        action=f"aws.{service}.{model.name}",
+        outcome="error" if code else "ok",
+        error_code=code,
+        target=target,
+        details=details,
     )
 
 
@@ -221,6 +195,30 @@ def _on_after_call_error(exception, context, **kwargs):
 
 def _on_before_call(model, context, **kwargs):
     context["onramp_model"] = model  # after-call-error is not given the model
+
+
+@contextmanager
+def aws_work(
+    *,
+    actor_label: str,
+    actor_id: int | None = None,
+    customer_id: int | None = None,
+    run_id=None,
+    step_key: str = "",
+    write: bool = True,
+) -> Iterator[CallLog]:
+    """Audited AWS work: every boto3 call made inside (by any client of ours) is buffered on the
+    yielded log, with whatever the work records there itself (`log.record(...)`). On the way out the
+    log is written (write=True), even when the work raised; with write=False the caller drains it
+    into its own transaction (a step's calls are written with its outcome)."""
+    log = CallLog(actor_label=actor_label, actor_id=actor_id, customer_id=customer_id, run_id=run_id, step_key=step_key)
+    token = current_call_log.set(log)
+    try:
+        yield log
+    finally:
+        current_call_log.reset(token)
+        if write:
+            audit_write(log.drain())
 
 
 def _install_audit_hook(client) -> None:
@@ -268,16 +266,21 @@ def client_create(service: str, *, region: str, credentials: dict):
 class AwsAccount:
     """One set of credentials in one account, and its clients (one per service and region)."""
 
-    def __init__(self, credentials: dict, *, region: str, account_id: str, how: str):
+    def __init__(self, credentials: dict, *, region: str, account_id: str, access: str):
         self._credentials = credentials
         self.region = region
         self.account_id = account_id
-        self.how = how  # "role" or "keys", for the preflight summary
+        self.access = access  # Access.ROLE or Access.KEYS (or "portal", Onramp's own), for the preflight summary
         self._clients: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:  # never the credentials
-        return f"<AwsAccount {self.account_id} {self.region} via {self.how}>"
+        return f"<AwsAccount {self.account_id} {self.region} via {self.access}>"
+
+    def send(self, call: ApiCall, **generated) -> dict:
+        """Send a declared call (provisioning.registry) exactly as declared, plus the values Onramp
+        generates at send time."""
+        return getattr(self.client(call.service), call.method)(**{**call.params, **generated})
 
     def client(self, service: str, region: str | None = None):
         key = (service, region or self.region)
@@ -304,7 +307,7 @@ def portal_account(region: str) -> AwsAccount:
     with _portal_lock:
         if key not in _portal_accounts:
             _portal_accounts[key] = AwsAccount(
-                _portal_credentials(), region=region, account_id=settings.PORTAL_AWS_ACCOUNT_ID, how="portal"
+                _portal_credentials(), region=region, account_id=settings.PORTAL_AWS_ACCOUNT_ID, access="portal"
             )
         return _portal_accounts[key]
 
@@ -316,38 +319,39 @@ def account_connect(
     access: str | None = None,
     role_arn: str = "",
     external_id: str = "",
-    run_id=None,
-    source_identity: str = "",
+    session_name: str,
+    source_identity: str,
 ) -> AwsAccount:
-    """Open a session in the customer's account: assume their role with its external id
-    (tied to the run and the person in their CloudTrail), or use their stored IAM user keys.
-    The role and external id default to the customer's record."""
+    """Open a session in the customer's account: assume their role with its external id, named for
+    the run or check (`session_name`) and the person (`source_identity`) in their CloudTrail, or use
+    their stored IAM user keys. The role and external id default to the customer's record."""
     from provisioning.vault import decrypt  # the vault imports audit, which this module also uses
 
-    access = access or customer.connection
+    access = access or customer.access
     role_arn = role_arn or customer.role_arn
     external_id = external_id or customer.external_id
-    if access == customer.Connection.KEYS:
+    if access == Access.KEYS:
         if not customer.has_stored_keys:
-            raise AwsError("This customer has no stored access keys. Set them in the admin.", code="NoCustomerKeys")
+            raise ConnectionSettingsError(
+                "This customer has no stored access keys. Set them in the admin.", code="NoCustomerKeys"
+            )
         keys = {
             "aws_access_key_id": customer.access_key_id,
             "aws_secret_access_key": decrypt(customer.secret_access_key_ciphertext),
         }
-        return AwsAccount(keys, region=region, account_id=customer.aws_account_id, how="keys")
+        return AwsAccount(keys, region=region, account_id=customer.aws_account_id, access=Access.KEYS)
     if not role_arn:
-        raise AwsError("This customer has no role ARN. Set it in the admin or in the form.", code="NoRoleArn")
-    portal = portal_account(region)
-    request = {
-        "RoleArn": role_arn,
-        "RoleSessionName": f"onramp-run-{run_id}"[:64] if run_id else "onramp-check",
-        "ExternalId": external_id,
-        "DurationSeconds": 3600,
-    }
-    if source_identity:
-        request["SourceIdentity"] = _source_identity(source_identity)
+        raise ConnectionSettingsError(
+            "This customer has no role ARN. Set it in the admin or in the form.", code="NoRoleArn"
+        )
+    call = assume_role_call(
+        role_arn=role_arn,
+        external_id=external_id,
+        session_name=session_name[:64],
+        source_identity=source_identity_for(source_identity),
+    )
     try:
-        creds = portal.client("sts").assume_role(**request)["Credentials"]
+        creds = portal_account(region).client("sts").assume_role(**call.params)["Credentials"]
     except Exception as exc:
         raise error_translate(exc, doing="Assuming the customer's role") from None
     keys = {
@@ -355,13 +359,7 @@ def account_connect(
         "aws_secret_access_key": creds["SecretAccessKey"],
         "aws_session_token": creds["SessionToken"],
     }
-    return AwsAccount(keys, region=region, account_id=customer.aws_account_id, how="role")
-
-
-def _source_identity(name: str) -> str:
-    """SourceIdentity allows 2-64 of [\\w+=,.@-]."""
-    cleaned = "".join(ch if ch.isalnum() or ch in "+=,.@-_" else "-" for ch in name)[:64]
-    return cleaned if len(cleaned) >= 2 else f"user-{cleaned}"
+    return AwsAccount(keys, region=region, account_id=customer.aws_account_id, access=Access.ROLE)
 
 
 class _RunAccounts:
@@ -394,27 +392,54 @@ class _RunAccounts:
 run_accounts = _RunAccounts()
 
 
-def account_for_spec(*, customer, spec: dict, source_identity: str, run_id=None) -> AwsAccount:
+def account_for_spec(*, customer, spec: Spec, session_name: str, source_identity: str) -> AwsAccount:
     """Open the customer's account the way a run's spec says: its region, its role and external id."""
     return account_connect(
         customer=customer,
-        region=spec["region"],
-        access=spec.get("access"),
-        role_arn=spec.get("role_arn", ""),
-        external_id=spec.get("external_id", ""),
-        run_id=run_id,
+        region=spec.region,
+        access=spec.access,
+        role_arn=spec.role_arn,
+        external_id=spec.external_id,
+        session_name=session_name,
         source_identity=source_identity,
     )
 
 
-def account_for_run(run) -> AwsAccount:
+def account_for_run(run, spec: Spec | None = None) -> AwsAccount:
     """The open account of a run in this process, connecting on first use."""
     account = run_accounts.get(run.pk)
     if account is None:
+        spec = spec or spec_from_json(run.spec)
         account = run_accounts.put(
             run.pk,
             account_for_spec(
-                customer=run.customer, spec=run.spec, run_id=run.pk, source_identity=run.started_by.get_username()
+                customer=run.customer,
+                spec=spec,
+                session_name=f"onramp-run-{run.pk}",
+                source_identity=run.started_by.get_username(),
             ),
         )
     return account
+
+
+# --- AWS's eventual consistency ---------------------------------------------------------------
+
+# What AWS answers for a while right after something was created (IAM and S3 are eventually
+# consistent): the entity or bucket is not visible yet to the next call, or is still settling.
+SETTLING_CODES = frozenset({"NoSuchEntity", "NoSuchBucket", "EntityTemporarilyUnmodifiable"})
+
+
+def settle(call: Callable[[], dict], *, wait: float | None = None) -> dict:
+    """Make a call that depends on something created moments ago, retrying AWS's "not there yet" answers
+    with backoff for at most `wait` seconds (AWS_SETTLE_SECONDS). Only for what was just created: a
+    genuinely missing entity still fails, once the wait is over, with AWS's own answer."""
+    deadline = time.monotonic() + (settings.AWS_SETTLE_SECONDS if wait is None else wait)
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except ClientError as exc:
+            if error_code(exc) not in SETTLING_CODES or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(random.uniform(delay / 2, delay))  # noqa: S311 (jitter, not a secret)
+        delay = min(delay * 2, 2.0)

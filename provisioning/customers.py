@@ -10,84 +10,23 @@ from django.db import transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from provisioning import vault
-from provisioning.audit import PendingEvent, audit_record, audit_write
-from provisioning.aws import AwsAccount, AwsError, CallLog, account_connect, current_call_log
+from provisioning.audit import audit_record
+from provisioning.aws import AwsAccount, account_connect, aws_work
+from provisioning.errors import OnrampError
 from provisioning.models import AuditEvent, Customer, Run, StepRun
+from provisioning.registry import REGISTRY, Registry
 from provisioning.steps.sts import identity_check
 
 ROLE_NAME = "OnrampAccess"
 POLICY_VERSION = "2012-10-17"
 
-# Every AWS operation Onramp calls inside a customer's account: the steps (provisioning/steps/*.py) and
-# the key rotation (provisioning/rotation.py). AssumeRole is not here: the portal's own identity calls it,
-# and the trust policy is what allows it. tests/test_customers.py checks this list against the code.
-ONRAMP_OPERATIONS: dict[str, tuple[str, ...]] = {
-    "sts": ("GetCallerIdentity",),
-    "iam": (
-        "ListAccountAliases",
-        "CreateAccountAlias",
-        "GetGroup",
-        "CreateGroup",
-        "GetUser",
-        "CreateUser",
-        "ListGroupsForUser",
-        "AddUserToGroup",
-        "GetPolicy",
-        "CreatePolicy",
-        "GetPolicyVersion",
-        "ListPolicyVersions",
-        "CreatePolicyVersion",
-        "DeletePolicyVersion",
-        "ListAttachedUserPolicies",
-        "AttachUserPolicy",
-        "ListAccessKeys",
-        "CreateAccessKey",
-        "UpdateAccessKey",
-        "DeleteAccessKey",
-        "GetLoginProfile",
-        "CreateLoginProfile",
-        "UpdateLoginProfile",
-        "DeleteLoginProfile",
-    ),
-    "s3": (
-        "ListBuckets",
-        "GetBucketLocation",
-        "CreateBucket",
-        "GetPublicAccessBlock",
-        "PutPublicAccessBlock",
-        "GetBucketCors",
-        "PutBucketCors",
-    ),
-    "ecr": ("DescribeRepositories", "CreateRepository", "GetLifecyclePolicy", "PutLifecyclePolicy"),
-}
-# S3 names a few IAM actions differently from the API operations they authorise.
-_ACTION_NAMES = {
-    ("s3", "ListBuckets"): "s3:ListAllMyBuckets",
-    ("s3", "GetPublicAccessBlock"): "s3:GetBucketPublicAccessBlock",
-    ("s3", "PutPublicAccessBlock"): "s3:PutBucketPublicAccessBlock",
-    ("s3", "GetBucketCors"): "s3:GetBucketCORS",
-    ("s3", "PutBucketCors"): "s3:PutBucketCORS",
-}
-# Creating with tags (managed-by=onramp) is also authorised as tagging.
-_DEPENDENT_ACTIONS = {
-    "iam:CreateUser": ("iam:TagUser",),
-    "iam:CreatePolicy": ("iam:TagPolicy",),
-    "ecr:CreateRepository": ("ecr:TagResource",),
-}
 
-
-def iam_action(*, service: str, operation: str) -> str:
-    """The IAM action that authorises one API operation, e.g. ("s3", "ListBuckets") -> s3:ListAllMyBuckets."""
-    return _ACTION_NAMES.get((service, operation), f"{service}:{operation}")
-
-
-def actions_for(operations: dict[str, tuple[str, ...]] | None = None) -> dict[str, list[str]]:
-    """The IAM actions, by service, that the operations need (with the tag-on-create ones)."""
+def actions_for(registry: Registry = REGISTRY) -> dict[str, list[str]]:
+    """The IAM actions, by service, that the declared steps' operations need (with the tag-on-create ones).
+    AssumeRole is not here: the portal's own identity calls it, and the trust policy is what allows it."""
     by_service: dict[str, set[str]] = {}
-    for service, names in (operations or ONRAMP_OPERATIONS).items():
-        for operation in names:
-            action = iam_action(service=service, operation=operation)
-            by_service.setdefault(service, set()).update((action, *_DEPENDENT_ACTIONS.get(action, ())))
+    for operation in registry.operations():
+        by_service.setdefault(operation.service, set()).update(operation.actions)
     return {service: sorted(actions) for service, actions in by_service.items()}
 
 
@@ -109,13 +48,13 @@ def trust_policy_document(*, portal_account_id: str, external_id: str) -> dict:
     }
 
 
-def access_policy_document() -> dict:
-    """What the role may do: exactly the actions of Onramp's steps, one statement per service."""
+def access_policy_document(registry: Registry = REGISTRY) -> dict:
+    """What the role may do: exactly the actions of Onramp's declared steps, one statement per service."""
     return {
         "Version": POLICY_VERSION,
         "Statement": [
             {"Sid": f"Onramp{service.upper()}", "Effect": "Allow", "Action": actions, "Resource": "*"}
-            for service, actions in actions_for().items()
+            for service, actions in actions_for(registry).items()
         ],
     }
 
@@ -172,40 +111,34 @@ def customer_check_connection(*, customer: Customer, user, account: AwsAccount |
     """The preflight, on demand: reach the account (assume the role or use the stored keys), confirm the
     account id, refuse root. Every AWS call and the result are audited. `account` is opened from the
     customer's record unless given."""
-    log = CallLog(actor_label=user.get_username(), actor_id=user.pk, customer_id=customer.pk)
-    token = current_call_log.set(log)
-    try:
-        if account is None:
-            account = account_connect(customer=customer, region=customer.default_region)
-        identity = identity_check(sts=account.client("sts"), account_id=customer.aws_account_id)
-        result = ConnectionCheck(
-            ok=True,
-            message=f"{customer.name}: Onramp reaches account {identity['account']} as {identity['arn']} "
-            f"(via {account.how}).",
-            arn=identity["arn"],
+    with aws_work(actor_label=user.get_username(), actor_id=user.pk, customer_id=customer.pk) as log:
+        try:
+            if account is None:
+                account = account_connect(
+                    customer=customer,
+                    region=customer.default_region,
+                    session_name=f"onramp-check-{customer.slug}",
+                    source_identity=user.get_username(),
+                )
+            identity = identity_check(sts=account.client("sts"), account_id=customer.aws_account_id)
+            result = ConnectionCheck(
+                ok=True,
+                message=f"{customer.name}: Onramp reaches account {identity['account']} as {identity['arn']} "
+                f"(via {account.access}).",
+                arn=identity["arn"],
+            )
+        except OnrampError as exc:
+            result = ConnectionCheck(ok=False, message=f"{customer.name}: {exc}", code=exc.code)
+        except vault.VaultError as exc:  # stored keys sealed with a key no longer configured
+            result = ConnectionCheck(ok=False, message=f"{customer.name}: {exc}", code="VaultError")
+        log.record(
+            action="customer.connection_checked",
+            customer=customer.pk,
+            outcome=AuditEvent.Outcome.OK if result.ok else AuditEvent.Outcome.ERROR,
+            error_code=result.code,
+            target=customer.name,
+            details={"access": customer.access, "arn": result.arn, "message": result.message},
         )
-    except AwsError as exc:
-        result = ConnectionCheck(ok=False, message=f"{customer.name}: {exc}", code=exc.code)
-    except vault.VaultError as exc:  # stored keys sealed with a key no longer configured
-        result = ConnectionCheck(ok=False, message=f"{customer.name}: {exc}", code="VaultError")
-    finally:
-        current_call_log.reset(token)
-    outcome = AuditEvent.Outcome.OK if result.ok else AuditEvent.Outcome.ERROR
-    audit_write(
-        [
-            *log.drain(),
-            PendingEvent(
-                action="customer.connection_checked",
-                actor_label=log.actor_label,
-                actor_id=log.actor_id,
-                customer_id=customer.pk,
-                outcome=outcome,
-                error_code=result.code,
-                target=customer.name,
-                details={"connection": customer.connection, "arn": result.arn, "message": result.message},
-            ),
-        ]
-    )
     return result
 
 
@@ -258,19 +191,6 @@ def customers_with_last_run(queryset: QuerySet[Customer]) -> QuerySet[Customer]:
     )
 
 
-# What each step created, by its outputs: (step key prefix, kind, the output naming it).
-_RESOURCE_STEPS = (
-    ("account.alias", "Account alias", "alias"),
-    ("iam.group", "IAM group", "group"),
-    ("iam.app_user", "IAM user (app)", "user"),
-    ("iam.media_policy", "IAM policy", "policy"),
-    ("iam.access_key", "Access key", "access_key_id"),
-    ("team.member:", "IAM user (team)", "user"),
-    ("s3.bucket", "S3 bucket", "bucket"),
-    ("ecr.repository", "ECR repository", "repository"),
-)
-
-
 @dataclass(frozen=True)
 class Resource:
     kind: str
@@ -280,7 +200,7 @@ class Resource:
     when: object
 
 
-def customer_resources(*, customer: Customer) -> list[Resource]:
+def customer_resources(*, customer: Customer, registry: Registry = REGISTRY) -> list[Resource]:
     """The resources Onramp created or adopted in the customer's account, newest record of each, as the
     steps recorded them (ARNs, names, ids: never a secret)."""
     steps = (
@@ -288,15 +208,15 @@ def customer_resources(*, customer: Customer) -> list[Resource]:
         .order_by("-finished_at", "-id")
         .values("key", "outputs", "run_id", "finished_at")
     )
+    records = registry.resources()
+    order = {record.label: index for index, (_, record) in enumerate(records)}
+    by_kind = {kind.key: record for kind, record in records}
     seen: dict[tuple[str, str], Resource] = {}
     for step in steps:
-        for prefix, kind, name_key in _RESOURCE_STEPS:
-            if not (step["key"] == prefix or (prefix.endswith(":") and step["key"].startswith(prefix))):
-                continue
-            outputs = step["outputs"] or {}
-            name = str(outputs.get(name_key) or "")
-            if name and (kind, name) not in seen:
-                arn = str(outputs.get("arn") or outputs.get("uri") or "")
-                seen[(kind, name)] = Resource(kind, name, arn, step["run_id"], step["finished_at"])
-    order = {kind: i for i, (_, kind, _) in enumerate(_RESOURCE_STEPS)}
+        record = by_kind.get(step["key"].split(":", 1)[0])
+        outputs = step["outputs"] or {}
+        name = str(outputs.get(record.name_output) or "") if record else ""
+        if name and (record.label, name) not in seen:
+            arn = str(outputs.get(record.arn_output) or outputs.get("uri") or "") if record.arn_output else ""
+            seen[(record.label, name)] = Resource(record.label, name, arn, step["run_id"], step["finished_at"])
     return sorted(seen.values(), key=lambda r: (order[r.kind], r.name))

@@ -66,6 +66,14 @@ def public_access_block_document() -> dict:
     }
 
 
+OBJECT_OWNERSHIP = "BucketOwnerEnforced"  # ACLs disabled: the bucket's owner owns every object
+
+
+def ownership_document() -> dict:
+    """S3 Object Ownership with ACLs off: nothing in the runbook needs an ACL."""
+    return {"Rules": [{"ObjectOwnership": OBJECT_OWNERSHIP}]}
+
+
 def cors_document(*, app_origin: str) -> dict:
     """The runbook's two CORS rules: GET from anywhere, writes from the app's origin only."""
     return {

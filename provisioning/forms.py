@@ -4,7 +4,8 @@ from django import forms
 from django.forms import formset_factory
 
 from provisioning.models import Customer
-from provisioning.spec import COMMERCIAL_REGIONS, MAX_TEAM, MEMBER_POLICIES, Spec, SpecError, spec_parse
+from provisioning.spec import COMMERCIAL_REGIONS, FIELDS, MAX_TEAM, MEMBER_POLICIES, Spec, SpecError, spec_parse
+from provisioning.vocabulary import Access, MediaScope, MemberRole
 
 _TEXT = {"autocomplete": "off", "spellcheck": "false"}
 
@@ -30,13 +31,8 @@ class OnboardingForm(forms.Form):
     region = forms.CharField(widget=forms.Select(choices=COMMERCIAL_REGIONS), initial="us-east-1", required=False)
     access = forms.CharField(
         label="How Onramp reaches the account",
-        widget=forms.RadioSelect(
-            choices=[
-                ("role", "Assume a role with an external id (recommended)"),
-                ("keys", "An IAM user's access keys"),
-            ]
-        ),
-        initial="role",
+        widget=forms.RadioSelect(choices=Access.choices),
+        initial=Access.ROLE,
         required=False,
     )
     role_arn = forms.CharField(
@@ -86,34 +82,14 @@ class OnboardingForm(forms.Form):
     ecr_repository = forms.CharField(label="ECR repository", required=False, widget=forms.TextInput(attrs=_TEXT))
     media_scope = forms.CharField(
         label="MediaManagement policy scope",
-        widget=forms.RadioSelect(
-            choices=[
-                ("bucket", "This bucket only (least privilege)"),
-                ("all", "Every bucket in the account, as the runbook has it"),
-            ]
-        ),
-        initial="bucket",
+        widget=forms.RadioSelect(choices=MediaScope.choices),
+        initial=MediaScope.BUCKET,
         required=False,
     )
 
     def spec_data(self) -> dict:
-        data = {
-            name: self.cleaned_data.get(name, "")
-            for name in (
-                "account_id",
-                "region",
-                "access",
-                "role_arn",
-                "external_id",
-                "account_alias",
-                "group_name",
-                "app_name",
-                "bucket",
-                "app_origin",
-                "ecr_repository",
-                "media_scope",
-            )
-        }
+        # The spec's own fields; the customer and the team come from the choice and the formset.
+        data = {name: self.cleaned_data.get(name, "") for name in FIELDS if name not in ("customer", "team")}
         customer = self.cleaned_data.get("customer")
         data["customer"] = customer.name if customer else self.cleaned_data.get("new_customer_name", "")
         return data
@@ -122,10 +98,8 @@ class OnboardingForm(forms.Form):
 class TeamMemberForm(forms.Form):
     email = forms.CharField(label="Work email", required=False, widget=forms.EmailInput(attrs={"autocomplete": "off"}))
     role = forms.CharField(
-        widget=forms.Select(
-            choices=[("member", "Member"), ("tech_lead", "Tech lead (AdministratorAccess + Billing)")],
-        ),
-        initial="member",
+        widget=forms.Select(choices=list(reversed(MemberRole.choices))),
+        initial=MemberRole.MEMBER,
         required=False,
     )
     policy = forms.CharField(label="Policy (members)", widget=forms.Select(choices=MEMBER_POLICIES), required=False)
@@ -187,7 +161,7 @@ def onboarding_validate(form: OnboardingForm, formset, *, kept_key_id: str = "")
         other = Customer.objects.filter(aws_account_id=data["account_id"]).first()
         if other is not None:
             _add_error(form, "account_id", f"This account belongs to the customer {other.name}: pick it above.")
-    if data["access"] == "keys":
+    if data["access"] == Access.KEYS:
         has_stored = customer is not None and customer.has_stored_keys
         key_id = form.cleaned_data.get("access_key_id", "")
         secret = form.cleaned_data.get("secret_access_key", "")

@@ -10,6 +10,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
+from provisioning.vocabulary import Access
+
 account_id_validator = RegexValidator(r"^\d{12}$", "An AWS account id is exactly 12 digits.")
 
 
@@ -18,10 +20,6 @@ def new_external_id() -> str:
 
 
 class Customer(models.Model):
-    class Connection(models.TextChoices):
-        ROLE = "role", "Assume a role in the customer's account (recommended)"
-        KEYS = "keys", "An IAM user's access keys given by the customer"
-
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
     aws_account_id = models.CharField(
@@ -33,7 +31,9 @@ class Customer(models.Model):
     )
     default_region = models.CharField(max_length=32, default="us-east-1")
     account_alias = models.CharField(max_length=63, blank=True)
-    connection = models.CharField(max_length=8, choices=Connection.choices, default=Connection.ROLE)
+    access = models.CharField(
+        "how Onramp reaches the account", max_length=8, choices=Access.choices, default=Access.ROLE
+    )
     role_arn = models.CharField("role ARN", max_length=2048, blank=True)
     external_id = models.CharField(max_length=96, default=new_external_id)
     access_key_id = models.CharField("access key id", max_length=128, blank=True)
@@ -130,6 +130,7 @@ class StepRun(models.Model):
     error_code = models.CharField(max_length=128, blank=True)
     error_message = models.TextField(blank=True)
     outputs = models.JSONField(default=dict, blank=True, help_text="Non-secret outputs: ARNs, ids, names.")
+    params = models.JSONField(default=dict, blank=True, help_text="The step's parameters, from its declaration.")
 
     class Meta:
         ordering = ["position"]

@@ -13,6 +13,7 @@ from provisioning.audit import audit_record
 from provisioning.models import Customer, Run
 from provisioning.runs import run_create
 from provisioning.spec import Spec, spec_parse
+from provisioning.vocabulary import Access
 
 # Form fields never kept in the draft as typed: the CSRF token, and the secret (kept encrypted instead).
 _NOT_KEPT = ("csrfmiddlewaretoken", "secret_access_key")
@@ -23,7 +24,7 @@ def onboarding_draft_build(
 ) -> dict:
     """The session draft for a valid form. An empty secret keeps the one of the previous draft for the same key."""
     keys = None
-    if spec.access == "keys" and access_key_id:
+    if spec.access == Access.KEYS and access_key_id:
         if secret:
             keys = {"access_key_id": access_key_id, "secret_ciphertext": vault.encrypt(secret)}
         elif previous and (previous.get("keys") or {}).get("access_key_id") == access_key_id:
@@ -50,7 +51,7 @@ def _customer_slug(name: str) -> str:
 
 
 def onboarding_customer(*, spec: Spec, user, customer_id: int | None = None, via: str) -> Customer:
-    """The customer on record (its connection updated from the spec), or a new one; both audited."""
+    """The customer on record (its access updated from the spec), or a new one; both audited."""
     customer = None
     if customer_id:
         customer = Customer.objects.select_for_update().filter(pk=customer_id).first()
@@ -64,7 +65,7 @@ def onboarding_customer(*, spec: Spec, user, customer_id: int | None = None, via
             aws_account_id=spec.account_id,
             default_region=spec.region,
             account_alias=spec.account_alias,
-            connection=spec.access,
+            access=spec.access,
             role_arn=spec.role_arn,
             **({"external_id": spec.external_id} if spec.external_id else {}),
         )
@@ -74,14 +75,14 @@ def onboarding_customer(*, spec: Spec, user, customer_id: int | None = None, via
             customer=customer,
             target=customer.name,
             details={
-                "fields": ["name", "aws_account_id", "default_region", "account_alias", "connection", "role_arn"]
+                "fields": ["name", "aws_account_id", "default_region", "account_alias", "access", "role_arn"]
                 + (["external_id"] if spec.external_id else []),
                 "via": via,
             },
         )
         return customer
     changed = {}
-    for name, value in (("connection", spec.access), ("role_arn", spec.role_arn), ("external_id", spec.external_id)):
+    for name, value in (("access", spec.access), ("role_arn", spec.role_arn), ("external_id", spec.external_id)):
         if value and getattr(customer, name) != value:
             setattr(customer, name, value)
             changed[name] = value

@@ -3,73 +3,69 @@
 IAM allows two keys per user, so the flow refuses up front when two exist: it never leaves a
 third attempt failing half-way."""
 
+from collections.abc import Callable
+
 from django.db import transaction
 from django.utils import timezone
 
-from provisioning import vault
-from provisioning.audit import PendingEvent, audit_write
-from provisioning.aws import AwsError, CallLog, account_for_spec, current_call_log, error_translate
+from provisioning import registry, vault
+from provisioning.audit import audit_record
+from provisioning.aws import AwsAccount, account_for_spec, aws_work, error_translate
+from provisioning.errors import OnrampError
 from provisioning.models import AuditEvent, Credential, Run
+from provisioning.spec import spec_from_json
 
 
 class RotationError(Exception):
     pass
 
 
-def _with_calls(run: Run, user, action: str, work):
-    log = CallLog(
+def _key_work(run: Run, user, doing: str, work: Callable[[AwsAccount], object]):
+    """Do `work` in the run's account as `user`: every AWS call audited, a failure audited and raised
+    with a sentence."""
+    spec = spec_from_json(run.spec)
+    with aws_work(
         actor_label=user.get_username(),
         actor_id=user.pk,
         customer_id=run.customer_id,
         run_id=run.pk,
-        step_key="iam.access_key",
-    )
-    token = current_call_log.set(log)
-    error = None
-    try:
-        result = work()
-    except Exception as exc:
-        error = error_translate(exc, doing=action)
-        result = None
-    finally:
-        current_call_log.reset(token)
-    events = log.drain()
-    if error is not None:
-        events.append(
-            PendingEvent(
+        step_key=registry.ACCESS_KEY.key,
+    ) as log:
+        try:
+            account = account_for_spec(
+                customer=run.customer,
+                spec=spec,
+                session_name=f"onramp-key-{run.pk}",
+                source_identity=user.get_username(),
+            )
+            return work(account)
+        except Exception as exc:
+            error = error_translate(exc, doing=doing)
+            log.record(
                 action="credential.rotation_failed",
-                actor_label=log.actor_label,
-                actor_id=user.pk,
-                customer_id=run.customer_id,
-                run_id=run.pk,
                 outcome=AuditEvent.Outcome.ERROR,
                 error_code=error.code,
                 details={"message": str(error)},
             )
-        )
-    audit_write(events)
-    if error is not None:
-        raise error
-    return result
+            raise error from None
 
 
 def access_key_rotate_start(*, run: Run, user) -> Credential:
     """Create a new key for the run's app user and seal it; the old key stays until confirmed."""
-    spec = run.spec
-    user_name = spec["app_name"]
+    spec = spec_from_json(run.spec)
+    user_name = spec.app_name
 
-    def work():
-        account = account_for_spec(customer=run.customer, spec=spec, source_identity=user.get_username())
+    def work(account: AwsAccount) -> Credential:
         iam = account.client("iam")
         keys = iam.list_access_keys(UserName=user_name)["AccessKeyMetadata"]
         if len(keys) >= 2:
-            raise AwsError(
+            raise OnrampError(
                 f"{user_name} already has two access keys ({', '.join(k['AccessKeyId'] for k in keys)}), "
                 "the most IAM allows. Delete the one the app no longer uses, then issue a new key again.",
                 code="TwoKeysAlready",
             )
         old = keys[0]["AccessKeyId"] if keys else ""
-        created = iam.create_access_key(UserName=user_name)["AccessKey"]
+        created = account.send(registry.create_access_key(user_name))["AccessKey"]
         return vault.credential_seal(
             secret=created.pop("SecretAccessKey"),
             run=run,
@@ -78,24 +74,19 @@ def access_key_rotate_start(*, run: Run, user) -> Credential:
             kind=Credential.Kind.ACCESS_KEY,
             user_name=user_name,
             access_key_id=created["AccessKeyId"],
-            region=spec["region"],
-            bucket=spec["bucket"],
+            region=spec.region,
+            bucket=spec.bucket,
             replaces_access_key_id=old,
         )
 
-    credential = _with_calls(run, user, f"Issuing a new access key for {user_name}", work)
-    audit_write(
-        [
-            PendingEvent(
-                action="credential.rotation_started",
-                actor_label=user.get_username(),
-                actor_id=user.pk,
-                customer_id=run.customer_id,
-                run_id=run.pk,
-                target=user_name,
-                details={"new_access_key_id": credential.access_key_id, "replaces": credential.replaces_access_key_id},
-            )
-        ]
+    credential = _key_work(run, user, f"Issuing a new access key for {user_name}", work)
+    audit_record(
+        action="credential.rotation_started",
+        actor=user,
+        customer=run.customer_id,
+        run=run,
+        target=user_name,
+        details={"new_access_key_id": credential.access_key_id, "replaces": credential.replaces_access_key_id},
     )
     return credential
 
@@ -107,28 +98,21 @@ def access_key_rotate_finish(*, credential: Credential, user) -> None:
     if not credential.replaces_access_key_id or credential.replacement_done_at:
         raise RotationError("There is no old key left to remove.")
     run = credential.run
-    spec = run.spec
     old = credential.replaces_access_key_id
 
-    def work():
-        account = account_for_spec(customer=run.customer, spec=spec, source_identity=user.get_username())
+    def work(account: AwsAccount) -> None:
         iam = account.client("iam")
         iam.update_access_key(UserName=credential.user_name, AccessKeyId=old, Status="Inactive")
         iam.delete_access_key(UserName=credential.user_name, AccessKeyId=old)
 
-    _with_calls(run, user, f"Removing the old access key {old}", work)
+    _key_work(run, user, f"Removing the old access key {old}", work)
     with transaction.atomic():
         Credential.objects.filter(pk=credential.pk).update(replacement_done_at=timezone.now())
-        audit_write(
-            [
-                PendingEvent(
-                    action="credential.rotation_finished",
-                    actor_label=user.get_username(),
-                    actor_id=user.pk,
-                    customer_id=run.customer_id,
-                    run_id=run.pk,
-                    target=credential.user_name,
-                    details={"deleted_access_key_id": old},
-                )
-            ]
+        audit_record(
+            action="credential.rotation_finished",
+            actor=user,
+            customer=run.customer_id,
+            run=run,
+            target=credential.user_name,
+            details={"deleted_access_key_id": old},
         )

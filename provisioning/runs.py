@@ -9,33 +9,26 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from provisioning import documents
-from provisioning.audit import PendingEvent, audit_record, audit_write
-from provisioning.aws import (
-    NO_ANSWER_ERRORS,
-    AwsError,
-    CallLog,
-    account_for_run,
-    current_call_log,
-    error_translate,
-    run_accounts,
-)
+from provisioning.audit import CallLog, audit_record, audit_write
+from provisioning.aws import NO_ANSWER_ERRORS, account_for_run, aws_work, error_translate, run_accounts
+from provisioning.errors import InternalError, OnrampError
 from provisioning.models import AuditEvent, Customer, Run, StepRun
-from provisioning.plan import plan_build, step_kind
+from provisioning.plan import plan_build
+from provisioning.registry import REGISTRY, Registry
 from provisioning.spec import Spec, spec_from_json
-from provisioning.steps import STEP_FUNCTIONS, StepContext
+from provisioning.steps import EXECUTORS, StepContext
 
 logger = logging.getLogger(__name__)
 State = StepRun.State
-BILLING_REMINDER = (
-    "IAM access to the Billing console must be switched on once by the account owner "
-    "(root user → Account → IAM user and role access to Billing information). No API can do it."
-)
+# The task that runs a step, by name: tasks call runs, and runs only names the task.
+STEP_TASK = "provisioning.tasks.step_run"
 
 
 class RunConflict(Exception):
@@ -66,10 +59,11 @@ def run_create(*, spec: Spec, customer: Customer, user) -> Run:
                 StepRun(
                     run=run,
                     key=step.key,
-                    title=step.title[:300],
+                    title=step.title,
                     branch=step.branch,
                     position=index,
                     depends_on=list(step.depends_on),
+                    params=step.params,
                 )
                 for index, step in enumerate(plan_build(spec))
             )
@@ -100,10 +94,8 @@ def run_create(*, spec: Spec, customer: Customer, user) -> Run:
 
 
 def _enqueue(step_ids: list[int]) -> None:
-    from provisioning.tasks import step_run  # tasks import this module
-
     for step_id in step_ids:
-        step_run.delay(step_id)
+        current_app.send_task(STEP_TASK, args=[step_id])
 
 
 def _run_lock(run_id, now) -> bool:
@@ -132,7 +124,7 @@ def run_dispatch(*, run_id, after: StepRun | None = None, run_locked: bool = Fal
         while changed:  # a skip can make more skips down the chain
             changed = False
             for step in steps.values():
-                if step.state != State.PENDING or step.key == "finalize":
+                if step.state != State.PENDING:
                     continue
                 deps = [steps[key].state for key in step.depends_on]
                 if any(d in (State.FAILED, State.SKIPPED, State.CANCELLED) for d in deps):
@@ -155,17 +147,16 @@ def run_dispatch(*, run_id, after: StepRun | None = None, run_locked: bool = Fal
             enqueue = [s.pk for s in ready if s is not keep]
             if enqueue:
                 transaction.on_commit(lambda: _enqueue(enqueue), robust=True)
-        work = [s for s in steps.values() if s.key != "finalize"]
-        if all(s.state in StepRun.FINISHED for s in work):
+        if all(s.state in StepRun.FINISHED for s in steps.values()):
             _run_finish(Run.objects.select_related("started_by").get(pk=run_id), steps)
     return keep.pk if keep is not None else None
 
 
 def _chain_lengths(steps: dict[str, StepRun]) -> dict[str, int]:
-    """For each step, how many pending steps (itself included) its chain still holds; finalize aside."""
+    """For each step, how many pending steps (itself included) its chain still holds."""
     waiting_on: dict[str, list[str]] = {key: [] for key in steps}
     for step in steps.values():
-        if step.key != "finalize" and step.state == State.PENDING:
+        if step.state == State.PENDING:
             for dep in step.depends_on:
                 waiting_on[dep].append(step.key)
 
@@ -182,50 +173,48 @@ def _step_to_keep(after: StepRun, ready: list[StepRun], chain: dict[str, int]) -
     return max(followers, key=lambda s: (chain[s.key], s.branch == after.branch))
 
 
-def _summary(run: Run, steps: dict[str, StepRun]) -> dict:
-    spec = run.spec
-    out = {key: step.outputs for key, step in steps.items() if step.state in StepRun.DONE}
-    summary = {
-        "account_id": spec["account_id"],
-        "region": spec["region"],
-        "sign_in_url": documents.sign_in_url(account_id=spec["account_id"], alias=spec.get("account_alias", "")),
-        "app_user": out.get("iam.app_user", {}).get("arn"),
-        "group": out.get("iam.group", {}).get("arn"),
-        "policy": out.get("iam.media_policy", {}).get("arn"),
-        "access_key_id": out.get("iam.access_key", {}).get("access_key_id"),
-        "bucket": out.get("s3.bucket", {}).get("arn"),
-        "repository_uri": out.get("ecr.repository", {}).get("uri"),
-        "team": [o.get("arn") for k, o in out.items() if k.startswith("team.member:")],
-        "steps": {key: step.state for key, step in steps.items() if key != "finalize"},
-        "reminders": [BILLING_REMINDER] if any(m.get("role") == "tech_lead" for m in spec.get("team", [])) else [],
+def run_summary(*, spec: Spec, steps: dict[str, StepRun], registry: Registry = REGISTRY) -> dict:
+    """What exists now, as the steps' declarations publish it (never a secret)."""
+    summary: dict = {
+        "account_id": spec.account_id,
+        "region": spec.region,
+        "sign_in_url": documents.sign_in_url(account_id=spec.account_id, alias=spec.account_alias),
     }
+    for publish in registry.publishes():
+        summary[publish.field] = [] if publish.many else None
+    reminders: list[str] = []
+    for key, step in steps.items():
+        kind = registry.kind_of(key)
+        if step.state not in StepRun.DONE:
+            continue
+        for publish in kind.publishes:
+            value = step.outputs.get(publish.output)
+            if publish.many:
+                summary[publish.field].append(value)
+            else:
+                summary[publish.field] = value
+        reminders += [r for r in kind.reminders(step.params or {}) if r not in reminders]
+    summary["steps"] = {key: step.state for key, step in steps.items()}
+    summary["reminders"] = reminders
     return summary
 
 
 def _run_finish(run: Run, steps: dict[str, StepRun]) -> None:
-    now = timezone.now()
-    ok = all(s.state in StepRun.DONE for k, s in steps.items() if k != "finalize")
-    summary = _summary(run, steps)
+    """Every step has finished: the run succeeded if each is done, and says what exists now."""
+    ok = all(s.state in StepRun.DONE for s in steps.values())
     run.status = Run.Status.SUCCEEDED if ok else Run.Status.FAILED
-    run.summary = summary
-    run.finished_at = now
+    run.summary = run_summary(spec=spec_from_json(run.spec), steps=steps)
+    run.finished_at = timezone.now()
     run.save(update_fields=["status", "summary", "finished_at"])
-    StepRun.objects.filter(run=run, key="finalize").update(
-        state=State.SUCCEEDED if ok else State.SKIPPED,
-        started_at=now,
-        finished_at=now,
-        outputs=summary if ok else {},
-        attempts=F("attempts") + 1,
-    )
     failed = [k for k, s in steps.items() if s.state == State.FAILED]
     audit_record(
         action="run.succeeded" if ok else "run.failed",
-        actor_label=f"worker for {run.started_by.get_username()}",
+        actor_label=_worker_label(run),
         customer=run.customer_id,
         run=run,
         outcome=AuditEvent.Outcome.OK if ok else AuditEvent.Outcome.ERROR,
         error_code="" if ok else "StepsFailed",
-        details={"failed_steps": failed} if failed else {"summary": summary},
+        details={"failed_steps": failed} if failed else {"summary": run.summary},
     )
     transaction.on_commit(lambda: run_accounts.forget(run.pk))
 
@@ -247,6 +236,33 @@ def _worker_label(run: Run) -> str:
     return f"worker for {run.started_by.get_username()}"
 
 
+def _step_params(step: StepRun, spec: Spec) -> dict:
+    """The step's declared parameters (a step recorded before they were stored gets them from the spec)."""
+    if step.params:
+        return step.params
+    kind = REGISTRY.kind_of(step.key)
+    return next(params for params in kind.instances(spec) if kind.step_key(params) == step.key)
+
+
+def _step_call(step: StepRun, run: Run):
+    """Run the step's function against the account: its result, or the error that stopped it."""
+    try:
+        spec = spec_from_json(run.spec)
+        context = StepContext(run=run, step=step, account=account_for_run(run, spec), params=_step_params(step, spec))
+        return EXECUTORS[REGISTRY.kind_of(step.key).key](context, context.params), None
+    except OnrampError as exc:
+        return None, exc
+    except NO_ANSWER_ERRORS as exc:  # no usable answer from AWS escapes the steps' ClientError handling
+        return None, error_translate(exc, doing=step.title)
+    except (OperationalError, InterfaceError) as exc:
+        message = f"The database connection failed ({type(exc).__name__}); retrying."
+        return None, InternalError(message, code="DatabaseUnavailable", retryable=True)
+    except Exception as exc:  # a bug: fail the step, keep the worker, log the traceback
+        logger.exception("Step %s of run %s failed unexpectedly", step.key, run.pk)
+        message = f"Onramp failed unexpectedly ({type(exc).__name__}). The team has the log."
+        return None, InternalError(message, code="InternalError")
+
+
 def step_execute(*, step_id: int, keep_next: bool = False) -> StepOutcome:
     """Claim one pending step, run its function against the account, record the outcome and the
     AWS calls it made in one transaction, then dispatch what became ready (keeping one step for
@@ -264,48 +280,23 @@ def step_execute(*, step_id: int, keep_next: bool = False) -> StepOutcome:
         Run.objects.filter(pk=run.pk, status=Run.Status.PENDING).update(
             status=Run.Status.RUNNING, started_at=now, progressed_at=now
         )
-    log = CallLog(
+    with aws_work(
         actor_label=_worker_label(run),
         actor_id=run.started_by_id,
         customer_id=run.customer_id,
         run_id=run.pk,
         step_key=step.key,
-    )
-    token = current_call_log.set(log)
-    error: AwsError | None = None
-    result = None
-    try:
-        spec = spec_from_json(run.spec)
-        function = STEP_FUNCTIONS[step_kind(step.key)]
-        result = function(StepContext(run=run, step=step, account=account_for_run(run)), spec)
-    except AwsError as exc:
-        error = exc
-    except NO_ANSWER_ERRORS as exc:  # no usable answer from AWS escapes the steps' ClientError handling
-        error = error_translate(exc, doing=step.title)
-    except (OperationalError, InterfaceError) as exc:
-        error = AwsError(
-            f"The database connection failed ({type(exc).__name__}); retrying.",
-            code="DatabaseUnavailable",
-            retryable=True,
-        )
-    except Exception as exc:  # a bug: fail the step, keep the worker, log the traceback
-        logger.exception("Step %s of run %s failed unexpectedly", step.key, run.pk)
-        error = AwsError(
-            f"Onramp failed unexpectedly ({type(exc).__name__}). The team has the log.", code="InternalError"
-        )
-    finally:
-        current_call_log.reset(token)
+        write=False,  # written with the step's outcome, in one transaction
+    ) as log:
+        result, error = _step_call(step, run)
     return _step_record(step, run, log, result, error, keep_next=keep_next)
 
 
-def _step_record(
-    step: StepRun, run: Run, log: CallLog, result, error: AwsError | None, *, keep_next: bool
-) -> StepOutcome:
-    now = timezone.now()
-    events = log.drain()
-    retry_in = None
+def _outcome_fields(step: StepRun, log: CallLog, result, error: OnrampError | None, now) -> tuple[dict, float | None]:
+    """The step row's new fields, with its own audit event buffered on the log; and the retry delay."""
     if error is None:
         state = State.ADOPTED if result.adopted else State.SUCCEEDED
+        log.record(action=f"step.{state}", target=step.title, details={"outputs": result.outputs})
         fields = {
             "state": state,
             "finished_at": now,
@@ -313,44 +304,33 @@ def _step_record(
             "error_code": "",
             "error_message": result.note,
         }
-        events.append(
-            PendingEvent(
-                action=f"step.{state}",
-                actor_label=log.actor_label,
-                actor_id=log.actor_id,
-                customer_id=run.customer_id,
-                run_id=run.pk,
-                step_key=step.key,
-                target=step.title,
-                details={"outputs": result.outputs},
-            )
-        )
-    else:
-        if error.retryable and step.attempts <= settings.STEP_MAX_RETRIES:
-            state, retry_in = State.PENDING, _retry_delay(step.attempts)
-        else:
-            state = State.FAILED
-        fields = {
-            "state": state,
-            "finished_at": None if retry_in else now,
-            "error_code": error.code[:128],
-            "error_message": str(error),
-            "queued_at": now if retry_in else None,
-        }
-        events.append(
-            PendingEvent(
-                action="step.retrying" if retry_in else "step.failed",
-                actor_label=log.actor_label,
-                actor_id=log.actor_id,
-                customer_id=run.customer_id,
-                run_id=run.pk,
-                step_key=step.key,
-                outcome=AuditEvent.Outcome.ERROR,
-                error_code=error.code,
-                target=step.title,
-                details={"message": str(error), "attempt": step.attempts, "retry_in_seconds": retry_in},
-            )
-        )
+        return fields, None
+    retry_in = None
+    if error.retryable and step.attempts <= settings.STEP_MAX_RETRIES:
+        retry_in = _retry_delay(step.attempts)
+    log.record(
+        action="step.retrying" if retry_in else "step.failed",
+        outcome=AuditEvent.Outcome.ERROR,
+        error_code=error.code,
+        target=step.title,
+        details={"message": str(error), "attempt": step.attempts, "retry_in_seconds": retry_in},
+    )
+    fields = {
+        "state": State.PENDING if retry_in else State.FAILED,
+        "finished_at": None if retry_in else now,
+        "error_code": error.code[:128],
+        "error_message": str(error),
+        "queued_at": now if retry_in else None,
+    }
+    return fields, retry_in
+
+
+def _step_record(
+    step: StepRun, run: Run, log: CallLog, result, error: OnrampError | None, *, keep_next: bool
+) -> StepOutcome:
+    now = timezone.now()
+    fields, retry_in = _outcome_fields(step, log, result, error, now)
+    state = fields["state"]
     next_step_id = None
     try:
         with transaction.atomic():
@@ -359,7 +339,7 @@ def _step_record(
             # lock comes first, then the step's row, then the audit chain's lock.
             active = _run_lock(run.pk, now)
             StepRun.objects.filter(pk=step.pk, state=State.RUNNING).update(**fields)
-            audit_write(events)
+            audit_write(log.drain())
             if retry_in is None and active:
                 after = step if keep_next and state in StepRun.DONE else None
                 next_step_id = run_dispatch(run_id=run.pk, after=after, run_locked=True)
@@ -384,7 +364,6 @@ def run_retry(*, run: Run, user) -> Run:
             StepRun.objects.filter(run=run, state__in=[State.FAILED, State.SKIPPED, State.CANCELLED]).update(
                 state=State.PENDING, error_code="", error_message="", queued_at=None, finished_at=None
             )
-            StepRun.objects.filter(run=run, key="finalize").update(state=State.PENDING)
             audit_record(action="run.retried", actor=user, customer=run.customer, run=run)
             transaction.on_commit(lambda: run_dispatch(run_id=run.pk), robust=True)
     except IntegrityError:

@@ -6,11 +6,13 @@ The browser form, `manage.py onboard --spec` and the plan all go through
 
 import ipaddress
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+
+from provisioning.vocabulary import Access, MediaScope, MemberRole
 
 COMMERCIAL_REGIONS = (
     ("us-east-1", "US East (N. Virginia)"),
@@ -159,13 +161,17 @@ def normalize_origin(value: str) -> str:
 @dataclass(frozen=True)
 class TeamMember:
     email: str
-    role: str = "member"  # "tech_lead" or "member"
+    role: str = MemberRole.MEMBER
     policy: str = ""  # for members: an AWS managed policy name, or ""
     console: bool = True
 
     @property
+    def is_tech_lead(self) -> bool:
+        return self.role == MemberRole.TECH_LEAD
+
+    @property
     def policies(self) -> tuple[str, ...]:
-        if self.role == "tech_lead":
+        if self.is_tech_lead:
             return TECH_LEAD_POLICIES
         return (self.policy,) if self.policy else ()
 
@@ -179,13 +185,25 @@ class Spec:
     bucket: str
     app_origin: str
     ecr_repository: str
-    access: str = "role"  # "role" or "keys"
+    access: str = Access.ROLE
     role_arn: str = ""
     external_id: str = ""
     account_alias: str = ""
     group_name: str = "Apps"
-    media_scope: str = "bucket"  # "bucket" (least privilege, default) or "all" (the runbook's)
+    media_scope: str = MediaScope.BUCKET  # least privilege by default; ALL is the runbook's
     team: tuple[TeamMember, ...] = field(default_factory=tuple)
+
+    @property
+    def uses_role(self) -> bool:
+        return self.access == Access.ROLE
+
+    @property
+    def covers_all_buckets(self) -> bool:
+        return self.media_scope == MediaScope.ALL
+
+    @property
+    def has_tech_lead(self) -> bool:
+        return any(member.is_tech_lead for member in self.team)
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -201,23 +219,10 @@ class SpecError(Exception):
         super().__init__("; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors.items()))
 
 
-_FIELDS = {
-    "customer",
-    "account_id",
-    "region",
-    "app_name",
-    "bucket",
-    "app_origin",
-    "ecr_repository",
-    "access",
-    "role_arn",
-    "external_id",
-    "account_alias",
-    "group_name",
-    "media_scope",
-    "team",
-}
-_REQUIRED = ("customer", "account_id", "region", "app_name", "bucket", "app_origin", "ecr_repository")
+# The spec's fields, as the Spec dataclass declares them: the required ones have no default.
+FIELDS = tuple(f.name for f in fields(Spec))
+_FIELDS = frozenset(FIELDS)
+_REQUIRED = tuple(f.name for f in fields(Spec) if f.default is MISSING and f.default_factory is MISSING)
 
 
 def _text(data: dict, name: str, errors: dict, limit: int = 2048) -> str:
@@ -261,11 +266,11 @@ def _parse_member(index: int, raw, errors: dict) -> TeamMember | None:
         _check(local, "email", validate_email, email)
         if "email" not in local:
             _check(local, "email", validate_iam_user_name, email)
-    role = _text(raw, "role", local, 20) or "member"
-    if role not in {"tech_lead", "member"}:
+    role = _text(raw, "role", local, 20) or MemberRole.MEMBER
+    if role not in MemberRole.values:
         local.setdefault("role", []).append("The role is tech_lead or member.")
     policy = _text(raw, "policy", local, 128)
-    if role == "tech_lead":
+    if role == MemberRole.TECH_LEAD:
         policy = ""
     elif policy not in MEMBER_POLICY_NAMES:
         local.setdefault("policy", []).append("Choose one of the listed AWS managed policies, or none.")
@@ -310,12 +315,12 @@ def spec_parse(data) -> Spec:
         _check(errors, "account_alias", validate_account_alias, v["account_alias"])
     v["group_name"] = v["group_name"] or "Apps"
     _check(errors, "group_name", validate_group_name, v["group_name"])
-    v["access"] = v["access"] or "role"
-    if v["access"] not in {"role", "keys"}:
+    v["access"] = v["access"] or Access.ROLE
+    if v["access"] not in Access.values:
         errors.setdefault("access", []).append(
             "Onramp reaches the account by a role (role) or an IAM user's keys (keys)."
         )
-    elif v["access"] == "role":
+    elif v["access"] == Access.ROLE:
         if not v["role_arn"]:
             errors.setdefault("role_arn", []).append("Enter the role Onramp assumes in the customer's account.")
         else:
@@ -326,8 +331,8 @@ def spec_parse(data) -> Spec:
             errors.setdefault("external_id", []).append("Enter the external id of the role's trust policy.")
         else:
             _check(errors, "external_id", validate_external_id, v["external_id"])
-    v["media_scope"] = v["media_scope"] or "bucket"
-    if v["media_scope"] not in {"bucket", "all"}:
+    v["media_scope"] = v["media_scope"] or MediaScope.BUCKET
+    if v["media_scope"] not in MediaScope.values:
         errors.setdefault("media_scope", []).append("The MediaManagement scope is bucket (this bucket only) or all.")
 
     raw_team = data.get("team", [])
@@ -355,7 +360,7 @@ def spec_parse(data) -> Spec:
         team.append(member)
     if errors:
         raise SpecError(errors)
-    if v["access"] == "keys":
+    if v["access"] == Access.KEYS:
         v["role_arn"] = v["external_id"] = ""
     return Spec(team=tuple(team), **{name: v[name] for name in _FIELDS - {"team"}})
 

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from portal.celery import app as celery_app
 from provisioning import documents, vault
 from provisioning.audit import audit_record
-from provisioning.aws import AwsError
+from provisioning.errors import OnrampError
 from provisioning.forms import OnboardingForm, TeamFormSet, onboarding_validate
 from provisioning.models import AuditEvent, Credential, Customer, Run
 from provisioning.onboarding import onboarding_confirm, onboarding_draft_build, onboarding_draft_spec
@@ -24,7 +24,8 @@ from provisioning.permissions import (
     may_manage_run,
     portal_user_required,
 )
-from provisioning.plan import plan_branches, plan_build
+from provisioning.plan import plan_branches, plan_build, plan_transcript
+from provisioning.registry import source_identity_for
 from provisioning.rotation import RotationError, access_key_rotate_finish, access_key_rotate_start
 from provisioning.runs import RunConflict, RunStateError, run_cancel, run_retry
 from provisioning.spec import SpecError
@@ -75,7 +76,7 @@ def _customer_defaults() -> list[dict]:
             "account_id": c.aws_account_id,
             "region": c.default_region,
             "alias": c.account_alias,
-            "access": c.connection,
+            "access": c.access,
             "role_arn": c.role_arn,
             "external_id": c.external_id,
         }
@@ -140,7 +141,7 @@ def _customer_initial(customer_id: str) -> dict:
         "account_id": customer.aws_account_id,
         "region": customer.default_region,
         "account_alias": customer.account_alias,
-        "access": customer.connection,
+        "access": customer.access,
         "role_arn": customer.role_arn,
         "external_id": customer.external_id,
     }
@@ -175,8 +176,7 @@ def onboard_preview(request):
         {
             "spec": spec,
             "first": branches[0],
-            "parallel": branches[1:-1],
-            "last": branches[-1],
+            "parallel": branches[1:],
             "step_count": len(steps),
             "documents": [
                 (step, name, DOCUMENT_TITLES.get(name, name), json.dumps(document, indent=2))
@@ -184,7 +184,7 @@ def onboard_preview(request):
                 for name, document in step.documents.items()
             ],
             "sign_in_url": documents.sign_in_url(account_id=spec.account_id, alias=spec.account_alias),
-            "cli": "\n".join(line for step in steps for line in step.cli),
+            "cli": plan_transcript(spec, steps, source_identity=source_identity_for(request.user.get_username())),
         },
     )
 
@@ -308,7 +308,7 @@ def rotate_start_view(request, run_id):
         return redirect("run_detail", run_id=run.pk)
     try:
         credential = access_key_rotate_start(run=run, user=request.user)
-    except AwsError as exc:
+    except OnrampError as exc:
         messages.error(request, str(exc))
         return redirect("run_detail", run_id=run.pk)
     messages.success(
@@ -324,7 +324,7 @@ def rotate_finish_view(request, credential_id):
     try:
         access_key_rotate_finish(credential=credential, user=request.user)
         messages.success(request, f"The old key {credential.replaces_access_key_id} was deactivated and deleted.")
-    except (RotationError, AwsError) as exc:
+    except (RotationError, OnrampError) as exc:
         messages.error(request, str(exc))
     return redirect("run_detail", run_id=credential.run_id)
 

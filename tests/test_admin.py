@@ -39,7 +39,7 @@ def _form(**fields) -> dict:
         "default_region": "us-west-2",
         "account_alias": "acme-corp",
         "is_active": "on",
-        "connection": "role",
+        "access": "role",
         "role_arn": f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/OnrampAccess",
         "access_key_id": "",
         "secret_access_key": "",
@@ -77,7 +77,7 @@ def test_an_admin_creates_edits_and_searches_customers(as_dana):
     response = as_dana.post(ADD, _form())
     assert response.status_code == 302, response.content.decode()[:2000]
     customer = Customer.objects.get(aws_account_id=CUSTOMER_ACCOUNT)
-    assert (customer.name, customer.account_alias, customer.connection) == ("Acme Corp", "acme-corp", "role")
+    assert (customer.name, customer.account_alias, customer.access) == ("Acme Corp", "acme-corp", "role")
     # A fresh external id, 40 hex characters, shown read-only with the trust policy that names it.
     assert len(customer.external_id) == 40 and int(customer.external_id, 16) >= 0
     page = as_dana.get(_change(customer)).content.decode()
@@ -141,7 +141,7 @@ def test_a_tech_lead_cannot_run_check_connection(as_alice):
 
 
 def test_a_secret_set_in_the_admin_never_shows_in_its_pages_or_the_audit(as_dana, dana):
-    keys = {"connection": "keys", "access_key_id": "AKIAIOSFODNN7EXAMPLE", "role_arn": ""}
+    keys = {"access": "keys", "access_key_id": "AKIAIOSFODNN7EXAMPLE", "role_arn": ""}
     # A refused form comes back without the secret in it.
     refused = as_dana.post(ADD, _form(aws_account_id="12345", secret_access_key=SECRET, **keys))
     assert refused.status_code == 200 and "exactly 12 digits" in refused.content.decode()

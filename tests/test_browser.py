@@ -122,7 +122,7 @@ def test_a_tech_lead_onboards_an_account_from_the_form_to_the_credentials(page, 
         page.get_by_label("App origin for uploads (CORS)").fill("https://acme-corp.example.com")
         page.get_by_role("button", name="Preview the plan").click()
         expect(page).to_have_url(f"{base}/onboard/preview/")
-        expect(page.locator("li.plan-step")).to_have_count(13)
+        expect(page.locator("li.plan-step")).to_have_count(12)
         expect(page.locator("section.branch")).to_have_count(5)  # what runs in parallel
         page.locator("summary", has_text="ECR lifecycle policy").click()
         expect(page.locator("pre[data-document='lifecycle_policy']")).to_contain_text('"rulePriority": 19')
@@ -142,8 +142,8 @@ def test_a_tech_lead_onboards_an_account_from_the_form_to_the_credentials(page, 
         assert page.evaluate("() => window.__swaps") >= 1
         assert any(state != "succeeded" for state in first_seen), first_seen  # it was not done when shown
         assert all(states[-1] == "succeeded" for states in seen.values()), seen
-        assert len(seen["finalize"]) >= 2, seen  # the last step changed state on screen
-        expect(page.locator("tr.step")).to_have_count(13)
+        assert max(len(states) for states in seen.values()) >= 2, seen  # a step changed state on screen
+        expect(page.locator("tr.step")).to_have_count(12)
         expect(page.locator("#run-status")).to_have_text("Succeeded")
         expect(page.locator("#cancel")).to_have_count(0)  # the last poll took the Cancel button away
         summary = page.locator("#summary")

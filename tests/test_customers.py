@@ -12,15 +12,19 @@ from botocore.stub import Stubber
 import provisioning
 from provisioning import customers
 from provisioning.aws import account_connect
-from provisioning.models import AuditEvent, Customer, Run
+from provisioning.models import AuditEvent, Run
+from provisioning.registry import REGISTRY, Operation
 from provisioning.vault import customer_set_keys
+from provisioning.vocabulary import Access
 from tests.conftest import CUSTOMER_ACCOUNT, customer_make, start_run, wait_for_run
 
 PORTAL = "123456789012"
 SERVICES = ("sts", "iam", "s3", "ecr")
-# Where Onramp calls AWS inside a customer's account: the steps, and the key rotation.
+# Where Onramp calls AWS inside a customer's account: the steps, the key rotation, and the calls the
+# registry declares (the steps send those as declared).
 APP = Path(provisioning.__file__).parent
 CODE = [*sorted((APP / "steps").glob("*.py")), APP / "rotation.py"]
+REGISTRY_FILE = APP / "registry.py"
 
 
 def _api_names() -> dict[str, dict[str, str]]:
@@ -56,6 +60,11 @@ def _operations_in_code() -> dict[str, set[str]]:
                 service = receiver.args[0].value
             if service in names and method in names[service]:
                 found.setdefault(service, set()).add(names[service][method])
+    for node in ast.walk(ast.parse(REGISTRY_FILE.read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "ApiCall":
+            service, operation = (arg.value for arg in node.args[:2])
+            if (service, operation) != ("sts", "AssumeRole"):  # the portal's own call; the trust policy allows it
+                found.setdefault(service, set()).add(operation)
     return found
 
 
@@ -82,17 +91,15 @@ def test_trust_policy_lets_only_the_portal_account_in_and_only_with_the_external
 
 def test_the_declared_operations_are_exactly_the_ones_the_code_calls():
     in_code = _operations_in_code()
-    declared = {service: set(ops) for service, ops in customers.ONRAMP_OPERATIONS.items()}
+    declared: dict[str, set[str]] = {}
+    for operation in REGISTRY.operations():
+        declared.setdefault(operation.service, set()).add(operation.name)
     assert in_code == declared
     assert len(in_code["iam"]) >= 20  # the scan really reads the steps
 
 
 def test_the_templates_actions_cover_every_call_in_the_code_and_nothing_beyond():
-    expected = {
-        customers.iam_action(service=service, operation=op)
-        for service, ops in _operations_in_code().items()
-        for op in ops
-    }
+    expected = {Operation(service, op).action for service, ops in _operations_in_code().items() for op in ops}
     # Creating with tags is authorised as tagging too; nothing else is added.
     expected |= {"iam:TagUser", "iam:TagPolicy", "ecr:TagResource"}
     actions = _template_actions(_template())
@@ -108,7 +115,7 @@ def test_a_full_onboarding_calls_only_what_the_template_allows(worker, alice):
     # AssumeRole is the portal's own call into the account, allowed by the trust policy, not the role's policy.
     assert "aws.sts.AssumeRole" in called
     operations = {tuple(a.split(".")[1:]) for a in called} - {("sts", "AssumeRole")}
-    needed = {customers.iam_action(service=service, operation=op) for service, op in operations}
+    needed = {Operation(service, op).action for service, op in operations}
     allowed = _template_actions(_template())
     assert needed <= allowed, needed - allowed
     assert len(needed) >= 15  # a real run touched every service (a first run creates without looking first)
@@ -185,7 +192,9 @@ def test_check_connection_refuses_another_account(aws, dana):
 def test_check_connection_refuses_root(aws, dana):
     """The sandbox never answers with a root ARN: stub GetCallerIdentity at the client boundary."""
     customer = customer_make()
-    account = account_connect(customer=customer, region=customer.default_region)
+    account = account_connect(
+        customer=customer, region=customer.default_region, session_name="onramp-check", source_identity="dana"
+    )
     stubber = Stubber(account.client("sts"))
     root = f"arn:aws:iam::{CUSTOMER_ACCOUNT}:root"
     stubber.add_response("get_caller_identity", {"UserId": CUSTOMER_ACCOUNT, "Account": CUSTOMER_ACCOUNT, "Arn": root})
@@ -201,7 +210,7 @@ def test_check_connection_refuses_root(aws, dana):
 
 def test_check_connection_with_stored_keys_never_audits_the_secret(aws, dana):
     secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-    customer = customer_make(aws_account_id=PORTAL, connection=Customer.Connection.KEYS, role_arn="")
+    customer = customer_make(aws_account_id=PORTAL, access=Access.KEYS, role_arn="")
     customer_set_keys(customer=customer, access_key_id="AKIAIOSFODNN7EXAMPLE", secret_access_key=secret)
     result = customers.customer_check_connection(customer=customer, user=dana)
     assert result.ok, result.message  # the sandbox puts unknown keys in its default account
@@ -221,4 +230,4 @@ def test_check_connection_with_stored_keys_never_audits_the_secret(aws, dana):
     ],
 )
 def test_iam_action_names_follow_aws_where_they_differ_from_the_api(operation, action):
-    assert customers.iam_action(service=operation[0], operation=operation[1]) == action
+    assert Operation(*operation).action == action

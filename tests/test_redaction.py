@@ -6,8 +6,8 @@ import pytest
 from botocore.stub import Stubber
 
 from provisioning import documents
-from provisioning.audit import REDACTED, audit_record, audit_verify, redact, redact_text
-from provisioning.aws import AwsAccount, CallLog, current_call_log, error_translate
+from provisioning.audit import REDACTED, CallLog, audit_record, audit_verify, redact, redact_text
+from provisioning.aws import AwsAccount, current_call_log, error_translate
 from provisioning.models import AuditEvent
 
 # The shape of an AWS secret access key (40 characters of base64), as AWS documents its example.
@@ -109,7 +109,7 @@ def test_audit_rows_hold_the_redacted_details_and_their_hash_covers_them(db):
 
 def _account() -> AwsAccount:
     keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    return AwsAccount(keys, region="us-east-1", account_id="111122223333", how="keys")
+    return AwsAccount(keys, region="us-east-1", account_id="111122223333", access="keys")
 
 
 def test_the_aws_hook_redacts_parameters_and_never_sees_responses(aws):

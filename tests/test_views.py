@@ -120,13 +120,17 @@ def test_a_valid_form_leads_to_the_preview_of_every_step_in_order(client, alice)
     keys = re.findall(r'<li class="plan-step" data-step="([^"]+)">', response.content.decode())
     assert keys == [step.key for step in planned]  # every step, in order
     page = text(response)
-    assert "first, alone" in page and "Then in parallel" in page and "once every branch is done" in page
+    assert "first, alone" in page and "Then in parallel" in page
+    assert "Summarise" not in page  # the run finishing is not a step
     assert "every bucket in the account" in page  # the scope warning
     assert "https://acme-corp.signin.aws.amazon.com/console" in page
-    # The AWS CLI equivalent, for the record.
-    cli = pre_blocks(response, "id")["cli"]
-    assert cli.splitlines() == [line for step in planned for line in step.cli]
-    assert "aws s3api create-bucket --bucket acme-app-media --region us-west-2" in cli
+    # The AWS CLI equivalent: first reaching the account as the run will (as alice), then every step's calls.
+    commands = [line for line in pre_blocks(response, "id")["cli"].splitlines() if not line.startswith("#")]
+    assert commands[0].startswith("aws sts assume-role --role-arn arn:aws:iam::111122223333:role/OnrampAccess")
+    assert "--external-id acme-external-id-0123456789 --source-identity alice" in commands[0]
+    assert commands[1] == "aws sts get-caller-identity --region us-west-2"
+    assert commands[2:] == [line for step in planned for line in step.cli]
+    assert any(c.startswith("aws s3api create-bucket --bucket acme-app-media --create-bucket-configuration") for c in commands)
 
 
 @pytest.mark.django_db
@@ -223,7 +227,7 @@ def test_start_onboarding_with_keys_stores_the_secret_encrypted_on_the_customer(
     )
     client.post("/onboard/preview/")
     customer = Run.objects.get().customer
-    assert customer.connection == "keys" and customer.access_key_id == "AKIAEXAMPLEKEY000001"
+    assert customer.access == "keys" and customer.access_key_id == "AKIAEXAMPLEKEY000001"
     assert secret not in customer.secret_access_key_ciphertext
     assert vault.decrypt(customer.secret_access_key_ciphertext) == secret
     assert not AuditEvent.objects.filter(details__icontains=secret).exists()

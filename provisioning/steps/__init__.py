@@ -1,9 +1,14 @@
-"""One module per AWS service; each step is a plain function (context, spec) -> StepResult."""
+"""The functions that carry out each declared step (provisioning.registry), one module per AWS service.
+
+A step function is plain: (StepContext, params) -> StepResult, where params are the step's own
+parameters from its declaration. EXECUTORS binds each declaration's key to its function; the plan
+never imports this package, so it reaches no AWS code.
+"""
 
 from provisioning.steps import ecr, iam, s3, sts
-from provisioning.steps.base import StepContext, StepFailed, StepResult
+from provisioning.steps.base import StepContext, StepResult
 
-STEP_FUNCTIONS = {
+EXECUTORS = {
     "preflight": sts.preflight,
     "account.alias": iam.account_alias,
     "iam.group": iam.group,
@@ -18,4 +23,4 @@ STEP_FUNCTIONS = {
     "ecr.lifecycle": ecr.lifecycle,
 }
 
-__all__ = ["STEP_FUNCTIONS", "StepContext", "StepFailed", "StepResult"]
+__all__ = ["EXECUTORS", "StepContext", "StepResult"]

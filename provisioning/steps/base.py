@@ -2,11 +2,8 @@
 
 from dataclasses import dataclass, field
 
-from provisioning.aws import AwsAccount, AwsError
-
-
-class StepFailed(AwsError):
-    """A step refuses to go on, with a sentence that says why and what to do."""
+from provisioning.aws import AwsAccount, settle
+from provisioning.registry import ApiCall
 
 
 @dataclass
@@ -14,12 +11,25 @@ class StepContext:
     run: object  # provisioning.models.Run
     step: object  # provisioning.models.StepRun
     account: AwsAccount
+    params: dict  # this step's parameters, from its declaration (provisioning.registry)
 
     def client(self, service: str):
         return self.account.client(service)
 
+    def send(self, call: ApiCall, *, settling: bool = False, **generated) -> dict:
+        """Send a declared call exactly as the plan shows it; `generated` fills the values Onramp makes
+        at send time (a password). `settling`: the call depends on something this run created moments
+        ago, so AWS's "not there yet" answers are waited out (provisioning.aws.settle)."""
+        if settling:
+            return settle(lambda: self.account.send(call, **generated))
+        return self.account.send(call, **generated)
+
     def outputs_of(self, key: str) -> dict:
         return self.run.steps.get(key=key).outputs
+
+    def created_by_run(self, key: str) -> bool:
+        """Whether this run's step `key` created its resource (rather than finding it there)."""
+        return bool(self.outputs_of(key).get("created"))
 
     def remember(self, **values) -> None:
         """Save progress markers on the step now, before the next AWS call, so a re-run knows."""

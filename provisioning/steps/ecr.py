@@ -4,27 +4,21 @@ import json
 
 from botocore.exceptions import ClientError
 
-from provisioning import documents
+from provisioning import documents, registry
 from provisioning.aws import error_code, error_translate
-from provisioning.spec import Spec
 from provisioning.steps.base import StepContext, StepResult
 
 
-def repository(ctx: StepContext, spec: Spec) -> StepResult:
-    ecr = ctx.client("ecr")
-    name = spec.ecr_repository
+def repository(ctx: StepContext, params: dict) -> StepResult:
+    name = params["repository"]
     try:
         try:
-            repo = ecr.create_repository(
-                repositoryName=name,
-                imageScanningConfiguration={"scanOnPush": True},
-                tags=[{"Key": "managed-by", "Value": "onramp"}],
-            )["repository"]
+            repo = ctx.send(registry.create_repository(name))["repository"]
             created = True
         except ClientError as exc:
             if error_code(exc) != "RepositoryAlreadyExistsException":
                 raise
-            repo = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+            repo = ctx.client("ecr").describe_repositories(repositoryNames=[name])["repositories"][0]
             created = False
     except ClientError as exc:
         raise error_translate(exc, doing=f"Creating the ECR repository {name}") from None
@@ -34,20 +28,21 @@ def repository(ctx: StepContext, spec: Spec) -> StepResult:
     return StepResult(adopted=not created, outputs=outputs)
 
 
-def lifecycle(ctx: StepContext, spec: Spec) -> StepResult:
+def lifecycle(ctx: StepContext, params: dict) -> StepResult:
     ecr = ctx.client("ecr")
+    name = params["repository"]
     wanted = documents.lifecycle_policy_document()
-    outputs = {"repository": spec.ecr_repository, "rules": len(wanted["rules"])}
+    outputs = {"repository": name, "rules": len(wanted["rules"])}
     try:
-        if not ctx.outputs_of("ecr.repository").get("created"):
+        if not ctx.created_by_run("ecr.repository"):
             try:
-                current = ecr.get_lifecycle_policy(repositoryName=spec.ecr_repository)["lifecyclePolicyText"]
+                current = ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"]
                 if json.loads(current) == wanted:
                     return StepResult(adopted=True, outputs=outputs)
             except ClientError as exc:
                 if error_code(exc) != "LifecyclePolicyNotFoundException":
                     raise
-        ecr.put_lifecycle_policy(repositoryName=spec.ecr_repository, lifecyclePolicyText=json.dumps(wanted))
+        ctx.send(registry.put_lifecycle_policy(name))
     except ClientError as exc:
         raise error_translate(exc, doing="Setting the ECR lifecycle policy") from None
     return StepResult(adopted=False, outputs=outputs)

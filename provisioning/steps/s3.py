@@ -1,51 +1,64 @@
-"""S3 steps: the private bucket, Block Public Access, CORS."""
+"""S3 steps: the private bucket (ACLs off), Block Public Access, CORS."""
 
 from botocore.exceptions import ClientError
 
-from provisioning import documents
+from provisioning import documents, registry
 from provisioning.aws import error_code, error_translate
-from provisioning.spec import Spec
-from provisioning.steps.base import StepContext, StepFailed, StepResult
+from provisioning.errors import StepFailed
+from provisioning.steps.base import StepContext, StepResult
+
+# GetBucketLocation's answers that are not a region's name: none for us-east-1, and "EU" for buckets
+# made in eu-west-1 by the oldest APIs.
+_LEGACY_LOCATIONS = {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}
 
 
-def _location(s3, bucket: str) -> str:
-    # us-east-1 answers with no LocationConstraint at all.
-    return s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1"
+def bucket_region(s3, bucket: str) -> str:
+    location = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")
+    return _LEGACY_LOCATIONS.get(location, location)
 
 
-def _adopt_bucket(s3, spec: Spec, outputs: dict) -> StepResult:
-    """The bucket is this account's already: adopt it where the spec wants it."""
-    region = _location(s3, spec.bucket)
-    if region != spec.region:
+def _ownership(s3, bucket: str) -> str:
+    try:
+        rules = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"]
+    except ClientError as exc:
+        if error_code(exc) != "OwnershipControlsNotFoundError":
+            raise
+        return ""
+    return rules[0].get("ObjectOwnership", "") if rules else ""
+
+
+def _adopt_bucket(ctx: StepContext, params: dict, outputs: dict) -> StepResult:
+    """The bucket is this account's already: adopt it where the spec wants it, with ACLs off."""
+    s3 = ctx.client("s3")
+    region = bucket_region(s3, params["bucket"])
+    if region != params["region"]:
         raise StepFailed(
-            f"The bucket {spec.bucket} is already in this account but in {region}, not {spec.region}. "
+            f"The bucket {params['bucket']} is already in this account but in {region}, not {params['region']}. "
             "Use that region or another bucket name.",
             code="BucketInOtherRegion",
         )
-    return StepResult(adopted=True, outputs=outputs)
+    if _ownership(s3, params["bucket"]) == documents.OBJECT_OWNERSHIP:
+        return StepResult(adopted=True, outputs=outputs)
+    ctx.send(registry.put_bucket_ownership_controls(params["bucket"]))
+    return StepResult(adopted=False, outputs=outputs, note="The bucket's ACLs were switched off (BucketOwnerEnforced).")
 
 
-def bucket(ctx: StepContext, spec: Spec) -> StepResult:
+def bucket(ctx: StepContext, params: dict) -> StepResult:
     s3 = ctx.client("s3")
-    name = spec.bucket
-    outputs = {"bucket": name, "region": spec.region, "arn": f"arn:aws:s3:::{name}"}
+    name = params["bucket"]
+    outputs = {"bucket": name, "region": params["region"], "arn": f"arn:aws:s3:::{name}"}
     try:
         try:
-            if spec.region == "us-east-1":
-                # A repeated create in us-east-1 succeeds even for a bucket we own, so ownership is
-                # checked first there: our account's bucket list is the proof.
-                if any(b["Name"] == name for b in s3.list_buckets().get("Buckets", [])):
-                    return _adopt_bucket(s3, spec, outputs)
-                s3.create_bucket(Bucket=name, ACL="private")
-            else:
-                # Elsewhere AWS answers BucketAlreadyOwnedByYou itself: create first, read only then.
-                s3.create_bucket(
-                    Bucket=name, ACL="private", CreateBucketConfiguration={"LocationConstraint": spec.region}
-                )
+            # A repeated create in us-east-1 succeeds even for a bucket we own, so ownership is checked
+            # first there: our account's bucket list is the proof.
+            if params["region"] == "us-east-1" and any(b["Name"] == name for b in s3.list_buckets().get("Buckets", [])):
+                return _adopt_bucket(ctx, params, outputs)
+            # Elsewhere AWS answers BucketAlreadyOwnedByYou itself: create first, read only then.
+            ctx.send(registry.create_bucket(name, params["region"]))
         except ClientError as exc:
             if error_code(exc) != "BucketAlreadyOwnedByYou":
                 raise
-            return _adopt_bucket(s3, spec, outputs)
+            return _adopt_bucket(ctx, params, outputs)
         outputs["created"] = True  # the next steps know it holds no configuration yet
     except ClientError as exc:
         if error_code(exc) == "BucketAlreadyExists":
@@ -58,25 +71,21 @@ def bucket(ctx: StepContext, spec: Spec) -> StepResult:
     return StepResult(adopted=False, outputs=outputs)
 
 
-def _made_by_this_run(ctx: StepContext) -> bool:
-    """A bucket this run created has no configuration to adopt: put it without reading it first."""
-    return bool(ctx.outputs_of("s3.bucket").get("created"))
-
-
-def public_access_block(ctx: StepContext, spec: Spec) -> StepResult:
+def public_access_block(ctx: StepContext, params: dict) -> StepResult:
     s3 = ctx.client("s3")
     wanted = documents.public_access_block_document()
+    fresh = ctx.created_by_run("s3.bucket")  # a bucket made by this run has no configuration to adopt
     try:
         current = None
-        if not _made_by_this_run(ctx):
+        if not fresh:
             try:
-                current = s3.get_public_access_block(Bucket=spec.bucket)["PublicAccessBlockConfiguration"]
+                current = s3.get_public_access_block(Bucket=params["bucket"])["PublicAccessBlockConfiguration"]
             except ClientError as exc:
                 if error_code(exc) != "NoSuchPublicAccessBlockConfiguration":
                     raise
         if current == wanted:
             return StepResult(adopted=True, outputs=wanted)
-        s3.put_public_access_block(Bucket=spec.bucket, PublicAccessBlockConfiguration=wanted)
+        ctx.send(registry.put_public_access_block(params["bucket"]), settling=fresh)
     except ClientError as exc:
         raise error_translate(exc, doing="Blocking public access") from None
     return StepResult(adopted=False, outputs=wanted)
@@ -87,21 +96,22 @@ def _normal_rules(rules: list[dict]) -> list[dict]:
     return [{k: rule[k] for k in keys if rule.get(k)} for rule in rules]
 
 
-def cors(ctx: StepContext, spec: Spec) -> StepResult:
+def cors(ctx: StepContext, params: dict) -> StepResult:
     s3 = ctx.client("s3")
-    wanted = documents.cors_document(app_origin=spec.app_origin)
-    outputs = {"rules": len(wanted["CORSRules"]), "upload_origin": spec.app_origin}
+    wanted = documents.cors_document(app_origin=params["origin"])
+    outputs = {"rules": len(wanted["CORSRules"]), "upload_origin": params["origin"]}
+    fresh = ctx.created_by_run("s3.bucket")
     try:
         current = []
-        if not _made_by_this_run(ctx):
+        if not fresh:
             try:
-                current = s3.get_bucket_cors(Bucket=spec.bucket)["CORSRules"]
+                current = s3.get_bucket_cors(Bucket=params["bucket"])["CORSRules"]
             except ClientError as exc:
                 if error_code(exc) != "NoSuchCORSConfiguration":
                     raise
         if _normal_rules(current) == _normal_rules(wanted["CORSRules"]):
             return StepResult(adopted=True, outputs=outputs)
-        s3.put_bucket_cors(Bucket=spec.bucket, CORSConfiguration=wanted)
+        ctx.send(registry.put_bucket_cors(params["bucket"], params["origin"]), settling=fresh)
     except ClientError as exc:
         raise error_translate(exc, doing="Setting the bucket's CORS") from None
     return StepResult(adopted=False, outputs=outputs)

@@ -1,8 +1,8 @@
 """Preflight: reach the account, refuse root, refuse the wrong account."""
 
 from provisioning.aws import error_translate
-from provisioning.spec import Spec
-from provisioning.steps.base import StepContext, StepFailed, StepResult
+from provisioning.errors import StepFailed
+from provisioning.steps.base import StepContext, StepResult
 
 
 def identity_check(*, sts, account_id: str) -> dict:
@@ -29,6 +29,6 @@ def identity_check(*, sts, account_id: str) -> dict:
     return {"arn": arn, "account": account}
 
 
-def preflight(ctx: StepContext, spec: Spec) -> StepResult:
-    identity = identity_check(sts=ctx.client("sts"), account_id=spec.account_id)
-    return StepResult(adopted=False, outputs={**identity, "via": ctx.account.how})
+def preflight(ctx: StepContext, params: dict) -> StepResult:
+    identity = identity_check(sts=ctx.client("sts"), account_id=params["account_id"])
+    return StepResult(adopted=False, outputs={**identity, "via": ctx.account.access})

@@ -13,6 +13,7 @@ from provisioning.models import Run, StepRun
 from provisioning.onboarding import onboarding_customer
 from provisioning.runs import RunConflict, run_create
 from provisioning.spec import SpecError, spec_parse
+from provisioning.vocabulary import Access
 
 
 class Command(BaseCommand):
@@ -45,7 +46,7 @@ class Command(BaseCommand):
         starter = self._user(user)
         with transaction.atomic():
             customer = onboarding_customer(spec=parsed, user=starter, via="onboard command")
-            if parsed.access == "keys" and not customer.has_stored_keys:
+            if parsed.access == Access.KEYS and not customer.has_stored_keys:
                 raise CommandError(f"{customer.name} has no stored access keys: set them in the admin first.")
             try:
                 run = run_create(spec=parsed, customer=customer, user=starter)

@@ -1,0 +1,8 @@
+"""Template context shared by every page."""
+
+from provisioning.vocabulary import Access, MediaScope, MemberRole
+
+
+def vocabulary(request) -> dict:
+    """The spec's words, so templates compare with Access.ROLE rather than a literal "role"."""
+    return {"Access": Access, "MediaScope": MediaScope, "MemberRole": MemberRole}

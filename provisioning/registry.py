@@ -1,0 +1,528 @@
+"""One declaration per step: what a step is, written once.
+
+A StepKind says, for one kind of step: its key, title, branch and what it waits for; which
+instances a spec asks for (one per team member, none without an alias…) and their parameters;
+its JSON documents; the write calls it sends on the way that creates its resource, exactly as
+they are sent (the plan's CLI transcript is rendered from the same ApiCall objects the step sends);
+every AWS operation it may call and the IAM actions those need (the customer's role policy is
+derived from them); what it records as a resource; what it publishes to the run's summary.
+
+Pure data and pure functions: the plan imports this module and reaches no AWS code. The functions
+that carry a step out are bound to its key in provisioning.steps (EXECUTORS).
+"""
+
+import json
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from provisioning import documents
+from provisioning.spec import Spec, TeamMember
+from provisioning.vocabulary import MANAGED_BY_TAG, MemberRole
+
+# A value Onramp generates at send time (a console password): shown as this in the transcript.
+GENERATED = "<generated>"
+MANAGED_TAGS = [{"Key": MANAGED_BY_TAG[0], "Value": MANAGED_BY_TAG[1]}]
+CHANGE_PASSWORD_POLICY = "IAMUserChangePassword"  # noqa: S105 (an AWS managed policy's name)
+MEDIA_POLICY_DESCRIPTION = "Grants access to S3 buckets and objects"
+BRANCHES = {
+    "preflight": "Preflight",
+    "account": "Account",
+    "iam": "App user and access",
+    "team": "Team members",
+    "s3": "S3 bucket",
+    "ecr": "ECR repository",
+}
+
+_WORD_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def words_of(name: str, joiner: str) -> str:
+    """An AWS operation or parameter name as boto3 (joiner "_") or the AWS CLI ("-") spells it:
+    CreateUser -> create_user, CORSConfiguration -> cors-configuration."""
+    return _WORD_BREAK.sub(joiner, name).lower()
+
+
+# --- Calls ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One AWS API call with its parameters, as a step sends it and as the transcript shows it."""
+
+    service: str  # boto3's name: iam, s3, ecr, sts
+    operation: str  # the API's name: CreateUser
+    params: dict
+
+    @property
+    def method(self) -> str:
+        return words_of(self.operation, "_")
+
+
+def assume_role_call(*, role_arn: str, external_id: str, session_name: str, source_identity: str) -> ApiCall:
+    params = {"RoleArn": role_arn, "RoleSessionName": session_name, "ExternalId": external_id}
+    if source_identity:
+        params["SourceIdentity"] = source_identity
+    params["DurationSeconds"] = 3600
+    return ApiCall("sts", "AssumeRole", params)
+
+
+def create_account_alias(alias: str) -> ApiCall:
+    return ApiCall("iam", "CreateAccountAlias", {"AccountAlias": alias})
+
+
+def create_group(group: str) -> ApiCall:
+    return ApiCall("iam", "CreateGroup", {"GroupName": group})
+
+
+def create_user(user: str) -> ApiCall:
+    return ApiCall("iam", "CreateUser", {"UserName": user, "Tags": MANAGED_TAGS})
+
+
+def add_user_to_group(user: str, group: str) -> ApiCall:
+    return ApiCall("iam", "AddUserToGroup", {"GroupName": group, "UserName": user})
+
+
+def create_policy(name: str, document: dict) -> ApiCall:
+    return ApiCall(
+        "iam",
+        "CreatePolicy",
+        {
+            "PolicyName": name,
+            "PolicyDocument": json.dumps(document, separators=(",", ":")),
+            "Description": MEDIA_POLICY_DESCRIPTION,
+            "Tags": MANAGED_TAGS,
+        },
+    )
+
+
+def create_policy_version(arn: str, document: dict) -> ApiCall:
+    return ApiCall(
+        "iam",
+        "CreatePolicyVersion",
+        {"PolicyArn": arn, "PolicyDocument": json.dumps(document, separators=(",", ":")), "SetAsDefault": True},
+    )
+
+
+def attach_user_policy(user: str, policy_arn: str) -> ApiCall:
+    return ApiCall("iam", "AttachUserPolicy", {"UserName": user, "PolicyArn": policy_arn})
+
+
+def create_access_key(user: str) -> ApiCall:
+    return ApiCall("iam", "CreateAccessKey", {"UserName": user})
+
+
+def create_login_profile(user: str) -> ApiCall:
+    return ApiCall(
+        "iam", "CreateLoginProfile", {"UserName": user, "Password": GENERATED, "PasswordResetRequired": True}
+    )
+
+
+def create_bucket(bucket: str, region: str) -> ApiCall:
+    params: dict = {"Bucket": bucket}
+    if region != "us-east-1":  # us-east-1 takes no LocationConstraint
+        params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    params["ObjectOwnership"] = documents.OBJECT_OWNERSHIP  # ACLs off: the bucket owner owns every object
+    return ApiCall("s3", "CreateBucket", params)
+
+
+def put_bucket_ownership_controls(bucket: str) -> ApiCall:
+    return ApiCall(
+        "s3", "PutBucketOwnershipControls", {"Bucket": bucket, "OwnershipControls": documents.ownership_document()}
+    )
+
+
+def put_public_access_block(bucket: str) -> ApiCall:
+    return ApiCall(
+        "s3",
+        "PutPublicAccessBlock",
+        {"Bucket": bucket, "PublicAccessBlockConfiguration": documents.public_access_block_document()},
+    )
+
+
+def put_bucket_cors(bucket: str, origin: str) -> ApiCall:
+    return ApiCall(
+        "s3", "PutBucketCors", {"Bucket": bucket, "CORSConfiguration": documents.cors_document(app_origin=origin)}
+    )
+
+
+def create_repository(name: str) -> ApiCall:
+    return ApiCall(
+        "ecr",
+        "CreateRepository",
+        {"repositoryName": name, "imageScanningConfiguration": {"scanOnPush": True}, "tags": MANAGED_TAGS},
+    )
+
+
+def put_lifecycle_policy(name: str) -> ApiCall:
+    text = json.dumps(documents.lifecycle_policy_document(), separators=(",", ":"))
+    return ApiCall("ecr", "PutLifecyclePolicy", {"repositoryName": name, "lifecyclePolicyText": text})
+
+
+def policy_arn(account_id: str, name: str) -> str:
+    return f"arn:aws:iam::{account_id}:policy/{name}"
+
+
+def managed_policy_arn(name: str) -> str:
+    return f"arn:aws:iam::aws:policy/{name}"
+
+
+# --- Permissions ------------------------------------------------------------------------------
+
+# S3 names a few IAM actions differently from the API operations they authorise.
+_ACTION_NAMES = {
+    ("s3", "ListBuckets"): "s3:ListAllMyBuckets",
+    ("s3", "GetPublicAccessBlock"): "s3:GetBucketPublicAccessBlock",
+    ("s3", "PutPublicAccessBlock"): "s3:PutBucketPublicAccessBlock",
+    ("s3", "GetBucketCors"): "s3:GetBucketCORS",
+    ("s3", "PutBucketCors"): "s3:PutBucketCORS",
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """An AWS operation a step may call, and what IAM must allow for it."""
+
+    service: str
+    name: str
+    also: tuple[str, ...] = ()  # IAM actions the call needs besides its own (tagging on create)
+    condition: tuple = ()  # ((operator, key, values), …): the statement allowing it is conditioned
+
+    @property
+    def action(self) -> str:
+        return _ACTION_NAMES.get((self.service, self.name), f"{self.service}:{self.name}")
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        return (self.action, *self.also)
+
+
+def ops(service: str, *names: str, **kwargs) -> tuple[Operation, ...]:
+    return tuple(Operation(service, name, **kwargs) for name in names)
+
+
+# --- Declarations -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Publish:
+    """A value a step's outputs give the run's summary: summary[field] = outputs[output]."""
+
+    field: str
+    output: str
+    label: str
+    many: bool = False  # one value per instance (the team), a list in the summary
+
+
+@dataclass(frozen=True)
+class ResourceRecord:
+    """What a step's resource is called in the admin and the ledger, and which output names it."""
+
+    label: str
+    name_output: str
+    arn_output: str = "arn"
+
+
+def _no_documents(params: dict) -> dict:
+    return {}
+
+
+def _no_calls(params: dict) -> list[ApiCall]:
+    return []
+
+
+def _no_reminders(params: dict) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class StepKind:
+    key: str  # "iam.group"; the steps of a kind with many instances are "team.member:<instance>"
+    branch: str
+    title: Callable[[dict], str]
+    instances: Callable[[Spec], list[dict]]  # each instance's parameters; [] leaves the step out
+    after: tuple[str, ...] = ("preflight",)  # kinds whose steps come first
+    instance_id: Callable[[dict], str] | None = None  # for kinds with many instances
+    calls: Callable[[dict], list[ApiCall]] = _no_calls  # the write calls of the create path
+    documents: Callable[[dict], dict] = _no_documents
+    operations: tuple[Operation, ...] = ()
+    resource: ResourceRecord | None = None
+    publishes: tuple[Publish, ...] = ()
+    reminders: Callable[[dict], list[str]] = _no_reminders
+
+    def step_key(self, params: dict) -> str:
+        return f"{self.key}:{self.instance_id(params)}" if self.instance_id else self.key
+
+
+class Registry:
+    """The step kinds, in plan order (a kind comes after the kinds it waits for)."""
+
+    def __init__(self, kinds: Iterable[StepKind], extra_operations: Iterable[Operation] = ()):
+        self.kinds = tuple(kinds)
+        self._by_key = {kind.key: kind for kind in self.kinds}
+        # Calls Onramp makes in the account outside any step (the connection check reads the role's version).
+        self.extra_operations = tuple(extra_operations)
+
+    def kind_of(self, step_key: str) -> StepKind:
+        return self._by_key[step_key.split(":", 1)[0]]
+
+    def operations(self) -> list[Operation]:
+        seen: dict[tuple, Operation] = {}
+        for operation in (*self.extra_operations, *(op for kind in self.kinds for op in kind.operations)):
+            seen.setdefault((operation.service, operation.name, operation.condition), operation)
+        return list(seen.values())
+
+    def publishes(self) -> list[Publish]:
+        return [publish for kind in self.kinds for publish in kind.publishes]
+
+    def resources(self) -> list[tuple[StepKind, ResourceRecord]]:
+        return [(kind, kind.resource) for kind in self.kinds if kind.resource is not None]
+
+
+# --- Onramp's steps ---------------------------------------------------------------------------
+
+BILLING_REMINDER = (
+    "IAM access to the Billing console must be switched on once by the account owner "
+    "(root user → Account → IAM user and role access to Billing information). No API can do it."
+)
+
+
+def _media_params(spec: Spec) -> dict:
+    name = documents.media_policy_name(scope=spec.media_scope, bucket=spec.bucket)
+    return {
+        "user": spec.app_name,
+        "scope": spec.media_scope,
+        "bucket": spec.bucket,
+        "name": name,
+        "arn": policy_arn(spec.account_id, name),
+    }
+
+
+def _media_document(params: dict) -> dict:
+    return documents.media_policy_document(scope=params["scope"], bucket=params["bucket"])
+
+
+def member_params(member: TeamMember, spec: Spec) -> dict:
+    return {
+        "email": member.email,
+        "role": member.role,
+        "policy": member.policy,
+        "console": member.console,
+        "sign_in_url": documents.sign_in_url(account_id=spec.account_id, alias=spec.account_alias),
+    }
+
+
+def member_policies(params: dict) -> list[str]:
+    """The AWS managed policies a member's user gets: their role's, and the right to change the password
+    AWS makes them change at first sign-in (a member's own policy may not include it)."""
+    policies = list(TeamMember(email=params["email"], role=params["role"], policy=params["policy"]).policies)
+    if params["console"] and CHANGE_PASSWORD_POLICY not in policies:
+        policies.append(CHANGE_PASSWORD_POLICY)
+    return policies
+
+
+def _member_calls(params: dict) -> list[ApiCall]:
+    user = params["email"]
+    calls = [create_user(user)]
+    calls += [attach_user_policy(user, managed_policy_arn(policy)) for policy in member_policies(params)]
+    if params["console"]:
+        calls.append(create_login_profile(user))
+    return calls
+
+
+def _member_title(params: dict) -> str:
+    member = TeamMember(email=params["email"], role=params["role"], policy=params["policy"])
+    role = "tech lead" if member.is_tech_lead else "member"
+    policies = f" ({', '.join(member.policies)})" if member.policies else ""
+    console = "console access" if params["console"] else "no console access"
+    return f"Team {role} {params['email']}{policies}, {console}"
+
+
+PREFLIGHT = StepKind(
+    key="preflight",
+    branch="preflight",
+    title=lambda p: "Reach the account and check who Onramp is there",
+    instances=lambda spec: [{"account_id": spec.account_id}],
+    after=(),
+    operations=ops("sts", "GetCallerIdentity"),
+)
+ACCOUNT_ALIAS = StepKind(
+    key="account.alias",
+    branch="account",
+    title=lambda p: f"Set the sign-in alias {p['alias']}",
+    instances=lambda spec: [{"alias": spec.account_alias}] if spec.account_alias else [],
+    calls=lambda p: [create_account_alias(p["alias"])],
+    operations=ops("iam", "ListAccountAliases", "CreateAccountAlias"),
+    resource=ResourceRecord("Account alias", "alias", arn_output=""),
+)
+GROUP = StepKind(
+    key="iam.group",
+    branch="iam",
+    title=lambda p: f"Group {p['group']}",
+    instances=lambda spec: [{"group": spec.group_name}],
+    calls=lambda p: [create_group(p["group"])],
+    operations=ops("iam", "CreateGroup", "GetGroup"),
+    resource=ResourceRecord("IAM group", "group"),
+    publishes=(Publish("group", "arn", "Group"),),
+)
+APP_USER = StepKind(
+    key="iam.app_user",
+    branch="iam",
+    title=lambda p: f"App user {p['user']} in {p['group']}",
+    instances=lambda spec: [{"user": spec.app_name, "group": spec.group_name}],
+    after=("iam.group",),
+    calls=lambda p: [create_user(p["user"]), add_user_to_group(p["user"], p["group"])],
+    operations=(
+        *ops("iam", "CreateUser", also=("iam:TagUser",)),
+        *ops("iam", "GetUser", "ListGroupsForUser", "AddUserToGroup"),
+    ),
+    resource=ResourceRecord("IAM user (app)", "user"),
+    publishes=(Publish("app_user", "arn", "App user"),),
+)
+MEDIA_POLICY = StepKind(
+    key="iam.media_policy",
+    branch="iam",
+    title=lambda p: f"Policy {p['name']}, attached to {p['user']}",
+    instances=lambda spec: [_media_params(spec)],
+    after=("iam.app_user",),
+    calls=lambda p: [create_policy(p["name"], _media_document(p)), attach_user_policy(p["user"], p["arn"])],
+    documents=lambda p: {"policy": _media_document(p)},
+    operations=(
+        *ops("iam", "CreatePolicy", also=("iam:TagPolicy",)),
+        *ops(
+            "iam",
+            "GetPolicy",
+            "GetPolicyVersion",
+            "ListPolicyVersions",
+            "CreatePolicyVersion",
+            "DeletePolicyVersion",
+            "ListAttachedUserPolicies",
+            "AttachUserPolicy",
+        ),
+    ),
+    resource=ResourceRecord("IAM policy", "policy"),
+    publishes=(Publish("policy", "arn", "Policy"),),
+)
+ACCESS_KEY = StepKind(
+    key="iam.access_key",
+    branch="iam",
+    title=lambda p: f"Access key for {p['user']}",
+    instances=lambda spec: [{"user": spec.app_name, "region": spec.region, "bucket": spec.bucket}],
+    after=("iam.media_policy",),
+    calls=lambda p: [create_access_key(p["user"])],
+    # Update and Delete: "Issue a new key" retires the old key.
+    operations=ops("iam", "ListAccessKeys", "CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey"),
+    resource=ResourceRecord("Access key", "access_key_id", arn_output=""),
+    publishes=(Publish("access_key_id", "access_key_id", "Access key id"),),
+)
+TEAM_MEMBER = StepKind(
+    key="team.member",
+    branch="team",
+    title=_member_title,
+    instances=lambda spec: [member_params(member, spec) for member in spec.team],
+    instance_id=lambda p: p["email"],
+    calls=_member_calls,
+    operations=(
+        *ops("iam", "CreateUser", also=("iam:TagUser",)),
+        *ops(
+            "iam",
+            "GetUser",
+            "ListAttachedUserPolicies",
+            "AttachUserPolicy",
+            "GetLoginProfile",
+            "CreateLoginProfile",
+            "UpdateLoginProfile",
+            "DeleteLoginProfile",
+        ),
+    ),
+    resource=ResourceRecord("IAM user (team)", "user"),
+    publishes=(Publish("team", "arn", "Team user", many=True),),
+    reminders=lambda p: [BILLING_REMINDER] if p["role"] == MemberRole.TECH_LEAD else [],
+)
+BUCKET = StepKind(
+    key="s3.bucket",
+    branch="s3",
+    title=lambda p: f"Private bucket {p['bucket']} in {p['region']}, ACLs off",
+    instances=lambda spec: [{"bucket": spec.bucket, "region": spec.region}],
+    calls=lambda p: [create_bucket(p["bucket"], p["region"])],
+    operations=ops(
+        "s3",
+        "ListBuckets",
+        "CreateBucket",
+        "GetBucketLocation",
+        "GetBucketOwnershipControls",
+        "PutBucketOwnershipControls",
+    ),
+    resource=ResourceRecord("S3 bucket", "bucket"),
+    publishes=(Publish("bucket", "arn", "Bucket"),),
+)
+PUBLIC_ACCESS_BLOCK = StepKind(
+    key="s3.public_access_block",
+    branch="s3",
+    title=lambda p: "Block Public Access (all four flags)",
+    instances=lambda spec: [{"bucket": spec.bucket}],
+    after=("s3.bucket",),
+    calls=lambda p: [put_public_access_block(p["bucket"])],
+    documents=lambda p: {"public_access_block": documents.public_access_block_document()},
+    operations=ops("s3", "GetPublicAccessBlock", "PutPublicAccessBlock"),
+)
+CORS = StepKind(
+    key="s3.cors",
+    branch="s3",
+    title=lambda p: f"CORS: GET from anywhere, uploads from {p['origin']}",
+    instances=lambda spec: [{"bucket": spec.bucket, "origin": spec.app_origin}],
+    after=("s3.public_access_block",),
+    calls=lambda p: [put_bucket_cors(p["bucket"], p["origin"])],
+    documents=lambda p: {"cors": documents.cors_document(app_origin=p["origin"])},
+    operations=ops("s3", "GetBucketCors", "PutBucketCors"),
+)
+REPOSITORY = StepKind(
+    key="ecr.repository",
+    branch="ecr",
+    title=lambda p: f"ECR repository {p['repository']}, scanned on push",
+    instances=lambda spec: [{"repository": spec.ecr_repository}],
+    calls=lambda p: [create_repository(p["repository"])],
+    operations=(
+        *ops("ecr", "CreateRepository", also=("ecr:TagResource",)),
+        *ops("ecr", "DescribeRepositories"),
+    ),
+    resource=ResourceRecord("ECR repository", "repository"),
+    publishes=(Publish("repository_uri", "uri", "Repository"),),
+)
+LIFECYCLE = StepKind(
+    key="ecr.lifecycle",
+    branch="ecr",
+    title=lambda p: f"ECR lifecycle policy ({len(documents.lifecycle_policy_document()['rules'])} rules)",
+    instances=lambda spec: [{"repository": spec.ecr_repository}],
+    after=("ecr.repository",),
+    calls=lambda p: [put_lifecycle_policy(p["repository"])],
+    documents=lambda p: {"lifecycle_policy": documents.lifecycle_policy_document()},
+    operations=ops("ecr", "GetLifecyclePolicy", "PutLifecyclePolicy"),
+)
+
+REGISTRY = Registry(
+    (
+        PREFLIGHT,
+        ACCOUNT_ALIAS,
+        GROUP,
+        APP_USER,
+        MEDIA_POLICY,
+        ACCESS_KEY,
+        TEAM_MEMBER,
+        BUCKET,
+        PUBLIC_ACCESS_BLOCK,
+        CORS,
+        REPOSITORY,
+        LIFECYCLE,
+    )
+)
+
+
+def source_identity_for(username: str) -> str:
+    """The person's name as AWS accepts a SourceIdentity: 2 to 64 of ASCII letters, digits and _+=,.@-
+    (STS's rule). Accents are dropped (josé.muñoz -> jose.munoz), anything else becomes "-"; the
+    same name always gives the same identity."""
+    ascii_name = unicodedata.normalize("NFKD", username).encode("ascii", "ignore").decode()
+    cleaned = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_+=,.@-") else "-" for ch in ascii_name)[:64]
+    return cleaned if len(cleaned) >= 2 else f"user-{cleaned}"[:64]

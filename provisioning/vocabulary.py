@@ -1,0 +1,30 @@
+"""The words Onramp's spec, models, forms and templates share, written once.
+
+Imports nothing of the project, so the models (and anything else) may import it.
+"""
+
+from django.db import models
+
+
+class Access(models.TextChoices):
+    """How Onramp reaches a customer's account."""
+
+    ROLE = "role", "Assume a role with an external id (recommended)"
+    KEYS = "keys", "An IAM user's access keys given by the customer"
+
+
+class MemberRole(models.TextChoices):
+    TECH_LEAD = "tech_lead", "Tech lead (AdministratorAccess + Billing)"
+    MEMBER = "member", "Member"
+
+
+class MediaScope(models.TextChoices):
+    """What the app user's MediaManagement policy covers."""
+
+    BUCKET = "bucket", "This bucket only (least privilege)"
+    ALL = "all", "Every bucket in the account, as the runbook has it"
+
+
+# The tag Onramp puts on what it creates (where AWS allows tags), and what the role's delete
+# permissions are conditioned on.
+MANAGED_BY_TAG = ("managed-by", "onramp")
