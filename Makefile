@@ -28,11 +28,13 @@ test: system-deps services $(VENV_DEV)
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/bandit -q -r portal provisioning -ll
+	.venv/bin/lint-imports --no-cache
 	.venv/bin/pytest
 
 lint: $(VENV_DEV)
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports --no-cache
 
 ## Debian packages the tests need (Chromium for the browser tests).
 system-deps:

@@ -59,7 +59,9 @@ def access_policy_document(registry: Registry = REGISTRY) -> dict:
     }
 
 
-def cloudformation_template(*, customer_name: str, portal_account_id: str, external_id: str) -> dict:
+def cloudformation_template(
+    *, customer_name: str, portal_account_id: str, external_id: str, registry: Registry = REGISTRY
+) -> dict:
     """A CloudFormation template (JSON) that creates the role Onramp assumes, in one step."""
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
@@ -82,7 +84,9 @@ def cloudformation_template(*, customer_name: str, portal_account_id: str, exter
                     "AssumeRolePolicyDocument": trust_policy_document(
                         portal_account_id=portal_account_id, external_id=external_id
                     ),
-                    "Policies": [{"PolicyName": "OnrampOnboarding", "PolicyDocument": access_policy_document()}],
+                    "Policies": [
+                        {"PolicyName": "OnrampOnboarding", "PolicyDocument": access_policy_document(registry)}
+                    ],
                     "Tags": [{"Key": "managed-by", "Value": "onramp"}],
                 },
             }

@@ -127,6 +127,77 @@ def _add_error(form: forms.Form, field: str | None, message: str) -> None:
     form.add_error(field, message)
 
 
+def _team_rows(formset) -> tuple[list[dict], list[forms.Form]]:
+    """The team members typed, and the row each came from (an empty row is left out: the formset always
+    offers one)."""
+    members, member_forms = [], []
+    for member_form in formset.forms:
+        cd = getattr(member_form, "cleaned_data", None) or {}
+        if not (cd.get("email") or member_form.errors) or cd.get("DELETE"):
+            continue
+        members.append(
+            {
+                "email": cd.get("email", ""),
+                "role": cd.get("role", ""),
+                "policy": cd.get("policy", ""),
+                "console": bool(cd.get("console")),
+            }
+        )
+        member_forms.append(member_form)
+    return members, member_forms
+
+
+def _check_customer(form: OnboardingForm, data: dict) -> None:
+    """One customer per account: the one picked owns the account id, and a new one takes no known account."""
+    customer = form.cleaned_data.get("customer")
+    if customer is None and "customer" not in form.errors and not form.cleaned_data.get("new_customer_name"):
+        _add_error(form, "new_customer_name", "Pick a customer or name a new one.")
+    if customer is not None and data["account_id"] and customer.aws_account_id != data["account_id"]:
+        _add_error(form, "account_id", f"{customer.name}'s AWS account is {customer.aws_account_id}.")
+    if customer is None and data["account_id"]:
+        other = Customer.objects.filter(aws_account_id=data["account_id"]).first()
+        if other is not None:
+            _add_error(form, "account_id", f"This account belongs to the customer {other.name}: pick it above.")
+
+
+def _check_keys(form: OnboardingForm, kept_key_id: str) -> None:
+    """With the customer's IAM user keys: both the id and its secret, unless stored or kept in the draft."""
+    customer = form.cleaned_data.get("customer")
+    has_stored = customer is not None and customer.has_stored_keys
+    key_id = form.cleaned_data.get("access_key_id", "")
+    secret = form.cleaned_data.get("secret_access_key", "")
+    if key_id and key_id == kept_key_id:
+        secret = secret or "kept"
+    if not has_stored and not (key_id and secret):
+        _add_error(form, "access_key_id", "Enter the IAM user's access key id and secret, or use a role.")
+    elif bool(key_id) != bool(secret):
+        _add_error(form, "secret_access_key", "Enter both the access key id and its secret.")
+
+
+def _place_spec_errors(form: OnboardingForm, formset, member_forms: list, errors: dict[str, list[str]]) -> None:
+    """Each of the spec's messages next to the field it is about (team.N.field on the member's row)."""
+    for name, messages in errors.items():
+        target, field = form, None
+        if name.startswith("team."):
+            parts = name.split(".")
+            index = int(parts[1]) if parts[1].isdigit() else -1
+            if not 0 <= index < len(member_forms):
+                formset._non_form_errors.extend(messages)
+                continue
+            target, field = member_forms[index], (parts[2] if len(parts) > 2 else None)
+        elif name == "customer":
+            if "customer" in form.errors:
+                continue
+            field = "new_customer_name"
+        elif name in form.fields:
+            field = name
+        elif name == "team":
+            formset._non_form_errors.extend(messages)
+            continue
+        for message in messages[:1] if field else messages:
+            _add_error(target, field, message)
+
+
 def onboarding_validate(form: OnboardingForm, formset, *, kept_key_id: str = "") -> Spec | None:
     """Run the spec's validator over the form and the formset; put each message next to its field.
 
@@ -137,64 +208,14 @@ def onboarding_validate(form: OnboardingForm, formset, *, kept_key_id: str = "")
     form.is_valid()
     formset.is_valid()
     data = form.spec_data()
-    members, member_forms = [], []
-    for member_form in formset.forms:
-        cd = getattr(member_form, "cleaned_data", None) or {}
-        if not (cd.get("email") or member_form.errors) or cd.get("DELETE"):
-            continue  # an empty row: the formset always offers one
-        members.append(
-            {
-                "email": cd.get("email", ""),
-                "role": cd.get("role", ""),
-                "policy": cd.get("policy", ""),
-                "console": bool(cd.get("console")),
-            }
-        )
-        member_forms.append(member_form)
-    data["team"] = members
-    customer = form.cleaned_data.get("customer")
-    if customer is None and "customer" not in form.errors and not form.cleaned_data.get("new_customer_name"):
-        _add_error(form, "new_customer_name", "Pick a customer or name a new one.")
-    if customer is not None and data["account_id"] and customer.aws_account_id != data["account_id"]:
-        _add_error(form, "account_id", f"{customer.name}'s AWS account is {customer.aws_account_id}.")
-    if customer is None and data["account_id"]:
-        other = Customer.objects.filter(aws_account_id=data["account_id"]).first()
-        if other is not None:
-            _add_error(form, "account_id", f"This account belongs to the customer {other.name}: pick it above.")
+    data["team"], member_forms = _team_rows(formset)
+    _check_customer(form, data)
     if data["access"] == Access.KEYS:
-        has_stored = customer is not None and customer.has_stored_keys
-        key_id = form.cleaned_data.get("access_key_id", "")
-        secret = form.cleaned_data.get("secret_access_key", "")
-        if key_id and key_id == kept_key_id:
-            secret = secret or "kept"
-        if not has_stored and not (key_id and secret):
-            _add_error(form, "access_key_id", "Enter the IAM user's access key id and secret, or use a role.")
-        elif bool(key_id) != bool(secret):
-            _add_error(form, "secret_access_key", "Enter both the access key id and its secret.")
+        _check_keys(form, kept_key_id)
     try:
         spec = spec_parse(data)
     except SpecError as exc:
-        for name, messages in exc.errors.items():
-            target, field = form, None
-            if name.startswith("team."):
-                parts = name.split(".")
-                index = int(parts[1]) if parts[1].isdigit() else -1
-                if 0 <= index < len(member_forms):
-                    target, field = member_forms[index], (parts[2] if len(parts) > 2 else None)
-                else:
-                    formset._non_form_errors.extend(messages)
-                    continue
-            elif name == "customer":
-                if "customer" in form.errors:
-                    continue
-                field = "new_customer_name"
-            elif name in form.fields:
-                field = name
-            elif name == "team":
-                formset._non_form_errors.extend(messages)
-                continue
-            for message in messages[:1] if field else messages:
-                _add_error(target, field, message)
+        _place_spec_errors(form, formset, member_forms, exc.errors)
         return None
     if form.errors or formset.non_form_errors() or any(f.errors for f in formset.forms):
         return None

@@ -11,6 +11,7 @@ Pure data and pure functions: the plan imports this module and reaches no AWS co
 that carry a step out are bound to its key in provisioning.steps (EXECUTORS).
 """
 
+import hashlib
 import json
 import re
 import unicodedata
@@ -432,7 +433,6 @@ TEAM_MEMBER = StepKind(
             "AttachUserPolicy",
             "GetLoginProfile",
             "CreateLoginProfile",
-            "UpdateLoginProfile",
             "DeleteLoginProfile",
         ),
     ),
@@ -521,8 +521,11 @@ REGISTRY = Registry(
 
 def source_identity_for(username: str) -> str:
     """The person's name as AWS accepts a SourceIdentity: 2 to 64 of ASCII letters, digits and _+=,.@-
-    (STS's rule). Accents are dropped (josé.muñoz -> jose.munoz), anything else becomes "-"; the
-    same name always gives the same identity."""
+    (STS's rule). Accents are dropped (josé.muñoz -> jose.munoz), other characters become "-"; a name
+    with too little left (Дмитрий) becomes "user-" and a digest of it. The same name always gives the
+    same identity."""
     ascii_name = unicodedata.normalize("NFKD", username).encode("ascii", "ignore").decode()
-    cleaned = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_+=,.@-") else "-" for ch in ascii_name)[:64]
-    return cleaned if len(cleaned) >= 2 else f"user-{cleaned}"[:64]
+    cleaned = "".join(ch if ch.isalnum() or ch in "_+=,.@-" else "-" for ch in ascii_name)[:64]
+    if len(cleaned.strip("-")) >= 2:
+        return cleaned
+    return "user-" + hashlib.sha256(username.encode()).hexdigest()[:12]

@@ -199,6 +199,17 @@ def run_summary(*, spec: Spec, steps: dict[str, StepRun], registry: Registry = R
     return summary
 
 
+def run_summary_rows(summary: dict, *, registry: Registry = REGISTRY) -> list[tuple[str, str]]:
+    """The summary as (label, value) rows to show, in the declarations' order."""
+    rows = [("Sign-in URL", summary.get("sign_in_url", ""))]
+    for publish in registry.publishes():
+        values = summary.get(publish.field)
+        for value in values if publish.many else [values]:
+            if value:
+                rows.append((publish.label, str(value)))
+    return rows
+
+
 def _run_finish(run: Run, steps: dict[str, StepRun]) -> None:
     """Every step has finished: the run succeeded if each is done, and says what exists now."""
     ok = all(s.state in StepRun.DONE for s in steps.values())

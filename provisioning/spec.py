@@ -284,37 +284,41 @@ def _parse_member(index: int, raw, errors: dict) -> TeamMember | None:
     return TeamMember(email=email, role=role, policy=policy, console=console)
 
 
-def spec_parse(data) -> Spec:
-    """Validate raw spec data (from JSON or a form) and return a Spec, or raise SpecError."""
-    if not isinstance(data, dict):
-        raise SpecError({"spec": ["The spec is a JSON object."]})
-    errors: dict[str, list[str]] = {}
-    unknown = sorted(str(k) for k in data if k not in _FIELDS)
-    if unknown:
-        errors["spec"] = [f"Unknown field(s): {', '.join(unknown)[:300]}."]
-    values = {name: _text(data, name, errors) for name in _FIELDS - {"team"}}
+# Each named field's validator, run when the field has a value.
+_VALIDATORS = {
+    "account_id": validate_account_id,
+    "region": validate_region,
+    "app_name": validate_iam_user_name,
+    "bucket": validate_bucket_name,
+    "app_origin": validate_origin,
+    "ecr_repository": validate_ecr_name,
+    "account_alias": validate_account_alias,
+}
+
+
+def _parse_fields(data: dict, errors: dict) -> dict:
+    """Every text field, checked; defaults filled in."""
+    v = {name: _text(data, name, errors) for name in FIELDS if name != "team"}
     for name in _REQUIRED:
-        if not values[name] and name not in errors:
+        if not v[name] and name not in errors:
             errors.setdefault(name, []).append("This field is required.")
-    v = values
     v["customer"] = v["customer"][:200]
-    if v["account_id"]:
-        _check(errors, "account_id", validate_account_id, v["account_id"])
-    if v["region"]:
-        _check(errors, "region", validate_region, v["region"])
-    if v["app_name"]:
-        _check(errors, "app_name", validate_iam_user_name, v["app_name"])
-    if v["bucket"]:
-        _check(errors, "bucket", validate_bucket_name, v["bucket"])
+    for name, validator in _VALIDATORS.items():
+        if v[name]:
+            _check(errors, name, validator, v[name])
     if v["app_origin"]:
-        _check(errors, "app_origin", validate_origin, v["app_origin"])
         v["app_origin"] = normalize_origin(v["app_origin"])
-    if v["ecr_repository"]:
-        _check(errors, "ecr_repository", validate_ecr_name, v["ecr_repository"])
-    if v["account_alias"]:
-        _check(errors, "account_alias", validate_account_alias, v["account_alias"])
     v["group_name"] = v["group_name"] or "Apps"
     _check(errors, "group_name", validate_group_name, v["group_name"])
+    v["media_scope"] = v["media_scope"] or MediaScope.BUCKET
+    if v["media_scope"] not in MediaScope.values:
+        errors.setdefault("media_scope", []).append("The MediaManagement scope is bucket (this bucket only) or all.")
+    _parse_access(v, errors)
+    return v
+
+
+def _parse_access(v: dict, errors: dict) -> None:
+    """How Onramp reaches the account: a role needs its ARN (in the spec's account) and external id."""
     v["access"] = v["access"] or Access.ROLE
     if v["access"] not in Access.values:
         errors.setdefault("access", []).append(
@@ -331,20 +335,18 @@ def spec_parse(data) -> Spec:
             errors.setdefault("external_id", []).append("Enter the external id of the role's trust policy.")
         else:
             _check(errors, "external_id", validate_external_id, v["external_id"])
-    v["media_scope"] = v["media_scope"] or MediaScope.BUCKET
-    if v["media_scope"] not in MediaScope.values:
-        errors.setdefault("media_scope", []).append("The MediaManagement scope is bucket (this bucket only) or all.")
 
-    raw_team = data.get("team", [])
-    team: list[TeamMember] = []
+
+def _parse_team(raw_team, app_name: str, errors: dict) -> tuple[TeamMember, ...]:
     if raw_team is None:
         raw_team = []
     if not isinstance(raw_team, list):
         errors.setdefault("team", []).append("The team is a list of members.")
-        raw_team = []
-    elif len(raw_team) > MAX_TEAM:
+        return ()
+    if len(raw_team) > MAX_TEAM:
         errors.setdefault("team", []).append(f"At most {MAX_TEAM} team members per onboarding.")
-        raw_team = []
+        return ()
+    team: list[TeamMember] = []
     seen: set[str] = set()
     for index, raw in enumerate(raw_team):
         member = _parse_member(index, raw, errors)
@@ -352,17 +354,29 @@ def spec_parse(data) -> Spec:
             continue
         if member.email in seen:
             errors.setdefault(f"team.{index}.email", []).append("This email is already in the team.")
-            continue
-        if member.email == v["app_name"].lower():
+        elif member.email == app_name.lower():
             errors.setdefault(f"team.{index}.email", []).append("This email is the app's IAM user name.")
-            continue
-        seen.add(member.email)
-        team.append(member)
+        else:
+            seen.add(member.email)
+            team.append(member)
+    return tuple(team)
+
+
+def spec_parse(data) -> Spec:
+    """Validate raw spec data (from JSON or a form) and return a Spec, or raise SpecError."""
+    if not isinstance(data, dict):
+        raise SpecError({"spec": ["The spec is a JSON object."]})
+    errors: dict[str, list[str]] = {}
+    unknown = sorted(str(k) for k in data if k not in _FIELDS)
+    if unknown:
+        errors["spec"] = [f"Unknown field(s): {', '.join(unknown)[:300]}."]
+    values = _parse_fields(data, errors)
+    team = _parse_team(data.get("team", []), values["app_name"], errors)
     if errors:
         raise SpecError(errors)
-    if v["access"] == Access.KEYS:
-        v["role_arn"] = v["external_id"] = ""
-    return Spec(team=tuple(team), **{name: v[name] for name in _FIELDS - {"team"}})
+    if values["access"] == Access.KEYS:
+        values["role_arn"] = values["external_id"] = ""
+    return Spec(team=team, **values)
 
 
 def spec_from_json(data: dict) -> Spec:

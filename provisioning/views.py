@@ -27,7 +27,7 @@ from provisioning.permissions import (
 from provisioning.plan import plan_branches, plan_build, plan_transcript
 from provisioning.registry import source_identity_for
 from provisioning.rotation import RotationError, access_key_rotate_finish, access_key_rotate_start
-from provisioning.runs import RunConflict, RunStateError, run_cancel, run_retry
+from provisioning.runs import RunConflict, RunStateError, run_cancel, run_retry, run_summary_rows
 from provisioning.spec import SpecError
 
 DRAFT = "onboarding_draft"
@@ -204,6 +204,7 @@ def _run_context(request, run: Run) -> dict:
     return {
         "run": run,
         "steps": steps,
+        "summary_rows": run_summary_rows(run.summary) if run.summary else [],
         "done_count": sum(1 for s in steps if s.state in ("succeeded", "adopted")),
         "manage": manage,
         "credentials": credentials,
@@ -229,13 +230,12 @@ def run_live(request, run_id):
     return render(request, "provisioning/_run_live.html", _run_context(request, run))
 
 
-@portal_user_required
-@require_POST
-def run_retry_view(request, run_id):
+def _run_action(request, run_id, action, done: str):
+    """Retry or cancel: only the run's starter or an Admin; the outcome said in a message."""
     run = get_run_for_user(request, run_id, manage=True)
     try:
-        run_retry(run=run, user=request.user)
-        messages.success(request, "Retrying the failed steps.")
+        action(run=run, user=request.user)
+        messages.success(request, done)
     except (RunStateError, RunConflict) as exc:
         messages.error(request, str(exc))
     return redirect("run_detail", run_id=run.pk)
@@ -243,14 +243,16 @@ def run_retry_view(request, run_id):
 
 @portal_user_required
 @require_POST
+def run_retry_view(request, run_id):
+    return _run_action(request, run_id, run_retry, "Retrying the failed steps.")
+
+
+@portal_user_required
+@require_POST
 def run_cancel_view(request, run_id):
-    run = get_run_for_user(request, run_id, manage=True)
-    try:
-        run_cancel(run=run, user=request.user)
-        messages.success(request, "Run cancelled. Steps already running finish their current AWS call.")
-    except RunStateError as exc:
-        messages.error(request, str(exc))
-    return redirect("run_detail", run_id=run.pk)
+    return _run_action(
+        request, run_id, run_cancel, "Run cancelled. Steps already running finish their current AWS call."
+    )
 
 
 def _no_store(response: HttpResponse) -> HttpResponse:

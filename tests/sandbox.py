@@ -53,7 +53,7 @@ class Sandbox:
 
     def reset(self) -> None:
         request = urllib.request.Request(self.url + "/moto-api/reset", method="POST")  # noqa: S310
-        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310
+        urllib.request.urlopen(request, timeout=60).close()  # noqa: S310 (a loaded machine resets slowly)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -60,8 +60,11 @@ def test_a_full_onboarding_creates_exactly_the_runbooks_resources(worker, alice,
     }
     # Every console user may change the password AWS makes them change at first sign-in.
     assert lead == {"AdministratorAccess", "Billing", "IAMUserChangePassword"}
-    profile = iam.get_login_profile(UserName="lead@agency.example")["LoginProfile"]
-    assert profile["PasswordResetRequired"] is True
+    iam.get_login_profile(UserName="lead@agency.example")
+    # One password write, asking for a reset at first sign-in (lenient moto ignores the flag on create).
+    (create,) = AuditEvent.objects.filter(run=run, action="aws.iam.CreateLoginProfile")
+    assert create.details["params"]["PasswordResetRequired"] is True
+    assert not AuditEvent.objects.filter(run=run, action="aws.iam.UpdateLoginProfile").exists()
     dev = [p["PolicyName"] for p in iam.list_attached_user_policies(UserName="dev@agency.example")["AttachedPolicies"]]
     assert dev == ["ReadOnlyAccess"]
     with pytest.raises(ClientError):

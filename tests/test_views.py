@@ -130,7 +130,9 @@ def test_a_valid_form_leads_to_the_preview_of_every_step_in_order(client, alice)
     assert "--external-id acme-external-id-0123456789 --source-identity alice" in commands[0]
     assert commands[1] == "aws sts get-caller-identity --region us-west-2"
     assert commands[2:] == [line for step in planned for line in step.cli]
-    assert any(c.startswith("aws s3api create-bucket --bucket acme-app-media --create-bucket-configuration") for c in commands)
+    assert any(
+        c.startswith("aws s3api create-bucket --bucket acme-app-media --create-bucket-configuration") for c in commands
+    )
 
 
 @pytest.mark.django_db

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 
+from provisioning import vault
 from provisioning.aws import AwsAccount, settle
 from provisioning.registry import ApiCall
 
@@ -23,6 +24,20 @@ class StepContext:
         if settling:
             return settle(lambda: self.account.send(call, **generated))
         return self.account.send(call, **generated)
+
+    def seal(self, *, secret: str, kind: str, user_name: str, **about):
+        """Seal a secret AWS just generated, for the person who started the run (provisioning.vault)."""
+        run = self.run
+        return vault.credential_seal(
+            secret=secret,
+            run=run,
+            step=self.step,
+            customer=run.customer,
+            issued_to=run.started_by,
+            kind=kind,
+            user_name=user_name,
+            **about,
+        )
 
     def outputs_of(self, key: str) -> dict:
         return self.run.steps.get(key=key).outputs

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from botocore.exceptions import ClientError
 from django.utils import timezone
 
-from provisioning import documents, registry, vault
+from provisioning import documents, registry
 from provisioning.aws import error_code, error_translate
 from provisioning.errors import StepFailed
 from provisioning.models import Credential
@@ -182,12 +182,8 @@ def access_key(ctx: StepContext, params: dict) -> StepResult:
             )
         ctx.remember(key_requested_at=timezone.now().isoformat())
         created = ctx.send(registry.create_access_key(user), settling=ctx.created_by_run("iam.app_user"))["AccessKey"]
-        credential = vault.credential_seal(
+        credential = ctx.seal(
             secret=created.pop("SecretAccessKey"),
-            run=ctx.run,
-            step=ctx.step,
-            customer=ctx.run.customer,
-            issued_to=ctx.run.started_by,
             kind=Credential.Kind.ACCESS_KEY,
             user_name=user,
             access_key_id=created["AccessKeyId"],
@@ -260,14 +256,8 @@ def _console_password(ctx: StepContext, params: dict, iam, *, new_user: bool) ->
     ctx.remember(login_profile_requested=True)
     password = generate_password()
     ctx.send(registry.create_login_profile(email), settling=new_user, Password=password)
-    # The sandbox ignores PasswordResetRequired on create; setting it again shows what AWS does.
-    iam.update_login_profile(UserName=email, Password=password, PasswordResetRequired=True)
-    credential = vault.credential_seal(
+    credential = ctx.seal(
         secret=password,
-        run=ctx.run,
-        step=ctx.step,
-        customer=ctx.run.customer,
-        issued_to=ctx.run.started_by,
         kind=Credential.Kind.CONSOLE_PASSWORD,
         user_name=email,
         sign_in_url=params["sign_in_url"],

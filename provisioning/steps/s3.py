@@ -17,14 +17,23 @@ def bucket_region(s3, bucket: str) -> str:
     return _LEGACY_LOCATIONS.get(location, location)
 
 
-def _ownership(s3, bucket: str) -> str:
+def _read(call, *, missing: str, default):
+    """A bucket's configuration, or `default` when AWS answers that it has none (`missing`)."""
     try:
-        rules = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"]
+        return call()
     except ClientError as exc:
-        if error_code(exc) != "OwnershipControlsNotFoundError":
+        if error_code(exc) != missing:
             raise
-        return ""
-    return rules[0].get("ObjectOwnership", "") if rules else ""
+        return default
+
+
+def _ownership(s3, bucket: str) -> str:
+    controls = _read(
+        lambda: s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"],
+        missing="OwnershipControlsNotFoundError",
+        default={"Rules": []},
+    )
+    return controls["Rules"][0].get("ObjectOwnership", "") if controls["Rules"] else ""
 
 
 def _adopt_bucket(ctx: StepContext, params: dict, outputs: dict) -> StepResult:
@@ -78,11 +87,11 @@ def public_access_block(ctx: StepContext, params: dict) -> StepResult:
     try:
         current = None
         if not fresh:
-            try:
-                current = s3.get_public_access_block(Bucket=params["bucket"])["PublicAccessBlockConfiguration"]
-            except ClientError as exc:
-                if error_code(exc) != "NoSuchPublicAccessBlockConfiguration":
-                    raise
+            current = _read(
+                lambda: s3.get_public_access_block(Bucket=params["bucket"])["PublicAccessBlockConfiguration"],
+                missing="NoSuchPublicAccessBlockConfiguration",
+                default=None,
+            )
         if current == wanted:
             return StepResult(adopted=True, outputs=wanted)
         ctx.send(registry.put_public_access_block(params["bucket"]), settling=fresh)
@@ -104,11 +113,11 @@ def cors(ctx: StepContext, params: dict) -> StepResult:
     try:
         current = []
         if not fresh:
-            try:
-                current = s3.get_bucket_cors(Bucket=params["bucket"])["CORSRules"]
-            except ClientError as exc:
-                if error_code(exc) != "NoSuchCORSConfiguration":
-                    raise
+            current = _read(
+                lambda: s3.get_bucket_cors(Bucket=params["bucket"])["CORSRules"],
+                missing="NoSuchCORSConfiguration",
+                default=[],
+            )
         if _normal_rules(current) == _normal_rules(wanted["CORSRules"]):
             return StepResult(adopted=True, outputs=outputs)
         ctx.send(registry.put_bucket_cors(params["bucket"], params["origin"]), settling=fresh)
