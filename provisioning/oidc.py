@@ -21,7 +21,7 @@ import requests
 from django.conf import settings
 from django.contrib import auth as django_auth
 from django.contrib import messages
-from django.contrib.auth import BACKEND_SESSION_KEY
+from django.contrib.auth import BACKEND_SESSION_KEY, get_user_model
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import Group
 from django.core.cache import cache
@@ -113,7 +113,9 @@ def authorization_redirect(request, *, kind: str, next_url: str, extra: dict | N
 
 
 def safe_next(request, value: str | None) -> str:
-    if value and url_has_allowed_host_and_scheme(value, allowed_hosts={request.get_host()}):
+    if value and url_has_allowed_host_and_scheme(
+        value, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         return value
     return resolve_url(settings.LOGIN_REDIRECT_URL)
 
@@ -199,15 +201,23 @@ def user_groups_sync(*, user, wanted: set[str], request=None) -> None:
         del user._onramp_groups
 
 
-def _refuse(request, *, action: str, code: str, email: str, message: str) -> None:
+def _sso_refused(request, *, code: str, email: str = "", action: str = "auth.sso_refused") -> None:
+    """Audit a sign-in through the provider that did not let someone in (once per callback)."""
+    user = request.user if request.user.is_authenticated else None
     audit_record(
         action=action,
-        actor_label=email or "anonymous",
+        actor=user,
+        actor_label=None if user else (email or "anonymous"),
         outcome=AuditEvent.Outcome.REFUSED,
-        error_code=code,
-        target=email,
-        details={"ip": _ip(request)},
+        error_code=code[:128],
+        target=email or (user.get_username() if user else ""),
+        details={"kind": getattr(request, "onramp_flow", {}).get("kind", KIND_LOGIN), "ip": _ip(request)},
     )
+    request.onramp_refusal_audited = True
+
+
+def _refuse(request, *, action: str, code: str, email: str, message: str) -> None:
+    _sso_refused(request, code=code, email=email, action=action)
     request.onramp_refusal = message
 
 
@@ -216,8 +226,6 @@ class OidcBackend(OIDCAuthenticationBackend):
 
     def __init__(self, *args, **kwargs):
         # The parent reads the endpoints from settings here; they come from discovery, per sign-in.
-        from django.contrib.auth import get_user_model
-
         self.UserModel = get_user_model()
 
     def authenticate(self, request, **kwargs):
@@ -325,18 +333,12 @@ class OidcCallbackView(OIDCAuthenticationCallbackView):
             request.session["oidc_login_next"] = entry["onramp_next"]
         if request.GET.get("error"):
             # The provider would not sign this person in (e.g. login_required on a renewal: they left).
-            user = request.user if request.user.is_authenticated else None
-            audit_record(
-                action="auth.sso_refused",
-                actor=user,
-                actor_label=None if user else "anonymous",
-                outcome=AuditEvent.Outcome.REFUSED,
-                error_code=request.GET["error"][:128],
-                target=user.get_username() if user else "",
-                details={"kind": request.onramp_flow["kind"], "ip": _ip(request)},
-            )
+            _sso_refused(request, code=request.GET["error"])
         try:
             return super().get(request)
+        except SuspiciousOperation:  # a state not ours, a token not signed or not for us: 400
+            _sso_refused(request, code="InvalidResponse")
+            raise
         except requests.RequestException as exc:  # the token or userinfo endpoint did not answer
             return provider_unavailable(request, ProviderUnavailable(f"{type(exc).__name__} from the provider."))
         except ProviderUnavailable as exc:
@@ -347,12 +349,16 @@ class OidcCallbackView(OIDCAuthenticationCallbackView):
         return reverse("login")
 
     def login_failure(self):
+        user = getattr(self, "user", None)
+        inactive = user is not None and not user.is_active
+        if not getattr(self.request, "onramp_refusal_audited", False):
+            code = "Inactive" if inactive else "SignInFailed"
+            _sso_refused(self.request, code=code, email=user.get_username() if user else "")
         if self.request.user.is_authenticated:
             # A renewal or fresh sign-in that fails ends the session: no loop back to the provider.
             django_auth.logout(self.request)
-        message = getattr(self.request, "onramp_refusal", "")
-        if not message and getattr(self, "user", None) is not None and not self.user.is_active:
-            message = "This account is deactivated in Onramp. Ask an Admin."
+        message = "This account is deactivated in Onramp. Ask an Admin." if inactive else ""
+        message = message or getattr(self.request, "onramp_refusal", "")
         messages.error(self.request, message or f"Sign-in with {settings.OIDC_PROVIDER_NAME} did not succeed.")
         return super().login_failure()
 

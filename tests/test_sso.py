@@ -105,6 +105,18 @@ def test_an_unverified_email_is_refused(client, oidc):
     assert AuditEvent.objects.get(action="auth.sso_refused").error_code == "EmailNotVerified"
 
 
+def test_a_person_deactivated_in_onramp_is_refused_though_the_provider_signs_them_in(client, oidc):
+    browser = requests.Session()
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    sign_in(client, browser, oidc)
+    client.post("/logout/")
+    User.objects.filter(username=LEAD).update(is_active=False)
+    assert sign_in(client, browser, oidc)["Location"] == "/login/"
+    assert "deactivated in Onramp" in client.get("/login/").content.decode()
+    refused = AuditEvent.objects.get(action="auth.sso_refused")
+    assert (refused.error_code, refused.target) == ("Inactive", LEAD)
+
+
 def test_a_group_removed_at_the_provider_is_removed_at_the_next_sign_in(client, oidc):
     browser = requests.Session()
     oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads", "onramp-admins"])
@@ -363,6 +375,17 @@ def test_issuing_a_new_key_needs_a_fresh_sign_in_too(client, alice):
     assert not Credential.objects.exists()  # nothing was asked of AWS
     event = AuditEvent.objects.get(action="auth.reauth_required")
     assert (event.target, event.details["max_age"], event.details["age"]) == (f"/runs/{run.pk}/", 600, 601)
+
+
+def test_an_htmx_request_for_a_secret_with_an_old_sign_in_is_sent_to_sign_in_again_as_a_whole_page(client, alice):
+    client.force_login(alice)
+    credential = seal_key(finished_run(alice), secret=SECRET)
+    session_set(client, **{AUTH_AT: time.time() - 601})
+    answer = client.post(f"/credentials/{credential.pk}/reveal/", headers={"HX-Request": "true"})
+    assert answer.status_code == 200 and "Location" not in answer
+    assert answer["HX-Redirect"] == f"/reauth/?next=%2Fcredentials%2F{credential.pk}%2F"
+    credential.refresh_from_db()
+    assert credential.state == Credential.State.SEALED
 
 
 @pytest.mark.parametrize(
