@@ -70,6 +70,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Re-checks provider-signed sessions with the provider (after htmx's, which it reads).
+    "provisioning.oidc.SessionRenewalMiddleware",
     # Last, as django-axes asks, so it sees the outcome of authentication.
     "axes.middleware.AxesMiddleware",
 ]
@@ -88,6 +90,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "provisioning.context_processors.vocabulary",
+                "provisioning.auth.auth_context",
             ],
         },
     },
@@ -104,7 +107,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's password check; superusers only while OIDC is configured (break-glass).
+    "provisioning.auth.PasswordBackend",
+    # The identity provider's sign-in (OIDC below); inert while OIDC_ISSUER is empty.
+    "provisioning.oidc.OidcBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -168,6 +174,38 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
 AXES_VERBOSE = False
+
+# --- Sign-in with the agency's identity provider (OpenID Connect, mozilla-django-oidc) ---
+# Empty OIDC_ISSUER: Onramp's own passwords, as before (development, the demo). Set: everyone signs in
+# through the provider, passwords are for superusers only (break-glass). See README, "Going to production".
+OIDC_ISSUER = env.str("OIDC_ISSUER", default="").rstrip("/")
+OIDC_PROVIDER_NAME = env.str("OIDC_PROVIDER_NAME", default="") or "single sign-on"
+OIDC_RP_CLIENT_ID = env.str("OIDC_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_CLIENT_SECRET", default="")
+OIDC_ALLOWED_DOMAINS = [d.strip().lstrip("@").lower() for d in env.list("OIDC_ALLOWED_DOMAINS", default=[])]
+OIDC_RP_SCOPES = env.str("OIDC_SCOPES", default="openid email profile")
+# The claim that lists the person's groups, and which of its values are Onramp's groups. Empty claim
+# (Google Workspace sends none): Admins assign groups in the admin.
+OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="")
+OIDC_GROUP_MAP = env.dict("OIDC_GROUP_MAP", default={})
+# The prompt sent with a fresh sign-in (with max_age=0): "login", or empty where unsupported (Google).
+OIDC_REAUTH_PROMPT = env.str("OIDC_REAUTH_PROMPT", default="login")
+# Seconds between checks of a session with the provider (mozilla-django-oidc's name for it).
+OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = env.int("OIDC_RENEW_INTERVAL", default=15 * 60)
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = 10
+OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_callback"
+# Revealing a secret or issuing a new key needs a sign-in younger than this many seconds.
+FRESH_AUTH_MAX_AGE = env.int("FRESH_AUTH_MAX_AGE", default=10 * 60)
+if OIDC_ISSUER:
+    _needed = ("OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_ALLOWED_DOMAINS")
+    _missing = [name for name in _needed if not env.str(name, default="")]
+    if _missing:
+        raise ImproperlyConfigured(f"OIDC_ISSUER is set: {', '.join(_missing)} must be set too.")
+    # Onramp's two groups (provisioning/permissions.py).
+    if not set(OIDC_GROUP_MAP.values()) <= {"Tech leads", "Admins"}:
+        raise ImproperlyConfigured("OIDC_GROUP_MAP maps provider groups to 'Tech leads' or 'Admins' only.")
 
 # --- Celery (broker: Redis) ---
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")

@@ -1,13 +1,19 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
+
+from provisioning import oidc, views_auth
 
 admin.site.site_header = "Onramp administration"
 admin.site.site_title = "Onramp admin"
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", views_auth.login_view, name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("reauth/", views_auth.reauthenticate, name="reauthenticate"),
+    path("oidc/authenticate/", oidc.oidc_start, name="oidc_start"),
+    path("oidc/callback/", login_not_required(oidc.OidcCallbackView.as_view()), name="oidc_callback"),
     path("admin/", admin.site.urls),
     path("", include("provisioning.urls")),
 ]

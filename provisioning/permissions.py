@@ -2,7 +2,9 @@
 
 from functools import wraps
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
@@ -35,6 +37,12 @@ def portal_user_required(view):
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+def access_grantors(*, limit: int = 10) -> list:
+    """Who can give someone access: active Admins and superusers (shown to a person in no group)."""
+    users = get_user_model().objects.filter(Q(is_superuser=True) | Q(groups__name=ADMINS), is_active=True)
+    return list(users.distinct().order_by("username")[:limit])
 
 
 def may_manage_run(user, run: Run) -> bool:

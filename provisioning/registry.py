@@ -522,10 +522,12 @@ REGISTRY = Registry(
 def source_identity_for(username: str) -> str:
     """The person's name as AWS accepts a SourceIdentity: 2 to 64 of ASCII letters, digits and _+=,.@-
     (STS's rule). Accents are dropped (josé.muñoz -> jose.munoz), other characters become "-"; a name
-    with too little left (Дмитрий) becomes "user-" and a digest of it. The same name always gives the
-    same identity."""
+    with too little left (Дмитрий) becomes "user-" and a digest of it, a name too long its first 51
+    characters and a digest. The same name always gives the same identity."""
     ascii_name = unicodedata.normalize("NFKD", username).encode("ascii", "ignore").decode()
-    cleaned = "".join(ch if ch.isalnum() or ch in "_+=,.@-" else "-" for ch in ascii_name)[:64]
-    if len(cleaned.strip("-")) >= 2:
-        return cleaned
-    return "user-" + hashlib.sha256(username.encode()).hexdigest()[:12]
+    cleaned = "".join(ch if ch.isalnum() or ch in "_+=,.@-" else "-" for ch in ascii_name)
+    digest = hashlib.sha256(username.encode()).hexdigest()[:12]
+    if len(cleaned.strip("-")) < 2:
+        return f"user-{digest}"
+    # A long name (an email can be 150 characters) keeps its start and a digest of the whole.
+    return cleaned if len(cleaned) <= 64 else f"{cleaned[:51]}-{digest}"

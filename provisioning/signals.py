@@ -1,4 +1,7 @@
-"""Audit of authentication: logins, failed logins, logouts and lockouts."""
+"""Audit of authentication: logins (break-glass ones named so), failed and refused logins, logouts
+and lockouts. Sign-ins through the identity provider add their own rows (provisioning/oidc.py)."""
+
+import time
 
 from axes.signals import user_locked_out
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
@@ -6,6 +9,7 @@ from django.dispatch import receiver
 
 from provisioning.audit import audit_record
 from provisioning.models import AuditEvent
+from provisioning.oidc import AUTH_AT, OIDC_BACKEND, oidc_enabled
 
 
 def _ip(request) -> str:
@@ -14,7 +18,12 @@ def _ip(request) -> str:
 
 @receiver(user_logged_in)
 def _logged_in(sender, request, user, **kwargs):
-    audit_record(action="auth.login", actor=user, target=user.get_username(), details={"ip": _ip(request)})
+    method = "oidc" if getattr(user, "backend", "") == OIDC_BACKEND else "password"
+    # A password while the provider signs everyone in: a superuser's break-glass sign-in.
+    action = "auth.break_glass" if method == "password" and oidc_enabled() else "auth.login"
+    audit_record(action=action, actor=user, target=user.get_username(), details={"ip": _ip(request), "method": method})
+    if request is not None and hasattr(request, "session"):
+        request.session[AUTH_AT] = time.time()  # the callback corrects it from the provider's auth_time
 
 
 @receiver(user_logged_out)
@@ -25,7 +34,20 @@ def _logged_out(sender, request, user, **kwargs):
 
 @receiver(user_login_failed)
 def _login_failed(sender, credentials, request=None, **kwargs):
+    if "username" not in credentials and hasattr(request, "onramp_flow"):
+        return  # the provider's callback: it audits its own refusals
     username = str(credentials.get("username", ""))[:150]
+    if getattr(request, "onramp_password_refused", False):
+        # The right password, but passwords are break-glass only while OIDC is configured.
+        audit_record(
+            action="auth.password_refused",
+            actor_label=username,
+            outcome=AuditEvent.Outcome.REFUSED,
+            error_code="BreakGlassOnly",
+            target=username,
+            details={"ip": _ip(request)},
+        )
+        return
     audit_record(
         action="auth.login_failed",
         actor_label=username or "anonymous",

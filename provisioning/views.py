@@ -2,6 +2,7 @@
 
 import json
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
@@ -14,13 +15,17 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from portal.celery import app as celery_app
 from provisioning import documents, vault
 from provisioning.audit import audit_record
+from provisioning.auth import fresh_auth_required
 from provisioning.errors import OnrampError
 from provisioning.forms import OnboardingForm, TeamFormSet, onboarding_validate
 from provisioning.models import AuditEvent, Credential, Customer, Run
+from provisioning.oidc import oidc_enabled
 from provisioning.onboarding import onboarding_confirm, onboarding_draft_build, onboarding_draft_spec
 from provisioning.permissions import (
+    access_grantors,
     get_credential_for_user,
     get_run_for_user,
+    is_portal_user,
     may_manage_run,
     portal_user_required,
 )
@@ -272,6 +277,7 @@ def credential_detail(request, credential_id):
 
 @portal_user_required
 @require_POST
+@fresh_auth_required(back="credential_detail")
 def credential_reveal_view(request, credential_id):
     credential = get_credential_for_user(request, credential_id)
     revealed = vault.credential_reveal(credential_id=credential.pk, user=request.user)
@@ -303,6 +309,7 @@ def credential_reveal_view(request, credential_id):
 
 @portal_user_required
 @require_POST
+@fresh_auth_required(back="run_detail")
 def rotate_start_view(request, run_id):
     run = get_run_for_user(request, run_id, manage=True)
     if run.status != Run.Status.SUCCEEDED:
@@ -339,4 +346,10 @@ def forbidden(request, exception=None):
         error_code="Forbidden",
         target=request.path[:500],
     )
-    return render(request, "403.html", {"message": str(exception or "")}, status=403)
+    context = {"message": str(exception or "")}
+    if request.user.is_authenticated and not is_portal_user(request.user):
+        # Signed in but in no group: say who can grant access, and nothing else.
+        context["grantors"] = access_grantors()
+        if oidc_enabled() and settings.OIDC_GROUPS_CLAIM:
+            context["provider_groups"] = sorted(settings.OIDC_GROUP_MAP.items())
+    return render(request, "403.html", context, status=403)

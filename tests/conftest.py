@@ -22,6 +22,7 @@ from provisioning.aws import run_accounts
 from provisioning.models import Credential, Customer, Run
 from provisioning.runs import run_create
 from provisioning.spec import spec_parse
+from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
 from tests.sandbox import Sandbox
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM beside Playwright's sync API
@@ -65,6 +66,29 @@ def worker(celery_worker, transactional_db, aws):
     """Per test: a clean sandbox and database, and the session's worker."""
     run_accounts._items.clear()
     yield celery_worker
+
+
+@pytest.fixture(scope="session")
+def oidc_provider():
+    """The tests' OpenID Connect provider on loopback (tests/oidc_provider.py), once per session."""
+    provider = Provider().start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture
+def oidc(oidc_provider, settings, db):
+    """Onramp signing in through the test provider, with a groups claim (OIDC is off in other tests)."""
+    oidc_provider.reset()
+    settings.OIDC_ISSUER = oidc_provider.url
+    settings.OIDC_PROVIDER_NAME = "Test provider"
+    settings.OIDC_RP_CLIENT_ID = CLIENT_ID
+    settings.OIDC_RP_CLIENT_SECRET = CLIENT_SECRET
+    settings.OIDC_ALLOWED_DOMAINS = ["agency.example"]
+    settings.OIDC_GROUPS_CLAIM = "groups"
+    settings.OIDC_GROUP_MAP = {"onramp-leads": "Tech leads", "onramp-admins": "Admins"}
+    _groups_ensure()
+    yield oidc_provider
 
 
 def _groups_ensure() -> None:

@@ -13,8 +13,9 @@ from provisioning import vault
 from provisioning.models import AuditEvent, Credential, Run
 from tests.conftest import PASSWORD, seal_key, start_run
 
-# Reachable by anyone: the login pages and the health check (it names no data, only "ok"/"down").
-PUBLIC = {"login", "admin:login", "healthz"}
+# Reachable by anyone: the login pages, the identity provider's sign-in start and callback (404 while
+# OIDC is not configured) and the health check (it names no data, only "ok"/"down").
+PUBLIC = {"login", "admin:login", "healthz", "oidc_start", "oidc_callback"}
 LOGIN_PATHS = (settings.LOGIN_URL, "/login/", "/admin/login/")
 
 

@@ -7,12 +7,17 @@ one of the page at the moment of failure are written to tests/artifacts/.
 
 import contextlib
 import re
+import time
+from importlib import import_module
 
 import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
-from provisioning.models import Credential, Customer, Run
-from tests.conftest import ARTIFACTS, CUSTOMER_ACCOUNT, PASSWORD
+from provisioning.models import AuditEvent, Credential, Customer, Run
+from provisioning.oidc import AUTH_AT, RENEW_AT
+from tests.conftest import ARTIFACTS, CUSTOMER_ACCOUNT, PASSWORD, finished_run, seal_key
 
 pytestmark = pytest.mark.browser
 RUN_TIMEOUT_MS = 90_000
@@ -297,3 +302,85 @@ def test_picking_a_customer_on_record_fills_its_account_and_the_defaults(page, l
         page.get_by_label("Customer", exact=True).select_option("")
         page.get_by_label("Customer", exact=True).select_option(str(customer.pk))
         expect(page.get_by_label("S3 bucket")).to_have_value("globex-uploads")
+
+
+# --- Sign-in through the identity provider (tests/oidc_provider.py on loopback) ---
+LEAD = "lead@agency.example"
+AT_PROVIDER = "provider-password-0123"
+
+
+def sso_log_in(page: Page, base: str) -> None:
+    page.goto(f"{base}/login/")
+    page.get_by_role("link", name="Sign in with Test provider").click()
+    expect(page.get_by_role("heading", name="Test provider: sign in")).to_be_visible()
+    page.get_by_label("Email").fill(LEAD)
+    page.get_by_label("Password").fill(AT_PROVIDER)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Onboarding runs", level=1)).to_be_visible()
+
+
+def browser_session_set(page: Page, **values) -> None:
+    """Change what the browser's Onramp session holds (its times, to make it older)."""
+    key = next(c["value"] for c in page.context.cookies() if c["name"] == settings.SESSION_COOKIE_NAME)
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key=key)
+    session.update(values)
+    session.save()
+
+
+def test_a_tech_lead_signs_in_with_the_provider_and_signs_in_again_before_a_reveal(page, live_server, oidc, shots):
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    base = live_server.url
+    with shots.on_failure():
+        sso_log_in(page, base)
+        lead = User.objects.get(username=LEAD)
+        assert list(lead.groups.values_list("name", flat=True)) == ["Tech leads"]
+        run = finished_run(lead)
+        key = seal_key(run, secret="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+        browser_session_set(page, **{AUTH_AT: time.time() - 11 * 60})  # signed in 11 minutes ago
+
+        page.goto(f"{base}/runs/{run.pk}/")
+        page.locator(f"li[data-credential='{key.pk}']").get_by_role("button", name="Reveal once").click()
+        # The provider asks again (max_age=0, prompt=login), although its own session is on.
+        expect(page.get_by_role("heading", name="Test provider: sign in")).to_be_visible()
+        assert (oidc.requests[-1]["max_age"], oidc.requests[-1]["prompt"]) == ("0", "login")
+        expect(page.get_by_label("Email")).to_have_value(LEAD)
+        shots.take("provider-asks-again")
+        page.get_by_label("Password").fill(AT_PROVIDER)
+        page.get_by_role("button", name="Sign in").click()
+
+        # Back on the credential's page, still sealed: the reveal happens once, now.
+        expect(page).to_have_url(f"{base}/credentials/{key.pk}/")
+        key.refresh_from_db()
+        assert key.state == Credential.State.SEALED
+        page.get_by_role("button", name="Reveal once").click()
+        expect(page.locator("#secret-block")).to_contain_text(
+            "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+        )
+        page.reload()
+        expect(page.locator(".receipt")).to_contain_text(f"Revealed by {LEAD}")
+        assert AuditEvent.objects.filter(action="credential.revealed").count() == 1
+        assert AuditEvent.objects.filter(action="auth.reauthenticated", actor=lead).count() == 1
+
+
+def test_the_live_run_page_goes_through_the_provider_when_the_session_is_due_for_a_check(
+    page, live_server, oidc, shots
+):
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    base = live_server.url
+    with shots.on_failure():
+        sso_log_in(page, base)
+        lead = User.objects.get(username=LEAD)
+        run = finished_run(lead)
+        Run.objects.filter(pk=run.pk).update(status=Run.Status.PENDING)  # active: the page polls every second
+        page.goto(f"{base}/runs/{run.pk}/")
+        page.evaluate("() => { window.__onrampMarker = 'before'; }")
+        expect(page.locator("#run-live")).to_have_attribute("hx-trigger", "every 1s")
+
+        browser_session_set(page, **{RENEW_AT: time.time() - 1})
+        # The next poll makes htmx reload the whole page; the reload goes through the provider
+        # (prompt=none, silently) and comes back to the run's page, not to its polled fragment.
+        page.wait_for_function("() => window.__onrampMarker === undefined", timeout=15_000)
+        expect(page).to_have_url(f"{base}/runs/{run.pk}/")
+        expect(page.locator("#run-live")).to_have_attribute("data-status", "pending")
+        assert oidc.requests[-1]["prompt"] == "none"
+        assert AuditEvent.objects.filter(action="auth.session_renewed", actor=lead).count() == 1

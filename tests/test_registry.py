@@ -90,12 +90,17 @@ def test_names_are_spelled_as_boto3_and_the_cli_spell_them():
     [
         ("josé.muñoz@agency.example", "jose.munoz@agency.example"),
         ("alice", "alice"),
-        ("x" * 100, "x" * 64),
+        ("x" * 64, "x" * 64),
         ("bob smith", "bob-smith"),
     ],
 )
 def test_source_identity_is_what_aws_accepts(username, identity):
     assert source_identity_for(username) == identity
+
+
+def test_a_long_name_keeps_its_start_and_stays_distinct():
+    first, second = source_identity_for("a" * 100 + "@one.example"), source_identity_for("a" * 100 + "@two.example")
+    assert len(first) == len(second) == 64 and first.startswith("a" * 51) and first != second
 
 
 def test_a_name_with_little_ascii_gets_a_stable_distinct_identity():

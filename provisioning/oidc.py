@@ -1,0 +1,453 @@
+"""Sign-in with the agency's identity provider (OpenID Connect), on mozilla-django-oidc.
+
+The library does the protocol: state, nonce and PKCE in the session, the code exchange, the ID
+token's signature, the userinfo call, and the callback's login. Onramp adds, here:
+
+- the provider's endpoints from its discovery document (`OIDC_ISSUER`), read at request time so
+  that nothing changes while OIDC is off (development, the demo, most tests);
+- who gets in: a verified email in an allowed domain; the username is that email, lowercased;
+- as what: the groups claim mapped to Tech leads / Admins at every sign-in and renewal (added and
+  removed, audited), or, with no groups claim configured (Google Workspace), an Admin's choice;
+- the session re-checked with the provider every `OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS` (htmx
+  requests are told to reload the page rather than follow a redirect into a fragment);
+- a fresh sign-in (`max_age=0`, `prompt=login` where supported, `auth_time` checked) for
+  provisioning/auth.py's `fresh_auth_required`.
+"""
+
+import time
+from urllib.parse import urlencode, urlsplit
+
+import requests
+from django.conf import settings
+from django.contrib import auth as django_auth
+from django.contrib import messages
+from django.contrib.auth import BACKEND_SESSION_KEY, get_user_model
+from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.models import Group
+from django.core.cache import cache
+from django.core.exceptions import SuspiciousOperation
+from django.db import transaction
+from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import render, resolve_url
+from django.urls import reverse
+from django.utils.crypto import get_random_string
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET
+from django_htmx.http import HttpResponseClientRefresh
+from mozilla_django_oidc.auth import OIDCAuthenticationBackend
+from mozilla_django_oidc.utils import add_state_and_verifier_and_nonce_to_session, generate_code_challenge
+from mozilla_django_oidc.views import OIDCAuthenticationCallbackView
+
+from provisioning.audit import audit_record
+from provisioning.models import AuditEvent
+
+OIDC_BACKEND = "provisioning.oidc.OidcBackend"
+# The session's last authentication (epoch seconds): what fresh_auth_required reads.
+AUTH_AT = "onramp_auth_at"
+RENEW_AT = "oidc_id_token_expiration"  # mozilla-django-oidc's name: when the session must be re-checked
+KIND_LOGIN, KIND_RENEW, KIND_FRESH = "login", "renew", "fresh"
+_DISCOVERY_TTL = 3600
+
+
+class ProviderUnavailable(Exception):
+    """The provider's discovery document could not be read."""
+
+
+def oidc_enabled() -> bool:
+    return bool(settings.OIDC_ISSUER)
+
+
+def oidc_session(request) -> bool:
+    """Whether this session was signed in through the provider (else a password)."""
+    return oidc_enabled() and request.session.get(BACKEND_SESSION_KEY) == OIDC_BACKEND
+
+
+def provider_config() -> dict:
+    """The provider's discovery document, cached an hour per issuer."""
+    issuer = settings.OIDC_ISSUER
+    key = f"onramp:oidc-discovery:{issuer}"
+    config = cache.get(key)
+    if config is None:
+        try:
+            response = requests.get(f"{issuer}/.well-known/openid-configuration", timeout=settings.OIDC_TIMEOUT)
+            response.raise_for_status()
+            config = response.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise ProviderUnavailable(f"{settings.OIDC_PROVIDER_NAME} did not answer ({type(exc).__name__}).")
+        if config.get("issuer", "").rstrip("/") != issuer:
+            raise ProviderUnavailable(f"The discovery document names another issuer: {config.get('issuer')!r}.")
+        cache.set(key, config, _DISCOVERY_TTL)
+    return config
+
+
+def provider_origin() -> str:
+    parts = urlsplit(settings.OIDC_ISSUER)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _ip(request) -> str:
+    return request.META.get("REMOTE_ADDR", "") if request is not None else ""
+
+
+def authorization_redirect(request, *, kind: str, next_url: str, extra: dict | None = None) -> HttpResponseRedirect:
+    """Send the browser to the provider (code flow with state, nonce and PKCE, as mozilla-django-oidc's
+    own views do), remembering in the state's entry what this sign-in is for and where to go after."""
+    endpoint = provider_config()["authorization_endpoint"]
+    state = get_random_string(32)
+    verifier = get_random_string(64)
+    params = {
+        "response_type": "code",
+        "client_id": settings.OIDC_RP_CLIENT_ID,
+        "redirect_uri": request.build_absolute_uri(reverse("oidc_callback")),
+        "scope": settings.OIDC_RP_SCOPES,
+        "state": state,
+        "nonce": get_random_string(32),
+        "code_challenge": generate_code_challenge(verifier, "S256"),
+        "code_challenge_method": "S256",
+        **(extra or {}),
+    }
+    add_state_and_verifier_and_nonce_to_session(request, state, params, verifier)
+    request.session["oidc_states"][state].update({"onramp_kind": kind, "onramp_next": next_url})
+    request.session.modified = True
+    return HttpResponseRedirect(f"{endpoint}?{urlencode(params)}")
+
+
+def safe_next(request, value: str | None) -> str:
+    if value and url_has_allowed_host_and_scheme(
+        value, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return value
+    return resolve_url(settings.LOGIN_REDIRECT_URL)
+
+
+def provider_unavailable(request, exc: ProviderUnavailable):
+    return render(
+        request,
+        "registration/sso_unavailable.html",
+        {"reason": str(exc), "provider": settings.OIDC_PROVIDER_NAME},
+        status=503,
+    )
+
+
+@login_not_required
+@require_GET
+def oidc_start(request):
+    """ "Sign in with <provider>" on the login page."""
+    if not oidc_enabled():
+        raise Http404("Single sign-on is not configured.")
+    try:
+        return authorization_redirect(
+            request, kind=KIND_LOGIN, next_url=safe_next(request, request.GET.get("next")), extra={}
+        )
+    except ProviderUnavailable as exc:
+        return provider_unavailable(request, exc)
+
+
+def fresh_sign_in_redirect(request, *, next_url: str) -> HttpResponseRedirect:
+    """Through the provider again, now: `max_age=0` (OpenID Connect: re-authenticate) and `prompt=login`
+    where the provider supports it (OIDC_REAUTH_PROMPT; Google does not)."""
+    extra = {"max_age": 0, "login_hint": request.user.email}
+    if settings.OIDC_REAUTH_PROMPT:
+        extra["prompt"] = settings.OIDC_REAUTH_PROMPT
+    return authorization_redirect(request, kind=KIND_FRESH, next_url=next_url, extra=extra)
+
+
+# --- who gets in, as what ---
+
+
+def _email(claims: dict) -> str:
+    return str(claims.get("email") or "").strip().lower()
+
+
+def _group_names(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value or []]
+
+
+def groups_from_claims(claims: dict) -> set[str] | None:
+    """Onramp's groups the provider says this person is in; None when the provider sends no groups
+    (no OIDC_GROUPS_CLAIM): then an Admin assigns them. With a claim configured, a token without it
+    means no group."""
+    claim = settings.OIDC_GROUPS_CLAIM
+    if not claim:
+        return None
+    mapping = settings.OIDC_GROUP_MAP
+    return {mapping[name] for name in _group_names(claims.get(claim)) if name in mapping}
+
+
+def user_groups_sync(*, user, wanted: set[str], request=None) -> None:
+    """Make the user's mapped groups what the provider says (only groups named in OIDC_GROUP_MAP are
+    touched); staff status follows (Tech leads and Admins use the admin). Audited when anything changes."""
+    managed = set(settings.OIDC_GROUP_MAP.values())
+    current = set(user.groups.filter(name__in=managed).values_list("name", flat=True))
+    added, removed = sorted(wanted - current), sorted(current - wanted)
+    staff = bool(wanted) or user.is_superuser
+    if not added and not removed and user.is_staff == staff:
+        return
+    with transaction.atomic():
+        user.groups.add(*Group.objects.filter(name__in=added))
+        user.groups.remove(*Group.objects.filter(name__in=removed))
+        if user.is_staff != staff:
+            user.is_staff = staff
+            user.save(update_fields=["is_staff"])
+        audit_record(
+            action="auth.groups_changed",
+            actor_label=f"{settings.OIDC_PROVIDER_NAME} (for {user.get_username()})",
+            target=user.get_username(),
+            details={"added": added, "removed": removed, "is_staff": staff, "source": "provider", "ip": _ip(request)},
+        )
+    if hasattr(user, "_onramp_groups"):
+        del user._onramp_groups
+
+
+def _sso_refused(request, *, code: str, email: str = "", action: str = "auth.sso_refused") -> None:
+    """Audit a sign-in through the provider that did not let someone in (once per callback)."""
+    user = request.user if request.user.is_authenticated else None
+    audit_record(
+        action=action,
+        actor=user,
+        actor_label=None if user else (email or "anonymous"),
+        outcome=AuditEvent.Outcome.REFUSED,
+        error_code=code[:128],
+        target=email or (user.get_username() if user else ""),
+        details={"kind": getattr(request, "onramp_flow", {}).get("kind", KIND_LOGIN), "ip": _ip(request)},
+    )
+    request.onramp_refusal_audited = True
+
+
+def _refuse(request, *, action: str, code: str, email: str, message: str) -> None:
+    _sso_refused(request, code=code, email=email, action=action)
+    request.onramp_refusal = message
+
+
+class OidcBackend(OIDCAuthenticationBackend):
+    """mozilla-django-oidc's backend with the provider's endpoints from discovery and Onramp's rules."""
+
+    def __init__(self, *args, **kwargs):
+        # The parent reads the endpoints from settings here; they come from discovery, per sign-in.
+        self.UserModel = get_user_model()
+
+    def authenticate(self, request, **kwargs):
+        # Only the callback's code exchange (it passes a nonce), and only while OIDC is configured.
+        if not oidc_enabled() or request is None or "nonce" not in kwargs:
+            return None
+        config = provider_config()
+        self.OIDC_OP_TOKEN_ENDPOINT = config["token_endpoint"]
+        self.OIDC_OP_USER_ENDPOINT = config["userinfo_endpoint"]
+        self.OIDC_OP_JWKS_ENDPOINT = config["jwks_uri"]
+        self.OIDC_RP_CLIENT_ID = settings.OIDC_RP_CLIENT_ID
+        self.OIDC_RP_CLIENT_SECRET = settings.OIDC_RP_CLIENT_SECRET
+        self.OIDC_RP_SIGN_ALGO = settings.OIDC_RP_SIGN_ALGO
+        self.OIDC_RP_IDP_SIGN_KEY = None
+        return super().authenticate(request, **kwargs)
+
+    def get_user(self, user_id):
+        # Turning OIDC off ends the sessions it made.
+        return super().get_user(user_id) if oidc_enabled() else None
+
+    def verify_token(self, token, **kwargs):
+        """The library checks the signature, expiry and nonce; the issuer and audience are checked here."""
+        payload = super().verify_token(token, **kwargs)
+        audience = payload.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        if payload.get("iss", "").rstrip("/") != settings.OIDC_ISSUER or settings.OIDC_RP_CLIENT_ID not in audiences:
+            raise SuspiciousOperation("The ID token is not from the configured issuer, or not for this client.")
+        return payload
+
+    def get_or_create_user(self, access_token, id_token, payload):
+        self.request.onramp_id_claims = payload  # auth_time, and groups if the provider puts them only here
+        return super().get_or_create_user(access_token, id_token, payload)
+
+    def verify_claims(self, claims):
+        email = _email(claims)
+        if not email or claims.get("email_verified") is False or len(email) > 150:
+            _refuse(
+                self.request,
+                action="auth.sso_refused",
+                code="EmailNotVerified",
+                email=email,
+                message=f"{settings.OIDC_PROVIDER_NAME} did not give a verified email address for this account.",
+            )
+            return False
+        if email.rpartition("@")[2] not in settings.OIDC_ALLOWED_DOMAINS:
+            _refuse(
+                self.request,
+                action="auth.domain_refused",
+                code="DomainNotAllowed",
+                email=email,
+                message=f"{email} is not in an allowed domain. Onramp is for "
+                + ", ".join(f"@{d}" for d in settings.OIDC_ALLOWED_DOMAINS)
+                + " accounts.",
+            )
+            return False
+        return True
+
+    def filter_users_by_claims(self, claims):
+        return self.UserModel.objects.filter(username=_email(claims))
+
+    def _claims_groups(self, claims: dict) -> set[str] | None:
+        id_claims = getattr(self.request, "onramp_id_claims", {}) or {}
+        claim = settings.OIDC_GROUPS_CLAIM
+        merged = claims if not claim or claim in claims else {**claims, claim: id_claims.get(claim)}
+        return groups_from_claims(merged)
+
+    def create_user(self, claims):
+        email = _email(claims)
+        with transaction.atomic():
+            user = self.UserModel.objects.create_user(
+                email,
+                email=email,
+                first_name=str(claims.get("given_name") or "")[:150],
+                last_name=str(claims.get("family_name") or "")[:150],
+            )  # no password: an unusable one
+            audit_record(
+                action="auth.user_created",
+                actor_label=f"{settings.OIDC_PROVIDER_NAME} (for {email})",
+                target=email,
+                details={"ip": _ip(self.request), "sub": str(claims.get("sub", ""))},
+            )
+        return self._groups_apply(user, claims)
+
+    def update_user(self, user, claims):
+        return self._groups_apply(user, claims)
+
+    def _groups_apply(self, user, claims):
+        wanted = self._claims_groups(claims)
+        if wanted is not None:
+            user_groups_sync(user=user, wanted=wanted, request=self.request)
+        return user
+
+
+class OidcCallbackView(OIDCAuthenticationCallbackView):
+    """The library's callback (state, nonce, PKCE, code exchange, login), plus what each sign-in was for:
+    a first sign-in, a renewal of the session, or a fresh sign-in before a secret."""
+
+    def get(self, request):
+        if not oidc_enabled():
+            raise Http404("Single sign-on is not configured.")
+        entry = request.session.get("oidc_states", {}).get(request.GET.get("state", "")) or {}
+        request.onramp_flow = {"kind": entry.get("onramp_kind", KIND_LOGIN), "requested_at": entry.get("added_on")}
+        request.onramp_user_before = request.user
+        if entry.get("onramp_next"):
+            request.session["oidc_login_next"] = entry["onramp_next"]
+        if request.GET.get("error"):
+            # The provider would not sign this person in (e.g. login_required on a renewal: they left).
+            _sso_refused(request, code=request.GET["error"])
+        try:
+            return super().get(request)
+        except SuspiciousOperation:  # a state not ours, a token not signed or not for us: 400
+            _sso_refused(request, code="InvalidResponse")
+            raise
+        except requests.RequestException as exc:  # the token or userinfo endpoint did not answer
+            return provider_unavailable(request, ProviderUnavailable(f"{type(exc).__name__} from the provider."))
+        except ProviderUnavailable as exc:
+            return provider_unavailable(request, exc)
+
+    @property
+    def failure_url(self):
+        return reverse("login")
+
+    def login_failure(self):
+        user = getattr(self, "user", None)
+        inactive = user is not None and not user.is_active
+        if not getattr(self.request, "onramp_refusal_audited", False):
+            code = "Inactive" if inactive else "SignInFailed"
+            _sso_refused(self.request, code=code, email=user.get_username() if user else "")
+        if self.request.user.is_authenticated:
+            # A renewal or fresh sign-in that fails ends the session: no loop back to the provider.
+            django_auth.logout(self.request)
+        message = "This account is deactivated in Onramp. Ask an Admin." if inactive else ""
+        message = message or getattr(self.request, "onramp_refusal", "")
+        messages.error(self.request, message or f"Sign-in with {settings.OIDC_PROVIDER_NAME} did not succeed.")
+        return super().login_failure()
+
+    def login_success(self):
+        before = self.request.onramp_user_before
+        same_user = before.is_authenticated and before.pk == self.user.pk
+        response = super().login_success()
+        kind = self.request.onramp_flow["kind"] if same_user else KIND_LOGIN
+        auth_time = (getattr(self.request, "onramp_id_claims", {}) or {}).get("auth_time")
+        now = time.time()
+        if kind == KIND_FRESH:
+            return self._fresh(response, auth_time=auth_time, now=now)
+        if isinstance(auth_time, int | float):
+            self.request.session[AUTH_AT] = min(float(auth_time), now)
+        elif kind == KIND_LOGIN or AUTH_AT not in self.request.session:
+            self.request.session[AUTH_AT] = now
+        if kind == KIND_RENEW:
+            audit_record(
+                action="auth.session_renewed",
+                actor=self.user,
+                target=self.user.get_username(),
+                details={"ip": _ip(self.request)},
+            )
+        return response
+
+    def _fresh(self, response, *, auth_time, now: float):
+        """A fresh sign-in counts when the provider's auth_time (if it sends one) is within the limit."""
+        limit = settings.FRESH_AUTH_MAX_AGE
+        details = {"method": "oidc", "auth_time": auth_time, "ip": _ip(self.request)}
+        if isinstance(auth_time, int | float) and now - auth_time > limit:
+            audit_record(
+                action="auth.reauth_failed",
+                actor=self.user,
+                outcome=AuditEvent.Outcome.REFUSED,
+                error_code="AuthTimeTooOld",
+                target=self.user.get_username(),
+                details={**details, "age": int(now - auth_time)},
+            )
+            messages.error(
+                self.request,
+                f"{settings.OIDC_PROVIDER_NAME} did not ask you to sign in again (your last sign-in there was "
+                f"{int((now - auth_time) // 60)} minutes ago). Sign out, sign in again, then retry.",
+            )
+            return response
+        self.request.session[AUTH_AT] = min(float(auth_time), now) if isinstance(auth_time, int | float) else now
+        audit_record(action="auth.reauthenticated", actor=self.user, target=self.user.get_username(), details=details)
+        return response
+
+
+class SessionRenewalMiddleware:
+    """Re-checks a provider-signed session with the provider (`prompt=none`) once it is older than
+    OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS, for every request (a POST too: it is not carried out, the person
+    lands back on the page). An htmx request is answered `HX-Refresh: true`: htmx reloads the whole
+    page, and that page's request goes through the provider. Also lets forms lead to the provider
+    (the CSP's form-action) while OIDC is configured."""
+
+    EXEMPT = ("login", "logout", "oidc_start", "oidc_callback", "healthz")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self._renewal(request) or self.get_response(request)
+        if oidc_enabled():
+            response._csp_update = {"form-action": [provider_origin()]}
+        return response
+
+    def _renewal(self, request):
+        if not oidc_session(request) or not request.user.is_authenticated:
+            return None
+        if request.session.get(RENEW_AT, 0) > time.time():
+            return None
+        if request.path in {reverse(name) for name in self.EXEMPT}:
+            return None
+        if getattr(request, "htmx", False):
+            return HttpResponseClientRefresh()
+        if request.method in ("GET", "HEAD"):
+            next_url = request.get_full_path()
+        else:
+            next_url = safe_next(request, request.headers.get("Referer"))
+        try:
+            response = authorization_redirect(
+                request,
+                kind=KIND_RENEW,
+                next_url=next_url,
+                extra={"prompt": "none", "login_hint": request.user.email},
+            )
+        except ProviderUnavailable as exc:
+            return provider_unavailable(request, exc)
+        if request.method not in ("GET", "HEAD"):
+            response.status_code = 303
+        return response

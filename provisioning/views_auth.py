@@ -1,0 +1,50 @@
+"""Sign-in pages: the login page (the provider first when configured, passwords as break-glass) and
+the fresh sign-in that comes before a secret."""
+
+from django.contrib.auth.views import LoginView
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods
+
+from provisioning.audit import audit_record
+from provisioning.auth import LoginForm, ReauthForm, auth_age, auth_mark_fresh
+from provisioning.oidc import (
+    ProviderUnavailable,
+    fresh_sign_in_redirect,
+    oidc_enabled,
+    oidc_session,
+    provider_unavailable,
+    safe_next,
+)
+from provisioning.permissions import portal_user_required
+
+login_view = LoginView.as_view(form_class=LoginForm, redirect_authenticated_user=True)
+
+
+@portal_user_required
+@never_cache
+@require_http_methods(["GET", "POST"])
+def reauthenticate(request):
+    """Sign in again: through the provider for its users, with the password for local ones."""
+    next_url = safe_next(request, request.POST.get("next") or request.GET.get("next"))
+    if oidc_session(request):
+        try:
+            return fresh_sign_in_redirect(request, next_url=next_url)
+        except ProviderUnavailable as exc:
+            return provider_unavailable(request, exc)
+    form = ReauthForm(request, data=request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        auth_mark_fresh(request)
+        audit_record(
+            action="auth.reauthenticated",
+            actor=request.user,
+            target=request.user.get_username(),
+            details={"method": "password", "break_glass": oidc_enabled(), "ip": request.META.get("REMOTE_ADDR", "")},
+        )
+        return redirect(next_url)
+    age = auth_age(request)
+    return render(
+        request,
+        "registration/reauth.html",
+        {"form": form, "next": next_url, "minutes": None if age is None else int(age // 60)},
+    )
