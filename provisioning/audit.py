@@ -8,6 +8,7 @@ from datetime import datetime
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from provisioning.audit_keys import AuditKeyMissing, audit_key_current
 from provisioning.models import AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -109,6 +110,7 @@ def audit_write(events: Iterable[PendingEvent]) -> list[AuditEvent]:
     events = list(events)
     if not events:
         return []
+    key_id, _ = audit_key_current()
     with transaction.atomic(savepoint=False):  # inside a caller's transaction, no savepoint round trips
         prev = _last_hash()
         rows = []
@@ -126,6 +128,7 @@ def audit_write(events: Iterable[PendingEvent]) -> list[AuditEvent]:
                 target=(pending.target or "")[:500],
                 details=redact(pending.details),
                 prev_hash=prev,
+                key_id=key_id,
             )
             row.hash = row.compute_hash()
             prev = row.hash
@@ -165,13 +168,43 @@ def audit_record(
     return audit_write([event])[0]
 
 
-def audit_verify(batch_size: int = 5000) -> tuple[int, AuditEvent | None]:
-    """Walk the chain in id order; return (events checked, first broken event or None)."""
-    prev = GENESIS_HASH
-    checked = 0
+@dataclass(frozen=True)
+class ChainCheck:
+    checked: int  # events verified, in id order, before the first broken one
+    broken: AuditEvent | None
+    reason: str = ""
+    unkeyed: int = 0  # rows from before the chain was keyed (plain SHA-256), all at its start
+
+
+def _break_reason(event: AuditEvent, prev: str, keyed: bool) -> str:
+    """Why `event` does not continue the chain, or "" when it does."""
+    if event.prev_hash != prev:
+        return "it does not follow the previous event (one was deleted, inserted or rewritten)"
+    if keyed and not event.key_id:
+        # A forger without the key could only write unkeyed rows; keyed rows never go back to unkeyed.
+        return "it is unkeyed after keyed events"
+    try:
+        matches = event.compute_hash() == event.hash
+    except AuditKeyMissing:
+        return f"it is signed with the key {event.key_id}, which AUDIT_KEYS does not hold"
+    return "" if matches else "its hash does not match its content"
+
+
+def audit_verify_chain(batch_size: int = 5000) -> ChainCheck:
+    """Walk the chain in id order and stop at the first event that does not continue it."""
+    prev, checked, unkeyed, keyed = GENESIS_HASH, 0, 0, False
     for event in AuditEvent.objects.order_by("id").iterator(chunk_size=batch_size):
-        if event.prev_hash != prev or event.compute_hash() != event.hash:
-            return checked, event
+        reason = _break_reason(event, prev, keyed)
+        if reason:
+            return ChainCheck(checked, event, reason, unkeyed)
+        keyed = keyed or bool(event.key_id)
+        unkeyed += not event.key_id
         prev = event.hash
         checked += 1
-    return checked, None
+    return ChainCheck(checked, None, "", unkeyed)
+
+
+def audit_verify(batch_size: int = 5000) -> tuple[int, AuditEvent | None]:
+    """Walk the chain in id order; return (events checked, first broken event or None)."""
+    result = audit_verify_chain(batch_size)
+    return result.checked, result.broken
