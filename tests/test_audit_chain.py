@@ -5,18 +5,13 @@ application's database role cannot switch the guard off or empty the table."""
 import hashlib
 import json
 import logging
-import os
-import subprocess
-import sys
 import time
 from io import StringIO
 from pathlib import Path
 
-import psycopg
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 

@@ -45,5 +45,6 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write(
-                f"It matches the checkpoint of {checkpoint.at}: {checkpoint.count} event(s) up to event {checkpoint.id}."
+                f"It matches the checkpoint of {checkpoint.at}: "
+                f"{checkpoint.count} event(s) up to event {checkpoint.id}."
             )
