@@ -101,7 +101,11 @@ def test_only_a_superuser_sets_another_users_password_and_it_is_audited_without_
     alice.refresh_from_db()
     assert alice.check_password(NEW_PASSWORD)
     event = AuditEvent.objects.get(action="auth.password_set")
-    assert (event.actor_label, event.target, event.details) == ("root", "alice", {"password_usable": True, "via": "admin"})
+    assert (event.actor_label, event.target, event.details) == (
+        "root",
+        "alice",
+        {"password_usable": True, "via": "admin"},
+    )
     text = _audit_text()
     assert NEW_PASSWORD not in text and alice.password not in text and alice.password.split("$")[-1] not in text
 
