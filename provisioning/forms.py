@@ -96,6 +96,37 @@ class OnboardingForm(forms.Form):
         required=False,
     )
 
+    # How Onramp reaches an account on record: the customer's record holds them, and only an Admin
+    # changes them there (or here); everyone else sees them read-only and the run uses the record's.
+    CONNECTION_FIELDS = ("access", "role_arn", "external_id", "access_key_id", "secret_access_key")
+
+    def __init__(self, *args, lock_connection: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.connection_locked: Customer | None = None
+        if lock_connection:
+            self._lock_connection()
+
+    def _lock_connection(self) -> None:
+        picked = self.data.get("customer") if self.is_bound else self.initial.get("customer")
+        picked = getattr(picked, "pk", picked)
+        if not str(picked or "").isdigit():
+            return
+        customer = Customer.objects.filter(pk=picked, is_active=True).first()
+        if customer is None:
+            return
+        self.connection_locked = customer
+        record = {
+            "access": customer.connection,
+            "role_arn": customer.role_arn,
+            "external_id": customer.external_id,
+            "access_key_id": customer.access_key_id,
+            "secret_access_key": "",
+        }
+        for name in self.CONNECTION_FIELDS:
+            # A disabled field ignores what is posted and cleans to its initial value: the record's.
+            self.fields[name].disabled = True
+            self.initial[name] = record[name]
+
     def spec_data(self) -> dict:
         data = {
             name: self.cleaned_data.get(name, "")
@@ -187,7 +218,10 @@ def onboarding_validate(form: OnboardingForm, formset, *, kept_key_id: str = "")
         other = Customer.objects.filter(aws_account_id=data["account_id"]).first()
         if other is not None:
             _add_error(form, "account_id", f"This account belongs to the customer {other.name}: pick it above.")
-    if data["access"] == "keys":
+    if data["access"] == "keys" and form.connection_locked is not None:
+        if not form.connection_locked.has_stored_keys:
+            _add_error(form, "access", "This customer has no stored keys: ask an Admin to set them on its record.")
+    elif data["access"] == "keys":
         has_stored = customer is not None and customer.has_stored_keys
         key_id = form.cleaned_data.get("access_key_id", "")
         secret = form.cleaned_data.get("secret_access_key", "")
