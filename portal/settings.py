@@ -139,7 +139,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default="") or BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -218,7 +218,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Seconds between two checkpoints of the audit chain (provisioning/audit_anchor.py), and where they go
 # besides the log: a directory outside the database (in compose, a volume only the beat service mounts).
 AUDIT_CHECKPOINT_EVERY = env.int("AUDIT_CHECKPOINT_EVERY", default=300)
-AUDIT_CHECKPOINT_DIR = Path(env.str("AUDIT_CHECKPOINT_DIR", default=str(BASE_DIR / "var" / "audit-checkpoints")))
+AUDIT_CHECKPOINT_DIR = Path(env.str("AUDIT_CHECKPOINT_DIR", default="") or BASE_DIR / "var" / "audit-checkpoints")
 CELERY_BEAT_SCHEDULE = {
     "sweep-stale-runs": {"task": "provisioning.tasks.runs_sweep", "schedule": 60.0},
     "expire-credentials": {"task": "provisioning.tasks.credentials_expire", "schedule": crontab(minute="*/5")},

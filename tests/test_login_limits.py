@@ -61,9 +61,7 @@ def test_behind_the_proxy_each_client_is_counted_by_its_own_address(alice):
     for n in range(settings.AXES_IP_FAILURE_LIMIT):
         # The attacker forges a different address each time; the proxy appends the real one.
         _fail(attacker, f"user{n}", HTTP_X_FORWARDED_FOR=f"198.51.100.{n}, 203.0.113.66")
-    locked = attacker.post(
-        "/login/", {"username": "alice", "password": PASSWORD}, HTTP_X_FORWARDED_FOR="203.0.113.66"
-    )
+    locked = attacker.post("/login/", {"username": "alice", "password": PASSWORD}, HTTP_X_FORWARDED_FOR="203.0.113.66")
     assert locked.status_code == 429
     office = Client(REMOTE_ADDR=PROXY)
     ok = office.post("/login/", {"username": "alice", "password": PASSWORD}, HTTP_X_FORWARDED_FOR="203.0.113.7")
