@@ -170,7 +170,7 @@ def test_the_app_role_writes_the_chain_but_cannot_truncate_disable_the_guard_or_
     assert written.returncode == 0, written.stderr  # the advisory lock, the read, the insert, the sequence
 
     db = connection.settings_dict
-    dsn = dict(host=db["HOST"], port=db["PORT"], dbname=roles_database, user="onramp_app")
+    dsn = {"host": db["HOST"], "port": db["PORT"], "dbname": roles_database, "user": "onramp_app"}
     refused = [
         "TRUNCATE provisioning_auditevent",
         "ALTER TABLE provisioning_auditevent DISABLE TRIGGER provisioning_auditevent_append_only",
