@@ -28,12 +28,30 @@ class SecretLookupsRefused:
         return super().lookup_allowed(lookup, value, request)
 
 
+class SavedThroughService:
+    """Saved with its many-to-many fields by a service in save_related (after Django's save_model, which
+    does nothing here), so one audit row holds the fields, the memberships and the permissions."""
+
+    def save_model(self, request, obj, form, change):
+        pass
+
+    def save_related(self, request, form, formsets, change):
+        self.save_audited(request, form, change)
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+
+def _m2m(form, name: str) -> list | None:
+    """The chosen objects of a many-to-many field, or None when the form does not have it (read-only)."""
+    return list(form.cleaned_data[name]) if name in form.cleaned_data else None
+
+
 admin.site.unregister(User)
 admin.site.unregister(Group)
 
 
 @admin.register(User)
-class UserAdmin(SecretLookupsRefused, DjangoUserAdmin):
+class UserAdmin(SecretLookupsRefused, SavedThroughService, DjangoUserAdmin):
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
         if not request.user.is_superuser:
@@ -50,21 +68,15 @@ class UserAdmin(SecretLookupsRefused, DjangoUserAdmin):
             return False
         return super().has_delete_permission(request, obj)
 
-    def save_model(self, request, obj, form, change):
-        """Saved with its groups and permissions in save_related, so the audit row has all of it."""
-
-    def save_related(self, request, form, formsets, change):
-        data = form.cleaned_data
+    def save_audited(self, request, form, change):
         accounts.user_save(
             user=form.instance,
             actor=request.user,
             created=not change,
             changed=list(form.changed_data),
-            groups=list(data["groups"]) if "groups" in data else None,
-            permissions=list(data["user_permissions"]) if "user_permissions" in data else None,
+            groups=_m2m(form, "groups"),
+            permissions=_m2m(form, "user_permissions"),
         )
-        for formset in formsets:
-            self.save_formset(request, form, formset, change=change)
 
     def user_change_password(self, request, id, form_url=""):
         user = self.get_object(request, unquote(id))
@@ -90,21 +102,15 @@ class UserAdmin(SecretLookupsRefused, DjangoUserAdmin):
 
 
 @admin.register(Group)
-class GroupAdmin(SecretLookupsRefused, DjangoGroupAdmin):
-    def save_model(self, request, obj, form, change):
-        """Saved with its permissions in save_related, so the audit row has both."""
-
-    def save_related(self, request, form, formsets, change):
-        data = form.cleaned_data
+class GroupAdmin(SecretLookupsRefused, SavedThroughService, DjangoGroupAdmin):
+    def save_audited(self, request, form, change):
         accounts.group_save(
             group=form.instance,
             actor=request.user,
             created=not change,
             changed=list(form.changed_data),
-            permissions=list(data["permissions"]) if "permissions" in data else None,
+            permissions=_m2m(form, "permissions"),
         )
-        for formset in formsets:
-            self.save_formset(request, form, formset, change=change)
 
     def delete_model(self, request, obj):
         accounts.group_delete(group=obj, actor=request.user)
