@@ -1,42 +1,60 @@
 """Onramp settings. Every value comes from the environment through django-environ.
 
-DJANGO_ENV selects the defaults: "development" (the default) and "test" run with
-no .env at all; "production" refuses to start without its secrets.
+DJANGO_ENV selects the defaults: "development" (the default) generates its keys into .env on first
+run, "test" uses fixed test keys, "production" refuses to start without its secrets.
 """
 
 import base64
 import hashlib
+import os
 from pathlib import Path
 
 import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from portal.devkeys import dev_keys_ensure
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# The .env file read (and, in development, where generated keys are written); ENV_FILE can name another.
+ENV_FILE = Path(os.environ.get("ENV_FILE") or BASE_DIR / ".env")
+environ.Env.read_env(ENV_FILE, overwrite=False)
 
 DJANGO_ENV = env.str("DJANGO_ENV", default="development")
 if DJANGO_ENV not in {"development", "test", "production"}:
     raise ImproperlyConfigured(f"DJANGO_ENV must be development, test or production, not {DJANGO_ENV!r}")
 PRODUCTION = DJANGO_ENV == "production"
+if DJANGO_ENV == "development":
+    # No development key is derived from a value published here: missing ones are generated into .env.
+    os.environ.update(dev_keys_ensure(ENV_FILE, os.environ))
+
+# Fixed keys for the test suite only (DJANGO_ENV=test); development generates its own, production has none.
+_TEST_KEYS = {
+    "SECRET_KEY": "test-only-secret-key-never-used-outside-the-test-suite-7f3a9c",
+    "VAULT_KEYS": base64.urlsafe_b64encode(hashlib.sha256(b"onramp test vault key").digest()).decode(),
+    "AUDIT_KEYS": "test-only-audit-key-never-used-outside-the-test-suite-0b5e",
+}
 
 
-def _required_in_production(name: str, dev_default: str) -> str:
+def _required_in_production(name: str) -> str:
     """Secrets have no default in production: a missing one stops the start."""
     if PRODUCTION:
         value = env.str(name, default="")
         if not value:
             raise ImproperlyConfigured(f"{name} must be set when DJANGO_ENV=production.")
         return value
-    return env.str(name, default=dev_default)
+    return env.str(name, default=_TEST_KEYS[name])
 
 
-SECRET_KEY = _required_in_production("SECRET_KEY", "dev-only-secret-key-do-not-use-in-production-7f3a9c")
+SECRET_KEY = _required_in_production("SECRET_KEY")
 # Fernet keys for the credential vault, newest first (comma separated) so a key can be rotated.
-_dev_vault_key = base64.urlsafe_b64encode(hashlib.sha256(SECRET_KEY.encode()).digest()).decode()
-VAULT_KEYS = [k.strip() for k in _required_in_production("VAULT_KEYS", _dev_vault_key).split(",") if k.strip()]
+VAULT_KEYS = [k.strip() for k in _required_in_production("VAULT_KEYS").split(",") if k.strip()]
+# HMAC keys of the audit chain, newest first: the newest signs new rows, the others still verify theirs.
+AUDIT_KEYS = [k.strip() for k in _required_in_production("AUDIT_KEYS").split(",") if k.strip()]
+if PRODUCTION and any(len(key) < 32 for key in AUDIT_KEYS):
+    raise ImproperlyConfigured("Each key of AUDIT_KEYS must be at least 32 characters long.")
 
 DEBUG = env.bool("DEBUG", default=DJANGO_ENV == "development")
 ALLOWED_HOSTS = env.list(
@@ -128,7 +146,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default="") or BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -168,10 +186,18 @@ CONTENT_SECURITY_POLICY = {
 }
 
 # --- Login throttling (django-axes) ---
+# Two limits within the cool-off: failures of one username from one address (guessing a password), and
+# failures from one address whatever the username (password spraying); provisioning/login_limits.py.
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_IP_FAILURE_LIMIT = env.int("AXES_IP_FAILURE_LIMIT", default=20)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_HANDLER = "provisioning.login_limits.LoginLimitsHandler"
+AXES_CLIENT_IP_CALLABLE = "provisioning.login_limits.client_ip"
 AXES_RESET_ON_SUCCESS = True
+# Proxies in front of gunicorn that append the client's address to X-Forwarded-For (compose: nginx,
+# so 1 in production). The client is the address the outermost trusted proxy saw; 0 trusts no header.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1 if PRODUCTION else 0)
 AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
 AXES_VERBOSE = False
 
@@ -228,10 +254,16 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=180)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Seconds between two checkpoints of the audit chain (provisioning/audit_anchor.py), and where they go
+# besides the log: a directory outside the database (in compose, a volume only the beat service mounts).
+AUDIT_CHECKPOINT_EVERY = env.int("AUDIT_CHECKPOINT_EVERY", default=300)
+AUDIT_CHECKPOINT_DIR = Path(env.str("AUDIT_CHECKPOINT_DIR", default="") or BASE_DIR / "var" / "audit-checkpoints")
 CELERY_BEAT_SCHEDULE = {
     "sweep-stale-runs": {"task": "provisioning.tasks.runs_sweep", "schedule": 60.0},
     "expire-credentials": {"task": "provisioning.tasks.credentials_expire", "schedule": crontab(minute="*/5")},
+    "audit-checkpoint": {"task": "provisioning.audit_checkpoint", "schedule": float(AUDIT_CHECKPOINT_EVERY)},
 }
+CELERY_IMPORTS = ("provisioning.audit_anchor",)
 
 # --- Onramp ---
 # Seconds an unrevealed generated secret lives before the vault wipes it.

@@ -16,6 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from provisioning import customers
+from provisioning.admin_auth import SecretLookupsRefused
 from provisioning.models import AuditEvent, Credential, Customer, Run, StepRun
 from provisioning.permissions import is_admin
 from provisioning.vocabulary import Access
@@ -114,7 +115,7 @@ class CustomerRunInline(ReadOnlyMixin, admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
     form = CustomerAdminForm
     list_display = (
         "name",
@@ -325,7 +326,7 @@ class CustomerAdmin(admin.ModelAdmin):
         return redirect(f"{reverse('onboard')}?customer={picked[0].pk}")
 
 
-class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ReadOnlyAdmin(SecretLookupsRefused, ReadOnlyMixin, admin.ModelAdmin):
     """What the engine writes is looked at here, never edited."""
 
 

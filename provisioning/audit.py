@@ -1,5 +1,7 @@
 """Writing to the append-only, hash-chained audit log, and redacting what it records."""
 
+import hashlib
+import hmac
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -8,6 +10,7 @@ from datetime import datetime
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from provisioning.audit_keys import AuditKeyMissing, audit_key, audit_key_current
 from provisioning.models import AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -133,11 +136,21 @@ def _last_hash() -> str:
     return last or GENESIS_HASH
 
 
+def audit_hash(event: AuditEvent) -> str:
+    """HMAC-SHA256 of the previous hash and the event, with the AUDIT_KEYS key the row names (AuditKeyMissing
+    if AUDIT_KEYS no longer holds it); plain SHA-256 for a row written before the chain was keyed."""
+    message = (event.prev_hash + event.canonical()).encode()
+    if not event.key_id:
+        return hashlib.sha256(message).hexdigest()
+    return hmac.new(audit_key(event.key_id), message, hashlib.sha256).hexdigest()
+
+
 def audit_write(events: Iterable[PendingEvent]) -> list[AuditEvent]:
     """Append events to the chain in one transaction (one lock, one bulk insert)."""
     events = list(events)
     if not events:
         return []
+    key_id, _ = audit_key_current()
     with transaction.atomic(savepoint=False):  # inside a caller's transaction, no savepoint round trips
         prev = _last_hash()
         rows = []
@@ -155,8 +168,9 @@ def audit_write(events: Iterable[PendingEvent]) -> list[AuditEvent]:
                 target=(pending.target or "")[:500],
                 details=redact(pending.details),
                 prev_hash=prev,
+                key_id=key_id,
             )
-            row.hash = row.compute_hash()
+            row.hash = audit_hash(row)
             prev = row.hash
             rows.append(row)
         return AuditEvent.objects.bulk_create(rows)
@@ -202,13 +216,43 @@ def audit_record(
     return audit_write([event])[0]
 
 
-def audit_verify(batch_size: int = 5000) -> tuple[int, AuditEvent | None]:
-    """Walk the chain in id order; return (events checked, first broken event or None)."""
-    prev = GENESIS_HASH
-    checked = 0
+@dataclass(frozen=True)
+class ChainCheck:
+    checked: int  # events verified, in id order, before the first broken one
+    broken: AuditEvent | None
+    reason: str = ""
+    unkeyed: int = 0  # rows from before the chain was keyed (plain SHA-256), all at its start
+
+
+def _break_reason(event: AuditEvent, prev: str, keyed: bool) -> str:
+    """Why `event` does not continue the chain, or "" when it does."""
+    if event.prev_hash != prev:
+        return "it does not follow the previous event (one was deleted, inserted or rewritten)"
+    if keyed and not event.key_id:
+        # A forger without the key could only write unkeyed rows; keyed rows never go back to unkeyed.
+        return "it is unkeyed after keyed events"
+    try:
+        matches = audit_hash(event) == event.hash
+    except AuditKeyMissing:
+        return f"it is signed with the key {event.key_id}, which AUDIT_KEYS does not hold"
+    return "" if matches else "its hash does not match its content"
+
+
+def audit_verify_chain(batch_size: int = 5000) -> ChainCheck:
+    """Walk the chain in id order and stop at the first event that does not continue it."""
+    prev, checked, unkeyed, keyed = GENESIS_HASH, 0, 0, False
     for event in AuditEvent.objects.order_by("id").iterator(chunk_size=batch_size):
-        if event.prev_hash != prev or event.compute_hash() != event.hash:
-            return checked, event
+        reason = _break_reason(event, prev, keyed)
+        if reason:
+            return ChainCheck(checked, event, reason, unkeyed)
+        keyed = keyed or bool(event.key_id)
+        unkeyed += not event.key_id
         prev = event.hash
         checked += 1
-    return checked, None
+    return ChainCheck(checked, None, "", unkeyed)
+
+
+def audit_verify(batch_size: int = 5000) -> tuple[int, AuditEvent | None]:
+    """Walk the chain in id order; return (events checked, first broken event or None)."""
+    result = audit_verify_chain(batch_size)
+    return result.checked, result.broken

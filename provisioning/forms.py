@@ -87,6 +87,37 @@ class OnboardingForm(forms.Form):
         required=False,
     )
 
+    # How Onramp reaches an account on record: the customer's record holds them, and only an Admin
+    # changes them there (or here); everyone else sees them read-only and the run uses the record's.
+    CONNECTION_FIELDS = ("access", "role_arn", "external_id", "access_key_id", "secret_access_key")
+
+    def __init__(self, *args, lock_connection: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.connection_locked: Customer | None = None
+        if lock_connection:
+            self._lock_connection()
+
+    def _lock_connection(self) -> None:
+        picked = self.data.get("customer") if self.is_bound else self.initial.get("customer")
+        picked = getattr(picked, "pk", picked)
+        if not str(picked or "").isdigit():
+            return
+        customer = Customer.objects.filter(pk=picked, is_active=True).first()
+        if customer is None:
+            return
+        self.connection_locked = customer
+        record = {
+            "access": customer.access,
+            "role_arn": customer.role_arn,
+            "external_id": customer.external_id,
+            "access_key_id": customer.access_key_id,
+            "secret_access_key": "",
+        }
+        for name in self.CONNECTION_FIELDS:
+            # A disabled field ignores what is posted and cleans to its initial value: the record's.
+            self.fields[name].disabled = True
+            self.initial[name] = record[name]
+
     def spec_data(self) -> dict:
         # The spec's own fields; the customer and the team come from the choice and the formset.
         data = {name: self.cleaned_data.get(name, "") for name in FIELDS if name not in ("customer", "team")}
@@ -210,7 +241,10 @@ def onboarding_validate(form: OnboardingForm, formset, *, kept_key_id: str = "")
     data = form.spec_data()
     data["team"], member_forms = _team_rows(formset)
     _check_customer(form, data)
-    if data["access"] == Access.KEYS:
+    if data["access"] == Access.KEYS and form.connection_locked is not None:
+        if not form.connection_locked.has_stored_keys:
+            _add_error(form, "access", "This customer has no stored keys: ask an Admin to set them on its record.")
+    elif data["access"] == Access.KEYS:
         _check_keys(form, kept_key_id)
     try:
         spec = spec_parse(data)

@@ -141,9 +141,14 @@ class Cursor:
     def parse(cls, text: str) -> "Cursor | None":
         """The cursor written in `text`, or None when it is not one."""
         micros, _, pk = (text or "").partition(".")
-        if not (micros.isdigit() and pk.isdigit()) or len(micros) > 18:
+        if not (micros.isascii() and micros.isdigit() and pk.isascii() and pk.isdigit()):
             return None
-        when = _EPOCH + timedelta(microseconds=int(micros))
+        if len(micros) > 18 or int(pk) > _MAX_ID:
+            return None
+        try:
+            when = _EPOCH + timedelta(microseconds=int(micros))
+        except OverflowError:  # past the last day a datetime can hold
+            return None
         return cls(created_at=when, id=int(pk))
 
     def __str__(self) -> str:
@@ -153,6 +158,9 @@ class Cursor:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_ID = 2**63 - 1  # PostgreSQL's bigint
+# The days a filter may name: a day's start and the next midnight must both be datetimes in any time zone.
+FIRST_DAY, LAST_DAY = date(1, 1, 2), date(9999, 12, 30)
 
 
 def _beyond(events: QuerySet[AuditEvent], cursor: Cursor, *, older: bool) -> QuerySet[AuditEvent]:

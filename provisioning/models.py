@@ -1,18 +1,19 @@
 """Customers, runs and their steps, generated credentials, and the audit log."""
 
-import hashlib
 import json
 import secrets
 import uuid
 
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.validators import MinLengthValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
 from provisioning.vocabulary import Access
 
-account_id_validator = RegexValidator(r"^\d{12}$", "An AWS account id is exactly 12 digits.")
+account_id_validator = RegexValidator(r"^[0-9]{12}$", "An AWS account id is exactly 12 digits.")
+# AWS's limits on sts:ExternalId (AssumeRole): 2 to 1224 characters; the spec checks the characters.
+EXTERNAL_ID_MIN, EXTERNAL_ID_MAX = 2, 1224
 
 
 def new_external_id() -> str:
@@ -35,7 +36,9 @@ class Customer(models.Model):
         "how Onramp reaches the account", max_length=8, choices=Access.choices, default=Access.ROLE
     )
     role_arn = models.CharField("role ARN", max_length=2048, blank=True)
-    external_id = models.CharField(max_length=96, default=new_external_id)
+    external_id = models.CharField(
+        max_length=EXTERNAL_ID_MAX, default=new_external_id, validators=[MinLengthValidator(EXTERNAL_ID_MIN)]
+    )
     access_key_id = models.CharField("access key id", max_length=128, blank=True)
     # Fernet ciphertext of the customer's secret access key; never shown back.
     secret_access_key_ciphertext = models.TextField(blank=True, editable=False)
@@ -231,6 +234,9 @@ class AuditEvent(models.Model):
     details = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
+    # Which AUDIT_KEYS key signed `hash` (HMAC-SHA256); empty on rows written before the chain was keyed,
+    # whose hash is the plain SHA-256 they were written with.
+    key_id = models.CharField(max_length=16, blank=True, default="")
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -275,6 +281,3 @@ class AuditEvent(models.Model):
             separators=(",", ":"),
             default=str,
         )
-
-    def compute_hash(self) -> str:
-        return hashlib.sha256((self.prev_hash + self.canonical()).encode()).hexdigest()

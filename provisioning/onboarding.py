@@ -11,6 +11,7 @@ from django.utils.text import slugify
 from provisioning import vault
 from provisioning.audit import audit_record
 from provisioning.models import Customer, Run
+from provisioning.permissions import is_admin
 from provisioning.runs import run_create
 from provisioning.spec import Spec, spec_parse
 from provisioning.vocabulary import Access
@@ -37,6 +38,10 @@ def onboarding_draft_build(
     }
 
 
+class OnboardingRefused(Exception):
+    """The spec would change what the person may not change, or names the account's customer wrongly."""
+
+
 def onboarding_draft_spec(*, draft: dict) -> Spec:
     return spec_parse(draft["spec"])
 
@@ -50,43 +55,65 @@ def _customer_slug(name: str) -> str:
     return slug
 
 
-def onboarding_customer(*, spec: Spec, user, customer_id: int | None = None, via: str) -> Customer:
-    """The customer on record (its access updated from the spec), or a new one; both audited."""
+def _connection_changes(customer: Customer, spec: Spec) -> dict[str, str]:
+    """The connection settings the spec would change on the customer's record."""
+    wanted = {"access": spec.access, "role_arn": spec.role_arn, "external_id": spec.external_id}
+    return {name: value for name, value in wanted.items() if value and getattr(customer, name) != value}
+
+
+def _customer_create(*, spec: Spec, user, via: str) -> Customer:
+    customer = Customer.objects.create(
+        name=spec.customer,
+        slug=_customer_slug(spec.customer),
+        aws_account_id=spec.account_id,
+        default_region=spec.region,
+        account_alias=spec.account_alias,
+        access=spec.access,
+        role_arn=spec.role_arn,
+        **({"external_id": spec.external_id} if spec.external_id else {}),
+    )
+    audit_record(
+        action="customer.created",
+        actor=user,
+        customer=customer,
+        target=customer.name,
+        details={
+            "fields": ["name", "aws_account_id", "default_region", "account_alias", "access", "role_arn"]
+            + (["external_id"] if spec.external_id else []),
+            "via": via,
+        },
+    )
+    return customer
+
+
+def onboarding_customer(
+    *, spec: Spec, user, customer_id: int | None = None, via: str, keys_given: bool = False
+) -> Customer:
+    """The customer on record, or a new one (audited). On record, the spec must name that customer, and
+    only an Admin may change its connection (role, external id, access kind, stored keys: `keys_given`),
+    audited; for anyone else the spec must carry the record's values (OnboardingRefused otherwise)."""
     customer = None
     if customer_id:
         customer = Customer.objects.select_for_update().filter(pk=customer_id).first()
     if customer is None:
-        # A new customer whose account is already on record (typed twice): use the record.
         customer = Customer.objects.select_for_update().filter(aws_account_id=spec.account_id).first()
     if customer is None:
-        customer = Customer.objects.create(
-            name=spec.customer,
-            slug=_customer_slug(spec.customer),
-            aws_account_id=spec.account_id,
-            default_region=spec.region,
-            account_alias=spec.account_alias,
-            access=spec.access,
-            role_arn=spec.role_arn,
-            **({"external_id": spec.external_id} if spec.external_id else {}),
+        return _customer_create(spec=spec, user=user, via=via)
+    if spec.customer.strip().casefold() != customer.name.strip().casefold():
+        raise OnboardingRefused(
+            f"Account {customer.aws_account_id} belongs to the customer {customer.name!r}, not {spec.customer!r}: "
+            f"onboard it as {customer.name!r} (or ask an Admin to rename the customer)."
         )
-        audit_record(
-            action="customer.created",
-            actor=user,
-            customer=customer,
-            target=customer.name,
-            details={
-                "fields": ["name", "aws_account_id", "default_region", "account_alias", "access", "role_arn"]
-                + (["external_id"] if spec.external_id else []),
-                "via": via,
-            },
+    changed = _connection_changes(customer, spec)
+    if (changed or keys_given) and not is_admin(user):
+        fields = sorted(changed) + (["stored keys"] if keys_given else [])
+        raise OnboardingRefused(
+            f"Only an Admin changes how Onramp reaches {customer.name} ({', '.join(fields)}): use the values on "
+            "the customer's record, or ask an Admin to change them there."
         )
-        return customer
-    changed = {}
-    for name, value in (("access", spec.access), ("role_arn", spec.role_arn), ("external_id", spec.external_id)):
-        if value and getattr(customer, name) != value:
-            setattr(customer, name, value)
-            changed[name] = value
     if changed:
+        for name, value in changed.items():
+            setattr(customer, name, value)
         customer.save(update_fields=[*changed, "updated_at"])
         audit_record(
             action="customer.changed",
@@ -102,10 +129,10 @@ def onboarding_confirm(*, draft: dict, user) -> Run:
     """Create or update the customer from a checked draft and start the run (RunConflict if one is active)."""
     spec = onboarding_draft_spec(draft=draft)
     with transaction.atomic():
-        customer = onboarding_customer(
-            spec=spec, user=user, customer_id=draft.get("customer_id"), via="onboarding form"
-        )
         keys = draft.get("keys")
+        customer = onboarding_customer(
+            spec=spec, user=user, customer_id=draft.get("customer_id"), via="onboarding form", keys_given=bool(keys)
+        )
         if keys:
             # Already encrypted when the form was checked: store the ciphertext as it is.
             customer.access_key_id = keys["access_key_id"]

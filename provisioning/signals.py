@@ -1,19 +1,34 @@
 """Audit of authentication: logins (break-glass ones named so), failed and refused logins, logouts
-and lockouts. Sign-ins through the identity provider add their own rows (provisioning/oidc.py)."""
+and lockouts. Sign-ins through the identity provider add their own rows (provisioning/oidc.py).
+
+A failed login or a lockout names the username only when it is one of ours: anyone can type anything in
+the login form, and what a stranger types has no place in the hash-chained log (it would also let them
+fill it with text of their choosing on every attempt).
+"""
 
 import time
 
 from axes.signals import user_locked_out
+from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
 from provisioning.audit import audit_record
+from provisioning.login_limits import client_ip
 from provisioning.models import AuditEvent
 from provisioning.oidc import AUTH_AT, OIDC_BACKEND, oidc_enabled
 
 
 def _ip(request) -> str:
-    return request.META.get("REMOTE_ADDR", "") if request is not None else ""
+    return client_ip(request) if request is not None else ""
+
+
+def _known_username(typed) -> str:
+    """The typed username if a user has it, else "" (the typed value is not recorded)."""
+    username = str(typed or "")[:150]
+    if username and get_user_model().objects.filter(username=username).exists():
+        return username
+    return ""
 
 
 @receiver(user_logged_in)
@@ -36,7 +51,7 @@ def _logged_out(sender, request, user, **kwargs):
 def _login_failed(sender, credentials, request=None, **kwargs):
     if "username" not in credentials and hasattr(request, "onramp_flow"):
         return  # the provider's callback: it audits its own refusals
-    username = str(credentials.get("username", ""))[:150]
+    username = _known_username(credentials.get("username"))
     if getattr(request, "onramp_password_refused", False):
         # The right password, but passwords are break-glass only while OIDC is configured.
         audit_record(
@@ -52,7 +67,7 @@ def _login_failed(sender, credentials, request=None, **kwargs):
         action="auth.login_failed",
         actor_label=username or "anonymous",
         outcome=AuditEvent.Outcome.ERROR,
-        error_code="BadCredentials",
+        error_code="BadCredentials" if username else "UnknownUsername",
         target=username,
         details={"ip": _ip(request)},
     )
@@ -60,11 +75,12 @@ def _login_failed(sender, credentials, request=None, **kwargs):
 
 @receiver(user_locked_out)
 def _locked_out(sender, request, username, ip_address, **kwargs):
+    username = _known_username(username)
     audit_record(
         action="auth.locked_out",
-        actor_label=str(username or "anonymous")[:150],
+        actor_label=username or "anonymous",
         outcome=AuditEvent.Outcome.REFUSED,
         error_code="TooManyFailures",
-        target=str(username or ""),
+        target=username,
         details={"ip": ip_address},
     )

@@ -65,9 +65,14 @@ _IAM_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
 _ALIAS = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,61})[a-z0-9]$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ECR = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-_ROLE_ARN = re.compile(r"^arn:aws:iam::(\d{12}):role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
-_ACCOUNT = re.compile(r"^\d{12}$")
-_EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+# AWS's patterns are ASCII: a Unicode \w or \d (a Cyrillic "А", an Arabic-Indic digit) is not in them.
+_ROLE_ARN = re.compile(r"^arn:aws:iam::([0-9]{12}):role/(?:[A-Za-z0-9_+=,.@-]+/)*[A-Za-z0-9_+=,.@-]{1,64}$")
+_ACCOUNT = re.compile(r"^[0-9]{12}$")
+_EXTERNAL_ID = re.compile(r"^[A-Za-z0-9_+=,.@:/-]{2,1224}$")
+_GROUP = re.compile(r"^[A-Za-z0-9_+=,.@-]{1,128}$")
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1"})
+_DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
 def validate_account_id(value: str) -> None:
@@ -86,7 +91,7 @@ def validate_iam_user_name(value: str) -> None:
 
 
 def validate_group_name(value: str) -> None:
-    if not re.match(r"^[\w+=,.@-]{1,128}$", value or ""):
+    if not _GROUP.match(value or ""):
         raise ValidationError("A group name is 1 to 128 characters of letters, digits and + = , . @ _ - only.")
 
 
@@ -128,17 +133,51 @@ def validate_ecr_name(value: str) -> None:
         )
 
 
-def validate_origin(value: str) -> None:
-    parts = urlsplit(value or "")
-    local = parts.hostname in {"localhost", "127.0.0.1"}
+def _ascii_host(host: str) -> str | None:
+    """A host name in its ASCII form (IDNA: bücher.example is xn--bcher-kva.example), or None when it is
+    not one: labels of letters, digits and inner hyphens, 63 at most each, 253 in all, not all digits."""
+    try:
+        ascii_host = host.encode("idna").decode("ascii").lower()
+    except (UnicodeError, ValueError):
+        return None
+    labels = ascii_host.split(".")
+    if len(ascii_host) > 253 or not all(_HOST_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+        return None
+    return ascii_host
+
+
+_ORIGIN_SHAPE = (
+    "The app's origin is a scheme and host only (and an optional port), like https://app.example.com: "
+    "no path, query, wildcard or space."
+)
+
+
+def _origin_parts(value: str) -> tuple[str, str, int | None]:
+    """(scheme, ASCII host, port or None) of an origin, or ValidationError. Nothing but those three: no
+    path, query, fragment, user, wildcard or space, not even an empty `?` or `#`."""
+    if any(c.isspace() or c in "?#*\\" for c in value) or not value.isprintable():
+        raise ValidationError(_ORIGIN_SHAPE)
+    parts = urlsplit(value)
+    host = parts.hostname or ""
+    local = host in _LOCAL_HOSTS
     if parts.scheme not in ({"https", "http"} if local else {"https"}):
         raise ValidationError("The app's origin must start with https:// (http:// only for localhost).")
-    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise ValidationError("The app's origin is a scheme and host only, like https://app.example.com (no path).")
+    if not host or parts.path not in ("", "/") or "@" in parts.netloc:
+        raise ValidationError(_ORIGIN_SHAPE)
     try:
-        _ = parts.port  # parsing the port is the check
+        port = parts.port  # parsing the port is the check
     except ValueError as exc:
         raise ValidationError("The app's origin has an invalid port.") from exc
+    if port == 0:
+        raise ValidationError("The app's origin has an invalid port.")
+    ascii_host = host if local else _ascii_host(host)
+    if ascii_host is None:
+        raise ValidationError("The app's origin needs a valid host name, like app.example.com.")
+    return parts.scheme, ascii_host, port
+
+
+def validate_origin(value: str) -> None:
+    _origin_parts(value or "")
 
 
 def validate_role_arn(value: str, account_id: str | None = None) -> None:
@@ -155,7 +194,12 @@ def validate_external_id(value: str) -> None:
 
 
 def normalize_origin(value: str) -> str:
-    return value.rstrip("/")
+    """The origin as a browser sends it in its Origin header: ASCII host, no default port, no slash."""
+    try:
+        scheme, host, port = _origin_parts(value)
+    except ValidationError:
+        return value.rstrip("/")
+    return f"{scheme}://{host}" + (f":{port}" if port and port != _DEFAULT_PORTS[scheme] else "")
 
 
 @dataclass(frozen=True)

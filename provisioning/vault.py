@@ -81,25 +81,48 @@ class Revealed:
     secret: str | None  # None when refused
 
 
+def _credential_expire(credential: Credential) -> None:
+    """Wipe a sealed secret past its TTL (the caller holds its row lock) and audit the expiry."""
+    credential.ciphertext = ""
+    credential.state = Credential.State.EXPIRED
+    credential.save(update_fields=["ciphertext", "state"])
+    audit_record(
+        action="credential.expired",
+        actor_label="system",
+        customer=credential.customer_id,
+        run=credential.run_id,
+        target=credential.user_name,
+        details={"credential": str(credential.pk), "kind": credential.kind, "ttl_seconds": settings.CREDENTIAL_TTL},
+    )
+
+
+def _reveal_refuse(credential: Credential, *, user, error_code: str) -> Revealed:
+    audit_record(
+        action="credential.reveal_refused",
+        actor=user,
+        customer=credential.customer_id,
+        run=credential.run_id,
+        outcome=AuditEvent.Outcome.REFUSED,
+        error_code=error_code,
+        target=credential.user_name,
+        details={"credential": str(credential.pk), "kind": credential.kind, "state": credential.state},
+    )
+    return Revealed(credential, None)
+
+
 def credential_reveal(*, credential_id, user) -> Revealed:
     """Reveal a secret once. One transaction, row locked: exactly one caller gets the secret,
-    and the ciphertext is wiped before the transaction commits."""
+    and the ciphertext is wiped before the transaction commits. A secret past its expiry is wiped
+    here and refused, whether or not the expiry task has run."""
     with transaction.atomic():
         credential = Credential.objects.select_for_update().get(pk=credential_id)
+        if credential.state == Credential.State.SEALED and credential.expires_at <= timezone.now():
+            _credential_expire(credential)
+            return _reveal_refuse(credential, user=user, error_code="expired")
         if credential.state != Credential.State.SEALED or not credential.ciphertext:
             Credential.objects.filter(pk=credential.pk).update(refused_attempts=credential.refused_attempts + 1)
             credential.refused_attempts += 1
-            audit_record(
-                action="credential.reveal_refused",
-                actor=user,
-                customer=credential.customer_id,
-                run=credential.run_id,
-                outcome=AuditEvent.Outcome.REFUSED,
-                error_code=f"already_{credential.state}",
-                target=credential.user_name,
-                details={"credential": str(credential.pk), "kind": credential.kind, "state": credential.state},
-            )
-            return Revealed(credential, None)
+            return _reveal_refuse(credential, user=user, error_code=f"already_{credential.state}")
         secret = decrypt(credential.ciphertext)
         credential.ciphertext = ""
         credential.state = Credential.State.REVEALED
@@ -134,21 +157,7 @@ def credentials_expire(*, now=None) -> int:
             )
             if credential is None:
                 continue
-            credential.ciphertext = ""
-            credential.state = Credential.State.EXPIRED
-            credential.save(update_fields=["ciphertext", "state"])
-            audit_record(
-                action="credential.expired",
-                actor_label="system",
-                customer=credential.customer_id,
-                run=credential.run_id,
-                target=credential.user_name,
-                details={
-                    "credential": str(credential.pk),
-                    "kind": credential.kind,
-                    "ttl_seconds": settings.CREDENTIAL_TTL,
-                },
-            )
+            _credential_expire(credential)
             expired += 1
     return expired
 

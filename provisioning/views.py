@@ -20,11 +20,17 @@ from provisioning.errors import OnrampError
 from provisioning.forms import OnboardingForm, TeamFormSet, onboarding_validate
 from provisioning.models import AuditEvent, Credential, Customer, Run
 from provisioning.oidc import oidc_enabled
-from provisioning.onboarding import onboarding_confirm, onboarding_draft_build, onboarding_draft_spec
+from provisioning.onboarding import (
+    OnboardingRefused,
+    onboarding_confirm,
+    onboarding_draft_build,
+    onboarding_draft_spec,
+)
 from provisioning.permissions import (
     access_grantors,
     get_credential_for_user,
     get_run_for_user,
+    is_admin,
     is_portal_user,
     may_manage_run,
     portal_user_required,
@@ -94,18 +100,20 @@ def _customer_defaults() -> list[dict]:
 def onboard(request):
     draft = request.session.get(DRAFT)
     kept_key_id = ((draft or {}).get("keys") or {}).get("access_key_id", "")
+    lock = not is_admin(request.user)  # only Admins change a customer's connection here
     if request.method == "POST":
-        form = OnboardingForm(request.POST)
+        form = OnboardingForm(request.POST, lock_connection=lock)
         formset = TeamFormSet(request.POST, prefix="team")
         spec = onboarding_validate(form, formset, kept_key_id=kept_key_id)
         if spec is not None:
             customer = form.cleaned_data.get("customer")
+            locked = form.connection_locked is not None  # the record's keys, none typed here
             request.session[DRAFT] = onboarding_draft_build(
                 spec=spec,
                 customer=customer,
                 posted=request.POST.dict(),
-                access_key_id=form.cleaned_data.get("access_key_id", ""),
-                secret=form.cleaned_data.get("secret_access_key", ""),
+                access_key_id="" if locked else form.cleaned_data.get("access_key_id", ""),
+                secret="" if locked else form.cleaned_data.get("secret_access_key", ""),
                 previous=draft,
             )
             audit_record(
@@ -118,11 +126,11 @@ def onboard(request):
             return redirect("onboard_preview")
     elif request.GET.get("edit") and draft:
         # Back from the preview: the values as typed, team members included (the secret stays encrypted).
-        form = OnboardingForm(draft["form"])
+        form = OnboardingForm(draft["form"], lock_connection=lock)
         formset = TeamFormSet(draft["form"], prefix="team")
         form.is_valid(), formset.is_valid()
     else:
-        form = OnboardingForm(initial=_customer_initial(request.GET.get("customer", "")))
+        form = OnboardingForm(initial=_customer_initial(request.GET.get("customer", "")), lock_connection=lock)
         formset = TeamFormSet(prefix="team")
     return render(
         request,
@@ -131,6 +139,7 @@ def onboard(request):
             "form": form,
             "formset": formset,
             "customers": _customer_defaults(),
+            "lock_connection": lock,
             # Mentioned only when the form is this draft's (edited or posted again), not on a fresh form.
             "kept_key_id": kept_key_id if request.method == "POST" or request.GET.get("edit") else "",
         },
@@ -162,6 +171,9 @@ def onboard_preview(request):
     if request.method == "POST":
         try:
             run = onboarding_confirm(draft=draft, user=request.user)
+        except OnboardingRefused as exc:
+            messages.error(request, str(exc))
+            return redirect(f"{reverse('onboard')}?edit=1")
         except RunConflict as exc:
             messages.error(request, str(exc))
             return redirect("run_detail", run_id=exc.active.pk)

@@ -4,14 +4,18 @@ import json
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.http import Http404, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from provisioning.audit import audit_record
+from provisioning.audit import audit_hash, audit_record
+from provisioning.audit_keys import AuditKeyMissing
 from provisioning.history import (
+    FIRST_DAY,
     KNOWN_ACTIONS,
+    LAST_DAY,
     AuditFilters,
     Cursor,
     audit_events_filter,
@@ -23,6 +27,10 @@ from provisioning.models import AuditEvent, Customer
 from provisioning.permissions import portal_user_required
 
 _DATE = forms.DateInput(attrs={"type": "date"})
+_DAY_RANGE = [
+    MinValueValidator(FIRST_DAY, f"Pick a day from {FIRST_DAY:%Y-%m-%d}."),
+    MaxValueValidator(LAST_DAY, f"Pick a day up to {LAST_DAY:%Y-%m-%d}."),
+]
 
 
 class AuditFilterForm(forms.Form):
@@ -43,8 +51,8 @@ class AuditFilterForm(forms.Form):
         help_text="Exact, or a prefix ending in * (aws.iam.*).",
     )
     outcome = forms.ChoiceField(choices=[("", "Any outcome"), *AuditEvent.Outcome.choices], required=False)
-    since = forms.DateField(label="From (UTC day)", required=False, widget=_DATE)
-    until = forms.DateField(label="To (UTC day, included)", required=False, widget=_DATE)
+    since = forms.DateField(label="From (UTC day)", required=False, widget=_DATE, validators=_DAY_RANGE)
+    until = forms.DateField(label="To (UTC day, included)", required=False, widget=_DATE, validators=_DAY_RANGE)
     q = forms.CharField(
         label="Target contains",
         max_length=200,
@@ -147,15 +155,41 @@ def audit_event_detail(request, event_id: int):
             "customer": customer,
             "details": json.dumps(event.details, indent=2, sort_keys=True),
             # Only this event's own hash is checked here; verify_audit walks the whole chain.
-            "hash_matches": event.compute_hash() == event.hash,
+            "hash_matches": _hash_matches(event),
         },
     )
 
 
+def _hash_matches(event: AuditEvent) -> bool:
+    try:
+        return audit_hash(event) == event.hash
+    except AuditKeyMissing:  # signed with a key no longer configured: it cannot be checked here
+        return False
+
+
+# Format: (content type, the export, how many chunks it yields before the first event: CSV's header).
 _EXPORTS = {
-    "csv": ("text/csv; charset=utf-8", audit_export_csv),
-    "jsonl": ("application/x-ndjson; charset=utf-8", audit_export_jsonl),
+    "csv": ("text/csv; charset=utf-8", audit_export_csv, 1),
+    "jsonl": ("application/x-ndjson; charset=utf-8", audit_export_jsonl, 0),
 }
+
+
+def _recorded_export(chunks, *, header: int, user, fmt: str, filters: AuditFilters):
+    """Stream the export, then audit what was actually sent: the row is written once the stream has
+    ended (or stopped), with the number of events it held and whether it was complete."""
+    sent, complete = 0, False
+    try:
+        for chunk in chunks:
+            sent += 1  # counted as it is handed to the server: a client leaving stops us at the yield
+            yield chunk
+        complete = True
+    finally:
+        audit_record(
+            action="audit.exported",
+            actor=user,
+            outcome=AuditEvent.Outcome.OK if complete else AuditEvent.Outcome.ERROR,
+            details={"format": fmt, **filters.as_details(), "events": max(sent - header, 0), "complete": complete},
+        )
 
 
 @portal_user_required
@@ -167,10 +201,11 @@ def audit_export(request, fmt: str):
     form, filters = _filters_read(request)
     if filters is None:
         return HttpResponseBadRequest("Invalid filters: open the history page to see what is wrong.")
-    content_type, export = _EXPORTS[fmt]
-    # Reading the log in bulk is itself worth a line in it.
-    audit_record(action="audit.exported", actor=request.user, details={"format": fmt, **filters.as_details()})
-    response = StreamingHttpResponse(export(events=audit_events_filter(filters=filters)), content_type=content_type)
+    content_type, export, header = _EXPORTS[fmt]
+    # Reading the log in bulk is itself worth a line in it, written once the export has been sent.
+    chunks = export(events=audit_events_filter(filters=filters))
+    stream = _recorded_export(chunks, header=header, user=request.user, fmt=fmt, filters=filters)
+    response = StreamingHttpResponse(stream, content_type=content_type)
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="onramp-audit-{stamp}.{fmt}"'
     response["Cache-Control"] = "no-store"

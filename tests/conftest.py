@@ -6,6 +6,7 @@ must see nothing, dana is an Admin.
 
 import importlib
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +27,9 @@ from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
 from tests.sandbox import Sandbox
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM beside Playwright's sync API
+# Subprocesses (manage.py, the build script) read and write no .env of this checkout: a developer's
+# `make run` keys must not change what a test of production settings sees, nor a test leave keys behind.
+os.environ["ENV_FILE"] = str(Path(tempfile.mkdtemp(prefix="onramp-test-env-")) / ".env")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 PASSWORD = "correct-horse-battery-staple"
 

@@ -134,12 +134,56 @@ def test_filters(client, alice, bob, acme, globex):
 
 
 @pytest.mark.parametrize(
-    "query", ["since=yesterday", "since=2025-03-12&until=2025-03-11", "before=12;drop", "after=abc", "run=nope"]
+    "query",
+    [
+        "since=yesterday",
+        "since=2025-03-12&until=2025-03-11",
+        "before=12;drop",
+        "after=abc",
+        "run=nope",
+        # Values that parse but overflow: the datetime, PostgreSQL's bigint, the day after the last one.
+        "before=999999999999999999.1",
+        "after=999999999999999999.1",
+        "before=1.99999999999999999999",
+        "after=%D9%A1%D9%A2.3",  # Arabic-Indic digits are digits to Python, not to a cursor
+        "until=9999-12-31",
+        "since=9999-12-31",
+        "since=0001-01-01",
+    ],
 )
 def test_invalid_filters_are_a_400_not_a_500(client, alice, query):
     client.force_login(alice)
     assert client.get(f"{HISTORY}?{query}").status_code == 400
     assert client.get(f"/audit/export.csv?{query}").status_code == 400
+    assert client.get(f"/audit/export.jsonl?{query}").status_code == 400
+    assert not AuditEvent.objects.filter(action="audit.exported").exists()  # nothing exported, nothing claimed
+
+
+def test_an_export_is_audited_after_it_was_sent_with_what_it_held(client, alice, acme):
+    """The audit row of an export is written once the stream ends: it counts the events sent, and the
+    export does not contain its own row."""
+    client.force_login(alice)
+    written = [_write(customer_id=acme.pk, target=f"acme-{i}") for i in range(3)]
+    response = client.get("/audit/export.csv", {"customer": "acme"})
+    assert not AuditEvent.objects.filter(action="audit.exported").exists()  # nothing sent yet
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [int(r["id"]) for r in rows] == [e.pk for e in reversed(written)]
+    exported = AuditEvent.objects.get(action="audit.exported")
+    assert (exported.actor_id, exported.outcome) == (alice.pk, "ok")
+    assert exported.details == {"format": "csv", "customer_id": str(acme.pk), "events": 3, "complete": True}
+
+
+@pytest.mark.django_db(transaction=True)  # closing a response ends the request: its connection too
+def test_an_export_the_client_left_is_audited_as_incomplete(client, alice):
+    acme = Customer.objects.create(name="Acme", slug="acme", aws_account_id="111122223333")
+    client.force_login(alice)
+    written = [_write(customer_id=acme.pk, target=f"acme-{i}") for i in range(3)]
+    stopped = client.get("/audit/export.jsonl", {"customer": "acme"})
+    first = next(iter(stopped.streaming_content))
+    stopped.close()  # what the server does when the client goes away after one line
+    assert json.loads(first)["id"] == written[-1].pk
+    partial = AuditEvent.objects.filter(action="audit.exported").order_by("-id").first()
+    assert (partial.outcome, partial.details["events"], partial.details["complete"]) == ("error", 1, False)
 
 
 def test_keyset_pages_walk_the_filtered_log_without_offset_or_count(client, alice, acme, globex):
@@ -181,7 +225,9 @@ def test_keyset_pages_walk_the_filtered_log_without_offset_or_count(client, alic
     page_queries = [s for s in sql if "PROVISIONING_AUDITEVENT" in s]
     assert page_queries
     assert not [s for s in sql if " OFFSET " in s or "COUNT(" in s]
-    assert all("LIMIT 51" in s for s in page_queries if "ORDER BY" in s)
+    assert all("LIMIT 51" in s for s in page_queries if "ORDER BY" in s), [
+        s for s in page_queries if "ORDER BY" in s and "LIMIT 51" not in s
+    ]
 
 
 def test_a_row_opens_its_details(client, alice, acme):

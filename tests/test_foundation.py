@@ -3,6 +3,7 @@
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -129,9 +130,11 @@ def test_every_setting_read_from_the_environment_is_in_env_example_with_a_commen
 
 
 def _manage(*args, env):
+    """manage.py in a subprocess, reading no developer's .env of this checkout and writing none into it."""
+    env_file = Path(tempfile.mkdtemp()) / ".env"
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={"PATH": "/usr/bin:/bin", **env},
+        env={"PATH": "/usr/bin:/bin", "ENV_FILE": str(env_file), **env},
     )  # fmt: skip
 
 
@@ -139,13 +142,14 @@ PROD = {
     "DJANGO_ENV": "production",
     "SECRET_KEY": "x7!Lq2@pZ9#vR4$kT1%mW8^nY3&bC6*dF0(gH5)jK-sa-very-long-secret-key",
     "VAULT_KEYS": "0Jm3sQHcZ1k4zXo2b6vV9eG8yT7wR5uP3nL1aD0fH2s=",
+    "AUDIT_KEYS": "hP3xQ9-vN2kR7sT1wY5zA8cE4gJ6mL0oB_dF3hK9nM2",
     "ALLOWED_HOSTS": "onramp.example.com",
     "DATABASE_URL": "sqlite:////tmp/onramp-deploy-check.sqlite3",
 }
 
 
 def test_production_refuses_to_start_without_its_secrets():
-    for missing in ("SECRET_KEY", "VAULT_KEYS"):
+    for missing in ("SECRET_KEY", "VAULT_KEYS", "AUDIT_KEYS"):
         env = {k: v for k, v in PROD.items() if k != missing}
         result = _manage("check", env=env)
         assert result.returncode != 0

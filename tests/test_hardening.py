@@ -1,12 +1,15 @@
 """Production settings: `check --deploy` is clean, secrets are required, the headers and cookies are
 strict, and no template carries inline script."""
 
+import base64
+import hashlib
 import json
 import os
 import re
 import secrets
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,12 +21,13 @@ TEMPLATE_DIRS = [ROOT / "templates", *ROOT.glob("*/templates")]
 
 
 def _production_env(**overrides) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECRET_KEY", "VAULT_KEYS"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECRET_KEY", "VAULT_KEYS", "AUDIT_"))}
     env.update(
         DJANGO_ENV="production",
         DJANGO_SETTINGS_MODULE="portal.settings",
         SECRET_KEY=secrets.token_urlsafe(50),
         VAULT_KEYS=Fernet.generate_key().decode(),
+        AUDIT_KEYS=secrets.token_urlsafe(32),
         ALLOWED_HOSTS="onramp.agency.example",
         DATABASE_URL="sqlite:///:memory:",
     )
@@ -36,9 +40,17 @@ def _production_env(**overrides) -> dict:
 
 
 def _manage(*args: str, env: dict) -> subprocess.CompletedProcess:
+    """manage.py in a subprocess, reading no developer's .env of this checkout and writing none into it."""
+    env = {"ENV_FILE": str(Path(tempfile.mkdtemp()) / ".env"), **env}
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
+
+
+def test_production_refuses_a_short_audit_key():
+    done = _manage("check", env=_production_env(AUDIT_KEYS="too-short"))
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].endswith("Each key of AUDIT_KEYS must be at least 32 characters long.")
 
 
 def test_check_deploy_has_no_warnings_in_production():
@@ -48,7 +60,7 @@ def test_check_deploy_has_no_warnings_in_production():
     assert "WARNING" not in done.stderr
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "VAULT_KEYS"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "VAULT_KEYS", "AUDIT_KEYS"])
 def test_production_refuses_to_start_without_its_secrets(missing):
     done = _manage("check", env=_production_env(**{missing: None}))
     assert done.returncode != 0
@@ -150,3 +162,55 @@ def test_the_inline_script_check_catches_what_it_should():
             _assert_no_inline_script(bad, "sample")
     _assert_no_inline_script('<script id="d" type="application/json">{"a": 1}</script>', "sample")
     _assert_no_inline_script('<script src="/static/js/onramp.js" defer></script>', "sample")
+
+
+DEV_PROBE = """
+import json, django
+django.setup()
+from django.conf import settings as s
+print(json.dumps({"secret": s.SECRET_KEY, "vault": s.VAULT_KEYS, "audit": s.AUDIT_KEYS}))
+"""
+# What development used to run on: a SECRET_KEY published in this repository, and a vault key derived from it.
+PUBLISHED_DEV_SECRET = "dev-only-secret-key-do-not-use-in-production-7f3a9c"
+
+
+def _development_keys(env_file: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECRET_KEY", "VAULT_KEYS", "AUDIT_"))}
+    env.update(DJANGO_ENV="development", DJANGO_SETTINGS_MODULE="portal.settings", ENV_FILE=str(env_file))
+    env["DATABASE_URL"] = "sqlite:///:memory:"
+    done = subprocess.run([sys.executable, "-c", DEV_PROBE], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _derived(secret: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest()).decode()
+
+
+def test_development_generates_its_keys_into_env_instead_of_deriving_them_from_a_published_one(tmp_path):
+    env_file = tmp_path / ".env"
+    first = _development_keys(env_file)
+    assert first["secret"] != PUBLISHED_DEV_SECRET
+    assert first["vault"] != [_derived(PUBLISHED_DEV_SECRET)] and first["vault"] != [_derived(first["secret"])]
+    Fernet(first["vault"][0].encode())  # a real Fernet key
+    assert len(first["audit"]) == 1 and len(first["audit"][0]) >= 32
+    text = env_file.read_text()
+    assert all(f"{name}=" in text for name in ("SECRET_KEY", "VAULT_KEYS", "AUDIT_KEYS"))
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    assert _development_keys(env_file) == first  # read back on the next start, not made again
+    # A fresh machine makes its own keys.
+    assert _development_keys(tmp_path / "other.env")["vault"] != first["vault"]
+
+
+def test_development_fills_the_empty_keys_of_a_copied_env_example(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text((ROOT / ".env.example").read_text().replace("DJANGO_ENV=development\n", ""))
+    keys = _development_keys(env_file)
+    lines = env_file.read_text().splitlines()
+    assert [line for line in lines if line.startswith("VAULT_KEYS=")] == [f"VAULT_KEYS={keys['vault'][0]}"]
+    assert "PORTAL_AWS_ACCOUNT_ID=123456789012" in lines  # the rest of the file is kept
+
+
+def test_the_env_file_is_never_committed():
+    done = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=ROOT, capture_output=True, timeout=30)
+    assert done.returncode == 0

@@ -254,3 +254,17 @@ def test_issue_a_new_key_refuses_up_front_when_the_user_has_two(worker, alice, s
     assert len(iam.list_access_keys(UserName="acme-app")["AccessKeyMetadata"]) == 2
     assert AuditEvent.objects.filter(run=run, action="aws.iam.CreateAccessKey").count() == 1  # the run's own
     assert Credential.objects.filter(run=run).count() == 1
+
+
+def test_a_secret_past_its_expiry_is_refused_at_reveal_even_before_the_expiry_task_runs(sealed, alice):
+    """Beat down or late: the reveal itself checks expires_at, wipes the secret and audits both."""
+    Credential.objects.filter(pk=sealed.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    response = _logged_in(alice).post(reverse("credential_reveal", args=[sealed.pk]))
+    assert response.status_code == 410
+    assert b"the-secret-value" not in response.content and b"expired unrevealed" in response.content
+    sealed.refresh_from_db()
+    assert (sealed.state, sealed.ciphertext, sealed.revealed_by) == (Credential.State.EXPIRED, "", None)
+    refused = AuditEvent.objects.get(action="credential.reveal_refused")
+    assert (refused.actor, refused.outcome, refused.error_code) == (alice, "refused", "expired")
+    assert AuditEvent.objects.filter(action="credential.expired", target="acme-app").count() == 1
+    assert vault.credentials_expire() == 0  # nothing left for the task

@@ -204,11 +204,11 @@ def test_start_onboarding_creates_the_customer_and_the_run(client, alice):
 
 
 @pytest.mark.django_db
-def test_start_onboarding_for_a_customer_on_record_updates_its_role(client, alice):
+def test_an_admin_onboarding_a_customer_on_record_may_update_its_role(client, dana):
     customer = Customer.objects.create(
         name="Acme Corp", slug="acme", aws_account_id=CUSTOMER_ACCOUNT, role_arn="", external_id="old-id-0000"
     )
-    login(client, alice)
+    login(client, dana)
     client.post("/onboard/", form_data(customer=str(customer.pk), new_customer_name=""))
     client.post("/onboard/preview/")
     customer.refresh_from_db()
@@ -217,6 +217,60 @@ def test_start_onboarding_for_a_customer_on_record_updates_its_role(client, alic
     assert Run.objects.get().customer == customer and Customer.objects.count() == 1
     changed = AuditEvent.objects.get(action="customer.changed", customer=customer)
     assert changed.details["fields"] == ["external_id", "role_arn"]
+    assert changed.actor == dana
+
+
+RECORD_ROLE = f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/RecordRole"
+
+
+@pytest.mark.django_db
+def test_a_tech_lead_sees_the_connection_of_a_customer_on_record_read_only_and_the_run_uses_it(client, alice):
+    customer = Customer.objects.create(
+        name="Acme Corp", slug="acme", aws_account_id=CUSTOMER_ACCOUNT, role_arn=RECORD_ROLE, external_id="record-id-01"
+    )
+    login(client, alice)
+    page = client.get(f"/onboard/?customer={customer.pk}").content.decode()
+    assert re.search(r'<input type="text" name="role_arn" value="[^"]*RecordRole"[^>]* disabled', page), page
+    assert re.search(r'name="external_id" value="record-id-01"[^>]* disabled', page)
+    # What she types there is ignored: the run is made with the record's role and external id.
+    other = f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/Hijack"
+    response = client.post(
+        "/onboard/",
+        form_data(customer=str(customer.pk), new_customer_name="", role_arn=other, external_id="attacker-id"),
+    )
+    assert response.status_code == 302, text(response)
+    client.post("/onboard/preview/")
+    run = Run.objects.get()
+    assert (run.spec["role_arn"], run.spec["external_id"]) == (RECORD_ROLE, "record-id-01")
+    customer.refresh_from_db()
+    assert (customer.role_arn, customer.external_id, customer.access) == (RECORD_ROLE, "record-id-01", "role")
+    assert not AuditEvent.objects.filter(action="customer.changed").exists()
+
+
+@pytest.mark.django_db
+def test_a_tech_lead_cannot_store_keys_on_a_customer_on_record(client, alice):
+    customer = Customer.objects.create(
+        name="Acme Corp", slug="acme", aws_account_id=CUSTOMER_ACCOUNT, role_arn=RECORD_ROLE, external_id="record-id-01"
+    )
+    login(client, alice)
+    keys = {"access": "keys", "access_key_id": "AKIAEXAMPLEKEY000001", "secret_access_key": "x" * 40}
+    client.post("/onboard/", form_data(customer=str(customer.pk), new_customer_name="", **keys))
+    client.post("/onboard/preview/")
+    customer.refresh_from_db()
+    assert (customer.access, customer.access_key_id, customer.secret_access_key_ciphertext) == ("role", "", "")
+    assert Run.objects.get().spec["access"] == "role"
+
+
+@pytest.mark.django_db
+def test_an_external_id_as_long_as_aws_allows_is_stored(client, alice):
+    """AWS allows 2 to 1224 characters; so do the spec and the customer record (a 500 before)."""
+    long_id = "x" * 1224
+    login(client, alice)
+    assert client.post("/onboard/", form_data(external_id=long_id)).status_code == 302
+    assert client.post("/onboard/preview/").status_code == 302
+    assert Run.objects.get().customer.external_id == long_id
+    refused = client.post("/onboard/", form_data(external_id=long_id + "x"))
+    assert refused.status_code == 200 and "An external id is 2 to 1224 characters" in text(refused)
 
 
 @pytest.mark.django_db

@@ -55,6 +55,20 @@
     }
     if (customer) { customer.addEventListener("change", showNewName); showNewName(); }
 
+    // Tech leads do not change a customer's connection: for a customer on record, its fields are read-only.
+    function lockConnection() {
+      if (!customer || !form.hasAttribute("data-lock-connection")) { return; }
+      var locked = customer.value !== "";
+      ["role_arn", "external_id", "access_key_id", "secret_access_key"].forEach(function (name) {
+        var input = field(name);
+        if (input) { input.readOnly = locked; if (!locked) { input.disabled = false; } }
+      });
+      form.querySelectorAll("[name='access']").forEach(function (r) { r.disabled = locked && !r.checked; });
+      var note = form.querySelector("[data-connection-note]");
+      if (note) { note.hidden = !locked; }
+    }
+    if (customer) { customer.addEventListener("change", lockConnection); lockConnection(); }
+
     // Tech leads get AdministratorAccess and Billing: the members' policy choice does not apply.
     function showPolicy(member) {
       var role = member.querySelector("select[name$='-role']");

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from provisioning.models import Run, StepRun
-from provisioning.onboarding import onboarding_customer
+from provisioning.onboarding import OnboardingRefused, onboarding_customer
 from provisioning.runs import RunConflict, run_create
 from provisioning.spec import SpecError, spec_parse
 from provisioning.vocabulary import Access
@@ -29,15 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="For the run's URL.")
 
     def handle(self, *args, spec, user, wait, timeout, base_url, **options):
-        path = Path(spec)
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise CommandError(f"No spec file at {path}.") from None
-        except OSError as exc:  # a directory, no permission…
-            raise CommandError(f"Cannot read {path}: {exc.strerror or exc}.") from None
-        except ValueError as exc:  # not UTF-8, not JSON, or a number too long for Python to read
-            raise CommandError(f"{path} is not valid JSON ({exc.__class__.__name__}: {exc}).") from None
+        raw = self._read(Path(spec))
         try:
             parsed = spec_parse(raw)
         except SpecError as exc:
@@ -45,7 +37,10 @@ class Command(BaseCommand):
             raise CommandError("The spec is not valid:\n" + "\n".join(lines)) from None
         starter = self._user(user)
         with transaction.atomic():
-            customer = onboarding_customer(spec=parsed, user=starter, via="onboard command")
+            try:
+                customer = onboarding_customer(spec=parsed, user=starter, via="onboard command")
+            except OnboardingRefused as exc:
+                raise CommandError(str(exc)) from None
             if parsed.access == Access.KEYS and not customer.has_stored_keys:
                 raise CommandError(f"{customer.name} has no stored access keys: set them in the admin first.")
             try:
@@ -60,6 +55,18 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(summary, indent=2))
         if run.status != Run.Status.SUCCEEDED:
             raise CommandError(f"The run ended {run.status}.")
+
+    def _read(self, path: Path):
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CommandError(f"No spec file at {path}.") from None
+        except OSError as exc:  # a directory, no permission…
+            raise CommandError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+        except ValueError as exc:  # not UTF-8, not JSON, or a number too long for Python to read
+            raise CommandError(f"{path} is not valid JSON ({exc.__class__.__name__}: {exc}).") from None
+        except RecursionError:  # arrays or objects nested deeper than Python's parser goes
+            raise CommandError(f"{path} is nested too deeply to be a spec (a spec is one flat object).") from None
 
     def _user(self, username: str):
         User = get_user_model()

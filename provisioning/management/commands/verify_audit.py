@@ -1,19 +1,50 @@
-"""Walk the audit log's hash chain and report the first broken link."""
+"""Walk the audit log's hash chain, compare it with the latest checkpoint, report what is wrong."""
 
+from pathlib import Path
+
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from provisioning.audit import audit_verify
+from provisioning.audit import audit_verify_chain
+from provisioning.audit_anchor import checkpoint_check, checkpoint_latest
 
 
 class Command(BaseCommand):
-    help = "Verify the audit log's hash chain; exit 1 at the first event that does not match."
+    help = (
+        "Verify the audit log's hash chain (HMAC with AUDIT_KEYS) and compare it with the latest checkpoint "
+        "in AUDIT_CHECKPOINT_DIR; exit 1 at the first broken event, a truncation or a rewrite."
+    )
 
-    def handle(self, *args, **options):
-        checked, broken = audit_verify()
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--checkpoints", default="", help="The checkpoint directory (default: AUDIT_CHECKPOINT_DIR)."
+        )
+
+    def handle(self, *args, checkpoints, **options):
+        chain = audit_verify_chain()
+        broken = chain.broken
         if broken is not None:
             raise CommandError(
                 f"Audit chain broken at event {broken.pk} ({broken.created_at:%Y-%m-%d %H:%M:%S} "
-                f"{broken.action}): its hash does not match its content or the previous event. "
-                f"{checked} event(s) before it verified."
+                f"{broken.action}): {chain.reason}. {chain.checked} event(s) before it verified."
             )
-        self.stdout.write(self.style.SUCCESS(f"Audit chain intact: {checked} event(s) verified."))
+        directory = Path(checkpoints or settings.AUDIT_CHECKPOINT_DIR)
+        checkpoint = checkpoint_latest(directory=directory)
+        if checkpoint is not None:
+            problems = checkpoint_check(checkpoint)
+            if problems:
+                raise CommandError("Audit log does not match its checkpoint. " + " ".join(problems))
+        unkeyed = f", {chain.unkeyed} of them unkeyed from before AUDIT_KEYS" if chain.unkeyed else ""
+        self.stdout.write(self.style.SUCCESS(f"Audit chain intact: {chain.checked} event(s) verified{unkeyed}."))
+        if checkpoint is None:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"No checkpoint in {directory}: the links were checked, but not whether the newest "
+                    "events were deleted."
+                )
+            )
+        else:
+            self.stdout.write(
+                f"It matches the checkpoint of {checkpoint.at}: "
+                f"{checkpoint.count} event(s) up to event {checkpoint.id}."
+            )

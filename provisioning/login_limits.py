@@ -1,0 +1,54 @@
+"""Login throttling on top of django-axes: the client's real address, and two limits.
+
+AXES_LOCKOUT_PARAMETERS names two sets of attempts: one username from one address, and one address
+whatever the username. django-axes compares the larger count with a single limit; here each set has its
+own: AXES_FAILURE_LIMIT for a username from an address (someone guessing a password), and the higher
+AXES_IP_FAILURE_LIMIT for an address across usernames (password spraying), so one office behind one
+address is not locked out by a few people's typos.
+"""
+
+import ipaddress
+
+from axes.handlers.database import AxesDatabaseHandler
+from axes.helpers import get_failure_limit
+from django.conf import settings
+from django.db.models import Sum
+
+
+def client_ip(request) -> str:
+    """The client's address: REMOTE_ADDR, or, behind TRUSTED_PROXY_COUNT proxies that each append the
+    address they saw to X-Forwarded-For, the one the outermost trusted proxy saw. Entries further left
+    were written by the client itself and are never trusted."""
+    remote = request.META.get("REMOTE_ADDR", "")
+    count = settings.TRUSTED_PROXY_COUNT
+    if count <= 0:
+        return remote
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if len(forwarded) < count:
+        return remote
+    candidate = forwarded[-count]
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return remote
+
+
+def _failures(attempts) -> int:
+    return attempts.aggregate(total=Sum("failures_since_start"))["total"] or 0
+
+
+class LoginLimitsHandler(AxesDatabaseHandler):
+    def get_failures(self, request, credentials=None) -> int:
+        """Failures as django-axes compares them with AXES_FAILURE_LIMIT: this username from this address,
+        or the limit itself once the address passed AXES_IP_FAILURE_LIMIT across usernames."""
+        by_user_and_ip, by_ip = (_failures(attempts) for attempts in self.get_user_attempts(request, credentials))
+        if by_ip >= settings.AXES_IP_FAILURE_LIMIT:
+            return max(by_user_and_ip, get_failure_limit(request, credentials))
+        return by_user_and_ip
+
+    def reset_user_attempts(self, request, credentials=None) -> int:
+        """A successful login clears that username's failures from its address, not the address's count:
+        a sprayer who knows one password must not reset the per-address limit with it."""
+        by_user_and_ip = self.filter_user_attempts(request, credentials)[0]
+        count, _ = by_user_and_ip.delete()
+        return count

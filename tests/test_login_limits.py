@@ -1,0 +1,85 @@
+"""Login throttling: a limit per address across usernames (password spraying) besides the one per
+username and address, the client's address taken from the trusted proxy's header, and no stranger's
+typed username in the hash-chained log."""
+
+import json
+
+import pytest
+from django.conf import settings
+from django.test import Client, override_settings
+
+from provisioning.models import AuditEvent
+from tests.conftest import PASSWORD
+
+PROXY = "10.0.0.2"  # the TLS proxy in front of gunicorn
+
+
+def _fail(client: Client, username: str, **extra) -> int:
+    return client.post("/login/", {"username": username, "password": "wrong-" + PASSWORD}, **extra).status_code
+
+
+@pytest.mark.django_db
+def test_spraying_many_usernames_from_one_address_locks_that_address(alice):
+    client = Client()
+    assert settings.AXES_IP_FAILURE_LIMIT > settings.AXES_FAILURE_LIMIT
+    for n in range(settings.AXES_IP_FAILURE_LIMIT):  # one guess per username: never the per-user limit
+        _fail(client, f"user{n}")
+    response = client.post("/login/", {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 429
+    assert "_auth_user_id" not in client.session
+    # Another address is not affected.
+    other = Client(REMOTE_ADDR="192.0.2.50")
+    assert other.post("/login/", {"username": "alice", "password": PASSWORD}).status_code == 302
+
+
+@pytest.mark.django_db
+def test_a_few_failures_from_one_address_below_its_limit_lock_no_one(alice):
+    client = Client()
+    for n in range(settings.AXES_IP_FAILURE_LIMIT - 1):
+        _fail(client, f"user{n}")
+    assert client.post("/login/", {"username": "alice", "password": PASSWORD}).status_code == 302
+
+
+@pytest.mark.django_db
+def test_logging_in_does_not_reset_the_addresss_count(alice, bob):
+    """A sprayer who knows one password cannot clear the per-address count by using it."""
+    client = Client()
+    for n in range(settings.AXES_IP_FAILURE_LIMIT - 1):
+        _fail(client, f"user{n}")
+    assert client.post("/login/", {"username": "bob", "password": PASSWORD}).status_code == 302
+    client.post("/logout/")
+    _fail(client, "user-last")
+    assert client.post("/login/", {"username": "alice", "password": PASSWORD}).status_code == 429
+
+
+@pytest.mark.django_db
+@override_settings(TRUSTED_PROXY_COUNT=1)
+def test_behind_the_proxy_each_client_is_counted_by_its_own_address(alice):
+    """Every request comes from the proxy; the address it appends to X-Forwarded-For is the client's.
+    What the client itself wrote further left is not trusted."""
+    attacker = Client(REMOTE_ADDR=PROXY)
+    for n in range(settings.AXES_IP_FAILURE_LIMIT):
+        # The attacker forges a different address each time; the proxy appends the real one.
+        _fail(attacker, f"user{n}", HTTP_X_FORWARDED_FOR=f"198.51.100.{n}, 203.0.113.66")
+    locked = attacker.post("/login/", {"username": "alice", "password": PASSWORD}, HTTP_X_FORWARDED_FOR="203.0.113.66")
+    assert locked.status_code == 429
+    office = Client(REMOTE_ADDR=PROXY)
+    ok = office.post("/login/", {"username": "alice", "password": PASSWORD}, HTTP_X_FORWARDED_FOR="203.0.113.7")
+    assert ok.status_code == 302
+    login = AuditEvent.objects.get(action="auth.login")
+    assert login.details["ip"] == "203.0.113.7"
+    assert set(AuditEvent.objects.filter(action="auth.login_failed").values_list("details__ip", flat=True)) == {
+        "203.0.113.66"
+    }
+
+
+@pytest.mark.django_db
+def test_a_strangers_typed_username_never_reaches_the_audit_log(alice):
+    typed = '=HYPERLINK("http://evil")<script>' + "x" * 100
+    _fail(Client(), typed)
+    event = AuditEvent.objects.get(action="auth.login_failed")
+    assert (event.actor_label, event.target, event.error_code) == ("anonymous", "", "UnknownUsername")
+    assert "HYPERLINK" not in json.dumps(list(AuditEvent.objects.values()), default=str)
+    _fail(Client(), "alice")  # one of ours: named, so a guessed account is visible
+    named = AuditEvent.objects.filter(action="auth.login_failed").latest("id")
+    assert (named.actor_label, named.target, named.error_code) == ("alice", "alice", "BadCredentials")
