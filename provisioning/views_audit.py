@@ -18,6 +18,7 @@ from provisioning.history import (
     audit_export_csv,
     audit_export_jsonl,
     audit_page,
+    audit_step_titles,
 )
 from provisioning.models import AuditEvent, Customer
 from provisioning.permissions import portal_user_required
@@ -102,6 +103,14 @@ def _query_without(request, *names: str) -> str:
     return query.urlencode()
 
 
+def _rows(page) -> list[tuple]:
+    """(event, customer) for each event of the page; each event also carries its step's title."""
+    titles = audit_step_titles(events=page.events)
+    for event in page.events:
+        event.step_title = titles.get((str(event.run_id), event.step_key), event.step_key)
+    return [(e, page.customers.get(e.customer_id)) for e in page.events]
+
+
 @portal_user_required
 @require_GET
 def audit_history(request):
@@ -119,7 +128,7 @@ def audit_history(request):
         {
             "form": form,
             "page": page,
-            "rows": [(e, page.customers.get(e.customer_id)) for e in page.events] if page else [],
+            "rows": _rows(page) if page else [],
             "known_actions": KNOWN_ACTIONS,
             "customer_choices": Customer.objects.order_by("name").values_list("slug", "name"),
             "actor_choices": get_user_model().objects.order_by("username").values_list("username", flat=True),
@@ -145,6 +154,7 @@ def audit_event_detail(request, event_id: int):
         {
             "event": event,
             "customer": customer,
+            "step_title": audit_step_titles(events=[event]).get((str(event.run_id), event.step_key), ""),
             "details": json.dumps(event.details, indent=2, sort_keys=True),
             # Only this event's own hash is checked here; verify_audit walks the whole chain.
             "hash_matches": event.compute_hash() == event.hash,
