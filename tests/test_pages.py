@@ -8,9 +8,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from provisioning.models import AuditEvent, Credential, Customer, Run
-from tests.conftest import ARTIFACTS, PASSWORD, seal_key, start_run, wait_for_run
+from tests.conftest import ARTIFACTS, seal_key, start_run, wait_for_run
 from tests.staged import staged_run
-from tests.test_browser import browser_type_launch_args  # noqa: F401  (Debian's Chromium)
+from tests.test_browser import browser_type_launch_args, log_in  # noqa: F401  (Debian's Chromium)
 
 pytestmark = pytest.mark.browser
 SIZES = [(1366, 900), (1920, 1080)]
@@ -44,14 +44,6 @@ class Walk:
         self.page.screenshot(path=ARTIFACTS / f"pages-{self.width}-{self.count:02d}-{name}.png", full_page=True)
         layout = self.page.evaluate(LAYOUT)
         assert layout == {"overflow": 0, "clipped": [], "sideways": []}, (name, self.page.url, layout)
-
-
-def log_in(page: Page, base: str, username: str) -> None:
-    page.goto(f"{base}/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Onboarding runs", level=1)).to_be_visible()
 
 
 def _runs_of_every_status(alice) -> dict[str, Run]:

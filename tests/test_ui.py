@@ -8,17 +8,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from provisioning.models import Credential
-from tests.conftest import PASSWORD, finished_run, form_data, seal_key
+from tests.conftest import finished_run, form_data, seal_key
 from tests.staged import staged_run
-from tests.test_browser import browser_type_launch_args  # noqa: F401  (Debian's Chromium)
-
-
-def log_in(page: Page, base: str, username: str = "alice") -> None:
-    page.goto(f"{base}/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Onboarding runs", level=1)).to_be_visible()
+from tests.test_browser import browser_type_launch_args, log_in  # noqa: F401  (Debian's Chromium)
 
 
 def _fill_valid_form(page: Page) -> None:

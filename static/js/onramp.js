@@ -178,37 +178,34 @@
     setTimeout(function () { button.textContent = label; }, 1500);
   }
 
-  // Buttons that need this script are sent hidden, and shown here.
-  function setupCopy() {
-    document.querySelectorAll("[data-copy]").forEach(function (button) {
+  // Buttons that need this script are sent hidden, and shown here. `attribute` names the element the
+  // button works on; `act(button, element)` does the work.
+  function setupButtons(attribute, act) {
+    document.querySelectorAll("[" + attribute + "]").forEach(function (button) {
       button.hidden = false;
       button.addEventListener("click", function () {
-        var source = document.querySelector(button.getAttribute("data-copy"));
-        if (!source) { return; }
-        copyText(source.textContent).then(function () { flash(button, "Copied"); },
-          function () { flash(button, "Select the text and copy it"); });
+        var source = document.querySelector(button.getAttribute(attribute));
+        if (source) { act(button, source); }
       });
     });
   }
 
+  function copyFrom(button, source) {
+    copyText(source.textContent).then(function () { flash(button, "Copied"); },
+      function () { flash(button, "Select the text and copy it"); });
+  }
+
   // "Download <app>.env": the file is made here from the text already on the page; the server
   // keeps no copy of the secret to send again.
-  function setupDownload() {
-    document.querySelectorAll("[data-download]").forEach(function (button) {
-      button.hidden = false;
-      button.addEventListener("click", function () {
-        var source = document.querySelector(button.getAttribute("data-download"));
-        if (!source) { return; }
-        var url = URL.createObjectURL(new Blob([source.textContent], { type: "application/octet-stream" }));
-        var link = document.createElement("a");
-        link.href = url;
-        link.download = button.getAttribute("data-filename");
-        document.body.appendChild(link);
-        link.click();
-        link.remove();
-        setTimeout(function () { URL.revokeObjectURL(url); }, 1000);
-      });
-    });
+  function downloadFrom(button, source) {
+    var url = URL.createObjectURL(new Blob([source.textContent], { type: "application/octet-stream" }));
+    var link = document.createElement("a");
+    link.href = url;
+    link.download = button.getAttribute("data-filename");
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(function () { URL.revokeObjectURL(url); }, 1000);
   }
 
   // The page that shows a secret once: make its history entry the credential's GET page, so a reload
@@ -238,8 +235,8 @@
     if (form) { setupOnboardForm(form); }
     var summary = document.getElementById("error-summary");
     if (summary) { summary.focus(); }
-    setupCopy();
-    setupDownload();
+    setupButtons("data-copy", copyFrom);
+    setupButtons("data-download", downloadFrom);
     setupRevealedPage();
   });
 })();
