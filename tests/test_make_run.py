@@ -2,6 +2,7 @@
 process behind and says so in its last line; the sandbox's state survives a restart; the demo tech
 lead's password can be reset."""
 
+import contextlib
 import gzip
 import io
 import os
@@ -82,6 +83,28 @@ class Output:
         self._thread.join(10)
 
 
+def _group(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _leave_nothing(process: subprocess.Popen, seen: set[int]) -> None:
+    """After a failure half-way: ask bin/run to stop its services, then kill what is left of them (each
+    service has a process group of its own, so killing bin/run's group alone would orphan them)."""
+    family = seen | descendants(process.pid) | {process.pid}
+    if process.poll() is None:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(60)
+    for group in {_group(pid) for pid in family} & family:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(10)
+
+
 def run_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN)}
     return {
@@ -107,6 +130,7 @@ def test_ctrl_c_stops_every_process_of_make_run_and_its_last_line_says_so(tmp_pa
         start_new_session=True,  # its own process group, as a terminal's foreground job
     )
     out = Output(process.stdout)
+    family: set[int] = set()
     try:
         out.wait_for("Ctrl-C stops everything.", timeout=180, process=process)
         with urllib.request.urlopen(f"http://127.0.0.1:{env['PORT']}/healthz", timeout=5) as response:
@@ -116,7 +140,7 @@ def test_ctrl_c_stops_every_process_of_make_run_and_its_last_line_says_so(tmp_pa
         login_at = next(i for i, line in enumerate(out.lines) if "as 'techlead' with password:" in line)
         stops_at = next(i for i, line in enumerate(out.lines) if line == "Ctrl-C stops everything.")
         assert ready_at < login_at < stops_at <= login_at + 2, out.lines[ready_at:]
-        family = descendants(process.pid)
+        family |= descendants(process.pid)
         commands = " ".join(Path(f"/proc/{pid}/cmdline").read_text() for pid in family if running(pid))
         for part in ("redis-server", "sandbox.py", "celery", "gunicorn"):
             assert part in commands, part
@@ -124,8 +148,7 @@ def test_ctrl_c_stops_every_process_of_make_run_and_its_last_line_says_so(tmp_pa
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals its foreground group
         assert process.wait(timeout=120) == 0
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+        _leave_nothing(process, family)
     out.join()
     left = sorted(pid for pid in family if running(pid))
     assert left == [], [Path(f"/proc/{pid}/cmdline").read_text() for pid in left]

@@ -1,7 +1,9 @@
 """Create the demo tech lead for `make run` if there is none, printing its password once; or give it a
 new password (--reset-password)."""
 
+import os
 import secrets
+import sys
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -12,7 +14,12 @@ from provisioning.audit import audit_record
 from provisioning.models import Customer
 from provisioning.permissions import TECH_LEADS
 
-RESET_COMMAND = "python manage.py ensure_demo_user --reset-password"
+
+def _reset_command() -> str:
+    """The command to type, with this interpreter's `python` (`.venv/bin/python` under `make run`)."""
+    where = os.path.dirname(os.path.relpath(sys.executable))
+    python = "python" if where.startswith("..") else os.path.join(where, "python")
+    return f"{python} manage.py ensure_demo_user --reset-password"
 
 
 class Command(BaseCommand):
@@ -47,7 +54,7 @@ class Command(BaseCommand):
         if user is not None and not reset_password:
             self.stdout.write(
                 f"Log in at {url} as '{username}' with the password printed when it was made. "
-                f"Lost it? Get a new one: {RESET_COMMAND}"
+                f"Lost it? Get a new one: {_reset_command()}"
             )
             return
         password = secrets.token_urlsafe(12)
