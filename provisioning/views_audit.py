@@ -22,6 +22,7 @@ from provisioning.history import (
 )
 from provisioning.models import AuditEvent, Customer
 from provisioning.permissions import portal_user_required
+from provisioning.templatetags.onramp import arn_short
 
 _DATE = forms.DateInput(attrs={"type": "date"})
 
@@ -104,10 +105,14 @@ def _query_without(request, *names: str) -> str:
 
 
 def _rows(page) -> list[tuple]:
-    """(event, customer) for each event of the page; each event also carries its step's title."""
+    """(event, customer) for each event of the page. Each event also carries, worked out here rather
+    than in the template (which costs more per row), its step's title when it has one and its target
+    shortened when it is a long ARN (both empty otherwise)."""
     titles = audit_step_titles(events=page.events)
     for event in page.events:
-        event.step_title = titles.get((str(event.run_id), event.step_key), event.step_key)
+        event.step_title = titles.get((str(event.run_id), event.step_key), "")
+        short = arn_short(event.target)
+        event.target_short = short if short != event.target else ""
     return [(e, page.customers.get(e.customer_id)) for e in page.events]
 
 
