@@ -63,4 +63,4 @@ audit: $(VENV_DEV)
 	.venv/bin/pip-audit --strict -r requirements.txt
 
 clean:
-	rm -rf .venv staticfiles tests/artifacts db.sqlite3
+	rm -rf .venv staticfiles tests/artifacts db.sqlite3 sandbox-state.pickle.gz

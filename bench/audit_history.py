@@ -97,6 +97,44 @@ FROM generate_series(1, %(events)s) AS g,
 """
 
 
+# The runs the events belong to, each with its steps, so the page's step titles are looked up for real.
+SEED_RUNS_SQL = """
+INSERT INTO provisioning_run (id, customer_id, started_by_id, spec, status, summary, created_at, progressed_at)
+SELECT md5('run-' || r)::uuid, customers[1 + (r * 7919) %% cardinality(customers)],
+       users[1 + r %% cardinality(users)], '{}'::jsonb, 'succeeded', '{}'::jsonb, now(), now()
+FROM generate_series(0, %(events)s / 150) AS r,
+     (SELECT array_agg(id ORDER BY id) AS customers FROM provisioning_customer) AS c,
+     (SELECT array_agg(id ORDER BY id) AS users FROM auth_user WHERE username LIKE 'user-%%') AS u
+"""
+SEED_STEPS_SQL = """
+INSERT INTO provisioning_steprun (run_id, key, title, branch, position, depends_on, state, attempts, error_code,
+                                  error_message, outputs)
+SELECT md5('run-' || r)::uuid, step.key, step.title || ' app-' || r, split_part(step.key, '.', 1), step.position,
+       '[]'::jsonb, 'succeeded', 1, '', '', '{}'::jsonb
+FROM generate_series(0, %(events)s / 150) AS r,
+     (VALUES (0, 'preflight', 'Reach the account and check who Onramp is there'), (1, 'iam.group', 'Group Apps for'),
+             (2, 'iam.app_user', 'App user'), (3, 'iam.access_key', 'Access key for'),
+             (4, 's3.bucket', 'Private bucket for'), (5, 'ecr.repository', 'ECR repository for'))
+         AS step(position, key, title)
+"""
+
+
+def seed_steps() -> None:
+    from django.db import connection
+
+    from provisioning.models import StepRun
+
+    if StepRun.objects.exists():
+        return
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(SEED_RUNS_SQL, {"events": EVENTS})
+        cursor.execute(SEED_STEPS_SQL, {"events": EVENTS})
+        cursor.execute("VACUUM ANALYZE provisioning_run")
+        cursor.execute("VACUUM ANALYZE provisioning_steprun")
+    print(f"Seeded the events' runs and their steps in {time.perf_counter() - started:.1f} s.")
+
+
 def seed() -> None:
     from django.contrib.auth.models import Group, User
     from django.db import connection
@@ -108,6 +146,7 @@ def seed() -> None:
     existing = AuditEvent.objects.count()  # once, in the benchmark; the page never counts
     if existing >= EVENTS:
         print(f"Reusing {DB_NAME}: {existing:,} events.")
+        seed_steps()  # a database seeded before the step titles were shown
         return
     Customer.objects.bulk_create(
         Customer(name=f"Customer {n:03d}", slug=f"customer-{n:03d}", aws_account_id=f"{100000000000 + n}")
@@ -119,6 +158,7 @@ def seed() -> None:
         cursor.execute(SEED_SQL, {"events": EVENTS})
         cursor.execute("VACUUM ANALYZE provisioning_auditevent")
     print(f"Seeded {EVENTS:,} events in {time.perf_counter() - started:.1f} s.")
+    seed_steps()
 
 
 def _timed(client, url: str) -> list[float]:
@@ -153,8 +193,8 @@ def measure() -> list[tuple[str, float, float]]:
     from django.contrib.auth.models import User
     from django.test import Client
 
-    from provisioning.history import AuditFilters, Cursor, _beyond, audit_events_filter, audit_page
-    from provisioning.models import AuditEvent, Customer
+    from provisioning.history import AuditFilters, Cursor, _beyond, audit_events_filter, audit_page, audit_step_titles
+    from provisioning.models import AuditEvent, Customer, StepRun
 
     client = Client()
     client.force_login(User.objects.get(username="bench-lead"))
@@ -198,6 +238,11 @@ def measure() -> list[tuple[str, float, float]]:
     page = audit_page(events=audit_events_filter(filters=AuditFilters()), before=deep_cursor)
     assert len(page.events) == 50
     _explain("page 101 (keyset)", _beyond(audit_events_filter(filters=AuditFilters()), deep_cursor, older=True)[:51])
+    titles = StepRun.objects.filter(
+        run_id__in={e.run_id for e in page.events}, key__in={e.step_key for e in page.events}
+    ).order_by()
+    _explain("the step titles of a page (one query)", titles.values_list("run_id", "key", "title"))
+    assert audit_step_titles(events=page.events), "the seeded events' steps have titles"
     return figures
 
 

@@ -130,6 +130,10 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
     list_filter = ("is_active", "default_region", LastRunStatusFilter)
     prepopulated_fields = {"slug": ("name",)}
     inlines = (CustomerRunInline,)
+
+    class Media:
+        css = {"all": ("css/admin.css",)}
+
     actions = ("check_connection", "start_onboarding")
     readonly_fields = (
         "external_id_display",

@@ -144,10 +144,22 @@ class BaseTeamFormSet(forms.BaseFormSet):
         "too_many_forms": f"At most {MAX_TEAM} team members per onboarding.",
     }
 
+    def add_fields(self, form, index):
+        super().add_fields(form, index)
+        # Without JavaScript, a row is removed by ticking this; onramp.js turns it into a button
+        # that takes the row out of the form.
+        form.fields["DELETE"].label = "Remove this member"
+
 
 # absolute_max: a forged TOTAL_FORMS builds at most this many forms (Django's default allows 1,000 more).
 TeamFormSet = formset_factory(
-    TeamMemberForm, formset=BaseTeamFormSet, extra=1, max_num=MAX_TEAM, validate_max=True, absolute_max=MAX_TEAM
+    TeamMemberForm,
+    formset=BaseTeamFormSet,
+    extra=1,
+    max_num=MAX_TEAM,
+    validate_max=True,
+    absolute_max=MAX_TEAM,
+    can_delete=True,
 )
 
 

@@ -19,7 +19,7 @@ from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from provisioning.models import AuditEvent, Customer
+from provisioning.models import AuditEvent, Customer, StepRun
 
 PAGE_SIZE = 50
 NEWEST_FIRST = ("-created_at", "-id")
@@ -288,3 +288,14 @@ def audit_export_jsonl(*, events: QuerySet[AuditEvent]) -> Iterator[str]:
     """One JSON object per line per event, as text chunks to stream."""
     for event in audit_events_iter(events=events):
         yield json.dumps(audit_event_row(event), sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def audit_step_titles(*, events: list[AuditEvent]) -> dict[tuple[str, str], str]:
+    """The titles of the steps these events belong to, by (run id, step key): one query for a whole
+    page, on the (run, key) unique index, whatever the number of rows."""
+    run_ids = {e.run_id for e in events if e.run_id and e.step_key}
+    if not run_ids:
+        return {}
+    keys = {e.step_key for e in events if e.run_id and e.step_key}
+    rows = StepRun.objects.filter(run_id__in=run_ids, key__in=keys).order_by().values_list("run_id", "key", "title")
+    return {(str(run_id), key): title for run_id, key, title in rows}

@@ -128,6 +128,9 @@ class StepRun(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     # When a task for this step was last put on the broker; a pending step is enqueued once.
     queued_at = models.DateTimeField(null=True, blank=True)
+    # When every step it depends on was done (it could start from then on): the run page's
+    # timeline draws the wait from here to started_at. Unknown (null) on rows written before it.
+    ready_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error_code = models.CharField(max_length=128, blank=True)

@@ -12,7 +12,8 @@ from datetime import timedelta
 from celery import current_app
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from provisioning import documents
@@ -141,7 +142,10 @@ def run_dispatch(*, run_id, after: StepRun | None = None, run_locked: bool = Fal
         chain = _chain_lengths(steps)
         keep = _step_to_keep(after, ready, chain) if after is not None else None
         if ready:
-            StepRun.objects.filter(pk__in=[s.pk for s in ready], queued_at__isnull=True).update(queued_at=now)
+            # ready_at: the first time the step could run (a re-drive by the sweeper keeps it), for the timeline.
+            StepRun.objects.filter(pk__in=[s.pk for s in ready], queued_at__isnull=True).update(
+                queued_at=now, ready_at=Coalesce(F("ready_at"), Value(now))
+            )
             # Longest chain first: with fewer free processes than branches, the critical path starts first.
             ready.sort(key=lambda s: -chain[s.key])
             enqueue = [s.pk for s in ready if s is not keep]
@@ -333,6 +337,8 @@ def _outcome_fields(step: StepRun, log: CallLog, result, error: OnrampError | No
         "error_message": str(error),
         "queued_at": now if retry_in else None,
     }
+    if retry_in:
+        fields["ready_at"] = now + timedelta(seconds=retry_in)  # the timeline's wait starts after the backoff
     return fields, retry_in
 
 
@@ -373,7 +379,7 @@ def run_retry(*, run: Run, user) -> Run:
             if updated != 1:
                 raise RunStateError("This run is no longer failed.")
             StepRun.objects.filter(run=run, state__in=[State.FAILED, State.SKIPPED, State.CANCELLED]).update(
-                state=State.PENDING, error_code="", error_message="", queued_at=None, finished_at=None
+                state=State.PENDING, error_code="", error_message="", queued_at=None, finished_at=None, ready_at=None
             )
             audit_record(action="run.retried", actor=user, customer=run.customer, run=run)
             transaction.on_commit(lambda: run_dispatch(run_id=run.pk), robust=True)

@@ -9,6 +9,7 @@ from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -36,10 +37,11 @@ from provisioning.permissions import (
     portal_user_required,
 )
 from provisioning.plan import plan_branches, plan_build, plan_transcript
-from provisioning.registry import source_identity_for
+from provisioning.registry import BRANCHES, source_identity_for
 from provisioning.rotation import RotationError, access_key_rotate_finish, access_key_rotate_start
 from provisioning.runs import RunConflict, RunStateError, run_cancel, run_retry, run_summary_rows
 from provisioning.spec import SpecError
+from provisioning.timeline import duration_text, timeline_build
 
 DRAFT = "onboarding_draft"
 DOCUMENT_TITLES = {
@@ -206,16 +208,10 @@ def onboard_preview(request):
     )
 
 
-def _duration_text(ms: int | None) -> str:
-    if ms is None:
-        return "—"
-    return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
-
-
 def _run_context(request, run: Run) -> dict:
     steps = list(run.steps.all())
     for step in steps:
-        step.duration_text = _duration_text(step.duration_ms)
+        step.duration_text = duration_text(step.duration_ms)
     manage = may_manage_run(request.user, run)
     credentials = list(run.credentials.select_related("revealed_by").order_by("created_at")) if manage else []
     return {
@@ -226,6 +222,7 @@ def _run_context(request, run: Run) -> dict:
         "manage": manage,
         "credentials": credentials,
         "refused": [c for c in credentials if c.refused_attempts],
+        "timeline": timeline_build(steps=steps, now=timezone.now(), branch_names=BRANCHES),
         "can_rotate": manage
         and run.status == Run.Status.SUCCEEDED
         and not any(c.kind == Credential.Kind.ACCESS_KEY and c.state == Credential.State.SEALED for c in credentials),
@@ -314,6 +311,8 @@ def credential_reveal_view(request, credential_id):
                 "credential": credential,
                 "secret": revealed.secret,
                 "env_block": env_block,
+                # Named after the app: a browser strips the leading dot of ".env" (and saves "env.txt").
+                "env_filename": f"{credential.user_name}.env",
             },
         )
     )

@@ -229,6 +229,7 @@ TAB_ORDER = [
     "team-0-role",
     "team-0-policy",
     "team-0-console",
+    "#remove-team-0",
     "#add-member",
     "#submit",
 ]

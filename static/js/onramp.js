@@ -7,6 +7,13 @@
       .replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40).replace(/-+$/g, "");
   }
 
+  // Tech leads get AdministratorAccess and Billing: the members' policy choice does not apply.
+  function showPolicy(member) {
+    var role = member.querySelector("select[name$='-role']");
+    var policy = member.querySelector("[data-policy]");
+    if (role && policy) { policy.hidden = role.value === "tech_lead"; }
+  }
+
   function setupOnboardForm(form) {
     var dataNode = document.getElementById("customers-data");
     var customers = dataNode ? JSON.parse(dataNode.textContent) : [];
@@ -69,12 +76,6 @@
     }
     if (customer) { customer.addEventListener("change", lockConnection); lockConnection(); }
 
-    // Tech leads get AdministratorAccess and Billing: the members' policy choice does not apply.
-    function showPolicy(member) {
-      var role = member.querySelector("select[name$='-role']");
-      var policy = member.querySelector("[data-policy]");
-      if (role && policy) { policy.hidden = role.value === "tech_lead"; }
-    }
     form.addEventListener("change", function (event) {
       if (event.target.name && /-role$/.test(event.target.name)) { showPolicy(event.target.closest("[data-member]")); }
     });
@@ -101,34 +102,124 @@
     var add = document.getElementById("add-member");
     var template = document.getElementById("member-template");
     var total = field("team-TOTAL_FORMS");
-    if (add && template && total) {
-      add.addEventListener("click", function () {
-        var index = parseInt(total.value, 10);
-        var html = template.innerHTML.replace(/__prefix__/g, String(index));
-        var holder = document.createElement("div");
-        holder.innerHTML = html;
-        var member = holder.firstElementChild;
-        document.getElementById("members").appendChild(member);
-        total.value = String(index + 1);
-        showPolicy(member);
-        var first = member.querySelector("input");
-        if (first) { first.focus(); }
-      });
-    }
+    var members = document.getElementById("members");
+    if (add && template && total && members) { setupMembers(members, add, template, total); }
   }
 
-  function setupCopy() {
-    document.querySelectorAll("[data-copy]").forEach(function (button) {
-      button.addEventListener("click", function () {
-        var source = document.querySelector(button.getAttribute("data-copy"));
-        if (!source || !navigator.clipboard) { return; }
-        navigator.clipboard.writeText(source.textContent).then(function () {
-          var label = button.textContent;
-          button.textContent = "Copied";
-          setTimeout(function () { button.textContent = label; }, 1500);
+  // The team rows: "Add a team member" appends one from the template, "Remove this member" takes one
+  // out and numbers the rest again (team-0-…, team-1-…), so the formset sees no gap. Without
+  // JavaScript the row's "Remove this member" checkbox does the same on the server.
+  var MEMBER_ATTRIBUTES = ["name", "id", "for", "aria-describedby", "data-error-for"];
+
+  function setupMembers(members, add, template, total) {
+    function renumber() {
+      var rows = members.querySelectorAll("[data-member]");
+      rows.forEach(function (row, index) {
+        row.querySelectorAll("*").forEach(function (el) {
+          MEMBER_ATTRIBUTES.forEach(function (attr) {
+            var value = el.getAttribute(attr);
+            if (value) { el.setAttribute(attr, value.replace(/team-(\d+|__prefix__)-/g, "team-" + index + "-")); }
+          });
         });
+        var legend = row.querySelector("legend");
+        if (legend) { legend.textContent = "Team member " + (index + 1); }
+        var remove = row.querySelector("[data-remove-member]");
+        if (remove) {
+          remove.id = "remove-team-" + index;
+          remove.setAttribute("aria-label", "Remove team member " + (index + 1));
+        }
+      });
+      total.value = String(rows.length);
+    }
+
+    function offerRemove(row) {
+      var box = row.querySelector("[data-member-delete]");
+      var remove = row.querySelector("[data-remove-member]");
+      if (box && remove) { box.hidden = true; remove.hidden = false; }
+    }
+
+    // A row ticked for removal on a page the server sent back: take it out now.
+    members.querySelectorAll("[data-member]").forEach(function (row) {
+      var ticked = row.querySelector("[data-member-delete] input:checked");
+      if (ticked) { row.remove(); } else { offerRemove(row); }
+    });
+    renumber();
+
+    add.addEventListener("click", function () {
+      var holder = document.createElement("div");
+      holder.innerHTML = template.innerHTML;
+      var member = holder.firstElementChild;
+      members.appendChild(member);
+      renumber();
+      offerRemove(member);
+      showPolicy(member);
+      var first = member.querySelector("input:not([type=hidden])");
+      if (first) { first.focus(); }
+    });
+
+    members.addEventListener("click", function (event) {
+      var remove = event.target.closest("[data-remove-member]");
+      if (!remove) { return; }
+      var row = remove.closest("[data-member]");
+      var next = row.nextElementSibling;
+      row.remove();
+      renumber();
+      var focus = next ? next.querySelector("input:not([type=hidden])") : add;
+      if (focus) { focus.focus(); }
+    });
+  }
+
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) { return navigator.clipboard.writeText(text); }
+    // Plain http on another host than localhost: no Clipboard API, the older way still works.
+    return new Promise(function (resolve, reject) {
+      var area = document.createElement("textarea");
+      area.value = text;
+      area.setAttribute("readonly", "");
+      area.className = "offscreen";
+      document.body.appendChild(area);
+      area.select();
+      var ok = document.execCommand("copy");
+      area.remove();
+      if (ok) { resolve(); } else { reject(new Error("copy refused")); }
+    });
+  }
+
+  function flash(button, text) {
+    var label = button.getAttribute("data-label") || button.textContent;
+    button.setAttribute("data-label", label);
+    button.textContent = text;
+    setTimeout(function () { button.textContent = label; }, 1500);
+  }
+
+  // Buttons that need this script are sent hidden, and shown here. `attribute` names the element the
+  // button works on; `act(button, element)` does the work.
+  function setupButtons(attribute, act) {
+    document.querySelectorAll("[" + attribute + "]").forEach(function (button) {
+      button.hidden = false;
+      button.addEventListener("click", function () {
+        var source = document.querySelector(button.getAttribute(attribute));
+        if (source) { act(button, source); }
       });
     });
+  }
+
+  function copyFrom(button, source) {
+    copyText(source.textContent).then(function () { flash(button, "Copied"); },
+      function () { flash(button, "Select the text and copy it"); });
+  }
+
+  // "Download <app>.env": the file is made here from the text already on the page; the server
+  // keeps no copy of the secret to send again.
+  function downloadFrom(button, source) {
+    var url = URL.createObjectURL(new Blob([source.textContent], { type: "application/octet-stream" }));
+    var link = document.createElement("a");
+    link.href = url;
+    link.download = button.getAttribute("data-filename");
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(function () { URL.revokeObjectURL(url); }, 1000);
   }
 
   // The page that shows a secret once: make its history entry the credential's GET page, so a reload
@@ -158,7 +249,8 @@
     if (form) { setupOnboardForm(form); }
     var summary = document.getElementById("error-summary");
     if (summary) { summary.focus(); }
-    setupCopy();
+    setupButtons("data-copy", copyFrom);
+    setupButtons("data-download", downloadFrom);
     setupRevealedPage();
   });
 })();

@@ -1,14 +1,25 @@
-"""Create the demo tech lead for `make run` if there is none, printing its password once."""
+"""Create the demo tech lead for `make run` if there is none, printing its password once; or give it a
+new password (--reset-password)."""
 
+import os
 import secrets
+import sys
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
+from provisioning.audit import audit_record
 from provisioning.models import Customer
 from provisioning.permissions import TECH_LEADS
+
+
+def _reset_command() -> str:
+    """The command to type, with this interpreter's `python` (`.venv/bin/python` under `make run`)."""
+    where = os.path.dirname(os.path.relpath(sys.executable))
+    python = "python" if where.startswith("..") else os.path.join(where, "python")
+    return f"{python} manage.py ensure_demo_user --reset-password"
 
 
 class Command(BaseCommand):
@@ -21,8 +32,14 @@ class Command(BaseCommand):
             action="store_true",
             help="On the sandbox, also create a demo customer whose role any account id accepts.",
         )
+        parser.add_argument(
+            "--reset-password",
+            action="store_true",
+            help="Give the demo tech lead a new generated password (printed once); the old one stops working.",
+        )
+        parser.add_argument("--url", default="http://127.0.0.1:8000/", help="Where the portal is, for the message.")
 
-    def handle(self, *args, username, demo_customer, **options):
+    def handle(self, *args, username, demo_customer, reset_password, url, **options):
         if demo_customer and settings.AWS_ENDPOINT_URL and not Customer.objects.exists():
             Customer.objects.create(
                 name="Demo Co",
@@ -33,19 +50,23 @@ class Command(BaseCommand):
             )
             self.stdout.write("Demo customer 'Demo Co' (sandbox account 111122223333) created.")
         User = get_user_model()
-        if User.objects.filter(username=username).exists():
+        user = User.objects.filter(username=username).first()
+        if user is not None and not reset_password:
             self.stdout.write(
-                f"Demo tech lead '{username}' exists already (its password was printed when it was made)."
+                f"Log in at {url} as '{username}' with the password printed when it was made. "
+                f"Lost it? Get a new one: {_reset_command()}"
             )
             return
         password = secrets.token_urlsafe(12)
-        user = User.objects.create_user(
-            username=username, email=f"{username}@example.com", password=password, is_staff=True
-        )
-        user.groups.add(Group.objects.get(name=TECH_LEADS))
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"Demo tech lead created. Log in at http://127.0.0.1:8000/ as '{username}' with password: {password}"
+        if user is None:
+            user = User.objects.create_user(
+                username=username, email=f"{username}@example.com", password=password, is_staff=True
             )
+            user.groups.add(Group.objects.get(name=TECH_LEADS))
+        else:
+            user.set_password(password)
+            user.save(update_fields=["password"])
+            audit_record(action="auth.password_reset", actor_label="manage.py ensure_demo_user", target=username)
+        self.stdout.write(
+            self.style.SUCCESS(f"Log in at {url} as '{username}' with password: {password}  (shown only now)")
         )
-        self.stdout.write("This password is shown only now.")

@@ -1,0 +1,114 @@
+"""The sandbox AWS of `make run`: moto's server, whose state survives a restart.
+
+moto keeps everything in memory, so a restart used to empty the sandbox while the portal still listed
+the earlier runs' users, buckets and repositories. This runs moto's server in this process, loads the
+state saved when it last stopped, and saves it again when it is stopped (SIGINT or SIGTERM): IAM
+(users, groups, policies, keys, login profiles, the account alias), S3 buckets and their settings,
+ECR repositories, STS, in every account. A process killed outright (SIGKILL, a crash) saves
+nothing: the next start is empty, and says so.
+
+    .venv/bin/python bin/sandbox.py --port 5000 --state sandbox-state.pickle.gz
+
+Development tooling only, never imported by the portal. The state file is a pickle of moto's own
+objects: load only one this script wrote (it is not a format to exchange), with the same moto.
+"""
+
+import argparse
+import copyreg
+import gzip
+import logging
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+
+import moto
+from moto.backends import get_backend
+from moto.core.base_backend import BackendDict
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+FORMAT = 1  # bump when what is saved changes shape
+
+# Some of moto's objects hold locks, which pickle refuses: a restored object gets a new, free lock.
+copyreg.pickle(type(threading.Lock()), lambda _lock: (threading.Lock, ()))
+copyreg.pickle(type(threading.RLock()), lambda _lock: (threading.RLock, ()))
+
+
+def state_save(path: Path) -> str:
+    """Write every service's state (each backend dict moto has used) to `path`, atomically."""
+    backends = {b.service_name: b for b in BackendDict._instances}
+    accounts = {account for b in backends.values() for account in b}
+    payload = {"format": FORMAT, "moto": moto.__version__, "saved_at": time.time(), "backends": backends}
+    data = gzip.compress(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL), compresslevel=1)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+    return f"saved to {path} ({len(accounts)} account{'s' if len(accounts) != 1 else ''}, {len(data) // 1024} KiB)"
+
+
+def state_load(path: Path) -> str:
+    """Put the saved state back into moto's (still empty) backends; a sentence saying what happened."""
+    if not path.exists():
+        return "started empty (no saved state yet)"
+    try:
+        # Our own file, written by state_save above (see the module's docstring).
+        payload = pickle.loads(gzip.decompress(path.read_bytes()))  # noqa: S301  # nosec B301
+        if payload.get("format") != FORMAT or payload.get("moto") != moto.__version__:
+            raise ValueError(f"saved by moto {payload.get('moto')}, this is moto {moto.__version__}")
+        for name, saved in payload["backends"].items():
+            live = get_backend(name)
+            dict.clear(live)
+            dict.update(live, saved)
+            # Extra attributes of a service's dict (S3's bucket → account map); the dict keeps its own id.
+            live.__dict__.update({k: v for k, v in saved.__dict__.items() if k != "_id"})
+            if live not in BackendDict._instances:
+                BackendDict._instances.append(live)
+    except Exception as exc:
+        BackendDict.reset()
+        return (
+            f"started EMPTY: the saved state in {path} could not be read ({type(exc).__name__}: {exc}); "
+            "the users, buckets and repositories of earlier runs are not in the sandbox any more"
+        )
+    saved_at = datetime.fromtimestamp(payload["saved_at"]).strftime("%Y-%m-%d %H:%M")
+    accounts = {account for b in payload["backends"].values() for account in b}
+    return f"restored from {path} (saved {saved_at}, {len(accounts)} account{'s' if len(accounts) != 1 else ''})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--state", type=Path, required=True, help="the state file, read at start, written at stop")
+    parser.add_argument("--status-file", type=Path, help="where to write the one-line start status too")
+    args = parser.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    status = state_load(args.state)
+    server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
+    server.start()
+    line = f"Sandbox AWS on http://{args.host}:{args.port}: {status}."
+    print(line, flush=True)
+    if args.status_file:
+        args.status_file.write_text(line + "\n")
+    while not stop.wait(0.5):
+        pass
+    server.stop()
+    try:
+        print(f"Sandbox AWS stopped; its state is {state_save(args.state)}.", flush=True)
+    except Exception as exc:
+        print(f"Sandbox AWS stopped; its state could NOT be saved ({type(exc).__name__}: {exc}).", flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
