@@ -30,6 +30,42 @@ def actions_for(registry: Registry = REGISTRY) -> dict[str, list[str]]:
     return {service: sorted(actions) for service, actions in by_service.items()}
 
 
+# How a conditioned statement is named after its condition's key.
+_CONDITION_NAMES = {"iam:PolicyARN": "OnlyListedPolicies", "aws:ResourceTag/managed-by": "OnlyWhatOnrampTagged"}
+
+
+def _statements(registry: Registry) -> list[dict]:
+    """One statement per service and condition: an action allowed without condition is not repeated under one."""
+    free: dict[str, set[str]] = {}
+    conditioned: dict[tuple[str, tuple], set[str]] = {}
+    for operation in registry.operations():
+        if operation.condition:
+            conditioned.setdefault((operation.service, operation.condition), set()).update(operation.actions)
+        else:
+            free.setdefault(operation.service, set()).update(operation.actions)
+    statements = [
+        {"Sid": f"Onramp{service.upper()}", "Effect": "Allow", "Action": sorted(actions), "Resource": "*"}
+        for service, actions in free.items()
+    ]
+    for (service, condition), actions in conditioned.items():
+        actions = sorted(actions - free.get(service, set()))
+        if not actions:
+            continue
+        test: dict = {}
+        for operator, key, values in condition:
+            test.setdefault(operator, {})[key] = list(values) if len(values) > 1 else values[0]
+        statements.append(
+            {
+                "Sid": f"Onramp{service.upper()}{_CONDITION_NAMES.get(condition[0][1], 'Conditioned')}",
+                "Effect": "Allow",
+                "Action": actions,
+                "Resource": "*",
+                "Condition": test,
+            }
+        )
+    return statements
+
+
 def trust_policy_document(*, portal_account_id: str, external_id: str) -> dict:
     """Who may assume the customer's role: Onramp's AWS account, and only with this customer's external id.
 
@@ -50,13 +86,7 @@ def trust_policy_document(*, portal_account_id: str, external_id: str) -> dict:
 
 def access_policy_document(registry: Registry = REGISTRY) -> dict:
     """What the role may do: exactly the actions of Onramp's declared steps, one statement per service."""
-    return {
-        "Version": POLICY_VERSION,
-        "Statement": [
-            {"Sid": f"Onramp{service.upper()}", "Effect": "Allow", "Action": actions, "Resource": "*"}
-            for service, actions in actions_for(registry).items()
-        ],
-    }
+    return {"Version": POLICY_VERSION, "Statement": _statements(registry)}
 
 
 def cloudformation_template(

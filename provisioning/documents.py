@@ -95,6 +95,14 @@ def cors_document(*, app_origin: str) -> dict:
     }
 
 
+CORS_RULE_KEYS = ("AllowedOrigins", "AllowedHeaders", "AllowedMethods", "MaxAgeSeconds", "ExposeHeaders")
+
+
+def cors_rules_normal(rules: list[dict]) -> list[dict]:
+    """CORS rules as AWS gives them back, reduced to what Onramp sets (no ID, no empty lists)."""
+    return [{key: rule[key] for key in CORS_RULE_KEYS if rule.get(key)} for rule in rules]
+
+
 def _expire_tagged_after_days(priority: int, description: str, prefix: str) -> dict:
     return {
         "rulePriority": priority,

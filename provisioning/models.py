@@ -75,6 +75,9 @@ class Run(models.Model):
     spec = models.JSONField(help_text="The validated onboarding spec. Holds no secret.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     summary = models.JSONField(default=dict, blank=True)
+    # A run planned as a difference: the read it was planned from, and the items it carries out.
+    read = models.ForeignKey("AccountRead", on_delete=models.PROTECT, null=True, blank=True, related_name="runs")
+    plan = models.JSONField(default=list, blank=True, help_text="The planned items: action per resource.")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -150,6 +153,92 @@ class StepRun(models.Model):
         if self.started_at and self.finished_at:
             return int((self.finished_at - self.started_at).total_seconds() * 1000)
         return None
+
+
+class Resource(models.Model):
+    """The ledger: one thing Onramp created or adopted in a customer's account, and what became of it."""
+
+    class Origin(models.TextChoices):
+        CREATED = "created", "Created by Onramp"
+        ADOPTED = "adopted", "Adopted (it was already there)"
+
+    class State(models.TextChoices):
+        PRESENT = "present", "Present"
+        REMOVED = "removed", "Removed by Onramp"
+        RELEASED = "released", "Released (left in the account, no longer Onramp's)"
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="resources")
+    kind = models.CharField(max_length=64, help_text="The step declaration's key, e.g. iam.group.")
+    identity = models.CharField(max_length=300, help_text="What the spec names it by (user name, bucket…).")
+    name = models.CharField(max_length=300, help_text="What AWS names it by (an access key's id).")
+    arn = models.CharField("ARN", max_length=2048, blank=True)
+    region = models.CharField(max_length=32, blank=True)
+    origin = models.CharField(max_length=8, choices=Origin.choices)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PRESENT)
+    params = models.JSONField(default=dict, blank=True, help_text="The parameters it was last applied with.")
+    outputs = models.JSONField(default=dict, blank=True, help_text="What AWS said of it (ARN, URI): no secret.")
+    created_by_run = models.ForeignKey(
+        Run, on_delete=models.PROTECT, null=True, blank=True, related_name="+", help_text="Only if Onramp made it."
+    )
+    last_run = models.ForeignKey(Run, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # Runs that found it already there and adopted it, after it was created (or first adopted).
+    adopted_by = models.JSONField(default=list, blank=True)
+    removed_by_run = models.ForeignKey(Run, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["customer", "kind", "identity"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "kind", "name"], condition=Q(state="present"), name="one_present_resource"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name} ({self.state})"
+
+    @property
+    def is_onramps(self) -> bool:
+        return self.origin == self.Origin.CREATED
+
+
+class AccountRead(models.Model):
+    """A read-back of a customer's account against a desired spec: the difference a plan shows, or drift."""
+
+    class Purpose(models.TextChoices):
+        PLAN = "plan", "Plan"
+        DRIFT = "drift", "Drift check"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting"
+        RUNNING = "running", "Reading the account"
+        DONE = "done", "Read"
+        FAILED = "failed", "Could not read"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="reads")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    purpose = models.CharField(max_length=8, choices=Purpose.choices, default=Purpose.PLAN)
+    spec = models.JSONField(help_text="The desired spec the account is compared with. Holds no secret.")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    items = models.JSONField(default=list, blank=True, help_text="Each resource: its action and differences.")
+    seen = models.JSONField(default=dict, blank=True, help_text="What the read found, by resource (no secret).")
+    fingerprint = models.CharField(max_length=64, blank=True, help_text="A digest of what was read.")
+    error_code = models.CharField(max_length=128, blank=True)
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["customer", "purpose", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_purpose_display()} of {self.customer.name} ({self.status})"
 
 
 class Credential(models.Model):

@@ -125,3 +125,175 @@ def plan_transcript(spec: Spec, steps: list[PlannedStep], *, source_identity: st
         if step.cli:
             lines += [f"# {step.title}", *step.cli]
     return "\n".join(lines)
+
+
+# --- Plans as differences -----------------------------------------------------------------------
+# For a customer the ledger knows, a run's plan is the difference between the new spec, the ledger
+# (what Onramp made or adopted) and a read of the account: each resource is created, changed, kept,
+# removed (only what Onramp created, or what the tech lead ticked) or released (forgotten, left as is).
+
+
+class Action:
+    CREATE = "create"
+    CHANGE = "change"
+    KEEP = "keep"
+    REMOVE = "remove"
+    RELEASE = "release"
+    ORDER = (CREATE, CHANGE, REMOVE, RELEASE, KEEP)
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    key: str  # the step it runs as (create, change), or "<kind>:<identity>" for what the ledger holds
+    kind: str
+    identity: str
+    title: str
+    action: str
+    params: dict
+    differences: tuple[dict, ...] = ()
+    resource: int | None = None  # the ledger row
+    origin: str = ""  # "created" or "adopted", for what the ledger holds
+    holds_data: bool = False  # a bucket with objects, a repository with images: deleted only if its name is typed
+
+    def to_json(self) -> dict:
+        return {**self.__dict__, "differences": list(self.differences)}
+
+
+def _planned_item(step: PlannedStep, seen: dict | None, previous: dict | None, registry: Registry) -> PlanItem:
+    kind = registry.kind_of(step.key)
+    record = kind.resource
+    identity = str(step.params.get(record.identity_param, "")) if record else ""
+    if seen is None:
+        return PlanItem(step.key, kind.key, identity, step.title, Action.CREATE, step.params)
+    differences = tuple(d.to_json() for d in kind.compare(step.params, seen, previous))
+    action = Action.CHANGE if any(d["repairable"] for d in differences) else Action.KEEP
+    return PlanItem(step.key, kind.key, identity, step.title, action, step.params, differences)
+
+
+def _wanted(spec: Spec, registry: Registry) -> set[tuple[str, str]]:
+    """The (kind, identity) of every resource the spec asks for."""
+    wanted = set()
+    for step in plan_build(spec, registry=registry):
+        kind = registry.kind_of(step.key)
+        if kind.resource is not None:
+            wanted.add((kind.key, str(step.params.get(kind.resource.identity_param, ""))))
+    return wanted
+
+
+def plan_orphans(*, spec: Spec, ledger: list[dict], registry: Registry = REGISTRY) -> list[dict]:
+    """The ledger's resources the spec no longer asks for."""
+    wanted = _wanted(spec, registry)
+    return [row for row in ledger if (row["kind"], row["identity"]) not in wanted]
+
+
+def plan_difference(
+    *,
+    spec: Spec,
+    ledger: list[dict],
+    seen: dict[str, dict | None],
+    registry: Registry = REGISTRY,
+) -> list[PlanItem]:
+    """Every resource of the spec and of the ledger, with what to do about it. `ledger`: the customer's
+    present resources ({"id", "kind", "identity", "name", "origin", "params"}); `seen`: what a read of the
+    account found, by step key for the spec's steps and by "<kind>:<identity>" for the ledger's others."""
+    held = {(row["kind"], row["identity"]): row for row in ledger}
+    items = []
+    for step in plan_build(spec, registry=registry)[1:]:  # preflight always runs; it is no resource
+        kind = registry.kind_of(step.key)
+        previous = None
+        if kind.resource is not None:
+            identity = str(step.params.get(kind.resource.identity_param, ""))
+            previous = (held.get((kind.key, identity)) or {}).get("params")
+        items.append(_planned_item(step, seen.get(step.key), previous, registry))
+    for row in plan_orphans(spec=spec, ledger=ledger, registry=registry):
+        kind = registry.kind_of(row["kind"])
+        found = seen.get(f"{row['kind']}:{row['identity']}") or {}
+        items.append(
+            PlanItem(
+                f"{row['kind']}:{row['identity']}",
+                row["kind"],
+                row["identity"],
+                f"{kind.resource.label} {row['name']}" if kind.resource else row["name"],
+                Action.REMOVE if row["origin"] == "created" else Action.RELEASE,
+                {**row["params"], "name": row["name"]},
+                resource=row["id"],
+                origin=row["origin"],
+                holds_data=bool(found.get("holds_data")),
+            )
+        )
+    return sorted(items, key=lambda item: Action.ORDER.index(item.action))
+
+
+def plan_decide(items: list[dict], *, delete: set[int], typed: dict[int, str]) -> list[dict]:
+    """The tech lead's decisions applied to a read's items: adopted resources ticked for deletion are removed
+    rather than released; a resource that holds data (a bucket's objects, a repository's images) is removed
+    only when its name was typed, and kept otherwise."""
+    decided = []
+    for item in items:
+        item = {**item, "params": dict(item["params"])}
+        if item["action"] == Action.RELEASE and item["resource"] in delete:
+            item["action"] = Action.REMOVE
+        if item["action"] == Action.REMOVE and item["holds_data"]:
+            if typed.get(item["resource"], "").strip() == item["params"]["name"]:
+                item["params"]["confirmed"] = True
+            else:
+                item["action"] = Action.KEEP
+                item["note"] = "Kept: it holds data, and its name was not typed."
+        decided.append(item)
+    return decided
+
+
+def _kept_waits(step_key: str, full: dict[str, PlannedStep], chosen: set[str]) -> list[str]:
+    """What a chosen step waits for among the chosen ones: a step left out passes its own waits on."""
+    keys: list[str] = []
+    for dep in full[step_key].depends_on:
+        keys += [dep] if dep in chosen else _kept_waits(dep, full, chosen)
+    return list(dict.fromkeys(keys))
+
+
+def _removal_steps(
+    item: dict, items: list[dict], after: tuple[str, ...], region: str, registry: Registry
+) -> list[PlannedStep]:
+    """The chain of steps that removes one resource; its last step ends the ledger rows it removes (the
+    resource, and a removed user's access keys)."""
+    chain = registry.kind_of(item["kind"]).removal
+    params = {key: item["params"][key] for key in ("name", "arn", "confirmed") if key in item["params"]}
+    ends = [item["resource"]] + [
+        other["resource"]
+        for other in items
+        if other["action"] == Action.REMOVE
+        and other["kind"] == "iam.access_key"
+        and other["identity"] == params["name"]
+    ]
+    steps, waits = [], after
+    for index, removal_key in enumerate(chain):
+        kind = registry.kind_of(removal_key)
+        own = {**params, "ends": ends} if index == len(chain) - 1 else params
+        calls = tuple(kind.calls(own))
+        key = kind.step_key(own)
+        steps.append(
+            PlannedStep(
+                key, kind.key, kind.title(own)[:300], kind.branch, waits, own, {}, calls,
+                tuple(cli_line(call, region=region) for call in calls),
+            )
+        )  # fmt: skip
+        waits = (key,)
+    return steps
+
+
+def plan_run_steps(*, spec: Spec, items: list[dict], read_id: str, registry: Registry = REGISTRY) -> list[PlannedStep]:
+    """A difference plan's steps: preflight (which checks the account is still as read), each resource to
+    create or change, then the removals, after everything else."""
+    full = {step.key: step for step in plan_build(spec, registry=registry)}
+    applies = {item["key"] for item in items if item["action"] in (Action.CREATE, Action.CHANGE)}
+    preflight = next(iter(full.values()))
+    chosen = {preflight.key, *applies}
+    steps = [PlannedStep(**{**preflight.__dict__, "params": {**preflight.params, "read": read_id}})]
+    for key, step in full.items():
+        if key in applies:
+            steps.append(PlannedStep(**{**step.__dict__, "depends_on": tuple(_kept_waits(key, full, chosen))}))
+    after = tuple(s.key for s in steps)
+    for item in items:
+        if item["action"] == Action.REMOVE and registry.kind_of(item["kind"]).removal:
+            steps += _removal_steps(item, items, after, spec.region, registry)
+    return steps

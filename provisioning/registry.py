@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from provisioning import documents
-from provisioning.spec import Spec, TeamMember
+from provisioning.spec import MEMBER_POLICY_NAMES, TECH_LEAD_POLICIES, Spec, TeamMember
 from provisioning.vocabulary import MANAGED_BY_TAG, MemberRole
 
 # A value Onramp generates at send time (a console password): shown as this in the transcript.
@@ -34,6 +34,7 @@ BRANCHES = {
     "team": "Team members",
     "s3": "S3 bucket",
     "ecr": "ECR repository",
+    "remove": "Removals",
 }
 
 _WORD_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
@@ -79,6 +80,15 @@ def create_group(group: str) -> ApiCall:
 
 def create_user(user: str) -> ApiCall:
     return ApiCall("iam", "CreateUser", {"UserName": user, "Tags": MANAGED_TAGS})
+
+
+def tag_user(user: str) -> ApiCall:
+    """An adopted user becomes Onramp's to manage (its keys, password, policies): tagged as such."""
+    return ApiCall("iam", "TagUser", {"UserName": user, "Tags": MANAGED_TAGS})
+
+
+def detach_user_policy(user: str, policy_arn: str) -> ApiCall:
+    return ApiCall("iam", "DetachUserPolicy", {"UserName": user, "PolicyArn": policy_arn})
 
 
 def add_user_to_group(user: str, group: str) -> ApiCall:
@@ -176,9 +186,15 @@ _ACTION_NAMES = {
     ("s3", "ListBuckets"): "s3:ListAllMyBuckets",
     ("s3", "GetPublicAccessBlock"): "s3:GetBucketPublicAccessBlock",
     ("s3", "PutPublicAccessBlock"): "s3:PutBucketPublicAccessBlock",
+    ("s3", "ListObjectVersions"): "s3:ListBucketVersions",
+    ("s3", "DeleteObjects"): "s3:DeleteObject",
     ("s3", "GetBucketCors"): "s3:GetBucketCORS",
     ("s3", "PutBucketCors"): "s3:PutBucketCORS",
 }
+
+
+# Calls that AWS authorises with more than one action.
+_ALSO_NEEDS = {("s3", "DeleteObjects"): ("s3:DeleteObjectVersion",)}
 
 
 @dataclass(frozen=True)
@@ -196,7 +212,7 @@ class Operation:
 
     @property
     def actions(self) -> tuple[str, ...]:
-        return (self.action, *self.also)
+        return (self.action, *self.also, *_ALSO_NEEDS.get((self.service, self.name), ()))
 
 
 def ops(service: str, *names: str, **kwargs) -> tuple[Operation, ...]:
@@ -218,11 +234,79 @@ class Publish:
 
 @dataclass(frozen=True)
 class ResourceRecord:
-    """What a step's resource is called in the admin and the ledger, and which output names it."""
+    """What a step's resource is called in the admin and the ledger: the parameter a spec names it by
+    (its identity, what plans match on), the output AWS names it by, and the output holding its ARN."""
 
     label: str
+    identity_param: str
     name_output: str
     arn_output: str = "arn"
+
+
+# --- What differs between what a spec wants and what the account has --------------------------
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One field of a resource that is not as wanted, in words."""
+
+    field: str
+    expected: str
+    actual: str
+    repairable: bool = True  # False: Onramp will not change it (another region, an alias it never replaces)
+
+    def words(self) -> str:
+        return f"{self.field}: expected {self.expected}, found {self.actual}"
+
+    def to_json(self) -> dict:
+        return {"field": self.field, "expected": self.expected, "actual": self.actual, "repairable": self.repairable}
+
+
+def shown(value) -> str:
+    """A value, short and readable, for a difference."""
+    if value is None or value == "" or value == []:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(shown(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)[:300]
+    return str(value)
+
+
+def _changes(expected, actual, path: str = "") -> list[tuple[str, object, object]]:
+    """The paths at which two JSON documents differ, walking objects and lists of objects."""
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        found = []
+        for key in sorted(set(expected) | set(actual)):
+            found += _changes(expected.get(key), actual.get(key), f"{path}.{key}" if path else str(key))
+        return found
+    if (
+        isinstance(expected, list)
+        and isinstance(actual, list)
+        and len(expected) == len(actual)
+        and all(isinstance(item, dict) for item in [*expected, *actual])
+    ):
+        found = []
+        for index, (want, have) in enumerate(zip(expected, actual, strict=True)):
+            found += _changes(want, have, f"{path}[{index}]")
+        return found
+    return [] if expected == actual else [(path, expected, actual)]
+
+
+def document_differences(label: str, expected, actual) -> list[Difference]:
+    """A document's differences, one per changed field (e.g. "CORS rules [1].AllowedOrigins")."""
+    if actual is None:
+        return [Difference(label, "set", "none")]
+    return [
+        Difference(f"{label} {path}".strip(), shown(want), shown(have))
+        for path, want, have in _changes(expected, actual)
+    ]
+
+
+def _no_differences(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
+    return []
 
 
 def _no_documents(params: dict) -> dict:
@@ -251,6 +335,11 @@ class StepKind:
     resource: ResourceRecord | None = None
     publishes: tuple[Publish, ...] = ()
     reminders: Callable[[dict], list[str]] = _no_reminders
+    # What differs between these parameters and what a read of the account found (provisioning.steps
+    # READERS), given the parameters it was last applied with: the steps decide "adopt or correct" with
+    # it, plans show it, drift reports it.
+    compare: Callable[[dict, dict, dict | None], list[Difference]] = _no_differences
+    removal: tuple[str, ...] = ()  # the kinds whose steps remove this kind's resource, in order
 
     def step_key(self, params: dict) -> str:
         return f"{self.key}:{self.instance_id(params)}" if self.instance_id else self.key
@@ -287,6 +376,22 @@ BILLING_REMINDER = (
     "IAM access to the Billing console must be switched on once by the account owner "
     "(root user → Account → IAM user and role access to Billing information). No API can do it."
 )
+# The AWS managed policies Onramp may attach: a tech lead's, a member's choice, and the right to change
+# one's own password. With the app's own MediaManagement policies, they are the whole reach of the role's
+# Attach permission (iam:PolicyARN).
+ATTACHABLE_POLICIES = tuple(
+    dict.fromkeys((*TECH_LEAD_POLICIES, *(name for name in MEMBER_POLICY_NAMES if name), CHANGE_PASSWORD_POLICY))
+)
+ATTACH_CONDITION = (
+    (
+        "ArnLike",
+        "iam:PolicyARN",
+        ("arn:aws:iam::*:policy/MediaManagement*", *sorted(managed_policy_arn(p) for p in ATTACHABLE_POLICIES)),
+    ),
+)
+# What changes or deletes a user, its keys, password, policies and groups reaches only users tagged as
+# Onramp's: those it created, and those it adopted (tagged when adopted). IAM groups take no tags.
+ONRAMPS_ONLY = (("StringEquals", f"aws:ResourceTag/{MANAGED_BY_TAG[0]}", (MANAGED_BY_TAG[1],)),)
 
 
 def _media_params(spec: Spec) -> dict:
@@ -300,7 +405,7 @@ def _media_params(spec: Spec) -> dict:
     }
 
 
-def _media_document(params: dict) -> dict:
+def media_document(params: dict) -> dict:
     return documents.media_policy_document(scope=params["scope"], bucket=params["bucket"])
 
 
@@ -340,6 +445,93 @@ def _member_title(params: dict) -> str:
     return f"Team {role} {params['email']}{policies}, {console}"
 
 
+# The comparisons: parameters (what the spec wants) against `seen` (what a read of the account found, see
+# provisioning.steps READERS), given the parameters it was last applied with (`previous`, from the ledger).
+
+
+def _compare_alias(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
+    if seen["alias"] == params["alias"]:
+        return []
+    # Onramp never replaces another alias: only a missing one can be set.
+    return [Difference("sign-in alias", params["alias"], shown(seen["alias"]), repairable=not seen["alias"])]
+
+
+def _compare_tag(seen: dict) -> list[Difference]:
+    return [] if seen["tagged"] else [Difference(f"tag {MANAGED_BY_TAG[0]}", MANAGED_BY_TAG[1], "none")]
+
+
+def _compare_app_user(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
+    found = _compare_tag(seen)
+    if params["group"] not in seen["groups"]:
+        found.append(Difference("groups", params["group"], shown(seen["groups"])))
+    return found
+
+
+def _compare_media_policy(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
+    found = document_differences("policy document", media_document(params), seen["document"])
+    if not seen["attached"]:
+        found.append(Difference(f"attached to {params['user']}", "yes", "no"))
+    return found
+
+
+def _compare_access_key(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
+    keys = seen["keys"]
+    if not keys:
+        return [Difference("access key", "one", "none")]
+    if len(keys) > 1:
+        ids = ", ".join(key["id"] for key in keys)
+        return [Difference("access keys", "one", f"{len(keys)} ({ids})", repairable=False)]
+    return []
+
+
+def _compare_member(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
+    wanted = member_policies(params)
+    before = member_policies(previous) if previous else []
+    # Onramp takes back only what it attached before and no longer wants; what was attached by hand stays.
+    stale = [name for name in before if name not in wanted and name in seen["policies"]]
+    found = _compare_tag(seen)
+    if stale or any(name not in seen["policies"] for name in wanted):
+        found.append(Difference("policies", shown(wanted), shown(seen["policies"])))
+    if seen["console"] != params["console"]:
+        found.append(Difference("console access", shown(params["console"]), shown(seen["console"])))
+    return found
+
+
+def _compare_bucket(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
+    found = []
+    if seen["region"] != params["region"]:
+        found.append(Difference("region", params["region"], seen["region"], repairable=False))
+    if seen["ownership"] != documents.OBJECT_OWNERSHIP:
+        found.append(Difference("object ownership", "BucketOwnerEnforced (ACLs off)", shown(seen["ownership"])))
+    return found
+
+
+def _compare_public_access_block(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
+    return document_differences("Block Public Access", documents.public_access_block_document(), seen["config"])
+
+
+def _compare_cors(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
+    wanted = documents.cors_rules_normal(documents.cors_document(app_origin=params["origin"])["CORSRules"])
+    return document_differences("CORS rules", wanted, seen["rules"])
+
+
+def _compare_lifecycle(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
+    return document_differences("lifecycle policy", documents.lifecycle_policy_document(), seen["policy"])
+
+
+USER_REMOVAL = (
+    "remove.user.login_profile",
+    "remove.user.access_keys",
+    "remove.user.signing_certificates",
+    "remove.user.ssh_public_keys",
+    "remove.user.service_credentials",
+    "remove.user.mfa_devices",
+    "remove.user.inline_policies",
+    "remove.user.attached_policies",
+    "remove.user.groups",
+    "remove.user",
+)
+
 PREFLIGHT = StepKind(
     key="preflight",
     branch="preflight",
@@ -355,7 +547,9 @@ ACCOUNT_ALIAS = StepKind(
     instances=lambda spec: [{"alias": spec.account_alias}] if spec.account_alias else [],
     calls=lambda p: [create_account_alias(p["alias"])],
     operations=ops("iam", "ListAccountAliases", "CreateAccountAlias"),
-    resource=ResourceRecord("Account alias", "alias", arn_output=""),
+    resource=ResourceRecord("Account alias", "alias", "alias", arn_output=""),
+    compare=_compare_alias,
+    removal=("remove.account.alias",),
 )
 GROUP = StepKind(
     key="iam.group",
@@ -364,8 +558,9 @@ GROUP = StepKind(
     instances=lambda spec: [{"group": spec.group_name}],
     calls=lambda p: [create_group(p["group"])],
     operations=ops("iam", "CreateGroup", "GetGroup"),
-    resource=ResourceRecord("IAM group", "group"),
+    resource=ResourceRecord("IAM group", "group", "group"),
     publishes=(Publish("group", "arn", "Group"),),
+    removal=("remove.iam.group",),
 )
 APP_USER = StepKind(
     key="iam.app_user",
@@ -376,10 +571,12 @@ APP_USER = StepKind(
     calls=lambda p: [create_user(p["user"]), add_user_to_group(p["user"], p["group"])],
     operations=(
         *ops("iam", "CreateUser", also=("iam:TagUser",)),
-        *ops("iam", "GetUser", "ListGroupsForUser", "AddUserToGroup"),
+        *ops("iam", "GetUser", "ListGroupsForUser", "AddUserToGroup", "TagUser"),
     ),
-    resource=ResourceRecord("IAM user (app)", "user"),
+    resource=ResourceRecord("IAM user (app)", "user", "user"),
     publishes=(Publish("app_user", "arn", "App user"),),
+    compare=_compare_app_user,
+    removal=USER_REMOVAL,
 )
 MEDIA_POLICY = StepKind(
     key="iam.media_policy",
@@ -387,8 +584,8 @@ MEDIA_POLICY = StepKind(
     title=lambda p: f"Policy {p['name']}, attached to {p['user']}",
     instances=lambda spec: [_media_params(spec)],
     after=("iam.app_user",),
-    calls=lambda p: [create_policy(p["name"], _media_document(p)), attach_user_policy(p["user"], p["arn"])],
-    documents=lambda p: {"policy": _media_document(p)},
+    calls=lambda p: [create_policy(p["name"], media_document(p)), attach_user_policy(p["user"], p["arn"])],
+    documents=lambda p: {"policy": media_document(p)},
     operations=(
         *ops("iam", "CreatePolicy", also=("iam:TagPolicy",)),
         *ops(
@@ -399,11 +596,13 @@ MEDIA_POLICY = StepKind(
             "CreatePolicyVersion",
             "DeletePolicyVersion",
             "ListAttachedUserPolicies",
-            "AttachUserPolicy",
         ),
+        *ops("iam", "AttachUserPolicy", condition=ATTACH_CONDITION),
     ),
-    resource=ResourceRecord("IAM policy", "policy"),
+    resource=ResourceRecord("IAM policy", "name", "policy"),
     publishes=(Publish("policy", "arn", "Policy"),),
+    compare=_compare_media_policy,
+    removal=("remove.iam.media_policy",),
 )
 ACCESS_KEY = StepKind(
     key="iam.access_key",
@@ -413,9 +612,13 @@ ACCESS_KEY = StepKind(
     after=("iam.media_policy",),
     calls=lambda p: [create_access_key(p["user"])],
     # Update and Delete: "Issue a new key" retires the old key.
-    operations=ops("iam", "ListAccessKeys", "CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey"),
-    resource=ResourceRecord("Access key", "access_key_id", arn_output=""),
+    operations=(
+        *ops("iam", "ListAccessKeys", "CreateAccessKey"),
+        *ops("iam", "UpdateAccessKey", "DeleteAccessKey", condition=ONRAMPS_ONLY),
+    ),
+    resource=ResourceRecord("Access key", "user", "access_key_id", arn_output=""),
     publishes=(Publish("access_key_id", "access_key_id", "Access key id"),),
+    compare=_compare_access_key,
 )
 TEAM_MEMBER = StepKind(
     key="team.member",
@@ -426,19 +629,15 @@ TEAM_MEMBER = StepKind(
     calls=_member_calls,
     operations=(
         *ops("iam", "CreateUser", also=("iam:TagUser",)),
-        *ops(
-            "iam",
-            "GetUser",
-            "ListAttachedUserPolicies",
-            "AttachUserPolicy",
-            "GetLoginProfile",
-            "CreateLoginProfile",
-            "DeleteLoginProfile",
-        ),
+        *ops("iam", "GetUser", "ListAttachedUserPolicies", "GetLoginProfile", "CreateLoginProfile", "TagUser"),
+        *ops("iam", "AttachUserPolicy", condition=ATTACH_CONDITION),
+        *ops("iam", "DetachUserPolicy", "DeleteLoginProfile", condition=ONRAMPS_ONLY),
     ),
-    resource=ResourceRecord("IAM user (team)", "user"),
+    resource=ResourceRecord("IAM user (team)", "email", "user"),
     publishes=(Publish("team", "arn", "Team user", many=True),),
     reminders=lambda p: [BILLING_REMINDER] if p["role"] == MemberRole.TECH_LEAD else [],
+    compare=_compare_member,
+    removal=USER_REMOVAL,
 )
 BUCKET = StepKind(
     key="s3.bucket",
@@ -454,8 +653,10 @@ BUCKET = StepKind(
         "GetBucketOwnershipControls",
         "PutBucketOwnershipControls",
     ),
-    resource=ResourceRecord("S3 bucket", "bucket"),
+    resource=ResourceRecord("S3 bucket", "bucket", "bucket"),
     publishes=(Publish("bucket", "arn", "Bucket"),),
+    compare=_compare_bucket,
+    removal=("remove.s3.bucket",),
 )
 PUBLIC_ACCESS_BLOCK = StepKind(
     key="s3.public_access_block",
@@ -466,6 +667,7 @@ PUBLIC_ACCESS_BLOCK = StepKind(
     calls=lambda p: [put_public_access_block(p["bucket"])],
     documents=lambda p: {"public_access_block": documents.public_access_block_document()},
     operations=ops("s3", "GetPublicAccessBlock", "PutPublicAccessBlock"),
+    compare=_compare_public_access_block,
 )
 CORS = StepKind(
     key="s3.cors",
@@ -476,6 +678,7 @@ CORS = StepKind(
     calls=lambda p: [put_bucket_cors(p["bucket"], p["origin"])],
     documents=lambda p: {"cors": documents.cors_document(app_origin=p["origin"])},
     operations=ops("s3", "GetBucketCors", "PutBucketCors"),
+    compare=_compare_cors,
 )
 REPOSITORY = StepKind(
     key="ecr.repository",
@@ -487,8 +690,9 @@ REPOSITORY = StepKind(
         *ops("ecr", "CreateRepository", also=("ecr:TagResource",)),
         *ops("ecr", "DescribeRepositories"),
     ),
-    resource=ResourceRecord("ECR repository", "repository"),
+    resource=ResourceRecord("ECR repository", "repository", "repository"),
     publishes=(Publish("repository_uri", "uri", "Repository"),),
+    removal=("remove.ecr.repository",),
 )
 LIFECYCLE = StepKind(
     key="ecr.lifecycle",
@@ -499,6 +703,143 @@ LIFECYCLE = StepKind(
     calls=lambda p: [put_lifecycle_policy(p["repository"])],
     documents=lambda p: {"lifecycle_policy": documents.lifecycle_policy_document()},
     operations=ops("ecr", "GetLifecyclePolicy", "PutLifecyclePolicy"),
+    compare=_compare_lifecycle,
+)
+
+
+# --- Removing what Onramp made ------------------------------------------------------------------
+# Planned from the ledger, never from a spec (instances: none). Each removal step's parameters name the
+# resource ({"name": …, "resource": the ledger row's id, …}).
+
+
+def _removal(key: str, title: Callable[[dict], str], operations: tuple[Operation, ...], **kwargs) -> StepKind:
+    return StepKind(
+        key=key,
+        branch="remove",
+        title=title,
+        instances=lambda spec: [],
+        instance_id=lambda p: p["name"],
+        operations=operations,
+        **kwargs,
+    )
+
+
+def _user_step(suffix: str, title: str, *operations: Operation, calls=_no_calls) -> StepKind:
+    key = f"remove.user.{suffix}" if suffix else "remove.user"
+    return _removal(key, lambda p: title.format(user=p["name"]), operations, calls=calls)
+
+
+USER_REMOVAL_KINDS = (
+    _user_step(
+        "login_profile",
+        "{user}: end console access (delete the login profile)",
+        *ops("iam", "GetLoginProfile"),
+        *ops("iam", "DeleteLoginProfile", condition=ONRAMPS_ONLY),
+    ),
+    _user_step(
+        "access_keys",
+        "{user}: delete the access keys",
+        *ops("iam", "ListAccessKeys"),
+        *ops("iam", "DeleteAccessKey", condition=ONRAMPS_ONLY),
+    ),
+    _user_step(
+        "signing_certificates",
+        "{user}: delete the signing certificates",
+        *ops("iam", "ListSigningCertificates"),
+        *ops("iam", "DeleteSigningCertificate", condition=ONRAMPS_ONLY),
+    ),
+    _user_step(
+        "ssh_public_keys",
+        "{user}: delete the SSH public keys",
+        *ops("iam", "ListSSHPublicKeys"),
+        *ops("iam", "DeleteSSHPublicKey", condition=ONRAMPS_ONLY),
+    ),
+    _user_step(
+        "service_credentials",
+        "{user}: delete the service-specific credentials",
+        *ops("iam", "ListServiceSpecificCredentials"),
+        *ops("iam", "DeleteServiceSpecificCredential", condition=ONRAMPS_ONLY),
+    ),
+    _user_step(
+        "mfa_devices",
+        "{user}: deactivate the MFA devices",
+        *ops("iam", "ListMFADevices"),
+        *ops("iam", "DeactivateMFADevice", condition=ONRAMPS_ONLY),
+    ),
+    _user_step(
+        "inline_policies",
+        "{user}: delete the inline policies",
+        *ops("iam", "ListUserPolicies"),
+        *ops("iam", "DeleteUserPolicy", condition=ONRAMPS_ONLY),
+    ),
+    _user_step(
+        "attached_policies",
+        "{user}: detach the managed policies",
+        *ops("iam", "ListAttachedUserPolicies"),
+        *ops("iam", "DetachUserPolicy", condition=ONRAMPS_ONLY),
+    ),
+    _user_step(
+        "groups",
+        "{user}: leave the groups",
+        *ops("iam", "ListGroupsForUser"),
+        *ops("iam", "RemoveUserFromGroup", condition=ONRAMPS_ONLY),
+    ),
+    _user_step(
+        "",
+        "Delete the IAM user {user}",
+        *ops("iam", "DeleteUser", condition=ONRAMPS_ONLY),
+        calls=lambda p: [ApiCall("iam", "DeleteUser", {"UserName": p["name"]})],
+    ),
+)
+REMOVAL_KINDS = (
+    *USER_REMOVAL_KINDS,
+    _removal(
+        "remove.account.alias",
+        lambda p: f"Delete the sign-in alias {p['name']}",
+        ops("iam", "DeleteAccountAlias"),
+        calls=lambda p: [ApiCall("iam", "DeleteAccountAlias", {"AccountAlias": p["name"]})],
+    ),
+    _removal(
+        "remove.iam.media_policy",
+        lambda p: f"Delete the policy {p['name']} (detached from everyone first)",
+        (
+            # Detaching from a user touches the user: only Onramp's (a role or another user keeps it attached,
+            # and the removal stops saying so).
+            *ops("iam", "ListEntitiesForPolicy", "ListPolicyVersions", "DetachGroupPolicy"),
+            *ops("iam", "DeletePolicyVersion", "DeletePolicy"),
+            *ops("iam", "DetachUserPolicy", condition=ONRAMPS_ONLY),
+        ),
+        calls=lambda p: [ApiCall("iam", "DeletePolicy", {"PolicyArn": p["arn"]})],
+    ),
+    _removal(
+        "remove.iam.group",
+        lambda p: f"Delete the group {p['name']} (its members leave it first)",
+        ops(
+            "iam",
+            "GetGroup",
+            "RemoveUserFromGroup",
+            "ListAttachedGroupPolicies",
+            "DetachGroupPolicy",
+            "ListGroupPolicies",
+            "DeleteGroupPolicy",
+            "DeleteGroup",
+        ),
+        calls=lambda p: [ApiCall("iam", "DeleteGroup", {"GroupName": p["name"]})],
+    ),
+    _removal(
+        "remove.s3.bucket",
+        lambda p: f"Delete the bucket {p['name']}" + (" and everything in it" if p.get("confirmed") else " (empty)"),
+        ops("s3", "ListObjectVersions", "DeleteObjects", "DeleteBucket"),
+        calls=lambda p: [ApiCall("s3", "DeleteBucket", {"Bucket": p["name"]})],
+    ),
+    _removal(
+        "remove.ecr.repository",
+        lambda p: f"Delete the ECR repository {p['name']}" + (" and its images" if p.get("confirmed") else ""),
+        ops("ecr", "ListImages", "DeleteRepository"),
+        calls=lambda p: [
+            ApiCall("ecr", "DeleteRepository", {"repositoryName": p["name"], "force": bool(p.get("confirmed"))})
+        ],
+    ),
 )
 
 REGISTRY = Registry(
@@ -515,6 +856,7 @@ REGISTRY = Registry(
         CORS,
         REPOSITORY,
         LIFECYCLE,
+        *REMOVAL_KINDS,
     )
 )
 

@@ -20,8 +20,9 @@ from provisioning import documents
 from provisioning.audit import CallLog, audit_record, audit_write
 from provisioning.aws import NO_ANSWER_ERRORS, account_for_run, aws_work, error_translate, run_accounts
 from provisioning.errors import InternalError, OnrampError
-from provisioning.models import AuditEvent, Customer, Run, StepRun
-from provisioning.plan import plan_build
+from provisioning.ledger import ledger_end, ledger_outputs, ledger_record
+from provisioning.models import AccountRead, AuditEvent, Customer, Resource, Run, StepRun
+from provisioning.plan import Action, plan_build, plan_run_steps
 from provisioning.registry import REGISTRY, Registry
 from provisioning.spec import Spec, spec_from_json
 from provisioning.steps import EXECUTORS, StepContext
@@ -51,11 +52,21 @@ def _active_run(customer: Customer) -> Run | None:
     return Run.objects.select_related("customer", "started_by").filter(customer=customer, status__in=Run.ACTIVE).first()
 
 
-def run_create(*, spec: Spec, customer: Customer, user) -> Run:
-    """Create the run and its steps, then enqueue the first step once the transaction commits."""
+def run_create(
+    *, spec: Spec, customer: Customer, user, read: AccountRead | None = None, items: list[dict] | None = None
+) -> Run:
+    """Create the run and its steps, then enqueue the first step once the transaction commits. With a
+    read and its decided items (provisioning.plan.plan_decide), the run carries out that difference;
+    without, every step of the spec (creating first: the fast path for an account the ledger does not know)."""
+    if read is not None:
+        planned = plan_run_steps(spec=spec, items=items or [], read_id=str(read.pk))
+    else:
+        planned = plan_build(spec)
     try:
         with transaction.atomic():
-            run = Run.objects.create(customer=customer, started_by=user, spec=spec.to_json())
+            run = Run.objects.create(
+                customer=customer, started_by=user, spec=spec.to_json(), read=read, plan=items or []
+            )
             StepRun.objects.bulk_create(
                 StepRun(
                     run=run,
@@ -66,7 +77,7 @@ def run_create(*, spec: Spec, customer: Customer, user) -> Run:
                     depends_on=list(step.depends_on),
                     params=step.params,
                 )
-                for index, step in enumerate(plan_build(spec))
+                for index, step in enumerate(planned)
             )
             audit_record(
                 action="run.confirmed",
@@ -74,7 +85,7 @@ def run_create(*, spec: Spec, customer: Customer, user) -> Run:
                 customer=customer,
                 run=run,
                 target=spec.app_name,
-                details={"spec": spec.to_json()},
+                details={"spec": spec.to_json(), "read": str(read.pk) if read else None, "plan": _plan_counts(items)},
             )
             transaction.on_commit(lambda: run_dispatch(run_id=run.pk), robust=True)
     except IntegrityError:
@@ -92,6 +103,13 @@ def run_create(*, spec: Spec, customer: Customer, user) -> Run:
         )
         raise RunConflict(active) from None
     return run
+
+
+def _plan_counts(items: list[dict] | None) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items or []:
+        counts[item["action"]] = counts.get(item["action"], 0) + 1
+    return counts
 
 
 def _enqueue(step_ids: list[int]) -> None:
@@ -177,27 +195,30 @@ def _step_to_keep(after: StepRun, ready: list[StepRun], chain: dict[str, int]) -
     return max(followers, key=lambda s: (chain[s.key], s.branch == after.branch))
 
 
-def run_summary(*, spec: Spec, steps: dict[str, StepRun], registry: Registry = REGISTRY) -> dict:
-    """What exists now, as the steps' declarations publish it (never a secret)."""
+def run_summary(
+    *, spec: Spec, steps: dict[str, StepRun], resources: list[dict] = (), registry: Registry = REGISTRY
+) -> dict:
+    """What exists now, as the declarations publish it: from the ledger's present `resources`
+    (provisioning.ledger.ledger_outputs), and from the run's own done steps (never a secret)."""
     summary: dict = {
         "account_id": spec.account_id,
         "region": spec.region,
         "sign_in_url": documents.sign_in_url(account_id=spec.account_id, alias=spec.account_alias),
     }
-    for publish in registry.publishes():
-        summary[publish.field] = [] if publish.many else None
+    found: dict[str, dict[str, dict]] = {}  # kind -> identity -> outputs
+    for row in resources:
+        found.setdefault(row["kind"], {})[row["identity"]] = row["outputs"]
     reminders: list[str] = []
     for key, step in steps.items():
         kind = registry.kind_of(key)
-        if step.state not in StepRun.DONE:
-            continue
+        if step.state in StepRun.DONE:
+            identity = str((step.params or {}).get(kind.resource.identity_param, key)) if kind.resource else key
+            found.setdefault(kind.key, {})[identity] = step.outputs
+            reminders += [r for r in kind.reminders(step.params or {}) if r not in reminders]
+    for kind in registry.kinds:
         for publish in kind.publishes:
-            value = step.outputs.get(publish.output)
-            if publish.many:
-                summary[publish.field].append(value)
-            else:
-                summary[publish.field] = value
-        reminders += [r for r in kind.reminders(step.params or {}) if r not in reminders]
+            values = [outputs.get(publish.output) for outputs in found.get(kind.key, {}).values()]
+            summary[publish.field] = [v for v in values if v] if publish.many else next(reversed(values), None)
     summary["steps"] = {key: step.state for key, step in steps.items()}
     summary["reminders"] = reminders
     return summary
@@ -217,8 +238,12 @@ def run_summary_rows(summary: dict, *, registry: Registry = REGISTRY) -> list[tu
 def _run_finish(run: Run, steps: dict[str, StepRun]) -> None:
     """Every step has finished: the run succeeded if each is done, and says what exists now."""
     ok = all(s.state in StepRun.DONE for s in steps.values())
+    if ok:  # what the plan releases stays in the account, forgotten by Onramp
+        released = [item["resource"] for item in run.plan if item["action"] == Action.RELEASE]
+        ledger_end(run=run, resource_ids=released, state=Resource.State.RELEASED)
     run.status = Run.Status.SUCCEEDED if ok else Run.Status.FAILED
-    run.summary = run_summary(spec=spec_from_json(run.spec), steps=steps)
+    resources = ledger_outputs(customer_id=run.customer_id)
+    run.summary = run_summary(spec=spec_from_json(run.spec), steps=steps, resources=resources)
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "summary", "finished_at"])
     failed = [k for k, s in steps.items() if s.state == State.FAILED]
@@ -355,7 +380,9 @@ def _step_record(
             # see this step done (uncommitted) and enqueue the step this process keeps. The run's
             # lock comes first, then the step's row, then the audit chain's lock.
             active = _run_lock(run.pk, now)
-            StepRun.objects.filter(pk=step.pk, state=State.RUNNING).update(**fields)
+            recorded = StepRun.objects.filter(pk=step.pk, state=State.RUNNING).update(**fields)
+            if recorded and error is None:
+                _ledger_after(run, step, result)
             audit_write(log.drain())
             if retry_in is None and active:
                 after = step if keep_next and state in StepRun.DONE else None
@@ -365,6 +392,17 @@ def _step_record(
         logger.warning("Could not record step %s of run %s; the sweeper will pick it up", step.key, run.pk)
         raise
     return StepOutcome(state=state, retry_in=retry_in, next_step_id=next_step_id)
+
+
+def _ledger_after(run: Run, step: StepRun, result) -> None:
+    """What a finished step leaves in the ledger: its resource, created or adopted; or, for the last step of
+    a removal, the resources it removed."""
+    kind = REGISTRY.kind_of(step.key)
+    params = step.params or {}
+    if kind.resource is not None:
+        ledger_record(run=run, kind=kind, params=params, outputs={**step.outputs, **result.outputs})
+    if params.get("ends"):
+        ledger_end(run=run, resource_ids=params["ends"], state=Resource.State.REMOVED)
 
 
 def run_retry(*, run: Run, user) -> Run:

@@ -6,7 +6,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
 
-from provisioning import runs, vault
+from provisioning import reads, runs, vault
 
 # How long one task keeps taking its branch's next step itself, far under the soft time limit.
 CHAIN_FOR_SECONDS = 30
@@ -38,6 +38,19 @@ def step_run(self, step_id: int) -> None:
         if outcome.retry_in is not None:
             raise self.retry(args=(step_id,), countdown=outcome.retry_in)
         step_id = outcome.next_step_id
+
+
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=10,
+)
+def account_read(read_id: str) -> None:
+    """Read a customer's account back for a plan or a drift check (read-only, audited)."""
+    reads.account_read_execute(read_id=read_id)
 
 
 @shared_task(ignore_result=True)

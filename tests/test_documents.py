@@ -109,4 +109,6 @@ def test_every_declared_step_has_a_step_function_and_every_function_a_declaratio
     from provisioning.steps import EXECUTORS
 
     kinds = {s.kind for s in plan_build(spec_parse(spec_data()))}
-    assert kinds == {kind.key for kind in REGISTRY.kinds} == set(EXECUTORS)
+    removals = {removal for kind in REGISTRY.kinds for removal in kind.removal}
+    assert kinds | removals == {kind.key for kind in REGISTRY.kinds} == set(EXECUTORS)
+    assert all(REGISTRY.kind_of(key).branch == "remove" for key in removals)  # planned from the ledger only

@@ -42,7 +42,7 @@ VERSIONING = StepKind(
         ApiCall("s3", "PutBucketVersioning", {"Bucket": p["bucket"], "VersioningConfiguration": {"Status": "Enabled"}})
     ],
     operations=ops("s3", "GetBucketVersioning", "PutBucketVersioning"),
-    resource=ResourceRecord("Bucket versioning", "bucket", arn_output=""),
+    resource=ResourceRecord("Bucket versioning", "bucket", "bucket", arn_output=""),
     publishes=(Publish("versioning", "status", "Versioning"),),
 )
 

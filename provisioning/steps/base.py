@@ -4,7 +4,8 @@ from dataclasses import dataclass, field
 
 from provisioning import vault
 from provisioning.aws import AwsAccount, settle
-from provisioning.registry import ApiCall
+from provisioning.ledger import ledger_previous
+from provisioning.registry import REGISTRY, ApiCall
 
 
 @dataclass
@@ -39,12 +40,23 @@ class StepContext:
             **about,
         )
 
+    @property
+    def previous(self) -> dict | None:
+        """The parameters this step's resource was last applied with, from the ledger (None if unknown)."""
+        kind = REGISTRY.kind_of(self.step.key)
+        if kind.resource is None:
+            return None
+        identity = str(self.params.get(kind.resource.identity_param) or "")
+        return ledger_previous(customer_id=self.run.customer_id, kind=kind.key, identity=identity)
+
     def outputs_of(self, key: str) -> dict:
         return self.run.steps.get(key=key).outputs
 
     def created_by_run(self, key: str) -> bool:
-        """Whether this run's step `key` created its resource (rather than finding it there)."""
-        return bool(self.outputs_of(key).get("created"))
+        """Whether this run's step `key` created its resource (rather than finding it there; a plan that keeps
+        the resource has no such step)."""
+        outputs = self.run.steps.filter(key=key).values_list("outputs", flat=True).first()
+        return bool((outputs or {}).get("created"))
 
     def remember(self, **values) -> None:
         """Save progress markers on the step now, before the next AWS call, so a re-run knows."""

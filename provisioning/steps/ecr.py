@@ -1,12 +1,35 @@
-"""ECR steps: the repository and its 19-rule lifecycle policy."""
+"""ECR steps: the repository and its 19-rule lifecycle policy; and what each looks like now."""
 
 import json
 
 from botocore.exceptions import ClientError
 
 from provisioning import documents, registry
-from provisioning.aws import error_code, error_translate
+from provisioning.aws import AwsAccount, error_code, error_translate
 from provisioning.steps.base import StepContext, StepResult
+
+
+def repository_read(account: AwsAccount, params: dict) -> dict | None:
+    try:
+        found = account.client("ecr").describe_repositories(repositoryNames=[params["repository"]])
+    except ClientError as exc:
+        if error_code(exc) == "RepositoryNotFoundException":
+            return None
+        raise
+    repo = found["repositories"][0]
+    return {"arn": repo["repositoryArn"], "uri": repo["repositoryUri"]}
+
+
+def lifecycle_read(account: AwsAccount, params: dict) -> dict | None:
+    try:
+        text = account.client("ecr").get_lifecycle_policy(repositoryName=params["repository"])["lifecyclePolicyText"]
+    except ClientError as exc:
+        if error_code(exc) == "RepositoryNotFoundException":
+            return None
+        if error_code(exc) == "LifecyclePolicyNotFoundException":
+            return {"policy": None}
+        raise
+    return {"policy": json.loads(text)}
 
 
 def repository(ctx: StepContext, params: dict) -> StepResult:
@@ -14,35 +37,39 @@ def repository(ctx: StepContext, params: dict) -> StepResult:
     try:
         try:
             repo = ctx.send(registry.create_repository(name))["repository"]
-            created = True
+            created, seen = True, {"arn": repo["repositoryArn"], "uri": repo["repositoryUri"]}
         except ClientError as exc:
             if error_code(exc) != "RepositoryAlreadyExistsException":
                 raise
-            repo = ctx.client("ecr").describe_repositories(repositoryNames=[name])["repositories"][0]
-            created = False
+            created, seen = False, repository_read(ctx.account, params)
     except ClientError as exc:
         raise error_translate(exc, doing=f"Creating the ECR repository {name}") from None
-    outputs = {"repository": name, "arn": repo["repositoryArn"], "uri": repo["repositoryUri"]}
+    outputs = {"repository": name, **seen}
     if created:
         outputs["created"] = True  # the lifecycle step knows there is no policy to read yet
     return StepResult(adopted=not created, outputs=outputs)
 
 
 def lifecycle(ctx: StepContext, params: dict) -> StepResult:
-    ecr = ctx.client("ecr")
     name = params["repository"]
-    wanted = documents.lifecycle_policy_document()
-    outputs = {"repository": name, "rules": len(wanted["rules"])}
+    outputs = {"repository": name, "rules": len(documents.lifecycle_policy_document()["rules"])}
     try:
         if not ctx.created_by_run("ecr.repository"):
-            try:
-                current = ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"]
-                if json.loads(current) == wanted:
-                    return StepResult(adopted=True, outputs=outputs)
-            except ClientError as exc:
-                if error_code(exc) != "LifecyclePolicyNotFoundException":
-                    raise
+            seen = lifecycle_read(ctx.account, params) or {"policy": None}
+            if not registry.LIFECYCLE.compare(params, seen, None):
+                return StepResult(adopted=True, outputs=outputs)
         ctx.send(registry.put_lifecycle_policy(name))
     except ClientError as exc:
         raise error_translate(exc, doing="Setting the ECR lifecycle policy") from None
     return StepResult(adopted=False, outputs=outputs)
+
+
+def repository_holds_data(account: AwsAccount, params: dict) -> dict | None:
+    """Whether the repository holds any image (None if the repository is gone)."""
+    try:
+        images = account.client("ecr").list_images(repositoryName=params["name"], maxResults=1)["imageIds"]
+    except ClientError as exc:
+        if error_code(exc) == "RepositoryNotFoundException":
+            return None
+        raise
+    return {"holds_data": bool(images)}

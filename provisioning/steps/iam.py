@@ -1,15 +1,20 @@
-"""IAM steps: account alias, group, app user, MediaManagement policy, access key, team members."""
+"""IAM steps: account alias, group, app user, MediaManagement policy, access key, team members.
+
+Each resource has a reader (what the account has, or None when it is not there) and a step that creates
+it, or, when AWS says it exists, reads it, compares it with what is wanted (the declaration's compare,
+the same one plans and drift checks use), and adopts it or corrects what differs."""
 
 import json
 import secrets
 import string
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from botocore.exceptions import ClientError
 from django.utils import timezone
 
-from provisioning import documents, registry
-from provisioning.aws import error_code, error_translate
+from provisioning import registry
+from provisioning.aws import AwsAccount, error_code, error_translate
 from provisioning.errors import StepFailed
 from provisioning.models import Credential
 from provisioning.steps.base import StepContext, StepResult
@@ -25,17 +30,104 @@ def _exists(exc: ClientError) -> bool:
     return error_code(exc) == "EntityAlreadyExists"
 
 
+def absent_is_none(call: Callable[[], dict]) -> dict | None:
+    """The answer, or None when IAM says the entity does not exist."""
+    try:
+        return call()
+    except ClientError as exc:
+        if _missing(exc):
+            return None
+        raise
+
+
+def _tagged(tags: list[dict]) -> bool:
+    return {"Key": registry.MANAGED_BY_TAG[0], "Value": registry.MANAGED_BY_TAG[1]} in (tags or [])
+
+
+def _as_dict(document) -> dict:
+    return json.loads(document) if isinstance(document, str) else document
+
+
+# --- Readers: what the account has ------------------------------------------------------------
+
+
+def alias_read(account: AwsAccount, params: dict) -> dict:
+    aliases = account.client("iam").list_account_aliases()["AccountAliases"]
+    return {"alias": aliases[0] if aliases else ""}
+
+
+def group_read(account: AwsAccount, params: dict) -> dict | None:
+    found = absent_is_none(lambda: account.client("iam").get_group(GroupName=params["group"], MaxItems=1))
+    return None if found is None else {"arn": found["Group"]["Arn"]}
+
+
+def _user_read(iam, name: str) -> dict | None:
+    found = absent_is_none(lambda: iam.get_user(UserName=name))
+    if found is None:
+        return None
+    return {"arn": found["User"]["Arn"], "tagged": _tagged(found["User"].get("Tags"))}
+
+
+def app_user_read(account: AwsAccount, params: dict) -> dict | None:
+    iam = account.client("iam")
+    user = _user_read(iam, params["user"])
+    if user is None:
+        return None
+    groups = [g["GroupName"] for g in iam.list_groups_for_user(UserName=params["user"])["Groups"]]
+    return {**user, "groups": groups}
+
+
+def media_policy_read(account: AwsAccount, params: dict) -> dict | None:
+    iam = account.client("iam")
+    policy = absent_is_none(lambda: iam.get_policy(PolicyArn=params["arn"]))
+    if policy is None:
+        return None
+    version = iam.get_policy_version(PolicyArn=params["arn"], VersionId=policy["Policy"]["DefaultVersionId"])
+    attached = absent_is_none(lambda: iam.list_attached_user_policies(UserName=params["user"]))
+    arns = {p["PolicyArn"] for p in (attached or {}).get("AttachedPolicies", [])}
+    return {"document": _as_dict(version["PolicyVersion"]["Document"]), "attached": params["arn"] in arns}
+
+
+def access_key_read(account: AwsAccount, params: dict) -> dict | None:
+    found = absent_is_none(lambda: account.client("iam").list_access_keys(UserName=params["user"]))
+    if found is None:
+        return None
+    keys = [
+        {"id": k["AccessKeyId"], "status": k["Status"], "created": k["CreateDate"].isoformat()}
+        for k in found["AccessKeyMetadata"]
+    ]
+    return {"keys": keys}
+
+
+def _policy_names(attached: list[dict]) -> list[str]:
+    """AWS managed policies by their name under arn:aws:iam::aws:policy/ (job-function/Billing); others by ARN."""
+    prefix = registry.managed_policy_arn("")
+    return [p["PolicyArn"].removeprefix(prefix) for p in attached]
+
+
+def member_read(account: AwsAccount, params: dict) -> dict | None:
+    iam = account.client("iam")
+    user = _user_read(iam, params["email"])
+    if user is None:
+        return None
+    attached = iam.list_attached_user_policies(UserName=params["email"])["AttachedPolicies"]
+    console = absent_is_none(lambda: iam.get_login_profile(UserName=params["email"])) is not None
+    return {**user, "policies": _policy_names(attached), "console": console}
+
+
+# --- Steps ------------------------------------------------------------------------------------
+
+
 def account_alias(ctx: StepContext, params: dict) -> StepResult:
-    iam = ctx.client("iam")
     alias = params["alias"]
     try:
-        aliases = iam.list_account_aliases()["AccountAliases"]
-        if alias in aliases:
+        differences = registry.ACCOUNT_ALIAS.compare(params, alias_read(ctx.account, params), None)
+        if not differences:
             return StepResult(adopted=True, outputs={"alias": alias})
-        if aliases:
+        if not differences[0].repairable:
             raise StepFailed(
-                f"The account already has the sign-in alias '{aliases[0]}'. Onramp never replaces an alias: "
-                f"change it in the IAM console if it should be '{alias}', or leave the alias empty in the spec.",
+                f"The account already has the sign-in alias '{differences[0].actual}'. Onramp never replaces an "
+                f"alias: change it in the IAM console if it should be '{alias}', or leave the alias empty in the spec.",
                 code="AliasConflict",
             )
         ctx.send(registry.create_account_alias(alias))
@@ -62,85 +154,77 @@ def group(ctx: StepContext, params: dict) -> StepResult:
         except ClientError as exc:
             if not _exists(exc):
                 raise
-        found = ctx.client("iam").get_group(GroupName=name, MaxItems=1)["Group"]
+        found = group_read(ctx.account, params)
     except ClientError as exc:
         raise error_translate(exc, doing=f"Creating the group {name}") from None
-    return StepResult(adopted=True, outputs={"group": name, "arn": found["Arn"]})
+    return StepResult(adopted=True, outputs={"group": name, "arn": found["arn"] if found else ""})
 
 
-def _ensure_user(ctx: StepContext, user_name: str) -> tuple[dict, bool]:
-    """(user, created)"""
+def _user_ensure(ctx: StepContext, name: str, read: Callable[[], dict | None], fresh: dict) -> tuple[dict, bool]:
+    """(what the user has, created now): create it, or read it when AWS says it exists."""
     try:
-        return ctx.send(registry.create_user(user_name))["User"], True
+        user = ctx.send(registry.create_user(name))["User"]
+        return {"arn": user["Arn"], "tagged": True, **fresh}, True
     except ClientError as exc:
         if not _exists(exc):
             raise
-    return ctx.client("iam").get_user(UserName=user_name)["User"], False
+    seen = read()
+    if seen is None:  # deleted between the two calls: say so rather than guess
+        raise StepFailed(f"The IAM user {name} exists and then did not: retry.", code="UserVanished", retryable=True)
+    return seen, False
 
 
 def app_user(ctx: StepContext, params: dict) -> StepResult:
     name, group_name = params["user"], params["group"]
     try:
-        user, created = _ensure_user(ctx, name)
-        # A user made just now is in no group yet; one that existed may already be in ours.
-        groups = (
-            [] if created else [g["GroupName"] for g in ctx.client("iam").list_groups_for_user(UserName=name)["Groups"]]
-        )
-        joined = group_name not in groups
-        if joined:
+        seen, created = _user_ensure(ctx, name, lambda: app_user_read(ctx.account, params), {"groups": []})
+        if not seen["tagged"]:
+            ctx.send(registry.tag_user(name))
+        differences = registry.APP_USER.compare(params, {**seen, "tagged": True}, None)
+        if differences:
             fresh = created or ctx.created_by_run("iam.group")
             ctx.send(registry.add_user_to_group(name, group_name), settling=fresh)
     except ClientError as exc:
         raise error_translate(exc, doing=f"Creating the app user {name}") from None
-    outputs = {"user": name, "arn": user["Arn"], "group": group_name}
+    outputs = {"user": name, "arn": seen["arn"], "group": group_name}
     if created:
         outputs["created"] = True
-    return StepResult(adopted=not (created or joined), outputs=outputs)
+    return StepResult(adopted=not (created or differences or not seen["tagged"]), outputs=outputs)
 
 
-def _as_dict(document) -> dict:
-    return json.loads(document) if isinstance(document, str) else document
-
-
-def _policy_correct(iam, ctx: StepContext, arn: str, wanted: dict) -> bool:
-    """Make `wanted` the policy's default version if it is not; True when it changed."""
-    policy = iam.get_policy(PolicyArn=arn)["Policy"]
-    current = iam.get_policy_version(PolicyArn=arn, VersionId=policy["DefaultVersionId"])
-    if _as_dict(current["PolicyVersion"]["Document"]) == wanted:
-        return False
+def _policy_version_make(ctx: StepContext, arn: str, wanted: dict) -> None:
+    """Make `wanted` the policy's default version, keeping at most five versions as IAM allows."""
+    iam = ctx.client("iam")
     versions = iam.list_policy_versions(PolicyArn=arn)["Versions"]
     if len(versions) >= MAX_POLICY_VERSIONS:
         oldest = min((v for v in versions if not v["IsDefaultVersion"]), key=lambda v: v["CreateDate"])
         iam.delete_policy_version(PolicyArn=arn, VersionId=oldest["VersionId"])
     ctx.send(registry.create_policy_version(arn, wanted))
-    return True
 
 
 def media_policy(ctx: StepContext, params: dict) -> StepResult:
-    iam = ctx.client("iam")
     name, arn, user = params["name"], params["arn"], params["user"]
-    wanted = documents.media_policy_document(scope=params["scope"], bucket=params["bucket"])
+    wanted = registry.media_document(params)
     try:
         try:
             ctx.send(registry.create_policy(name, wanted))
-            created = changed = True
+            created, seen = True, {"document": wanted, "attached": False}  # attached to no one yet
         except ClientError as exc:
             if not _exists(exc):
                 raise
-            created = False
-            changed = _policy_correct(iam, ctx, arn, wanted)
-        # A policy made just now is attached to no one yet.
-        attached = [] if created else iam.list_attached_user_policies(UserName=user)["AttachedPolicies"]
-        if arn not in {p["PolicyArn"] for p in attached}:
+            created, seen = False, media_policy_read(ctx.account, params)
+        differences = registry.MEDIA_POLICY.compare(params, seen, None)
+        if seen["document"] != wanted:
+            _policy_version_make(ctx, arn, wanted)
+        if not seen["attached"]:
             fresh = created or ctx.created_by_run("iam.app_user")
             ctx.send(registry.attach_user_policy(user, arn), settling=fresh)
-            changed = True
     except ClientError as exc:
         raise error_translate(exc, doing=f"Setting up the policy {name}") from None
     outputs = {"policy": name, "arn": arn, "attached_to": user}
     if created:
         outputs["created"] = True
-    return StepResult(adopted=not changed, outputs=outputs)
+    return StepResult(adopted=not (created or differences), outputs=outputs)
 
 
 def _forget_cut_off_keys(iam, ctx: StepContext, user: str, keys: list[dict]) -> list[dict]:
@@ -154,9 +238,9 @@ def _forget_cut_off_keys(iam, ctx: StepContext, user: str, keys: list[dict]) -> 
         Credential.objects.filter(user_name=user, customer=ctx.run.customer).values_list("access_key_id", flat=True)
     )
     for key in keys:
-        if key["AccessKeyId"] not in known and key["CreateDate"] >= since:
-            iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
-    return [k for k in keys if k["AccessKeyId"] in known or k["CreateDate"] < since]
+        if key["id"] not in known and datetime.fromisoformat(key["created"]) >= since:
+            iam.delete_access_key(UserName=user, AccessKeyId=key["id"])
+    return [k for k in keys if k["id"] in known or datetime.fromisoformat(k["created"]) < since]
 
 
 def access_key(ctx: StepContext, params: dict) -> StepResult:
@@ -165,18 +249,17 @@ def access_key(ctx: StepContext, params: dict) -> StepResult:
     A run never creates a second key: a key this run sealed is adopted; a key created by an
     interrupted attempt of this run (its secret never sealed) is deleted and made again; a user
     that already has a key is adopted as is (rotate it from the run page)."""
-    iam = ctx.client("iam")
     user = params["user"]
     mine = Credential.objects.filter(run=ctx.run, kind=Credential.Kind.ACCESS_KEY, user_name=user).first()
     try:
-        keys = iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
-        if mine is not None and mine.access_key_id in {k["AccessKeyId"] for k in keys}:
+        keys = (access_key_read(ctx.account, params) or {"keys": []})["keys"]
+        if mine is not None and mine.access_key_id in {k["id"] for k in keys}:
             return StepResult(adopted=True, outputs={"access_key_id": mine.access_key_id, "credential": str(mine.pk)})
-        keys = _forget_cut_off_keys(iam, ctx, user, keys)
+        keys = _forget_cut_off_keys(ctx.client("iam"), ctx, user, keys)
         if keys:
             return StepResult(
                 adopted=True,
-                outputs={"access_key_id": keys[0]["AccessKeyId"]},
+                outputs={"access_key_id": keys[0]["id"]},
                 note=f"{user} already has an access key; Onramp did not make another. "
                 "Use “Issue a new key” to rotate it.",
             )
@@ -193,9 +276,8 @@ def access_key(ctx: StepContext, params: dict) -> StepResult:
         del created
     except ClientError as exc:
         raise error_translate(exc, doing=f"Creating an access key for {user}") from None
-    return StepResult(
-        adopted=False, outputs={"access_key_id": credential.access_key_id, "credential": str(credential.pk)}
-    )
+    outputs = {"access_key_id": credential.access_key_id, "credential": str(credential.pk), "created": True}
+    return StepResult(adopted=False, outputs=outputs)
 
 
 def generate_password(length: int = 24) -> str:
@@ -208,28 +290,44 @@ def generate_password(length: int = 24) -> str:
             return password
 
 
+def _member_policies_apply(ctx: StepContext, params: dict, seen: dict, *, fresh: bool) -> bool:
+    """Attach the wanted policies the user lacks and detach those Onramp attached before and no longer
+    wants (a role changed); what someone attached by hand stays. True when anything changed."""
+    email, wanted = params["email"], registry.member_policies(params)
+    previous = ctx.previous or {}
+    before = registry.member_policies(previous) if previous else []
+    changed = False
+    for policy in wanted:
+        if policy not in seen["policies"]:
+            ctx.send(registry.attach_user_policy(email, registry.managed_policy_arn(policy)), settling=fresh)
+            changed = True
+    for policy in before:
+        if policy not in wanted and policy in seen["policies"]:
+            ctx.send(registry.detach_user_policy(email, registry.managed_policy_arn(policy)))
+            changed = True
+    return changed
+
+
 def team_member(ctx: StepContext, params: dict) -> StepResult:
     email = params["email"]
-    iam = ctx.client("iam")
-    policies = registry.member_policies(params)
-    outputs = {"user": email, "role": params["role"], "policies": policies}
+    outputs = {"user": email, "role": params["role"], "policies": registry.member_policies(params)}
     try:
-        user, created = _ensure_user(ctx, email)
-        changed = created
-        outputs["arn"] = user["Arn"]
-        attached = set()
-        if not created:  # a user made just now has no policy yet
-            attached = {p["PolicyArn"] for p in iam.list_attached_user_policies(UserName=email)["AttachedPolicies"]}
-        for policy in policies:
-            arn = registry.managed_policy_arn(policy)
-            if arn not in attached:
-                ctx.send(registry.attach_user_policy(email, arn), settling=created)
-                changed = True
-        if params["console"]:
-            sealed = _console_password(ctx, params, iam, new_user=created)
+        fresh = {"policies": [], "console": False}
+        seen, created = _user_ensure(ctx, email, lambda: member_read(ctx.account, params), fresh)
+        changed = created or not seen["tagged"]
+        if not seen["tagged"]:
+            ctx.send(registry.tag_user(email))
+        outputs["arn"] = seen["arn"]
+        changed = _member_policies_apply(ctx, params, seen, fresh=created) or changed
+        cut_off = ctx.step.outputs.get("login_profile_requested")  # an attempt of ours was interrupted
+        if params["console"] and (not seen["console"] or cut_off):
+            sealed = _console_password(ctx, params, exists=seen["console"], new_user=created)
             changed = changed or sealed is not None
             if sealed is not None:
                 outputs["credential"] = str(sealed.pk)
+        elif not params["console"] and seen["console"]:
+            ctx.client("iam").delete_login_profile(UserName=email)  # console access ends
+            changed = True
     except ClientError as exc:
         raise error_translate(exc, doing=f"Setting up the team member {email}") from None
     if created:
@@ -237,17 +335,10 @@ def team_member(ctx: StepContext, params: dict) -> StepResult:
     return StepResult(adopted=not changed, outputs=outputs)
 
 
-def _console_password(ctx: StepContext, params: dict, iam, *, new_user: bool) -> Credential | None:
+def _console_password(ctx: StepContext, params: dict, *, exists: bool, new_user: bool) -> Credential | None:
     email = params["email"]
+    iam = ctx.client("iam")
     mine = Credential.objects.filter(run=ctx.run, kind=Credential.Kind.CONSOLE_PASSWORD, user_name=email).first()
-    exists = False
-    if not new_user:  # a user made just now has no console password yet
-        try:
-            iam.get_login_profile(UserName=email)
-            exists = True
-        except ClientError as exc:
-            if not _missing(exc):
-                raise
     if exists:
         if mine is not None or not ctx.step.outputs.get("login_profile_requested"):
             return None  # the person already has a console password: adopted

@@ -1,9 +1,9 @@
-"""S3 steps: the private bucket (ACLs off), Block Public Access, CORS."""
+"""S3 steps: the private bucket (ACLs off), Block Public Access, CORS; and what each looks like now."""
 
 from botocore.exceptions import ClientError
 
 from provisioning import documents, registry
-from provisioning.aws import error_code, error_translate
+from provisioning.aws import AwsAccount, error_code, error_translate
 from provisioning.errors import StepFailed
 from provisioning.steps.base import StepContext, StepResult
 
@@ -18,10 +18,13 @@ def bucket_region(s3, bucket: str) -> str:
 
 
 def _read(call, *, missing: str, default):
-    """A bucket's configuration, or `default` when AWS answers that it has none (`missing`)."""
+    """A bucket's configuration, or `default` when AWS answers that it has none (`missing`); None when the
+    bucket itself is not there."""
     try:
         return call()
     except ClientError as exc:
+        if error_code(exc) == "NoSuchBucket":
+            return None
         if error_code(exc) != missing:
             raise
         return default
@@ -33,20 +36,59 @@ def _ownership(s3, bucket: str) -> str:
         missing="OwnershipControlsNotFoundError",
         default={"Rules": []},
     )
-    return controls["Rules"][0].get("ObjectOwnership", "") if controls["Rules"] else ""
+    return controls["Rules"][0].get("ObjectOwnership", "") if controls and controls["Rules"] else ""
+
+
+# --- Readers: what the account has ------------------------------------------------------------
+
+
+def bucket_read(account: AwsAccount, params: dict) -> dict | None:
+    """The bucket as this account has it (None if the account does not own one by that name)."""
+    s3 = account.client("s3")
+    if not any(b["Name"] == params["bucket"] for b in s3.list_buckets().get("Buckets", [])):
+        return None
+    return _bucket_state(s3, params["bucket"])
+
+
+def _bucket_state(s3, name: str) -> dict:
+    return {"region": bucket_region(s3, name), "ownership": _ownership(s3, name)}
+
+
+def public_access_block_read(account: AwsAccount, params: dict) -> dict | None:
+    s3 = account.client("s3")
+    config = _read(
+        lambda: {"config": s3.get_public_access_block(Bucket=params["bucket"])["PublicAccessBlockConfiguration"]},
+        missing="NoSuchPublicAccessBlockConfiguration",
+        default={"config": None},
+    )
+    return config
+
+
+def cors_read(account: AwsAccount, params: dict) -> dict | None:
+    s3 = account.client("s3")
+    rules = _read(
+        lambda: s3.get_bucket_cors(Bucket=params["bucket"])["CORSRules"],
+        missing="NoSuchCORSConfiguration",
+        default=[],
+    )
+    return None if rules is None else {"rules": documents.cors_rules_normal(rules)}
+
+
+# --- Steps ------------------------------------------------------------------------------------
 
 
 def _adopt_bucket(ctx: StepContext, params: dict, outputs: dict) -> StepResult:
-    """The bucket is this account's already: adopt it where the spec wants it, with ACLs off."""
-    s3 = ctx.client("s3")
-    region = bucket_region(s3, params["bucket"])
-    if region != params["region"]:
+    """The bucket is this account's already (AWS said so, or our bucket list): adopt it where the spec wants
+    it, with ACLs off."""
+    seen = _bucket_state(ctx.client("s3"), params["bucket"])
+    differences = registry.BUCKET.compare(params, seen, None)
+    if any(not d.repairable for d in differences):
         raise StepFailed(
-            f"The bucket {params['bucket']} is already in this account but in {region}, not {params['region']}. "
-            "Use that region or another bucket name.",
+            f"The bucket {params['bucket']} is already in this account but in {seen['region']}, not "
+            f"{params['region']}. Use that region or another bucket name.",
             code="BucketInOtherRegion",
         )
-    if _ownership(s3, params["bucket"]) == documents.OBJECT_OWNERSHIP:
+    if not differences:
         return StepResult(adopted=True, outputs=outputs)
     ctx.send(registry.put_bucket_ownership_controls(params["bucket"]))
     return StepResult(adopted=False, outputs=outputs, note="The bucket's ACLs were switched off (BucketOwnerEnforced).")
@@ -80,47 +122,50 @@ def bucket(ctx: StepContext, params: dict) -> StepResult:
     return StepResult(adopted=False, outputs=outputs)
 
 
-def public_access_block(ctx: StepContext, params: dict) -> StepResult:
-    s3 = ctx.client("s3")
-    wanted = documents.public_access_block_document()
-    fresh = ctx.created_by_run("s3.bucket")  # a bucket made by this run has no configuration to adopt
+def _configure(ctx: StepContext, params: dict, kind, read, put, doing: str, outputs: dict) -> StepResult:
+    """A bucket's configuration: put it on a bucket this run made (there is nothing to read); otherwise read
+    it, compare, and put it only when it differs."""
+    fresh = ctx.created_by_run("s3.bucket")
     try:
-        current = None
-        if not fresh:
-            current = _read(
-                lambda: s3.get_public_access_block(Bucket=params["bucket"])["PublicAccessBlockConfiguration"],
-                missing="NoSuchPublicAccessBlockConfiguration",
-                default=None,
-            )
-        if current == wanted:
-            return StepResult(adopted=True, outputs=wanted)
-        ctx.send(registry.put_public_access_block(params["bucket"]), settling=fresh)
+        if not fresh and not kind.compare(params, read(ctx.account, params) or {"config": None, "rules": None}, None):
+            return StepResult(adopted=True, outputs=outputs)
+        ctx.send(put, settling=fresh)
     except ClientError as exc:
-        raise error_translate(exc, doing="Blocking public access") from None
-    return StepResult(adopted=False, outputs=wanted)
+        raise error_translate(exc, doing=doing) from None
+    return StepResult(adopted=False, outputs=outputs)
 
 
-def _normal_rules(rules: list[dict]) -> list[dict]:
-    keys = ("AllowedOrigins", "AllowedHeaders", "AllowedMethods", "MaxAgeSeconds", "ExposeHeaders")
-    return [{k: rule[k] for k in keys if rule.get(k)} for rule in rules]
+def public_access_block(ctx: StepContext, params: dict) -> StepResult:
+    return _configure(
+        ctx,
+        params,
+        registry.PUBLIC_ACCESS_BLOCK,
+        public_access_block_read,
+        registry.put_public_access_block(params["bucket"]),
+        "Blocking public access",
+        documents.public_access_block_document(),
+    )
 
 
 def cors(ctx: StepContext, params: dict) -> StepResult:
-    s3 = ctx.client("s3")
-    wanted = documents.cors_document(app_origin=params["origin"])
-    outputs = {"rules": len(wanted["CORSRules"]), "upload_origin": params["origin"]}
-    fresh = ctx.created_by_run("s3.bucket")
+    rules = len(documents.cors_document(app_origin=params["origin"])["CORSRules"])
+    return _configure(
+        ctx,
+        params,
+        registry.CORS,
+        cors_read,
+        registry.put_bucket_cors(params["bucket"], params["origin"]),
+        "Setting the bucket's CORS",
+        {"rules": rules, "upload_origin": params["origin"]},
+    )
+
+
+def bucket_holds_data(account: AwsAccount, params: dict) -> dict | None:
+    """Whether the bucket holds any object version (None if the bucket is gone)."""
     try:
-        current = []
-        if not fresh:
-            current = _read(
-                lambda: s3.get_bucket_cors(Bucket=params["bucket"])["CORSRules"],
-                missing="NoSuchCORSConfiguration",
-                default=[],
-            )
-        if _normal_rules(current) == _normal_rules(wanted["CORSRules"]):
-            return StepResult(adopted=True, outputs=outputs)
-        ctx.send(registry.put_bucket_cors(params["bucket"], params["origin"]), settling=fresh)
+        page = account.client("s3").list_object_versions(Bucket=params["name"], MaxKeys=1)
     except ClientError as exc:
-        raise error_translate(exc, doing="Setting the bucket's CORS") from None
-    return StepResult(adopted=False, outputs=outputs)
+        if error_code(exc) == "NoSuchBucket":
+            return None
+        raise
+    return {"holds_data": bool(page.get("Versions") or page.get("DeleteMarkers"))}

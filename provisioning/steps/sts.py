@@ -1,8 +1,14 @@
 """Preflight: reach the account, refuse root, refuse the wrong account."""
 
+from botocore.exceptions import ClientError
+
 from provisioning.aws import error_translate
 from provisioning.errors import StepFailed
+from provisioning.ledger import ledger_rows
+from provisioning.models import AccountRead
+from provisioning.spec import spec_from_json
 from provisioning.steps.base import StepContext, StepResult
+from provisioning.steps.reading import account_seen, seen_fingerprint
 
 
 def identity_check(*, sts, account_id: str) -> dict:
@@ -29,6 +35,28 @@ def identity_check(*, sts, account_id: str) -> dict:
     return {"arn": arn, "account": account}
 
 
+def _plan_still_current(ctx: StepContext, read_id: str) -> None:
+    """A difference plan is carried out only on the account it was planned from: read it again and refuse
+    when anything changed since (as Terraform refuses a stale plan)."""
+    read = AccountRead.objects.get(pk=read_id)
+    try:
+        seen = account_seen(
+            ctx.account, spec=spec_from_json(read.spec), ledger=ledger_rows(customer_id=ctx.run.customer_id)
+        )
+    except ClientError as exc:
+        raise error_translate(exc, doing="Reading the account again") from None
+    if seen_fingerprint(seen) == read.fingerprint:
+        return
+    changed = sorted(key for key in {*seen, *read.seen} if seen.get(key) != read.seen.get(key))
+    raise StepFailed(
+        f"The account changed since the plan was read ({', '.join(changed)[:400]}). Nothing was changed: "
+        "plan again to see the difference as it is now.",
+        code="PlanStale",
+    )
+
+
 def preflight(ctx: StepContext, params: dict) -> StepResult:
     identity = identity_check(sts=ctx.client("sts"), account_id=params["account_id"])
+    if params.get("read"):
+        _plan_still_current(ctx, params["read"])
     return StepResult(adopted=False, outputs={**identity, "via": ctx.account.access})

@@ -1,0 +1,91 @@
+"""Reading a customer's account against a desired spec, as a task: the difference a plan shows (and, for
+the drift check, what no longer matches). Read-only, audited like every AWS call."""
+
+from botocore.exceptions import ClientError
+from celery import current_app
+from django.db import transaction
+from django.utils import timezone
+
+from provisioning.audit import audit_record
+from provisioning.aws import NO_ANSWER_ERRORS, account_for_spec, aws_work, error_translate
+from provisioning.errors import OnrampError
+from provisioning.ledger import ledger_rows
+from provisioning.models import AccountRead, AuditEvent, Customer
+from provisioning.plan import plan_difference
+from provisioning.spec import Spec, spec_from_json
+from provisioning.steps.reading import account_seen, seen_fingerprint
+from provisioning.steps.sts import identity_check
+
+READ_TASK = "provisioning.tasks.account_read"
+
+
+def account_read_start(*, customer: Customer, spec: Spec, user, purpose: str = AccountRead.Purpose.PLAN) -> AccountRead:
+    """Record a read of the customer's account against `spec` and enqueue it once that is committed."""
+    with transaction.atomic():
+        read = AccountRead.objects.create(customer=customer, requested_by=user, purpose=purpose, spec=spec.to_json())
+        audit_record(
+            action=f"{purpose}.read_requested",
+            actor=user,
+            actor_label=None if user else "drift schedule",
+            customer=customer,
+            target=customer.name,
+            details={"read": str(read.pk)},
+        )
+        transaction.on_commit(lambda: current_app.send_task(READ_TASK, args=[str(read.pk)]), robust=True)
+    return read
+
+
+def _read_account(read: AccountRead, spec: Spec) -> dict:
+    """The account read against the spec and the ledger: {"items", "fingerprint"}; raises OnrampError."""
+    user = read.requested_by
+    try:
+        account = account_for_spec(
+            customer=read.customer,
+            spec=spec,
+            session_name=f"onramp-read-{read.pk}",
+            source_identity=user.get_username() if user else "onramp-drift-check",
+        )
+        identity_check(sts=account.client("sts"), account_id=spec.account_id)
+        ledger = ledger_rows(customer_id=read.customer_id)
+        seen = account_seen(account, spec=spec, ledger=ledger)
+    except (ClientError, *NO_ANSWER_ERRORS) as exc:  # explained the same way a step's would be
+        raise error_translate(exc, doing="Reading the account") from None
+    items = plan_difference(spec=spec, ledger=ledger, seen=seen)
+    return {"items": [item.to_json() for item in items], "seen": seen, "fingerprint": seen_fingerprint(seen)}
+
+
+def account_read_execute(*, read_id) -> AccountRead | None:
+    """Carry out one pending read (safe to call twice: only the first claims it)."""
+    if (
+        AccountRead.objects.filter(pk=read_id, status=AccountRead.Status.PENDING).update(
+            status=AccountRead.Status.RUNNING
+        )
+        != 1
+    ):
+        return None
+    read = AccountRead.objects.select_related("customer", "requested_by").get(pk=read_id)
+    user = read.requested_by
+    label = f"worker for {user.get_username()}" if user else "drift check"
+    with aws_work(actor_label=label, actor_id=user.pk if user else None, customer_id=read.customer_id) as log:
+        try:
+            found = _read_account(read, spec_from_json(read.spec))
+            read.items, read.seen, read.fingerprint = found["items"], found["seen"], found["fingerprint"]
+            read.status = AccountRead.Status.DONE
+        except OnrampError as exc:
+            read.status, read.error_code, read.error_message = AccountRead.Status.FAILED, exc.code[:128], str(exc)
+        read.finished_at = timezone.now()
+        read.save(
+            update_fields=["items", "seen", "fingerprint", "status", "error_code", "error_message", "finished_at"]
+        )
+        actions: dict[str, int] = {}
+        for item in read.items:
+            actions[item["action"]] = actions.get(item["action"], 0) + 1
+        log.record(
+            action=f"{read.purpose}.read",
+            customer=read.customer_id,
+            outcome=AuditEvent.Outcome.OK if read.status == AccountRead.Status.DONE else AuditEvent.Outcome.ERROR,
+            error_code=read.error_code,
+            target=read.customer.name,
+            details={"read": str(read.pk), "actions": actions},
+        )
+    return read

@@ -1,0 +1,249 @@
+"""Removing what Onramp made, the way AWS requires: a user's login profile, keys, certificates, SSH keys,
+service credentials, MFA devices, inline and attached policies and groups, then the user; a policy once
+detached from everyone; a group once emptied; a bucket only when empty or after its name was typed; a
+repository likewise. Each is a step of its own (progress, audit, retry); something already gone is fine."""
+
+from collections.abc import Callable
+
+from botocore.exceptions import ClientError
+
+from provisioning.aws import error_code, error_translate
+from provisioning.errors import StepFailed
+from provisioning.registry import REGISTRY
+from provisioning.steps.base import StepContext, StepResult
+from provisioning.steps.iam import absent_is_none
+
+
+def _gone(name: str) -> StepResult:
+    return StepResult(adopted=True, outputs={"removed": [], "name": name}, note="Already gone.")
+
+
+def _each(
+    ctx: StepContext,
+    params: dict,
+    listing: Callable[[object, str], list],
+    remove: Callable[[object, str, object], None],
+) -> StepResult:
+    """List what the user has of one sort and remove each; nothing to do when the user is gone."""
+    iam, user = ctx.client("iam"), params["name"]
+    try:
+        found = absent_is_none(lambda: {"items": listing(iam, user)})
+        if found is None:
+            return _gone(user)
+        for item in found["items"]:
+            remove(iam, user, item)
+    except ClientError as exc:
+        raise error_translate(exc, doing=REGISTRY.kind_of(ctx.step.key).title(params)) from None
+    return StepResult(adopted=not found["items"], outputs={"removed": [str(i) for i in found["items"]], "name": user})
+
+
+def user_login_profile(ctx: StepContext, params: dict) -> StepResult:
+    return _each(
+        ctx,
+        params,
+        lambda iam, user: [user] if absent_is_none(lambda: iam.get_login_profile(UserName=user)) else [],
+        lambda iam, user, _: iam.delete_login_profile(UserName=user),
+    )
+
+
+def user_access_keys(ctx: StepContext, params: dict) -> StepResult:
+    return _each(
+        ctx,
+        params,
+        lambda iam, user: [k["AccessKeyId"] for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]],
+        lambda iam, user, key: iam.delete_access_key(UserName=user, AccessKeyId=key),
+    )
+
+
+def user_signing_certificates(ctx: StepContext, params: dict) -> StepResult:
+    return _each(
+        ctx,
+        params,
+        lambda iam, user: [c["CertificateId"] for c in iam.list_signing_certificates(UserName=user)["Certificates"]],
+        lambda iam, user, cert: iam.delete_signing_certificate(UserName=user, CertificateId=cert),
+    )
+
+
+def user_ssh_public_keys(ctx: StepContext, params: dict) -> StepResult:
+    return _each(
+        ctx,
+        params,
+        lambda iam, user: [k["SSHPublicKeyId"] for k in iam.list_ssh_public_keys(UserName=user)["SSHPublicKeys"]],
+        lambda iam, user, key: iam.delete_ssh_public_key(UserName=user, SSHPublicKeyId=key),
+    )
+
+
+def user_service_credentials(ctx: StepContext, params: dict) -> StepResult:
+    return _each(
+        ctx,
+        params,
+        lambda iam, user: [
+            c["ServiceSpecificCredentialId"]
+            for c in iam.list_service_specific_credentials(UserName=user)["ServiceSpecificCredentials"]
+        ],
+        lambda iam, user, cred: iam.delete_service_specific_credential(UserName=user, ServiceSpecificCredentialId=cred),
+    )
+
+
+def user_mfa_devices(ctx: StepContext, params: dict) -> StepResult:
+    return _each(
+        ctx,
+        params,
+        lambda iam, user: [d["SerialNumber"] for d in iam.list_mfa_devices(UserName=user)["MFADevices"]],
+        lambda iam, user, serial: iam.deactivate_mfa_device(UserName=user, SerialNumber=serial),
+    )
+
+
+def user_inline_policies(ctx: StepContext, params: dict) -> StepResult:
+    return _each(
+        ctx,
+        params,
+        lambda iam, user: iam.list_user_policies(UserName=user)["PolicyNames"],
+        lambda iam, user, name: iam.delete_user_policy(UserName=user, PolicyName=name),
+    )
+
+
+def user_attached_policies(ctx: StepContext, params: dict) -> StepResult:
+    return _each(
+        ctx,
+        params,
+        lambda iam, user: [p["PolicyArn"] for p in iam.list_attached_user_policies(UserName=user)["AttachedPolicies"]],
+        lambda iam, user, arn: iam.detach_user_policy(UserName=user, PolicyArn=arn),
+    )
+
+
+def user_groups(ctx: StepContext, params: dict) -> StepResult:
+    return _each(
+        ctx,
+        params,
+        lambda iam, user: [g["GroupName"] for g in iam.list_groups_for_user(UserName=user)["Groups"]],
+        lambda iam, user, group: iam.remove_user_from_group(UserName=user, GroupName=group),
+    )
+
+
+def _delete(
+    ctx: StepContext, params: dict, *, gone_codes: tuple[str, ...], refusals: dict[str, str] | None = None
+) -> StepResult:
+    """Send the removal's declared delete call; "already gone" answers are fine; `refusals` gives AWS codes
+    that mean Onramp must not go on a sentence of their own."""
+    (call,) = REGISTRY.kind_of(ctx.step.key).calls(params)
+    try:
+        ctx.send(call)
+    except ClientError as exc:
+        code = error_code(exc)
+        if code in gone_codes:
+            return _gone(params["name"])
+        if code in (refusals or {}):
+            raise StepFailed(refusals[code], code=code) from None
+        raise error_translate(exc, doing=REGISTRY.kind_of(ctx.step.key).title(params)) from None
+    return StepResult(adopted=False, outputs={"removed": [params["name"]], "name": params["name"]})
+
+
+def user(ctx: StepContext, params: dict) -> StepResult:
+    return _delete(ctx, params, gone_codes=("NoSuchEntity",))
+
+
+def account_alias(ctx: StepContext, params: dict) -> StepResult:
+    return _delete(ctx, params, gone_codes=("NoSuchEntity",))
+
+
+def media_policy(ctx: StepContext, params: dict) -> StepResult:
+    iam, arn = ctx.client("iam"), params["arn"]
+    try:
+        entities = absent_is_none(lambda: iam.list_entities_for_policy(PolicyArn=arn))
+        if entities is None:
+            return _gone(params["name"])
+        roles = [r["RoleName"] for r in entities["PolicyRoles"]]
+        if roles:
+            raise StepFailed(
+                f"The policy {params['name']} is attached to the role(s) {', '.join(roles)}, which Onramp does not "
+                "manage: detach it there, then retry.",
+                code="PolicyInUse",
+            )
+        for entity in entities["PolicyUsers"]:
+            iam.detach_user_policy(UserName=entity["UserName"], PolicyArn=arn)
+        for entity in entities["PolicyGroups"]:
+            iam.detach_group_policy(GroupName=entity["GroupName"], PolicyArn=arn)
+        for version in iam.list_policy_versions(PolicyArn=arn)["Versions"]:
+            if not version["IsDefaultVersion"]:
+                iam.delete_policy_version(PolicyArn=arn, VersionId=version["VersionId"])
+    except ClientError as exc:
+        raise error_translate(exc, doing=f"Removing the policy {params['name']}") from None
+    return _delete(ctx, params, gone_codes=("NoSuchEntity",))
+
+
+def group(ctx: StepContext, params: dict) -> StepResult:
+    iam, name = ctx.client("iam"), params["name"]
+    try:
+        found = absent_is_none(lambda: iam.get_group(GroupName=name))
+        if found is None:
+            return _gone(name)
+        for member in found["Users"]:
+            iam.remove_user_from_group(GroupName=name, UserName=member["UserName"])
+        for policy in iam.list_attached_group_policies(GroupName=name)["AttachedPolicies"]:
+            iam.detach_group_policy(GroupName=name, PolicyArn=policy["PolicyArn"])
+        for policy_name in iam.list_group_policies(GroupName=name)["PolicyNames"]:
+            iam.delete_group_policy(GroupName=name, PolicyName=policy_name)
+    except ClientError as exc:
+        raise error_translate(exc, doing=f"Removing the group {name}") from None
+    return _delete(ctx, params, gone_codes=("NoSuchEntity",))
+
+
+def _bucket_versions(s3, name: str) -> list[dict]:
+    """Every object version and delete marker in the bucket (what must go before the bucket can)."""
+    found = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
+        for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+            found.append({"Key": item["Key"], "VersionId": item["VersionId"]})
+    return found
+
+
+def bucket(ctx: StepContext, params: dict) -> StepResult:
+    s3, name = ctx.client("s3"), params["name"]
+    try:
+        versions = _bucket_versions(s3, name)
+        if versions and not params.get("confirmed"):
+            raise StepFailed(
+                f"The bucket {name} holds {len(versions)} object version(s). Onramp deletes a bucket that holds "
+                "objects only when its name was typed in the plan: plan again and type it, or empty it yourself.",
+                code="BucketNotEmpty",
+            )
+        for start in range(0, len(versions), 1000):
+            s3.delete_objects(Bucket=name, Delete={"Objects": versions[start : start + 1000], "Quiet": True})
+    except ClientError as exc:
+        if error_code(exc) == "NoSuchBucket":
+            return _gone(name)
+        raise error_translate(exc, doing=f"Emptying the bucket {name}") from None
+    return _delete(ctx, params, gone_codes=("NoSuchBucket",))
+
+
+def repository(ctx: StepContext, params: dict) -> StepResult:
+    not_empty = (
+        f"The repository {params['name']} holds images. Onramp deletes it with its images only when its name "
+        "was typed in the plan: plan again and type it, or delete the images yourself."
+    )
+    return _delete(
+        ctx,
+        params,
+        gone_codes=("RepositoryNotFoundException",),
+        refusals={"RepositoryNotEmptyException": not_empty},
+    )
+
+
+REMOVERS = {
+    "remove.user.login_profile": user_login_profile,
+    "remove.user.access_keys": user_access_keys,
+    "remove.user.signing_certificates": user_signing_certificates,
+    "remove.user.ssh_public_keys": user_ssh_public_keys,
+    "remove.user.service_credentials": user_service_credentials,
+    "remove.user.mfa_devices": user_mfa_devices,
+    "remove.user.inline_policies": user_inline_policies,
+    "remove.user.attached_policies": user_attached_policies,
+    "remove.user.groups": user_groups,
+    "remove.user": user,
+    "remove.account.alias": account_alias,
+    "remove.iam.media_policy": media_policy,
+    "remove.iam.group": group,
+    "remove.s3.bucket": bucket,
+    "remove.ecr.repository": repository,
+}
