@@ -262,8 +262,26 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stale-runs": {"task": "provisioning.tasks.runs_sweep", "schedule": 60.0},
     "expire-credentials": {"task": "provisioning.tasks.credentials_expire", "schedule": crontab(minute="*/5")},
     "audit-checkpoint": {"task": "provisioning.audit_checkpoint", "schedule": float(AUDIT_CHECKPOINT_EVERY)},
+    "warn-expiring-credentials": {"task": "provisioning.tasks.credentials_warn", "schedule": crontab(minute="*/15")},
 }
 CELERY_IMPORTS = ("provisioning.audit_anchor",)
+
+# --- Notifications (provisioning/notify.py): email, and optionally a Slack-compatible webhook ---
+# EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587 (django-environ sets EMAIL_BACKEND, EMAIL_HOST,
+# EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS/SSL); the console in development.
+_EMAIL_URL = env.str("EMAIL_URL", default="") or ("smtp://localhost:25" if PRODUCTION else "consolemail://")
+globals().update({name: value for name, value in env.email_url_config(_EMAIL_URL).items() if value not in (None, "")})
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="") or "Onramp <onramp@localhost>"
+# The portal's address as people reach it, for the links in notifications.
+PORTAL_URL = env.str("PORTAL_URL", default="").rstrip("/") or (
+    f"https://{ALLOWED_HOSTS[0].lstrip('.')}" if PRODUCTION and ALLOWED_HOSTS else "http://127.0.0.1:8000"
+)
+# A Slack-compatible incoming webhook ({"text": …}); empty: email only. The URL is a secret: never logged.
+NOTIFY_WEBHOOK_URL = env.str("NOTIFY_WEBHOOK_URL", default="")
+NOTIFY_WEBHOOK_TIMEOUT = env.float("NOTIFY_WEBHOOK_TIMEOUT", default=5)
+# Seconds before an unrevealed secret is wiped that its owner is told (default 2 hours).
+NOTIFY_SECRET_WARNING = env.int("NOTIFY_SECRET_WARNING", default=2 * 3600)
 
 # --- Onramp ---
 # Seconds an unrevealed generated secret lives before the vault wipes it.

@@ -275,6 +275,8 @@ class Credential(models.Model):
     # For "Issue a new key": the key this one replaces, deleted once the tech lead confirms.
     replaces_access_key_id = models.CharField(max_length=128, blank=True)
     replacement_done_at = models.DateTimeField(null=True, blank=True)
+    # When its owner was told it is about to be wiped unrevealed (provisioning/notify.py): once per credential.
+    warned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at"]

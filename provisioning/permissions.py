@@ -9,9 +9,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from provisioning.models import Credential, Run
-
-TECH_LEADS = "Tech leads"
-ADMINS = "Admins"
+from provisioning.vocabulary import ADMINS, TECH_LEADS
 
 
 def _groups(user) -> set[str]:

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 State = StepRun.State
 # The task that runs a step, by name: tasks call runs, and runs only names the task.
 STEP_TASK = "provisioning.tasks.step_run"
+NOTIFY_TASK = "provisioning.tasks.run_notify"
 
 
 class RunConflict(Exception):
@@ -257,6 +258,8 @@ def _run_finish(run: Run, steps: dict[str, StepRun]) -> None:
         details={"failed_steps": failed} if failed else {"summary": run.summary},
     )
     transaction.on_commit(lambda: run_accounts.forget(run.pk))
+    # Tell the tech lead once the end is committed; robust: a notification never fails the run.
+    transaction.on_commit(lambda: current_app.send_task(NOTIFY_TASK, args=[str(run.pk)]), robust=True)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
 
-from provisioning import reads, runs, vault
+from provisioning import notify, reads, runs, vault
 
 # How long one task keeps taking its branch's next step itself, far under the soft time limit.
 CHAIN_FOR_SECONDS = 30
@@ -61,6 +61,17 @@ def runs_sweep() -> None:
 @shared_task(ignore_result=True)
 def credentials_expire() -> None:
     vault.credentials_expire()
+
+
+@shared_task(ignore_result=True)
+def run_notify(run_id: str) -> None:
+    """Tell the run's tech lead it finished; sent by runs._run_finish once the run's end committed."""
+    notify.run_notify(run_id=run_id)
+
+
+@shared_task(ignore_result=True)
+def credentials_warn() -> None:
+    notify.credentials_warn()
 
 
 @shared_task(ignore_result=False)

@@ -5,6 +5,10 @@ Imports nothing of the project, so the models (and anything else) may import it.
 
 from django.db import models
 
+# Onramp's two groups of people (provisioning/permissions.py says what each may do).
+TECH_LEADS = "Tech leads"
+ADMINS = "Admins"
+
 
 class Access(models.TextChoices):
     """How Onramp reaches a customer's account."""
