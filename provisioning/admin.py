@@ -42,7 +42,6 @@ class CustomerAdminForm(forms.ModelForm):
             "slug",
             "aws_account_id",
             "default_region",
-            "account_alias",
             "access",
             "role_arn",
             "access_key_id",
@@ -120,13 +119,13 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
     list_display = (
         "name",
         "aws_account_id",
-        "account_alias",
+        "alias_now_display",
         "default_region",
         "is_active",
         "last_run_at",
         "last_run_status_display",
     )
-    search_fields = ("name", "aws_account_id", "account_alias")
+    search_fields = ("name", "aws_account_id")
     list_filter = ("is_active", "default_region", LastRunStatusFilter)
     prepopulated_fields = {"slug": ("name",)}
     inlines = (CustomerRunInline,)
@@ -136,6 +135,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
 
     actions = ("check_connection", "start_onboarding")
     readonly_fields = (
+        "alias_now_display",
         "external_id_display",
         "stored_secret",
         "trust_policy",
@@ -146,7 +146,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
         "updated_at",
     )
     fieldsets = (
-        (None, {"fields": ("name", "slug", "aws_account_id", "default_region", "account_alias", "is_active")}),
+        (None, {"fields": ("name", "slug", "aws_account_id", "default_region", "alias_now_display", "is_active")}),
         (
             "How Onramp reaches the account",
             {
@@ -202,6 +202,14 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
         status = getattr(customer, "last_run_status", None)
         return Run.Status(status).label if status else None
 
+    @admin.display(description="sign-in alias", ordering="alias_now", empty_value="none")
+    def alias_now_display(self, customer):
+        # What the account has as far as Onramp knows (its ledger), not a field a person types.
+        if hasattr(customer, "alias_now"):
+            return customer.alias_now
+        row = customer.resources.filter(kind="account.alias", state="present").order_by("-id").first()
+        return row.name if row else None
+
     @admin.display(description="External id")
     def external_id_display(self, customer):
         # An unsaved form's instance holds a default that is not the one the save will generate.
@@ -240,14 +248,28 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
         rows = customers.customer_resources(customer=customer)
         if not rows:
             return "None yet."
+
+        def run_link(run_id):
+            return format_html('<a href="{}">{}</a>', reverse("run_detail", args=[run_id]), str(run_id)[:8])
+
         body = format_html_join(
             "",
-            '<tr><td>{}</td><td>{}</td><td>{}</td><td><a href="{}">{}</a></td></tr>',
-            ((r.kind, r.name, r.arn, reverse("run_detail", args=[r.run_id]), str(r.run_id)[:8]) for r in rows),
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    r.kind,
+                    r.name,
+                    r.arn,
+                    format_html("{} ({})", r.origin, run_link(r.created_by_run)) if r.created_by_run else r.origin,
+                    r.state,
+                    run_link(r.last_run) if r.last_run else "—",
+                )
+                for r in rows
+            ),
         )
         return format_html(
-            "<table><thead><tr><th>Kind</th><th>Name</th><th>ARN</th><th>Run</th></tr></thead>"
-            "<tbody>{}</tbody></table>",
+            "<table><thead><tr><th>Kind</th><th>Name</th><th>ARN</th><th>Origin</th><th>State</th>"
+            "<th>Last run</th></tr></thead><tbody>{}</tbody></table>",
             body,
         )
 

@@ -13,7 +13,9 @@ from provisioning import vault
 from provisioning.audit import audit_record
 from provisioning.aws import AwsAccount, account_connect, aws_work
 from provisioning.errors import OnrampError
-from provisioning.models import AuditEvent, Customer, Run, StepRun
+from provisioning.ledger import ledger_for_admin, ledger_labels
+from provisioning.models import AuditEvent, Credential, Customer, Run
+from provisioning.models import Resource as LedgerRow
 from provisioning.registry import REGISTRY, Registry
 from provisioning.steps.sts import identity_check
 
@@ -217,40 +219,70 @@ def customer_delete(*, customer: Customer, user) -> None:
 
 
 def customers_with_last_run(queryset: QuerySet[Customer]) -> QuerySet[Customer]:
-    """Each customer with its last run's date and status, in the same query (two correlated subqueries)."""
+    """Each customer with its last run's date and status, and the sign-in alias the account has as far as
+    the ledger knows, in the same query (correlated subqueries)."""
     last = Run.objects.filter(customer=OuterRef("pk")).order_by("-created_at")
+    alias = LedgerRow.objects.filter(customer=OuterRef("pk"), kind="account.alias", state=LedgerRow.State.PRESENT)
     return queryset.annotate(
         last_run_at=Subquery(last.values("created_at")[:1]),
         last_run_status=Subquery(last.values("status")[:1]),
+        alias_now=Subquery(alias.order_by("-id").values("name")[:1]),
     )
+
+
+def customer_desired_spec(*, customer: Customer) -> dict | None:
+    """The customer's current desired state: the spec of their last run that succeeded (else their last run)."""
+    runs = Run.objects.filter(customer=customer).order_by("-created_at")
+    run = runs.filter(status=Run.Status.SUCCEEDED).first() or runs.first()
+    return run.spec if run else None
+
+
+def customer_unrevealed(*, customer: Customer, user, admin: bool) -> list[Credential]:
+    """Secrets of the customer's runs still waiting to be revealed, that this person may reveal (theirs, or
+    any for an Admin), soonest wiped first: none stranded in an earlier run."""
+    credentials = Credential.objects.filter(customer=customer, state=Credential.State.SEALED).defer("ciphertext")
+    if not admin:
+        credentials = credentials.filter(issued_to=user)
+    return list(credentials.select_related("run").order_by("expires_at"))
+
+
+def runs_with_unrevealed(*, runs: list[Run], user, admin: bool) -> set:
+    """Which of `runs` hold a secret still waiting to be revealed by this person."""
+    credentials = Credential.objects.filter(run__in=runs, state=Credential.State.SEALED)
+    if not admin:
+        credentials = credentials.filter(issued_to=user)
+    return set(credentials.values_list("run_id", flat=True))
 
 
 @dataclass(frozen=True)
-class Resource:
+class ResourceRow:
     kind: str
     name: str
     arn: str
-    run_id: object
-    when: object
+    origin: str
+    state: str
+    created_by_run: object
+    last_run: object
 
 
-def customer_resources(*, customer: Customer, registry: Registry = REGISTRY) -> list[Resource]:
-    """The resources Onramp created or adopted in the customer's account, newest record of each, as the
-    steps recorded them (ARNs, names, ids: never a secret)."""
-    steps = (
-        StepRun.objects.filter(run__customer=customer, state__in=StepRun.DONE)
-        .order_by("-finished_at", "-id")
-        .values("key", "outputs", "run_id", "finished_at")
+def customer_resources(*, customer: Customer, registry: Registry = REGISTRY) -> list[ResourceRow]:
+    """What the ledger says Onramp created or adopted in the customer's account (present first, then what
+    it removed or released), in the declarations' order: names, ARNs and which run made it, never a secret."""
+    labels = ledger_labels(registry)
+    order = {kind: index for index, kind in enumerate(labels)}
+    ledger = sorted(
+        ledger_for_admin(customer=customer),
+        key=lambda row: (row.state != LedgerRow.State.PRESENT, order.get(row.kind, len(order)), row.name),
     )
-    records = registry.resources()
-    order = {record.label: index for index, (_, record) in enumerate(records)}
-    by_kind = {kind.key: record for kind, record in records}
-    seen: dict[tuple[str, str], Resource] = {}
-    for step in steps:
-        record = by_kind.get(step["key"].split(":", 1)[0])
-        outputs = step["outputs"] or {}
-        name = str(outputs.get(record.name_output) or "") if record else ""
-        if name and (record.label, name) not in seen:
-            arn = str(outputs.get(record.arn_output) or outputs.get("uri") or "") if record.arn_output else ""
-            seen[(record.label, name)] = Resource(record.label, name, arn, step["run_id"], step["finished_at"])
-    return sorted(seen.values(), key=lambda r: (order[r.kind], r.name))
+    return [
+        ResourceRow(
+            kind=labels.get(row.kind, row.kind),
+            name=row.name,
+            arn=row.arn or str(row.outputs.get("uri") or ""),
+            origin=row.get_origin_display(),
+            state=row.get_state_display(),
+            created_by_run=row.created_by_run_id,
+            last_run=row.last_run_id,
+        )
+        for row in ledger
+    ]

@@ -266,3 +266,22 @@ def onboarding_validate(form: OnboardingForm, formset, *, kept_key_id: str = "")
     if form.errors or formset.non_form_errors() or any(f.errors for f in formset.forms):
         return None
     return spec
+
+
+def onboarding_form_data(*, spec: dict, customer: Customer | None) -> dict:
+    """A spec as the onboarding form posts it (team rows included), to open the form on it: "Edit and start
+    again" from a run, "Change team / settings" from a customer's current desired state."""
+    data = {name: str(spec.get(name) or "") for name in FIELDS if name not in ("customer", "team")}
+    data |= {
+        "customer": str(customer.pk) if customer else "",
+        "new_customer_name": "" if customer else spec.get("customer", ""),
+        "access_key_id": customer.access_key_id if customer else "",
+    }
+    team = spec.get("team", [])
+    data |= {"team-TOTAL_FORMS": str(len(team)), "team-INITIAL_FORMS": "0"}
+    data |= {"team-MIN_NUM_FORMS": "0", "team-MAX_NUM_FORMS": str(MAX_TEAM)}
+    for index, member in enumerate(team):
+        data |= {f"team-{index}-{name}": str(member.get(name) or "") for name in ("email", "role", "policy")}
+        if member.get("console"):
+            data[f"team-{index}-console"] = "on"
+    return data

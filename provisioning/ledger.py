@@ -53,7 +53,7 @@ def ledger_record(*, run: Run, kind: StepKind, params: dict, outputs: dict) -> R
     row = Resource.objects.filter(
         customer_id=run.customer_id, kind=kind.key, name=name, state=Resource.State.PRESENT
     ).first()
-    stored = {k: v for k, v in params.items() if k != "sign_in_url"}
+    stored = {k: v for k, v in params.items() if k not in ("sign_in_url", "known")}
     said = {k: v for k, v in outputs.items() if k not in ("created", "credential", "key_requested_at")}
     if row is None:
         return Resource.objects.create(

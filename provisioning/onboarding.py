@@ -10,8 +10,10 @@ from django.utils.text import slugify
 
 from provisioning import vault
 from provisioning.audit import audit_record
-from provisioning.models import Customer, Run
+from provisioning.models import AccountRead, Customer, Resource, Run
 from provisioning.permissions import is_admin
+from provisioning.plan import plan_decide
+from provisioning.reads import account_read_start
 from provisioning.runs import run_create
 from provisioning.spec import Spec, spec_parse
 from provisioning.vocabulary import Access
@@ -125,9 +127,38 @@ def onboarding_customer(
     return customer
 
 
-def onboarding_confirm(*, draft: dict, user) -> Run:
-    """Create or update the customer from a checked draft and start the run (RunConflict if one is active)."""
+def onboarding_draft_customer(*, draft: dict) -> Customer | None:
+    """The customer on record a draft is for (picked in the form, or known by its account id)."""
+    spec = draft["spec"]
+    if draft.get("customer_id"):
+        return Customer.objects.filter(pk=draft["customer_id"]).first()
+    return Customer.objects.filter(aws_account_id=spec["account_id"]).first()
+
+
+def onboarding_draft_read(*, draft: dict, user) -> AccountRead | None:
+    """For a customer the ledger knows, the read of their account this draft's plan is the difference
+    with: the draft's own if it was made for this very spec, else a new one (read as a task). None for a
+    customer the ledger does not know: their plan creates everything, no read needed."""
+    customer = onboarding_draft_customer(draft=draft)
+    if customer is None or not Resource.objects.filter(customer=customer, state=Resource.State.PRESENT).exists():
+        return None
+    read = AccountRead.objects.filter(pk=draft.get("read_id") or None, customer=customer, spec=draft["spec"]).first()
+    if read is None:
+        read = account_read_start(customer=customer, spec=onboarding_draft_spec(draft=draft), user=user)
+        draft["read_id"] = str(read.pk)
+    return read
+
+
+def onboarding_confirm(*, draft: dict, user, delete: set[int] = frozenset(), typed: dict | None = None) -> Run:
+    """Create or update the customer from a checked draft and start the run (RunConflict if one is active).
+    When the draft's plan was a difference, the run carries out that difference with the tech lead's
+    decisions: adopted resources ticked for deletion (`delete`), names typed to delete what holds data."""
     spec = onboarding_draft_spec(draft=draft)
+    read = None
+    if draft.get("read_id"):
+        read = AccountRead.objects.filter(pk=draft["read_id"], status=AccountRead.Status.DONE).first()
+        if read is None or read.spec != draft["spec"]:
+            raise OnboardingRefused("The account was not read for this plan yet: check the plan again.")
     with transaction.atomic():
         keys = draft.get("keys")
         customer = onboarding_customer(
@@ -145,4 +176,9 @@ def onboarding_confirm(*, draft: dict, user) -> Run:
                 target=customer.name,
                 details={"fields": ["access_key_id", "secret_access_key (replaced)"], "via": "onboarding form"},
             )
+        if read is not None:
+            if read.customer_id != customer.pk:
+                raise OnboardingRefused("This plan was read from another customer's account: check the plan again.")
+            items = plan_decide(read.items, delete=set(delete), typed=typed or {})
+            return run_create(spec=spec, customer=customer, user=user, read=read, items=items)
         return run_create(spec=spec, customer=customer, user=user)

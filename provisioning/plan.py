@@ -289,11 +289,33 @@ def plan_run_steps(*, spec: Spec, items: list[dict], read_id: str, registry: Reg
     preflight = next(iter(full.values()))
     chosen = {preflight.key, *applies}
     steps = [PlannedStep(**{**preflight.__dict__, "params": {**preflight.params, "read": read_id}})]
+    changes = {item["key"] for item in items if item["action"] == Action.CHANGE}
     for key, step in full.items():
         if key in applies:
-            steps.append(PlannedStep(**{**step.__dict__, "depends_on": tuple(_kept_waits(key, full, chosen))}))
+            # A resource to change is there (the read saw it): its step changes it in place, creating nothing.
+            params = {**step.params, "known": True} if key in changes else step.params
+            waits = tuple(_kept_waits(key, full, chosen))
+            steps.append(PlannedStep(**{**step.__dict__, "depends_on": waits, "params": params}))
     after = tuple(s.key for s in steps)
     for item in items:
         if item["action"] == Action.REMOVE and registry.kind_of(item["kind"]).removal:
             steps += _removal_steps(item, items, after, spec.region, registry)
     return steps
+
+
+ACTION_TITLES = {
+    Action.CREATE: "Create",
+    Action.CHANGE: "Change",
+    Action.REMOVE: "Remove",
+    Action.RELEASE: "Release (leave it in the account, forgotten by Onramp)",
+    Action.KEEP: "Keep as it is",
+}
+
+
+def plan_groups(items: list[dict]) -> list[tuple[str, str, list[dict]]]:
+    """A read's items grouped by action, in the order a reader wants them: (action, title, items)."""
+    return [
+        (action, ACTION_TITLES[action], [item for item in items if item["action"] == action])
+        for action in Action.ORDER
+        if any(item["action"] == action for item in items)
+    ]

@@ -19,6 +19,12 @@ from provisioning.steps.sts import identity_check
 READ_TASK = "provisioning.tasks.account_read"
 
 
+def account_read_now(*, customer: Customer, spec: Spec, user) -> AccountRead:
+    """Read the account in this process (the onboard command waits for it anyway), audited the same way."""
+    read = AccountRead.objects.create(customer=customer, requested_by=user, spec=spec.to_json())
+    return account_read_execute(read_id=read.pk)
+
+
 def account_read_start(*, customer: Customer, spec: Spec, user, purpose: str = AccountRead.Purpose.PLAN) -> AccountRead:
     """Record a read of the customer's account against `spec` and enqueue it once that is committed."""
     with transaction.atomic():

@@ -225,6 +225,13 @@ def run_summary(
     return summary
 
 
+def run_summary_now(run: Run) -> dict:
+    """What exists now, from the ledger as it stands (a key rotated since the run shows as the new key; what
+    a later run removed is gone)."""
+    resources = ledger_outputs(customer_id=run.customer_id)
+    return run_summary(spec=spec_from_json(run.spec), steps={}, resources=resources)
+
+
 def run_summary_rows(summary: dict, *, registry: Registry = REGISTRY) -> list[tuple[str, str]]:
     """The summary as (label, value) rows to show, in the declarations' order."""
     rows = [("Sign-in URL", summary.get("sign_in_url", ""))]

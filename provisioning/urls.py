@@ -1,12 +1,17 @@
 from django.urls import path
 
-from provisioning import views, views_audit
+from provisioning import views, views_audit, views_customers
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("onboard/", views.onboard, name="onboard"),
     path("onboard/preview/", views.onboard_preview, name="onboard_preview"),
+    path("onboard/preview/read-again/", views.onboard_reread, name="onboard_reread"),
+    path("customers/", views_customers.customer_list, name="customer_list"),
+    path("customers/<slug:slug>/", views_customers.customer_detail, name="customer_detail"),
+    path("customers/<slug:slug>/change/", views_customers.customer_change, name="customer_change"),
+    path("runs/<uuid:run_id>/reopen/", views_customers.run_reopen, name="run_reopen"),
     path("runs/<uuid:run_id>/", views.run_detail, name="run_detail"),
     path("runs/<uuid:run_id>/live/", views.run_live, name="run_live"),
     path("runs/<uuid:run_id>/retry/", views.run_retry_view, name="run_retry"),

@@ -17,14 +17,16 @@ from portal.celery import app as celery_app
 from provisioning import documents, vault
 from provisioning.audit import audit_record
 from provisioning.auth import fresh_auth_required
+from provisioning.customers import customer_unrevealed, runs_with_unrevealed
 from provisioning.errors import OnrampError
 from provisioning.forms import OnboardingForm, TeamFormSet, onboarding_validate
-from provisioning.models import AuditEvent, Credential, Customer, Run
+from provisioning.models import AccountRead, AuditEvent, Credential, Customer, Run
 from provisioning.oidc import oidc_enabled
 from provisioning.onboarding import (
     OnboardingRefused,
     onboarding_confirm,
     onboarding_draft_build,
+    onboarding_draft_read,
     onboarding_draft_spec,
 )
 from provisioning.permissions import (
@@ -36,10 +38,10 @@ from provisioning.permissions import (
     may_manage_run,
     portal_user_required,
 )
-from provisioning.plan import plan_branches, plan_build, plan_transcript
+from provisioning.plan import Action, plan_branches, plan_build, plan_groups, plan_run_steps, plan_transcript
 from provisioning.registry import BRANCHES, source_identity_for
 from provisioning.rotation import RotationError, access_key_rotate_finish, access_key_rotate_start
-from provisioning.runs import RunConflict, RunStateError, run_cancel, run_retry, run_summary_rows
+from provisioning.runs import RunConflict, RunStateError, run_cancel, run_retry, run_summary_now, run_summary_rows
 from provisioning.spec import SpecError
 from provisioning.timeline import duration_text, timeline_build
 
@@ -77,8 +79,9 @@ def healthz(request):
 
 @portal_user_required
 def home(request):
-    runs = Run.objects.select_related("customer", "started_by").order_by("-created_at", "-pk")[:50]
-    return render(request, "provisioning/home.html", {"runs": runs})
+    runs = list(Run.objects.select_related("customer", "started_by").order_by("-created_at", "-pk")[:50])
+    waiting = runs_with_unrevealed(runs=runs, user=request.user, admin=is_admin(request.user))
+    return render(request, "provisioning/home.html", {"runs": runs, "waiting": waiting})
 
 
 def _customer_defaults() -> list[dict]:
@@ -171,8 +174,14 @@ def onboard_preview(request):
         messages.info(request, "Fill the onboarding form first.")
         return redirect("onboard")
     if request.method == "POST":
+        delete = {int(value) for value in request.POST.getlist("delete") if value.isdigit()}
+        typed = {
+            int(name.removeprefix("typed-")): value
+            for name, value in request.POST.items()
+            if name.startswith("typed-") and name.removeprefix("typed-").isdigit()
+        }
         try:
-            run = onboarding_confirm(draft=draft, user=request.user)
+            run = onboarding_confirm(draft=draft, user=request.user, delete=delete, typed=typed)
         except OnboardingRefused as exc:
             messages.error(request, str(exc))
             return redirect(f"{reverse('onboard')}?edit=1")
@@ -187,6 +196,10 @@ def onboard_preview(request):
         # A draft saved before the rules changed: send the user back to the form with the values.
         messages.error(request, "The rules changed since this draft was checked: check the form again.")
         return redirect(f"{reverse('onboard')}?edit=1")
+    read = onboarding_draft_read(draft=draft, user=request.user)
+    if read is not None:
+        request.session[DRAFT] = draft  # it now names its read
+        return _preview_difference(request, spec, read)
     steps = plan_build(spec)
     branches = plan_branches(steps)
     return render(
@@ -208,6 +221,44 @@ def onboard_preview(request):
     )
 
 
+def _preview_difference(request, spec, read: AccountRead):
+    """The plan of a customer the ledger knows: what the account read back says to create, change, keep,
+    remove or release. While the read is under way the page polls; once it is done, htmx reloads it."""
+    if read.status in (AccountRead.Status.PENDING, AccountRead.Status.RUNNING):
+        if request.htmx:
+            return render(request, "provisioning/_reading.html", {"read": read})
+        return render(request, "provisioning/preview_diff.html", {"spec": spec, "read": read, "reading": True})
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Refresh"] = "true"
+        return response
+    context = {"spec": spec, "read": read}
+    if read.status == AccountRead.Status.DONE:
+        steps = plan_run_steps(spec=spec, items=read.items, read_id=str(read.pk))
+        context |= {
+            "groups": plan_groups(read.items),
+            "changes": sum(1 for item in read.items if item["action"] != Action.KEEP),
+            "documents": [
+                (step, name, DOCUMENT_TITLES.get(name, name), json.dumps(document, indent=2))
+                for step in steps
+                for name, document in step.documents.items()
+            ],
+            "cli": plan_transcript(spec, steps, source_identity=source_identity_for(request.user.get_username())),
+        }
+    return render(request, "provisioning/preview_diff.html", context)
+
+
+@portal_user_required
+@require_POST
+def onboard_reread(request):
+    """Read the account again for the same draft (after a failed read, or a stale plan)."""
+    draft = request.session.get(DRAFT)
+    if draft:
+        draft.pop("read_id", None)
+        request.session[DRAFT] = draft
+    return redirect("onboard_preview")
+
+
 def _run_context(request, run: Run) -> dict:
     steps = list(run.steps.all())
     for step in steps:
@@ -217,12 +268,19 @@ def _run_context(request, run: Run) -> dict:
     return {
         "run": run,
         "steps": steps,
-        "summary_rows": run_summary_rows(run.summary) if run.summary else [],
+        # What exists now, as the ledger knows it (a key rotated since the run shows as the new key).
+        "summary_rows": run_summary_rows(run_summary_now(run)) if run.summary else [],
+        "earlier_unrevealed": [
+            c
+            for c in customer_unrevealed(customer=run.customer, user=request.user, admin=is_admin(request.user))
+            if c.run_id != run.pk
+        ],
         "done_count": sum(1 for s in steps if s.state in ("succeeded", "adopted")),
         "manage": manage,
         "credentials": credentials,
         "refused": [c for c in credentials if c.refused_attempts],
         "timeline": timeline_build(steps=steps, now=timezone.now(), branch_names=BRANCHES),
+        "plan_stale": any(s.error_code == "PlanStale" for s in steps),
         "can_rotate": manage
         and run.status == Run.Status.SUCCEEDED
         and not any(c.kind == Credential.Kind.ACCESS_KEY and c.state == Credential.State.SEALED for c in credentials),

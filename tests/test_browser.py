@@ -385,3 +385,49 @@ def test_the_live_run_page_goes_through_the_provider_when_the_session_is_due_for
         expect(page.locator("#run-live")).to_have_attribute("data-status", "pending")
         assert oidc.requests[-1]["prompt"] == "none"
         assert AuditEvent.objects.filter(action="auth.session_renewed", actor=lead).count() == 1
+
+
+def test_a_failed_run_is_edited_and_started_again_as_a_difference_plan(
+    page, live_server, worker, alice, sandbox, shots
+):
+    """Failed run → Edit and start again → the difference plan (it removes the policy made for the bucket
+    name that was taken) → the run → the customer's page, where the ledger says what happened."""
+    from tests.awsread import account_session
+    from tests.conftest import start_run, wait_for_run
+
+    other = account_session(sandbox.url, "999988887777", "us-west-2").s3
+    other.create_bucket(Bucket="taken-media", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    failed = wait_for_run(start_run(alice, bucket="taken-media", team=[]))
+    assert failed.status == Run.Status.FAILED
+    base = live_server.url
+    with shots.on_failure():
+        log_in(page, base)
+        page.goto(f"{base}/runs/{failed.pk}/")
+        page.get_by_role("button", name="Edit and start again").click()
+        expect(page).to_have_url(f"{base}/onboard/?edit=1")
+        bucket = page.get_by_label("S3 bucket")
+        expect(bucket).to_have_value("taken-media")
+        bucket.fill("acme-app-media-2")
+        shots.take("form")
+        page.get_by_role("button", name="Preview the plan").click()
+        expect(page).to_have_url(f"{base}/onboard/preview/")
+        # The account is read as a task; the page reloads into the difference once it is done.
+        removal = page.locator("section.plan-group[data-action='remove']")
+        expect(removal).to_contain_text("MediaManagement-taken-media", timeout=30_000)
+        expect(page.locator("section.plan-group[data-action='create']")).to_contain_text(
+            "MediaManagement-acme-app-media-2"
+        )
+        expect(page.locator("section.plan-group[data-action='keep']")).to_contain_text("App user acme-app")
+        shots.take("preview")
+        page.get_by_role("button", name="Start").click()
+        expect(page).to_have_url(re.compile(rf"{re.escape(base)}/runs/[0-9a-f-]{{36}}/$"))
+        expect(page.locator("#run-live")).to_have_attribute("data-status", "succeeded", timeout=RUN_TIMEOUT_MS)
+        shots.take("run")
+        page.goto(f"{base}/customers/")
+        page.get_by_role("link", name="Acme Corp").click()
+        resources = page.locator("#resources")
+        expect(resources.locator("tr[data-resource='MediaManagement-acme-app-media-2']")).to_contain_text("Present")
+        expect(resources.locator("tr[data-resource='MediaManagement-taken-media']")).to_contain_text("Removed")
+        # The first run's access key still waits to be revealed, listed where the tech lead looks.
+        expect(page.locator("#unrevealed")).to_contain_text("App access key")
+        shots.take("customer")

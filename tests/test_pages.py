@@ -115,6 +115,18 @@ def test_every_page_fits_the_screen_without_anything_cut_off(page, live_server, 
     expect(page.locator("#summary")).to_be_visible()
     walk.check("finished-run")
 
+    page.goto(f"{base}/customers/")
+    walk.check("customers")
+    page.goto(f"{base}/customers/{finished.customer.slug}/")
+    walk.check("customer")
+    page.get_by_role("button", name="Change team / settings").click()
+    page.get_by_label("App origin for uploads (CORS)").fill("https://new.acme-app.example")
+    page.get_by_role("button", name="Preview the plan").click()
+    expect(page.locator("section.plan-group[data-action='change']")).to_contain_text("CORS", timeout=30_000)
+    for summary in page.locator("details > summary").all():
+        summary.click()
+    walk.check("preview-difference")
+
     page.goto(f"{base}/credentials/{key.pk}/")
     walk.check("credential-sealed")
     page.get_by_role("button", name="Reveal once").click()
@@ -144,4 +156,4 @@ def test_every_page_fits_the_screen_without_anything_cut_off(page, live_server, 
     sealed = seal_key(finished, secret="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", access_key_id="AKIAI44QH8DHBEXAMPLE")
     page.goto(f"{base}/credentials/{sealed.pk}/")
     walk.check("admin-credential-sealed")
-    assert walk.count == 16
+    assert walk.count == 19

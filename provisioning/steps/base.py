@@ -49,6 +49,11 @@ class StepContext:
         identity = str(self.params.get(kind.resource.identity_param) or "")
         return ledger_previous(customer_id=self.run.customer_id, kind=kind.key, identity=identity)
 
+    @property
+    def known(self) -> bool:
+        """The plan read this resource in the account: change it in place, without trying to create it."""
+        return bool(self.params.get("known"))
+
     def outputs_of(self, key: str) -> dict:
         return self.run.steps.get(key=key).outputs
 

@@ -161,7 +161,10 @@ def group(ctx: StepContext, params: dict) -> StepResult:
 
 
 def _user_ensure(ctx: StepContext, name: str, read: Callable[[], dict | None], fresh: dict) -> tuple[dict, bool]:
-    """(what the user has, created now): create it, or read it when AWS says it exists."""
+    """(what the user has, created now): create it, or read it when AWS says it exists (or the plan knew it)."""
+    seen = read() if ctx.known else None
+    if seen is not None:
+        return seen, False
     try:
         user = ctx.send(registry.create_user(name))["User"]
         return {"arn": user["Arn"], "tagged": True, **fresh}, True
@@ -206,13 +209,16 @@ def media_policy(ctx: StepContext, params: dict) -> StepResult:
     name, arn, user = params["name"], params["arn"], params["user"]
     wanted = registry.media_document(params)
     try:
-        try:
-            ctx.send(registry.create_policy(name, wanted))
-            created, seen = True, {"document": wanted, "attached": False}  # attached to no one yet
-        except ClientError as exc:
-            if not _exists(exc):
-                raise
-            created, seen = False, media_policy_read(ctx.account, params)
+        seen = media_policy_read(ctx.account, params) if ctx.known else None
+        created = False
+        if seen is None:
+            try:
+                ctx.send(registry.create_policy(name, wanted))
+                created, seen = True, {"document": wanted, "attached": False}  # attached to no one yet
+            except ClientError as exc:
+                if not _exists(exc):
+                    raise
+                seen = media_policy_read(ctx.account, params)
         differences = registry.MEDIA_POLICY.compare(params, seen, None)
         if seen["document"] != wanted:
             _policy_version_make(ctx, arn, wanted)

@@ -98,6 +98,8 @@ def bucket(ctx: StepContext, params: dict) -> StepResult:
     s3 = ctx.client("s3")
     name = params["bucket"]
     outputs = {"bucket": name, "region": params["region"], "arn": f"arn:aws:s3:::{name}"}
+    if ctx.known:  # the plan read it in this account: correct it in place
+        return _adopt_bucket(ctx, params, outputs)
     try:
         try:
             # A repeated create in us-east-1 succeeds even for a bucket we own, so ownership is checked

@@ -9,8 +9,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.urls import reverse
 
-from provisioning.models import Run, StepRun
+from provisioning.models import AccountRead, Resource, Run, StepRun
 from provisioning.onboarding import OnboardingRefused, onboarding_customer
+from provisioning.plan import Action, plan_decide, plan_groups
+from provisioning.reads import account_read_now
 from provisioning.runs import RunConflict, run_create
 from provisioning.spec import SpecError, spec_parse
 from provisioning.vocabulary import Access
@@ -43,10 +45,14 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from None
             if parsed.access == Access.KEYS and not customer.has_stored_keys:
                 raise CommandError(f"{customer.name} has no stored access keys: set them in the admin first.")
-            try:
-                run = run_create(spec=parsed, customer=customer, user=starter)
-            except RunConflict as exc:
-                raise CommandError(str(exc)) from None
+        read = None
+        if Resource.objects.filter(customer=customer, state=Resource.State.PRESENT).exists():
+            read = self._plan(customer, parsed, starter)
+        try:
+            items = plan_decide(read.items, delete=set(), typed={}) if read else None
+            run = run_create(spec=parsed, customer=customer, user=starter, read=read, items=items)
+        except RunConflict as exc:
+            raise CommandError(str(exc)) from None
         self.stdout.write(f"Run {run.pk} started: {base_url.rstrip('/')}{reverse('run_detail', args=[run.pk])}")
         if not wait:
             return
@@ -55,6 +61,22 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(summary, indent=2))
         if run.status != Run.Status.SUCCEEDED:
             raise CommandError(f"The run ended {run.status}.")
+
+    def _plan(self, customer, spec, user) -> AccountRead:
+        """The ledger knows this customer: read the account now and print the difference the run applies
+        (what holds data is kept: deleting it needs its name typed in the browser's plan)."""
+        read = account_read_now(customer=customer, spec=spec, user=user)
+        if read.status != AccountRead.Status.DONE:
+            raise CommandError(f"Onramp could not read the account: {read.error_message}")
+        for action, title, items in plan_groups(read.items):
+            if action != Action.KEEP:
+                self.stdout.write(f"{title}:")
+                for item in items:
+                    kept = " (kept: it holds data)" if action == Action.REMOVE and item["holds_data"] else ""
+                    self.stdout.write(f"  {item['title']}{kept}")
+        kept = sum(1 for item in read.items if item["action"] == Action.KEEP)
+        self.stdout.write(f"{kept} resource{'s' if kept != 1 else ''} kept as they are.")
+        return read
 
     def _read(self, path: Path):
         try:

@@ -1,0 +1,80 @@
+"""The customers' pages: what Onramp keeps in each account, its runs and unrevealed secrets; and the ways
+back into the onboarding form with a spec filled in (change the team or settings, edit a failed run and
+start again). Thin: the selectors and services live in provisioning.customers and onboarding."""
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from provisioning.audit import audit_record
+from provisioning.customers import customer_desired_spec, customer_resources, customer_unrevealed
+from provisioning.forms import onboarding_form_data
+from provisioning.models import Customer
+from provisioning.permissions import get_run_for_user, is_admin, portal_user_required
+from provisioning.views import DRAFT
+
+
+@portal_user_required
+@require_GET
+def customer_list(request):
+    customers = Customer.objects.filter(is_active=True).order_by("name")
+    return render(request, "provisioning/customers.html", {"customers": customers})
+
+
+@portal_user_required
+@require_GET
+def customer_detail(request, slug):
+    customer = get_object_or_404(Customer, slug=slug)
+    runs = list(customer.runs.select_related("started_by").order_by("-created_at")[:20])
+    return render(
+        request,
+        "provisioning/customer.html",
+        {
+            "customer": customer,
+            "resources": customer_resources(customer=customer),
+            "runs": runs,
+            "unrevealed": customer_unrevealed(customer=customer, user=request.user, admin=is_admin(request.user)),
+            "desired": customer_desired_spec(customer=customer),
+        },
+    )
+
+
+def _draft_from(request, *, spec: dict, customer: Customer, why: str, to: str):
+    """Open the onboarding form (or its preview) on `spec`, as if the tech lead had typed it."""
+    request.session[DRAFT] = {
+        "spec": spec,
+        "customer_id": customer.pk,
+        "keys": None,
+        "form": onboarding_form_data(spec=spec, customer=customer),
+    }
+    audit_record(action="onboarding.reopened", actor=request.user, customer=customer, details={"from": why})
+    if to == "preview":
+        return redirect("onboard_preview")
+    return redirect(f"{reverse('onboard')}?edit=1")
+
+
+@portal_user_required
+@require_POST
+def customer_change(request, slug):
+    """Change team / settings: the form with the customer's current desired state (their last good spec)."""
+    customer = get_object_or_404(Customer, slug=slug, is_active=True)
+    spec = customer_desired_spec(customer=customer)
+    if spec is None:
+        messages.info(request, f"{customer.name} has no onboarding yet: start one.")
+        return redirect(f"{reverse('onboard')}?customer={customer.pk}")
+    return _draft_from(request, spec=spec, customer=customer, why="change team / settings", to="form")
+
+
+@portal_user_required
+@require_POST
+def run_reopen(request, run_id):
+    """Edit and start again (the form, from a failed or cancelled run's spec), or plan again (the preview of
+    the same spec, read afresh: after the account changed under a plan)."""
+    run = get_run_for_user(request, run_id, manage=True)
+    if run.is_active:
+        messages.error(request, "This run is still in progress.")
+        return redirect("run_detail", run_id=run.pk)
+    to = "preview" if request.POST.get("to") == "preview" else "form"
+    why = f"{'plan again' if to == 'preview' else 'edit and start again'} from run {run.short_id}"
+    return _draft_from(request, spec=run.spec, customer=run.customer, why=why, to=to)
