@@ -7,13 +7,19 @@ worker process.
 """
 
 import contextvars
+import functools
+import hashlib
+import re
 import threading
 import time
+import unicodedata
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import boto3
 from botocore.config import Config
+from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -27,7 +33,12 @@ from django.conf import settings
 
 from provisioning.audit import PendingEvent, redact
 
-SANDBOX_KEY = "testing"  # moto accepts any keys; these are the ones its docs use
+SANDBOX_KEY = "testing"  # moto accepts any keys when its authorization is off; these are the ones its docs use
+# Renew a role's session when less than this is left (botocore's own advisory window), so no call of a step
+# starts with a session about to expire; a retry hours later renews it before its first call.
+RENEW_BEFORE_SECONDS = 15 * 60
+ASSUME_SECONDS = 3600  # the session Onramp asks for; the template's MaxSessionDuration allows exactly this
+_EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException"})
 _RETRYABLE_CODES = frozenset(
     {
         "Throttling",
@@ -50,19 +61,51 @@ _RETRYABLE_CODES = frozenset(
     }
 )
 _EXPLAINED = {
-    "AccessDenied": "Onramp's identity in the customer's account is not allowed to do this. "
-    "Check the role's permissions (the CloudFormation template in the admin has them all).",
-    "AccessDeniedException": "Onramp's identity in the customer's account is not allowed to do this. "
-    "Check the role's permissions.",
     "UnauthorizedOperation": "Onramp's identity in the customer's account is not allowed to do this.",
     "InvalidClientTokenId": "The access key Onramp uses for this customer is not valid. Replace it in the admin.",
     "SignatureDoesNotMatch": "The secret key Onramp uses for this customer is wrong. Replace it in the admin.",
-    "ExpiredToken": "Onramp's temporary credentials expired. Retry the failed steps.",
     "LimitExceeded": "The account reached an IAM limit for this (for access keys: two per user). "
     "Remove an unused one and retry.",
     "EntityTemporarilyUnmodifiable": "AWS is still settling this IAM entity. Retry in a minute.",
     "MalformedPolicyDocument": "AWS refused the policy document as malformed.",
+    "NoSuchBucket": "The bucket is not in the customer's account: it was deleted outside Onramp, or AWS had not "
+    "finished creating it. Retry the failed steps in a minute; if it is still missing, start the onboarding "
+    "again (a new run creates the bucket).",
+    "PasswordPolicyViolation": "The account's password policy refused the console password Onramp generated "
+    "(24 characters with upper- and lower-case letters, digits and symbols): it asks for more, such as a "
+    "longer minimum length. Relax it in IAM (Account settings, Password policy), then retry the failed steps.",
 }
+# A session Onramp renews by itself (RoleSession); said only if AWS still refuses the renewed one.
+_EXPIRED = (
+    "AWS says Onramp's session in the customer's account expired, even after Onramp renewed it. Check the "
+    "portal machine's clock (AWS refuses requests more than 5 minutes off), then retry the failed steps."
+)
+_UNRECOGNIZED_KEY = frozenset({"InvalidClientTokenId", "UnrecognizedClientException", "AuthFailure"})
+# Regions an account must enable before anything works there (AWS Account Management, "opt-in Regions").
+OPT_IN_REGIONS = frozenset(
+    {
+        "af-south-1",
+        "ap-east-1",
+        "ap-south-2",
+        "ap-southeast-3",
+        "ap-southeast-4",
+        "ap-southeast-5",
+        "ap-southeast-7",
+        "ca-west-1",
+        "eu-central-2",
+        "eu-south-1",
+        "eu-south-2",
+        "il-central-1",
+        "me-central-1",
+        "me-south-1",
+        "mx-central-1",
+    }
+)
+# AWS's AccessDenied names the action: "User: arn:… is not authorized to perform: iam:CreateUser on resource: …"
+_DENIED_ACTION = re.compile(r"not authorized to perform:? ([a-z0-9-]+:[A-Za-z0-9*]+)")
+_DENIED_CALLER = re.compile(r"User: (\S+) is not authorized")
+# The actions that Onramp's own identity calls, on the customer's role (its trust policy allows them too).
+PORTAL_ACTIONS = ("sts:AssumeRole", "sts:SetSourceIdentity")
 
 
 class AwsError(Exception):
@@ -82,6 +125,49 @@ def error_code(exc: ClientError) -> str:
 NO_ANSWER_ERRORS = (BotoCoreError, ResponseParserError)
 
 
+def _denied(aws_message: str, operation: str) -> str:
+    """Which action AWS refused, quoted from its message, and whose policy lacks it."""
+    found = _DENIED_ACTION.search(aws_message)
+    action = found.group(1) if found else ""
+    if operation == "AssumeRole" or action in PORTAL_ACTIONS:
+        return (
+            f"AWS refused {action or 'sts:AssumeRole'} on the customer's role. Either Onramp's own identity lacks it "
+            "(its policy is on the customer's admin page and in the README, \"Going to real AWS\"), or the role's "
+            "trust policy does not allow it for Onramp's account with this external id: deploy the CloudFormation "
+            "template from the customer's admin page again."
+        )
+    if not action:
+        return (
+            "Onramp's identity in the customer's account is not allowed to do this. Check the role's permissions "
+            "(the CloudFormation template on the customer's admin page has them all)."
+        )
+    caller = _DENIED_CALLER.search(aws_message)
+    whose = "the IAM user whose keys Onramp uses" if caller and ":user/" in caller.group(1) else "the customer's role"
+    return (
+        f"Onramp's identity in the customer's account is not allowed to do this: {whose} lacks {action}. "
+        "Update it with the CloudFormation template on the customer's admin page, which grants every action "
+        "Onramp calls."
+    )
+
+
+def _explain(exc: ClientError, code: str, aws_message: str) -> str | None:
+    operation = getattr(exc, "operation_name", "") or ""
+    region = exc.response.get("ResponseMetadata", {}).get("OnrampRegion", "")
+    if code in ("AccessDenied", "AccessDeniedException"):
+        return _denied(aws_message, operation)
+    if code in _EXPIRED_CODES:
+        return _EXPIRED
+    if code in _UNRECOGNIZED_KEY and region in OPT_IN_REGIONS:
+        return (
+            f"AWS does not accept Onramp's credentials in {region}, an opt-in region: it works only once enabled "
+            "in the customer's account (Account, AWS Regions) and, for a role, in Onramp's own account too. "
+            "Enable it, or choose another region."
+        )
+    if code in _UNRECOGNIZED_KEY and operation == "AssumeRole":
+        return "Onramp's own AWS identity is not valid (its access key is unknown or deleted). Fix its credentials."
+    return _EXPLAINED.get(code)
+
+
 def error_translate(exc: Exception, *, doing: str = "") -> AwsError:
     """Turn a botocore exception into an AwsError: explained, and marked retryable when it may pass."""
     prefix = f"{doing}: " if doing else ""
@@ -92,7 +178,7 @@ def error_translate(exc: Exception, *, doing: str = "") -> AwsError:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         aws_message = redact(exc.response.get("Error", {}).get("Message", "") or "")
         retryable = code in _RETRYABLE_CODES or status >= 500
-        explained = _EXPLAINED.get(code)
+        explained = _explain(exc, code, aws_message)
         if retryable and not explained:
             explained = "AWS is throttling or failing for now; Onramp retried with backoff and will again."
         text = explained or aws_message or "AWS refused the request."
@@ -205,6 +291,9 @@ def _on_after_call(http_response, parsed, model, context, **kwargs):
     error = parsed.get("Error", {}) if isinstance(parsed, dict) else {}
     status = getattr(http_response, "status_code", 0) or meta.get("HTTPStatusCode", 0)
     code = (error.get("Code") or str(status)) if status >= 300 else ""
+    if code and isinstance(parsed, dict):
+        # The ClientError raised next carries this dict: error_translate reads the region from it (opt-in regions).
+        parsed.setdefault("ResponseMetadata", {})["OnrampRegion"] = context.get("client_region") or ""
     _record(context, model, status, meta.get("RequestId", ""), code, error.get("Message", "") if code else "")
 
 
@@ -265,11 +354,75 @@ def client_create(service: str, *, region: str, credentials: dict):
     return client
 
 
-class AwsAccount:
-    """One set of credentials in one account, and its clients (one per service and region)."""
+class RoleSession(RefreshableCredentials):
+    """A role's temporary credentials that renew themselves by assuming the role again, with the same request:
+    botocore does it when less than RENEW_BEFORE_SECONDS are left, and Onramp at once when AWS answers that
+    the token expired (expire(), from the clients' retry hook), so no step ever sees an expired session."""
 
-    def __init__(self, credentials: dict, *, region: str, account_id: str, how: str):
+    def __init__(self, *, assume: Callable[[], dict]):
+        self._assume = assume
+        self._expired = False
+        first = assume()
+        super().__init__(
+            access_key=first["access_key"],
+            secret_key=first["secret_key"],
+            token=first["token"],
+            expiry_time=self._expiry_datetime(first["expiry_time"]),
+            refresh_using=self._renew,
+            method="assume-role",
+            advisory_timeout=RENEW_BEFORE_SECONDS,
+            mandatory_timeout=RENEW_BEFORE_SECONDS // 2,
+        )
+
+    def __repr__(self) -> str:  # never the keys
+        return "<RoleSession>"
+
+    def _renew(self) -> dict:
+        metadata = self._assume()
+        self._expired = False
+        return metadata
+
+    def expire(self) -> None:
+        """AWS said the session expired (early: revoked, or a clock that disagrees): renew before the next call."""
+        self._expired = True
+
+    def refresh_needed(self, refresh_in=None) -> bool:
+        return self._expired or super().refresh_needed(refresh_in)
+
+
+def _on_needs_retry(response=None, request_dict=None, session: RoleSession | None = None, **kwargs):
+    """botocore's retry hook: an answer of ExpiredToken(Exception) renews the session and retries the call once,
+    at once (botocore signs each attempt again, with the renewed keys)."""
+    if not response or session is None:
+        return None
+    parsed = response[1] if isinstance(response[1], dict) else {}
+    context = request_dict.get("context", {}) if request_dict else {}
+    if parsed.get("Error", {}).get("Code") in _EXPIRED_CODES and not context.get("onramp_renewed"):
+        context["onramp_renewed"] = True
+        session.expire()
+        return 0
+    return None
+
+
+def _use_session(client, session: RoleSession) -> None:
+    # The client signs with the renewing credentials; boto3 has no public way to give a client a
+    # credentials object of ours, hence its request signer's attribute (tested in tests/test_strict_aws.py).
+    client._request_signer._credentials = session
+    retry_event = f"needs-retry.{client.meta.service_model.service_id.hyphenize()}"
+    client.meta.events.register_first(
+        retry_event, functools.partial(_on_needs_retry, session=session), unique_id="onramp-renew-session"
+    )
+
+
+class AwsAccount:
+    """One set of credentials in one account, and its clients (one per service and region). A role's
+    session (`session`) renews itself; stored keys and Onramp's own chain do not expire."""
+
+    def __init__(
+        self, credentials: dict, *, region: str, account_id: str, how: str, session: RoleSession | None = None
+    ):
         self._credentials = credentials
+        self.session = session
         self.region = region
         self.account_id = account_id
         self.how = how  # "role" or "keys", for the preflight summary
@@ -283,15 +436,22 @@ class AwsAccount:
         key = (service, region or self.region)
         with self._lock:
             if key not in self._clients:
-                self._clients[key] = client_create(service, region=key[1], credentials=self._credentials)
+                client = client_create(service, region=key[1], credentials=self._credentials)
+                if self.session is not None:
+                    _use_session(client, self.session)
+                self._clients[key] = client
             return self._clients[key]
 
 
 def _portal_credentials() -> dict:
-    """Onramp's own identity: the standard credential chain, or sandbox keys when on the sandbox."""
-    if settings.AWS_ENDPOINT_URL:
-        return {"aws_access_key_id": SANDBOX_KEY, "aws_secret_access_key": SANDBOX_KEY}
-    return {}
+    """Onramp's own identity: boto3's standard credential chain (AWS_* variables, a profile, a role on the
+    machine…), on the sandbox too; the sandbox's fixed keys only when the chain finds none."""
+    if not settings.AWS_ENDPOINT_URL:
+        return {}
+    session = process_session()
+    with _session_lock:
+        found = session.get_credentials()
+    return {} if found is not None else {"aws_access_key_id": SANDBOX_KEY, "aws_secret_access_key": SANDBOX_KEY}
 
 
 _portal_accounts: dict[tuple[str | None, str], AwsAccount] = {}
@@ -309,6 +469,39 @@ def portal_account(region: str) -> AwsAccount:
         return _portal_accounts[key]
 
 
+def assume_role_request(*, role_arn: str, external_id: str, session_name: str, source_identity: str) -> dict:
+    """The one AssumeRole request Onramp makes, for a run as for "Check connection": the role, its external id,
+    an hour, and the person as the source identity (the trust policy allows sts:SetSourceIdentity)."""
+    request = {
+        "RoleArn": role_arn,
+        "RoleSessionName": session_name[:64],
+        "ExternalId": external_id,
+        "DurationSeconds": ASSUME_SECONDS,
+    }
+    if source_identity:
+        request["SourceIdentity"] = source_identity_for(source_identity)
+    return request
+
+
+def role_session_open(*, region: str, request: dict) -> RoleSession:
+    """Assume the customer's role as Onramp's own identity; the session renews itself with the same request."""
+    portal = portal_account(region)
+
+    def assume() -> dict:
+        try:
+            creds = portal.client("sts").assume_role(**request)["Credentials"]
+        except Exception as exc:
+            raise error_translate(exc, doing="Assuming the customer's role") from None
+        return {
+            "access_key": creds["AccessKeyId"],
+            "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": creds["Expiration"].isoformat(),
+        }
+
+    return RoleSession(assume=assume)
+
+
 def account_connect(
     *,
     customer,
@@ -318,6 +511,7 @@ def account_connect(
     external_id: str = "",
     run_id=None,
     source_identity: str = "",
+    session_name: str = "",
 ) -> AwsAccount:
     """Open a session in the customer's account: assume their role with its external id
     (tied to the run and the person in their CloudTrail), or use their stored IAM user keys.
@@ -337,31 +531,37 @@ def account_connect(
         return AwsAccount(keys, region=region, account_id=customer.aws_account_id, how="keys")
     if not role_arn:
         raise AwsError("This customer has no role ARN. Set it in the admin or in the form.", code="NoRoleArn")
-    portal = portal_account(region)
-    request = {
-        "RoleArn": role_arn,
-        "RoleSessionName": f"onramp-run-{run_id}"[:64] if run_id else "onramp-check",
-        "ExternalId": external_id,
-        "DurationSeconds": 3600,
-    }
-    if source_identity:
-        request["SourceIdentity"] = _source_identity(source_identity)
-    try:
-        creds = portal.client("sts").assume_role(**request)["Credentials"]
-    except Exception as exc:
-        raise error_translate(exc, doing="Assuming the customer's role") from None
+    request = assume_role_request(
+        role_arn=role_arn,
+        external_id=external_id,
+        session_name=session_name or (f"onramp-run-{run_id}" if run_id else "onramp-check"),
+        source_identity=source_identity,
+    )
+    session = role_session_open(region=region, request=request)
+    frozen = session.get_frozen_credentials()
     keys = {
-        "aws_access_key_id": creds["AccessKeyId"],
-        "aws_secret_access_key": creds["SecretAccessKey"],
-        "aws_session_token": creds["SessionToken"],
+        "aws_access_key_id": frozen.access_key,
+        "aws_secret_access_key": frozen.secret_key,
+        "aws_session_token": frozen.token,
     }
-    return AwsAccount(keys, region=region, account_id=customer.aws_account_id, how="role")
+    return AwsAccount(keys, region=region, account_id=customer.aws_account_id, how="role", session=session)
 
 
-def _source_identity(name: str) -> str:
-    """SourceIdentity allows 2-64 of [\\w+=,.@-]."""
-    cleaned = "".join(ch if ch.isalnum() or ch in "+=,.@-_" else "-" for ch in name)[:64]
-    return cleaned if len(cleaned) >= 2 else f"user-{cleaned}"
+_SOURCE_IDENTITY_CHARS = re.compile(r"[^A-Za-z0-9_+=,.@-]")
+
+
+def source_identity_for(username: str) -> str:
+    """The person as STS's SourceIdentity allows it: 2-64 of ASCII letters, digits and _+=,.@- (the STS API
+    reference). Accents are dropped (NFKD: josé.muñoz -> jose.munoz), anything else becomes "-"; when a
+    letter had no ASCII form, or the result is too short or too long, a digest of the whole name keeps it
+    distinct and stable (Иван -> user-3d9c…)."""
+    decomposed = unicodedata.normalize("NFKD", username)
+    base = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    cleaned = _SOURCE_IDENTITY_CHARS.sub("-", base)
+    if base.isascii() and 2 <= len(cleaned) <= 64:
+        return cleaned
+    digest = hashlib.sha256(username.encode()).hexdigest()[:12]
+    return f"{cleaned.strip('-')[:51] or 'user'}-{digest}"
 
 
 class _RunAccounts:
