@@ -11,7 +11,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 
 from provisioning import vault
 from provisioning.audit import PendingEvent, audit_record, audit_write
-from provisioning.aws import AwsAccount, AwsError, CallLog, account_connect, current_call_log
+from provisioning.aws import PORTAL_ACTIONS, AwsAccount, AwsError, CallLog, account_connect, current_call_log
 from provisioning.models import AuditEvent, Customer, Run, StepRun
 from provisioning.steps.sts import identity_check
 
@@ -109,6 +109,23 @@ def trust_policy_document(*, portal_account_id: str, external_id: str) -> dict:
     }
 
 
+def portal_policy_document() -> dict:
+    """What Onramp's own identity (in the agency's account) may do: assume customers' Onramp roles, naming the
+    person as the session's source identity, and nothing else. Across accounts AWS checks both actions twice:
+    in this policy and in the role's trust policy (trust_policy_document)."""
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {
+                "Sid": "OnrampAssumesCustomerRoles",
+                "Effect": "Allow",
+                "Action": list(PORTAL_ACTIONS),
+                "Resource": f"arn:aws:iam::*:role/{ROLE_NAME}",
+            }
+        ],
+    }
+
+
 def access_policy_document() -> dict:
     """What the role may do: exactly the actions of Onramp's steps, one statement per service."""
     return {
@@ -170,13 +187,19 @@ class ConnectionCheck:
 
 def customer_check_connection(*, customer: Customer, user, account: AwsAccount | None = None) -> ConnectionCheck:
     """The preflight, on demand: reach the account (assume the role or use the stored keys), confirm the
-    account id, refuse root. Every AWS call and the result are audited. `account` is opened from the
-    customer's record unless given."""
+    account id, refuse root. The role is assumed exactly as a run assumes it (the same request, the person
+    checking as the source identity), so a connection that passes here passes a run's preflight. Every AWS
+    call and the result are audited. `account` is opened from the customer's record unless given."""
     log = CallLog(actor_label=user.get_username(), actor_id=user.pk, customer_id=customer.pk)
     token = current_call_log.set(log)
     try:
         if account is None:
-            account = account_connect(customer=customer, region=customer.default_region)
+            account = account_connect(
+                customer=customer,
+                region=customer.default_region,
+                source_identity=user.get_username(),
+                session_name=f"onramp-check-{customer.pk}",
+            )
         identity = identity_check(sts=account.client("sts"), account_id=customer.aws_account_id)
         result = ConnectionCheck(
             ok=True,
