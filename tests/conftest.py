@@ -5,6 +5,7 @@ must see nothing, dana is an Admin.
 """
 
 import importlib
+import json
 import os
 import time
 from pathlib import Path
@@ -48,6 +49,8 @@ STRICT = {
     "alias_global": True,
     "reset_required_on_create": True,
 }
+# To see what another setting breaks, without editing this file: ONRAMP_SANDBOX_STRICT='{"consistency_window": 2}'.
+STRICT.update(json.loads(os.environ.get("ONRAMP_SANDBOX_STRICT") or "{}"))
 PORTAL_USER = "onramp-portal"
 # Onramp's own identity in the portal's account, given to the worker through the standard credential chain
 # (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY): the same keys after every reset.
@@ -90,9 +93,11 @@ def aws(sandbox, request):
     """A clean sandbox, strict by default (STRICT, with a test's @pytest.mark.strict(switch=value) on top), or
     moto as it is for a unit-level test marked @pytest.mark.lenient. In it: Onramp's own identity in the portal's
     account with exactly the README's policy, and the customer's role deployed from Onramp's template."""
-    marker = request.node.get_closest_marker("strict")
+    switches = dict(STRICT)
+    for marker in reversed(list(request.node.iter_markers("strict"))):  # a module's, then the test's own
+        switches.update(marker.kwargs)
     lenient = request.node.get_closest_marker("lenient") is not None
-    sandbox.reset(**({} if lenient else {**STRICT, **(marker.kwargs if marker else {})}))
+    sandbox.reset(**({} if lenient else switches))
     sandbox.user_make(
         account_id=settings.PORTAL_AWS_ACCOUNT_ID,
         user_name=PORTAL_USER,

@@ -787,6 +787,7 @@ class StrictLayer:
         self.app = app
         self.config = Strictness()
         self._lock = threading.Lock()
+        self._serial = threading.Lock()
         self._created: dict[tuple, float] = {}  # what a create made -> when (time.monotonic())
         self._passwords: dict[tuple[str, str], list[str]] = {}  # (account, user) -> digests, oldest first
         corrections_install(self)
@@ -824,8 +825,15 @@ class StrictLayer:
             return list(self._passwords.get((account, user), []))
 
     def __call__(self, environ, start_response):
-        if environ.get("PATH_INFO", "").startswith("/sandbox-api/"):
-            return control(self, environ, start_response)
+        # One request at a time: moto's backends are plain dicts, and two requests at once can break one
+        # (RuntimeError "dictionary changed size during iteration" in AttachUserPolicy while CreatePolicy adds
+        # a policy: a 500 page AWS never sends). moto's work is Python under the GIL, so this costs little.
+        with self._serial:
+            if environ.get("PATH_INFO", "").startswith("/sandbox-api/"):
+                return control(self, environ, start_response)
+            return self._handle(environ, start_response)
+
+    def _handle(self, environ, start_response):
         call = call_parse(environ, _read_body(environ))
         caller = caller_find(call.access_key_id) if call is not None else None
         if call is None or caller is None:

@@ -22,6 +22,10 @@ from tests.sandbox_strict import (
     value_problem,
 )
 
+# Each test here shows one rule: the others that could get in its way (a window after each create, sessions
+# expiring) are off unless the test turns its own on, whatever conftest.STRICT (or ONRAMP_SANDBOX_STRICT) says.
+pytestmark = pytest.mark.strict(consistency_window=0.0, session_max_age=0.0)
+
 OTHER_ACCOUNT = "444455556666"
 PORTAL_ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/OnrampAccess"
