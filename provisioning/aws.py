@@ -73,7 +73,8 @@ _EXPLAINED = {
     "again (a new run creates the bucket).",
     "PasswordPolicyViolation": "The account's password policy refused the console password Onramp generated "
     "(24 characters with upper- and lower-case letters, digits and symbols): it asks for more, such as a "
-    "longer minimum length. Relax it in IAM (Account settings, Password policy), then retry the failed steps.",
+    "longer minimum length, or refuses a password used before. Relax it in IAM (Account settings, Password "
+    "policy), then retry the failed steps.",
 }
 # A session Onramp renews by itself (RoleSession); said only if AWS still refuses the renewed one.
 _EXPIRED = (
