@@ -176,11 +176,13 @@ def identity_allows(call: Call, caller: Caller, action: str, resource: str) -> b
         PermissionResult,
     )
 
-    headers = {"X-Amz-Security-Token": call.headers.get("x-amz-security-token", "")}
-    kind = AssumedRoleAccessKey if caller.issued is not None else IAMUserAccessKey
-    if caller.issued is None:
-        headers = {}
-    key = kind(account_id=caller.account, partition="aws", access_key_id=call.access_key_id, headers=headers)
+    if caller.issued is None:  # a user's keys
+        key = IAMUserAccessKey(account_id=caller.account, partition="aws", access_key_id=call.access_key_id, headers={})
+    else:
+        token = {"X-Amz-Security-Token": call.headers.get("x-amz-security-token", "")}
+        key = AssumedRoleAccessKey(
+            account_id=caller.account, partition="aws", access_key_id=call.access_key_id, headers=token
+        )
     results = [IAMPolicy(policy).is_action_permitted(action, resource) for policy in key.collect_policies()]
     return PermissionResult.PERMITTED in results and PermissionResult.DENIED not in results
 
