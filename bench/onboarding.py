@@ -338,6 +338,21 @@ def _name(prefix: str) -> str:
     return f"bench-{prefix}-{_names[prefix]}-{os.getpid() % 10000}"
 
 
+def proxy_overhead_print(sandbox) -> bool:
+    """Print the latency proxy's own overhead, measured before anything is timed; False when it is too high
+    for the figures behind it to mean what they say (issue 18, point 0)."""
+    measured = common.proxy_overhead(sandbox)
+    valid = measured["overhead"] <= common.PROXY_OVERHEAD_LIMIT_MS
+    print(
+        f"  The proxy's own overhead: a call takes {measured['straight']:.1f} ms straight to the sandbox and "
+        f"{measured['proxied']:.1f} ms through the proxy set to {measured['latency']:.0f} ms: "
+        f"{measured['overhead']:+.1f} ms a call of its own "
+        f"({'valid' if valid else 'INVALID'}: the limit is {common.PROXY_OVERHEAD_LIMIT_MS:.0f} ms).",
+        flush=True,
+    )
+    return valid
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -351,8 +366,10 @@ def main() -> int:
 
     print(f"Machine: {common.machine()}")
     sandbox = common.SandboxAws(latency_ms=args.aws_latency_ms).start()
+    proxy_valid = True
     if args.aws_latency_ms:
         print(f"Every AWS call, for every contender, goes through a proxy that adds {args.aws_latency_ms:.0f} ms.")
+        proxy_valid = proxy_overhead_print(sandbox)
     workers = None
     try:
         env = common.environment(sandbox_url=sandbox.url)
@@ -410,6 +427,8 @@ def main() -> int:
         if not met_boto3:
             cpu_budget_print(figures)
         print(f"  moto server CPU so far: {sandbox.cpu_seconds():.1f} s; machine now: {common.machine()}")
+        if not proxy_valid:
+            print("  These figures are INVALID: the latency proxy added more than it claims (see above).")
         if args.profile == "always" or (args.profile == "auto" and not (met_cli and met_boto3)):
             workers.stop()
             workers = None

@@ -140,6 +140,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
         "stored_secret",
         "trust_policy",
         "cloudformation_link",
+        "portal_policy",
         "resources",
         "links",
         "created_at",
@@ -156,6 +157,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
                     "external_id_display",
                     "trust_policy",
                     "cloudformation_link",
+                    "portal_policy",
                     "access_key_id",
                     "stored_secret",
                     "secret_access_key",
@@ -227,6 +229,12 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
         document = customers.trust_policy_document(
             portal_account_id=settings.PORTAL_AWS_ACCOUNT_ID, external_id=customer.external_id
         )
+        return format_html("<pre>{}</pre>", json.dumps(document, indent=2))
+
+    @admin.display(description="Onramp's own identity's policy (in the agency's account, not the customer's)")
+    def portal_policy(self, customer):
+        # The same for every customer: shown here because the role's trust is only half of AssumeRole.
+        document = customers.portal_policy_document()
         return format_html("<pre>{}</pre>", json.dumps(document, indent=2))
 
     @admin.display(description="CloudFormation")

@@ -7,7 +7,9 @@ worker process.
 """
 
 import contextvars
+import functools
 import random
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -16,6 +18,7 @@ from contextlib import contextmanager
 
 import boto3
 from botocore.config import Config
+from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -33,7 +36,11 @@ from provisioning.registry import ApiCall, assume_role_call, source_identity_for
 from provisioning.spec import Spec, spec_from_json
 from provisioning.vocabulary import Access
 
-SANDBOX_KEY = "testing"  # moto accepts any keys; these are the ones its docs use
+SANDBOX_KEY = "testing"  # moto accepts any keys when its authorization is off; these are the ones its docs use
+# Renew a role's session when less than this is left (botocore's own advisory window), so no call of a step
+# starts with a session about to expire; a retry hours later renews it before its first call.
+RENEW_BEFORE_SECONDS = 15 * 60
+_EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException"})
 _RETRYABLE_CODES = frozenset(
     {
         "Throttling",
@@ -56,19 +63,52 @@ _RETRYABLE_CODES = frozenset(
     }
 )
 _EXPLAINED = {
-    "AccessDenied": "Onramp's identity in the customer's account is not allowed to do this. "
-    "Check the role's permissions (the CloudFormation template in the admin has them all).",
-    "AccessDeniedException": "Onramp's identity in the customer's account is not allowed to do this. "
-    "Check the role's permissions.",
     "UnauthorizedOperation": "Onramp's identity in the customer's account is not allowed to do this.",
     "InvalidClientTokenId": "The access key Onramp uses for this customer is not valid. Replace it in the admin.",
     "SignatureDoesNotMatch": "The secret key Onramp uses for this customer is wrong. Replace it in the admin.",
-    "ExpiredToken": "Onramp's temporary credentials expired. Retry the failed steps.",
     "LimitExceeded": "The account reached an IAM limit for this (for access keys: two per user). "
     "Remove an unused one and retry.",
     "EntityTemporarilyUnmodifiable": "AWS is still settling this IAM entity. Retry in a minute.",
     "MalformedPolicyDocument": "AWS refused the policy document as malformed.",
+    "NoSuchBucket": "The bucket is not in the customer's account: it was deleted outside Onramp, or AWS had not "
+    "finished creating it. Retry the failed steps in a minute; if it is still missing, start the onboarding "
+    "again (a new run creates the bucket).",
+    "PasswordPolicyViolation": "The account's password policy refused the console password Onramp generated "
+    "(24 characters with upper- and lower-case letters, digits and symbols): it asks for more, such as a "
+    "longer minimum length, or refuses a password used before. Relax it in IAM (Account settings, Password "
+    "policy), then retry the failed steps.",
 }
+# A session Onramp renews by itself (RoleSession); said only if AWS still refuses the renewed one.
+_EXPIRED = (
+    "AWS says Onramp's session in the customer's account expired, even after Onramp renewed it. Check the "
+    "portal machine's clock (AWS refuses requests more than 5 minutes off), then retry the failed steps."
+)
+_UNRECOGNIZED_KEY = frozenset({"InvalidClientTokenId", "UnrecognizedClientException", "AuthFailure"})
+# Regions an account must enable before anything works there (AWS Account Management, "opt-in Regions").
+OPT_IN_REGIONS = frozenset(
+    {
+        "af-south-1",
+        "ap-east-1",
+        "ap-south-2",
+        "ap-southeast-3",
+        "ap-southeast-4",
+        "ap-southeast-5",
+        "ap-southeast-7",
+        "ca-west-1",
+        "eu-central-2",
+        "eu-south-1",
+        "eu-south-2",
+        "il-central-1",
+        "me-central-1",
+        "me-south-1",
+        "mx-central-1",
+    }
+)
+# AWS's AccessDenied names the action: "User: arn:… is not authorized to perform: iam:CreateUser on resource: …"
+_DENIED_ACTION = re.compile(r"not authorized to perform:? ([a-z0-9-]+:[A-Za-z0-9*]+)")
+_DENIED_CALLER = re.compile(r"User: (\S+) is not authorized")
+# The actions that Onramp's own identity calls, on the customer's role (its trust policy allows them too).
+PORTAL_ACTIONS = ("sts:AssumeRole", "sts:SetSourceIdentity")
 
 
 def error_code(exc: ClientError) -> str:
@@ -77,6 +117,49 @@ def error_code(exc: ClientError) -> str:
 
 # What a boto3 call raises when AWS gave no usable answer (ClientError is AWS's own refusal).
 NO_ANSWER_ERRORS = (BotoCoreError, ResponseParserError)
+
+
+def _denied(aws_message: str, operation: str) -> str:
+    """Which action AWS refused, quoted from its message, and whose policy lacks it."""
+    found = _DENIED_ACTION.search(aws_message)
+    action = found.group(1) if found else ""
+    if operation == "AssumeRole" or action in PORTAL_ACTIONS:
+        return (
+            f"AWS refused {action or 'sts:AssumeRole'} on the customer's role. Either Onramp's own identity lacks it "
+            "(its policy is on the customer's admin page and in the README, \"Going to real AWS\"), or the role's "
+            "trust policy does not allow it for Onramp's account with this external id: deploy the CloudFormation "
+            "template from the customer's admin page again."
+        )
+    if not action:
+        return (
+            "Onramp's identity in the customer's account is not allowed to do this. Check the role's permissions "
+            "(the CloudFormation template on the customer's admin page has them all)."
+        )
+    caller = _DENIED_CALLER.search(aws_message)
+    whose = "the IAM user whose keys Onramp uses" if caller and ":user/" in caller.group(1) else "the customer's role"
+    return (
+        f"Onramp's identity in the customer's account is not allowed to do this: {whose} lacks {action}. "
+        "Update it with the CloudFormation template on the customer's admin page, which grants every action "
+        "Onramp calls."
+    )
+
+
+def _explain(exc: ClientError, code: str, aws_message: str) -> str | None:
+    operation = getattr(exc, "operation_name", "") or ""
+    region = exc.response.get("ResponseMetadata", {}).get("OnrampRegion", "")
+    if code in ("AccessDenied", "AccessDeniedException"):
+        return _denied(aws_message, operation)
+    if code in _EXPIRED_CODES:
+        return _EXPIRED
+    if code in _UNRECOGNIZED_KEY and region in OPT_IN_REGIONS:
+        return (
+            f"AWS does not accept Onramp's credentials in {region}, an opt-in region: it works only once enabled "
+            "in the customer's account (Account, AWS Regions) and, for a role, in Onramp's own account too. "
+            "Enable it, or choose another region."
+        )
+    if code in _UNRECOGNIZED_KEY and operation == "AssumeRole":
+        return "Onramp's own AWS identity is not valid (its access key is unknown or deleted). Fix its credentials."
+    return _EXPLAINED.get(code)
 
 
 def error_translate(exc: Exception, *, doing: str = "") -> OnrampError:
@@ -89,7 +172,7 @@ def error_translate(exc: Exception, *, doing: str = "") -> OnrampError:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         aws_message = redact(exc.response.get("Error", {}).get("Message", "") or "")
         retryable = code in _RETRYABLE_CODES or status >= 500
-        explained = _EXPLAINED.get(code)
+        explained = _explain(exc, code, aws_message)
         if retryable and not explained:
             explained = "AWS is throttling or failing for now; Onramp retried with backoff and will again."
         text = explained or aws_message or "AWS refused the request."
@@ -179,6 +262,9 @@ def _on_after_call(http_response, parsed, model, context, **kwargs):
     error = parsed.get("Error", {}) if isinstance(parsed, dict) else {}
     status = getattr(http_response, "status_code", 0) or meta.get("HTTPStatusCode", 0)
     code = (error.get("Code") or str(status)) if status >= 300 else ""
+    if code and isinstance(parsed, dict):
+        # The ClientError raised next carries this dict: error_translate reads the region from it (opt-in regions).
+        parsed.setdefault("ResponseMetadata", {})["OnrampRegion"] = context.get("client_region") or ""
     _record(context, model, status, meta.get("RequestId", ""), code, error.get("Message", "") if code else "")
 
 
@@ -263,11 +349,75 @@ def client_create(service: str, *, region: str, credentials: dict):
     return client
 
 
-class AwsAccount:
-    """One set of credentials in one account, and its clients (one per service and region)."""
+class RoleSession(RefreshableCredentials):
+    """A role's temporary credentials that renew themselves by assuming the role again, with the same request:
+    botocore does it when less than RENEW_BEFORE_SECONDS are left, and Onramp at once when AWS answers that
+    the token expired (expire(), from the clients' retry hook), so no step ever sees an expired session."""
 
-    def __init__(self, credentials: dict, *, region: str, account_id: str, access: str):
+    def __init__(self, *, assume: Callable[[], dict]):
+        self._assume = assume
+        self._expired = False
+        first = assume()
+        super().__init__(
+            access_key=first["access_key"],
+            secret_key=first["secret_key"],
+            token=first["token"],
+            expiry_time=self._expiry_datetime(first["expiry_time"]),
+            refresh_using=self._renew,
+            method="assume-role",
+            advisory_timeout=RENEW_BEFORE_SECONDS,
+            mandatory_timeout=RENEW_BEFORE_SECONDS // 2,
+        )
+
+    def __repr__(self) -> str:  # never the keys
+        return "<RoleSession>"
+
+    def _renew(self) -> dict:
+        metadata = self._assume()
+        self._expired = False
+        return metadata
+
+    def expire(self) -> None:
+        """AWS said the session expired (early: revoked, or a clock that disagrees): renew before the next call."""
+        self._expired = True
+
+    def refresh_needed(self, refresh_in=None) -> bool:
+        return self._expired or super().refresh_needed(refresh_in)
+
+
+def _on_needs_retry(response=None, request_dict=None, session: RoleSession | None = None, **kwargs):
+    """botocore's retry hook: an answer of ExpiredToken(Exception) renews the session and retries the call once,
+    at once (botocore signs each attempt again, with the renewed keys)."""
+    if not response or session is None:
+        return None
+    parsed = response[1] if isinstance(response[1], dict) else {}
+    context = request_dict.get("context", {}) if request_dict else {}
+    if parsed.get("Error", {}).get("Code") in _EXPIRED_CODES and not context.get("onramp_renewed"):
+        context["onramp_renewed"] = True
+        session.expire()
+        return 0
+    return None
+
+
+def _use_session(client, session: RoleSession) -> None:
+    # The client signs with the renewing credentials; boto3 has no public way to give a client a
+    # credentials object of ours, hence its request signer's attribute (tested in tests/test_strict_aws.py).
+    client._request_signer._credentials = session
+    retry_event = f"needs-retry.{client.meta.service_model.service_id.hyphenize()}"
+    client.meta.events.register_first(
+        retry_event, functools.partial(_on_needs_retry, session=session), unique_id="onramp-renew-session"
+    )
+
+
+class AwsAccount:
+    """One set of credentials in one account, and its clients (one per service and region). A role's
+    session (`session`) renews itself; stored keys and Onramp's own chain do not expire."""
+
+    def __init__(
+        self, credentials: dict, *, region: str, account_id: str, access: str, session: RoleSession | None = None
+    ):
         self._credentials = credentials
+        self.session = session
         self.region = region
         self.account_id = account_id
         self.access = access  # Access.ROLE or Access.KEYS (or "portal", Onramp's own), for the preflight summary
@@ -286,15 +436,22 @@ class AwsAccount:
         key = (service, region or self.region)
         with self._lock:
             if key not in self._clients:
-                self._clients[key] = client_create(service, region=key[1], credentials=self._credentials)
+                client = client_create(service, region=key[1], credentials=self._credentials)
+                if self.session is not None:
+                    _use_session(client, self.session)
+                self._clients[key] = client
             return self._clients[key]
 
 
 def _portal_credentials() -> dict:
-    """Onramp's own identity: the standard credential chain, or sandbox keys when on the sandbox."""
-    if settings.AWS_ENDPOINT_URL:
-        return {"aws_access_key_id": SANDBOX_KEY, "aws_secret_access_key": SANDBOX_KEY}
-    return {}
+    """Onramp's own identity: boto3's standard credential chain (AWS_* variables, a profile, a role on the
+    machine…), on the sandbox too; the sandbox's fixed keys only when the chain finds none."""
+    if not settings.AWS_ENDPOINT_URL:
+        return {}
+    session = process_session()
+    with _session_lock:
+        found = session.get_credentials()
+    return {} if found is not None else {"aws_access_key_id": SANDBOX_KEY, "aws_secret_access_key": SANDBOX_KEY}
 
 
 _portal_accounts: dict[tuple[str | None, str], AwsAccount] = {}
@@ -310,6 +467,25 @@ def portal_account(region: str) -> AwsAccount:
                 _portal_credentials(), region=region, account_id=settings.PORTAL_AWS_ACCOUNT_ID, access="portal"
             )
         return _portal_accounts[key]
+
+
+def role_session_open(*, region: str, request: dict) -> RoleSession:
+    """Assume the customer's role as Onramp's own identity; the session renews itself with the same request."""
+    portal = portal_account(region)
+
+    def assume() -> dict:
+        try:
+            creds = portal.client("sts").assume_role(**request)["Credentials"]
+        except Exception as exc:
+            raise error_translate(exc, doing="Assuming the customer's role") from None
+        return {
+            "access_key": creds["AccessKeyId"],
+            "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": creds["Expiration"].isoformat(),
+        }
+
+    return RoleSession(assume=assume)
 
 
 def account_connect(
@@ -350,16 +526,14 @@ def account_connect(
         session_name=session_name[:64],
         source_identity=source_identity_for(source_identity),
     )
-    try:
-        creds = portal_account(region).client("sts").assume_role(**call.params)["Credentials"]
-    except Exception as exc:
-        raise error_translate(exc, doing="Assuming the customer's role") from None
+    session = role_session_open(region=region, request=call.params)
+    frozen = session.get_frozen_credentials()
     keys = {
-        "aws_access_key_id": creds["AccessKeyId"],
-        "aws_secret_access_key": creds["SecretAccessKey"],
-        "aws_session_token": creds["SessionToken"],
+        "aws_access_key_id": frozen.access_key,
+        "aws_secret_access_key": frozen.secret_key,
+        "aws_session_token": frozen.token,
     }
-    return AwsAccount(keys, region=region, account_id=customer.aws_account_id, access=Access.ROLE)
+    return AwsAccount(keys, region=region, account_id=customer.aws_account_id, access=Access.ROLE, session=session)
 
 
 class _RunAccounts:

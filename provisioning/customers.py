@@ -11,7 +11,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 
 from provisioning import vault
 from provisioning.audit import audit_record
-from provisioning.aws import AwsAccount, account_connect, aws_work
+from provisioning.aws import PORTAL_ACTIONS, AwsAccount, account_connect, aws_work
 from provisioning.errors import OnrampError
 from provisioning.ledger import ledger_for_admin, ledger_labels
 from provisioning.models import AuditEvent, Credential, Customer, Run
@@ -86,6 +86,23 @@ def trust_policy_document(*, portal_account_id: str, external_id: str) -> dict:
     }
 
 
+def portal_policy_document() -> dict:
+    """What Onramp's own identity (in the agency's account) may do: assume customers' Onramp roles, naming the
+    person as the session's source identity, and nothing else. Across accounts AWS checks both actions twice:
+    in this policy and in the role's trust policy (trust_policy_document)."""
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {
+                "Sid": "OnrampAssumesCustomerRoles",
+                "Effect": "Allow",
+                "Action": list(PORTAL_ACTIONS),
+                "Resource": f"arn:aws:iam::*:role/{ROLE_NAME}",
+            }
+        ],
+    }
+
+
 def access_policy_document(registry: Registry = REGISTRY) -> dict:
     """What the role may do: exactly the actions of Onramp's declared steps, one statement per service."""
     return {"Version": POLICY_VERSION, "Statement": _statements(registry)}
@@ -145,8 +162,9 @@ class ConnectionCheck:
 
 def customer_check_connection(*, customer: Customer, user, account: AwsAccount | None = None) -> ConnectionCheck:
     """The preflight, on demand: reach the account (assume the role or use the stored keys), confirm the
-    account id, refuse root. Every AWS call and the result are audited. `account` is opened from the
-    customer's record unless given."""
+    account id, refuse root. The role is assumed exactly as a run assumes it (the same request, the person
+    checking as the source identity), so a connection that passes here passes a run's preflight. Every AWS
+    call and the result are audited. `account` is opened from the customer's record unless given."""
     with aws_work(actor_label=user.get_username(), actor_id=user.pk, customer_id=customer.pk) as log:
         try:
             if account is None:

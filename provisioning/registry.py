@@ -22,6 +22,7 @@ from provisioning import documents
 from provisioning.spec import MEMBER_POLICY_NAMES, TECH_LEAD_POLICIES, Spec, TeamMember
 from provisioning.vocabulary import MANAGED_BY_TAG, MemberRole
 
+ASSUME_SECONDS = 3600  # the session Onramp asks for; the template's MaxSessionDuration allows exactly this
 # A value Onramp generates at send time (a console password): shown as this in the transcript.
 GENERATED = "<generated>"
 MANAGED_TAGS = [{"Key": MANAGED_BY_TAG[0], "Value": MANAGED_BY_TAG[1]}]
@@ -66,7 +67,7 @@ def assume_role_call(*, role_arn: str, external_id: str, session_name: str, sour
     params = {"RoleArn": role_arn, "RoleSessionName": session_name, "ExternalId": external_id}
     if source_identity:
         params["SourceIdentity"] = source_identity
-    params["DurationSeconds"] = 3600
+    params["DurationSeconds"] = ASSUME_SECONDS
     return ApiCall("sts", "AssumeRole", params)
 
 
@@ -861,15 +862,18 @@ REGISTRY = Registry(
 )
 
 
+_SOURCE_IDENTITY_CHARS = re.compile(r"[^A-Za-z0-9_+=,.@-]")
+
+
 def source_identity_for(username: str) -> str:
-    """The person's name as AWS accepts a SourceIdentity: 2 to 64 of ASCII letters, digits and _+=,.@-
-    (STS's rule). Accents are dropped (josé.muñoz -> jose.munoz), other characters become "-"; a name
-    with too little left (Дмитрий) becomes "user-" and a digest of it, a name too long its first 51
-    characters and a digest. The same name always gives the same identity."""
-    ascii_name = unicodedata.normalize("NFKD", username).encode("ascii", "ignore").decode()
-    cleaned = "".join(ch if ch.isalnum() or ch in "_+=,.@-" else "-" for ch in ascii_name)
+    """The person as STS's SourceIdentity allows it: 2-64 of ASCII letters, digits and _+=,.@- (the STS API
+    reference). Accents are dropped (NFKD: josé.muñoz -> jose.munoz), anything else becomes "-"; when a
+    letter had no ASCII form, or the result is too short or too long, a digest of the whole name keeps it
+    distinct and stable (Иван -> user-3d9c…)."""
+    decomposed = unicodedata.normalize("NFKD", username)
+    base = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    cleaned = _SOURCE_IDENTITY_CHARS.sub("-", base)
+    if base.isascii() and 2 <= len(cleaned) <= 64:
+        return cleaned
     digest = hashlib.sha256(username.encode()).hexdigest()[:12]
-    if len(cleaned.strip("-")) < 2:
-        return f"user-{digest}"
-    # A long name (an email can be 150 characters) keeps its start and a digest of the whole.
-    return cleaned if len(cleaned) <= 64 else f"{cleaned[:51]}-{digest}"
+    return f"{cleaned.strip('-')[:51] or 'user'}-{digest}"

@@ -4,14 +4,17 @@ The browser form, `manage.py onboard --spec` and the plan all go through
 `spec_parse`, so a spec file fails with the same messages as the form.
 """
 
+import functools
 import ipaddress
 import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from urllib.parse import urlsplit
 
+import botocore.session
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
+from provisioning import documents
 from provisioning.vocabulary import Access, MediaScope, MemberRole
 
 COMMERCIAL_REGIONS = (
@@ -61,15 +64,11 @@ MEMBER_POLICY_NAMES = frozenset(name for name, _ in MEMBER_POLICIES)
 TECH_LEAD_POLICIES = ("AdministratorAccess", "job-function/Billing")
 MAX_TEAM = 50
 
-_IAM_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
-_ALIAS = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,61})[a-z0-9]$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_ECR = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 # AWS's patterns are ASCII: a Unicode \w or \d (a Cyrillic "А", an Arabic-Indic digit) is not in them.
 _ROLE_ARN = re.compile(r"^arn:aws:iam::([0-9]{12}):role/(?:[A-Za-z0-9_+=,.@-]+/)*[A-Za-z0-9_+=,.@-]{1,64}$")
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _EXTERNAL_ID = re.compile(r"^[A-Za-z0-9_+=,.@:/-]{2,1224}$")
-_GROUP = re.compile(r"^[A-Za-z0-9_+=,.@-]{1,128}$")
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1"})
 _DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -85,21 +84,49 @@ def validate_region(value: str) -> None:
         raise ValidationError("Choose one of the AWS commercial regions.")
 
 
+@functools.cache
+def _service_model(service: str):
+    return botocore.session.get_session().get_service_model(service)
+
+
+@functools.cache
+def _model_rule(service: str, operation: str, member: str) -> tuple[re.Pattern | None, int, int]:
+    """The pattern and lengths of a request parameter, from botocore's service model: AWS's own rule, read at
+    run time. Its patterns use \\w, which AWS means as ASCII: compiled with re.ASCII, applied to the whole value."""
+    shape = _service_model(service).operation_model(operation).input_shape.members[member]
+    rules = shape.metadata
+    pattern = re.compile(rules["pattern"], re.ASCII) if "pattern" in rules else None
+    return pattern, rules.get("min", 0), rules.get("max", 2**31)
+
+
+def model_allows(value: str, *, service: str, operation: str, member: str) -> bool:
+    pattern, shortest, longest = _model_rule(service, operation, member)
+    return shortest <= len(value) <= longest and (pattern is None or pattern.fullmatch(value) is not None)
+
+
 def validate_iam_user_name(value: str) -> None:
-    if not _IAM_NAME.match(value or ""):
+    if not model_allows(value or "", service="iam", operation="CreateUser", member="UserName"):
         raise ValidationError("An IAM user name is 1 to 64 characters of letters, digits and + = , . @ _ - only.")
 
 
 def validate_group_name(value: str) -> None:
-    if not _GROUP.match(value or ""):
+    if not model_allows(value or "", service="iam", operation="CreateGroup", member="GroupName"):
         raise ValidationError("A group name is 1 to 128 characters of letters, digits and + = , . @ _ - only.")
 
 
-def validate_account_alias(value: str) -> None:
-    if not _ALIAS.match(value or ""):
+def validate_policy_name(value: str) -> None:
+    if not model_allows(value or "", service="iam", operation="CreatePolicy", member="PolicyName"):
         raise ValidationError(
-            "An account alias is 3 to 63 lowercase letters, digits and hyphens, "
-            "and does not start or end with a hyphen."
+            f"The policy's name {value[:140]} is not a valid IAM policy name "
+            "(1 to 128 characters of letters, digits and + = , . @ _ -)."
+        )
+
+
+def validate_account_alias(value: str) -> None:
+    if not model_allows(value or "", service="iam", operation="CreateAccountAlias", member="AccountAlias"):
+        raise ValidationError(
+            "An account alias is 3 to 63 lowercase letters, digits and hyphens; it does not start or end "
+            "with a hyphen, nor have two hyphens in a row."
         )
 
 
@@ -126,10 +153,17 @@ def validate_bucket_name(value: str) -> None:
         raise ValidationError("A bucket name cannot end with -s3alias, --ol-s3, .mrap, --x-s3 or --table-s3.")
 
 
+def validate_bucket(value: str) -> None:
+    """The bucket's own rules, and the policy named after it (MediaManagement-<bucket>) must be a valid name."""
+    validate_bucket_name(value)
+    validate_policy_name(documents.media_policy_name(scope=MediaScope.BUCKET, bucket=value))
+
+
 def validate_ecr_name(value: str) -> None:
-    if not (2 <= len(value or "") <= 256) or not _ECR.match(value):
+    if not model_allows(value or "", service="ecr", operation="CreateRepository", member="repositoryName"):
         raise ValidationError(
-            "An ECR repository name is 2 to 256 lowercase letters and digits, separated by single '.', '_', '-' or '/'."
+            "An ECR repository name is 2 to 256 lowercase letters and digits, in parts separated by '.', '_', "
+            "'__', hyphens or '/'."
         )
 
 
@@ -333,7 +367,7 @@ _VALIDATORS = {
     "account_id": validate_account_id,
     "region": validate_region,
     "app_name": validate_iam_user_name,
-    "bucket": validate_bucket_name,
+    "bucket": validate_bucket,
     "app_origin": validate_origin,
     "ecr_repository": validate_ecr_name,
     "account_alias": validate_account_alias,

@@ -1,17 +1,14 @@
-"""Reading the sandbox back with plain boto3, independently of Onramp's code."""
+"""Reading the sandbox back with plain boto3, independently of Onramp's code, as the harness's administrator
+of the account (tests/sandbox_strict.py: the set-up identity's SandboxAdmin role), whom the strict rules
+do not apply to."""
 
 import boto3
 
+from tests.sandbox import admin_session
+
 
 def account_session(sandbox_url: str, account_id: str, region: str = "us-east-1") -> "AccountReader":
-    sts = boto3.client("sts", endpoint_url=sandbox_url, region_name=region, aws_access_key_id="testing",
-                       aws_secret_access_key="testing")  # fmt: skip
-    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account_id}:role/Reader", RoleSessionName="test-reader")[
-        "Credentials"
-    ]
-    session = boto3.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                            aws_session_token=creds["SessionToken"])  # fmt: skip
-    return AccountReader(session, sandbox_url, region)
+    return AccountReader(admin_session(sandbox_url, account_id), sandbox_url, region)
 
 
 class AccountReader:

@@ -5,6 +5,7 @@ must see nothing, dana is an Admin.
 """
 
 import importlib
+import json
 import os
 import tempfile
 import time
@@ -12,13 +13,14 @@ from pathlib import Path
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 from django.test import override_settings
 
 from portal.celery import app as celery_app
-from provisioning import vault
+from provisioning import customers, vault
 from provisioning.aws import run_accounts
 from provisioning.models import Credential, Customer, Run
 from provisioning.runs import run_create
@@ -31,24 +33,82 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM beside Pla
 # `make run` keys must not change what a test of production settings sees, nor a test leave keys behind.
 os.environ["ENV_FILE"] = str(Path(tempfile.mkdtemp(prefix="onramp-test-env-")) / ".env")
 ARTIFACTS = Path(__file__).parent / "artifacts"
+CUSTOMER_ACCOUNT = "111122223333"
 PASSWORD = "correct-horse-battery-staple"
+
+
+# The strict sandbox's rules (tests/sandbox_strict.py Strictness) that end-to-end tests run with by default:
+# all of them. The consistency window is 2 s: the steps wait out AWS's propagation delays (aws.settle).
+STRICT = {
+    "authorization": True,
+    "cfn_inline_policy": True,
+    "s3_action_names": True,
+    "root_principal": True,
+    "trust": True,
+    "dependent_actions": True,
+    "consistency_window": 2.0,
+    "session_max_age": 30.0,
+    "password_policy": True,
+    "names": True,
+    "alias_global": True,
+    "reset_required_on_create": True,
+}
+# To see what another setting breaks, without editing this file: ONRAMP_SANDBOX_STRICT='{"consistency_window": 2}'.
+STRICT.update(json.loads(os.environ.get("ONRAMP_SANDBOX_STRICT") or "{}"))
+PORTAL_USER = "onramp-portal"
+# Onramp's own identity in the portal's account, given to the worker through the standard credential chain
+# (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY): the same keys after every reset.
+PORTAL_KEYS = ("AKIAONRAMPPORTAL0001", "onramp-portal-sandbox-only-secret-000000")
+EXTERNAL_ID = "acme-external-id-0123456789"
+NOTHING_ALLOWED = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}
 
 
 @pytest.fixture(scope="session")
 def sandbox():
-    """moto's server, once per test session, reset before each test that uses it."""
+    """The strict sandbox's server, once per test session, reset before each test that uses it (`aws`).
+    Onramp's worker takes its own identity from the environment, as in production."""
     ARTIFACTS.mkdir(exist_ok=True)
-    server = Sandbox(log=ARTIFACTS / "moto.log").start()
+    server = Sandbox(log=ARTIFACTS / "moto.log", strict=True).start()
     settings_override = override_settings(AWS_ENDPOINT_URL=server.url)
     settings_override.enable()
+    saved = {name: os.environ.get(name) for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = PORTAL_KEYS
     yield server
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     settings_override.disable()
     server.stop()
 
 
+def customer_role_deploy(sandbox: Sandbox, account_id: str = CUSTOMER_ACCOUNT, external_id: str = EXTERNAL_ID) -> str:
+    """The customer's side of the connection: their administrator deploys Onramp's CloudFormation template
+    (the one the admin page offers) in their account. The role's ARN."""
+    template = customers.cloudformation_template(
+        customer_name="Acme Corp", portal_account_id=settings.PORTAL_AWS_ACCOUNT_ID, external_id=external_id
+    )
+    return sandbox.stack_deploy(account_id=account_id, template=template)["RoleArn"]
+
+
 @pytest.fixture
-def aws(sandbox):
-    sandbox.reset()
+def aws(sandbox, request):
+    """A clean sandbox, strict by default (STRICT, with a test's @pytest.mark.strict(switch=value) on top), or
+    moto as it is for a unit-level test marked @pytest.mark.lenient. In it: Onramp's own identity in the portal's
+    account with exactly the README's policy, and the customer's role deployed from Onramp's template."""
+    switches = dict(STRICT)
+    for marker in reversed(list(request.node.iter_markers("strict"))):  # a module's, then the test's own
+        switches.update(marker.kwargs)
+    lenient = request.node.get_closest_marker("lenient") is not None
+    sandbox.reset(**({} if lenient else switches))
+    sandbox.user_make(
+        account_id=settings.PORTAL_AWS_ACCOUNT_ID,
+        user_name=PORTAL_USER,
+        policy_document=customers.portal_policy_document(),
+        keys=PORTAL_KEYS,
+    )
+    customer_role_deploy(sandbox)
     yield sandbox
 
 
@@ -132,9 +192,6 @@ def dana(db):
     return _user("dana", "Admins", is_staff=True)
 
 
-CUSTOMER_ACCOUNT = "111122223333"
-
-
 def spec_data(**overrides) -> dict:
     data = {
         "customer": "Acme Corp",
@@ -142,7 +199,7 @@ def spec_data(**overrides) -> dict:
         "region": "us-west-2",
         "access": "role",
         "role_arn": f"arn:aws:iam::{overrides.get('account_id', CUSTOMER_ACCOUNT)}:role/OnrampAccess",
-        "external_id": "acme-external-id-0123456789",
+        "external_id": EXTERNAL_ID,
         "account_alias": "acme-corp",
         "app_name": "acme-app",
         "bucket": "acme-app-media",
@@ -181,6 +238,7 @@ def customer_make(**fields) -> Customer:
         "default_region": "us-west-2",
         "account_alias": "acme-corp",
         "role_arn": f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/OnrampAccess",
+        "external_id": EXTERNAL_ID,  # the one the customer's role was deployed with (`aws`)
     }
     return Customer.objects.create(**{**defaults, **fields})
 
@@ -229,7 +287,7 @@ def form_data(**overrides) -> dict:
         "region": "us-west-2",
         "access": "role",
         "role_arn": f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/OnrampAccess",
-        "external_id": "acme-external-id-0123456789",
+        "external_id": EXTERNAL_ID,
         "access_key_id": "",
         "secret_access_key": "",
         "account_alias": "acme-corp",

@@ -1,6 +1,7 @@
 """The Django admin through the test client: Admins (dana) manage customers, tech leads (alice) look,
 secrets never come back, every change is audited."""
 
+import html
 import json
 import re
 from datetime import timedelta
@@ -19,7 +20,7 @@ from provisioning.admin import CustomerAdmin
 from provisioning.audit import audit_record
 from provisioning.models import AuditEvent, Credential, Customer, Run
 from provisioning.vault import decrypt
-from tests.conftest import CUSTOMER_ACCOUNT, customer_make, start_run, wait_for_run
+from tests.conftest import CUSTOMER_ACCOUNT, customer_make, customer_role_deploy, start_run, wait_for_run
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYKNOWNSECRET"  # 40 characters, the shape of a real one
 NEW_SECRET = "9drTJvcXLB89EXAMPLEKEYreplacedSECRETvalue"
@@ -86,6 +87,8 @@ def test_an_admin_creates_edits_and_searches_customers(as_dana):
     assert 'name="external_id"' not in page
     assert f"arn:aws:iam::{settings.PORTAL_AWS_ACCOUNT_ID}:root" in page
     assert "sts:ExternalId" in page
+    # And the other half of AssumeRole: the policy Onramp's own identity needs, as generated.
+    assert html.escape(json.dumps(customers.portal_policy_document(), indent=2)) in page
 
     response = as_dana.post(_change(customer), _form(default_region="eu-west-1", notes="Prefers email."))
     assert response.status_code == 302
@@ -232,9 +235,13 @@ def test_the_list_shows_the_last_run_and_filters_by_its_status_in_a_fixed_number
 
 
 def test_check_connection_action_reports_and_audits(aws, as_dana):
+    customer_role_deploy(aws, "777788889999")  # Onramp's role, but in an account that is not Globex's
     ok = customer_make()
     wrong = customer_make(
-        name="Globex", slug="globex", aws_account_id="444455556666", role_arn="arn:aws:iam::777788889999:role/X"
+        name="Globex",
+        slug="globex",
+        aws_account_id="444455556666",
+        role_arn="arn:aws:iam::777788889999:role/OnrampAccess",
     )
     response = as_dana.post(
         CHANGELIST, {"action": "check_connection", "_selected_action": [ok.pk, wrong.pk]}, follow=True

@@ -10,6 +10,7 @@ from bench import common
 from bench.onboarding import boto3_once, cli_once, onramp_once, runbook_script, verify
 from provisioning.models import AuditEvent
 from provisioning.spec import spec_parse
+from tests.conftest import customer_role_deploy
 
 
 @pytest.fixture
@@ -35,8 +36,9 @@ def test_the_runbook_script_and_the_boto3_script_make_the_same_calls_and_build_t
     assert cli_cpu["aws CLI"] > 0 and set(script_cpu) == {"script", "sandbox"}
 
 
-def test_the_onramp_contender_builds_the_account_the_scripts_build(worker, alice, bench_aws):
+def test_the_onramp_contender_builds_the_account_the_scripts_build(worker, alice, bench_aws, aws):
     data = common.spec_data(account_id="410987654321", name="bench-onramp")
+    customer_role_deploy(aws, data["account_id"], external_id=common.EXTERNAL_ID)  # as the bench's customers did
     _, calls, _, run, _ = onramp_once(sandbox=bench_aws, data=data, user=alice)
     verify(sandbox=bench_aws, spec=spec_parse(data))
     assert calls == AuditEvent.objects.filter(run=run, action__startswith="aws.").count()
@@ -60,3 +62,16 @@ def _runbook_calls(script: str) -> Counter:
             operation = "".join(part.capitalize() for part in command.split("-"))
             calls[({"s3api": "s3"}.get(service, service), operation)] += 1
     return calls
+
+
+@pytest.mark.lenient
+def test_the_proxys_own_overhead_is_measured_through_the_proxy_the_bench_uses(aws):
+    """The bench prints this before timing anything (a verdict there, not a timed assertion here)."""
+    behind = common.SandboxAws(server=aws, latency_ms=5).start()
+    try:
+        measured = common.proxy_overhead(behind, calls=10)
+    finally:
+        behind.stop()
+    assert measured["latency"] == 5 and set(measured) == {"straight", "proxied", "latency", "overhead"}
+    assert behind.proxy.calls.count("GetCallerIdentity") == 1 + 10  # a warm-up call, then the measured ones
+    assert common.proxy_overhead(common.SandboxAws(server=aws).start())["overhead"] == 0.0  # no proxy, none

@@ -16,9 +16,18 @@ from provisioning.models import AuditEvent, Run
 from provisioning.registry import REGISTRY, Operation
 from provisioning.vault import customer_set_keys
 from provisioning.vocabulary import Access
-from tests.conftest import CUSTOMER_ACCOUNT, customer_make, start_run, wait_for_run
+from tests.conftest import (
+    CUSTOMER_ACCOUNT,
+    EXTERNAL_ID,
+    NOTHING_ALLOWED,
+    customer_make,
+    customer_role_deploy,
+    start_run,
+    wait_for_run,
+)
 
 PORTAL = "123456789012"
+OTHER_ACCOUNT = "444455556666"
 SERVICES = ("sts", "iam", "s3", "ecr")
 # Where Onramp calls AWS inside a customer's account: the steps, the key rotation, and the calls the
 # registry declares (the steps send those as declared).
@@ -137,33 +146,31 @@ def test_a_full_onboarding_calls_only_what_the_template_allows(worker, alice):
 
 
 def test_the_cloudformation_template_deploys_and_makes_the_role(aws):
-    """The sandbox's CloudFormation creates the role from the template as a customer would."""
+    """The sandbox's CloudFormation creates the role from the template as a customer's administrator would."""
     template = _template("a" * 40)
-    reader = boto3.client("sts", endpoint_url=aws.url, region_name="us-east-1", aws_access_key_id="testing",
-                          aws_secret_access_key="testing")  # fmt: skip
-    creds = reader.assume_role(RoleArn=f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/Admin", RoleSessionName="customer")
-    session = boto3.Session(
-        aws_access_key_id=creds["Credentials"]["AccessKeyId"],
-        aws_secret_access_key=creds["Credentials"]["SecretAccessKey"],
-        aws_session_token=creds["Credentials"]["SessionToken"],
-    )
-    cfn = session.client("cloudformation", endpoint_url=aws.url, region_name="us-east-1")
-    cfn.create_stack(StackName="onramp", TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_NAMED_IAM"])
-    stack = cfn.describe_stacks(StackName="onramp")["Stacks"][0]
-    assert stack["StackStatus"] == "CREATE_COMPLETE"
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
-    assert outputs["RoleArn"] == f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/{customers.ROLE_NAME}"
+    outputs = aws.stack_deploy(account_id=OTHER_ACCOUNT, template=template)
+    assert outputs["RoleArn"] == f"arn:aws:iam::{OTHER_ACCOUNT}:role/{customers.ROLE_NAME}"
 
-    iam = session.client("iam", endpoint_url=aws.url, region_name="us-east-1")
+    iam = aws.admin(OTHER_ACCOUNT).client("iam", endpoint_url=aws.url, region_name="us-east-1")
     role = iam.get_role(RoleName=customers.ROLE_NAME)["Role"]
     trust = role["AssumeRolePolicyDocument"]
     trust = json.loads(trust) if isinstance(trust, str) else trust
     assert trust == customers.trust_policy_document(portal_account_id=PORTAL, external_id="a" * 40)
     inline = iam.get_role_policy(RoleName=customers.ROLE_NAME, PolicyName="OnrampOnboarding")["PolicyDocument"]
-    if isinstance(inline, str):
-        # The sandbox keeps a CloudFormation-made inline policy as Python's repr, not JSON.
-        inline = json.loads(inline) if inline.startswith('{"') else ast.literal_eval(inline)
     assert inline == customers.access_policy_document()
+
+
+def test_onramps_own_identity_may_assume_onramp_roles_and_set_the_source_identity_nothing_more():
+    (statement,) = customers.portal_policy_document()["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert sorted(statement["Action"]) == ["sts:AssumeRole", "sts:SetSourceIdentity"]
+    assert statement["Resource"] == f"arn:aws:iam::*:role/{customers.ROLE_NAME}"
+    assert "Condition" not in statement and "NotAction" not in statement
+
+
+def test_the_readme_shows_the_portal_identitys_policy_as_generated():
+    readme = (Path(provisioning.__file__).parent.parent / "README.md").read_text()
+    assert json.dumps(customers.portal_policy_document(), indent=2) in readme
 
 
 def test_check_connection_assumes_the_role_and_confirms_the_account(aws, dana):
@@ -181,8 +188,40 @@ def test_check_connection_assumes_the_role_and_confirms_the_account(aws, dana):
     assert events.last().actor_label == "dana"
 
 
+def test_check_connection_assumes_the_role_exactly_as_a_run_does(worker, aws, alice, dana):
+    customer = customer_make()
+    assert customers.customer_check_connection(customer=customer, user=dana).ok
+    run = wait_for_run(start_run(alice, team=[]))
+    checked = AuditEvent.objects.get(customer=customer, run=None, action="aws.sts.AssumeRole").details["params"]
+    ran = AuditEvent.objects.get(run=run, action="aws.sts.AssumeRole").details["params"]
+    assert checked.pop("RoleSessionName") == f"onramp-check-{customer.pk}"  # its own session name
+    assert ran.pop("RoleSessionName") == f"onramp-run-{run.pk}"
+    assert (checked.pop("SourceIdentity"), ran.pop("SourceIdentity")) == ("dana", "alice")  # the person, each time
+    assert checked == ran  # the same role, external id and duration
+
+
+def test_check_connection_fails_where_a_run_would_on_a_role_that_refuses_a_source_identity(aws, dana):
+    """A hand-made role whose trust policy lacks sts:SetSourceIdentity: every run fails at preflight, so Check
+    connection must too (it used to assume the role without a source identity, and go green)."""
+    trust = customers.trust_policy_document(portal_account_id=PORTAL, external_id=EXTERNAL_ID)
+    trust["Statement"][0]["Action"] = ["sts:AssumeRole"]
+    admin = aws.admin(OTHER_ACCOUNT).client("iam", endpoint_url=aws.url, region_name="us-east-1")
+    admin.create_role(RoleName=customers.ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))
+    customer = customer_make(
+        name="Globex",
+        slug="globex",
+        aws_account_id=OTHER_ACCOUNT,
+        role_arn=f"arn:aws:iam::{OTHER_ACCOUNT}:role/{customers.ROLE_NAME}",
+    )
+    result = customers.customer_check_connection(customer=customer, user=dana)
+    assert not result.ok and result.code == "AccessDenied"
+    assert "AWS refused sts:SetSourceIdentity on the customer's role" in result.message, result.message
+    assert "trust policy" in result.message
+
+
 def test_check_connection_refuses_another_account(aws, dana):
-    customer = customer_make(role_arn="arn:aws:iam::444455556666:role/OnrampAccess")
+    customer_role_deploy(aws, OTHER_ACCOUNT)  # a role that works, in an account that is not this customer's
+    customer = customer_make(role_arn=f"arn:aws:iam::{OTHER_ACCOUNT}:role/OnrampAccess")
     result = customers.customer_check_connection(customer=customer, user=dana)
     assert not result.ok
     assert result.code == "WrongAccount"
@@ -212,10 +251,12 @@ def test_check_connection_refuses_root(aws, dana):
 
 def test_check_connection_with_stored_keys_never_audits_the_secret(aws, dana):
     secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-    customer = customer_make(aws_account_id=PORTAL, access=Access.KEYS, role_arn="")
-    customer_set_keys(customer=customer, access_key_id="AKIAIOSFODNN7EXAMPLE", secret_access_key=secret)
+    keys = ("AKIAIOSFODNN7EXAMPLE", secret)  # an IAM user's in the customer's account (GetCallerIdentity needs none)
+    aws.user_make(account_id=OTHER_ACCOUNT, user_name="ops", policy_document=NOTHING_ALLOWED, keys=keys)
+    customer = customer_make(aws_account_id=OTHER_ACCOUNT, access=Access.KEYS, role_arn="")
+    customer_set_keys(customer=customer, access_key_id=keys[0], secret_access_key=secret)
     result = customers.customer_check_connection(customer=customer, user=dana)
-    assert result.ok, result.message  # the sandbox puts unknown keys in its default account
+    assert result.ok, result.message
     assert "via keys" in result.message
     rows = json.dumps(list(AuditEvent.objects.values()), default=str)
     assert "customer.connection_checked" in rows

@@ -6,12 +6,13 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import transaction
 
 from provisioning import documents
-from provisioning.aws import account_connect, portal_account, process_session, run_accounts
+from provisioning.aws import account_connect, process_session, run_accounts
 from provisioning.errors import StepFailed
 from provisioning.models import AuditEvent, Credential, Run, StepRun
 from provisioning.runs import RunConflict, run_create, run_retry
@@ -19,7 +20,16 @@ from provisioning.spec import spec_parse
 from provisioning.steps import sts
 from provisioning.steps.base import StepContext
 from tests.awsread import account_session
-from tests.conftest import CUSTOMER_ACCOUNT, customer_for, spec_data, start_run, wait_for_run
+from tests.conftest import (
+    CUSTOMER_ACCOUNT,
+    NOTHING_ALLOWED,
+    PORTAL_USER,
+    customer_for,
+    customer_role_deploy,
+    spec_data,
+    start_run,
+    wait_for_run,
+)
 
 
 def _states(run: Run) -> dict[str, str]:
@@ -154,12 +164,13 @@ def test_us_east_1_creates_the_bucket_without_a_location_constraint(worker, alic
 
 def test_assume_role_puts_the_resources_in_the_customers_account_not_the_portals(worker, alice, sandbox):
     other = "444455556666"
+    customer_role_deploy(sandbox, other)  # Other Co deployed Onramp's template too
     run = wait_for_run(start_run(alice, account_id=other, customer="Other Co", team=[]))
     assert run.status == Run.Status.SUCCEEDED, _states(run)
     customer_iam = account_session(sandbox.url, other).iam
     assert [u["UserName"] for u in customer_iam.list_users()["Users"]] == ["acme-app"]
-    portal_iam = portal_account("us-east-1").client("iam")
-    assert portal_iam.list_users()["Users"] == []
+    portal_iam = account_session(sandbox.url, settings.PORTAL_AWS_ACCOUNT_ID).iam
+    assert [u["UserName"] for u in portal_iam.list_users()["Users"]] == [PORTAL_USER]  # Onramp's own, only
     assert run.summary["app_user"] == f"arn:aws:iam::{other}:user/acme-app"
 
 
@@ -318,8 +329,10 @@ def test_wrong_account_is_refused_by_preflight(db, alice, aws):
     customer = customer_for(data)
     from provisioning.vault import customer_set_keys
 
+    keys = ("AKIAIOSFODNN7EXAMPLE", "x" * 40)  # an IAM user's, in another account than the customer's
+    aws.user_make(account_id="444455556666", user_name="ops", policy_document=NOTHING_ALLOWED, keys=keys)
     customer.access = "keys"
-    customer_set_keys(customer=customer, access_key_id="AKIAIOSFODNN7EXAMPLE", secret_access_key="x" * 40)
+    customer_set_keys(customer=customer, access_key_id=keys[0], secret_access_key=keys[1])
     account = account_connect(customer=customer, region="us-west-2", session_name="unused", source_identity="alice")
     step = StepRun(key="preflight")
     params = {"account_id": spec.account_id}

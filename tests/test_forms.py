@@ -91,6 +91,11 @@ RULES = [
     ("app_origin", "https://acme.example.com?x=1", "The app's origin is a scheme and host only", None),
     ("app_origin", "acme.example.com", "The app's origin must start with https://", None),
     ("external_id", "x", "An external id is 2 to 1224 characters", None),
+    # Names AWS refuses (its patterns' \w is ASCII, applied to the whole value): issue 13, point 6.
+    ("account_alias", "acme--corp", "nor have two hyphens in a row", None),
+    ("group_name", "Appsé", "A group name is 1 to 128 characters", None),
+    ("group_name", "Apps Team", "A group name is 1 to 128 characters", None),
+    ("app_name", "josé", "An IAM user name is 1 to 64 characters", None),
 ]
 
 
@@ -237,3 +242,43 @@ def test_the_form_and_the_validator_agree_without_the_view():
     formset = TeamFormSet(form_data(), prefix="team")
     spec = onboarding_validate(form, formset)
     assert spec is not None and spec == spec_parse(spec_data(customer="Acme Corp"))
+
+
+@pytest.mark.parametrize(
+    ("service", "operation", "member"),
+    [
+        ("iam", "CreateAccountAlias", "AccountAlias"),
+        ("iam", "CreateUser", "UserName"),
+        ("iam", "CreateGroup", "GroupName"),
+        ("iam", "CreatePolicy", "PolicyName"),
+        ("ecr", "CreateRepository", "repositoryName"),
+    ],
+)
+def test_the_name_rules_are_botocores_service_model_read_at_run_time(service, operation, member):
+    """Not copied: the pattern and lengths the spec applies are the model's own, compiled ASCII."""
+    import re
+
+    import botocore.session
+
+    from provisioning.spec import _model_rule
+
+    shape = botocore.session.get_session().get_service_model(service).operation_model(operation).input_shape
+    rules = shape.members[member].metadata
+    pattern, shortest, longest = _model_rule(service, operation, member)
+    assert (pattern.pattern, shortest, longest) == (rules["pattern"], rules["min"], rules["max"])
+    assert pattern.flags & re.ASCII
+
+
+@pytest.mark.parametrize("name", ["acme__app", "acme--app", "team/acme.app"])
+def test_ecr_names_aws_allows_and_the_old_pattern_refused_pass(as_alice, name):
+    assert as_alice.post("/onboard/", form_data(ecr_repository=name)).status_code == 302
+
+
+def test_the_scoped_policys_name_is_checked_too():
+    from django.core.exceptions import ValidationError
+
+    from provisioning.spec import validate_policy_name
+
+    validate_policy_name("MediaManagement-acme.media-2024")
+    with pytest.raises(ValidationError, match="not a valid IAM policy name"):
+        validate_policy_name("MediaManagement-" + "a" * 120)

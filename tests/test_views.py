@@ -8,13 +8,13 @@ import json
 import re
 from pathlib import Path
 
-import boto3
 import pytest
 
 from provisioning import documents, vault
 from provisioning.models import AuditEvent, Credential, Customer, Run, StepRun
 from provisioning.plan import plan_build
 from provisioning.spec import spec_parse
+from tests.awsread import account_session
 from tests.conftest import CUSTOMER_ACCOUNT, form_data, start_run, wait_for_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -358,14 +358,8 @@ def test_nobody_outside_the_groups_sees_a_run(client, alice, charlie):
 
 
 def _default_account_s3(sandbox):
-    """S3 in the sandbox's default account (not the customer's): a real BucketAlreadyExists for them."""
-    return boto3.client(
-        "s3",
-        endpoint_url=sandbox.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    """S3 in another account than the customer's: a real BucketAlreadyExists for them."""
+    return account_session(sandbox.url, "999988887777").s3
 
 
 def test_a_run_from_the_form_to_the_revealed_key(client, worker, alice):

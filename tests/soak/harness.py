@@ -11,13 +11,12 @@ import subprocess
 import time
 from pathlib import Path
 
-import boto3
 from django.conf import settings
 from django.db import connection
 
 from provisioning import vault
 from provisioning.models import Credential
-from tests.sandbox import free_port
+from tests.sandbox import admin_session, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,21 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def account_clients(sandbox_url: str, account_id: str, region: str) -> dict:
-    sts = boto3.client(
-        "sts",
-        endpoint_url=sandbox_url,
-        region_name=region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account_id}:role/Reader", RoleSessionName="soak-reader")[
-        "Credentials"
-    ]
-    session = boto3.Session(
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-    )
+    session = admin_session(sandbox_url, account_id)
     return {name: session.client(name, endpoint_url=sandbox_url, region_name=region) for name in ("iam", "s3", "ecr")}
 
 
