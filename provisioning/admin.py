@@ -19,6 +19,7 @@ from provisioning import customers
 from provisioning.admin_auth import SecretLookupsRefused
 from provisioning.models import AuditEvent, Credential, Customer, Run, StepRun
 from provisioning.permissions import is_admin
+from provisioning.registry import ROLE_TEMPLATE_VERSION
 from provisioning.vocabulary import Access
 
 MAX_CHECKS = 20  # a connection check is a few AWS calls made in the request
@@ -82,6 +83,24 @@ class LastRunStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
+class RoleVersionFilter(admin.SimpleListFilter):
+    title = "Onramp role"
+    parameter_name = "role"
+
+    def lookups(self, request, model_admin):
+        return [("outdated", "Out of date"), ("unknown", "Never checked"), ("current", "Current")]
+
+    def queryset(self, request, queryset):
+        roles = queryset.filter(access=Access.ROLE)
+        if self.value() == "outdated":
+            return roles.filter(role_version__lt=ROLE_TEMPLATE_VERSION)
+        if self.value() == "unknown":
+            return roles.filter(role_version__isnull=True)
+        if self.value() == "current":
+            return roles.filter(role_version__gte=ROLE_TEMPLATE_VERSION)
+        return queryset
+
+
 class ReadOnlyMixin:
     """What the engine writes is looked at here, never edited: no add, change or delete for anyone."""
 
@@ -120,13 +139,14 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
         "name",
         "aws_account_id",
         "alias_now_display",
+        "role_display",
         "default_region",
         "is_active",
         "last_run_at",
         "last_run_status_display",
     )
     search_fields = ("name", "aws_account_id")
-    list_filter = ("is_active", "default_region", LastRunStatusFilter)
+    list_filter = ("is_active", "default_region", LastRunStatusFilter, RoleVersionFilter)
     prepopulated_fields = {"slug": ("name",)}
     inlines = (CustomerRunInline,)
 
@@ -136,6 +156,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
     actions = ("check_connection", "start_onboarding")
     readonly_fields = (
         "alias_now_display",
+        "role_display",
         "external_id_display",
         "stored_secret",
         "trust_policy",
@@ -154,6 +175,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
                 "fields": (
                     "access",
                     "role_arn",
+                    "role_display",
                     "external_id_display",
                     "trust_policy",
                     "cloudformation_link",
@@ -203,6 +225,17 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
     def last_run_status_display(self, customer):
         status = getattr(customer, "last_run_status", None)
         return Run.Status(status).label if status else None
+
+    @admin.display(description="Onramp role", ordering="role_version")
+    def role_display(self, customer):
+        # Which template the customer's role was deployed from, as Check connection or a run last read it.
+        if customer.access != Access.ROLE:
+            return "— (access keys)"
+        if customer.role_version is None:
+            return "not checked yet"
+        if customer.role_version < ROLE_TEMPLATE_VERSION:
+            return f"out of date (v{customer.role_version}): update the stack"
+        return f"v{customer.role_version} (current)"
 
     @admin.display(description="sign-in alias", ordering="alias_now", empty_value="none")
     def alias_now_display(self, customer):

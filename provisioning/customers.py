@@ -16,10 +16,10 @@ from provisioning.errors import OnrampError
 from provisioning.ledger import ledger_for_admin, ledger_labels
 from provisioning.models import AuditEvent, Credential, Customer, Run
 from provisioning.models import Resource as LedgerRow
-from provisioning.registry import REGISTRY, Registry
-from provisioning.steps.sts import identity_check
+from provisioning.registry import REGISTRY, ROLE_NAME, ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG, Registry
+from provisioning.steps.sts import identity_check, role_version_problem, role_version_read
+from provisioning.vocabulary import Access
 
-ROLE_NAME = "OnrampAccess"
 POLICY_VERSION = "2012-10-17"
 
 
@@ -36,35 +36,42 @@ def actions_for(registry: Registry = REGISTRY) -> dict[str, list[str]]:
 _CONDITION_NAMES = {"iam:PolicyARN": "OnlyListedPolicies", "aws:ResourceTag/managed-by": "OnlyWhatOnrampTagged"}
 
 
+def _condition(condition: tuple) -> dict:
+    test: dict = {}
+    for operator, key, values in condition:
+        test.setdefault(operator, {})[key] = list(values) if len(values) > 1 else values[0]
+    return test
+
+
 def _statements(registry: Registry) -> list[dict]:
-    """One statement per service and condition: an action allowed without condition is not repeated under one."""
-    free: dict[str, set[str]] = {}
-    conditioned: dict[tuple[str, tuple], set[str]] = {}
+    """One statement per service, condition and resource: an action allowed without condition everywhere is
+    not repeated under a narrower statement."""
+    grouped: dict[tuple[str, tuple, str], set[str]] = {}
     for operation in registry.operations():
-        if operation.condition:
-            conditioned.setdefault((operation.service, operation.condition), set()).update(operation.actions)
-        else:
-            free.setdefault(operation.service, set()).update(operation.actions)
-    statements = [
-        {"Sid": f"Onramp{service.upper()}", "Effect": "Allow", "Action": sorted(actions), "Resource": "*"}
-        for service, actions in free.items()
-    ]
-    for (service, condition), actions in conditioned.items():
-        actions = sorted(actions - free.get(service, set()))
+        grouped.setdefault((operation.service, operation.condition, operation.resource), set()).update(
+            operation.actions
+        )
+    free = {
+        service: actions
+        for (service, condition, resource), actions in grouped.items()
+        if not condition and resource == "*"
+    }
+    statements = []
+    for (service, condition, resource), actions in grouped.items():
+        if condition or resource != "*":
+            actions = actions - free.get(service, set())
         if not actions:
             continue
-        test: dict = {}
-        for operator, key, values in condition:
-            test.setdefault(operator, {})[key] = list(values) if len(values) > 1 else values[0]
-        statements.append(
-            {
-                "Sid": f"Onramp{service.upper()}{_CONDITION_NAMES.get(condition[0][1], 'Conditioned')}",
-                "Effect": "Allow",
-                "Action": actions,
-                "Resource": "*",
-                "Condition": test,
-            }
+        name = (
+            _CONDITION_NAMES.get(condition[0][1], "Conditioned")
+            if condition
+            else ("" if resource == "*" else "OwnRole")
         )
+        statement = {"Sid": f"Onramp{service.upper()}{name}", "Effect": "Allow", "Action": sorted(actions)}
+        statement["Resource"] = resource
+        if condition:
+            statement["Condition"] = _condition(condition)
+        statements.append(statement)
     return statements
 
 
@@ -116,18 +123,11 @@ def cloudformation_template(
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"The role Onramp assumes to onboard {customer_name}'s account "
         "(IAM users, group and policy; an S3 bucket; an ECR repository).",
-        "Parameters": {
-            "RoleName": {
-                "Type": "String",
-                "Default": ROLE_NAME,
-                "Description": "The role's name; give Onramp the role ARN from this stack's outputs.",
-            }
-        },
         "Resources": {
             "OnrampAccessRole": {
                 "Type": "AWS::IAM::Role",
                 "Properties": {
-                    "RoleName": {"Ref": "RoleName"},
+                    "RoleName": ROLE_NAME,  # Onramp's own policy may assume this name only
                     "Description": "Assumed by Onramp to onboard this account",
                     "MaxSessionDuration": 3600,
                     "AssumeRolePolicyDocument": trust_policy_document(
@@ -136,7 +136,10 @@ def cloudformation_template(
                     "Policies": [
                         {"PolicyName": "OnrampOnboarding", "PolicyDocument": access_policy_document(registry)}
                     ],
-                    "Tags": [{"Key": "managed-by", "Value": "onramp"}],
+                    "Tags": [
+                        {"Key": "managed-by", "Value": "onramp"},
+                        {"Key": ROLE_VERSION_TAG, "Value": str(ROLE_TEMPLATE_VERSION)},
+                    ],
                 },
             }
         },
@@ -144,7 +147,11 @@ def cloudformation_template(
             "RoleArn": {
                 "Description": "Paste this into Onramp as the customer's role ARN.",
                 "Value": {"Fn::GetAtt": ["OnrampAccessRole", "Arn"]},
-            }
+            },
+            "TemplateVersion": {
+                "Description": "The version of Onramp's template this stack deploys (Onramp checks it).",
+                "Value": str(ROLE_TEMPLATE_VERSION),
+            },
         },
     }
 
@@ -171,14 +178,22 @@ def customer_check_connection(*, customer: Customer, user, account: AwsAccount |
                 account = account_connect(
                     customer=customer,
                     region=customer.default_region,
-                    session_name=f"onramp-check-{customer.slug}",
+                    session_name=f"onramp-check-{customer.pk}",
                     source_identity=user.get_username(),
                 )
             identity = identity_check(sts=account.client("sts"), account_id=customer.aws_account_id)
+            role = ""
+            if account.access == Access.ROLE:
+                version = role_version_read(account, customer.role_arn)
+                Customer.objects.filter(pk=customer.pk).update(role_version=version)
+                problem = role_version_problem(version)
+                if problem is not None:
+                    raise problem
+                role = f", role template version {version}"
             result = ConnectionCheck(
                 ok=True,
                 message=f"{customer.name}: Onramp reaches account {identity['account']} as {identity['arn']} "
-                f"(via {account.access}).",
+                f"(via {account.access}{role}).",
                 arn=identity["arn"],
             )
         except OnrampError as exc:

@@ -30,6 +30,16 @@ def ledger_outputs(*, customer_id: int) -> list[dict]:
     )
 
 
+def ledger_holds_user(customer_id: int, member: dict) -> bool:
+    """Whether an IAM user (as GetGroup lists it) is one Onramp keeps in this customer's account."""
+    return Resource.objects.filter(
+        customer_id=customer_id,
+        kind__in=("iam.app_user", "team.member"),
+        name=member["UserName"],
+        state=Resource.State.PRESENT,
+    ).exists()
+
+
 def ledger_previous(*, customer_id: int, kind: str, identity: str) -> dict | None:
     """The parameters a resource was last applied with, or None when the ledger does not know it."""
     row = (

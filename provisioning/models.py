@@ -45,6 +45,8 @@ class Customer(models.Model):
     contacts = models.TextField(blank=True, help_text="Who to talk to at the customer, one per line.")
     notes = models.TextField(blank=True)
     is_active = models.BooleanField("active", default=True)
+    # The template version of the customer's Onramp role, as Check connection or a run last read it.
+    role_version = models.PositiveSmallIntegerField("role template version", null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -23,6 +23,12 @@ from provisioning.spec import MEMBER_POLICY_NAMES, TECH_LEAD_POLICIES, Spec, Tea
 from provisioning.vocabulary import MANAGED_BY_TAG, MemberRole
 
 ASSUME_SECONDS = 3600  # the session Onramp asks for; the template's MaxSessionDuration allows exactly this
+# The role customers deploy from Onramp's template, and the version of that template this Onramp needs: a
+# change to the role's permissions raises it, and Check connection and each run's preflight read the
+# deployed role's version (its tag) and say when the customer's stack must be updated.
+ROLE_NAME = "OnrampAccess"
+ROLE_VERSION_TAG = "onramp-template-version"
+ROLE_TEMPLATE_VERSION = 2
 # A value Onramp generates at send time (a console password): shown as this in the transcript.
 GENERATED = "<generated>"
 MANAGED_TAGS = [{"Key": MANAGED_BY_TAG[0], "Value": MANAGED_BY_TAG[1]}]
@@ -206,6 +212,7 @@ class Operation:
     name: str
     also: tuple[str, ...] = ()  # IAM actions the call needs besides its own (tagging on create)
     condition: tuple = ()  # ((operator, key, values), …): the statement allowing it is conditioned
+    resource: str = "*"  # where IAM can name it in advance (Onramp's own role); "*" where a spec names it
 
     @property
     def action(self) -> str:
@@ -361,7 +368,7 @@ class Registry:
     def operations(self) -> list[Operation]:
         seen: dict[tuple, Operation] = {}
         for operation in (*self.extra_operations, *(op for kind in self.kinds for op in kind.operations)):
-            seen.setdefault((operation.service, operation.name, operation.condition), operation)
+            seen.setdefault((operation.service, operation.name, operation.condition, operation.resource), operation)
         return list(seen.values())
 
     def publishes(self) -> list[Publish]:
@@ -537,9 +544,13 @@ PREFLIGHT = StepKind(
     key="preflight",
     branch="preflight",
     title=lambda p: "Reach the account and check who Onramp is there",
-    instances=lambda spec: [{"account_id": spec.account_id}],
+    instances=lambda spec: [{"account_id": spec.account_id, "role_arn": spec.role_arn}],
     after=(),
-    operations=ops("sts", "GetCallerIdentity"),
+    # GetRole: the role reads its own template version, and nothing else's.
+    operations=(
+        *ops("sts", "GetCallerIdentity"),
+        Operation("iam", "GetRole", resource=f"arn:aws:iam::*:role/{ROLE_NAME}"),
+    ),
 )
 ACCOUNT_ALIAS = StepKind(
     key="account.alias",
@@ -815,15 +826,17 @@ REMOVAL_KINDS = (
     _removal(
         "remove.iam.group",
         lambda p: f"Delete the group {p['name']} (its members leave it first)",
-        ops(
-            "iam",
-            "GetGroup",
-            "RemoveUserFromGroup",
-            "ListAttachedGroupPolicies",
-            "DetachGroupPolicy",
-            "ListGroupPolicies",
-            "DeleteGroupPolicy",
-            "DeleteGroup",
+        (
+            *ops(
+                "iam",
+                "GetGroup",
+                "ListAttachedGroupPolicies",
+                "DetachGroupPolicy",
+                "ListGroupPolicies",
+                "DeleteGroupPolicy",
+                "DeleteGroup",
+            ),
+            *ops("iam", "RemoveUserFromGroup", condition=ONRAMPS_ONLY),
         ),
         calls=lambda p: [ApiCall("iam", "DeleteGroup", {"GroupName": p["name"]})],
     ),

@@ -131,7 +131,9 @@ def test_an_expired_token_answer_renews_the_session_and_the_call_goes_through(aw
     log = CallLog(actor_label="dana", actor_id=dana.pk, customer_id=customer.pk)
     token = current_call_log.set(log)
     try:
-        account = account_connect(customer=customer, region="us-west-2", source_identity="dana")
+        account = account_connect(
+            customer=customer, region="us-west-2", source_identity="dana", session_name="onramp-check-test"
+        )
         for service, call in (
             ("iam", "list_account_aliases"),
             ("s3", "list_buckets"),

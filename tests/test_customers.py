@@ -183,6 +183,7 @@ def test_check_connection_assumes_the_role_and_confirms_the_account(aws, dana):
     assert list(events.values_list("action", "outcome")) == [
         ("aws.sts.AssumeRole", "ok"),
         ("aws.sts.GetCallerIdentity", "ok"),
+        ("aws.iam.GetRole", "ok"),  # the role's template version
         ("customer.connection_checked", "ok"),
     ]
     assert events.last().actor_label == "dana"

@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 
 from provisioning.aws import error_code, error_translate
 from provisioning.errors import StepFailed
+from provisioning.ledger import ledger_holds_user
 from provisioning.registry import REGISTRY
 from provisioning.steps.base import StepContext, StepResult
 from provisioning.steps.iam import absent_is_none
@@ -178,6 +179,13 @@ def group(ctx: StepContext, params: dict) -> StepResult:
         found = absent_is_none(lambda: iam.get_group(GroupName=name))
         if found is None:
             return _gone(name)
+        theirs = [member["UserName"] for member in found["Users"] if not ledger_holds_user(ctx.run.customer_id, member)]
+        if theirs:
+            raise StepFailed(
+                f"The group {name} still has members Onramp does not manage: {', '.join(theirs)}. Remove them from "
+                "the group (or delete the group yourself), then retry.",
+                code="GroupInUse",
+            )
         for member in found["Users"]:
             iam.remove_user_from_group(GroupName=name, UserName=member["UserName"])
         for policy in iam.list_attached_group_policies(GroupName=name)["AttachedPolicies"]:

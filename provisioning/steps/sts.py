@@ -2,13 +2,15 @@
 
 from botocore.exceptions import ClientError
 
-from provisioning.aws import error_translate
+from provisioning.aws import error_code, error_translate
 from provisioning.errors import StepFailed
 from provisioning.ledger import ledger_rows
-from provisioning.models import AccountRead
+from provisioning.models import AccountRead, Customer
+from provisioning.registry import ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG
 from provisioning.spec import spec_from_json
 from provisioning.steps.base import StepContext, StepResult
 from provisioning.steps.reading import account_seen, seen_fingerprint
+from provisioning.vocabulary import Access
 
 
 def identity_check(*, sts, account_id: str) -> dict:
@@ -35,6 +37,32 @@ def identity_check(*, sts, account_id: str) -> dict:
     return {"arn": arn, "account": account}
 
 
+def role_version_read(account, role_arn: str) -> int:
+    """The template version the customer's Onramp role was deployed from (its tag); 0 for a role that predates
+    versions (no tag, or no right to read itself, which versions 2 and later grant)."""
+    try:
+        role = account.client("iam").get_role(RoleName=role_arn.rsplit("/", 1)[-1])["Role"]
+    except ClientError as exc:
+        if error_code(exc) in ("AccessDenied", "AccessDeniedException"):
+            return 0
+        raise error_translate(exc, doing="Reading the version of the customer's Onramp role") from None
+    value = next((tag["Value"] for tag in role.get("Tags", []) if tag["Key"] == ROLE_VERSION_TAG), "0")
+    return int(value) if value.isdigit() else 0
+
+
+def role_version_problem(version: int) -> StepFailed | None:
+    """What to tell when the customer's role is older than this Onramp needs."""
+    if version >= ROLE_TEMPLATE_VERSION:
+        return None
+    deployed = "an earlier template, before versions" if version == 0 else f"version {version} of the template"
+    return StepFailed(
+        f"The customer's Onramp role was deployed from {deployed}; this Onramp needs version "
+        f"{ROLE_TEMPLATE_VERSION}. Ask the customer to update their CloudFormation stack with the template from "
+        "the customer's admin page (Update stack, Replace current template), then retry.",
+        code="RoleOutdated",
+    )
+
+
 def _plan_still_current(ctx: StepContext, read_id: str) -> None:
     """A difference plan is carried out only on the account it was planned from: read it again and refuse
     when anything changed since (as Terraform refuses a stale plan)."""
@@ -57,6 +85,12 @@ def _plan_still_current(ctx: StepContext, read_id: str) -> None:
 
 def preflight(ctx: StepContext, params: dict) -> StepResult:
     identity = identity_check(sts=ctx.client("sts"), account_id=params["account_id"])
+    if ctx.account.access == Access.ROLE and params.get("role_arn"):
+        version = role_version_read(ctx.account, params["role_arn"])
+        Customer.objects.filter(pk=ctx.run.customer_id).update(role_version=version)
+        problem = role_version_problem(version)
+        if problem is not None:
+            raise problem
     if params.get("read"):
         _plan_still_current(ctx, params["read"])
     return StepResult(adopted=False, outputs={**identity, "via": ctx.account.access})

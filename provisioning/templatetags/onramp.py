@@ -1,6 +1,10 @@
 """Template filters of Onramp's pages."""
 
+import re
+
 from django import template
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -14,3 +18,13 @@ def arn_short(value: str) -> str:
     if len(parts) < 6 or parts[0] != "arn":
         return text
     return f"arn:…:{parts[5]}"
+
+
+@register.filter
+def breakable_action(value: str):
+    """An action name that may wrap after its dots and before its words' capitals
+    (aws.iam.ListAttachedUserPolicies), never inside a word: a narrow screen keeps the whole table in view."""
+    text = escape(str(value or ""))
+    text = text.replace(".", ".<wbr>")
+    text = re.sub(r"(?<=[a-z])(?=[A-Z])", "<wbr>", text)
+    return mark_safe(text)  # noqa: S308 (escaped above; only <wbr> added)
