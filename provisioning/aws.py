@@ -224,6 +224,33 @@ _TARGET_PARAMS = (
 )
 
 
+# AWS's answers that Onramp's steps expect and act on: "it exists" to a create (the step then reads it and
+# adopts it), "there is none" to a read (nothing to compare, or a missing configuration to put).
+EXISTS_CODES = frozenset({"EntityAlreadyExists", "BucketAlreadyOwnedByYou", "RepositoryAlreadyExistsException"})
+ABSENT_CODES = frozenset(
+    {
+        "NoSuchEntity",
+        "NoSuchCORSConfiguration",
+        "NoSuchPublicAccessBlockConfiguration",
+        "OwnershipControlsNotFoundError",
+        "LifecyclePolicyNotFoundException",
+        "RepositoryNotFoundException",
+    }
+)
+_READ_PREFIXES = ("Get", "List", "Describe", "Head")
+
+
+def call_outcome(operation: str, code: str) -> str:
+    """An audited call's outcome: ok, an expected answer (neutral), or an error."""
+    if not code:
+        return "ok"
+    if (operation.startswith("Create") and code in EXISTS_CODES) or (
+        operation.startswith(_READ_PREFIXES) and code in ABSENT_CODES
+    ):
+        return "expected"
+    return "error"
+
+
 def _on_params(params, model, context, **kwargs):
     context["onramp_started"] = time.perf_counter()
     context["onramp_params"] = params
@@ -250,7 +277,7 @@ def _record(context, model, status: int, request_id: str, code: str, message: st
         details["error_message"] = redact(message)
     log.record(
         action=f"aws.{service}.{model.name}",
-        outcome="error" if code else "ok",
+        outcome=call_outcome(model.name, code),
         error_code=code,
         target=target,
         details=details,

@@ -301,6 +301,9 @@ class AuditEvent(models.Model):
 
     class Outcome(models.TextChoices):
         OK = "ok", "OK"
+        # An answer the code expects and acts on, not a failure: "already exists" to a create (then the
+        # step adopts), "not found" to a read (then there is nothing to compare).
+        EXPECTED = "expected", "Expected answer"
         ERROR = "error", "Error"
         REFUSED = "refused", "Refused"
 

@@ -12,6 +12,7 @@ from provisioning import registry, vault
 from provisioning.audit import audit_record
 from provisioning.aws import AwsAccount, account_for_spec, aws_work, error_translate
 from provisioning.errors import OnrampError
+from provisioning.ledger import ledger_access_key
 from provisioning.models import AuditEvent, Credential, Run
 from provisioning.spec import spec_from_json
 
@@ -80,6 +81,7 @@ def access_key_rotate_start(*, run: Run, user) -> Credential:
         )
 
     credential = _key_work(run, user, f"Issuing a new access key for {user_name}", work)
+    ledger_access_key(customer_id=run.customer_id, run=run, user=user_name, created_id=credential.access_key_id)
     audit_record(
         action="credential.rotation_started",
         actor=user,
@@ -108,6 +110,9 @@ def access_key_rotate_finish(*, credential: Credential, user) -> None:
     _key_work(run, user, f"Removing the old access key {old}", work)
     with transaction.atomic():
         Credential.objects.filter(pk=credential.pk).update(replacement_done_at=timezone.now())
+        ledger_access_key(
+            customer_id=run.customer_id, run=run, user=credential.user_name, created_id="", deleted_id=old
+        )
         audit_record(
             action="credential.rotation_finished",
             actor=user,

@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from provisioning.audit import audit_record
+from provisioning.models import AuditEvent
 from provisioning.templatetags.onramp import arn_short
 from tests.staged import staged_run
 
@@ -84,3 +85,21 @@ def test_a_long_arn_is_short_in_the_list_and_whole_on_hover_and_in_the_detail(cl
     assert html.unescape(target) == f'<span title="{ROLE_ARN}">arn:…:role/OnrampAccess</span>'
     detail = client.get(f"/audit/{event.pk}/").content.decode()
     assert f'<dd class="target">{ROLE_ARN}</dd>' in detail
+
+
+def test_an_already_there_answer_is_neutral_and_not_an_error(worker, alice, sandbox, client):
+    """A create that finds its resource there (the step adopts it) is an expected answer, shown as such;
+    "Outcome: error" finds only real failures."""
+    from tests.awsread import account_session
+    from tests.conftest import CUSTOMER_ACCOUNT, start_run, wait_for_run
+
+    account_session(sandbox.url, CUSTOMER_ACCOUNT).iam.create_group(GroupName="Apps")
+    run = wait_for_run(start_run(alice, team=[]))
+    create = AuditEvent.objects.get(run=run, action="aws.iam.CreateGroup")
+    assert (create.outcome, create.error_code) == ("expected", "EntityAlreadyExists")
+    assert run.steps.get(key="iam.group").state == "adopted"
+    client.force_login(alice)
+    page = client.get("/audit/", {"run": str(run.pk)}).content.decode()
+    assert "already there → adopted" in html.unescape(page)
+    errors = client.get("/audit/", {"run": str(run.pk), "outcome": "error"}).content.decode()
+    assert "aws.<wbr>iam.<wbr>Create<wbr>Group" not in errors and "EntityAlreadyExists" not in errors

@@ -243,6 +243,10 @@ def test_issue_a_new_key_shows_it_once_then_removes_the_old_one(worker, alice, s
     assert keys == [new.access_key_id]
     assert AuditEvent.objects.filter(action="aws.iam.DeleteAccessKey", run=run).exists()
     assert AuditEvent.objects.filter(action="credential.rotation_finished", actor=alice).exists()
+    # "What exists now" on the run's page shows the key the app uses now, not the one removed.
+    summary = client.get(reverse("run_detail", args=[run.pk])).content.decode()
+    assert new.access_key_id in summary.split('id="summary"')[1].split("</section>")[0]
+    assert old_key not in summary.split('id="summary"')[1].split("</section>")[0]
 
 
 def test_issue_a_new_key_refuses_up_front_when_the_user_has_two(worker, alice, sandbox):

@@ -38,88 +38,58 @@ def _each(
     return StepResult(adopted=not found["items"], outputs={"removed": [str(i) for i in found["items"]], "name": user})
 
 
-def user_login_profile(ctx: StepContext, params: dict) -> StepResult:
-    return _each(
-        ctx,
-        params,
+# A user's parts AWS wants gone before the user, in order: how to list each, and how to remove one.
+_USER_PARTS = {
+    "login_profile": (
         lambda iam, user: [user] if absent_is_none(lambda: iam.get_login_profile(UserName=user)) else [],
         lambda iam, user, _: iam.delete_login_profile(UserName=user),
-    )
-
-
-def user_access_keys(ctx: StepContext, params: dict) -> StepResult:
-    return _each(
-        ctx,
-        params,
+    ),
+    "access_keys": (
         lambda iam, user: [k["AccessKeyId"] for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]],
         lambda iam, user, key: iam.delete_access_key(UserName=user, AccessKeyId=key),
-    )
-
-
-def user_signing_certificates(ctx: StepContext, params: dict) -> StepResult:
-    return _each(
-        ctx,
-        params,
+    ),
+    "signing_certificates": (
         lambda iam, user: [c["CertificateId"] for c in iam.list_signing_certificates(UserName=user)["Certificates"]],
         lambda iam, user, cert: iam.delete_signing_certificate(UserName=user, CertificateId=cert),
-    )
-
-
-def user_ssh_public_keys(ctx: StepContext, params: dict) -> StepResult:
-    return _each(
-        ctx,
-        params,
+    ),
+    "ssh_public_keys": (
         lambda iam, user: [k["SSHPublicKeyId"] for k in iam.list_ssh_public_keys(UserName=user)["SSHPublicKeys"]],
         lambda iam, user, key: iam.delete_ssh_public_key(UserName=user, SSHPublicKeyId=key),
-    )
-
-
-def user_service_credentials(ctx: StepContext, params: dict) -> StepResult:
-    return _each(
-        ctx,
-        params,
+    ),
+    "service_credentials": (
         lambda iam, user: [
             c["ServiceSpecificCredentialId"]
             for c in iam.list_service_specific_credentials(UserName=user)["ServiceSpecificCredentials"]
         ],
         lambda iam, user, cred: iam.delete_service_specific_credential(UserName=user, ServiceSpecificCredentialId=cred),
-    )
-
-
-def user_mfa_devices(ctx: StepContext, params: dict) -> StepResult:
-    return _each(
-        ctx,
-        params,
+    ),
+    "mfa_devices": (
         lambda iam, user: [d["SerialNumber"] for d in iam.list_mfa_devices(UserName=user)["MFADevices"]],
         lambda iam, user, serial: iam.deactivate_mfa_device(UserName=user, SerialNumber=serial),
-    )
-
-
-def user_inline_policies(ctx: StepContext, params: dict) -> StepResult:
-    return _each(
-        ctx,
-        params,
+    ),
+    "inline_policies": (
         lambda iam, user: iam.list_user_policies(UserName=user)["PolicyNames"],
         lambda iam, user, name: iam.delete_user_policy(UserName=user, PolicyName=name),
-    )
-
-
-def user_attached_policies(ctx: StepContext, params: dict) -> StepResult:
-    return _each(
-        ctx,
-        params,
+    ),
+    "attached_policies": (
         lambda iam, user: [p["PolicyArn"] for p in iam.list_attached_user_policies(UserName=user)["AttachedPolicies"]],
         lambda iam, user, arn: iam.detach_user_policy(UserName=user, PolicyArn=arn),
-    )
-
-
-def user_groups(ctx: StepContext, params: dict) -> StepResult:
-    return _each(
-        ctx,
-        params,
+    ),
+    "groups": (
         lambda iam, user: [g["GroupName"] for g in iam.list_groups_for_user(UserName=user)["Groups"]],
         lambda iam, user, group: iam.remove_user_from_group(UserName=user, GroupName=group),
-    )
+    ),
+}
+
+
+def _user_part(part: str):
+    listing, remove = _USER_PARTS[part]
+
+    def step(ctx: StepContext, params: dict) -> StepResult:
+        return _each(ctx, params, listing, remove)
+
+    step.__name__ = f"user_{part}"
+    return step
 
 
 def _delete(
@@ -239,15 +209,7 @@ def repository(ctx: StepContext, params: dict) -> StepResult:
 
 
 REMOVERS = {
-    "remove.user.login_profile": user_login_profile,
-    "remove.user.access_keys": user_access_keys,
-    "remove.user.signing_certificates": user_signing_certificates,
-    "remove.user.ssh_public_keys": user_ssh_public_keys,
-    "remove.user.service_credentials": user_service_credentials,
-    "remove.user.mfa_devices": user_mfa_devices,
-    "remove.user.inline_policies": user_inline_policies,
-    "remove.user.attached_policies": user_attached_policies,
-    "remove.user.groups": user_groups,
+    **{f"remove.user.{part}": _user_part(part) for part in _USER_PARTS},
     "remove.user": user,
     "remove.account.alias": account_alias,
     "remove.iam.media_policy": media_policy,

@@ -28,3 +28,12 @@ def breakable_action(value: str):
     text = text.replace(".", ".<wbr>")
     text = re.sub(r"(?<=[a-z])(?=[A-Z])", "<wbr>", text)
     return mark_safe(text)  # noqa: S308 (escaped above; only <wbr> added)
+
+
+@register.filter
+def expected_words(code: str) -> str:
+    """An expected answer in words: a create that found the thing there (the step adopts it), or a read that
+    found none."""
+    from provisioning.aws import EXISTS_CODES
+
+    return "already there → adopted" if code in EXISTS_CODES else "none there"
