@@ -31,7 +31,13 @@ os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
 import moto
 from moto.backends import get_backend
 from moto.core.base_backend import BackendDict
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The tests' sandbox layer with none of its strict rules on: moto as it is, but answering the calls moto
+# lacks (removing a user lists its service-specific credentials) and one request at a time (moto's dicts race).
+from tests.sandbox_strict import StrictLayer
 
 FORMAT = 1  # bump when what is saved changes shape
 
@@ -93,15 +99,17 @@ def main() -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     status = state_load(args.state)
-    server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
-    server.start()
+    os.environ.setdefault("MOTO_PORT", str(args.port))
+    app = StrictLayer(DomainDispatcherApplication(create_backend_app))
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     line = f"Sandbox AWS on http://{args.host}:{args.port}: {status}."
     print(line, flush=True)
     if args.status_file:
         args.status_file.write_text(line + "\n")
     while not stop.wait(0.5):
         pass
-    server.stop()
+    server.shutdown()
     try:
         print(f"Sandbox AWS stopped; its state is {state_save(args.state)}.", flush=True)
     except Exception as exc:
