@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from provisioning.audit import audit_record
 from provisioning.models import AuditEvent
-from provisioning.templatetags.onramp import arn_short
+from provisioning.templatetags.onramp import arn_short, breakable_action
 from tests.staged import staged_run
 
 ROLE_ARN = "arn:aws:iam::111122223333:role/OnrampAccess"
@@ -74,6 +74,13 @@ def test_an_arn_is_shortened_to_its_resource_and_anything_else_is_left_alone():
     assert arn_short("acme-app-media") == "acme-app-media"
     assert arn_short("arn:not-quite") == "arn:not-quite"
     assert arn_short("") == ""
+
+
+def test_an_action_name_may_break_at_its_dots_and_capitals_and_stays_escaped():
+    assert str(breakable_action("aws.iam.ListAttachedUserPolicies")) == (
+        "aws.<wbr>iam.<wbr>List<wbr>Attached<wbr>User<wbr>Policies"
+    )
+    assert str(breakable_action("<script>x</script>")) == "&lt;script&gt;x&lt;/script&gt;"
 
 
 @pytest.mark.django_db
