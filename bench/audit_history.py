@@ -123,6 +123,35 @@ FROM generate_series(0, %(events)s / 150) AS r,
 """
 
 
+# The past, unevenly: someone who left in January 2025, whose events (their own revealing of credentials,
+# refused) all lie in that first month. A filter on that person, that action or that outcome, newest first,
+# finds nothing in the eleven months after: unless an index serves the filter in the page's order, the
+# newest-first scan walks through nearly the whole log before the first match.
+GONE_EVENTS_SQL = """
+INSERT INTO provisioning_auditevent
+    (created_at, actor_id, actor_label, customer_id, run_id, step_key, action, outcome, error_code,
+     target, details, prev_hash, hash, key_id)
+SELECT timestamptz '2025-01-01 00:00:00+00' + g * (interval '1 second' * 2592000 / %(gone)s),
+       (SELECT id FROM auth_user WHERE username = 'user-gone'), 'user-gone', NULL, NULL, '',
+       'credential.revealed_elsewhere', 'refused', 'Gone', 'credential ' || g, '{}'::jsonb,
+       encode(sha256(int8send(-g - 1)), 'hex'), encode(sha256(int8send(-g)), 'hex'), ''
+FROM generate_series(1, %(gone)s) AS g
+"""
+
+
+def seed_gone(events: int) -> None:
+    from django.contrib.auth.models import User
+    from django.db import connection
+
+    if User.objects.filter(username="user-gone").exists():
+        return
+    User.objects.create(username="user-gone")
+    with connection.cursor() as cursor:
+        cursor.execute(GONE_EVENTS_SQL, {"gone": max(10, events // 1000)})
+        cursor.execute("ANALYZE provisioning_auditevent")
+    print(f"Seeded {max(10, events // 1000):,} events of a person who left in January 2025.")
+
+
 def seed_steps(events: int) -> None:
     from django.db import connection
 
@@ -172,6 +201,7 @@ def seed(events: int) -> None:
     if existing >= events:
         print(f"Reusing {DB_NAME}: {existing:,} events.")
         seed_steps(events)  # a database seeded before the step titles were shown
+        seed_gone(events)
         return
     Customer.objects.bulk_create(
         Customer(name=f"Customer {n:03d}", slug=f"customer-{n:03d}", aws_account_id=f"{100000000000 + n}")
@@ -184,6 +214,7 @@ def seed(events: int) -> None:
         cursor.execute("VACUUM ANALYZE provisioning_auditevent")
     print(f"Seeded {events:,} events in {time.perf_counter() - started:.1f} s.")
     seed_steps(events)
+    seed_gone(events)
 
 
 def _timed(client, url: str, requests: int) -> list[float]:
@@ -245,6 +276,9 @@ def measure(*, events: int, requests: int) -> list[tuple[str, float, float]]:
         "actor user-3": "/audit/?actor=user-3",
         "rare action auth.login_failed": "/audit/?action=auth.login_failed",
         "one run's slice": f"/audit/?run={run_id}",
+        "actor who left in January (user-gone)": "/audit/?actor=user-gone",
+        "action seen only in January": "/audit/?action=credential.revealed_elsewhere",
+        "outcome=refused": "/audit/?outcome=refused",
     }
     figures = []
     for label, url in pages.items():
@@ -265,6 +299,9 @@ def measure(*, events: int, requests: int) -> list[tuple[str, float, float]]:
     _explain("actor user-3", audit_events_filter(filters=AuditFilters(actor_id=actor_id))[:51])
     _explain("rare action", audit_events_filter(filters=AuditFilters(action="auth.login_failed"))[:51])
     _explain("one run", audit_events_filter(filters=AuditFilters(run_id=run_id))[:51])
+    gone = User.objects.get(username="user-gone").pk
+    _explain("actor who left in January", audit_events_filter(filters=AuditFilters(actor_id=gone))[:51])
+    _explain("outcome=refused", audit_events_filter(filters=AuditFilters(outcome="refused"))[:51])
     page = audit_page(events=audit_events_filter(filters=AuditFilters()), before=deep_cursor)
     assert len(page.events) == 50
     _explain("page 101 (keyset)", _beyond(audit_events_filter(filters=AuditFilters()), deep_cursor, older=True)[:51])
