@@ -406,7 +406,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
             result = customers.customer_check_connection(customer=customer, user=request.user)
             self.message_user(request, result.message, messages.SUCCESS if result.ok else messages.ERROR)
 
-    @admin.action(description="Reactivate (after an offboarding: runs may start again)", permissions=["change"])
+    @admin.action(description="Reactivate (after offboarding)", permissions=["change"])
     def reactivate(self, request, queryset):
         for customer in queryset:
             if offboarding.customer_reactivate(customer=customer, user=request.user):

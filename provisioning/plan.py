@@ -333,6 +333,7 @@ def plan_run_steps(*, spec: Spec, items: list[dict], read_id: str, registry: Reg
             steps.append(PlannedStep(**{**step.__dict__, "depends_on": waits, "params": params}))
     after = tuple(s.key for s in steps)
     removals = [i for i in items if i["action"] == Action.REMOVE and registry.kind_of(i["kind"]).removal]
+    removals.sort(key=lambda i: -_depth(registry.kind_of(i["kind"]), registry))  # listed in an order they can run
     ends = {i["key"]: _removal_end(i, registry) for i in removals}
     for item in removals:
         # Removed the other way round from making: a group after its user, a user after its policy.
@@ -340,6 +341,11 @@ def plan_run_steps(*, spec: Spec, items: list[dict], read_id: str, registry: Reg
         later = [ends[o["key"]] for o in removals if _comes_after(registry.kind_of(o["kind"]), kind.key, registry)]
         steps += _removal_steps(item, items, after + tuple(later), spec.region, registry)
     return steps
+
+
+def _depth(kind: StepKind, registry: Registry) -> int:
+    """How many kinds deep a kind waits when made: what waits longer is removed sooner."""
+    return max((1 + _depth(registry.kind_of(after), registry) for after in kind.after), default=0)
 
 
 def _comes_after(kind: StepKind, other: str, registry: Registry) -> bool:

@@ -53,6 +53,7 @@ from provisioning.runs import (
     CustomerOffboarded,
     RunConflict,
     RunStateError,
+    customer_refuse_if_offboarded,
     run_cancel,
     run_retry,
     run_summary_now,
@@ -310,6 +311,7 @@ def _run_context(request, run: Run) -> dict:
         "plan_stale": any(s.error_code == "PlanStale" for s in steps),
         "can_rotate": manage
         and run.status == Run.Status.SUCCEEDED
+        and not run.customer.is_offboarded
         and not any(c.kind == Credential.Kind.ACCESS_KEY and c.state == Credential.State.SEALED for c in credentials),
     }
 
@@ -412,8 +414,9 @@ def rotate_start_view(request, run_id):
         messages.error(request, "A new key can be issued once the run has succeeded.")
         return redirect("run_detail", run_id=run.pk)
     try:
+        customer_refuse_if_offboarded(customer=run.customer, user=request.user, doing="issue a new key")
         credential = access_key_rotate_start(run=run, user=request.user)
-    except OnrampError as exc:
+    except (OnrampError, CustomerOffboarded) as exc:
         messages.error(request, str(exc))
         return redirect("run_detail", run_id=run.pk)
     messages.success(
