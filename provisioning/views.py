@@ -127,6 +127,14 @@ def onboard(request):
         form = OnboardingForm(request.POST, lock_connection=lock)
         formset = TeamFormSet(request.POST, prefix="team")
         spec = onboarding_validate(form, formset, kept_key_id=kept_key_id)
+        try:
+            if spec is not None and form.cleaned_data.get("customer") is not None:
+                customer_refuse_if_offboarded(
+                    customer=form.cleaned_data["customer"], user=request.user, doing="onboarding form"
+                )
+        except CustomerOffboarded as exc:
+            messages.error(request, str(exc))
+            return redirect("customer_detail", slug=exc.customer.slug)
         if spec is not None:
             customer = form.cleaned_data.get("customer")
             locked = form.connection_locked is not None  # the record's keys, none typed here

@@ -18,7 +18,7 @@ from provisioning.runs import CustomerOffboarded, run_create
 from provisioning.spec import spec_parse
 from provisioning.vocabulary import OffboardMode
 from tests.awsread import account_session
-from tests.conftest import CUSTOMER_ACCOUNT, customer_for, spec_data, start_run, wait_for_run
+from tests.conftest import CUSTOMER_ACCOUNT, customer_for, form_data, spec_data, start_run, wait_for_run
 
 LEAVE, DECOMMISSION = OffboardMode.LEAVE, OffboardMode.DECOMMISSION
 
@@ -120,14 +120,17 @@ def test_an_offboarded_customer_refuses_every_new_run_until_an_admin_reactivates
         (reverse("run_reopen", args=[failed.pk]), {"to": "preview"}),
         (reverse("run_retry", args=[failed.pk]), {}),
         (reverse("customer_offboard", args=[customer.slug]), {"mode": "decommission"}),
+        (reverse("onboard"), form_data(customer=str(customer.pk), new_customer_name="")),
     ):
         response = client.post(url, data, follow=True)
         assert sentence in response.content.decode(), url
     page = client.get(reverse("customer_detail", args=[customer.slug])).content.decode()
     assert 'id="offboarded"' in page and 'id="change"' not in page and 'id="offboard"' not in page
+    assert ">offboarded</span>" in client.get(reverse("customer_list")).content.decode()
     assert Run.objects.filter(customer=customer).count() == 3  # the onboarding, the failed one, the offboarding
     assert (
-        AuditEvent.objects.filter(customer=customer, action="run.refused", error_code="CustomerOffboarded").count() >= 6
+        AuditEvent.objects.filter(customer=customer, action="run.refused", error_code="CustomerOffboarded").count()
+        == 7  # each way in above but the offboard page, which refuses before asking
     )
 
     admin = Client()
@@ -140,6 +143,7 @@ def test_an_offboarded_customer_refuses_every_new_run_until_an_admin_reactivates
     event = AuditEvent.objects.get(customer=customer, action="customer.reactivated")
     assert event.actor == dana and event.details["mode"] == LEAVE and event.details["offboarded_by"] == "alice"
     assert wait_for_run(start_run(alice, team=[])).status == Run.Status.SUCCEEDED  # runs start again
+    assert ">offboarded</span>" not in client.get(reverse("customer_list")).content.decode()
 
 
 def test_a_tech_lead_cannot_reactivate_a_customer(worker, alice, bob):
