@@ -88,6 +88,8 @@ def run_reopen(request, run_id):
     if run.is_active:
         messages.error(request, "This run is still in progress.")
         return redirect("run_detail", run_id=run.pk)
+    if run.offboard:  # an offboarding is planned again from its own page, in the same mode
+        return redirect(f"{reverse('customer_offboard', args=[run.customer.slug])}?mode={run.offboard}")
     to = "preview" if request.POST.get("to") == "preview" else "form"
     if refused := _refused_offboarded(
         request, run.customer, "plan again" if to == "preview" else "edit and start again"

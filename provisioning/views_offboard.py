@@ -33,7 +33,7 @@ def customer_offboard(request, slug):
     if customer.is_offboarded:
         messages.error(request, str(CustomerOffboarded(customer)))
         return redirect("customer_detail", slug=customer.slug)
-    chosen = request.POST.get("mode", OffboardMode.LEAVE)
+    chosen = request.POST.get("mode") or request.GET.get("mode") or OffboardMode.LEAVE
     if request.method == "POST":
         try:
             read = offboard_start(customer=customer, mode=chosen, user=request.user)

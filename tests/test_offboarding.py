@@ -266,3 +266,21 @@ def test_run_create_itself_refuses_an_offboarded_customer(alice):
         run_create(spec=spec_parse(spec_data()), customer=customer, user=alice)
     assert not Run.objects.exists()
     assert AuditEvent.objects.filter(action="run.refused", error_code="CustomerOffboarded").exists()
+
+
+def test_a_stale_offboarding_is_planned_again_in_its_own_mode_not_as_an_onboarding(worker, alice, sandbox):
+    customer = _onboarded(alice, team=[])
+    read = _plan(customer, DECOMMISSION, alice)
+    s3 = account_session(sandbox.url, CUSTOMER_ACCOUNT, "us-west-2").s3
+    s3.put_object(Bucket="acme-app-media", Key="late.jpg", Body=b"jpeg")  # the account changes meanwhile
+    run = wait_for_run(offboard_confirm(read=read, user=alice, delete=set(), typed={}))
+    assert run.status == Run.Status.FAILED and run.steps.get(key="preflight").error_code == "PlanStale"
+    customer.refresh_from_db()
+    assert not customer.is_offboarded and _account(sandbox)["users"] == {"acme-app"}  # nothing was removed
+
+    client = Client()
+    client.force_login(alice)
+    response = client.post(reverse("run_reopen", args=[run.pk]), {"to": "preview"})
+    assert response.url == f"{reverse('customer_offboard', args=[customer.slug])}?mode=decommission"
+    page = client.get(response.url).content.decode()
+    assert 'value="decommission" id="mode-decommission" checked' in page
