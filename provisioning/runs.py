@@ -16,7 +16,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from provisioning import documents
+from provisioning import documents, vault
 from provisioning.audit import CallLog, audit_record, audit_write
 from provisioning.aws import NO_ANSWER_ERRORS, account_for_run, aws_work, error_translate, run_accounts
 from provisioning.errors import InternalError, OnrampError
@@ -33,6 +33,7 @@ State = StepRun.State
 # The task that runs a step, by name: tasks call runs, and runs only names the task.
 STEP_TASK = "provisioning.tasks.step_run"
 NOTIFY_TASK = "provisioning.tasks.run_notify"
+USER_KINDS = ("iam.app_user", "team.member")  # the kinds whose removal ends a user's secrets' use
 
 
 class RunConflict(Exception):
@@ -328,6 +329,10 @@ def _offboard_finish(run: Run) -> dict:
     )
     left = Resource.objects.filter(customer=customer).filter(
         Q(state=Resource.State.PRESENT) | Q(state=Resource.State.RELEASED, removed_by_run=run)
+    )
+    gone = Resource.objects.filter(removed_by_run=run, state=Resource.State.REMOVED, kind__in=USER_KINDS)
+    vault.credentials_wipe(
+        customer_id=customer.pk, user_names=[row.name for row in gone], reason="the offboarding removed the user"
     )
     labels = ledger_labels()
     handed = [

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
-from provisioning.models import AccountRead, AuditEvent, Customer, Resource, Run
+from provisioning.models import AccountRead, AuditEvent, Credential, Customer, Resource, Run
 from provisioning.offboarding import OffboardRefused, offboard_confirm, offboard_start
 from provisioning.plan import plan_registry, plan_run_steps
 from provisioning.runs import CustomerOffboarded, run_create
@@ -88,6 +88,11 @@ def test_when_the_agency_leaves_the_team_users_go_and_the_apps_things_stay_hande
     customer.refresh_from_db()
     assert (customer.offboard_mode, customer.offboarded_by) == (LEAVE, alice) and customer.offboarded_at
     assert Resource.objects.get(kind="team.member", identity="lead@agency.example").state == "removed"
+    # The removed lead's console password is wiped unrevealed; the app's key, handed over, still waits to be revealed.
+    secrets = dict(Credential.objects.filter(customer=customer).values_list("user_name", "state"))
+    assert secrets == {"lead@agency.example": "expired", "acme-app": "sealed"}
+    wiped = AuditEvent.objects.get(action="credential.expired", target="lead@agency.example")
+    assert wiped.details["reason"] == "the offboarding removed the user"
     for action in ("offboard.requested", "offboard.read", "offboard.confirmed", "customer.offboarded"):
         assert AuditEvent.objects.filter(customer=customer, action=action).exists(), action
 
@@ -177,6 +182,7 @@ def test_decommission_keeps_a_bucket_holding_data_unless_its_name_is_typed_then_
     assert account["users"] == set() and account["groups"] == set() and account["policies"] == set()
     assert account["aliases"] == [] and account["repositories"] == set()
     assert [row["name"] for row in run.summary["offboard"]["handed_over"]] == ["acme-app-media"]
+    assert set(Credential.objects.filter(customer=customer).values_list("state", flat=True)) == {"expired"}
     present = Resource.objects.filter(customer=customer, state=Resource.State.PRESENT)
     assert list(present.values_list("kind", flat=True)) == ["s3.bucket"]
 
