@@ -1,16 +1,24 @@
 """The benchmark compares like with like: each contender makes the runbook's calls for the same spec
 and leaves the same account behind, checked in the sandbox by the benchmark's own `verify`."""
 
+import os
+import re
 import shlex
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
+import psycopg
 import pytest
 
-from bench import common
+from bench import audit_history, common
 from bench.onboarding import boto3_once, cli_once, onramp_once, runbook_script, verify
 from provisioning.models import AuditEvent
 from provisioning.spec import spec_parse
 from tests.conftest import customer_role_deploy
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -75,3 +83,21 @@ def test_the_proxys_own_overhead_is_measured_through_the_proxy_the_bench_uses(aw
     assert measured["latency"] == 5 and set(measured) == {"straight", "proxied", "latency", "overhead"}
     assert behind.proxy.calls.count("GetCallerIdentity") == 1 + 10  # a warm-up call, then the measured ones
     assert common.proxy_overhead(common.SandboxAws(server=aws).start())["overhead"] == 0.0  # no proxy, none
+
+
+def test_the_audit_history_bench_seeds_its_own_database_and_prints_each_page_against_the_goal():
+    """One tiny round of `make bench`'s audit history (3,000 events, 2 requests a page): it seeds with SQL in its
+    own database and prints p50/p95 of each page and a verdict (figures printed, nothing timed here)."""
+    name = f"{os.environ.get('TEST_DATABASE_NAME', 'test_onramp')}_bench_audit"
+    env = {**os.environ, "BENCH_DATABASE_NAME": name}
+    command = [sys.executable, "bench/audit_history.py", "--events", "3000", "--requests", "2", "--fresh"]
+    try:
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    finally:
+        with psycopg.connect(f"{audit_history.SERVER}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Seeded 3,000 events" in done.stdout
+    for page in ("first page", "customer only", "outcome=error", "page 101 (keyset cursor)", "one run's slice"):
+        assert re.search(rf"^  {re.escape(page)} +[\d.]+ +[\d.]+ +[\d.]+", done.stdout, re.MULTILINE), page
+    assert re.search(r"^Worst p95 [\d.]+ ms against the goal p95 < 100 ms: (met|MISSED)\.$", done.stdout, re.MULTILINE)
