@@ -25,8 +25,11 @@ def account_read_now(*, customer: Customer, spec: Spec, user) -> AccountRead:
     return account_read_execute(read_id=read.pk)
 
 
-def account_read_start(*, customer: Customer, spec: Spec, user, purpose: str = AccountRead.Purpose.PLAN) -> AccountRead:
-    """Record a read of the customer's account against `spec` and enqueue it once that is committed."""
+def account_read_start(
+    *, customer: Customer, spec: Spec, user, purpose: str = AccountRead.Purpose.PLAN, enqueue: bool = True
+) -> AccountRead:
+    """Record a read of the customer's account against `spec` and enqueue it once that is committed (unless
+    `enqueue` is False: the drift check's bounded workers take pending reads themselves)."""
     with transaction.atomic():
         read = AccountRead.objects.create(customer=customer, requested_by=user, purpose=purpose, spec=spec.to_json())
         audit_record(
@@ -37,7 +40,8 @@ def account_read_start(*, customer: Customer, spec: Spec, user, purpose: str = A
             target=customer.name,
             details={"read": str(read.pk)},
         )
-        transaction.on_commit(lambda: current_app.send_task(READ_TASK, args=[str(read.pk)]), robust=True)
+        if enqueue:
+            transaction.on_commit(lambda: current_app.send_task(READ_TASK, args=[str(read.pk)]), robust=True)
     return read
 
 
