@@ -301,3 +301,36 @@ def test_the_schedule_checks_every_active_customer_with_a_desired_state_within_i
         time.sleep(0.1)
     assert DriftState.objects.get(customer=customer).state == DriftState.State.IN_SYNC
     assert AuditEvent.objects.filter(action="drift.read_requested", actor_label="drift schedule").count() == 1
+
+
+def test_check_now_the_pages_and_the_admin_show_the_state_to_tech_leads_and_admins_only(
+    worker, alice, charlie, dana, client
+):
+    from django.urls import reverse
+
+    customer = _onboarded(alice).customer
+    client.force_login(alice)
+    response = client.post(reverse("customer_drift_check", args=[customer.slug]))
+    assert response.status_code == 302
+    read = AccountRead.objects.get(customer=customer, purpose="drift", requested_by=alice)
+    assert AuditEvent.objects.filter(action="drift.read_requested", actor=alice, customer=customer).exists()
+    deadline = time.monotonic() + 60
+    while not DriftState.objects.filter(last_read=read).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    page = client.get(reverse("customer_detail", args=[customer.slug])).content.decode()
+    assert 'id="drift-state">In sync<' in page and "Check now" in page
+    assert "Acme Corp" in client.get(reverse("drift_list")).content.decode()
+    repair = client.post(reverse("customer_repair", args=[customer.slug]))
+    assert repair.status_code == 302 and repair["Location"] == reverse("onboard_preview")
+    assert client.session["onboarding_draft"]["spec"] == drift.drift_desired_spec(customer=customer)
+
+    client.force_login(dana)
+    changelist = reverse("admin:provisioning_customer_changelist")
+    assert "In sync" in client.get(changelist).content.decode()
+    assert "Acme Corp" in client.get(changelist, {"drift": "in_sync"}).content.decode()
+    assert "Acme Corp" not in client.get(changelist, {"drift": "drifted"}).content.decode()
+
+    client.force_login(charlie)
+    assert client.get(reverse("drift_list")).status_code == 403
+    assert client.post(reverse("customer_drift_check", args=[customer.slug])).status_code == 403
+    assert client.post(reverse("customer_repair", args=[customer.slug])).status_code == 403
