@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, IntegerField, Value, When
+from django.db.models import Case, IntegerField, OuterRef, Subquery, Value, When
 from django.utils import timezone
 
 from provisioning.audit import audit_record
@@ -81,21 +81,31 @@ def drift_check_start(*, customer: Customer, user=None, enqueue: bool = True) ->
 
 
 def drift_checks_start() -> int:
-    """The schedule's check: one pending check for every active customer with a desired state and no run in
-    progress (a run changes the account as it goes), taken by DRIFT_CONCURRENCY tasks. How many started."""
-    busy = Run.objects.filter(status__in=Run.ACTIVE).values("customer")
-    customers = (
-        Customer.objects.filter(is_active=True, runs__status=Run.Status.SUCCEEDED)
-        .exclude(pk__in=busy)
-        .distinct()
-        .order_by("pk")
+    """The schedule's check: one pending check for every active customer with a desired state, no run in
+    progress (a run changes the account as it goes) and no check under way, recorded at once and taken by
+    DRIFT_CONCURRENCY tasks. How many started."""
+    desired = Run.objects.filter(customer=OuterRef("pk"), status=Run.Status.SUCCEEDED).order_by("-finished_at")
+    under_way = AccountRead.objects.filter(
+        purpose=AccountRead.Purpose.DRIFT,
+        status__in=(AccountRead.Status.PENDING, AccountRead.Status.RUNNING),
+        created_at__gte=timezone.now() - LOST_AFTER,
     )
-    started = sum(drift_check_start(customer=customer, enqueue=False) is not None for customer in customers)
-    workers = min(settings.DRIFT_CONCURRENCY, started)
-    for _ in range(workers):
-        transaction.on_commit(lambda: current_app.send_task(WORK_TASK), robust=True)
-    audit_record(action="drift.scheduled", actor_label="drift schedule", details={"customers": started})
-    return started
+    with transaction.atomic():
+        customers = (
+            Customer.objects.select_for_update()  # a Check now at the same moment waits: one check per account
+            .filter(is_active=True, pk__in=desired.values("customer"))
+            .exclude(pk__in=Run.objects.filter(status__in=Run.ACTIVE).values("customer"))
+            .exclude(pk__in=under_way.values("customer"))
+            .annotate(desired_spec=Subquery(desired.values("spec")[:1]))
+            .order_by("pk")
+        )
+        reads = AccountRead.objects.bulk_create(
+            AccountRead(customer=c, purpose=AccountRead.Purpose.DRIFT, spec=c.desired_spec) for c in customers
+        )
+        audit_record(action="drift.scheduled", actor_label="drift schedule", details={"customers": len(reads)})
+        for _ in range(min(settings.DRIFT_CONCURRENCY, len(reads))):
+            transaction.on_commit(lambda: current_app.send_task(WORK_TASK), robust=True)
+    return len(reads)
 
 
 def _next_pending() -> str | None:
