@@ -263,8 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=GOAL_ACCOUNTS)
     parser.add_argument("--aws-latency-ms", type=float, default=30)
-    parser.add_argument("--processes", type=int, default=8, help="the worker's prefork processes")
-    parser.add_argument("--drift-concurrency", type=int, default=8, help="DRIFT_CONCURRENCY")
+    parser.add_argument("--processes", type=int, default=16, help="the worker's prefork processes")
+    parser.add_argument("--drift-concurrency", type=int, default=16, help="DRIFT_CONCURRENCY")
     args = parser.parse_args(argv)
 
     print(f"Machine: {common.machine()}")
