@@ -66,3 +66,41 @@ def test_drift_page_to_customer_to_repair_plan_to_run_to_in_sync(page, live_serv
         expect(page.locator("#drift #drift-state")).to_have_text("In sync", timeout=30_000)
         _walk(page, "customer-in-sync")
     assert s3.get_bucket_cors(Bucket="acme-app-media")["CORSRules"]
+
+
+def test_an_unreachable_customer_comes_first_with_its_reason_and_the_admin_filters_it(
+    page, live_server, worker, alice, dana, sandbox, shots
+):
+    from tests.conftest import customer_make
+
+    run = wait_for_run(start_run(alice))
+    customer = run.customer
+    customer_make(name="Beta Ltd", slug="beta", aws_account_id="444455556666")  # never checked: last
+    iam = account_session(sandbox.url, CUSTOMER_ACCOUNT).iam
+    for name in iam.list_role_policies(RoleName="OnrampAccess")["PolicyNames"]:
+        iam.delete_role_policy(RoleName="OnrampAccess", PolicyName=name)
+    iam.delete_role(RoleName="OnrampAccess")
+    read = drift.drift_check_start(customer=customer)
+    for _ in range(300):
+        if DriftState.objects.filter(last_read=read).exists():
+            break
+        time.sleep(0.1)
+    base = live_server.url
+    with shots.on_failure():
+        log_in(page, base)
+        page.goto(f"{base}/drift/")
+        rows = page.locator("table.drift tbody tr")
+        expect(rows.nth(0)).to_contain_text("Unreachable")
+        expect(rows.nth(0)).to_contain_text("AWS refused sts:AssumeRole")
+        expect(rows.nth(1)).to_contain_text("Not checked yet")
+        _walk(page, "list-unreachable")
+        page.goto(f"{base}/customers/{customer.slug}/")
+        expect(page.locator("#drift-reason")).to_contain_text("AWS refused sts:AssumeRole on the customer's role")
+        expect(page.locator("#drift #repair")).to_have_count(0)  # nothing to repair until it can be read
+        _walk(page, "customer-unreachable")
+        page.context.clear_cookies()  # alice signs out; dana, an Admin, signs in
+        log_in(page, base, "dana")
+        page.goto(f"{base}/admin/provisioning/customer/?drift=unreachable")
+        expect(page.locator("#result_list")).to_contain_text("Unreachable")
+        expect(page.locator("#result_list")).not_to_contain_text("Beta Ltd")
+        _walk(page, "admin")
