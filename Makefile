@@ -49,6 +49,7 @@ bench: services $(VENV_DEV)
 	$(PY) bench/onboarding.py
 	$(PY) bench/throughput.py
 	$(PY) bench/audit_history.py
+	$(PY) bench/drift.py
 
 ## Heavier fault scenarios: killed workers, lost broker, restarted database, unreachable AWS.
 ## Real prefork workers and a private redis-server; prints runs attempted/completed, duplicates, secrets leaked.

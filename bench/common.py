@@ -168,9 +168,9 @@ def machine_busy_jiffies() -> tuple[int, int]:
 class SandboxAws:
     """moto's server (managed policies loaded, as in tests) and sessions in its accounts."""
 
-    def __init__(self, *, latency_ms: float = 0, server: Sandbox | None = None):
+    def __init__(self, *, latency_ms: float = 0, server: Sandbox | None = None, managed_policies: bool = True):
         self._own_server = server is None  # a server given (the tests') is the giver's to stop
-        self.server = server or Sandbox(log=ARTIFACTS / "moto.log")
+        self.server = server or Sandbox(log=ARTIFACTS / "moto.log", managed_policies=managed_policies)
         self.latency_ms = latency_ms
         self.proxy = None
 

@@ -263,6 +263,12 @@ CELERY_BEAT_SCHEDULE = {
     "expire-credentials": {"task": "provisioning.tasks.credentials_expire", "schedule": crontab(minute="*/5")},
     "audit-checkpoint": {"task": "provisioning.audit_checkpoint", "schedule": float(AUDIT_CHECKPOINT_EVERY)},
     "warn-expiring-credentials": {"task": "provisioning.tasks.credentials_warn", "schedule": crontab(minute="*/15")},
+    # The drift check of every customer (provisioning/drift.py): DRIFT_SCHEDULE is a crontab line
+    # ("minute hour day-of-month month day-of-week"), nightly at 02:30 UTC by default.
+    "drift-check": {
+        "task": "provisioning.tasks.drift_checks_start",
+        "schedule": crontab.from_string(env.str("DRIFT_SCHEDULE", default="30 2 * * *")),
+    },
 }
 CELERY_IMPORTS = ("provisioning.audit_anchor",)
 
@@ -282,6 +288,13 @@ NOTIFY_WEBHOOK_URL = env.str("NOTIFY_WEBHOOK_URL", default="")
 NOTIFY_WEBHOOK_TIMEOUT = env.float("NOTIFY_WEBHOOK_TIMEOUT", default=5)
 # Seconds before an unrevealed secret is wiped that its owner is told (default 2 hours).
 NOTIFY_SECRET_WARNING = env.int("NOTIFY_SECRET_WARNING", default=2 * 3600)
+
+# --- Drift (provisioning/drift.py) ---
+# An access key at least this many days old is reported as due for rotation.
+DRIFT_KEY_MAX_AGE_DAYS = env.int("DRIFT_KEY_MAX_AGE_DAYS", default=90)
+# How many customers' accounts are read at once, at most (each read makes one AWS call at a time, so this is
+# also the bound on concurrent calls overall; per account it is one).
+DRIFT_CONCURRENCY = env.int("DRIFT_CONCURRENCY", default=8)
 
 # --- Onramp ---
 # Seconds an unrevealed generated secret lives before the vault wipes it.

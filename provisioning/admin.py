@@ -17,7 +17,7 @@ from django.utils.http import urlencode
 
 from provisioning import customers, offboarding
 from provisioning.admin_auth import SecretLookupsRefused
-from provisioning.models import AuditEvent, Credential, Customer, Run, StepRun
+from provisioning.models import AuditEvent, Credential, Customer, DriftState, Run, StepRun
 from provisioning.permissions import is_admin
 from provisioning.registry import ROLE_TEMPLATE_VERSION
 from provisioning.vocabulary import Access
@@ -101,6 +101,35 @@ class RoleVersionFilter(admin.SimpleListFilter):
         return queryset
 
 
+class OffboardedFilter(admin.SimpleListFilter):
+    title = "offboarded"
+    parameter_name = "offboarded"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Offboarded"), ("no", "Not offboarded")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(offboarded_at__isnull=self.value() == "no")
+        return queryset
+
+
+class DriftFilter(admin.SimpleListFilter):
+    title = "drift"
+    parameter_name = "drift"
+    NEVER = "never"
+
+    def lookups(self, request, model_admin):
+        return [*DriftState.State.choices, (self.NEVER, "Never checked")]
+
+    def queryset(self, request, queryset):
+        if self.value() == self.NEVER:
+            return queryset.filter(drift__isnull=True)
+        if self.value() in DriftState.State.values:
+            return queryset.filter(drift__state=self.value())
+        return queryset
+
+
 class ReadOnlyMixin:
     """What the engine writes is looked at here, never edited: no add, change or delete for anyone."""
 
@@ -144,9 +173,18 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
         "is_active",
         "last_run_at",
         "last_run_status_display",
+        "drift_display",
+        "offboarded_column",
     )
     search_fields = ("name", "aws_account_id")
-    list_filter = ("is_active", "default_region", LastRunStatusFilter, RoleVersionFilter)
+    list_filter = (
+        "is_active",
+        "default_region",
+        LastRunStatusFilter,
+        RoleVersionFilter,
+        DriftFilter,
+        OffboardedFilter,
+    )
     prepopulated_fields = {"slug": ("name",)}
     inlines = (CustomerRunInline,)
 
@@ -226,7 +264,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
         ]
 
     def get_queryset(self, request):
-        return customers.customers_with_last_run(super().get_queryset(request))
+        return customers.customers_with_last_run(super().get_queryset(request)).select_related("drift")
 
     # --- Columns and read-only fields ---
 
@@ -234,6 +272,20 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
     def last_run_at(self, customer):
         when = getattr(customer, "last_run_at", None)
         return timezone.localtime(when).date() if when else None
+
+    @admin.display(description="drift", ordering="drift__state", empty_value="never checked")
+    def drift_display(self, customer):
+        drift = getattr(customer, "drift", None)
+        if drift is None:
+            return None
+        count = len(drift.differences) if drift.state == DriftState.State.DRIFTED else 0
+        return f"{drift.get_state_display()}{f' ({count})' if count else ''}"
+
+    @admin.display(description="offboarded", ordering="offboarded_at", empty_value="—")
+    def offboarded_column(self, customer):
+        if customer.offboarded_at is None:
+            return None
+        return f"{customer.get_offboard_mode_display()}, {timezone.localtime(customer.offboarded_at):%Y-%m-%d}"
 
     @admin.display(description="last status", ordering="last_run_status", empty_value="—")
     def last_run_status_display(self, customer):

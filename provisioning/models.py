@@ -262,6 +262,31 @@ class AccountRead(models.Model):
         return f"{self.get_purpose_display()} of {self.customer.name} ({self.status})"
 
 
+class DriftState(models.Model):
+    """What the last drift check of a customer's account found (provisioning/drift.py)."""
+
+    class State(models.TextChoices):
+        UNREACHABLE = "unreachable", "Unreachable"
+        DRIFTED = "drifted", "Drifted"
+        IN_SYNC = "in_sync", "In sync"
+
+    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="drift")
+    state = models.CharField(max_length=12, choices=State.choices)
+    # Each difference: {key, title, field, expected, actual, repairable, words, since (the first check that
+    # found it, ISO), since_read}; kept across checks while the difference stays.
+    differences = models.JSONField(default=list, blank=True)
+    reason = models.TextField(blank=True, help_text="Why the account could not be read (Unreachable).")
+    since = models.DateTimeField(help_text="Since when the customer has been in this state.")
+    checked_at = models.DateTimeField()
+    last_read = models.ForeignKey(AccountRead, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "since"])]
+
+    def __str__(self) -> str:
+        return f"{self.customer.name}: {self.get_state_display()}"
+
+
 class Credential(models.Model):
     class Kind(models.TextChoices):
         ACCESS_KEY = "access_key", "App access key"

@@ -245,7 +245,7 @@ def drift_notify(*, customer: Customer, differences: list[str], checked_at: date
             "differences": [redact_text(difference) for difference in differences],
             "checked": _when(checked_at),
         },
-        link=_link(reverse("admin:provisioning_customer_change", args=[customer.pk])),
+        link=_link(reverse("customer_detail", args=[customer.slug]) + "#drift"),
         recipients=drift_recipients(customer=customer),
         customer_id=customer.pk,
     )

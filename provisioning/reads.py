@@ -26,10 +26,17 @@ def account_read_now(*, customer: Customer, spec: Spec, user) -> AccountRead:
 
 
 def account_read_start(
-    *, customer: Customer, spec: Spec, user, purpose: str = AccountRead.Purpose.PLAN, offboard: str = ""
+    *,
+    customer: Customer,
+    spec: Spec,
+    user,
+    purpose: str = AccountRead.Purpose.PLAN,
+    offboard: str = "",
+    enqueue: bool = True,
 ) -> AccountRead:
-    """Record a read of the customer's account against `spec` and enqueue it once that is committed. With
-    `offboard` (a mode), the read plans that offboarding: the desired state that wants less."""
+    """Record a read of the customer's account against `spec` and enqueue it once that is committed (unless
+    `enqueue` is False: the drift check's bounded workers take pending reads themselves). With `offboard`
+    (a mode), the read plans that offboarding: the desired state that wants less."""
     with transaction.atomic():
         read = AccountRead.objects.create(
             customer=customer, requested_by=user, purpose=purpose, spec=spec.to_json(), offboard=offboard
@@ -42,7 +49,8 @@ def account_read_start(
             target=customer.name,
             details={"read": str(read.pk)},
         )
-        transaction.on_commit(lambda: current_app.send_task(READ_TASK, args=[str(read.pk)]), robust=True)
+        if enqueue:
+            transaction.on_commit(lambda: current_app.send_task(READ_TASK, args=[str(read.pk)]), robust=True)
     return read
 
 

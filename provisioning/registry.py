@@ -495,14 +495,46 @@ def _compare_media_policy(params: dict, seen: dict, previous: dict | None) -> li
     return found
 
 
+# What a read found that Onramp's ledger does not hold (steps.reading marks each such thing "onramps": False):
+# reported, never removed.
+NOT_ONRAMPS = "made by hand, not by Onramp (reported; Onramp leaves it)"
+
+
+def _compare_group(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
+    return [
+        Difference(f"member {member['name']}", "not in the group", NOT_ONRAMPS, repairable=False)
+        for member in seen.get("members", [])
+        if member.get("onramps") is False
+    ]
+
+
+def _compare_key_age(key: dict, limit: int | None) -> list[Difference]:
+    if limit is None or key.get("age_days") is None or key["age_days"] < limit:
+        return []
+    return [
+        Difference(
+            f"access key {key['id']}",
+            f"younger than {limit} days",
+            f"{key['age_days']} days old: due for rotation (Issue a new key on the last run's page)",
+            repairable=False,
+        )
+    ]
+
+
 def _compare_access_key(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
     keys = seen["keys"]
     if not keys:
         return [Difference("access key", "one", "none")]
-    if len(keys) > 1:
+    found = []
+    for key in keys:
+        if key.get("onramps") is False:
+            found.append(Difference(f"access key {key['id']}", "none besides Onramp's", NOT_ONRAMPS, repairable=False))
+        else:
+            found += _compare_key_age(key, seen.get("max_age_days"))
+    if len(keys) > 1 and all(key.get("onramps") is not False for key in keys):
         ids = ", ".join(key["id"] for key in keys)
-        return [Difference("access keys", "one", f"{len(keys)} ({ids})", repairable=False)]
-    return []
+        found.append(Difference("access keys", "one", f"{len(keys)} ({ids})", repairable=False))
+    return found
 
 
 def _compare_member(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
@@ -519,9 +551,10 @@ def _compare_member(params: dict, seen: dict, previous: dict | None) -> list[Dif
 
 
 def _compare_bucket(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
-    found = []
     if seen["region"] != params["region"]:
-        found.append(Difference("region", params["region"], seen["region"], repairable=False))
+        # Onramp will not use a bucket in another region: nothing else about it is worth correcting.
+        return [Difference("region", params["region"], seen["region"], repairable=False)]
+    found = []
     if seen["ownership"] != documents.OBJECT_OWNERSHIP:
         found.append(Difference("object ownership", "BucketOwnerEnforced (ACLs off)", shown(seen["ownership"])))
     return found
@@ -585,6 +618,7 @@ GROUP = StepKind(
     operations=ops("iam", "CreateGroup", "GetGroup"),
     resource=ResourceRecord("IAM group", "group", "group"),
     publishes=(Publish("group", "arn", "Group"),),
+    compare=_compare_group,
     removal=("remove.iam.group",),
 )
 APP_USER = StepKind(

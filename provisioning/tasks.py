@@ -6,7 +6,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
 
-from provisioning import notify, reads, runs, vault
+from provisioning import drift, notify, runs, vault
 
 # How long one task keeps taking its branch's next step itself, far under the soft time limit.
 CHAIN_FOR_SECONDS = 30
@@ -49,8 +49,28 @@ def step_run(self, step_id: int) -> None:
     max_retries=10,
 )
 def account_read(read_id: str) -> None:
-    """Read a customer's account back for a plan or a drift check (read-only, audited)."""
-    reads.account_read_execute(read_id=read_id)
+    """Read a customer's account back for a plan or a drift check (read-only, audited); a drift check's
+    outcome is recorded on the customer's drift state."""
+    drift.drift_check_execute(read_id=read_id)
+
+
+@shared_task(ignore_result=True)
+def drift_checks_start() -> None:
+    """The schedule's drift check of every customer (CELERY_BEAT_SCHEDULE "drift-check")."""
+    drift.drift_checks_start()
+
+
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=10,
+)
+def drift_checks_work() -> None:
+    """One of at most DRIFT_CONCURRENCY takers of pending drift checks."""
+    drift.drift_checks_work()
 
 
 @shared_task(ignore_result=True)

@@ -9,8 +9,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from provisioning.audit import audit_record
 from provisioning.customers import customer_desired_spec, customer_resources, customer_unrevealed
+from provisioning.drift import drift_check_start, drift_desired_spec, drift_in_progress, drift_overview
 from provisioning.forms import onboarding_form_data
-from provisioning.models import Customer
+from provisioning.models import Customer, DriftState
 from provisioning.permissions import get_run_for_user, is_admin, portal_user_required
 from provisioning.runs import CustomerOffboarded, customer_refuse_if_offboarded
 from provisioning.views import DRAFT
@@ -37,8 +38,61 @@ def customer_detail(request, slug):
             "runs": runs,
             "unrevealed": customer_unrevealed(customer=customer, user=request.user, admin=is_admin(request.user)),
             "desired": customer_desired_spec(customer=customer),
+            **_drift_context(customer),
         },
     )
+
+
+def _drift_context(customer: Customer) -> dict:
+    return {
+        "drift": DriftState.objects.filter(customer=customer).select_related("last_read").first(),
+        "drift_checking": drift_in_progress(customer=customer),
+        "drift_checkable": drift_desired_spec(customer=customer) is not None,
+    }
+
+
+@portal_user_required
+@require_GET
+def customer_drift(request, slug):
+    """The drift part of the customer's page, which htmx polls while a check is under way."""
+    customer = get_object_or_404(Customer, slug=slug)
+    return render(request, "provisioning/_drift.html", {"customer": customer, **_drift_context(customer)})
+
+
+@portal_user_required
+@require_POST
+def customer_drift_check(request, slug):
+    """Check now: read the account back against the desired state (nothing changes in it)."""
+    customer = get_object_or_404(Customer, slug=slug, is_active=True)
+    if drift_check_start(customer=customer, user=request.user) is None:
+        messages.info(request, _nothing_to_compare(customer))
+    return redirect(f"{reverse('customer_detail', args=[customer.slug])}#drift")
+
+
+@portal_user_required
+@require_POST
+def customer_repair(request, slug):
+    """Repair: the plan that brings the account back to its desired state, read afresh and previewed; nothing
+    changes until a tech lead starts it."""
+    customer = get_object_or_404(Customer, slug=slug, is_active=True)
+    spec = drift_desired_spec(customer=customer)
+    if spec is None:
+        messages.info(request, _nothing_to_compare(customer))
+        return redirect("customer_detail", slug=customer.slug)
+    return _draft_from(request, spec=spec, customer=customer, why="repair drift", to="preview")
+
+
+def _nothing_to_compare(customer: Customer) -> str:
+    if customer.is_offboarded:
+        return f"{customer.name} is offboarded: Onramp no longer keeps their account in an agreed state."
+    return f"{customer.name} has no successful run yet: there is nothing to compare with."
+
+
+@portal_user_required
+@require_GET
+def drift_list(request):
+    """Every customer's drift state, worst first."""
+    return render(request, "provisioning/drift.html", {"customers": drift_overview()})
 
 
 def _draft_from(request, *, spec: dict, customer: Customer, why: str, to: str):

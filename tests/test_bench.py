@@ -101,3 +101,22 @@ def test_the_audit_history_bench_seeds_its_own_database_and_prints_each_page_aga
     for page in ("first page", "customer only", "outcome=error", "page 101 (keyset cursor)", "one run's slice"):
         assert re.search(rf"^  {re.escape(page)} +[\d.]+ +[\d.]+ +[\d.]+", done.stdout, re.MULTILINE), page
     assert re.search(r"^Worst p95 [\d.]+ ms against the goal p95 < 100 ms: (met|MISSED)\.$", done.stdout, re.MULTILINE)
+def test_the_drift_bench_checks_its_accounts_in_one_round(worker, alice, bench_aws, aws, capsys):
+    """bench/drift.py at its smallest: three accounts set up by plain boto3 with members that use no managed
+    policy, then the schedule's check of all three by the worker, timed and reported."""
+    from bench import drift as drift_bench
+    from provisioning.models import DriftState
+
+    customers = drift_bench.accounts_setup(
+        bench_aws,
+        count=3,
+        user=alice,
+        before=lambda account_id: customer_role_deploy(aws, account_id, common.EXTERNAL_ID),
+    )
+    figures = drift_bench.drift_time(customers, sandbox=bench_aws)
+    assert figures["states"] == {"in_sync": 3}
+    assert DriftState.objects.filter(customer__in=customers, state="in_sync").count() == 3
+    assert figures["split"]["calls"] == AuditEvent.objects.filter(action__startswith="aws.", run__isnull=True).count()
+    drift_bench.report(figures, latency=0, processes=4, takers=8, sandbox_rss=common.rss_bytes([bench_aws.pid]))
+    out = capsys.readouterr().out
+    assert "Drift check of 3 accounts" in out and "accounts per minute" in out and "waiting on AWS" in out

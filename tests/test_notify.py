@@ -326,7 +326,7 @@ def test_drift_notify_tells_the_customers_tech_leads_and_the_admins(
         assert smtp.received == []  # sent once the check's transaction commits
     assert notice.recipients == ("alice@agency.example", "dana@agency.example")  # not bob, not charlie
     assert sorted(rcpt for rcpt, _ in smtp.received) == [["alice@agency.example"], ["dana@agency.example"]]
-    link = f"{PORTAL}/admin/provisioning/customer/{customer.pk}/change/"
+    link = f"{PORTAL}/customers/{customer.slug}/#drift"  # the customer page: tech leads open it, not the admin
     for message in smtp.messages():
         assert message["Subject"] == "[Onramp] Acme Corp: the AWS account drifted (2 differences)"
         body = message.get_body(preferencelist=("plain",)).get_content()

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from botocore.exceptions import ClientError
+from django.conf import settings
 from django.utils import timezone
 
 from provisioning import registry
@@ -57,8 +58,13 @@ def alias_read(account: AwsAccount, params: dict) -> dict:
 
 
 def group_read(account: AwsAccount, params: dict) -> dict | None:
-    found = absent_is_none(lambda: account.client("iam").get_group(GroupName=params["group"], MaxItems=1))
-    return None if found is None else {"arn": found["Group"]["Arn"]}
+    """The group and its members (every page of them)."""
+    pages = account.client("iam").get_paginator("get_group").paginate(GroupName=params["group"])
+    found = absent_is_none(lambda: list(pages))
+    if found is None:
+        return None
+    members = [{"name": user["UserName"]} for page in found for user in page["Users"]]
+    return {"arn": found[0]["Group"]["Arn"], "members": members}
 
 
 def _user_read(iam, name: str) -> dict | None:
@@ -92,11 +98,18 @@ def access_key_read(account: AwsAccount, params: dict) -> dict | None:
     found = absent_is_none(lambda: account.client("iam").list_access_keys(UserName=params["user"]))
     if found is None:
         return None
+    now = timezone.now()
     keys = [
-        {"id": k["AccessKeyId"], "status": k["Status"], "created": k["CreateDate"].isoformat()}
+        {
+            "id": k["AccessKeyId"],
+            "status": k["Status"],
+            "created": k["CreateDate"].isoformat(),
+            "age_days": (now - k["CreateDate"]).days,
+        }
         for k in found["AccessKeyMetadata"]
     ]
-    return {"keys": keys}
+    # A key this old is due for rotation (the declaration's compare says so; drift reports it).
+    return {"keys": keys, "max_age_days": settings.DRIFT_KEY_MAX_AGE_DAYS}
 
 
 def _policy_names(attached: list[dict]) -> list[str]:

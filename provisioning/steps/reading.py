@@ -32,6 +32,25 @@ HOLDINGS = {
 }
 
 
+# Lists a read finds that may hold things Onramp did not make: (the list in what was read, the field naming
+# each entry, the ledger's kinds that name Onramp's). Each entry is marked "onramps" once the ledger holds
+# any of those kinds, so the declaration's compare can report the others as made by hand.
+OWNED = {
+    "iam.access_key": ("keys", "id", ("iam.access_key",)),
+    "iam.group": ("members", "name", ("iam.app_user", "team.member")),
+}
+
+
+def _owned_marked(kind: str, found: dict | None, ledger: list[dict]) -> dict | None:
+    if found is None or kind not in OWNED:
+        return found
+    field, name, kinds = OWNED[kind]
+    names = {row["name"] for row in ledger if row["kind"] in kinds}
+    if not names:
+        return found
+    return {**found, field: [{**entry, "onramps": entry[name] in names} for entry in found[field]]}
+
+
 def account_seen(
     account: AwsAccount, *, spec: Spec, ledger: list[dict], registry: Registry = REGISTRY
 ) -> dict[str, dict | None]:
@@ -42,7 +61,7 @@ def account_seen(
     for step in plan_build(spec, registry=registry)[1:]:
         reader = READERS.get(step.kind)
         if reader is not None:
-            seen[step.key] = reader(account, step.params)
+            seen[step.key] = _owned_marked(step.kind, reader(account, step.params), ledger)
     for row in plan_orphans(spec=spec, ledger=ledger, registry=registry):
         holdings = HOLDINGS.get(row["kind"])
         if holdings is not None:
