@@ -23,6 +23,9 @@ if str(ROOT) not in sys.path:
 
 from tests.sandbox import Sandbox  # noqa: E402
 
+# The worker's pool and concurrency in the benches, as bin/run and docker-compose.yml start it.
+DEFAULT_POOL = os.environ.get("BENCH_POOL", "prefork")
+DEFAULT_CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "4"))
 BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "bench_onramp")
 PG_SERVER = os.environ.get("BENCH_PG_SERVER", "postgres://postgres@127.0.0.1:5432")
 BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -221,10 +224,34 @@ class SandboxAws:
     def client(self, session, service: str, region: str = "us-east-1"):
         return session.client(service, region_name=region, endpoint_url=self.url)
 
+    def portal_credentials(self) -> dict:
+        """Onramp's own identity, which assumes the customer's role: boto3's standard chain, as the worker has it
+        (the bench's sandbox keys, or the tests' portal user)."""
+        import boto3
+
+        frozen = boto3.Session().get_credentials().get_frozen_credentials()
+        return {"aws_access_key_id": frozen.access_key, "aws_secret_access_key": frozen.secret_key}
+
     def warm_account(self, account_id: str) -> None:
-        """One untimed IAM call in the account: moto loads the ~1,300 AWS managed policies on an
-        account's first IAM call (0.6-1.1 s here), a cost real AWS does not have."""
-        self.client(self.session(account_id), "iam").list_account_aliases()
+        """Untimed, before a contender works in the account: the customer deploys Onramp's role from its
+        CloudFormation template (every contender assumes it), unless it is there. It is the account's first
+        IAM call, on which moto loads the ~1,300 AWS managed policies (0.6-1.1 s here), a cost real AWS does
+        not have."""
+        from botocore.exceptions import ClientError
+        from django.conf import settings
+
+        from provisioning.customers import cloudformation_template
+
+        try:
+            self.client(self.session(account_id), "iam").get_role(RoleName=ROLE_NAME)
+            return
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "NoSuchEntity":
+                raise
+        template = cloudformation_template(
+            customer_name="Bench", portal_account_id=settings.PORTAL_AWS_ACCOUNT_ID, external_id=EXTERNAL_ID
+        )
+        self.server.stack_deploy(account_id=account_id, template=template)
 
 
 # Above this, a call through the latency proxy costs more than the latency it claims by enough to skew the
@@ -518,6 +545,7 @@ class Figures:
     seconds: list[float] = field(default_factory=list)
     calls: list[int] = field(default_factory=list)
     cpu: list[dict[str, float]] = field(default_factory=list)  # seconds of CPU per process kind, per round
+    critical: list[int] = field(default_factory=list)  # calls on the critical path, per round
 
     def cpu_median(self, part: str | None = None) -> float:
         """Median CPU seconds of one part (e.g. "sandbox"), or of all parts together."""
@@ -532,8 +560,15 @@ class Figures:
         return max(self.seconds)
 
     def calls_text(self) -> str:
-        low, high = min(self.calls), max(self.calls)
-        return str(low) if low == high else f"{low}-{high}"
+        return _span(self.calls)
+
+    def critical_text(self) -> str:
+        return _span(self.critical)
+
+
+def _span(values: list[int]) -> str:
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def mib(value: int) -> str:
