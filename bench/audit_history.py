@@ -61,7 +61,7 @@ def django_setup() -> None:
 SEED_SQL = """
 INSERT INTO provisioning_auditevent
     (created_at, actor_id, actor_label, customer_id, run_id, step_key, action, outcome, error_code,
-     target, details, prev_hash, hash)
+     target, details, prev_hash, hash, key_id)
 SELECT
     -- a year of history, in order, with the jitter of buffered AWS calls
     timestamptz '2025-01-01 00:00:00+00' + g * (interval '1 second' * 31536000 / %(events)s)
@@ -90,7 +90,8 @@ SELECT
         'http_status', 200, 'request_id', md5(g::text), 'duration_ms', round((random() * 200)::numeric, 1)
     ),
     encode(sha256(int8send(g - 1)), 'hex'),
-    encode(sha256(int8send(g)), 'hex')
+    encode(sha256(int8send(g)), 'hex'),
+    ''  -- placeholder hashes, not keyed (see the module's docstring)
 FROM generate_series(1, %(events)s) AS g,
      (SELECT array_agg(id ORDER BY id) AS customers FROM provisioning_customer) AS c,
      (SELECT array_agg(id ORDER BY id) AS users FROM auth_user WHERE username LIKE 'user-%%') AS u
@@ -99,18 +100,18 @@ FROM generate_series(1, %(events)s) AS g,
 
 # The runs the events belong to, each with its steps, so the page's step titles are looked up for real.
 SEED_RUNS_SQL = """
-INSERT INTO provisioning_run (id, customer_id, started_by_id, spec, status, summary, created_at, progressed_at)
+INSERT INTO provisioning_run (id, customer_id, started_by_id, spec, status, summary, plan, created_at, progressed_at)
 SELECT md5('run-' || r)::uuid, customers[1 + (r * 7919) %% cardinality(customers)],
-       users[1 + r %% cardinality(users)], '{}'::jsonb, 'succeeded', '{}'::jsonb, now(), now()
+       users[1 + r %% cardinality(users)], '{}'::jsonb, 'succeeded', '{}'::jsonb, '[]'::jsonb, now(), now()
 FROM generate_series(0, %(events)s / 150) AS r,
      (SELECT array_agg(id ORDER BY id) AS customers FROM provisioning_customer) AS c,
      (SELECT array_agg(id ORDER BY id) AS users FROM auth_user WHERE username LIKE 'user-%%') AS u
 """
 SEED_STEPS_SQL = """
 INSERT INTO provisioning_steprun (run_id, key, title, branch, position, depends_on, state, attempts, error_code,
-                                  error_message, outputs)
+                                  error_message, outputs, params)
 SELECT md5('run-' || r)::uuid, step.key, step.title || ' app-' || r, split_part(step.key, '.', 1), step.position,
-       '[]'::jsonb, 'succeeded', 1, '', '', '{}'::jsonb
+       '[]'::jsonb, 'succeeded', 1, '', '', '{}'::jsonb, '{}'::jsonb
 FROM generate_series(0, %(events)s / 150) AS r,
      (VALUES (0, 'preflight', 'Reach the account and check who Onramp is there'), (1, 'iam.group', 'Group Apps for'),
              (2, 'iam.app_user', 'App user'), (3, 'iam.access_key', 'Access key for'),
@@ -247,9 +248,13 @@ def measure() -> list[tuple[str, float, float]]:
 
 
 def main() -> None:
+    global EVENTS, REQUESTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fresh", action="store_true", help="drop the benchmark database and seed it again")
+    parser.add_argument("--events", type=int, default=EVENTS, help="how many to seed (tests/test_bench.py: few)")
+    parser.add_argument("--requests", type=int, default=REQUESTS, help="per page shape")
     args = parser.parse_args()
+    EVENTS, REQUESTS = args.events, args.requests
     database_prepare(fresh=args.fresh)
     django_setup()
     seed()

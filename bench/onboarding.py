@@ -254,18 +254,47 @@ def contender_critical_path(name: str, spec, calls: int) -> int:
     return critical_path(graph, {key: made[key].total() for key in made})[0]
 
 
-def onramp_calls(run) -> tuple[dict[str, Counter], int]:
-    """What Onramp sent, per step, from the run's audit rows; and the calls on its critical path."""
+def call_spans(run) -> dict[str, list[tuple[float, float, str, str]]]:
+    """Onramp's AWS calls per step, from the run's audit rows: (start, end) in seconds since the epoch, as
+    the audit hook timed them, with the service and operation."""
     from provisioning.models import AuditEvent
 
-    made: dict[str, Counter] = {}
-    for key, action in AuditEvent.objects.filter(run_id=run.pk, action__startswith="aws.").values_list(
-        "step_key", "action"
+    spans: dict[str, list] = {}
+    for key, action, at, details in AuditEvent.objects.filter(run_id=run.pk, action__startswith="aws.").values_list(
+        "step_key", "action", "created_at", "details"
     ):
+        end = at.timestamp()
         service, operation = action.split(".")[1:3]
-        made.setdefault(key, Counter())[(service, operation)] += 1
+        spans.setdefault(key, []).append((end - (details.get("duration_ms") or 0) / 1000, end, service, operation))
+    return spans
+
+
+def sequential_calls(spans: list[tuple]) -> int:
+    """How many of a step's calls ran one after the other: calls sent side by side count once (the most
+    calls that do not overlap, taken by earliest end)."""
+    count, free_at = 0, float("-inf")
+    for start, end, *_ in sorted(spans, key=lambda span: span[1]):
+        if start >= free_at - 0.0005:  # the audit's clock: half a millisecond of slack
+            count, free_at = count + 1, end
+    return count
+
+
+def waiting_ms(spans: list[tuple]) -> float:
+    """The time a step spent waiting on AWS: the union of its calls' spans, in ms."""
+    total, reach = 0.0, float("-inf")
+    for start, end, *_ in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total * 1000
+
+
+def onramp_calls(run) -> tuple[dict[str, Counter], int]:
+    """What Onramp sent, per step, from the run's audit rows; and the calls on its critical path."""
+    spans = call_spans(run)
+    made = {key: Counter((service, op) for *_, service, op in items) for key, items in spans.items()}
     graph = [(s.key, s.depends_on) for s in run.steps.order_by("position")]
-    return made, critical_path(graph, {key: counter.total() for key, counter in made.items()})[0]
+    return made, critical_path(graph, {key: sequential_calls(items) for key, items in spans.items()})[0]
 
 
 def onramp_prepare(*, sandbox, data: dict):
@@ -339,18 +368,13 @@ def _ms(delta) -> float:
 
 def _profile_rows(*, run, started, tasks: dict) -> list[dict]:
     """Per step: hand-off (the step it waited for done, or confirm -> claimed), queued (-> its task started:
-    broker, waiting for a free process, pickup; None when run next in the same process), the step itself,
-    its AWS calls and time, its SQL. `tasks`: what the profiling worker measured around each task."""
+    broker, waiting for a free slot, pickup; None when run next in the same task), the step itself, its AWS
+    calls and the time it waited on them, the SQL of the task that ran it. `tasks`: what the profiling worker
+    measured around each task."""
     from datetime import UTC, datetime
 
-    from provisioning.models import AuditEvent
-
+    spans = call_spans(run)
     steps = {s.key: s for s in run.steps.all()}
-    aws: dict[str, list[float]] = {}
-    for key, details in AuditEvent.objects.filter(run_id=run.pk, action__startswith="aws.").values_list(
-        "step_key", "details"
-    ):
-        aws.setdefault(key, []).append(details.get("duration_ms") or 0.0)
     rows = []
     for key, step in steps.items():
         task = tasks.get(step.pk, {})
@@ -363,8 +387,8 @@ def _profile_rows(*, run, started, tasks: dict) -> list[dict]:
                 "gap": _ms(step.started_at - ready),
                 "queued": max(0.0, _ms(task_start - ready)) if task else None,
                 "run": _ms(step.finished_at - step.started_at),
-                "aws": sum(aws.get(key, [])),
-                "calls": len(aws.get(key, [])),
+                "aws": waiting_ms(spans.get(key, [])),
+                "calls": len(spans.get(key, [])),
                 "sql": task.get("sql_ms"),
                 "queries": task.get("queries"),
                 "finished": step.finished_at,
@@ -394,46 +418,47 @@ def extra_calls(run, spec) -> dict[str, Counter]:
 
 
 def breakdown_print(*, run, spec, started, tasks: dict) -> dict:
-    """Where one run's time goes on its critical path: AWS waiting, SQL, hand-offs (of which Celery's queue),
-    extra calls; and the rest (the worker's Python, confirm and finish). The figures, for the summary."""
+    """Where one run's time goes on its critical path: AWS waiting (extra calls among it), the steps' own work
+    besides (Python, SQL), hand-offs (of which Celery's queue), the run's finish; SQL across the last three.
+    The figures, for the summary."""
     rows = _profile_rows(run=run, started=started, tasks=tasks)
     path = _path_of(rows)
     on = [r for r in rows if r["key"] in path]
     extra = extra_calls(run, spec)
+    graph, limit = plan_calls(spec)
     wall = _ms(run.finished_at - started)
-    figures = {
+    f = {
         "wall": wall,
         "aws": sum(r["aws"] for r in on),
-        "sql": sum(r["sql"] or 0 for r in on),
+        "calls": sum(r["calls"] for r in on),
+        "critical_calls": onramp_calls(run)[1],
+        "limit_calls": critical_path(graph, {k: c.total() for k, c in limit.items()})[0],
+        "extra_calls": sum(extra.get(k, Counter()).total() for k in path),
+        "steps": sum(r["run"] - r["aws"] for r in on),
         "handoffs": sum(r["gap"] for r in on),
         "queued": sum(r["queued"] or 0 for r in on),
-        "calls": sum(r["calls"] for r in on),
-        "extra_calls": sum(extra.get(k, Counter()).total() for k in path),
+        "sql": sum(r["sql"] or 0 for r in on),
         "tail": _ms(run.finished_at - max(r["finished"] for r in rows)),
     }
-    figures["extra_ms"] = figures["extra_calls"] * figures["aws"] / max(1, figures["calls"])  # at the mean call
-    figures["rest"] = wall - figures["aws"] - figures["sql"] - figures["handoffs"]
-    _, limit = plan_calls(spec)
     print(f"\n  Where the time goes on Onramp's critical path (one run, {wall:.0f} ms from confirm to finished):")
     print(f"    path: {' -> '.join(path)}")
     print(
-        f"    AWS waiting  {figures['aws']:6.0f} ms  {figures['calls']} calls (boto3-parallel: "
-        f"{critical_path(plan_calls(spec)[0], {k: c.total() for k, c in limit.items()})[0]} on its own path); "
-        f"{figures['extra_calls']} extra, about {figures['extra_ms']:.0f} ms"
+        f"    AWS waiting      {f['aws']:6.0f} ms  {f['critical_calls']} calls one after the other "
+        f"(boto3-parallel: {f['limit_calls']}); {f['extra_calls']} of the path's {f['calls']} calls are extra"
     )
-    print(f"    SQL          {figures['sql']:6.0f} ms  in the steps' tasks (claims, records, audit, dispatch)")
+    print(f"    steps' own work  {f['steps']:6.0f} ms  besides AWS: Python, botocore, SQL inside the steps")
     print(
-        f"    hand-offs    {figures['handoffs']:6.0f} ms  step done -> next claimed (of which Celery's queue: broker, "
-        f"pickup {figures['queued']:.0f} ms)"
+        f"    hand-offs        {f['handoffs']:6.0f} ms  step done -> next claimed: its record, dispatch, claim "
+        f"(of which Celery's queue: broker, a free slot, pickup {f['queued']:.0f} ms)"
     )
-    print(f"    the rest     {figures['rest']:6.0f} ms  the worker's Python (steps, botocore, audit buffers), commits")
-    print(f"    (the run's finish after its last step: {figures['tail']:.0f} ms, in the hand-offs and the rest)")
-    print("    Extra calls, by step (Onramp's audit rows less boto3-parallel's calls):")
+    print(f"    run's finish     {f['tail']:6.0f} ms  last step done -> the run finished")
+    print(f"    SQL              {f['sql']:6.0f} ms  in the tasks that ran the path (within the two lines above)")
+    print("    Extra calls, by step (Onramp's audit rows less boto3-parallel's calls; * on the critical path):")
     for key, counter in extra.items():
         items = ", ".join(f"{n}x {service}.{op}" for (service, op), n in sorted(counter.items()))
         print(f"      {'*' if key in path else ' '}{key[:40]:40} {items}")
     _steps_print(rows, path)
-    return figures
+    return f
 
 
 def _steps_print(rows: list[dict], path: list[str]) -> None:
@@ -579,7 +604,9 @@ def phase(*, server, latency: float, args, user, ids) -> dict:
     try:
         for _ in range(2):  # warm-up, untimed: the worker's processes import, connect, make clients
             onramp_once(sandbox=sandbox, data=common.spec_data(account_id=ids.new(), name=_name("w")), user=user)
-        figures = rounds_run(sandbox=sandbox, rounds=args.rounds, user=user, ids=ids, workers=workers)
+        figures = rounds_run(
+            sandbox=sandbox, rounds=args.rounds, user=user, ids=ids, workers=workers, contenders=args.contenders
+        )
     finally:
         workers.stop()
     print(f"  {where}, {args.rounds} rounds, 1 worker ({args.pool}, concurrency {args.concurrency}):")
@@ -603,7 +630,7 @@ def summary_print(phases: list[dict]) -> None:
     print(f"\nSummary (medians; ratios compare contenders within this one run; machine: {common.machine()}):")
     heads = [f"{p['latency']:.0f} ms" if p["latency"] else "bare" for p in phases]
     print(f"  {'contender':15} " + " ".join(f"{h:>10}" for h in heads) + "   critical path (calls)")
-    for name in CONTENDERS:
+    for name in phases[0]["figures"]:
         cells = " ".join(f"{p['figures'][name].median * 1000:8.0f} ms" for p in phases)
         print(f"  {name:15} {cells}   {phases[0]['figures'][name].critical_text()}")
     for p in phases:
@@ -616,6 +643,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--latencies", default=",".join(str(x) for x in LATENCIES), help="ms a call, e.g. 0,30,80")
+    parser.add_argument(
+        "--contenders", type=lambda text: tuple(text.split(",")), default=CONTENDERS, help="a subset, to iterate"
+    )
     parser.add_argument("--profile", choices=["auto", "always", "never"], default="auto", help="auto: behind latency")
     parser.add_argument("--pool", choices=["prefork", "threads"], default=common.DEFAULT_POOL, help="the worker's pool")
     parser.add_argument("--concurrency", type=int, default=common.DEFAULT_CONCURRENCY, help="processes or threads")

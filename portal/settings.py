@@ -242,6 +242,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = TIME_ZONE
+# The queue tasks go to and workers take from: a benchmark's workers get one of their own beside a test's worker.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
 # Steps are safe to run twice, so a task is acknowledged only once it is done.
 CELERY_TASK_ACKS_LATE = True
 # Celery closes the database connection around every task unless this is set: a PostgreSQL backend

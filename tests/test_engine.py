@@ -201,7 +201,7 @@ def test_the_accounts_own_bucket_in_another_region_is_neither_adopted_nor_moved(
     assert [b["Name"] for b in own.list_buckets()["Buckets"]] == ["acme-app-media"]  # no second bucket
     # Outside us-east-1 the bucket step creates first: AWS itself says the bucket is ours.
     create = AuditEvent.objects.get(run=run, action="aws.s3.CreateBucket")
-    assert create.outcome == "error" and create.error_code == "BucketAlreadyOwnedByYou"
+    assert create.outcome == "expected" and create.error_code == "BucketAlreadyOwnedByYou"
     assert not AuditEvent.objects.filter(run=run, action="aws.s3.ListBuckets").exists()
 
 
@@ -290,7 +290,10 @@ def test_root_credentials_are_refused_and_nothing_else_runs(worker, alice):
     assert "never uses root" in preflight.error_message
     others = run.steps.exclude(key="preflight")
     assert set(others.values_list("state", flat=True)) == {"skipped"}
-    assert not AuditEvent.objects.filter(run=run, action__startswith="aws.iam").exists()
+    # Nothing else is sent, but the read of the role's version beside the identity check (one round trip for
+    # both): under a role, the session is the role's, which AssumeRole never makes root's (here a stub says so).
+    iam = AuditEvent.objects.filter(run=run, action__startswith="aws.iam").values_list("action", flat=True)
+    assert list(iam) == ["aws.iam.GetRole"]
 
 
 def test_access_denied_fails_the_step_at_once_with_the_reason(worker, alice, settings):
