@@ -24,8 +24,8 @@ if str(ROOT) not in sys.path:
 from tests.sandbox import Sandbox  # noqa: E402
 
 # The worker's pool and concurrency in the benches, as bin/run and docker-compose.yml start it.
-DEFAULT_POOL = os.environ.get("BENCH_POOL", "prefork")
-DEFAULT_CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "4"))
+DEFAULT_POOL = os.environ.get("BENCH_POOL", "threads")
+DEFAULT_CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
 BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "bench_onramp")
 PG_SERVER = os.environ.get("BENCH_PG_SERVER", "postgres://postgres@127.0.0.1:5432")
 BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -310,8 +310,8 @@ class Workers:
         count: int,
         *,
         env: dict,
-        concurrency: int = 4,
-        pool: str = "prefork",
+        concurrency: int = DEFAULT_CONCURRENCY,
+        pool: str = DEFAULT_POOL,
         app: str = "portal",
         tag: str = "bench",
     ):
