@@ -1,12 +1,13 @@
-"""Benchmark: the audit history page at a million events on PostgreSQL.
+"""Benchmark: the audit history page at ten million events on PostgreSQL.
 
-Seeds 1,000,000 events (one INSERT ... SELECT generate_series, in its own database), then times the
+Seeds 10,000,000 events (INSERT ... SELECT generate_series in batches, in its own database), then times the
 history page through the Django test client: the first page, a customer + date range page, and a
 few more shapes, 50 requests each, and prints median and p95. It also prints the plans (EXPLAIN
 ANALYZE) of the page's queries, to show they are index-backed.
 
     .venv/bin/python bench/audit_history.py            # seeds once, reuses the database afterwards
     .venv/bin/python bench/audit_history.py --fresh    # drop and seed again
+    .venv/bin/python bench/audit_history.py --events 1000000   # another size (its own database)
 
 The seeded rows carry placeholder hashes (the chain is not the subject here): do not run
 verify_audit on this database.
@@ -25,8 +26,10 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 SERVER = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
-DB_NAME = os.environ.get("BENCH_DATABASE_NAME", "bench_audit")
-EVENTS = 1_000_000
+# Its own database per size (a database seeded at another size is never reused for this one).
+DB_NAME = os.environ.get("BENCH_DATABASE_NAME", "")
+EVENTS = 10_000_000
+SEED_BATCH = 1_000_000
 CUSTOMERS = 200
 USERS = 20
 REQUESTS = 50
@@ -91,8 +94,8 @@ SELECT
     ),
     encode(sha256(int8send(g - 1)), 'hex'),
     encode(sha256(int8send(g)), 'hex'),
-    ''  -- placeholder hashes, not keyed (see the module's docstring)
-FROM generate_series(1, %(events)s) AS g,
+    ''
+FROM generate_series(%(first)s, %(last)s) AS g,
      (SELECT array_agg(id ORDER BY id) AS customers FROM provisioning_customer) AS c,
      (SELECT array_agg(id ORDER BY id) AS users FROM auth_user WHERE username LIKE 'user-%%') AS u
 """
@@ -120,7 +123,36 @@ FROM generate_series(0, %(events)s / 150) AS r,
 """
 
 
-def seed_steps() -> None:
+# The past, unevenly: someone who left in January 2025, whose events (their own revealing of credentials,
+# refused) all lie in that first month. A filter on that person, that action or that outcome, newest first,
+# finds nothing in the eleven months after: unless an index serves the filter in the page's order, the
+# newest-first scan walks through nearly the whole log before the first match.
+GONE_EVENTS_SQL = """
+INSERT INTO provisioning_auditevent
+    (created_at, actor_id, actor_label, customer_id, run_id, step_key, action, outcome, error_code,
+     target, details, prev_hash, hash, key_id)
+SELECT timestamptz '2025-01-01 00:00:00+00' + g * (interval '1 second' * 2592000 / %(gone)s),
+       (SELECT id FROM auth_user WHERE username = 'user-gone'), 'user-gone', NULL, NULL, '',
+       'credential.revealed_elsewhere', 'refused', 'Gone', 'credential ' || g, '{}'::jsonb,
+       encode(sha256(int8send(-g - 1)), 'hex'), encode(sha256(int8send(-g)), 'hex'), ''
+FROM generate_series(1, %(gone)s) AS g
+"""
+
+
+def seed_gone(events: int) -> None:
+    from django.contrib.auth.models import User
+    from django.db import connection
+
+    if User.objects.filter(username="user-gone").exists():
+        return
+    User.objects.create(username="user-gone")
+    with connection.cursor() as cursor:
+        cursor.execute(GONE_EVENTS_SQL, {"gone": max(10, events // 1000)})
+        cursor.execute("ANALYZE provisioning_auditevent")
+    print(f"Seeded {max(10, events // 1000):,} events of a person who left in January 2025.")
+
+
+def seed_steps(events: int) -> None:
     from django.db import connection
 
     from provisioning.models import StepRun
@@ -129,14 +161,35 @@ def seed_steps() -> None:
         return
     started = time.perf_counter()
     with connection.cursor() as cursor:
-        cursor.execute(SEED_RUNS_SQL, {"events": EVENTS})
-        cursor.execute(SEED_STEPS_SQL, {"events": EVENTS})
+        cursor.execute(SEED_RUNS_SQL, {"events": events})
+        cursor.execute(SEED_STEPS_SQL, {"events": events})
         cursor.execute("VACUUM ANALYZE provisioning_run")
         cursor.execute("VACUUM ANALYZE provisioning_steprun")
     print(f"Seeded the events' runs and their steps in {time.perf_counter() - started:.1f} s.")
 
 
-def seed() -> None:
+def _insert_events(cursor, events: int) -> None:
+    """The events in batches, with the table's secondary indexes dropped meanwhile and built again after
+    (one sort each, much faster than keeping eight indexes, a trigram one among them, up to date row by
+    row). The same definitions come back: they are read from the catalogue first."""
+    cursor.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'provisioning_auditevent' "
+        "AND indexname NOT LIKE '%%_pkey'"
+    )
+    indexes = cursor.fetchall()
+    for name, _ in indexes:
+        cursor.execute(f'DROP INDEX "{name}"')
+    for first in range(1, events + 1, SEED_BATCH):
+        last = min(events, first + SEED_BATCH - 1)
+        cursor.execute(SEED_SQL, {"events": events, "first": first, "last": last})
+        print(f"  {last:,} events", flush=True)
+    cursor.execute("SET maintenance_work_mem = '1GB'")
+    for name, definition in indexes:
+        cursor.execute(definition)
+        print(f"  index {name} built", flush=True)
+
+
+def seed(events: int) -> None:
     from django.contrib.auth.models import Group, User
     from django.db import connection
 
@@ -145,9 +198,10 @@ def seed() -> None:
     lead, _ = User.objects.get_or_create(username="bench-lead")
     lead.groups.add(Group.objects.get(name="Tech leads"))
     existing = AuditEvent.objects.count()  # once, in the benchmark; the page never counts
-    if existing >= EVENTS:
+    if existing >= events:
         print(f"Reusing {DB_NAME}: {existing:,} events.")
-        seed_steps()  # a database seeded before the step titles were shown
+        seed_steps(events)  # a database seeded before the step titles were shown
+        seed_gone(events)
         return
     Customer.objects.bulk_create(
         Customer(name=f"Customer {n:03d}", slug=f"customer-{n:03d}", aws_account_id=f"{100000000000 + n}")
@@ -156,26 +210,30 @@ def seed() -> None:
     User.objects.bulk_create(User(username=f"user-{n}") for n in range(1, USERS + 1))
     started = time.perf_counter()
     with connection.cursor() as cursor:
-        cursor.execute(SEED_SQL, {"events": EVENTS})
+        _insert_events(cursor, events)
         cursor.execute("VACUUM ANALYZE provisioning_auditevent")
-    print(f"Seeded {EVENTS:,} events in {time.perf_counter() - started:.1f} s.")
-    seed_steps()
+    print(f"Seeded {events:,} events in {time.perf_counter() - started:.1f} s.")
+    seed_steps(events)
+    seed_gone(events)
 
 
-def _timed(client, url: str) -> list[float]:
-    for _ in range(WARMUP):
+def _timed(client, url: str, requests: int) -> tuple[list[float], list[float]]:
+    """Each request's wall time, and the CPU this process spent on it (the page's own work, which other load
+    on the machine does not inflate; PostgreSQL's share is in the wall time only), in ms."""
+    for _ in range(min(WARMUP, requests)):
         assert client.get(url).status_code == 200, url
-    times = []
-    for _ in range(REQUESTS):
-        started = time.perf_counter()
+    times, cpu = [], []
+    for _ in range(requests):
+        started, started_cpu = time.perf_counter(), time.process_time()
         response = client.get(url)
         times.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - started_cpu) * 1000)
         assert response.status_code == 200, url
-    return times
+    return times, cpu
 
 
 def _p95(times: list[float]) -> float:
-    return statistics.quantiles(times, n=20)[-1]
+    return statistics.quantiles(times, n=20)[-1] if len(times) > 1 else times[0]
 
 
 def _explain(label: str, queryset) -> None:
@@ -190,7 +248,7 @@ def _explain(label: str, queryset) -> None:
         print("   ", line)
 
 
-def measure() -> list[tuple[str, float, float]]:
+def measure(*, events: int, requests: int) -> list[tuple[str, float, float, float]]:
     from django.contrib.auth.models import User
     from django.test import Client
 
@@ -199,11 +257,16 @@ def measure() -> list[tuple[str, float, float]]:
 
     client = Client()
     client.force_login(User.objects.get(username="bench-lead"))
+    # customer-042 has 1/200 of the events; a tiny seed (the test's) may give it none: then the newest event's.
     customer = Customer.objects.get(slug="customer-042")
-    deep = audit_events_filter(filters=AuditFilters()).values_list("created_at", "id")[5000]
+    if not AuditEvent.objects.filter(customer_id=customer.pk).exists():
+        seeded = AuditEvent.objects.filter(customer_id__isnull=False).order_by("-id")
+        customer = Customer.objects.get(pk=seeded.values_list("customer_id", flat=True)[0])
+    deep = audit_events_filter(filters=AuditFilters()).values_list("created_at", "id")[min(5000, events // 2)]
     deep_cursor = Cursor(created_at=deep[0], id=deep[1])
     run_id = AuditEvent.objects.filter(customer_id=customer.pk).values_list("run_id", flat=True)[:1][0]
-    target = AuditEvent.objects.filter(customer_id=customer.pk).order_by("-id").values_list("target", flat=True)[300]
+    targets = AuditEvent.objects.filter(customer_id=customer.pk).order_by("-id").values_list("target", flat=True)
+    target = list(targets[:301])[-1]
     pages = {
         "first page": "/audit/",
         "customer + date range (30 days)": f"/audit/?customer={customer.slug}&since=2025-06-01&until=2025-06-30",
@@ -216,13 +279,16 @@ def measure() -> list[tuple[str, float, float]]:
         "actor user-3": "/audit/?actor=user-3",
         "rare action auth.login_failed": "/audit/?action=auth.login_failed",
         "one run's slice": f"/audit/?run={run_id}",
+        "actor who left in January (user-gone)": "/audit/?actor=user-gone",
+        "action seen only in January": "/audit/?action=credential.revealed_elsewhere",
+        "outcome=refused": "/audit/?outcome=refused",
     }
     figures = []
     for label, url in pages.items():
-        times = _timed(client, url)
-        figures.append((label, statistics.median(times), _p95(times)))
+        times, cpu = _timed(client, url, requests)
+        figures.append((label, statistics.median(times), _p95(times), statistics.median(cpu)))
 
-    print("\nQuery plans at 1M rows (the page's main query, LIMIT 51):")
+    print(f"\nQuery plans at {events:,} rows (the page's main query, LIMIT 51):")
     _explain("first page", audit_events_filter(filters=AuditFilters())[:51])
     _explain(
         "customer + date range",
@@ -236,6 +302,9 @@ def measure() -> list[tuple[str, float, float]]:
     _explain("actor user-3", audit_events_filter(filters=AuditFilters(actor_id=actor_id))[:51])
     _explain("rare action", audit_events_filter(filters=AuditFilters(action="auth.login_failed"))[:51])
     _explain("one run", audit_events_filter(filters=AuditFilters(run_id=run_id))[:51])
+    gone = User.objects.get(username="user-gone").pk
+    _explain("actor who left in January", audit_events_filter(filters=AuditFilters(actor_id=gone))[:51])
+    _explain("outcome=refused", audit_events_filter(filters=AuditFilters(outcome="refused"))[:51])
     page = audit_page(events=audit_events_filter(filters=AuditFilters()), before=deep_cursor)
     assert len(page.events) == 50
     _explain("page 101 (keyset)", _beyond(audit_events_filter(filters=AuditFilters()), deep_cursor, older=True)[:51])
@@ -247,25 +316,30 @@ def measure() -> list[tuple[str, float, float]]:
     return figures
 
 
-def main() -> None:
-    global EVENTS, REQUESTS
+def main(argv: list[str] | None = None) -> None:
+    global DB_NAME
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fresh", action="store_true", help="drop the benchmark database and seed it again")
-    parser.add_argument("--events", type=int, default=EVENTS, help="how many to seed (tests/test_bench.py: few)")
-    parser.add_argument("--requests", type=int, default=REQUESTS, help="per page shape")
-    args = parser.parse_args()
-    EVENTS, REQUESTS = args.events, args.requests
+    parser.add_argument("--events", type=int, default=EVENTS, help=f"how many events to seed (default {EVENTS:,})")
+    parser.add_argument("--requests", type=int, default=REQUESTS, help="timed requests per page")
+    args = parser.parse_args(argv)
+    DB_NAME = DB_NAME or f"bench_audit_{args.events}"
     database_prepare(fresh=args.fresh)
     django_setup()
-    seed()
-    figures = measure()
+    seed(args.events)
+    figures = measure(events=args.events, requests=args.requests)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\nAudit history page through the Django test client, {REQUESTS} requests each ({EVENTS:,} events).")
+    print(
+        f"\nAudit history page through the Django test client, {args.requests} requests each ({args.events:,} events)."
+    )
     print(f"Machine: {os.cpu_count()} CPU(s), load average {load} (other work on the machine inflates p95).")
-    print(f"  {'page':<44} {'median ms':>10} {'p95 ms':>10}")
-    for label, median, p95 in figures:
+    print(f"  {'page':<44} {'median ms':>10} {'p95 ms':>10} {'CPU ms':>8}")
+    for label, median, p95, cpu in figures:
         flag = "" if p95 < GOAL_P95_MS else f"  (over the {GOAL_P95_MS:.0f} ms goal)"
-        print(f"  {label:<44} {median:>10.1f} {p95:>10.1f}{flag}")
+        print(f"  {label:<44} {median:>10.1f} {p95:>10.1f} {cpu:>8.1f}{flag}")
+    worst = max(p95 for _, _, p95, _ in figures)
+    verdict = "met" if worst < GOAL_P95_MS else "MISSED"
+    print(f"Worst p95 {worst:.1f} ms against the goal p95 < {GOAL_P95_MS:.0f} ms: {verdict}.")
 
 
 if __name__ == "__main__":

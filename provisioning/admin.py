@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
-from provisioning import customers
+from provisioning import customers, offboarding
 from provisioning.admin_auth import SecretLookupsRefused
 from provisioning.models import AuditEvent, Credential, Customer, Run, StepRun
 from provisioning.permissions import is_admin
@@ -153,7 +153,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
     class Media:
         css = {"all": ("css/admin.css",)}
 
-    actions = ("check_connection", "start_onboarding")
+    actions = ("check_connection", "start_onboarding", "reactivate")
     readonly_fields = (
         "alias_now_display",
         "role_display",
@@ -166,9 +166,23 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
         "links",
         "created_at",
         "updated_at",
+        "offboarded_display",
     )
     fieldsets = (
-        (None, {"fields": ("name", "slug", "aws_account_id", "default_region", "alias_now_display", "is_active")}),
+        (
+            None,
+            {
+                "fields": (
+                    "name",
+                    "slug",
+                    "aws_account_id",
+                    "default_region",
+                    "alias_now_display",
+                    "is_active",
+                    "offboarded_display",
+                )
+            },
+        ),
         (
             "How Onramp reaches the account",
             {
@@ -244,6 +258,14 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
             return customer.alias_now
         row = customer.resources.filter(kind="account.alias", state="present").order_by("-id").first()
         return row.name if row else None
+
+    @admin.display(description="Offboarded")
+    def offboarded_display(self, customer):
+        if not customer.offboarded_at:
+            return "no"
+        who = customer.offboarded_by.get_username() if customer.offboarded_by else "someone"
+        when = timezone.localtime(customer.offboarded_at).strftime("%Y-%m-%d %H:%M")
+        return f"{customer.get_offboard_mode_display()}, {when}, by {who}: no run starts until reactivated"
 
     @admin.display(description="External id")
     def external_id_display(self, customer):
@@ -383,6 +405,14 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
         for customer in picked:
             result = customers.customer_check_connection(customer=customer, user=request.user)
             self.message_user(request, result.message, messages.SUCCESS if result.ok else messages.ERROR)
+
+    @admin.action(description="Reactivate (after offboarding)", permissions=["change"])
+    def reactivate(self, request, queryset):
+        for customer in queryset:
+            if offboarding.customer_reactivate(customer=customer, user=request.user):
+                self.message_user(request, f"{customer.name} is reactivated: runs may start again.", messages.SUCCESS)
+            else:
+                self.message_user(request, f"{customer.name} was not offboarded.", messages.WARNING)
 
     @admin.action(description="Start onboarding", permissions=["view"])
     def start_onboarding(self, request, queryset):

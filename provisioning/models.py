@@ -9,7 +9,7 @@ from django.core.validators import MinLengthValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
-from provisioning.vocabulary import Access
+from provisioning.vocabulary import Access, OffboardMode
 
 account_id_validator = RegexValidator(r"^[0-9]{12}$", "An AWS account id is exactly 12 digits.")
 # AWS's limits on sts:ExternalId (AssumeRole): 2 to 1224 characters; the spec checks the characters.
@@ -47,6 +47,14 @@ class Customer(models.Model):
     is_active = models.BooleanField("active", default=True)
     # The template version of the customer's Onramp role, as Check connection or a run last read it.
     role_version = models.PositiveSmallIntegerField("role template version", null=True, blank=True)
+    # Offboarded: an offboarding run succeeded; no run starts for them until an Admin reactivates them.
+    offboarded_at = models.DateTimeField(null=True, blank=True, editable=False)
+    offboarded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, editable=False, related_name="+"
+    )
+    offboard_mode = models.CharField(
+        max_length=16, choices=OffboardMode.choices, blank=True, db_default="", default="", editable=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -55,6 +63,10 @@ class Customer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.aws_account_id})"
+
+    @property
+    def is_offboarded(self) -> bool:
+        return self.offboarded_at is not None
 
     @property
     def has_stored_keys(self) -> bool:
@@ -80,6 +92,9 @@ class Run(models.Model):
     # A run planned as a difference: the read it was planned from, and the items it carries out.
     read = models.ForeignKey("AccountRead", on_delete=models.PROTECT, null=True, blank=True, related_name="runs")
     plan = models.JSONField(default=list, blank=True, help_text="The planned items: action per resource.")
+    offboard = models.CharField(
+        max_length=16, choices=OffboardMode.choices, blank=True, db_default="", default="", help_text="An offboarding."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -212,6 +227,7 @@ class AccountRead(models.Model):
     class Purpose(models.TextChoices):
         PLAN = "plan", "Plan"
         DRIFT = "drift", "Drift check"
+        OFFBOARD = "offboard", "Offboarding plan"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Waiting"
@@ -225,6 +241,9 @@ class AccountRead(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     purpose = models.CharField(max_length=8, choices=Purpose.choices, default=Purpose.PLAN)
+    offboard = models.CharField(
+        max_length=16, choices=OffboardMode.choices, blank=True, db_default="", default="", help_text="An offboarding."
+    )
     spec = models.JSONField(help_text="The desired spec the account is compared with. Holds no secret.")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
     items = models.JSONField(default=list, blank=True, help_text="Each resource: its action and differences.")

@@ -14,7 +14,7 @@ from provisioning.models import AccountRead, Customer, Resource, Run
 from provisioning.permissions import is_admin
 from provisioning.plan import plan_decide
 from provisioning.reads import account_read_start
-from provisioning.runs import run_create
+from provisioning.runs import customer_refuse_if_offboarded, run_create
 from provisioning.spec import Spec, spec_parse
 from provisioning.vocabulary import Access
 
@@ -159,6 +159,9 @@ def onboarding_confirm(*, draft: dict, user, delete: set[int] = frozenset(), typ
         read = AccountRead.objects.filter(pk=draft["read_id"], status=AccountRead.Status.DONE).first()
         if read is None or read.spec != draft["spec"]:
             raise OnboardingRefused("The account was not read for this plan yet: check the plan again.")
+    known = onboarding_draft_customer(draft=draft)
+    if known is not None:  # before the transaction, so that the refusal stays in the audit log
+        customer_refuse_if_offboarded(customer=known, user=user, doing="onboarding")
     with transaction.atomic():
         keys = draft.get("keys")
         customer = onboarding_customer(

@@ -7,7 +7,7 @@ the steps send.
 
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from provisioning.registry import (
     BRANCHES,
@@ -20,6 +20,7 @@ from provisioning.registry import (
     words_of,
 )
 from provisioning.spec import Spec
+from provisioning.vocabulary import OffboardMode
 
 # The AWS CLI's name for a service, where it is not boto3's.
 _CLI_SERVICES = {"s3": "s3api"}
@@ -154,6 +155,7 @@ class PlanItem:
     resource: int | None = None  # the ledger row
     origin: str = ""  # "created" or "adopted", for what the ledger holds
     holds_data: bool = False  # a bucket with objects, a repository with images: deleted only if its name is typed
+    note: str = ""
 
     def to_json(self) -> dict:
         return {**self.__dict__, "differences": list(self.differences)}
@@ -243,6 +245,39 @@ def plan_decide(items: list[dict], *, delete: set[int], typed: dict[int, str]) -
     return decided
 
 
+# --- Offboarding: a desired state that wants less -----------------------------------------------
+# The agency leaves: Onramp wants what the customer's app needs and no team user, so the team users it made
+# are removed and the rest stays, handed over. Decommission: Onramp wants nothing, so everything it made is
+# removed (what holds data only once its name is typed). Either way what stays is left exactly as it is.
+
+TEAM_KIND = "team.member"
+
+
+def plan_registry(offboard: str = "", registry: Registry = REGISTRY) -> Registry:
+    """The declarations a plan is made with: all of them, or an offboarding's desired state that wants less."""
+    if not offboard:
+        return registry
+    if offboard == OffboardMode.LEAVE:
+        return registry.wanting(kind.key for kind in registry.kinds if kind.key != TEAM_KIND)
+    return registry.wanting(())
+
+
+def plan_offboard(items: list[PlanItem]) -> list[PlanItem]:
+    """An offboarding creates and changes nothing: what stays is kept as the account has it."""
+    return [
+        replace(item, action=Action.KEEP, differences=(), note=_LEFT_AS_IS[item.action])
+        if item.action in _LEFT_AS_IS
+        else item
+        for item in items
+    ]
+
+
+_LEFT_AS_IS = {
+    Action.CREATE: "Not in the account: an offboarding creates nothing.",
+    Action.CHANGE: "Left as the account has it: an offboarding changes nothing that stays.",
+}
+
+
 def _kept_waits(step_key: str, full: dict[str, PlannedStep], chosen: set[str]) -> list[str]:
     """What a chosen step waits for among the chosen ones: a step left out passes its own waits on."""
     keys: list[str] = []
@@ -297,10 +332,31 @@ def plan_run_steps(*, spec: Spec, items: list[dict], read_id: str, registry: Reg
             waits = tuple(_kept_waits(key, full, chosen))
             steps.append(PlannedStep(**{**step.__dict__, "depends_on": waits, "params": params}))
     after = tuple(s.key for s in steps)
-    for item in items:
-        if item["action"] == Action.REMOVE and registry.kind_of(item["kind"]).removal:
-            steps += _removal_steps(item, items, after, spec.region, registry)
+    removals = [i for i in items if i["action"] == Action.REMOVE and registry.kind_of(i["kind"]).removal]
+    removals.sort(key=lambda i: -_depth(registry.kind_of(i["kind"]), registry))  # listed in an order they can run
+    ends = {i["key"]: _removal_end(i, registry) for i in removals}
+    for item in removals:
+        # Removed the other way round from making: a group after its user, a user after its policy.
+        kind = registry.kind_of(item["kind"])
+        later = [ends[o["key"]] for o in removals if _comes_after(registry.kind_of(o["kind"]), kind.key, registry)]
+        steps += _removal_steps(item, items, after + tuple(later), spec.region, registry)
     return steps
+
+
+def _depth(kind: StepKind, registry: Registry) -> int:
+    """How many kinds deep a kind waits when made: what waits longer is removed sooner."""
+    return max((1 + _depth(registry.kind_of(after), registry) for after in kind.after), default=0)
+
+
+def _comes_after(kind: StepKind, other: str, registry: Registry) -> bool:
+    """Whether `kind` waits for the kind `other` when made, directly or through the kinds it waits for."""
+    return any(after == other or _comes_after(registry.kind_of(after), other, registry) for after in kind.after)
+
+
+def _removal_end(item: dict, registry: Registry) -> str:
+    """The key of the last step of the chain that removes an item's resource."""
+    last = registry.kind_of(registry.kind_of(item["kind"]).removal[-1])
+    return last.step_key({"name": item["params"]["name"]})
 
 
 ACTION_TITLES = {
@@ -312,10 +368,19 @@ ACTION_TITLES = {
 }
 
 
-def plan_groups(items: list[dict]) -> list[tuple[str, str, list[dict]]]:
+# An offboarding's words for what stays: the customer's from now on.
+OFFBOARD_TITLES = {
+    **ACTION_TITLES,
+    Action.RELEASE: "Release (leave it in the account, the customer's from now on)",
+    Action.KEEP: "Stays, handed over to the customer",
+}
+
+
+def plan_groups(items: list[dict], *, offboard: str = "") -> list[tuple[str, str, list[dict]]]:
     """A read's items grouped by action, in the order a reader wants them: (action, title, items)."""
+    titles = OFFBOARD_TITLES if offboard else ACTION_TITLES
     return [
-        (action, ACTION_TITLES[action], [item for item in items if item["action"] == action])
+        (action, titles[action], [item for item in items if item["action"] == action])
         for action in Action.ORDER
         if any(item["action"] == action for item in items)
     ]

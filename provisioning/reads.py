@@ -11,7 +11,7 @@ from provisioning.aws import NO_ANSWER_ERRORS, account_for_spec, aws_work, error
 from provisioning.errors import OnrampError
 from provisioning.ledger import ledger_rows
 from provisioning.models import AccountRead, AuditEvent, Customer
-from provisioning.plan import plan_difference
+from provisioning.plan import plan_difference, plan_offboard, plan_registry
 from provisioning.spec import Spec, spec_from_json
 from provisioning.steps.reading import account_seen, seen_fingerprint
 from provisioning.steps.sts import identity_check
@@ -25,10 +25,15 @@ def account_read_now(*, customer: Customer, spec: Spec, user) -> AccountRead:
     return account_read_execute(read_id=read.pk)
 
 
-def account_read_start(*, customer: Customer, spec: Spec, user, purpose: str = AccountRead.Purpose.PLAN) -> AccountRead:
-    """Record a read of the customer's account against `spec` and enqueue it once that is committed."""
+def account_read_start(
+    *, customer: Customer, spec: Spec, user, purpose: str = AccountRead.Purpose.PLAN, offboard: str = ""
+) -> AccountRead:
+    """Record a read of the customer's account against `spec` and enqueue it once that is committed. With
+    `offboard` (a mode), the read plans that offboarding: the desired state that wants less."""
     with transaction.atomic():
-        read = AccountRead.objects.create(customer=customer, requested_by=user, purpose=purpose, spec=spec.to_json())
+        read = AccountRead.objects.create(
+            customer=customer, requested_by=user, purpose=purpose, spec=spec.to_json(), offboard=offboard
+        )
         audit_record(
             action=f"{purpose}.read_requested",
             actor=user,
@@ -53,10 +58,13 @@ def _read_account(read: AccountRead, spec: Spec) -> dict:
         )
         identity_check(sts=account.client("sts"), account_id=spec.account_id)
         ledger = ledger_rows(customer_id=read.customer_id)
-        seen = account_seen(account, spec=spec, ledger=ledger)
+        registry = plan_registry(read.offboard)
+        seen = account_seen(account, spec=spec, ledger=ledger, registry=registry)
     except (ClientError, *NO_ANSWER_ERRORS) as exc:  # explained the same way a step's would be
         raise error_translate(exc, doing="Reading the account") from None
-    items = plan_difference(spec=spec, ledger=ledger, seen=seen)
+    items = plan_difference(spec=spec, ledger=ledger, seen=seen, registry=registry)
+    if read.offboard:
+        items = plan_offboard(items)
     return {"items": [item.to_json() for item in items], "seen": seen, "fingerprint": seen_fingerprint(seen)}
 
 

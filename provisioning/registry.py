@@ -356,11 +356,24 @@ class StepKind:
 class Registry:
     """The step kinds, in plan order (a kind comes after the kinds it waits for)."""
 
-    def __init__(self, kinds: Iterable[StepKind], extra_operations: Iterable[Operation] = ()):
+    def __init__(
+        self, kinds: Iterable[StepKind], extra_operations: Iterable[Operation] = (), known: Iterable[StepKind] = ()
+    ):
         self.kinds = tuple(kinds)
-        self._by_key = {kind.key: kind for kind in self.kinds}
+        # `known`: kinds a registry that plans fewer still names (what the ledger holds, to remove it).
+        self._by_key = {kind.key: kind for kind in (*known, *self.kinds)}
         # Calls Onramp makes in the account outside any step (the connection check reads the role's version).
         self.extra_operations = tuple(extra_operations)
+
+    def wanting(self, keys: Iterable[str]) -> "Registry":
+        """A desired state that wants less: the same declarations, planning only the kinds in `keys` (with the
+        preflight and the removals). What the ledger holds of the others becomes the plan's removals."""
+        keep = {"preflight", *keys}
+        return Registry(
+            (kind for kind in self.kinds if kind.key in keep or kind.branch == "remove"),
+            self.extra_operations,
+            known=self.kinds,
+        )
 
     def kind_of(self, step_key: str) -> StepKind:
         return self._by_key[step_key.split(":", 1)[0]]

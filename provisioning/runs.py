@@ -16,22 +16,24 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from provisioning import documents
+from provisioning import documents, vault
 from provisioning.audit import CallLog, audit_record, audit_write
 from provisioning.aws import NO_ANSWER_ERRORS, account_for_run, aws_work, error_translate, run_accounts
 from provisioning.errors import InternalError, OnrampError
-from provisioning.ledger import ledger_end, ledger_outputs, ledger_record
+from provisioning.ledger import ledger_end, ledger_labels, ledger_outputs, ledger_record
 from provisioning.models import AccountRead, AuditEvent, Customer, Resource, Run, StepRun
-from provisioning.plan import Action, plan_build, plan_run_steps
-from provisioning.registry import REGISTRY, Registry
+from provisioning.plan import Action, plan_build, plan_registry, plan_run_steps
+from provisioning.registry import REGISTRY, ROLE_NAME, Registry
 from provisioning.spec import Spec, spec_from_json
 from provisioning.steps import EXECUTORS, StepContext
+from provisioning.vocabulary import OffboardMode
 
 logger = logging.getLogger(__name__)
 State = StepRun.State
 # The task that runs a step, by name: tasks call runs, and runs only names the task.
 STEP_TASK = "provisioning.tasks.step_run"
 NOTIFY_TASK = "provisioning.tasks.run_notify"
+USER_KINDS = ("iam.app_user", "team.member")  # the kinds whose removal ends a user's secrets' use
 # What claiming a step sets (besides its start): the conditional UPDATE from pending makes it one worker's.
 _CLAIM = {"state": State.RUNNING, "finished_at": None, "attempts": F("attempts") + 1, "queued_at": None}
 
@@ -51,24 +53,64 @@ class RunStateError(Exception):
     pass
 
 
+class CustomerOffboarded(RunStateError):
+    """The customer was offboarded: no run starts for them until an Admin reactivates them."""
+
+    def __init__(self, customer: Customer):
+        self.customer = customer
+        who = customer.offboarded_by.get_username() if customer.offboarded_by else "someone"
+        super().__init__(
+            f"{customer.name} was offboarded ({OffboardMode(customer.offboard_mode).label.lower()}) on "
+            f"{timezone.localtime(customer.offboarded_at):%Y-%m-%d %H:%M} by {who}: Onramp starts no run for them "
+            "until an Admin reactivates them (admin, Customers, the action “Reactivate”)."
+        )
+
+
+def customer_refuse_if_offboarded(*, customer: Customer, user, doing: str) -> None:
+    """Raise CustomerOffboarded (audited as refused) when the customer, as the database has it now, is offboarded."""
+    current = Customer.objects.select_related("offboarded_by").get(pk=customer.pk)
+    if current.offboarded_at is None:
+        return
+    audit_record(
+        action="run.refused",
+        actor=user,
+        customer=current,
+        outcome=AuditEvent.Outcome.REFUSED,
+        error_code="CustomerOffboarded",
+        target=current.name,
+        details={"reason": "the customer is offboarded", "doing": doing},
+    )
+    raise CustomerOffboarded(current)
+
+
 def _active_run(customer: Customer) -> Run | None:
     return Run.objects.select_related("customer", "started_by").filter(customer=customer, status__in=Run.ACTIVE).first()
 
 
 def run_create(
-    *, spec: Spec, customer: Customer, user, read: AccountRead | None = None, items: list[dict] | None = None
+    *,
+    spec: Spec,
+    customer: Customer,
+    user,
+    read: AccountRead | None = None,
+    items: list[dict] | None = None,
+    offboard: str = "",
 ) -> Run:
     """Create the run and its steps, then enqueue the first step once the transaction commits. With a
     read and its decided items (provisioning.plan.plan_decide), the run carries out that difference;
-    without, every step of the spec (creating first: the fast path for an account the ledger does not know)."""
+    without, every step of the spec (creating first: the fast path for an account the ledger does not know).
+    `offboard`: the run is that offboarding (its read planned it). CustomerOffboarded for an offboarded customer."""
+    customer_refuse_if_offboarded(customer=customer, user=user, doing="offboard" if offboard else "run")
     if read is not None:
-        planned = plan_run_steps(spec=spec, items=items or [], read_id=str(read.pk))
+        planned = plan_run_steps(
+            spec=spec, items=items or [], read_id=str(read.pk), registry=plan_registry(read.offboard)
+        )
     else:
         planned = plan_build(spec)
     try:
         with transaction.atomic():
             run = Run.objects.create(
-                customer=customer, started_by=user, spec=spec.to_json(), read=read, plan=items or []
+                customer=customer, started_by=user, spec=spec.to_json(), read=read, plan=items or [], offboard=offboard
             )
             StepRun.objects.bulk_create(
                 StepRun(
@@ -88,7 +130,12 @@ def run_create(
                 customer=customer,
                 run=run,
                 target=spec.app_name,
-                details={"spec": spec.to_json(), "read": str(read.pk) if read else None, "plan": _plan_counts(items)},
+                details={
+                    "spec": spec.to_json(),
+                    "read": str(read.pk) if read else None,
+                    "plan": _plan_counts(items),
+                    **({"offboard": offboard} if offboard else {}),
+                },
             )
             transaction.on_commit(lambda: run_dispatch(run_id=run.pk), robust=True)
     except IntegrityError:
@@ -260,6 +307,8 @@ def _run_finish(run: Run, steps: dict[str, StepRun], *, log: CallLog | None = No
     run.status = Run.Status.SUCCEEDED if ok else Run.Status.FAILED
     resources = ledger_outputs(customer_id=run.customer_id)
     run.summary = run_summary(spec=spec_from_json(run.spec), steps=steps, resources=resources)
+    if ok and run.offboard:
+        run.summary["offboard"] = _offboard_finish(run)
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "summary", "finished_at"])
     failed = [k for k, s in steps.items() if s.state == State.FAILED]
@@ -276,6 +325,38 @@ def _run_finish(run: Run, steps: dict[str, StepRun], *, log: CallLog | None = No
     transaction.on_commit(lambda: run_accounts.forget(run.pk))
     # Tell the tech lead once the end is committed; robust: a notification never fails the run.
     transaction.on_commit(lambda: current_app.send_task(NOTIFY_TASK, args=[str(run.pk)]), robust=True)
+
+
+def _offboard_finish(run: Run) -> dict:
+    """An offboarding succeeded: the customer is marked offboarded (audited), and the summary hands over what
+    is left in the account (what the ledger still holds, what this run released) and says how the customer
+    removes Onramp's own access."""
+    customer = run.customer
+    now = timezone.now()
+    Customer.objects.filter(pk=customer.pk).update(
+        offboarded_at=now, offboarded_by=run.started_by, offboard_mode=run.offboard, updated_at=now
+    )
+    left = Resource.objects.filter(customer=customer).filter(
+        Q(state=Resource.State.PRESENT) | Q(state=Resource.State.RELEASED, removed_by_run=run)
+    )
+    gone = Resource.objects.filter(removed_by_run=run, state=Resource.State.REMOVED, kind__in=USER_KINDS)
+    vault.credentials_wipe(
+        customer_id=customer.pk, user_names=[row.name for row in gone], reason="the offboarding removed the user"
+    )
+    labels = ledger_labels()
+    handed = [
+        {"label": labels.get(row.kind, row.kind), "name": row.name, "arn": row.arn} for row in left.order_by("id")
+    ]
+    audit_record(
+        action="customer.offboarded",
+        actor_label=_worker_label(run),
+        actor_id=run.started_by_id,
+        customer=customer.pk,
+        run=run,
+        target=customer.name,
+        details={"mode": run.offboard, "handed_over": [row["name"] for row in handed]},
+    )
+    return {"mode": run.offboard, "handed_over": handed, "access": customer.access, "role_name": ROLE_NAME}
 
 
 @dataclass(frozen=True)
@@ -431,6 +512,7 @@ def run_retry(*, run: Run, user) -> Run:
     """Re-run a failed run's failed, skipped and pending steps; finished steps stay as they are."""
     if run.status != Run.Status.FAILED:
         raise RunStateError("Only a failed run can be retried.")
+    customer_refuse_if_offboarded(customer=run.customer, user=user, doing="retry")
     try:
         with transaction.atomic():
             updated = Run.objects.filter(pk=run.pk, status=Run.Status.FAILED).update(

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from provisioning import views, views_audit, views_customers
+from provisioning import views, views_audit, views_customers, views_offboard
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -11,6 +11,12 @@ urlpatterns = [
     path("customers/", views_customers.customer_list, name="customer_list"),
     path("customers/<slug:slug>/", views_customers.customer_detail, name="customer_detail"),
     path("customers/<slug:slug>/change/", views_customers.customer_change, name="customer_change"),
+    path("customers/<slug:slug>/offboard/", views_offboard.customer_offboard, name="customer_offboard"),
+    path(
+        "customers/<slug:slug>/offboard/<uuid:read_id>/",
+        views_offboard.customer_offboard_plan,
+        name="customer_offboard_plan",
+    ),
     path("runs/<uuid:run_id>/reopen/", views_customers.run_reopen, name="run_reopen"),
     path("runs/<uuid:run_id>/", views.run_detail, name="run_detail"),
     path("runs/<uuid:run_id>/live/", views.run_live, name="run_live"),

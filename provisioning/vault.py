@@ -81,8 +81,8 @@ class Revealed:
     secret: str | None  # None when refused
 
 
-def _credential_expire(credential: Credential) -> None:
-    """Wipe a sealed secret past its TTL (the caller holds its row lock) and audit the expiry."""
+def _credential_expire(credential: Credential, *, why: dict | None = None) -> None:
+    """Wipe a sealed secret (the caller holds its row lock) and audit it: past its TTL, or `why` otherwise."""
     credential.ciphertext = ""
     credential.state = Credential.State.EXPIRED
     credential.save(update_fields=["ciphertext", "state"])
@@ -92,8 +92,25 @@ def _credential_expire(credential: Credential) -> None:
         customer=credential.customer_id,
         run=credential.run_id,
         target=credential.user_name,
-        details={"credential": str(credential.pk), "kind": credential.kind, "ttl_seconds": settings.CREDENTIAL_TTL},
+        details={
+            "credential": str(credential.pk),
+            "kind": credential.kind,
+            **(why or {"ttl_seconds": settings.CREDENTIAL_TTL}),
+        },
     )
+
+
+def credentials_wipe(*, customer_id: int, user_names: list[str], reason: str) -> int:
+    """Wipe the sealed secrets of IAM users that are gone (an offboarding removed them): nothing is left to
+    sign in or call AWS with. Each wipe is audited with the reason. Returns how many."""
+    wiped = Credential.objects.select_for_update().filter(
+        customer_id=customer_id, user_name__in=user_names, state=Credential.State.SEALED
+    )
+    count = 0
+    for credential in wiped:
+        _credential_expire(credential, why={"reason": reason})
+        count += 1
+    return count
 
 
 def _reveal_refuse(credential: Credential, *, user, error_code: str) -> Revealed:

@@ -38,10 +38,27 @@ from provisioning.permissions import (
     may_manage_run,
     portal_user_required,
 )
-from provisioning.plan import Action, plan_branches, plan_build, plan_groups, plan_run_steps, plan_transcript
+from provisioning.plan import (
+    Action,
+    plan_branches,
+    plan_build,
+    plan_groups,
+    plan_registry,
+    plan_run_steps,
+    plan_transcript,
+)
 from provisioning.registry import BRANCHES, source_identity_for
 from provisioning.rotation import RotationError, access_key_rotate_finish, access_key_rotate_start
-from provisioning.runs import RunConflict, RunStateError, run_cancel, run_retry, run_summary_now, run_summary_rows
+from provisioning.runs import (
+    CustomerOffboarded,
+    RunConflict,
+    RunStateError,
+    customer_refuse_if_offboarded,
+    run_cancel,
+    run_retry,
+    run_summary_now,
+    run_summary_rows,
+)
 from provisioning.spec import SpecError
 from provisioning.timeline import duration_text, timeline_build
 
@@ -110,6 +127,14 @@ def onboard(request):
         form = OnboardingForm(request.POST, lock_connection=lock)
         formset = TeamFormSet(request.POST, prefix="team")
         spec = onboarding_validate(form, formset, kept_key_id=kept_key_id)
+        try:
+            if spec is not None and form.cleaned_data.get("customer") is not None:
+                customer_refuse_if_offboarded(
+                    customer=form.cleaned_data["customer"], user=request.user, doing="onboarding form"
+                )
+        except CustomerOffboarded as exc:
+            messages.error(request, str(exc))
+            return redirect("customer_detail", slug=exc.customer.slug)
         if spec is not None:
             customer = form.cleaned_data.get("customer")
             locked = form.connection_locked is not None  # the record's keys, none typed here
@@ -174,17 +199,15 @@ def onboard_preview(request):
         messages.info(request, "Fill the onboarding form first.")
         return redirect("onboard")
     if request.method == "POST":
-        delete = {int(value) for value in request.POST.getlist("delete") if value.isdigit()}
-        typed = {
-            int(name.removeprefix("typed-")): value
-            for name, value in request.POST.items()
-            if name.startswith("typed-") and name.removeprefix("typed-").isdigit()
-        }
+        delete, typed = plan_decisions(request.POST)
         try:
             run = onboarding_confirm(draft=draft, user=request.user, delete=delete, typed=typed)
         except OnboardingRefused as exc:
             messages.error(request, str(exc))
             return redirect(f"{reverse('onboard')}?edit=1")
+        except CustomerOffboarded as exc:
+            messages.error(request, str(exc))
+            return redirect("customer_detail", slug=exc.customer.slug)
         except RunConflict as exc:
             messages.error(request, str(exc))
             return redirect("run_detail", run_id=exc.active.pk)
@@ -199,7 +222,7 @@ def onboard_preview(request):
     read = onboarding_draft_read(draft=draft, user=request.user)
     if read is not None:
         request.session[DRAFT] = draft  # it now names its read
-        return _preview_difference(request, spec, read)
+        return preview_difference(request, spec, read)
     steps = plan_build(spec)
     branches = plan_branches(steps)
     return render(
@@ -221,22 +244,35 @@ def onboard_preview(request):
     )
 
 
-def _preview_difference(request, spec, read: AccountRead):
+def plan_decisions(post) -> tuple[set[int], dict[int, str]]:
+    """A difference plan's form: the ledger rows ticked for deletion, and the names typed to delete what holds data."""
+    delete = {int(value) for value in post.getlist("delete") if value.isdigit()}
+    typed = {
+        int(name.removeprefix("typed-")): value
+        for name, value in post.items()
+        if name.startswith("typed-") and name.removeprefix("typed-").isdigit()
+    }
+    return delete, typed
+
+
+def preview_difference(request, spec, read: AccountRead, *, template="provisioning/preview_diff.html", extra=None):
     """The plan of a customer the ledger knows: what the account read back says to create, change, keep,
-    remove or release. While the read is under way the page polls; once it is done, htmx reloads it."""
+    remove or release (an onboarding's, or an offboarding's). While the read is under way the page polls;
+    once it is done, htmx reloads it."""
     if read.status in (AccountRead.Status.PENDING, AccountRead.Status.RUNNING):
         if request.htmx:
             return render(request, "provisioning/_reading.html", {"read": read})
-        return render(request, "provisioning/preview_diff.html", {"spec": spec, "read": read, "reading": True})
+        return render(request, template, {"spec": spec, "read": read, "reading": True, **(extra or {})})
     if request.htmx:
         response = HttpResponse(status=204)
         response["HX-Refresh"] = "true"
         return response
-    context = {"spec": spec, "read": read}
+    context = {"spec": spec, "read": read, **(extra or {})}
     if read.status == AccountRead.Status.DONE:
-        steps = plan_run_steps(spec=spec, items=read.items, read_id=str(read.pk))
+        registry = plan_registry(read.offboard)
+        steps = plan_run_steps(spec=spec, items=read.items, read_id=str(read.pk), registry=registry)
         context |= {
-            "groups": plan_groups(read.items),
+            "groups": plan_groups(read.items, offboard=read.offboard),
             "changes": sum(1 for item in read.items if item["action"] != Action.KEEP),
             "documents": [
                 (step, name, DOCUMENT_TITLES.get(name, name), json.dumps(document, indent=2))
@@ -245,7 +281,7 @@ def _preview_difference(request, spec, read: AccountRead):
             ],
             "cli": plan_transcript(spec, steps, source_identity=source_identity_for(request.user.get_username())),
         }
-    return render(request, "provisioning/preview_diff.html", context)
+    return render(request, template, context)
 
 
 @portal_user_required
@@ -283,6 +319,7 @@ def _run_context(request, run: Run) -> dict:
         "plan_stale": any(s.error_code == "PlanStale" for s in steps),
         "can_rotate": manage
         and run.status == Run.Status.SUCCEEDED
+        and not run.customer.is_offboarded
         and not any(c.kind == Credential.Kind.ACCESS_KEY and c.state == Credential.State.SEALED for c in credentials),
     }
 
@@ -385,8 +422,9 @@ def rotate_start_view(request, run_id):
         messages.error(request, "A new key can be issued once the run has succeeded.")
         return redirect("run_detail", run_id=run.pk)
     try:
+        customer_refuse_if_offboarded(customer=run.customer, user=request.user, doing="issue a new key")
         credential = access_key_rotate_start(run=run, user=request.user)
-    except OnrampError as exc:
+    except (OnrampError, CustomerOffboarded) as exc:
         messages.error(request, str(exc))
         return redirect("run_detail", run_id=run.pk)
     messages.success(

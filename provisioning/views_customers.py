@@ -12,6 +12,7 @@ from provisioning.customers import customer_desired_spec, customer_resources, cu
 from provisioning.forms import onboarding_form_data
 from provisioning.models import Customer
 from provisioning.permissions import get_run_for_user, is_admin, portal_user_required
+from provisioning.runs import CustomerOffboarded, customer_refuse_if_offboarded
 from provisioning.views import DRAFT
 
 
@@ -54,11 +55,23 @@ def _draft_from(request, *, spec: dict, customer: Customer, why: str, to: str):
     return redirect(f"{reverse('onboard')}?edit=1")
 
 
+def _refused_offboarded(request, customer: Customer, doing: str):
+    """The customer's page with the reason, when the customer is offboarded (no run starts for them)."""
+    try:
+        customer_refuse_if_offboarded(customer=customer, user=request.user, doing=doing)
+    except CustomerOffboarded as exc:
+        messages.error(request, str(exc))
+        return redirect("customer_detail", slug=customer.slug)
+    return None
+
+
 @portal_user_required
 @require_POST
 def customer_change(request, slug):
     """Change team / settings: the form with the customer's current desired state (their last good spec)."""
     customer = get_object_or_404(Customer, slug=slug, is_active=True)
+    if refused := _refused_offboarded(request, customer, "change team / settings"):
+        return refused
     spec = customer_desired_spec(customer=customer)
     if spec is None:
         messages.info(request, f"{customer.name} has no onboarding yet: start one.")
@@ -75,6 +88,12 @@ def run_reopen(request, run_id):
     if run.is_active:
         messages.error(request, "This run is still in progress.")
         return redirect("run_detail", run_id=run.pk)
+    if run.offboard:  # an offboarding is planned again from its own page, in the same mode
+        return redirect(f"{reverse('customer_offboard', args=[run.customer.slug])}?mode={run.offboard}")
     to = "preview" if request.POST.get("to") == "preview" else "form"
+    if refused := _refused_offboarded(
+        request, run.customer, "plan again" if to == "preview" else "edit and start again"
+    ):
+        return refused
     why = f"{'plan again' if to == 'preview' else 'edit and start again'} from run {run.short_id}"
     return _draft_from(request, spec=run.spec, customer=run.customer, why=why, to=to)

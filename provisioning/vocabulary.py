@@ -32,3 +32,10 @@ class MediaScope(models.TextChoices):
 # The tag Onramp puts on what it creates (where AWS allows tags), and what the role's delete
 # permissions are conditioned on.
 MANAGED_BY_TAG = ("managed-by", "onramp")
+
+
+class OffboardMode(models.TextChoices):
+    """How a customer's relationship with the agency ends (provisioning/offboarding.py)."""
+
+    LEAVE = "leave", "The agency leaves"
+    DECOMMISSION = "decommission", "Decommission"

@@ -199,7 +199,7 @@ def test_the_accounts_own_bucket_in_another_region_is_neither_adopted_nor_moved(
     assert "already in this account but in eu-west-1, not us-west-2" in bucket.error_message
     assert own.get_bucket_location(Bucket="acme-app-media")["LocationConstraint"] == "eu-west-1"
     assert [b["Name"] for b in own.list_buckets()["Buckets"]] == ["acme-app-media"]  # no second bucket
-    # Outside us-east-1 the bucket step creates first: AWS itself says the bucket is ours.
+    # Outside us-east-1 the bucket step creates first: AWS itself says the bucket is ours (an expected answer).
     create = AuditEvent.objects.get(run=run, action="aws.s3.CreateBucket")
     assert create.outcome == "expected" and create.error_code == "BucketAlreadyOwnedByYou"
     assert not AuditEvent.objects.filter(run=run, action="aws.s3.ListBuckets").exists()

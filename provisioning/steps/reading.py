@@ -6,6 +6,7 @@ import json
 
 from provisioning.aws import AwsAccount
 from provisioning.plan import plan_build, plan_orphans
+from provisioning.registry import REGISTRY, Registry
 from provisioning.spec import Spec
 from provisioning.steps import ecr, iam, s3
 
@@ -31,15 +32,18 @@ HOLDINGS = {
 }
 
 
-def account_seen(account: AwsAccount, *, spec: Spec, ledger: list[dict]) -> dict[str, dict | None]:
+def account_seen(
+    account: AwsAccount, *, spec: Spec, ledger: list[dict], registry: Registry = REGISTRY
+) -> dict[str, dict | None]:
     """By step key, what the account has for each of the spec's resources (None: not there); by
-    "<kind>:<identity>", whether each resource only the ledger holds still holds data."""
+    "<kind>:<identity>", whether each resource only the ledger holds still holds data. `registry`: the
+    kinds the plan wants (fewer for an offboarding, provisioning.plan.plan_registry)."""
     seen: dict[str, dict | None] = {}
-    for step in plan_build(spec)[1:]:
+    for step in plan_build(spec, registry=registry)[1:]:
         reader = READERS.get(step.kind)
         if reader is not None:
             seen[step.key] = reader(account, step.params)
-    for row in plan_orphans(spec=spec, ledger=ledger):
+    for row in plan_orphans(spec=spec, ledger=ledger, registry=registry):
         holdings = HOLDINGS.get(row["kind"])
         if holdings is not None:
             seen[f"{row['kind']}:{row['identity']}"] = holdings(account, {"name": row["name"]})

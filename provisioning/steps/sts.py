@@ -8,6 +8,7 @@ from provisioning.aws import aws_beside, error_code, error_translate
 from provisioning.errors import StepFailed
 from provisioning.ledger import ledger_rows
 from provisioning.models import AccountRead, Customer
+from provisioning.plan import plan_registry
 from provisioning.registry import ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG
 from provisioning.spec import spec_from_json
 from provisioning.steps.base import StepContext, StepResult
@@ -71,7 +72,10 @@ def _plan_still_current(ctx: StepContext, read_id: str) -> None:
     read = AccountRead.objects.get(pk=read_id)
     try:
         seen = account_seen(
-            ctx.account, spec=spec_from_json(read.spec), ledger=ledger_rows(customer_id=ctx.run.customer_id)
+            ctx.account,
+            spec=spec_from_json(read.spec),
+            ledger=ledger_rows(customer_id=ctx.run.customer_id),
+            registry=plan_registry(read.offboard),
         )
     except ClientError as exc:
         raise error_translate(exc, doing="Reading the account again") from None

@@ -9,11 +9,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.urls import reverse
 
-from provisioning.models import AccountRead, Resource, Run, StepRun
+from provisioning.models import AccountRead, Customer, Resource, Run, StepRun
 from provisioning.onboarding import OnboardingRefused, onboarding_customer
 from provisioning.plan import Action, plan_decide, plan_groups
 from provisioning.reads import account_read_now
-from provisioning.runs import RunConflict, run_create
+from provisioning.runs import CustomerOffboarded, RunConflict, customer_refuse_if_offboarded, run_create
 from provisioning.spec import SpecError, spec_parse
 from provisioning.vocabulary import Access
 
@@ -38,6 +38,12 @@ class Command(BaseCommand):
             lines = [f"  {name}: {' '.join(messages)}" for name, messages in exc.errors.items()]
             raise CommandError("The spec is not valid:\n" + "\n".join(lines)) from None
         starter = self._user(user)
+        known = Customer.objects.filter(aws_account_id=parsed.account_id).first()
+        try:
+            if known is not None:
+                customer_refuse_if_offboarded(customer=known, user=starter, doing="onboard command")
+        except CustomerOffboarded as exc:
+            raise CommandError(str(exc)) from None
         with transaction.atomic():
             try:
                 customer = onboarding_customer(spec=parsed, user=starter, via="onboard command")
@@ -51,7 +57,7 @@ class Command(BaseCommand):
         try:
             items = plan_decide(read.items, delete=set(), typed={}) if read else None
             run = run_create(spec=parsed, customer=customer, user=starter, read=read, items=items)
-        except RunConflict as exc:
+        except (RunConflict, CustomerOffboarded) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Run {run.pk} started: {base_url.rstrip('/')}{reverse('run_detail', args=[run.pk])}")
         if not wait:
