@@ -23,9 +23,14 @@ if str(ROOT) not in sys.path:
 
 from tests.sandbox import Sandbox  # noqa: E402
 
+# The worker's pool and concurrency in the benches, as bin/run and docker-compose.yml start it.
+DEFAULT_POOL = os.environ.get("BENCH_POOL", "threads")
+DEFAULT_CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
 BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "bench_onramp")
 PG_SERVER = os.environ.get("BENCH_PG_SERVER", "postgres://postgres@127.0.0.1:5432")
 BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+# The benchmark's own queue on that Redis db, so that another worker there (a test session's) never takes its tasks.
+BENCH_QUEUE = f"bench-{os.getpid()}"
 CELERY = ROOT / ".venv" / "bin" / "celery"
 ROLE_NAME = "OnrampAccess"
 EXTERNAL_ID = "bench-external-id-0123456789"
@@ -56,6 +61,7 @@ def environment(*, sandbox_url: str) -> dict:
         "DJANGO_ENV": "test",
         "DATABASE_URL": f"{PG_SERVER}/{BENCH_DATABASE}",
         "REDIS_URL": BENCH_REDIS,
+        "CELERY_QUEUE": BENCH_QUEUE,
         "AWS_ENDPOINT_URL": sandbox_url,
         "CONN_MAX_AGE": "600",
         "LOG_LEVEL": "WARNING",
@@ -79,9 +85,10 @@ def database_fresh() -> None:
 
 
 def redis_flush() -> None:
+    """Empty the benchmark's own queue (never the whole db, which others may use)."""
     import redis
 
-    redis.Redis.from_url(BENCH_REDIS).flushdb()
+    redis.Redis.from_url(BENCH_REDIS).delete(BENCH_QUEUE)
 
 
 def django_start():
@@ -149,13 +156,24 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
-def postgres_cpu_seconds() -> float:
+def postgres_cpu_seconds(*, database: str = "") -> float:
     """CPU of the whole PostgreSQL server: the postmaster with its exited backends (a worker opens a
-    connection per task) and its live processes. Other databases on this machine count too."""
+    connection per task) and its live processes. Other databases on this machine count too. With
+    `database`: the live backends connected to that database only (their process title names it)."""
     postmaster = [int(p.read_text().split()[0]) for p in Path("/var/run/postgresql").glob("*.pid")]
     if not postmaster:
         return 0.0
-    return cpu_seconds(process_tree(postmaster[0]))
+    if not database:
+        return cpu_seconds(process_tree(postmaster[0]))
+    mine = []
+    for pid in process_tree(postmaster[0]):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
+        except OSError:
+            continue
+        if title[:1] == [b"postgres:"] and database.encode() in title[2:4]:  # after the cluster name, if any
+            mine.append(pid)
+    return cpu_seconds(mine)
 
 
 def machine_busy_jiffies() -> tuple[int, int]:
@@ -221,10 +239,34 @@ class SandboxAws:
     def client(self, session, service: str, region: str = "us-east-1"):
         return session.client(service, region_name=region, endpoint_url=self.url)
 
+    def portal_credentials(self) -> dict:
+        """Onramp's own identity, which assumes the customer's role: boto3's standard chain, as the worker has it
+        (the bench's sandbox keys, or the tests' portal user)."""
+        import boto3
+
+        frozen = boto3.Session().get_credentials().get_frozen_credentials()
+        return {"aws_access_key_id": frozen.access_key, "aws_secret_access_key": frozen.secret_key}
+
     def warm_account(self, account_id: str) -> None:
-        """One untimed IAM call in the account: moto loads the ~1,300 AWS managed policies on an
-        account's first IAM call (0.6-1.1 s here), a cost real AWS does not have."""
-        self.client(self.session(account_id), "iam").list_account_aliases()
+        """Untimed, before a contender works in the account: the customer deploys Onramp's role from its
+        CloudFormation template (every contender assumes it), unless it is there. It is the account's first
+        IAM call, on which moto loads the ~1,300 AWS managed policies (0.6-1.1 s here), a cost real AWS does
+        not have."""
+        from botocore.exceptions import ClientError
+        from django.conf import settings
+
+        from provisioning.customers import cloudformation_template
+
+        try:
+            self.client(self.session(account_id), "iam").get_role(RoleName=ROLE_NAME)
+            return
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "NoSuchEntity":
+                raise
+        template = cloudformation_template(
+            customer_name="Bench", portal_account_id=settings.PORTAL_AWS_ACCOUNT_ID, external_id=EXTERNAL_ID
+        )
+        self.server.stack_deploy(account_id=account_id, template=template)
 
 
 # Above this, a call through the latency proxy costs more than the latency it claims by enough to skew the
@@ -268,8 +310,8 @@ class Workers:
         count: int,
         *,
         env: dict,
-        concurrency: int = 4,
-        pool: str = "prefork",
+        concurrency: int = DEFAULT_CONCURRENCY,
+        pool: str = DEFAULT_POOL,
         app: str = "portal",
         tag: str = "bench",
     ):
@@ -369,28 +411,26 @@ class Workers:
 
 def _profiled_app():
     """The Celery app, with each step task timing its SQL statements (Django's execute_wrapper)
-    and writing one JSON line when it ends. Only the profile's worker loads this."""
+    and writing one JSON line when it ends. Only the profile's worker loads this. Its state is per
+    thread: in the threads pool, tasks run side by side in one process, each on its own connection."""
     from celery.signals import task_postrun, task_prerun
 
     from portal.celery import app
 
-    state: dict = {}
+    local = threading.local()
+    write_lock = threading.Lock()
 
     def timer(execute, sql, params, many, context):
         started = time.perf_counter()
         try:
             return execute(sql, params, many, context)
         finally:
-            ms = (time.perf_counter() - started) * 1000
-            text = sql.lstrip().upper()
-            kind = "read" if text.startswith("SELECT") else "write"
-            # The audit chain's lock, and the run's row lock (taken by the UPDATE that marks progress).
-            if "PG_ADVISORY" in text or "FOR UPDATE" in text or text.startswith('UPDATE "PROVISIONING_RUN" SET'):
-                kind = "lock"
+            state = getattr(local, "state", None)
             if state:
-                state["sql_ms"] += ms
-                state[f"sql_{kind}_ms"] += ms
+                state["sql_ms"] += (time.perf_counter() - started) * 1000
                 state["queries"] += 1
+                if os.environ.get("BENCH_SQL_TEXT"):  # each statement's start, to see what a task sends
+                    state.setdefault("statements", []).append(sql[:90])
 
     @task_prerun.connect(weak=False)
     def before(task=None, args=None, **kwargs):
@@ -398,20 +438,19 @@ def _profiled_app():
             return
         from django.db import connection
 
-        state.clear()
-        state.update(step_id=args[0], start=time.time(), sql_ms=0.0, sql_read_ms=0.0, sql_write_ms=0.0, sql_lock_ms=0.0)
-        state["queries"] = 0
+        local.state = {"step_id": args[0], "start": time.time(), "sql_ms": 0.0, "queries": 0}
         if timer not in connection.execute_wrappers:
             connection.execute_wrappers.append(timer)
 
     @task_postrun.connect(weak=False)
     def after(task=None, **kwargs):
+        state = getattr(local, "state", None)
         if task.name != "provisioning.tasks.step_run" or not state:
             return
         state["end"] = time.time()
-        with open(ARTIFACTS / f"profile-{os.getpid()}.jsonl", "a") as out:
+        with write_lock, open(ARTIFACTS / f"profile-{os.getpid()}.jsonl", "a") as out:
             out.write(json.dumps(state) + "\n")
-        state.clear()
+        local.state = None
 
     return app
 
@@ -518,6 +557,7 @@ class Figures:
     seconds: list[float] = field(default_factory=list)
     calls: list[int] = field(default_factory=list)
     cpu: list[dict[str, float]] = field(default_factory=list)  # seconds of CPU per process kind, per round
+    critical: list[int] = field(default_factory=list)  # calls on the critical path, per round
 
     def cpu_median(self, part: str | None = None) -> float:
         """Median CPU seconds of one part (e.g. "sandbox"), or of all parts together."""
@@ -532,8 +572,15 @@ class Figures:
         return max(self.seconds)
 
     def calls_text(self) -> str:
-        low, high = min(self.calls), max(self.calls)
-        return str(low) if low == high else f"{low}-{high}"
+        return _span(self.calls)
+
+    def critical_text(self) -> str:
+        return _span(self.critical)
+
+
+def _span(values: list[int]) -> str:
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def mib(value: int) -> str:

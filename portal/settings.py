@@ -242,6 +242,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = TIME_ZONE
+# The queue tasks go to and workers take from: a benchmark's workers get one of their own beside a test's worker.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
 # Steps are safe to run twice, so a task is acknowledged only once it is done.
 CELERY_TASK_ACKS_LATE = True
 # Celery closes the database connection around every task unless this is set: a PostgreSQL backend
@@ -249,6 +251,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Enforced by the prefork pool only: the threads pool (bin/run, docker-compose.yml) ignores them (README).
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=120)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=180)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}

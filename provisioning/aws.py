@@ -8,12 +8,14 @@ worker process.
 
 import contextvars
 import functools
+import os
 import random
 import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 import boto3
@@ -332,6 +334,21 @@ def aws_work(
         current_call_log.reset(token)
         if write:
             audit_write(log.drain())
+
+
+_beside: tuple[int, ThreadPoolExecutor] | None = None  # (the process that made it, the pool)
+
+
+def aws_beside(work: Callable[[], object]) -> Future:
+    """Start AWS work in a thread beside this one, for a call that does not wait on the caller's: it runs in
+    the caller's context, so its calls are audited on the same log (current_call_log). Wait for it before
+    that log is drained. The pool is made on first use in each process (after a worker forks)."""
+    global _beside
+    with _session_lock:
+        if _beside is None or _beside[0] != os.getpid():
+            _beside = (os.getpid(), ThreadPoolExecutor(max_workers=4, thread_name_prefix="onramp-aws"))
+        pool = _beside[1]
+    return pool.submit(contextvars.copy_context().run, work)
 
 
 def _install_audit_hook(client) -> None:

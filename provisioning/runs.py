@@ -34,6 +34,8 @@ State = StepRun.State
 STEP_TASK = "provisioning.tasks.step_run"
 NOTIFY_TASK = "provisioning.tasks.run_notify"
 USER_KINDS = ("iam.app_user", "team.member")  # the kinds whose removal ends a user's secrets' use
+# What claiming a step sets (besides its start): the conditional UPDATE from pending makes it one worker's.
+_CLAIM = {"state": State.RUNNING, "finished_at": None, "attempts": F("attempts") + 1, "queued_at": None}
 
 
 class RunConflict(Exception):
@@ -172,7 +174,9 @@ def _run_lock(run_id, now) -> bool:
     return bool(Run.objects.filter(pk=run_id, status__in=Run.ACTIVE).update(progressed_at=now))
 
 
-def run_dispatch(*, run_id, after: StepRun | None = None, run_locked: bool = False) -> int | None:
+def run_dispatch(
+    *, run_id, after: StepRun | None = None, run_locked: bool = False, log: CallLog | None = None
+) -> int | None:
     """Enqueue every pending step whose dependencies are done; skip those whose dependencies
     failed; finish the run when nothing is left. Safe to call any number of times.
 
@@ -180,7 +184,8 @@ def run_dispatch(*, run_id, after: StepRun | None = None, run_locked: bool = Fal
     instead of enqueued, and its id returned: the caller runs it next in the same process, with
     the clients it already has, and skips a broker round trip. The longest remaining branch is
     the one kept, so the critical path never waits on the broker. `run_locked`: the caller's
-    transaction already holds the run's lock (see _run_lock)."""
+    transaction already holds the run's lock (see _run_lock); `log`: the caller writes the audit events
+    buffered on it (the run's end among them) when its transaction is done with everything else."""
     now = timezone.now()
     with transaction.atomic(savepoint=False):
         if not run_locked and not _run_lock(run_id, now):  # one dispatch at a time per run
@@ -207,18 +212,21 @@ def run_dispatch(*, run_id, after: StepRun | None = None, run_locked: bool = Fal
             )
         chain = _chain_lengths(steps)
         keep = _step_to_keep(after, ready, chain) if after is not None else None
-        if ready:
+        # Longest chain first: with fewer free slots than branches, the critical path starts first.
+        enqueue = [s.pk for s in sorted(ready, key=lambda s: -chain[s.key]) if s is not keep]
+        if enqueue:
             # ready_at: the first time the step could run (a re-drive by the sweeper keeps it), for the timeline.
-            StepRun.objects.filter(pk__in=[s.pk for s in ready], queued_at__isnull=True).update(
+            StepRun.objects.filter(pk__in=enqueue, queued_at__isnull=True).update(
                 queued_at=now, ready_at=Coalesce(F("ready_at"), Value(now))
             )
-            # Longest chain first: with fewer free processes than branches, the critical path starts first.
-            ready.sort(key=lambda s: -chain[s.key])
-            enqueue = [s.pk for s in ready if s is not keep]
-            if enqueue:
-                transaction.on_commit(lambda: _enqueue(enqueue), robust=True)
+            transaction.on_commit(lambda: _enqueue(enqueue), robust=True)
+        # The kept step is claimed here, in the transaction that recorded the step before it: one commit, not two.
+        if keep is not None and not StepRun.objects.filter(pk=keep.pk, state=State.PENDING).update(
+            **_CLAIM, started_at=now, ready_at=Coalesce(F("ready_at"), Value(now))
+        ):
+            keep = None
         if all(s.state in StepRun.FINISHED for s in steps.values()):
-            _run_finish(Run.objects.select_related("started_by").get(pk=run_id), steps)
+            _run_finish(Run.objects.select_related("started_by").get(pk=run_id), steps, log=log)
     return keep.pk if keep is not None else None
 
 
@@ -290,7 +298,7 @@ def run_summary_rows(summary: dict, *, registry: Registry = REGISTRY) -> list[tu
     return rows
 
 
-def _run_finish(run: Run, steps: dict[str, StepRun]) -> None:
+def _run_finish(run: Run, steps: dict[str, StepRun], *, log: CallLog | None = None) -> None:
     """Every step has finished: the run succeeded if each is done, and says what exists now."""
     ok = all(s.state in StepRun.DONE for s in steps.values())
     if ok:  # what the plan releases stays in the account, forgotten by Onramp
@@ -312,6 +320,7 @@ def _run_finish(run: Run, steps: dict[str, StepRun]) -> None:
         outcome=AuditEvent.Outcome.OK if ok else AuditEvent.Outcome.ERROR,
         error_code="" if ok else "StepsFailed",
         details={"failed_steps": failed} if failed else {"summary": run.summary},
+        into=log,
     )
     transaction.on_commit(lambda: run_accounts.forget(run.pk))
     # Tell the tech lead once the end is committed; robust: a notification never fails the run.
@@ -394,16 +403,18 @@ def _step_call(step: StepRun, run: Run):
         return None, InternalError(message, code="InternalError")
 
 
-def step_execute(*, step_id: int, keep_next: bool = False) -> StepOutcome:
+def step_execute(*, step_id: int, keep_next: bool = False, claimed: bool = False) -> StepOutcome:
     """Claim one pending step, run its function against the account, record the outcome and the
     AWS calls it made in one transaction, then dispatch what became ready (keeping one step for
-    this process when `keep_next`)."""
+    this process when `keep_next`, claimed in that same transaction). `claimed`: the step is one
+    that the dispatch kept for this process, claimed already."""
     now = timezone.now()
-    claimed = StepRun.objects.filter(pk=step_id, state=State.PENDING, run__status__in=Run.ACTIVE).update(
-        state=State.RUNNING, started_at=now, finished_at=None, attempts=F("attempts") + 1, queued_at=None
-    )
-    if claimed != 1:
-        return StepOutcome(state=None)  # done already, taken by another worker, or the run ended
+    if not claimed:
+        taken = StepRun.objects.filter(pk=step_id, state=State.PENDING, run__status__in=Run.ACTIVE).update(
+            **_CLAIM, started_at=now
+        )
+        if taken != 1:
+            return StepOutcome(state=None)  # done already, taken by another worker, or the run ended
     step = StepRun.objects.select_related("run__customer", "run__started_by").get(pk=step_id)
     run = step.run
     if run.status == Run.Status.PENDING:
@@ -469,15 +480,16 @@ def _step_record(
         with transaction.atomic():
             # The outcome and the dispatch it causes are one transaction: no other step's dispatch can
             # see this step done (uncommitted) and enqueue the step this process keeps. The run's
-            # lock comes first, then the step's row, then the audit chain's lock.
+            # lock comes first, then the steps' rows, then the audit chain's lock, taken last: every
+            # step of every run takes it, so it is held for the insert and the commit only.
             active = _run_lock(run.pk, now)
             recorded = StepRun.objects.filter(pk=step.pk, state=State.RUNNING).update(**fields)
             if recorded and error is None:
                 _ledger_after(run, step, result)
-            audit_write(log.drain())
             if retry_in is None and active:
                 after = step if keep_next and state in StepRun.DONE else None
-                next_step_id = run_dispatch(run_id=run.pk, after=after, run_locked=True)
+                next_step_id = run_dispatch(run_id=run.pk, after=after, run_locked=True, log=log)
+            audit_write(log.drain())
     except DatabaseError:
         # The database went away while recording: leave the step running; the sweeper re-drives it.
         logger.warning("Could not record step %s of run %s; the sweeper will pick it up", step.key, run.pk)

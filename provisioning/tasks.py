@@ -28,16 +28,17 @@ def step_run(self, step_id: int) -> None:
     task is young (the run's clients are warm here; no broker round trip). AWS retries (bounded by the
     step's attempts) are decided by the service."""
     started = time.monotonic()
+    claimed = False  # the steps after the first were kept and claimed for this task by the dispatch
     while step_id is not None:
         keep_next = time.monotonic() - started < CHAIN_FOR_SECONDS
         try:
-            outcome = runs.step_execute(step_id=step_id, keep_next=keep_next)
+            outcome = runs.step_execute(step_id=step_id, keep_next=keep_next, claimed=claimed)
         except SoftTimeLimitExceeded:
             # The sweeper will find the step still running and put it back.
             return
         if outcome.retry_in is not None:
             raise self.retry(args=(step_id,), countdown=outcome.retry_in)
-        step_id = outcome.next_step_id
+        step_id, claimed = outcome.next_step_id, True
 
 
 @shared_task(

@@ -270,8 +270,12 @@ def access_key(ctx: StepContext, params: dict) -> StepResult:
     that already has a key is adopted as is (rotate it from the run page)."""
     user = params["user"]
     mine = Credential.objects.filter(run=ctx.run, kind=Credential.Kind.ACCESS_KEY, user_name=user).first()
+    new_user = ctx.created_by_run("iam.app_user")
+    # A user this run created moments ago has no key but one an attempt of this step made, which it marked
+    # (key_requested_at) before asking: only then, or for a user found there, is there anything to list.
+    first_try = new_user and mine is None and not ctx.step.outputs.get("key_requested_at")
     try:
-        keys = (access_key_read(ctx.account, params) or {"keys": []})["keys"]
+        keys = [] if first_try else (access_key_read(ctx.account, params) or {"keys": []})["keys"]
         if mine is not None and mine.access_key_id in {k["id"] for k in keys}:
             return StepResult(adopted=True, outputs={"access_key_id": mine.access_key_id, "credential": str(mine.pk)})
         keys = _forget_cut_off_keys(ctx.client("iam"), ctx, user, keys)
@@ -283,7 +287,7 @@ def access_key(ctx: StepContext, params: dict) -> StepResult:
                 "Use “Issue a new key” to rotate it.",
             )
         ctx.remember(key_requested_at=timezone.now().isoformat())
-        created = ctx.send(registry.create_access_key(user), settling=ctx.created_by_run("iam.app_user"))["AccessKey"]
+        created = ctx.send(registry.create_access_key(user), settling=new_user)["AccessKey"]
         credential = ctx.seal(
             secret=created.pop("SecretAccessKey"),
             kind=Credential.Kind.ACCESS_KEY,

@@ -1,8 +1,10 @@
 """Preflight: reach the account, refuse root, refuse the wrong account."""
 
+from concurrent.futures import wait
+
 from botocore.exceptions import ClientError
 
-from provisioning.aws import error_code, error_translate
+from provisioning.aws import aws_beside, error_code, error_translate
 from provisioning.errors import StepFailed
 from provisioning.ledger import ledger_rows
 from provisioning.models import AccountRead, Customer
@@ -88,9 +90,16 @@ def _plan_still_current(ctx: StepContext, read_id: str) -> None:
 
 
 def preflight(ctx: StepContext, params: dict) -> StepResult:
-    identity = identity_check(sts=ctx.client("sts"), account_id=params["account_id"])
-    if ctx.account.access == Access.ROLE and params.get("role_arn"):
-        version = role_version_read(ctx.account, params["role_arn"])
+    role = ctx.account.access == Access.ROLE and params.get("role_arn")
+    # The role's version is read beside the identity check (neither waits on the other): one round trip.
+    version = aws_beside(lambda: role_version_read(ctx.account, params["role_arn"])) if role else None
+    try:
+        identity = identity_check(sts=ctx.client("sts"), account_id=params["account_id"])
+    finally:
+        if version is not None:
+            wait([version])  # its call is audited with this step's: done before the step's log is written
+    if version is not None:
+        version = version.result()
         Customer.objects.filter(pk=ctx.run.customer_id).update(role_version=version)
         problem = role_version_problem(version)
         if problem is not None:
