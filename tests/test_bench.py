@@ -184,6 +184,8 @@ def test_the_audit_history_bench_seeds_its_own_database_and_prints_each_page_aga
     for page in ("first page", "customer only", "outcome=error", "page 101 (keyset cursor)", "one run's slice"):
         assert re.search(rf"^  {re.escape(page)} +[\d.]+ +[\d.]+ +[\d.]+", done.stdout, re.MULTILINE), page
     assert re.search(r"^Worst p95 [\d.]+ ms against the goal p95 < 100 ms: (met|MISSED)\.$", done.stdout, re.MULTILINE)
+
+
 def test_the_drift_bench_checks_its_accounts_in_one_round(worker, alice, bench_aws, aws, capsys):
     """bench/drift.py at its smallest: three accounts set up by plain boto3 with members that use no managed
     policy, then the schedule's check of all three by the worker, timed and reported."""
