@@ -44,12 +44,12 @@ def spec_data(*, account_id: str, name: str) -> dict:
 
 def account_setup(sandbox, data: dict) -> None:
     """One account as an onboarding leaves it, made with plain boto3, straight to the sandbox (untimed)."""
-    from bench.onboarding import boto3_script
+    from bench.onboarding import boto3_clients, boto3_script
     from provisioning.spec import spec_parse
 
     spec = spec_parse(data)
-    session = sandbox.session(spec.account_id)
-    clients = {s: sandbox.client(session, s, spec.region) for s in ("sts", "iam", "s3", "ecr")}
+    sandbox.warm_account(spec.account_id)  # the customer deployed Onramp's role (unless it is there)
+    clients, _ = boto3_clients(sandbox=sandbox, spec=spec)  # Onramp's identity, which assumes the role first
     boto3_script(clients, spec)
 
 

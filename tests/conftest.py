@@ -130,6 +130,24 @@ def worker(celery_worker, transactional_db, aws):
     """Per test: a clean sandbox and database, and the session's worker."""
     run_accounts._items.clear()
     yield celery_worker
+    _worker_quiet()  # before transactional_db's flush (this teardown runs first)
+
+
+def _worker_quiet(*, timeout: float = 15.0, still: float = 0.3) -> None:
+    """Wait (bounded) until the worker has had no task running or taken for `still` seconds: a task the test
+    left behind (the notification after a run's end) holds locks that the flush's TRUNCATE of every table
+    would otherwise deadlock with, failing the flush and leaving this test's rows to the next."""
+    from celery.worker import state
+
+    deadline, quiet_since = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        if state.active_requests or state.reserved_requests:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= still:
+            return
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")
