@@ -10,19 +10,17 @@ from provisioning import drift, notify, runs, vault
 
 # How long one task keeps taking its branch's next step itself, far under the soft time limit.
 CHAIN_FOR_SECONDS = 30
+# A task that survives the database restarting under a worker: acknowledged once done, retried with backoff.
+DATABASE_RETRIED = {
+    "acks_late": True,
+    "ignore_result": True,
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+}
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    ignore_result=True,
-    max_retries=20,
-    # The database restarting under a worker: reconnect and try again, with backoff.
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-)
+@shared_task(bind=True, max_retries=20, retry_jitter=True, **DATABASE_RETRIED)
 def step_run(self, step_id: int) -> None:
     """Run one step, then the next step of its branch in this same process while there is one and the
     task is young (the run's clients are warm here; no broker round trip). AWS retries (bounded by the
@@ -41,14 +39,7 @@ def step_run(self, step_id: int) -> None:
         step_id, claimed = outcome.next_step_id, True
 
 
-@shared_task(
-    acks_late=True,
-    ignore_result=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    max_retries=10,
-)
+@shared_task(max_retries=10, **DATABASE_RETRIED)
 def account_read(read_id: str) -> None:
     """Read a customer's account back for a plan or a drift check (read-only, audited); a drift check's
     outcome is recorded on the customer's drift state."""
@@ -61,14 +52,7 @@ def drift_checks_start() -> None:
     drift.drift_checks_start()
 
 
-@shared_task(
-    acks_late=True,
-    ignore_result=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    max_retries=10,
-)
+@shared_task(max_retries=10, **DATABASE_RETRIED)
 def drift_checks_work() -> None:
     """One of at most DRIFT_CONCURRENCY takers of pending drift checks."""
     drift.drift_checks_work()
