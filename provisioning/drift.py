@@ -48,8 +48,8 @@ def drift_desired_spec(*, customer: Customer) -> dict | None:
     """The state a customer's account should be in: the spec of their last successful run (None: none yet)."""
     if customer.is_offboarded:
         return None  # Onramp no longer keeps their account in any state
-    run = Run.objects.filter(customer=customer, status=Run.Status.SUCCEEDED, offboard="").order_by("-finished_at")
-    return run.first().spec if run.exists() else None
+    runs = Run.objects.filter(customer=customer, status=Run.Status.SUCCEEDED, offboard="")
+    return runs.order_by("-finished_at").values_list("spec", flat=True).first()
 
 
 def drift_in_progress(*, customer: Customer) -> AccountRead | None:
