@@ -257,6 +257,9 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=180)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# How often a worker's busy thread hands Python's lock to a waiting one (CPython's default: 5 ms). A thread pool's
+# steps mostly wait on AWS; one whose answer came waits at most this long for the lock (portal/celery.py).
+WORKER_SWITCH_INTERVAL_MS = env.float("WORKER_SWITCH_INTERVAL_MS", default=0.5)
 # Seconds between two checkpoints of the audit chain (provisioning/audit_anchor.py), and where they go
 # besides the log: a directory outside the database (in compose, a volume only the beat service mounts).
 AUDIT_CHECKPOINT_EVERY = env.int("AUDIT_CHECKPOINT_EVERY", default=300)

@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -34,7 +34,7 @@ from django.conf import settings
 
 from provisioning.audit import CallLog, audit_write, redact
 from provisioning.errors import AwsError, ConnectionSettingsError, OnrampError
-from provisioning.registry import ApiCall, assume_role_call, source_identity_for
+from provisioning.registry import REGISTRY, ApiCall, assume_role_call, source_identity_for
 from provisioning.spec import Spec, spec_from_json
 from provisioning.vocabulary import Access
 
@@ -378,6 +378,13 @@ def process_session() -> boto3.Session:
         return _session
 
 
+def aws_models_load() -> None:
+    """Load botocore's models of the services Onramp's steps call, in this process, before any run needs them
+    (the first client of a service otherwise pays ~100 ms). Makes clients, sends nothing."""
+    for service in REGISTRY.services():
+        client_create(service, region="us-east-1", credentials={"aws_access_key_id": "-", "aws_secret_access_key": "-"})
+
+
 def client_create(service: str, *, region: str, credentials: dict):
     """An audited client for `service` with these credentials (the standard chain's when empty)."""
     session = process_session()
@@ -485,6 +492,12 @@ class AwsAccount:
                     _use_session(client, self.session)
                 self._clients[key] = client
             return self._clients[key]
+
+    def clients_open(self, services: Iterable[str]) -> None:
+        """Make the clients of these services now, in the account's region (the preflight makes the run's
+        while its own calls wait on AWS, so the steps after it find them made)."""
+        for service in services:
+            self.client(service)
 
 
 def _portal_credentials() -> dict:

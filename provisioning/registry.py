@@ -384,6 +384,10 @@ class Registry:
             seen.setdefault((operation.service, operation.name, operation.condition, operation.resource), operation)
         return list(seen.values())
 
+    def services(self) -> list[str]:
+        """The AWS services the steps call, in the declarations' order."""
+        return list(dict.fromkeys(op.service for op in self.operations()))
+
     def publishes(self) -> list[Publish]:
         return [publish for kind in self.kinds for publish in kind.publishes]
 

@@ -137,7 +137,8 @@ def run_create(
                     **({"offboard": offboard} if offboard else {}),
                 },
             )
-            transaction.on_commit(lambda: run_dispatch(run_id=run.pk), robust=True)
+            # The first dispatch in the creating transaction (the new run's row is this transaction's): one commit.
+            run_dispatch(run_id=run.pk, run_locked=True)
     except IntegrityError:
         active = _active_run(customer)
         if active is None:
@@ -176,16 +177,17 @@ def _run_lock(run_id, now) -> bool:
 
 def run_dispatch(
     *, run_id, after: StepRun | None = None, run_locked: bool = False, log: CallLog | None = None
-) -> int | None:
+) -> StepRun | None:
     """Enqueue every pending step whose dependencies are done; skip those whose dependencies
     failed; finish the run when nothing is left. Safe to call any number of times.
 
     With `after` (the step this process just finished), one step that waited on it is kept
-    instead of enqueued, and its id returned: the caller runs it next in the same process, with
-    the clients it already has, and skips a broker round trip. The longest remaining branch is
-    the one kept, so the critical path never waits on the broker. `run_locked`: the caller's
-    transaction already holds the run's lock (see _run_lock); `log`: the caller writes the audit events
-    buffered on it (the run's end among them) when its transaction is done with everything else."""
+    instead of enqueued, claimed, and returned as the claim left it: the caller runs it next in the
+    same process, with the clients it already has, and skips a broker round trip and a read. The
+    longest remaining branch is the one kept, so the critical path never waits on the broker.
+    `run_locked`: the caller's transaction already holds the run's lock (see _run_lock); `log`: the
+    caller writes the audit events buffered on it (the run's end among them) when its transaction is
+    done with everything else."""
     now = timezone.now()
     with transaction.atomic(savepoint=False):
         if not run_locked and not _run_lock(run_id, now):  # one dispatch at a time per run
@@ -221,13 +223,24 @@ def run_dispatch(
             )
             transaction.on_commit(lambda: _enqueue(enqueue), robust=True)
         # The kept step is claimed here, in the transaction that recorded the step before it: one commit, not two.
-        if keep is not None and not StepRun.objects.filter(pk=keep.pk, state=State.PENDING).update(
-            **_CLAIM, started_at=now, ready_at=Coalesce(F("ready_at"), Value(now))
-        ):
-            keep = None
+        if keep is not None:
+            keep = _claim_kept(keep, now)
         if all(s.state in StepRun.FINISHED for s in steps.values()):
             _run_finish(Run.objects.select_related("started_by").get(pk=run_id), steps, log=log)
-    return keep.pk if keep is not None else None
+    return keep
+
+
+def _claim_kept(step: StepRun, now) -> StepRun | None:
+    """Claim a kept step (read in this transaction, under the run's lock, pending and in no broker message:
+    no one else can claim it) and set on it what the claim wrote; None if it was not pending after all."""
+    if not StepRun.objects.filter(pk=step.pk, state=State.PENDING).update(
+        **_CLAIM, started_at=now, ready_at=Coalesce(F("ready_at"), Value(now))
+    ):
+        return None
+    step.state, step.finished_at, step.queued_at, step.started_at = State.RUNNING, None, None, now
+    step.attempts += 1
+    step.ready_at = step.ready_at or now
+    return step
 
 
 def _chain_lengths(steps: dict[str, StepRun]) -> dict[str, int]:
@@ -363,7 +376,7 @@ def _offboard_finish(run: Run) -> dict:
 class StepOutcome:
     state: str | None  # the state the step reached, None when this call did nothing
     retry_in: float | None = None  # seconds, when the task should try again
-    next_step_id: int | None = None  # a step kept for this process to run next (see run_dispatch)
+    next_step: StepRun | None = None  # a step kept and claimed for this process to run next (see run_dispatch)
 
 
 def _retry_delay(attempt: int) -> float:
@@ -403,25 +416,26 @@ def _step_call(step: StepRun, run: Run):
         return None, InternalError(message, code="InternalError")
 
 
-def step_execute(*, step_id: int, keep_next: bool = False, claimed: bool = False) -> StepOutcome:
+def step_execute(*, step_id: int, keep_next: bool = False, claimed: StepRun | None = None) -> StepOutcome:
     """Claim one pending step, run its function against the account, record the outcome and the
     AWS calls it made in one transaction, then dispatch what became ready (keeping one step for
-    this process when `keep_next`, claimed in that same transaction). `claimed`: the step is one
-    that the dispatch kept for this process, claimed already."""
+    this process when `keep_next`, claimed in that same transaction). `claimed`: the step that the
+    dispatch kept for this process, claimed already, with its run (StepOutcome.next_step)."""
     now = timezone.now()
-    if not claimed:
+    if claimed is None:
         taken = StepRun.objects.filter(pk=step_id, state=State.PENDING, run__status__in=Run.ACTIVE).update(
             **_CLAIM, started_at=now
         )
         if taken != 1:
             return StepOutcome(state=None)  # done already, taken by another worker, or the run ended
-    step = StepRun.objects.select_related("run__customer", "run__started_by").get(pk=step_id)
+    step = claimed or StepRun.objects.select_related("run__customer", "run__started_by").get(pk=step_id)
     run = step.run
     if run.status == Run.Status.PENDING:
         # The run's first step; every later claim follows a recorded outcome, which marked progress.
         Run.objects.filter(pk=run.pk, status=Run.Status.PENDING).update(
             status=Run.Status.RUNNING, started_at=now, progressed_at=now
         )
+        run.status = Run.Status.RUNNING
     with aws_work(
         actor_label=_worker_label(run),
         actor_id=run.started_by_id,
@@ -475,7 +489,7 @@ def _step_record(
     now = timezone.now()
     fields, retry_in = _outcome_fields(step, log, result, error, now)
     state = fields["state"]
-    next_step_id = None
+    next_step = None
     try:
         with transaction.atomic():
             # The outcome and the dispatch it causes are one transaction: no other step's dispatch can
@@ -488,13 +502,15 @@ def _step_record(
                 _ledger_after(run, step, result)
             if retry_in is None and active:
                 after = step if keep_next and state in StepRun.DONE else None
-                next_step_id = run_dispatch(run_id=run.pk, after=after, run_locked=True, log=log)
+                next_step = run_dispatch(run_id=run.pk, after=after, run_locked=True, log=log)
             audit_write(log.drain())
     except DatabaseError:
         # The database went away while recording: leave the step running; the sweeper re-drives it.
         logger.warning("Could not record step %s of run %s; the sweeper will pick it up", step.key, run.pk)
         raise
-    return StepOutcome(state=state, retry_in=retry_in, next_step_id=next_step_id)
+    if next_step is not None:
+        next_step.run = run  # the run this process holds: its customer, its starter, its open account
+    return StepOutcome(state=state, retry_in=retry_in, next_step=next_step)
 
 
 def _ledger_after(run: Run, step: StepRun, result) -> None:

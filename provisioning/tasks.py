@@ -26,7 +26,7 @@ def step_run(self, step_id: int) -> None:
     task is young (the run's clients are warm here; no broker round trip). AWS retries (bounded by the
     step's attempts) are decided by the service."""
     started = time.monotonic()
-    claimed = False  # the steps after the first were kept and claimed for this task by the dispatch
+    claimed = None  # the steps after the first were kept and claimed for this task by the dispatch
     while step_id is not None:
         keep_next = time.monotonic() - started < CHAIN_FOR_SECONDS
         try:
@@ -36,7 +36,8 @@ def step_run(self, step_id: int) -> None:
             return
         if outcome.retry_in is not None:
             raise self.retry(args=(step_id,), countdown=outcome.retry_in)
-        step_id, claimed = outcome.next_step_id, True
+        claimed = outcome.next_step
+        step_id = claimed.pk if claimed is not None else None
 
 
 @shared_task(max_retries=10, **DATABASE_RETRIED)

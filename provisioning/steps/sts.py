@@ -9,7 +9,7 @@ from provisioning.errors import StepFailed
 from provisioning.ledger import ledger_rows
 from provisioning.models import AccountRead, Customer
 from provisioning.plan import plan_registry
-from provisioning.registry import ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG
+from provisioning.registry import REGISTRY, ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG
 from provisioning.spec import spec_from_json
 from provisioning.steps.base import StepContext, StepResult
 from provisioning.steps.reading import account_seen, seen_fingerprint
@@ -91,16 +91,20 @@ def _plan_still_current(ctx: StepContext, read_id: str) -> None:
 
 def preflight(ctx: StepContext, params: dict) -> StepResult:
     role = ctx.account.access == Access.ROLE and params.get("role_arn")
+    sts = ctx.client("sts")  # first: the identity check's call goes out before the other clients are made
     # The role's version is read beside the identity check (neither waits on the other): one round trip.
     version = aws_beside(lambda: role_version_read(ctx.account, params["role_arn"])) if role else None
+    # The clients the run's steps use are made while these calls wait on AWS, not by the steps.
+    others = aws_beside(lambda: ctx.account.clients_open(s for s in REGISTRY.services() if s != "sts"))
     try:
-        identity = identity_check(sts=ctx.client("sts"), account_id=params["account_id"])
+        identity = identity_check(sts=sts, account_id=params["account_id"])
     finally:
-        if version is not None:
-            wait([version])  # its call is audited with this step's: done before the step's log is written
+        # The version's call is audited with this step's: done before the step's log is written.
+        wait([f for f in (version, others) if f is not None])
     if version is not None:
         version = version.result()
-        Customer.objects.filter(pk=ctx.run.customer_id).update(role_version=version)
+        if ctx.run.customer.role_version != version:
+            Customer.objects.filter(pk=ctx.run.customer_id).update(role_version=version)
         problem = role_version_problem(version)
         if problem is not None:
             raise problem
