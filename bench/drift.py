@@ -91,18 +91,19 @@ def _profiled_app():
 
     from portal.celery import app
 
-    state: dict = {}
-    lock = threading.Lock()
+    # Per thread: the threads pool runs many tasks in one process at once (each with its own connection).
+    local = threading.local()
+    write_lock = threading.Lock()
 
     def timer(execute, sql, params, many, context):
         started = time.perf_counter()
         try:
             return execute(sql, params, many, context)
         finally:
-            with lock:
-                if state:
-                    state["sql_ms"] += (time.perf_counter() - started) * 1000
-                    state["queries"] += 1
+            state = getattr(local, "state", None)
+            if state:
+                state["sql_ms"] += (time.perf_counter() - started) * 1000
+                state["queries"] += 1
 
     @task_prerun.connect(weak=False)
     def before(task=None, **kwargs):
@@ -110,19 +111,19 @@ def _profiled_app():
             return
         from django.db import connection
 
-        state.clear()
-        state.update(task=task.name, start=time.time(), sql_ms=0.0, queries=0)
+        local.state = {"task": task.name, "start": time.time(), "sql_ms": 0.0, "queries": 0}
         if timer not in connection.execute_wrappers:
             connection.execute_wrappers.append(timer)
 
     @task_postrun.connect(weak=False)
     def after(task=None, **kwargs):
+        state = getattr(local, "state", None)
         if task.name not in DRIFT_TASKS or not state:
             return
         state["end"] = time.time()
-        with open(common.ARTIFACTS / f"drift-profile-{os.getpid()}.jsonl", "a") as out:
+        with write_lock, open(common.ARTIFACTS / f"drift-profile-{os.getpid()}.jsonl", "a") as out:
             out.write(json.dumps(state) + "\n")
-        state.clear()
+        local.state = None
 
     return app
 
@@ -225,18 +226,19 @@ def drift_warm_and_time(*, sandbox, workers, user, accounts: int, takers: int) -
     return drift_time(customers, sandbox=sandbox, workers=workers)
 
 
-def report(figures: dict, *, latency: float, processes: int, takers: int, sandbox_rss: int) -> None:
+def report(figures: dict, *, latency: float, pool: str, concurrency: int, takers: int, sandbox_rss: int) -> None:
     n, seconds, split = figures["accounts"], figures["seconds"], figures["split"]
     print(f"\nDrift check of {n} accounts, {latency:.0f} ms added to every AWS call:")
     print(f"  {seconds:.1f} s: {n / seconds * 60:.0f} accounts per minute ({seconds / n * 1000:.0f} ms per account)")
     print(f"  outcome: {figures['states']}")
     print(
         f"  bounds: {takers} checks at once overall (DRIFT_CONCURRENCY), each one AWS call at a time, so at most "
-        f"{takers} calls in flight and 1 per account; {processes} worker processes (prefork)"
+        f"{takers} calls in flight and 1 per account; one worker, "
+        + (f"{concurrency} prefork processes" if pool == "prefork" else f"{concurrency} threads in one process")
     )
     busy = split["busy_ms"] or 1
     print(
-        f"  where the workers' time went ({busy / 1000:.0f} s of drift tasks, summed over processes): "
+        f"  where the workers' time went ({busy / 1000:.0f} s of drift tasks, summed over the tasks): "
         f"waiting on AWS {split['aws_ms'] / 1000:.0f} s ({split['aws_ms'] / busy:.0%}, {split['calls']} calls, "
         f"{split['aws_ms'] / max(1, split['calls']):.1f} ms each), SQL {split['sql_ms'] / 1000:.0f} s "
         f"({split['sql_ms'] / busy:.0%}, {split['queries']} statements), other (Python: boto3, Django, plan) "
@@ -250,7 +252,7 @@ def report(figures: dict, *, latency: float, processes: int, takers: int, sandbo
     )
     print(
         f"  memory: the sandbox (moto, no managed policies) {common.mib(sandbox_rss)} RSS after; "
-        f"the worker processes {common.mib(figures['workers_rss'])} at their peak"
+        f"the worker {common.mib(figures['workers_rss'])} at its peak"
     )
     if n >= GOAL_ACCOUNTS:
         verdict = "met" if seconds <= GOAL_SECONDS else "missed"
@@ -263,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=GOAL_ACCOUNTS)
     parser.add_argument("--aws-latency-ms", type=float, default=30)
-    parser.add_argument("--processes", type=int, default=16, help="the worker's prefork processes")
+    parser.add_argument("--pool", choices=["prefork", "threads"], default=common.DEFAULT_POOL, help="the worker's pool")
+    parser.add_argument("--concurrency", type=int, default=16, help="the worker's processes or threads")
     parser.add_argument("--drift-concurrency", type=int, default=16, help="DRIFT_CONCURRENCY")
     args = parser.parse_args(argv)
 
@@ -280,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         common.redis_flush()
         user = common.django_start()
         workers = common.Workers(
-            1, env=env, app="bench.drift:profiled_app", tag="drift", concurrency=args.processes
+            1, env=env, app="bench.drift:profiled_app", tag="drift", pool=args.pool, concurrency=args.concurrency
         ).start()
         try:
             figures = drift_warm_and_time(
@@ -291,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         report(
             figures,
             latency=args.aws_latency_ms,
-            processes=args.processes,
+            pool=args.pool,
+            concurrency=args.concurrency,
             takers=args.drift_concurrency,
             sandbox_rss=common.rss_bytes([sandbox.pid]),
         )

@@ -202,6 +202,8 @@ def test_the_drift_bench_checks_its_accounts_in_one_round(worker, alice, bench_a
     assert figures["states"] == {"in_sync": 3}
     assert DriftState.objects.filter(customer__in=customers, state="in_sync").count() == 3
     assert figures["split"]["calls"] == AuditEvent.objects.filter(action__startswith="aws.", run__isnull=True).count()
-    drift_bench.report(figures, latency=0, processes=4, takers=8, sandbox_rss=common.rss_bytes([bench_aws.pid]))
+    drift_bench.report(
+        figures, latency=0, pool="threads", concurrency=4, takers=8, sandbox_rss=common.rss_bytes([bench_aws.pid])
+    )
     out = capsys.readouterr().out
     assert "Drift check of 3 accounts" in out and "accounts per minute" in out and "waiting on AWS" in out
