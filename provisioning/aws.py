@@ -494,8 +494,8 @@ class AwsAccount:
             return self._clients[key]
 
     def clients_open(self, services: Iterable[str]) -> None:
-        """Make the clients of these services now, in the account's region (the preflight makes the run's
-        while its own calls wait on AWS, so the steps after it find them made)."""
+        """Make the clients of these services that are not made yet, in the account's region (the preflight
+        makes the run's while its own calls wait on AWS, so the steps after it find them made)."""
         for service in services:
             self.client(service)
 

@@ -237,9 +237,9 @@ def _claim_kept(step: StepRun, now) -> StepRun | None:
         **_CLAIM, started_at=now, ready_at=Coalesce(F("ready_at"), Value(now))
     ):
         return None
-    step.state, step.finished_at, step.queued_at, step.started_at = State.RUNNING, None, None, now
-    step.attempts += 1
-    step.ready_at = step.ready_at or now
+    for name, value in _CLAIM.items():
+        setattr(step, name, value if name != "attempts" else step.attempts + 1)  # F("attempts") + 1, in memory
+    step.started_at, step.ready_at = now, step.ready_at or now
     return step
 
 

@@ -61,6 +61,17 @@ PORTAL_USER = "onramp-portal"
 PORTAL_KEYS = ("AKIAONRAMPPORTAL0001", "onramp-portal-sandbox-only-secret-000000")
 EXTERNAL_ID = "acme-external-id-0123456789"
 NOTHING_ALLOWED = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}
+# The access key pair AWS's documentation uses as its example: shaped like a key, never a real one.
+EXAMPLE_KEYS = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+
+
+def customer_keys_give(aws, customer: Customer, *, account_id: str) -> tuple[str, str]:
+    """An IAM user "ops" in `account_id` with EXAMPLE_KEYS and no permission (GetCallerIdentity needs none), its
+    keys stored on the customer as the customer's way in. The keys, for a test to look for."""
+    aws.user_make(account_id=account_id, user_name="ops", policy_document=NOTHING_ALLOWED, keys=EXAMPLE_KEYS)
+    customer.access = "keys"
+    vault.customer_set_keys(customer=customer, access_key_id=EXAMPLE_KEYS[0], secret_access_key=EXAMPLE_KEYS[1])
+    return EXAMPLE_KEYS
 
 
 @pytest.fixture(scope="session")

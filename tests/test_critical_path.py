@@ -17,7 +17,7 @@ from provisioning.runs import run_create, run_dispatch
 from provisioning.spec import spec_parse
 from provisioning.steps import sts
 from provisioning.steps.base import StepContext
-from tests.conftest import CUSTOMER_ACCOUNT, NOTHING_ALLOWED, customer_for, spec_data
+from tests.conftest import CUSTOMER_ACCOUNT, customer_for, customer_keys_give, spec_data
 
 
 def test_confirming_a_run_queues_its_first_step_in_the_transaction_that_records_the_run(db, alice):
@@ -56,12 +56,7 @@ def test_the_preflight_makes_the_clients_the_steps_will_use(db, aws):
     data = spec_data(access="keys", team=[])
     spec = spec_parse(data)
     customer = customer_for(data)
-    from provisioning.vault import customer_set_keys
-
-    keys = ("AKIAIOSFODNN7CRITPTH", "y" * 40)
-    aws.user_make(account_id=CUSTOMER_ACCOUNT, user_name="ops", policy_document=NOTHING_ALLOWED, keys=keys)
-    customer.access = "keys"
-    customer_set_keys(customer=customer, access_key_id=keys[0], secret_access_key=keys[1])
+    customer_keys_give(aws, customer, account_id=CUSTOMER_ACCOUNT)
     account = account_connect(customer=customer, region=spec.region, session_name="unused", source_identity="alice")
     params = {"account_id": spec.account_id}
     sts.preflight(StepContext(run=None, step=StepRun(key="preflight"), account=account, params=params), params)

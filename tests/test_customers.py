@@ -14,12 +14,11 @@ from provisioning import customers
 from provisioning.aws import account_connect
 from provisioning.models import AuditEvent, Run
 from provisioning.registry import REGISTRY, Operation
-from provisioning.vault import customer_set_keys
 from provisioning.vocabulary import Access
 from tests.conftest import (
     CUSTOMER_ACCOUNT,
     EXTERNAL_ID,
-    NOTHING_ALLOWED,
+    customer_keys_give,
     customer_make,
     customer_role_deploy,
     start_run,
@@ -251,11 +250,8 @@ def test_check_connection_refuses_root(aws, dana):
 
 
 def test_check_connection_with_stored_keys_never_audits_the_secret(aws, dana):
-    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-    keys = ("AKIAIOSFODNN7EXAMPLE", secret)  # an IAM user's in the customer's account (GetCallerIdentity needs none)
-    aws.user_make(account_id=OTHER_ACCOUNT, user_name="ops", policy_document=NOTHING_ALLOWED, keys=keys)
     customer = customer_make(aws_account_id=OTHER_ACCOUNT, access=Access.KEYS, role_arn="")
-    customer_set_keys(customer=customer, access_key_id=keys[0], secret_access_key=secret)
+    _, secret = customer_keys_give(aws, customer, account_id=OTHER_ACCOUNT)  # an IAM user's in its account
     result = customers.customer_check_connection(customer=customer, user=dana)
     assert result.ok, result.message
     assert "via keys" in result.message

@@ -22,9 +22,9 @@ from provisioning.steps.base import StepContext
 from tests.awsread import account_session
 from tests.conftest import (
     CUSTOMER_ACCOUNT,
-    NOTHING_ALLOWED,
     PORTAL_USER,
     customer_for,
+    customer_keys_give,
     customer_role_deploy,
     spec_data,
     start_run,
@@ -330,12 +330,7 @@ def test_wrong_account_is_refused_by_preflight(db, alice, aws):
     data = spec_data(access="keys", team=[])
     spec = spec_parse(data)
     customer = customer_for(data)
-    from provisioning.vault import customer_set_keys
-
-    keys = ("AKIAIOSFODNN7EXAMPLE", "x" * 40)  # an IAM user's, in another account than the customer's
-    aws.user_make(account_id="444455556666", user_name="ops", policy_document=NOTHING_ALLOWED, keys=keys)
-    customer.access = "keys"
-    customer_set_keys(customer=customer, access_key_id=keys[0], secret_access_key=keys[1])
+    customer_keys_give(aws, customer, account_id="444455556666")  # an IAM user's, in another account
     account = account_connect(customer=customer, region="us-west-2", session_name="unused", source_identity="alice")
     step = StepRun(key="preflight")
     params = {"account_id": spec.account_id}

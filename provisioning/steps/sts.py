@@ -95,7 +95,7 @@ def preflight(ctx: StepContext, params: dict) -> StepResult:
     # The role's version is read beside the identity check (neither waits on the other): one round trip.
     version = aws_beside(lambda: role_version_read(ctx.account, params["role_arn"])) if role else None
     # The clients the run's steps use are made while these calls wait on AWS, not by the steps.
-    others = aws_beside(lambda: ctx.account.clients_open(s for s in REGISTRY.services() if s != "sts"))
+    others = aws_beside(lambda: ctx.account.clients_open(REGISTRY.services()))
     try:
         identity = identity_check(sts=sts, account_id=params["account_id"])
     finally:
