@@ -67,7 +67,7 @@ INSERT INTO provisioning_auditevent
      target, details, prev_hash, hash, key_id)
 SELECT
     -- a year of history, in order, with the jitter of buffered AWS calls
-    timestamptz '2025-01-01 00:00:00+00' + g * (interval '1 second' * 31536000 / %(events)s)
+    timestamptz '2025-01-01 00:00:00+00' + g * (interval '1 second' * 31536000 / %(events)s::bigint)
         - random() * interval '20 seconds',
     users[1 + (g / 150) %% cardinality(users)],
     CASE WHEN g %% 150 IN (0, 1) THEN 'user-' ELSE 'worker for user-' END
@@ -95,7 +95,7 @@ SELECT
     encode(sha256(int8send(g - 1)), 'hex'),
     encode(sha256(int8send(g)), 'hex'),
     ''
-FROM generate_series(%(first)s, %(last)s) AS g,
+FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g,
      (SELECT array_agg(id ORDER BY id) AS customers FROM provisioning_customer) AS c,
      (SELECT array_agg(id ORDER BY id) AS users FROM auth_user WHERE username LIKE 'user-%%') AS u
 """
@@ -106,7 +106,7 @@ SEED_RUNS_SQL = """
 INSERT INTO provisioning_run (id, customer_id, started_by_id, spec, status, summary, plan, created_at, progressed_at)
 SELECT md5('run-' || r)::uuid, customers[1 + (r * 7919) %% cardinality(customers)],
        users[1 + r %% cardinality(users)], '{}'::jsonb, 'succeeded', '{}'::jsonb, '[]'::jsonb, now(), now()
-FROM generate_series(0, %(events)s / 150) AS r,
+FROM generate_series(0, %(events)s::bigint / 150) AS r,
      (SELECT array_agg(id ORDER BY id) AS customers FROM provisioning_customer) AS c,
      (SELECT array_agg(id ORDER BY id) AS users FROM auth_user WHERE username LIKE 'user-%%') AS u
 """
@@ -115,7 +115,7 @@ INSERT INTO provisioning_steprun (run_id, key, title, branch, position, depends_
                                   error_message, outputs, params)
 SELECT md5('run-' || r)::uuid, step.key, step.title || ' app-' || r, split_part(step.key, '.', 1), step.position,
        '[]'::jsonb, 'succeeded', 1, '', '', '{}'::jsonb, '{}'::jsonb
-FROM generate_series(0, %(events)s / 150) AS r,
+FROM generate_series(0, %(events)s::bigint / 150) AS r,
      (VALUES (0, 'preflight', 'Reach the account and check who Onramp is there'), (1, 'iam.group', 'Group Apps for'),
              (2, 'iam.app_user', 'App user'), (3, 'iam.access_key', 'Access key for'),
              (4, 's3.bucket', 'Private bucket for'), (5, 'ecr.repository', 'ECR repository for'))
@@ -131,11 +131,11 @@ GONE_EVENTS_SQL = """
 INSERT INTO provisioning_auditevent
     (created_at, actor_id, actor_label, customer_id, run_id, step_key, action, outcome, error_code,
      target, details, prev_hash, hash, key_id)
-SELECT timestamptz '2025-01-01 00:00:00+00' + g * (interval '1 second' * 2592000 / %(gone)s),
+SELECT timestamptz '2025-01-01 00:00:00+00' + g * (interval '1 second' * 2592000 / %(gone)s::bigint),
        (SELECT id FROM auth_user WHERE username = 'user-gone'), 'user-gone', NULL, NULL, '',
        'credential.revealed_elsewhere', 'refused', 'Gone', 'credential ' || g, '{}'::jsonb,
        encode(sha256(int8send(-g - 1)), 'hex'), encode(sha256(int8send(-g)), 'hex'), ''
-FROM generate_series(1, %(gone)s) AS g
+FROM generate_series(1, %(gone)s::bigint) AS g
 """
 
 

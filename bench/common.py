@@ -4,6 +4,7 @@ worker processes, fresh customers and accounts, and process measurements from /p
 Everything here is started and stopped by the benchmark itself, on loopback only.
 """
 
+import gc
 import json
 import os
 import random
@@ -14,6 +15,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -272,6 +275,20 @@ class SandboxAws:
 # Above this, a call through the latency proxy costs more than the latency it claims by enough to skew the
 # ratios between contenders that make different numbers of calls: the bench calls its figures invalid.
 PROXY_OVERHEAD_LIMIT_MS = 3.0
+
+
+@contextmanager
+def collector_held() -> Iterator[None]:
+    """This process's garbage collector held off while something is timed, having collected first (untimed).
+    This process runs the latency proxy and the boto3 contenders: a full collection here (200-250 ms once a few
+    rounds' clients are garbage) stalls every call in flight through the proxy, whichever contender is timed.
+    Onramp's worker, a process of its own, keeps its collector as it runs in production."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def proxy_overhead(sandbox: SandboxAws, *, calls: int = 60) -> dict[str, float]:

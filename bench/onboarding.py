@@ -484,7 +484,10 @@ def profile_run(*, sandbox, env: dict, user, ids, pool: str, concurrency: int) -
         for path in common.ARTIFACTS.glob("profile-*.jsonl"):
             path.unlink()
         spec, customer = onramp_prepare(sandbox=sandbox, data=common.spec_data(account_id=ids.new(), name=_name("pf")))
-        _, _, cpu, run, started = onramp_time(sandbox=sandbox, spec=spec, customer=customer, user=user, workers=workers)
+        with common.collector_held():
+            _, _, cpu, run, started = onramp_time(
+                sandbox=sandbox, spec=spec, customer=customer, user=user, workers=workers
+            )
         time.sleep(0.5)  # the last task's postrun line
         tasks = {}
         for path in common.ARTIFACTS.glob("profile-*.jsonl"):
@@ -551,9 +554,10 @@ def rounds_run(*, sandbox, rounds: int, user, ids, workers, contenders=CONTENDER
         for name in turn:
             data = common.spec_data(account_id=ids.new(), name=_name(name.split("-")[-1][:6]))
             spec = spec_parse(data)
-            seconds, calls, critical, cpu = contender_once(
-                name, sandbox=sandbox, spec=spec, data=data, user=user, workers=workers
-            )
+            with common.collector_held():
+                seconds, calls, critical, cpu = contender_once(
+                    name, sandbox=sandbox, spec=spec, data=data, user=user, workers=workers
+                )
             f = figures[name]
             f.seconds.append(seconds), f.calls.append(calls), f.critical.append(critical), f.cpu.append(cpu)
             print(

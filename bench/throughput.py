@@ -134,7 +134,8 @@ def phase(*, pool: str, concurrency: int, count: int, sandbox, straight, env: di
         warm_ids = [run_create_pk(spec, customer, user) for _, spec, customer in warm]
         common.runs_wait(warm_ids, timeout=300, every=0.2)  # untimed: imports, connections, clients
         batch = batch_prepare(count=count, straight=straight, ids=ids, label=label)
-        result = batch_run(batch=batch, user=user, workers=workers, sandbox=sandbox)
+        with common.collector_held():
+            result = batch_run(batch=batch, user=user, workers=workers, sandbox=sandbox)
     finally:
         workers.stop()
     result.update(

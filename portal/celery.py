@@ -5,7 +5,15 @@ import os
 import sys
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init, worker_ready
+from celery.signals import (
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
@@ -44,3 +52,12 @@ def _worker_settle(**kwargs) -> None:
     aws_models_load()
     gc.collect()
     gc.freeze()
+
+
+@worker_shutdown.connect  # the threads pool, once its tasks are done
+@worker_process_shutdown.connect  # each process of the prefork pool
+def _publisher_drain(**kwargs) -> None:
+    """Send the step tasks still waiting on this process's publisher (provisioning.runs._Publisher) before it exits."""
+    from provisioning.runs import publisher
+
+    publisher.drain()

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 import boto3
@@ -378,11 +378,16 @@ def process_session() -> boto3.Session:
         return _session
 
 
+# The keys of a client made before its credentials exist: nothing AWS accepts. A role's clients are made with them
+# while the role is being assumed, and sign with the role's session before anyone is given them (AwsAccount).
+UNUSABLE_KEYS = {"aws_access_key_id": "-", "aws_secret_access_key": "-"}
+
+
 def aws_models_load() -> None:
     """Load botocore's models of the services Onramp's steps call, in this process, before any run needs them
     (the first client of a service otherwise pays ~100 ms). Makes clients, sends nothing."""
     for service in REGISTRY.services():
-        client_create(service, region="us-east-1", credentials={"aws_access_key_id": "-", "aws_secret_access_key": "-"})
+        client_create(service, region="us-east-1", credentials=UNUSABLE_KEYS)
 
 
 def client_create(service: str, *, region: str, credentials: dict):
@@ -493,6 +498,17 @@ class AwsAccount:
                 self._clients[key] = client
             return self._clients[key]
 
+    def clients_adopt(self, clients: dict[str, object]) -> None:
+        """Take clients made in this account's region before its role's session existed (account_connect): each
+        signs with the session from now on. Only for a role's account: they were made with UNUSABLE_KEYS."""
+        if self.session is None:
+            raise ValueError("Only a role's account adopts clients made before its session.")
+        with self._lock:
+            for service, client in clients.items():
+                if (service, self.region) not in self._clients:
+                    _use_session(client, self.session)
+                    self._clients[(service, self.region)] = client
+
     def clients_open(self, services: Iterable[str]) -> None:
         """Make the clients of these services that are not made yet, in the account's region (the preflight
         makes the run's while its own calls wait on AWS, so the steps after it find them made)."""
@@ -554,10 +570,13 @@ def account_connect(
     external_id: str = "",
     session_name: str,
     source_identity: str,
+    services: Iterable[str] = (),
 ) -> AwsAccount:
     """Open a session in the customer's account: assume their role with its external id, named for
     the run or check (`session_name`) and the person (`source_identity`) in their CloudTrail, or use
-    their stored IAM user keys. The role and external id default to the customer's record."""
+    their stored IAM user keys. The role and external id default to the customer's record. `services`: for
+    a role, the clients to make while AWS answers the AssumeRole (they are made before the session, and sign
+    with it once it exists)."""
     from provisioning.vault import decrypt  # the vault imports audit, which this module also uses
 
     access = access or customer.access
@@ -583,14 +602,22 @@ def account_connect(
         session_name=session_name[:64],
         source_identity=source_identity_for(source_identity),
     )
-    session = role_session_open(region=region, request=call.params)
+    services = list(services)
+    made = aws_beside(lambda: {s: client_create(s, region=region, credentials=UNUSABLE_KEYS) for s in services})
+    try:
+        session = role_session_open(region=region, request=call.params)
+    except Exception:
+        wait([made])  # the role was refused: the clients are dropped, once made (no work outlives the connect)
+        raise
     frozen = session.get_frozen_credentials()
     keys = {
         "aws_access_key_id": frozen.access_key,
         "aws_secret_access_key": frozen.secret_key,
         "aws_session_token": frozen.token,
     }
-    return AwsAccount(keys, region=region, account_id=customer.aws_account_id, access=Access.ROLE, session=session)
+    account = AwsAccount(keys, region=region, account_id=customer.aws_account_id, access=Access.ROLE, session=session)
+    account.clients_adopt(made.result())
+    return account
 
 
 class _RunAccounts:
@@ -623,7 +650,9 @@ class _RunAccounts:
 run_accounts = _RunAccounts()
 
 
-def account_for_spec(*, customer, spec: Spec, session_name: str, source_identity: str) -> AwsAccount:
+def account_for_spec(
+    *, customer, spec: Spec, session_name: str, source_identity: str, services: Iterable[str] = ()
+) -> AwsAccount:
     """Open the customer's account the way a run's spec says: its region, its role and external id."""
     return account_connect(
         customer=customer,
@@ -633,6 +662,7 @@ def account_for_spec(*, customer, spec: Spec, session_name: str, source_identity
         external_id=spec.external_id,
         session_name=session_name,
         source_identity=source_identity,
+        services=services,
     )
 
 
@@ -648,6 +678,7 @@ def account_for_run(run, spec: Spec | None = None) -> AwsAccount:
                 spec=spec,
                 session_name=f"onramp-run-{run.pk}",
                 source_identity=run.started_by.get_username(),
+                services=REGISTRY.services(),  # every step's, made while the role is assumed
             ),
         )
     return account

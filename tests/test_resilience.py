@@ -13,10 +13,10 @@ from django.utils import timezone
 
 from portal.celery import app as celery_app
 from provisioning.audit import audit_record
-from provisioning.aws import account_for_run, run_accounts
+from provisioning.aws import account_for_run, account_for_spec, run_accounts
 from provisioning.models import AuditEvent, Run, StepRun
 from provisioning.runs import run_create, run_retry, runs_sweep
-from provisioning.spec import spec_parse
+from provisioning.spec import spec_from_json, spec_parse
 from tests.conftest import customer_for, spec_data, wait_for_run
 from tests.sandbox import Rule, SandboxProxy, free_port
 from tests.soak.harness import duplicates, resource_counts
@@ -138,10 +138,16 @@ def test_aws_lost_after_preflight_fails_every_step_with_cannot_reach_aws(worker,
 
     def preflight_reaches_aws_then_it_is_gone(run):
         with override_settings(AWS_ENDPOINT_URL=aws.url):
-            # Made now, on the sandbox: the preflight's STS and IAM (it reads the role's version); every later
-            # client (S3, ECR) is made on `closed`.
-            account_for_run(run).client("sts")
-            account_for_run(run).client("iam")
+            # The run's account, opened now on the sandbox with the preflight's clients only: STS, and IAM (it
+            # reads the role's version). Every later client (S3, ECR) is made on `closed`.
+            account = account_for_spec(
+                customer=run.customer,
+                spec=spec_from_json(run.spec),
+                session_name=f"onramp-run-{run.pk}",
+                source_identity=alice.get_username(),
+                services=("sts", "iam"),
+            )
+            run_accounts.put(run.pk, account)
 
     with override_settings(**FAST_RETRIES):
         with override_settings(AWS_ENDPOINT_URL=closed):

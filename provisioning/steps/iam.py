@@ -269,7 +269,9 @@ def access_key(ctx: StepContext, params: dict) -> StepResult:
     interrupted attempt of this run (its secret never sealed) is deleted and made again; a user
     that already has a key is adopted as is (rotate it from the run page)."""
     user = params["user"]
-    mine = Credential.objects.filter(run=ctx.run, kind=Credential.Kind.ACCESS_KEY, user_name=user).first()
+    mine = None  # the key an earlier attempt of this step sealed; a first attempt has sealed nothing
+    if ctx.step.attempts > 1:
+        mine = Credential.objects.filter(run=ctx.run, kind=Credential.Kind.ACCESS_KEY, user_name=user).first()
     new_user = ctx.created_by_run("iam.app_user")
     # A user this run created moments ago has no key but one an attempt of this step made, which it marked
     # (key_requested_at) before asking: only then, or for a user found there, is there anything to list.

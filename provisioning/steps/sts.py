@@ -94,7 +94,8 @@ def preflight(ctx: StepContext, params: dict) -> StepResult:
     sts = ctx.client("sts")  # first: the identity check's call goes out before the other clients are made
     # The role's version is read beside the identity check (neither waits on the other): one round trip.
     version = aws_beside(lambda: role_version_read(ctx.account, params["role_arn"])) if role else None
-    # The clients the run's steps use are made while these calls wait on AWS, not by the steps.
+    # The clients the run's steps use are made while these calls wait on AWS, not by the steps (a role's account
+    # made them already, while AWS answered its AssumeRole: provisioning.aws.account_connect).
     others = aws_beside(lambda: ctx.account.clients_open(REGISTRY.services()))
     try:
         identity = identity_check(sts=sts, account_id=params["account_id"])
