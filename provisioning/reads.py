@@ -57,16 +57,17 @@ def account_read_start(
 def _read_account(read: AccountRead, spec: Spec) -> dict:
     """The account read against the spec and the ledger: {"items", "fingerprint"}; raises OnrampError."""
     user = read.requested_by
+    registry = plan_registry(read.offboard)
     try:
         account = account_for_spec(
             customer=read.customer,
             spec=spec,
             session_name=f"onramp-read-{read.pk}",
             source_identity=user.get_username() if user else "onramp-drift-check",
+            services=registry.services(),  # the read calls each of them: made while the role is assumed
         )
         identity_check(sts=account.client("sts"), account_id=spec.account_id)
         ledger = ledger_rows(customer_id=read.customer_id)
-        registry = plan_registry(read.offboard)
         seen = account_seen(account, spec=spec, ledger=ledger, registry=registry)
     except (ClientError, *NO_ANSWER_ERRORS) as exc:  # explained the same way a step's would be
         raise error_translate(exc, doing="Reading the account") from None

@@ -191,9 +191,13 @@ class _Publisher:
         self._thread: tuple[int, threading.Thread] | None = None  # (the process that started it, the thread)
         self._lock = threading.Lock()
 
+    def _running(self) -> bool:
+        """Whether this process's thread is sending (a forked child has its parent's record, not its thread)."""
+        return self._thread is not None and self._thread[0] == os.getpid() and self._thread[1].is_alive()
+
     def put(self, step_ids: list[int]) -> None:
         with self._lock:
-            if self._thread is None or self._thread[0] != os.getpid() or not self._thread[1].is_alive():
+            if not self._running():
                 thread = threading.Thread(target=self._loop, name="onramp-publisher", daemon=True)
                 self._thread = (os.getpid(), thread)
                 thread.start()
@@ -213,9 +217,8 @@ class _Publisher:
     def drain(self, timeout: float = 10) -> bool:
         """Wait until everything put so far is sent (a worker's shutdown); False if that took over `timeout`."""
         with self._lock:
-            running = self._thread is not None and self._thread[0] == os.getpid() and self._thread[1].is_alive()
-        if not running:
-            return True
+            if not self._running():
+                return True
         done = threading.Event()
         self._queue.put(done)
         return done.wait(timeout)

@@ -280,7 +280,7 @@ def finished_run(user, **overrides) -> Run:
 
 def seal_key(run: Run, *, secret: str, **fields) -> Credential:
     """An app access key sealed for the run's starter, as the access-key step leaves it."""
-    fields = {"user_name": "acme-app", "access_key_id": "AKIAIOSFODNN7EXAMPLE", **fields}
+    fields = {"user_name": "acme-app", "access_key_id": EXAMPLE_KEYS[0], **fields}
     return vault.credential_seal(
         secret=secret,
         run=run,
