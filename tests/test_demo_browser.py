@@ -45,9 +45,8 @@ def _onboard_demo_co(page: Page, base: str, password: str) -> None:
 
 
 def test_make_runs_demo_onboards_demo_co_in_the_browser_and_from_the_command_line(page, tmp_path):
-    env_file = tmp_path / ".env"  # make run's own .env (a fresh clone's), not the test session's
     env = {k: v for k, v in run_env(tmp_path).items() if not k.startswith("CELERY_")}
-    env["ENV_FILE"] = str(env_file)
+    env_file = env["ENV_FILE"]  # make run's own .env (a fresh clone's), not the test session's
     process = subprocess.Popen(
         ["bin/run"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
@@ -62,7 +61,7 @@ def test_make_runs_demo_onboards_demo_co_in_the_browser_and_from_the_command_lin
         _onboard_demo_co(page, f"http://127.0.0.1:{env['PORT']}", password)
 
         # Another terminal: no variable set, only the checkout's .env (which ENV_FILE stands for here).
-        plain = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "ENV_FILE": str(env_file)}  # noqa: S108
+        plain = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "ENV_FILE": env_file}  # noqa: S108
         done = subprocess.run(
             [sys.executable, "manage.py", "onboard", "--spec", "examples/demo.json", "--wait"],
             cwd=ROOT, env=plain, capture_output=True, text=True, timeout=300,
