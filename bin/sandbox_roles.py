@@ -42,8 +42,6 @@ from provisioning.vocabulary import Access  # noqa: E402
 from tests.sandbox import admin_session  # noqa: E402
 
 STACK = "onramp-access"
-# The one line the customer's admin page shows on a sandbox installation (make run sets ROLE_DEPLOY_COMMAND).
-COMMAND = ".venv/bin/python bin/sandbox_roles.py --customer"
 
 
 def sandbox_wait(url: str, timeout: float) -> None:
