@@ -37,3 +37,24 @@ def dev_keys_ensure(path: Path, environ: Mapping[str, str]) -> dict[str, str]:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     path.chmod(0o600)
     return written
+
+
+RUN_NOTE = "# Written by make run (bin/run): manage.py beside it reaches the same sandbox AWS and broker."
+
+
+def dev_env_set(path: Path, values: Mapping[str, str]) -> None:
+    """Set these variables in the .env file at `path`, replacing their earlier lines (what `make run` uses, so
+    `manage.py onboard` in another terminal finds the sandbox `make run` started with nothing set by hand)."""
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    lines = [line for line in lines if line != RUN_NOTE and line.partition("=")[0].strip() not in values]
+    lines += [RUN_NOTE, *(f"{name}={value}" for name, value in values.items())]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.chmod(0o600)
+
+
+if __name__ == "__main__":
+    import sys
+
+    # bin/run: python -m portal.devkeys NAME=VALUE… (into ENV_FILE, else .env beside manage.py)
+    env_file = Path(os.environ.get("ENV_FILE") or Path(__file__).resolve().parent.parent / ".env")
+    dev_env_set(env_file, dict(arg.split("=", 1) for arg in sys.argv[1:]))

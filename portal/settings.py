@@ -316,6 +316,9 @@ CREDENTIAL_TTL = env.int("CREDENTIAL_TTL", default=24 * 3600)
 RUN_STALE_AFTER = env.int("RUN_STALE_AFTER", default=300)
 # Sandbox AWS (moto's server) for development and tests; unset for real AWS.
 AWS_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL", default="") or None
+# A command that deploys a customer's role where the accounts are the installation's own (make run sets its
+# sandbox tooling here); the customer's admin page shows it, followed by the customer's slug. Empty on AWS.
+ROLE_DEPLOY_COMMAND = env.str("ROLE_DEPLOY_COMMAND", default="")
 # The portal's own AWS account, named in the trust policy customers give Onramp's role.
 PORTAL_AWS_ACCOUNT_ID = env.str("PORTAL_AWS_ACCOUNT_ID", default="123456789012")
 AWS_MAX_ATTEMPTS = env.int("AWS_MAX_ATTEMPTS", default=5)

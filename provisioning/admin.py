@@ -349,11 +349,21 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
         if not customer.pk:
             return "Available once the customer is saved."
         url = reverse("admin:provisioning_customer_cloudformation", args=[customer.pk])
-        return format_html(
+        link = format_html(
             '<a href="{}" download>Download the template</a> — creates the role “{}” with this trust policy '
             "and only the permissions Onramp's steps use (deploy with CAPABILITY_NAMED_IAM).",
             url,
             customers.ROLE_NAME,
+        )
+        if not settings.ROLE_DEPLOY_COMMAND:
+            return link
+        # An installation whose customers' accounts are its own (make run's sandbox) deploys the role itself.
+        return format_html(
+            "{}<br>Here the accounts are this installation's own: deploy the role as the customer would with "
+            '<code class="role-deploy">{} {}</code>',
+            link,
+            settings.ROLE_DEPLOY_COMMAND,
+            customer.slug,
         )
 
     @admin.display(description="Resources Onramp created or adopted")

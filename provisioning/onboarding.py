@@ -88,6 +88,29 @@ def _customer_create(*, spec: Spec, user, via: str) -> Customer:
     return customer
 
 
+def onboarding_spec_connection_fill(*, data):
+    """Raw spec data for a customer on record (by its account id), reached by a role, that omits the role ARN or
+    the external id: with the record's. A spec file then needs no copy of the external id Onramp generated, and
+    onboarding_customer still checks the name and who may change a connection. Anything else: as given."""
+    if not isinstance(data, dict) or (data.get("access") or Access.ROLE) != Access.ROLE:
+        return data
+    if data.get("role_arn") and data.get("external_id"):
+        return data
+    account = data.get("account_id")
+    customer = (
+        Customer.objects.filter(aws_account_id=account, access=Access.ROLE).first()
+        if isinstance(account, str)
+        else None
+    )
+    if customer is None:
+        return data
+    return {
+        **data,
+        "role_arn": data.get("role_arn") or customer.role_arn,
+        "external_id": data.get("external_id") or customer.external_id,
+    }
+
+
 def onboarding_customer(
     *, spec: Spec, user, customer_id: int | None = None, via: str, keys_given: bool = False
 ) -> Customer:

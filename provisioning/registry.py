@@ -28,7 +28,14 @@ ASSUME_SECONDS = 3600  # the session Onramp asks for; the template's MaxSessionD
 # deployed role's version (its tag) and say when the customer's stack must be updated.
 ROLE_NAME = "OnrampAccess"
 ROLE_VERSION_TAG = "onramp-template-version"
-ROLE_TEMPLATE_VERSION = 2
+ROLE_TEMPLATE_VERSION = 3
+# The sha256 of the role's policy (customers.access_policy_document as canonical JSON) at each version, so a
+# policy that changes without a new version fails tests/test_role_template.py. Add a line, never edit one: a
+# deployed role carries the version it was made from. 3: iam:RemoveUserFromGroup without a tag condition.
+ROLE_POLICY_SHA256 = {
+    2: "cfd28e6958d31ece30098c10fec1f10381151973ef1ef008cf34a38dcfdc5701",
+    3: "81195b96a25e93d0ff8c6d9684ba1f2f085d1ecf2ae4045ecc71d6f03c1eaf25",
+}
 # A value Onramp generates at send time (a console password): shown as this in the transcript.
 GENERATED = "<generated>"
 MANAGED_TAGS = [{"Key": MANAGED_BY_TAG[0], "Value": MANAGED_BY_TAG[1]}]
@@ -414,8 +421,10 @@ ATTACH_CONDITION = (
         ("arn:aws:iam::*:policy/MediaManagement*", *sorted(managed_policy_arn(p) for p in ATTACHABLE_POLICIES)),
     ),
 )
-# What changes or deletes a user, its keys, password, policies and groups reaches only users tagged as
-# Onramp's: those it created, and those it adopted (tagged when adopted). IAM groups take no tags.
+# What changes or deletes a user, its keys, password and policies reaches only users tagged as Onramp's: those
+# it created, and those it adopted (tagged when adopted). Not group membership: RemoveUserFromGroup's only
+# resource is the group, IAM groups take no tags, so AWS would find no aws:ResourceTag in the request and
+# refuse it. Like AddUserToGroup it is unconditioned; the ledger says which users and groups are Onramp's.
 ONRAMPS_ONLY = (("StringEquals", f"aws:ResourceTag/{MANAGED_BY_TAG[0]}", (MANAGED_BY_TAG[1],)),)
 
 
@@ -844,8 +853,7 @@ USER_REMOVAL_KINDS = (
     _user_step(
         "groups",
         "{user}: leave the groups",
-        *ops("iam", "ListGroupsForUser"),
-        *ops("iam", "RemoveUserFromGroup", condition=ONRAMPS_ONLY),
+        *ops("iam", "ListGroupsForUser", "RemoveUserFromGroup"),
     ),
     _user_step(
         "",
@@ -886,8 +894,8 @@ REMOVAL_KINDS = (
                 "ListGroupPolicies",
                 "DeleteGroupPolicy",
                 "DeleteGroup",
+                "RemoveUserFromGroup",
             ),
-            *ops("iam", "RemoveUserFromGroup", condition=ONRAMPS_ONLY),
         ),
         calls=lambda p: [ApiCall("iam", "DeleteGroup", {"GroupName": p["name"]})],
     ),

@@ -106,11 +106,20 @@ def test_the_roles_attach_permission_reaches_only_the_policies_onramp_attaches()
 
 def test_what_changes_or_deletes_a_user_reaches_only_users_tagged_as_onramps():
     user_actions = {"iam:DeleteUser", "iam:DeleteLoginProfile", "iam:DeleteAccessKey", "iam:DetachUserPolicy",
-                    "iam:RemoveUserFromGroup", "iam:DeleteUserPolicy", "iam:DeactivateMFADevice"}  # fmt: skip
+                    "iam:DeleteUserPolicy", "iam:DeactivateMFADevice"}  # fmt: skip
     for statement in _statements():
         touched = user_actions & set(statement["Action"])
         if touched:
             assert statement.get("Condition") == {"StringEquals": {"aws:ResourceTag/managed-by": "onramp"}}, touched
+
+
+def test_point_3_leaving_a_group_is_allowed_without_a_tag_condition_aws_could_never_meet():
+    """RemoveUserFromGroup's only resource is the group, and IAM groups take no tags: on AWS a tag condition on it
+    is always false. It is granted as AddUserToGroup is, unconditioned (the ledger guards group membership)."""
+    for action in ("iam:RemoveUserFromGroup", "iam:AddUserToGroup"):
+        granting = [s for s in _statements() if action in s["Action"]]
+        assert granting, action
+        assert all("Condition" not in s and s["Resource"] == "*" for s in granting), (action, granting)
 
 
 def test_the_policies_pass_an_iam_policy_linter():

@@ -373,8 +373,10 @@ def test_onboard_command_uses_the_same_schema_and_waits_for_the_run(worker, alic
 def test_the_example_spec_is_valid():
     from pathlib import Path
 
-    example = Path(__file__).resolve().parent.parent / "examples" / "acme.json"
-    spec = spec_parse(json.loads(example.read_text()))
+    example = Path(__file__).resolve().parent.parent / "examples" / "demo.json"
+    # Demo Co's role ARN and external id come from its record (the onboard command fills them in).
+    role = {"role_arn": "arn:aws:iam::111122223333:role/OnrampAccess", "external_id": "e" * 40}
+    spec = spec_parse({**json.loads(example.read_text()), **role})
     assert spec.team and spec.bucket
 
 

@@ -112,6 +112,8 @@ def run_env(tmp_path: Path) -> dict[str, str]:
         "PORT": str(free_port()),
         "SANDBOX_PORT": str(free_port()),
         "SANDBOX_STATE": str(tmp_path / "sandbox-state.pickle.gz"),
+        # Its own .env (a fresh clone's): make run writes its endpoint and broker there for manage.py beside it.
+        "ENV_FILE": str(tmp_path / ".env"),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         # A Redis of its own (bin/run starts one on a free loopback port): its worker takes no test's task.
         "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",

@@ -2,6 +2,7 @@
 connection or merge into another customer's account; a spec nested without end is one clear error."""
 
 import json
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -71,3 +72,31 @@ def test_a_deeply_nested_spec_file_is_one_clear_error(tmp_path, alice):
     with pytest.raises(CommandError) as refused:
         call_command("onboard", spec=str(path), user="alice")
     assert str(refused.value) == f"{path} is nested too deeply to be a spec (a spec is one flat object)."
+
+
+@pytest.mark.django_db
+def test_point_2_a_spec_without_the_connection_takes_the_records_role_and_external_id(tmp_path, alice):
+    customer = customer_make(external_id="acme-external-id-0123456789")
+    path = tmp_path / "spec.json"
+    data = {k: v for k, v in spec_data().items() if k not in ("role_arn", "external_id")}
+    path.write_text(json.dumps(data))
+    call_command("onboard", spec=str(path), stdout=open("/dev/null", "w"))  # noqa: SIM115 (alice: the only tech lead)
+    run = Run.objects.get()
+    assert (run.customer, run.started_by) == (customer, alice)
+    assert (run.spec["role_arn"], run.spec["external_id"]) == (RECORD_ROLE, "acme-external-id-0123456789")
+
+
+@pytest.mark.django_db
+def test_a_spec_without_the_connection_for_an_account_not_on_record_asks_for_it(tmp_path, alice):
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({k: v for k, v in spec_data().items() if k not in ("role_arn", "external_id")}))
+    with pytest.raises(CommandError) as refused:
+        call_command("onboard", spec=str(path), user="alice", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    assert "role_arn: Enter the role Onramp assumes" in str(refused.value) and not Run.objects.exists()
+
+
+@pytest.mark.django_db
+def test_point_2_the_demo_example_names_demo_co_and_its_account():
+    example = json.loads((Path(__file__).resolve().parent.parent / "examples" / "demo.json").read_text())
+    assert (example["customer"], example["account_id"]) == ("Demo Co", "111122223333")
+    assert "role_arn" not in example and "external_id" not in example  # Demo Co's record has them

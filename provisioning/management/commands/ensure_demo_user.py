@@ -30,7 +30,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--demo-customer",
             action="store_true",
-            help="On the sandbox, also create a demo customer whose role any account id accepts.",
+            help="On the sandbox, also create the demo customer Demo Co (its role is deployed like any customer's).",
         )
         parser.add_argument(
             "--reset-password",
