@@ -214,3 +214,15 @@ def test_development_fills_the_empty_keys_of_a_copied_env_example(tmp_path):
 def test_the_env_file_is_never_committed():
     done = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=ROOT, capture_output=True, timeout=30)
     assert done.returncode == 0
+
+
+@pytest.mark.parametrize("command", [("check",), ("check", "--deploy")])
+def test_point_11_an_invalid_vault_key_stops_the_start_with_a_sentence(command):
+    good = Fernet.generate_key().decode()
+    invalid = "not-a-fernet-key-but-long-enough-to-look-like-one"
+    done = _manage(*command, env=_production_env(VAULT_KEYS=f"{good},{invalid}"))
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.endswith("Key 2 of VAULT_KEYS is not a Fernet key: each is 32 bytes in url-safe base64 "
+                         "(44 characters), as cryptography's Fernet.generate_key() makes them.")  # fmt: skip
+    assert invalid not in done.stderr and good not in done.stderr
