@@ -71,3 +71,11 @@ def test_a_deeply_nested_spec_file_is_one_clear_error(tmp_path, alice):
     with pytest.raises(CommandError) as refused:
         call_command("onboard", spec=str(path), user="alice")
     assert str(refused.value) == f"{path} is nested too deeply to be a spec (a spec is one flat object)."
+
+
+@pytest.mark.django_db
+def test_point_18_onboard_refuses_a_starter_in_no_group(tmp_path, charlie):
+    with pytest.raises(CommandError) as refused:
+        _onboard(tmp_path, "charlie")
+    assert "charlie is in neither of Onramp's groups (Tech leads, Admins), so cannot start a run" in str(refused.value)
+    assert not Run.objects.exists() and not Customer.objects.exists()
