@@ -308,6 +308,9 @@ PORTAL_URL = env.str("PORTAL_URL", default="").rstrip("/") or (
 )
 # A Slack-compatible incoming webhook ({"text": …}); empty: email only. The URL is a secret: never logged.
 NOTIFY_WEBHOOK_URL = env.str("NOTIFY_WEBHOOK_URL", default="")
+# Development's debug page lists settings and the environment: hide the webhook's URL (and the other URLs
+# that may hold a password) from it, whose names Django's own filter does not recognise (portal/reporting.py).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "portal.reporting.ExceptionReporterFilter"
 NOTIFY_WEBHOOK_TIMEOUT = env.float("NOTIFY_WEBHOOK_TIMEOUT", default=5)
 # Seconds before an unrevealed secret is wiped that its owner is told (default 2 hours).
 NOTIFY_SECRET_WARNING = env.int("NOTIFY_SECRET_WARNING", default=2 * 3600)
