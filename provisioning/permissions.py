@@ -3,7 +3,9 @@
 from datetime import timedelta
 from functools import wraps
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -50,23 +52,27 @@ def access_denied_record(*, user, path: str) -> AuditEvent | None:
     """Audit a refused request (the 403 page), unless this person's refusals already reached the limit of the
     window; the last row recorded says that the next ones are not. None when not recorded."""
     actor = user if user.is_authenticated else None
-    since = timezone.now() - timedelta(seconds=ACCESS_DENIED_WINDOW)
-    recent = AuditEvent.objects.filter(action="access.denied", actor=actor, created_at__gte=since).count()
-    if recent >= ACCESS_DENIED_LIMIT:
-        return None
-    details = {}
-    if recent == ACCESS_DENIED_LIMIT - 1:
-        details = {"limit_reached": ACCESS_DENIED_LIMIT, "not_recorded_for_seconds": ACCESS_DENIED_WINDOW}
     if len(path) > ACCESS_DENIED_TARGET_MAX:
         path = path[: ACCESS_DENIED_TARGET_MAX - 1] + "…"
-    return audit_record(
-        action="access.denied",
-        actor=actor,
-        outcome=AuditEvent.Outcome.REFUSED,
-        error_code="Forbidden",
-        target=path,
-        details=details,
-    )
+    with transaction.atomic():
+        if actor is not None:
+            # One person's refusals in parallel requests are counted one after another: the limit holds.
+            get_user_model().objects.select_for_update().only("pk").get(pk=actor.pk)
+        since = timezone.now() - timedelta(seconds=ACCESS_DENIED_WINDOW)
+        recent = AuditEvent.objects.filter(action="access.denied", actor=actor, created_at__gte=since).count()
+        if recent >= ACCESS_DENIED_LIMIT:
+            return None
+        details = {}
+        if recent == ACCESS_DENIED_LIMIT - 1:
+            details = {"limit_reached": ACCESS_DENIED_LIMIT, "not_recorded_for_seconds": ACCESS_DENIED_WINDOW}
+        return audit_record(
+            action="access.denied",
+            actor=actor,
+            outcome=AuditEvent.Outcome.REFUSED,
+            error_code="Forbidden",
+            target=path,
+            details=details,
+        )
 
 
 def may_manage_run(user, run: Run) -> bool:
