@@ -45,6 +45,7 @@ def test_point_14_a_nul_byte_in_any_admin_list_filter_is_a_400():
             walked += 1
         assert client.get(url + "?" + urlencode({NUL: "1"})).status_code == 400  # in a parameter's name too
     assert walked > 40  # every list's filters, axes' included
+    assert client.get("/admin/provisioning/customer/a%00b/change/").status_code == 400  # and in the path
 
 
 @pytest.mark.django_db
