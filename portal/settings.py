@@ -11,6 +11,7 @@ from pathlib import Path
 
 import environ
 from celery.schedules import crontab
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from portal.devkeys import dev_keys_ensure
@@ -51,6 +52,15 @@ def _required_in_production(name: str) -> str:
 SECRET_KEY = _required_in_production("SECRET_KEY")
 # Fernet keys for the credential vault, newest first (comma separated) so a key can be rotated.
 VAULT_KEYS = [k.strip() for k in _required_in_production("VAULT_KEYS").split(",") if k.strip()]
+for _position, _key in enumerate(VAULT_KEYS, start=1):
+    # Checked at start, not at the first seal or reveal a run makes; the message never holds the key.
+    try:
+        Fernet(_key)
+    except (ValueError, TypeError):
+        raise ImproperlyConfigured(
+            f"Key {_position} of VAULT_KEYS is not a Fernet key: each is 32 bytes in url-safe base64 "
+            "(44 characters), as cryptography's Fernet.generate_key() makes them."
+        ) from None
 # HMAC keys of the audit chain, newest first: the newest signs new rows, the others still verify theirs.
 AUDIT_KEYS = [k.strip() for k in _required_in_production("AUDIT_KEYS").split(",") if k.strip()]
 if PRODUCTION and any(len(key) < 32 for key in AUDIT_KEYS):
@@ -78,6 +88,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A NUL in the address: 400 before any view or query (portal/middleware.py).
+    "portal.middleware.NulRefusedMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -298,6 +310,9 @@ PORTAL_URL = env.str("PORTAL_URL", default="").rstrip("/") or (
 )
 # A Slack-compatible incoming webhook ({"text": …}); empty: email only. The URL is a secret: never logged.
 NOTIFY_WEBHOOK_URL = env.str("NOTIFY_WEBHOOK_URL", default="")
+# Development's debug page lists settings and the environment: hide the webhook's URL (and the other URLs
+# that may hold a password) from it, whose names Django's own filter does not recognise (portal/reporting.py).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "portal.reporting.ExceptionReporterFilter"
 NOTIFY_WEBHOOK_TIMEOUT = env.float("NOTIFY_WEBHOOK_TIMEOUT", default=5)
 # Seconds before an unrevealed secret is wiped that its owner is told (default 2 hours).
 NOTIFY_SECRET_WARNING = env.int("NOTIFY_SECRET_WARNING", default=2 * 3600)

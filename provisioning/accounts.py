@@ -81,13 +81,14 @@ def user_save(
         )
 
 
-def user_password_recorded(*, user, actor) -> None:
-    """Audit a password just set (or password sign-in disabled) for `user` by `actor`: never the value."""
+def user_password_recorded(*, user, actor, via: str = "admin") -> None:
+    """Audit a password just set (or password sign-in disabled) for `user` by `actor`: never the value.
+    `via`: "admin" (the user's page), "own password change" (the admin's page for one's own)."""
     audit_record(
         action="auth.password_set",
         actor=actor,
         target=user.get_username(),
-        details={"password_usable": user.has_usable_password(), "via": "admin"},
+        details={"password_usable": user.has_usable_password(), "via": via},
     )
 
 

@@ -20,7 +20,7 @@ from provisioning.admin_auth import SecretLookupsRefused
 from provisioning.models import AuditEvent, Credential, Customer, DriftState, Run, StepRun
 from provisioning.permissions import is_admin
 from provisioning.registry import ROLE_TEMPLATE_VERSION
-from provisioning.vocabulary import Access
+from provisioning.vocabulary import Access, validate_customer_name
 
 MAX_CHECKS = 20  # a connection check is a few AWS calls made in the request
 
@@ -50,6 +50,11 @@ class CustomerAdminForm(forms.ModelForm):
             "notes",
             "is_active",
         )
+
+    def clean_name(self):
+        name = self.cleaned_data["name"]
+        validate_customer_name(name)  # the spec's rule: the same name reaches emails and the webhook
+        return name
 
     def clean(self):
         cleaned = super().clean()

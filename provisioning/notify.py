@@ -48,7 +48,10 @@ class Notice:
 
     @property
     def webhook_text(self) -> str:
-        return f"{self.subject}\n{self.link}"
+        """Slack reads &, < and > as control characters (<!channel>, <url|label>): sent as the entities it
+        asks for, a customer's name is shown as typed and pings or links nobody."""
+        text = f"{self.subject}\n{self.link}"
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _link(path: str) -> str:

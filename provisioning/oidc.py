@@ -14,6 +14,7 @@ token's signature, the userinfo call, and the callback's login. Onramp adds, her
   provisioning/auth.py's `fresh_auth_required`.
 """
 
+import re
 import time
 from urllib.parse import urlencode, urlsplit
 
@@ -159,10 +160,23 @@ def _email(claims: dict) -> str:
     return str(claims.get("email") or "").strip().lower()
 
 
+class GroupsClaimUnreadable(ValueError):
+    pass
+
+
 def _group_names(value) -> list[str]:
+    """The groups claim's names: one string or a list of strings; absent is none. Anything else (a number, a
+    boolean, an object, a list holding them) is refused rather than guessed at."""
+    if value is None:
+        return []
     if isinstance(value, str):
         return [value]
-    return [str(v) for v in value or []]
+    if isinstance(value, list) and all(isinstance(name, str) for name in value):
+        return value
+    raise GroupsClaimUnreadable(
+        f"{settings.OIDC_PROVIDER_NAME} sent a groups claim ({settings.OIDC_GROUPS_CLAIM}) that is not a list of "
+        "group names, so Onramp cannot tell your groups. Ask its administrators to check the claim."
+    )
 
 
 def groups_from_claims(claims: dict) -> set[str] | None:
@@ -313,7 +327,17 @@ class OidcBackend(OIDCAuthenticationBackend):
         return self._groups_apply(user, claims)
 
     def _groups_apply(self, user, claims):
-        wanted = self._claims_groups(claims)
+        try:
+            wanted = self._claims_groups(claims)
+        except GroupsClaimUnreadable as exc:  # not let in (None): the callback's login_failure says why
+            _refuse(
+                self.request,
+                action="auth.sso_refused",
+                code="GroupsClaimUnreadable",
+                email=user.username,
+                message=str(exc),
+            )
+            return None
         if wanted is not None:
             user_groups_sync(user=user, wanted=wanted, request=self.request)
         return user
@@ -339,10 +363,33 @@ class OidcCallbackView(OIDCAuthenticationCallbackView):
         except SuspiciousOperation:  # a state not ours, a token not signed or not for us: 400
             _sso_refused(request, code="InvalidResponse")
             raise
+        except requests.HTTPError as exc:
+            if exc.response is not None and exc.response.status_code == 400:
+                return self._code_refused(exc.response)
+            return provider_unavailable(request, ProviderUnavailable(f"{type(exc).__name__} from the provider."))
         except requests.RequestException as exc:  # the token or userinfo endpoint did not answer
             return provider_unavailable(request, ProviderUnavailable(f"{type(exc).__name__} from the provider."))
         except ProviderUnavailable as exc:
             return provider_unavailable(request, exc)
+
+    def _code_refused(self, response):
+        """The token endpoint answered 400 (RFC 6749, 5.2): it refused this sign-in's code (used already, expired,
+        not for this client), the provider is up. The sign-in is refused with that sentence; the person starts
+        again."""
+        try:
+            error = str(response.json().get("error") or "")
+        except (ValueError, AttributeError):
+            error = ""
+        error = error if re.fullmatch(r"[a-z_]{1,64}", error) else "TokenRefused"  # the spec's error codes only
+        _refuse(
+            self.request,
+            action="auth.sso_refused",
+            code=error,
+            email="",
+            message=f"{settings.OIDC_PROVIDER_NAME} refused the sign-in's one-time code ({error}): it was used "
+            "already or has expired. Sign in again.",
+        )
+        return self.login_failure()
 
     @property
     def failure_url(self):

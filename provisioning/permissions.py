@@ -1,14 +1,17 @@
 """Who may do what: the two groups, and the lookups that check ownership."""
 
+from datetime import timedelta
 from functools import wraps
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
+from django.db import transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
-from provisioning.models import Credential, Run
+from provisioning.audit import audit_record
+from provisioning.models import AuditEvent, Credential, Run
 from provisioning.vocabulary import ADMINS, TECH_LEADS
 
 
@@ -37,10 +40,39 @@ def portal_user_required(view):
     return wrapper
 
 
-def access_grantors(*, limit: int = 10) -> list:
-    """Who can give someone access: active Admins and superusers (shown to a person in no group)."""
-    users = get_user_model().objects.filter(Q(is_superuser=True) | Q(groups__name=ADMINS), is_active=True)
-    return list(users.distinct().order_by("username")[:limit])
+# A person in no group reaches only refusals, and each is audited with the path they typed: at most
+# ACCESS_DENIED_LIMIT rows per person in ACCESS_DENIED_WINDOW seconds (anonymous refusals share one count), each
+# path cut to ACCESS_DENIED_TARGET_MAX characters, so nobody can fill the append-only log with text of their choice.
+ACCESS_DENIED_LIMIT = 20
+ACCESS_DENIED_WINDOW = 600
+ACCESS_DENIED_TARGET_MAX = 200
+
+
+def access_denied_record(*, user, path: str) -> AuditEvent | None:
+    """Audit a refused request (the 403 page), unless this person's refusals already reached the limit of the
+    window; the last row recorded says that the next ones are not. None when not recorded."""
+    actor = user if user.is_authenticated else None
+    if len(path) > ACCESS_DENIED_TARGET_MAX:
+        path = path[: ACCESS_DENIED_TARGET_MAX - 1] + "…"
+    with transaction.atomic():
+        if actor is not None:
+            # One person's refusals in parallel requests are counted one after another: the limit holds.
+            get_user_model().objects.select_for_update().only("pk").get(pk=actor.pk)
+        since = timezone.now() - timedelta(seconds=ACCESS_DENIED_WINDOW)
+        recent = AuditEvent.objects.filter(action="access.denied", actor=actor, created_at__gte=since).count()
+        if recent >= ACCESS_DENIED_LIMIT:
+            return None
+        details = {}
+        if recent == ACCESS_DENIED_LIMIT - 1:
+            details = {"limit_reached": ACCESS_DENIED_LIMIT, "not_recorded_for_seconds": ACCESS_DENIED_WINDOW}
+        return audit_record(
+            action="access.denied",
+            actor=actor,
+            outcome=AuditEvent.Outcome.REFUSED,
+            error_code="Forbidden",
+            target=path,
+            details=details,
+        )
 
 
 def may_manage_run(user, run: Run) -> bool:

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 from provisioning import documents
-from provisioning.vocabulary import Access, MediaScope, MemberRole
+from provisioning.vocabulary import Access, MediaScope, MemberRole, validate_customer_name
 
 COMMERCIAL_REGIONS = (
     ("us-east-1", "US East (N. Virginia)"),
@@ -367,6 +367,7 @@ _VALIDATORS = {
     "account_id": validate_account_id,
     "region": validate_region,
     "app_name": validate_iam_user_name,
+    "customer": validate_customer_name,
     "bucket": validate_bucket,
     "app_origin": validate_origin,
     "ecr_repository": validate_ecr_name,

@@ -20,7 +20,7 @@ from provisioning.auth import fresh_auth_required
 from provisioning.customers import customer_unrevealed, runs_with_unrevealed
 from provisioning.errors import OnrampError
 from provisioning.forms import OnboardingForm, TeamFormSet, onboarding_validate
-from provisioning.models import AccountRead, AuditEvent, Credential, Customer, Run
+from provisioning.models import AccountRead, Credential, Customer, Run
 from provisioning.oidc import oidc_enabled
 from provisioning.onboarding import (
     OnboardingRefused,
@@ -30,7 +30,7 @@ from provisioning.onboarding import (
     onboarding_draft_spec,
 )
 from provisioning.permissions import (
-    access_grantors,
+    access_denied_record,
     get_credential_for_user,
     get_run_for_user,
     is_admin,
@@ -446,17 +446,11 @@ def rotate_finish_view(request, credential_id):
 
 
 def forbidden(request, exception=None):
-    audit_record(
-        action="access.denied",
-        actor=request.user,
-        outcome=AuditEvent.Outcome.REFUSED,
-        error_code="Forbidden",
-        target=request.path[:500],
-    )
+    access_denied_record(user=request.user, path=request.path)
     context = {"message": str(exception or "")}
     if request.user.is_authenticated and not is_portal_user(request.user):
-        # Signed in but in no group: say who can grant access, and nothing else.
-        context["grantors"] = access_grantors()
+        # Signed in but in no group: say how access is granted, naming nobody (break-glass accounts included).
+        context["no_group"] = True
         if oidc_enabled() and settings.OIDC_GROUPS_CLAIM:
             context["provider_groups"] = sorted(settings.OIDC_GROUP_MAP.items())
     return render(request, "403.html", context, status=403)

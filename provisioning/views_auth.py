@@ -1,11 +1,14 @@
 """Sign-in pages: the login page (the provider first when configured, passwords as break-glass) and
 the fresh sign-in that comes before a secret."""
 
+from django.contrib import admin
 from django.contrib.auth.views import LoginView
+from django.db import transaction
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from provisioning import accounts
 from provisioning.audit import audit_record
 from provisioning.auth import LoginForm, ReauthForm, auth_age, auth_mark_fresh
 from provisioning.oidc import (
@@ -48,3 +51,14 @@ def reauthenticate(request):
         "registration/reauth.html",
         {"form": form, "next": next_url, "minutes": None if age is None else int(age // 60)},
     )
+
+
+def admin_password_change(request):
+    """The admin's page to change one's own password (Django's view), audited once the new password is saved:
+    Django sends no signal for it. Wrapped in the admin's own checks in portal/urls.py."""
+    with transaction.atomic():
+        response = admin.site.password_change(request)
+        # Django's view answers a redirect once the form has saved the password, and only then.
+        if request.method == "POST" and response.status_code == 302:
+            accounts.user_password_recorded(user=request.user, actor=request.user, via="own password change")
+    return response

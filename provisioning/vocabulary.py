@@ -3,6 +3,9 @@
 Imports nothing of the project, so the models (and anything else) may import it.
 """
 
+import unicodedata
+
+from django.core.exceptions import ValidationError
 from django.db import models
 
 # Onramp's two groups of people (provisioning/permissions.py says what each may do).
@@ -39,3 +42,18 @@ class OffboardMode(models.TextChoices):
 
     LEAVE = "leave", "The agency leaves"
     DECOMMISSION = "decommission", "Decommission"
+
+
+# Unicode's control (Cc: line breaks, tabs, the ESC that starts an ANSI sequence) and format (Cf: bidirectional
+# overrides and isolates, zero-width characters) categories, line and paragraph separators, and lone surrogates.
+UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
+def validate_customer_name(value: str) -> None:
+    """A customer's name is shown in pages, email subjects, the webhook and terminals: no character that cuts a
+    line (a header), drives a terminal or reorders what is shown around it."""
+    if any(unicodedata.category(character) in UNPRINTABLE_CATEGORIES for character in value):
+        raise ValidationError(
+            "A customer's name cannot contain control characters (line breaks, tabs, terminal escapes) or "
+            "invisible formatting ones (bidirectional overrides, zero-width characters)."
+        )

@@ -6,11 +6,13 @@ import uuid
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from provisioning import vault
 from provisioning.models import AuditEvent, Credential, Run
+from provisioning.permissions import ACCESS_DENIED_LIMIT, ACCESS_DENIED_TARGET_MAX
 from tests.conftest import PASSWORD, seal_key, start_run
 
 # Reachable by anyone: the login pages, the identity provider's sign-in start and callback (404 while
@@ -193,3 +195,37 @@ def test_the_right_password_below_the_limit_still_logs_in(alice):
     response = client.post("/login/", {"username": "alice", "password": PASSWORD})
     assert response.status_code == 302
     assert client.get("/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_point_16_a_person_in_no_group_cannot_flood_the_audit_log_with_text_of_their_choice(charlie, bob):
+    """Each refusal writes a row whose target is the path charlie typed: a bounded number of rows a window, each
+    path cut short. Another person's refusals are counted apart."""
+    client = Client()
+    client.force_login(charlie)
+    chosen = "ignore-previous-rows-" + "x" * 400
+    for attempt in range(ACCESS_DENIED_LIMIT + 15):
+        assert client.get(f"/customers/{chosen}-{attempt}/").status_code == 403
+    rows = list(AuditEvent.objects.filter(action="access.denied", actor=charlie).order_by("id"))
+    assert len(rows) == ACCESS_DENIED_LIMIT
+    assert all(len(row.target) <= ACCESS_DENIED_TARGET_MAX for row in rows)
+    assert rows[0].target.startswith("/customers/ignore-previous-rows-xxx") and rows[0].target.endswith("…")
+    assert rows[-1].details == {"limit_reached": ACCESS_DENIED_LIMIT, "not_recorded_for_seconds": 600}
+    client.force_login(bob)  # a tech lead refused the admin's user list: counted as bob's, recorded
+    client.get("/admin/auth/user/")
+    assert AuditEvent.objects.filter(action="access.denied", actor=bob).count() == 1
+
+
+@pytest.mark.django_db
+def test_point_17_the_403_page_names_no_admin_and_no_superuser(charlie, dana):
+    get_user_model().objects.create_superuser("break-glass", email="break-glass@agency.example", password=PASSWORD)
+    dana.first_name, dana.last_name = "Dana", "Admin"
+    dana.save()
+    client = Client()
+    client.force_login(charlie)
+    page = client.get("/onboard/")
+    assert page.status_code == 403
+    text = page.content.decode()
+    assert "An Admin grants access by adding you to the Tech leads or Admins group." in text
+    for named in ("dana", "Dana Admin", "break-glass", "@agency.example"):
+        assert named not in text, named

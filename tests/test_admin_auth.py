@@ -200,3 +200,23 @@ def test_every_admin_of_ours_carries_the_secret_lookup_guard():
     assert len(ours) == 7
     for model_admin in ours:
         assert isinstance(model_admin, SecretLookupsRefused), type(model_admin)
+
+
+def test_point_12_changing_ones_own_password_in_the_admin_is_audited_without_the_password(client, dana):
+    client.force_login(dana)
+    form = {"old_password": PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+    wrong = client.post(reverse("admin:password_change"), {**form, "old_password": "not-her-password"})
+    assert wrong.status_code == 200 and not AuditEvent.objects.filter(action="auth.password_set").exists()
+    done = client.post(reverse("admin:password_change"), form)
+    assert done.status_code == 302 and done["Location"] == reverse("admin:password_change_done")
+    dana.refresh_from_db()
+    assert dana.check_password(NEW_PASSWORD)
+    event = AuditEvent.objects.get(action="auth.password_set")
+    assert (event.actor, event.target, event.details) == (
+        dana,
+        "dana",
+        {"password_usable": True, "via": "own password change"},
+    )
+    text = _audit_text()
+    assert NEW_PASSWORD not in text and PASSWORD not in text and dana.password.split("$")[-1] not in text
+    assert client.get(reverse("admin:index")).status_code == 200  # still signed in after the change

@@ -204,3 +204,20 @@ def test_beat_runs_the_checkpoint_through_the_worker(worker, checkpoints):
         time.sleep(0.1)
     latest = checkpoint_latest(directory=checkpoints)
     assert latest is not None and (latest.count, latest.id) == (2, events[-1].pk)
+
+
+def test_point_10_an_emptied_table_without_checkpoints_fails_in_production(db, tmp_path, settings):
+    """Without a checkpoint an emptied table is a valid (empty) chain: production says so with exit 1, unless told
+    explicitly to check the links alone."""
+    settings.PRODUCTION = True
+    events = _chain(3)
+    _tamper("DELETE FROM provisioning_auditevent WHERE id >= %s", [events[0].pk])
+    missing = tmp_path / "no-such-directory"
+    with pytest.raises(CommandError) as caught:
+        call_command("verify_audit", checkpoints=str(missing))
+    assert f"No checkpoint directory at {missing}: the chain's 0 event(s) link up" in str(caught.value)
+    assert "--without-checkpoints" in str(caught.value)
+    out = StringIO()
+    call_command("verify_audit", checkpoints=str(missing), without_checkpoints=True, stdout=out)
+    assert "Audit chain intact: 0 event(s) verified." in out.getvalue()
+    assert f"No checkpoint in {missing}" in out.getvalue()

@@ -15,9 +15,13 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 from django.test import Client
+from django.views.debug import technical_500_response
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_DIRS = [ROOT / "templates", *ROOT.glob("*/templates")]
+# Far from the test that raises: the debug page quotes the lines around the raise.
+WEBHOOK_TOKEN = "T0000000/B0000000/webhook-token-never-on-a-page"
+WEBHOOK_URL = f"https://hooks.slack.example/services/{WEBHOOK_TOKEN}"
 
 
 def _production_env(**overrides) -> dict:
@@ -214,3 +218,32 @@ def test_development_fills_the_empty_keys_of_a_copied_env_example(tmp_path):
 def test_the_env_file_is_never_committed():
     done = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=ROOT, capture_output=True, timeout=30)
     assert done.returncode == 0
+
+
+@pytest.mark.parametrize("command", [("check",), ("check", "--deploy")])
+def test_point_11_an_invalid_vault_key_stops_the_start_with_a_sentence(command):
+    good = Fernet.generate_key().decode()
+    invalid = "not-a-fernet-key-but-long-enough-to-look-like-one"
+    done = _manage(*command, env=_production_env(VAULT_KEYS=f"{good},{invalid}"))
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.endswith("Key 2 of VAULT_KEYS is not a Fernet key: each is 32 bytes in url-safe base64 "
+                         "(44 characters), as cryptography's Fernet.generate_key() makes them.")  # fmt: skip
+    assert invalid not in done.stderr and good not in done.stderr
+
+
+def test_point_15_the_debug_page_hides_the_webhook_url_and_its_token(alice, settings, rf):
+    """Development's debug page (DEBUG on, shown to whoever hit the error, any tech lead) lists the settings and,
+    under runserver, the environment: neither shows the webhook's URL."""
+    settings.DEBUG = True
+    settings.NOTIFY_WEBHOOK_URL = WEBHOOK_URL
+    request = rf.get("/", NOTIFY_WEBHOOK_URL=WEBHOOK_URL)  # as runserver copies os.environ into META
+    request.user = alice
+    try:
+        raise RuntimeError("a bug")
+    except RuntimeError:
+        page = technical_500_response(request, *sys.exc_info())
+    text = page.content.decode()
+    assert "NOTIFY_WEBHOOK_URL" in text and "RuntimeError" in text  # the page is the debug page, the name listed
+    found = [text[max(0, at - 300) : at] for at in (text.find(WEBHOOK_TOKEN), text.find(WEBHOOK_URL)) if at >= 0]
+    assert not found, found

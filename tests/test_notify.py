@@ -28,7 +28,7 @@ from django.utils import timezone
 from provisioning import notify, tasks, vault
 from provisioning.models import AuditEvent, Credential, Run
 from tests.awsread import account_session
-from tests.conftest import finished_run, seal_key, spec_data, start_run, wait_for_run
+from tests.conftest import customer_make, finished_run, seal_key, spec_data, start_run, wait_for_run
 from tests.test_vault import _hits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -360,3 +360,19 @@ def test_email_url_reaches_smtp_and_development_prints_to_the_console(smtp):
     assert relayed.returncode == 0, relayed.stderr
     ((recipients, raw),) = smtp.received
     assert recipients == ["alice@agency.example"] and b"From: onramp@agency.example" in raw
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["<!channel>", "<https://evil.example|click>", "Acme & <@U012AB3CD>"])
+def test_point_13_a_customer_name_reaches_the_webhook_with_slacks_control_sequences_escaped(webhook, name):
+    """Slack reads <!channel> as a ping of everyone and <url|label> as a link: the webhook's text carries the name
+    as the entities Slack's formatting reference asks for (&amp; &lt; &gt;), shown as typed."""
+    customer = customer_make(name=name)
+    notice = notify.drift_notify(customer=customer, differences=["a difference"], checked_at=timezone.now())
+    notify.notice_deliver(notice)  # inside the test's transaction on_commit never fires: delivered here
+    ((_, _, raw),) = webhook.posts
+    text = json.loads(raw)["text"]
+    escaped = name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    assert escaped in text
+    assert "<" not in text and ">" not in text and "&amp;lt;" not in text
+    assert text.endswith(reverse("customer_detail", args=[customer.slug]) + "#drift")  # the link stays a link

@@ -100,3 +100,11 @@ def test_point_2_the_demo_example_names_demo_co_and_its_account():
     example = json.loads((Path(__file__).resolve().parent.parent / "examples" / "demo.json").read_text())
     assert (example["customer"], example["account_id"]) == ("Demo Co", "111122223333")
     assert "role_arn" not in example and "external_id" not in example  # Demo Co's record has them
+
+
+@pytest.mark.django_db
+def test_point_18_onboard_refuses_a_starter_in_no_group(tmp_path, charlie):
+    with pytest.raises(CommandError) as refused:
+        _onboard(tmp_path, "charlie")
+    assert "charlie is in neither of Onramp's groups (Tech leads, Admins), so cannot start a run" in str(refused.value)
+    assert not Run.objects.exists() and not Customer.objects.exists()

@@ -4,6 +4,7 @@ AWS's own patterns."""
 
 import pytest
 
+from provisioning.admin import CustomerAdminForm
 from provisioning.spec import SpecError, spec_parse
 from tests.conftest import form_data, spec_data
 
@@ -81,3 +82,39 @@ ARABIC_ONE = "\u0661"  # a digit to Python's \d
 )
 def test_names_and_ids_are_ascii_as_in_aws_patterns(field, value):
     assert field in _errors(**{field: value})
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Acme\nBcc: everyone@agency.example",  # a newline cut the email's subject
+        "Acme\rCorp",
+        "Acme\tCorp",
+        "Acme \x1b[31mCorp\x1b[0m",  # an ANSI escape colours a terminal
+        "Acme \u202egnp.exe",  # right-to-left override
+        "Acme \u2066Corp\u2069",  # bidirectional isolate
+        "Acme\u200bCorp",  # zero-width space
+        "Acme\u2028Corp",  # line separator
+    ],
+)
+def test_point_13_a_customer_name_refuses_control_and_bidirectional_characters(name):
+    assert _errors(customer=name)["customer"] == [
+        "A customer's name cannot contain control characters (line breaks, tabs, terminal escapes) or "
+        "invisible formatting ones (bidirectional overrides, zero-width characters)."
+    ]
+
+
+def test_point_13_the_form_and_the_admin_refuse_the_same_names(client, alice):
+    """The onboarding form shows the spec's sentence on the new customer's name; the admin's customer form too."""
+    client.force_login(alice)
+    response = client.post("/onboard/", form_data(new_customer_name="Acme\u202eCorp"))
+    assert response.status_code == 200
+    assert "invisible formatting ones (bidirectional overrides" in response.content.decode()
+    admin_form = CustomerAdminForm(data={"name": "Acme\x1b[2JCorp", "slug": "acme", "aws_account_id": "111122223333"})
+    assert not admin_form.is_valid()
+    assert "cannot contain control characters" in " ".join(admin_form.errors["name"])
+
+
+@pytest.mark.parametrize("name", ["Acme Corp", "Société Générale", "株式会社アクメ", "<!channel> & Co"])
+def test_point_13_ordinary_names_are_accepted(name):
+    assert spec_parse(spec_data(customer=name)).customer == name

@@ -153,7 +153,7 @@ def test_without_a_groups_claim_an_admin_assigns_the_groups(client, oidc, settin
     page = client.get("/")
     assert page.status_code == 403
     text = page.content.decode()
-    assert "An Admin grants access" in text and "dana@agency.example" in text
+    assert "An Admin grants access" in text and "dana@agency.example" not in text  # names nobody (point 17)
     assert 'href="/onboard/"' not in text
 
     User.objects.get(username=LEAD).groups.add(Group.objects.get(name="Tech leads"))  # dana, in the admin

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from provisioning.models import AccountRead, Customer, Resource, Run, StepRun
 from provisioning.onboarding import OnboardingRefused, onboarding_customer, onboarding_spec_connection_fill
-from provisioning.permissions import TECH_LEADS
+from provisioning.permissions import TECH_LEADS, is_portal_user
 from provisioning.plan import Action, plan_decide, plan_groups
 from provisioning.reads import account_read_now
 from provisioning.runs import CustomerOffboarded, RunConflict, customer_refuse_if_offboarded, run_create
@@ -107,6 +107,14 @@ class Command(BaseCommand):
             user = User.objects.filter(username=username).first()
             if user is None:
                 raise CommandError(f"No user named {username}.")
+            # The command starts a run as this person: only someone the portal would let start it.
+            if not user.is_active:
+                raise CommandError(f"{username} is deactivated: name an active tech lead with --user.")
+            if not is_portal_user(user):
+                raise CommandError(
+                    f"{username} is in neither of Onramp's groups (Tech leads, Admins), so cannot start a run: "
+                    "name a tech lead with --user, or ask an Admin to add them to a group."
+                )
             return user
         # The only superuser; else the only tech lead (make run's demo has one tech lead and no superuser).
         for people in (User.objects.filter(is_superuser=True), User.objects.filter(groups__name=TECH_LEADS)):

@@ -12,15 +12,21 @@ from provisioning.audit_anchor import checkpoint_check, checkpoint_latest
 class Command(BaseCommand):
     help = (
         "Verify the audit log's hash chain (HMAC with AUDIT_KEYS) and compare it with the latest checkpoint "
-        "in AUDIT_CHECKPOINT_DIR; exit 1 at the first broken event, a truncation or a rewrite."
+        "in AUDIT_CHECKPOINT_DIR; exit 1 at the first broken event, a truncation or a rewrite, and in "
+        "production when there is no checkpoint to compare with (unless --without-checkpoints)."
     )
 
     def add_arguments(self, parser):
         parser.add_argument(
             "--checkpoints", default="", help="The checkpoint directory (default: AUDIT_CHECKPOINT_DIR)."
         )
+        parser.add_argument(
+            "--without-checkpoints",
+            action="store_true",
+            help="In production, accept that no checkpoint is found (only the links are checked then).",
+        )
 
-    def handle(self, *args, checkpoints, **options):
+    def handle(self, *args, checkpoints, without_checkpoints, **options):
         chain = audit_verify_chain()
         broken = chain.broken
         if broken is not None:
@@ -34,6 +40,14 @@ class Command(BaseCommand):
             problems = checkpoint_check(checkpoint)
             if problems:
                 raise CommandError("Audit log does not match its checkpoint. " + " ".join(problems))
+        elif settings.PRODUCTION and not without_checkpoints:
+            # Without a checkpoint an emptied or cut table is a valid chain: in production that is not "intact".
+            where = "No checkpoint" if directory.is_dir() else "No checkpoint directory"
+            raise CommandError(
+                f"{where} at {directory}: the chain's {chain.checked} event(s) link up, but nothing shows whether "
+                "events were deleted. Point --checkpoints at the beat service's checkpoints, or pass "
+                "--without-checkpoints to accept a check of the links alone."
+            )
         unkeyed = f", {chain.unkeyed} of them unkeyed from before AUDIT_KEYS" if chain.unkeyed else ""
         self.stdout.write(self.style.SUCCESS(f"Audit chain intact: {chain.checked} event(s) verified{unkeyed}."))
         if checkpoint is None:
