@@ -20,7 +20,7 @@ from provisioning.auth import fresh_auth_required
 from provisioning.customers import customer_unrevealed, runs_with_unrevealed
 from provisioning.errors import OnrampError
 from provisioning.forms import OnboardingForm, TeamFormSet, onboarding_validate
-from provisioning.models import AccountRead, AuditEvent, Credential, Customer, Run
+from provisioning.models import AccountRead, AuditEvent, Credential, Customer, Run, StepRun
 from provisioning.oidc import oidc_enabled
 from provisioning.onboarding import (
     OnboardingRefused,
@@ -311,7 +311,7 @@ def _run_context(request, run: Run) -> dict:
             for c in customer_unrevealed(customer=run.customer, user=request.user, admin=is_admin(request.user))
             if c.run_id != run.pk
         ],
-        "done_count": sum(1 for s in steps if s.state in ("succeeded", "adopted")),
+        "done_count": sum(1 for s in steps if s.state in StepRun.DONE),
         "manage": manage,
         "credentials": credentials,
         "refused": [c for c in credentials if c.refused_attempts],

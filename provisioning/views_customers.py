@@ -16,6 +16,8 @@ from provisioning.permissions import get_run_for_user, is_admin, portal_user_req
 from provisioning.runs import CustomerOffboarded, customer_refuse_if_offboarded
 from provisioning.views import DRAFT
 
+REPAIR = "repair drift"
+
 
 @portal_user_required
 @require_GET
@@ -79,7 +81,7 @@ def customer_repair(request, slug):
     if spec is None:
         messages.info(request, _nothing_to_compare(customer))
         return redirect("customer_detail", slug=customer.slug)
-    return _draft_from(request, spec=spec, customer=customer, why="repair drift", to="preview")
+    return _draft_from(request, spec=spec, customer=customer, why=REPAIR, to="preview")
 
 
 def _nothing_to_compare(customer: Customer) -> str:
@@ -102,6 +104,7 @@ def _draft_from(request, *, spec: dict, customer: Customer, why: str, to: str):
         "customer_id": customer.pk,
         "keys": None,
         "form": onboarding_form_data(spec=spec, customer=customer),
+        "repair": why == REPAIR,
     }
     audit_record(action="onboarding.reopened", actor=request.user, customer=customer, details={"from": why})
     if to == "preview":

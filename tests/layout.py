@@ -4,9 +4,10 @@ from playwright.sync_api import Page
 
 # Each table that does not fit its box: the table's right edge beyond its wrapper's, or a wrapper that scrolls
 # sideways (a column a tech lead would have to scroll to, or never sees).
-_CLIPPED = """() => [...document.querySelectorAll("table")].filter((table) => table.offsetParent !== null).flatMap((table) => {
+_CLIPPED = """() => [...document.querySelectorAll("table")].filter((t) => t.offsetParent !== null).flatMap((table) => {
   const box = table.parentElement;
-  const wide = box.scrollWidth > box.clientWidth + 1 || table.getBoundingClientRect().right > box.getBoundingClientRect().right + 1;
+  const right = table.getBoundingClientRect().right > box.getBoundingClientRect().right + 1;
+  const wide = box.scrollWidth > box.clientWidth + 1 || right;
   return wide ? [`${table.className || table.id || "table"}: ${table.scrollWidth}px in ${box.clientWidth}px`] : [];
 })"""
 
