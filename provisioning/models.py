@@ -293,6 +293,12 @@ class DriftState(models.Model):
     def __str__(self) -> str:
         return f"{self.customer.name}: {self.get_state_display()}"
 
+    @property
+    def repairable(self) -> bool:
+        """Whether a repair would change something: drifted, with a difference Repair puts back (not only
+        what was made by hand beside Onramp's, which Repair leaves alone)."""
+        return self.state == self.State.DRIFTED and any(d.get("repairable") for d in self.differences)
+
 
 class Credential(models.Model):
     class Kind(models.TextChoices):

@@ -36,6 +36,7 @@ State = StepRun.State
 # The task that runs a step, by name: tasks call runs, and runs only names the task.
 STEP_TASK = "provisioning.tasks.step_run"
 NOTIFY_TASK = "provisioning.tasks.run_notify"
+REPAIR_CHECK_TASK = "provisioning.tasks.drift_check_after_repair"
 # What claiming a step sets (besides its start): the conditional UPDATE from pending makes it one worker's.
 _CLAIM = {"state": State.RUNNING, "finished_at": None, "attempts": F("attempts") + 1, "queued_at": None}
 
@@ -429,6 +430,8 @@ def _run_finish(run: Run, steps: dict[str, StepRun], *, log: CallLog | None = No
     transaction.on_commit(lambda: run_accounts.forget(run.pk))
     # Tell the tech lead once the end is committed; robust: a notification never fails the run.
     transaction.on_commit(lambda: current_app.send_task(NOTIFY_TASK, args=[str(run.pk)]), robust=True)
+    if ok and run.kind == RunKind.REPAIR:  # the drift state it repaired is stale from now on: check again
+        transaction.on_commit(lambda: current_app.send_task(REPAIR_CHECK_TASK, args=[run.customer_id]), robust=True)
 
 
 def _offboard_finish(run: Run) -> dict:
