@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from provisioning.models import DriftState, Run
+from provisioning.models import DriftState, Run, StepRun
 from provisioning.vocabulary import OffboardMode
 from tests import test_browser
 from tests.conftest import ARTIFACTS
@@ -100,3 +100,31 @@ def test_point_4_the_customers_list_in_a_browser(page, live_server, transactiona
         expect(page.locator("#no-repair")).to_be_visible()
         _at_each_width(page, "customer-no-repair")
     assert runs
+
+
+def test_point_2_an_offboardings_page_says_already_gone_in_a_browser(
+    page, live_server, transactional_db, alice, bob, shots
+):
+    run = _many(alice, bob)["acme_offboarding"]
+    now = timezone.now()
+    for position, (key, title, state) in enumerate(
+        [
+            ("preflight", "Reach the account and check who Onramp is there", StepRun.State.SUCCEEDED),
+            ("remove.user.login_profile:lead@agency.example", "Remove lead@agency.example's console password",
+             StepRun.State.SUCCEEDED),
+            ("remove.user.ssh_public_keys:lead@agency.example", "Remove lead@agency.example's SSH keys",
+             StepRun.State.GONE),
+            ("remove.user:lead@agency.example", "Remove the IAM user lead@agency.example", StepRun.State.SUCCEEDED),
+        ]
+    ):  # fmt: skip
+        StepRun.objects.create(run=run, key=key, title=title, branch="remove", position=position, state=state,
+                               started_at=now, finished_at=now, ready_at=now)  # fmt: skip
+    base = live_server.url
+    with shots.on_failure():
+        log_in(page, base)
+        page.goto(f"{base}/runs/{run.pk}/")
+        expect(page.locator("#run-kind")).to_have_text("Offboarding (the agency leaves)")
+        gone = page.locator("tr.step[data-step='remove.user.ssh_public_keys:lead@agency.example']")
+        expect(gone.locator(".badge")).to_have_text("Already gone")
+        expect(page.get_by_text("Adopted (already existed)")).to_have_count(0)
+        _at_each_width(page, "run-already-gone")
