@@ -76,6 +76,7 @@ def test_point_5_repair_is_offered_only_when_a_repair_would_change_something(wor
     assert 'id="repair"' in page and 'id="no-repair"' not in page
     response = client.post(reverse("customer_repair", args=[customer.slug]))
     assert response["Location"] == reverse("onboard_preview") and client.session[DRAFT]["repair"] is True
+    assert client.session[DRAFT]["spec"] == drift.drift_desired_spec(customer=customer)
 
 
 def test_point_6_a_plan_read_of_a_missing_bucket_is_audited_as_expected(worker, alice):
