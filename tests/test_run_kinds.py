@@ -99,3 +99,45 @@ def test_point_2_a_removal_that_found_nothing_says_already_gone(worker, alice):
     page = client.get(reverse("run_detail", args=[run.pk])).content.decode()
     assert "Already gone" in page and 'class="badge s-gone"' in page
     assert "Adopted (already existed)" not in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_point_1_and_2_runs_recorded_before_get_their_kind_and_removals_that_found_nothing_are_gone(alice):
+    """Migration 0014 on rows written before it: the kinds told from the runs' order, "adopted" removals gone."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("provisioning", "0013_drift")], [("provisioning", "0014_run_kind_and_gone")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = MigrationExecutor(connection).loader.project_state(before).apps
+    OldRun, OldStep = old.get_model("provisioning", "Run"), old.get_model("provisioning", "StepRun")
+    customer = old.get_model("provisioning", "Customer").objects.create(
+        name="Acme Corp", slug="acme", aws_account_id="111122223333", external_id="x" * 32
+    )
+    made = {}
+    for name, offboard, status in [
+        ("failed_first", "", "failed"),
+        ("onboarding", "", "succeeded"),
+        ("change", "", "succeeded"),
+        ("offboarding", "leave", "succeeded"),
+        ("after_offboarding", "", "succeeded"),
+    ]:
+        made[name] = OldRun.objects.create(
+            customer_id=customer.pk, started_by_id=alice.pk, spec={}, status=status, offboard=offboard
+        )
+    OldStep.objects.create(run=made["offboarding"], key="remove.user.ssh_public_keys:x", title="t", branch="b",
+                           position=0, state="adopted")  # fmt: skip
+    OldStep.objects.create(run=made["onboarding"], key="iam.group", title="t", branch="b", position=0, state="adopted")
+    MigrationExecutor(connection).migrate(after)
+
+    kinds = {name: Run.objects.get(pk=run.pk).kind for name, run in made.items()}
+    assert kinds == {
+        "failed_first": "onboarding",
+        "onboarding": "onboarding",
+        "change": "change",
+        "offboarding": "offboarding",
+        "after_offboarding": "onboarding",
+    }
+    states = dict(StepRun.objects.values_list("key", "state"))
+    assert states == {"remove.user.ssh_public_keys:x": "gone", "iam.group": "adopted"}
