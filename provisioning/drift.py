@@ -223,7 +223,12 @@ def drift_record(*, read: AccountRead) -> DriftState:
             details={"read": str(read.pk), "state": new_state, "differences": len(differences), "new": len(new)},
         )
         if new:
-            drift_notify(customer=read.customer, differences=[d["words"] for d in differences], checked_at=checked)
+            drift_notify(
+                customer=read.customer,
+                differences=[d["words"] for d in differences],
+                checked_at=checked,
+                repairable=state.repairable,
+            )
     return state
 
 

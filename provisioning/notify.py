@@ -254,11 +254,14 @@ def drift_recipients(*, customer: Customer) -> list:
     return list(people.exclude(email="").distinct().order_by("username"))
 
 
-def drift_notify(*, customer: Customer, differences: list[str], checked_at: datetime) -> Notice:
+def drift_notify(
+    *, customer: Customer, differences: list[str], checked_at: datetime, repairable: bool = True
+) -> Notice:
     """Tell the customer's tech leads and the Admins that a check found the account drifted.
 
     For the drift check: call it when a check finds differences (deciding whether the same differences
-    were already reported is the caller's). Each difference is one sentence in words (expected, found).
+    were already reported is the caller's). Each difference is one sentence in words (expected, found);
+    `repairable`: whether a repair would change any of them (else the message offers none).
     Inside a transaction it sends once that transaction commits; outside one, at once. Never raises."""
     notice = _notice(
         template="drift",
@@ -269,6 +272,7 @@ def drift_notify(*, customer: Customer, differences: list[str], checked_at: date
             "account_id": customer.aws_account_id,
             "differences": [redact_text(difference) for difference in differences],
             "checked": _when(checked_at),
+            "repairable": repairable,
         },
         link=_link(reverse("customer_detail", args=[customer.slug]) + "#drift"),
         recipients=drift_recipients(customer=customer),

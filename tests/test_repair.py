@@ -6,8 +6,9 @@ import time
 
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
-from provisioning import drift
+from provisioning import drift, notify
 from provisioning.aws import call_outcome
 from provisioning.models import AccountRead, AuditEvent, DriftState, Run
 from provisioning.plan import plan_decide
@@ -16,7 +17,7 @@ from provisioning.runs import run_create
 from provisioning.spec import spec_parse
 from provisioning.views import DRAFT
 from provisioning.vocabulary import RunKind
-from tests.conftest import spec_data
+from tests.conftest import finished_run, spec_data
 from tests.test_drift import _check, _iam, _onboarded, _s3
 
 
@@ -92,3 +93,15 @@ def test_point_6_a_plan_read_of_a_missing_bucket_is_audited_as_expected(worker, 
     # Only a read's "absent" answer is expected: the same code to a delete or a create is still an error.
     assert call_outcome("GetBucketCors", "NoSuchBucket") == "expected"
     assert call_outcome("PutBucketCors", "NoSuchBucket") == "error"
+
+
+def test_point_5_a_drift_email_offers_a_repair_only_when_one_would_change_something(transactional_db, alice, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    customer = finished_run(alice).customer
+    checked = timezone.now()
+    by_hand = ["Group Apps: member eve: expected not in the group, found made by hand, not by Onramp"]
+    notice = notify.drift_notify(customer=customer, differences=by_hand, checked_at=checked, repairable=False)
+    assert "repair them" not in notice.body and "a repair would change nothing either" in notice.body
+    cors = ["CORS rules of acme-app-media: expected the runbook's two rules, found none"]
+    notice = notify.drift_notify(customer=customer, differences=cors, checked_at=checked, repairable=True)
+    assert "repair them from the customer's page" in notice.body
