@@ -504,8 +504,8 @@ class StepRunInline(ReadOnlyMixin, admin.TabularInline):
 
 @admin.register(Run)
 class RunAdmin(ReadOnlyAdmin):
-    list_display = ("id", "customer", "status", "started_by", "created_at", "finished_at")
-    list_filter = ("status",)
+    list_display = ("id", "customer", "kind", "status", "started_by", "created_at", "finished_at")
+    list_filter = ("kind", "status")
     list_select_related = ("customer", "started_by")
     search_fields = ("customer__name", "customer__aws_account_id")
     inlines = (StepRunInline,)

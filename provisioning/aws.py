@@ -232,6 +232,7 @@ EXISTS_CODES = frozenset({"EntityAlreadyExists", "BucketAlreadyOwnedByYou", "Rep
 ABSENT_CODES = frozenset(
     {
         "NoSuchEntity",
+        "NoSuchBucket",  # a plan's or a drift check's read of a bucket not made yet, or removed by hand
         "NoSuchCORSConfiguration",
         "NoSuchPublicAccessBlockConfiguration",
         "OwnershipControlsNotFoundError",

@@ -7,14 +7,14 @@ The document builders are pure functions; the admin only renders what they retur
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Case, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 
 from provisioning import vault
 from provisioning.audit import audit_record
 from provisioning.aws import PORTAL_ACTIONS, AwsAccount, account_connect, aws_work
 from provisioning.errors import OnrampError
 from provisioning.ledger import ledger_for_admin, ledger_labels
-from provisioning.models import AuditEvent, Credential, Customer, Run
+from provisioning.models import AuditEvent, Credential, Customer, DriftState, Run
 from provisioning.models import Resource as LedgerRow
 from provisioning.registry import REGISTRY, ROLE_NAME, ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG, Registry
 from provisioning.steps.sts import identity_check, role_version_problem, role_version_read
@@ -252,15 +252,74 @@ def customer_delete(*, customer: Customer, user) -> None:
 
 
 def customers_with_last_run(queryset: QuerySet[Customer]) -> QuerySet[Customer]:
-    """Each customer with its last run's date and status, and the sign-in alias the account has as far as
-    the ledger knows, in the same query (correlated subqueries)."""
+    """Each customer with its last run (id, date, kind, status), and the sign-in alias the account has as far
+    as the ledger knows, in the same query (correlated subqueries)."""
     last = Run.objects.filter(customer=OuterRef("pk")).order_by("-created_at")
     alias = LedgerRow.objects.filter(customer=OuterRef("pk"), kind="account.alias", state=LedgerRow.State.PRESENT)
     return queryset.annotate(
+        last_run_id=Subquery(last.values("pk")[:1]),
         last_run_at=Subquery(last.values("created_at")[:1]),
+        last_run_kind=Subquery(last.values("kind")[:1]),
+        last_run_offboard=Subquery(last.values("offboard")[:1]),
         last_run_status=Subquery(last.values("status")[:1]),
         alias_now=Subquery(alias.order_by("-id").values("name")[:1]),
     )
+
+
+# Drift states worst first: what could not be read, then what drifted, then what is in sync; never checked last.
+DRIFT_RANK = {DriftState.State.UNREACHABLE: 0, DriftState.State.DRIFTED: 1, DriftState.State.IN_SYNC: 2}
+DRIFT_UNCHECKED = 3
+
+
+def drift_rank() -> Case:
+    """A customer's drift state as a number to sort by (DRIFT_RANK)."""
+    whens = (When(drift__state=state, then=Value(value)) for state, value in DRIFT_RANK.items())
+    return Case(*whens, default=Value(DRIFT_UNCHECKED), output_field=IntegerField())
+
+
+# The Customers list's orders: each column's most useful way first (newest run, worst drift, oldest role).
+CUSTOMER_SORTS = {
+    "name": ("name",),
+    "last_run": (F("last_run_at").desc(nulls_last=True), "name"),
+    "drift": ("drift_rank", "drift__since", "name"),
+    "role": (F("role_version").asc(nulls_first=True), "name"),
+    "offboarded": (F("offboarded_at").desc(nulls_last=True), "name"),
+}
+
+
+def customers_find(*, q: str = "", sort: str = "name") -> QuerySet[Customer]:
+    """The active customers whose name or account id contains `q`, with their last run, drift state and
+    role version, in one of CUSTOMER_SORTS."""
+    found = Customer.objects.filter(is_active=True)
+    if q:
+        found = found.filter(Q(name__icontains=q) | Q(aws_account_id__contains=q))
+    found = customers_with_last_run(found).select_related("drift").annotate(drift_rank=drift_rank())
+    return found.order_by(*CUSTOMER_SORTS.get(sort, CUSTOMER_SORTS["name"]))
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    customer_id: int | None = None
+    kind: str = ""
+    status: str = ""
+    person_id: int | None = None
+    q: str = ""  # in the customer's name
+
+
+def runs_find(*, filters: RunFilters, limit: int = 50) -> list[Run]:
+    """The runs that match every filter given, newest first (at most `limit`)."""
+    runs = Run.objects.select_related("customer", "started_by")
+    if filters.customer_id:
+        runs = runs.filter(customer_id=filters.customer_id)
+    if filters.kind:
+        runs = runs.filter(kind=filters.kind)
+    if filters.status:
+        runs = runs.filter(status=filters.status)
+    if filters.person_id:
+        runs = runs.filter(started_by_id=filters.person_id)
+    if filters.q:
+        runs = runs.filter(customer__name__icontains=filters.q)
+    return list(runs.order_by("-created_at", "-pk")[:limit])
 
 
 def customer_desired_spec(*, customer: Customer) -> dict | None:

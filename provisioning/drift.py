@@ -17,10 +17,11 @@ from datetime import datetime, timedelta
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, IntegerField, OuterRef, Subquery, Value, When
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from provisioning.audit import audit_record
+from provisioning.customers import drift_rank
 from provisioning.models import AccountRead, Customer, DriftState, Run
 from provisioning.notify import drift_notify
 from provisioning.plan import Action
@@ -32,9 +33,6 @@ WORK_TASK = "provisioning.tasks.drift_checks_work"
 # soft time limit), and after how long a check still pending or running is taken for lost.
 WORK_FOR_SECONDS = 60
 LOST_AFTER = timedelta(hours=1)
-# Worst first: what could not be read, then what drifted, then what is in sync; never checked last.
-RANK = {DriftState.State.UNREACHABLE: 0, DriftState.State.DRIFTED: 1, DriftState.State.IN_SYNC: 2}
-UNCHECKED = 3
 
 # What an item of the plan means when nothing about it was said field by field.
 _ITEM_WORDS = {
@@ -80,6 +78,23 @@ def drift_check_start(*, customer: Customer, user=None, enqueue: bool = True) ->
         return account_read_start(
             customer=customer, spec=spec_from_json(spec), user=user, purpose=AccountRead.Purpose.DRIFT, enqueue=enqueue
         )
+
+
+def drift_check_after_run(*, customer_id: int) -> AccountRead | None:
+    """The check a repair run ends with (provisioning.runs sends it once the run's end is committed)."""
+    customer = Customer.objects.filter(pk=customer_id, is_active=True).first()
+    if customer is None:
+        return None
+    read = drift_check_start(customer=customer)
+    if read is not None:
+        audit_record(
+            action="drift.requested",
+            actor_label="repair run",
+            customer=customer,
+            target=customer.name,
+            details={"read": str(read.pk), "why": "a repair run succeeded"},
+        )
+    return read
 
 
 def drift_checks_start() -> int:
@@ -208,21 +223,21 @@ def drift_record(*, read: AccountRead) -> DriftState:
             details={"read": str(read.pk), "state": new_state, "differences": len(differences), "new": len(new)},
         )
         if new:
-            drift_notify(customer=read.customer, differences=[d["words"] for d in differences], checked_at=checked)
+            drift_notify(
+                customer=read.customer,
+                differences=[d["words"] for d in differences],
+                checked_at=checked,
+                repairable=state.repairable,
+            )
     return state
 
 
 def drift_overview() -> list[Customer]:
     """Every active customer not offboarded with its drift state, worst first: Unreachable, Drifted, In
     sync, never checked; within each, the longest in that state first."""
-    rank = Case(
-        *(When(drift__state=state, then=Value(value)) for state, value in RANK.items()),
-        default=Value(UNCHECKED),
-        output_field=IntegerField(),
-    )
     return list(
         Customer.objects.filter(is_active=True, offboarded_at__isnull=True)
         .select_related("drift")
-        .annotate(drift_rank=rank)
+        .annotate(drift_rank=drift_rank())
         .order_by("drift_rank", "drift__since", "name")
     )

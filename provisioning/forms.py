@@ -1,11 +1,13 @@
 """The onboarding form and its team formset. Validation is the spec's (provisioning.spec)."""
 
 from django import forms
+from django.contrib.auth import get_user_model
 from django.forms import formset_factory
 
-from provisioning.models import Customer
+from provisioning.customers import CUSTOMER_SORTS, RunFilters
+from provisioning.models import Customer, Run
 from provisioning.spec import COMMERCIAL_REGIONS, FIELDS, MAX_TEAM, MEMBER_POLICIES, Spec, SpecError, spec_parse
-from provisioning.vocabulary import Access, MediaScope, MemberRole
+from provisioning.vocabulary import Access, MediaScope, MemberRole, RunKind
 
 _TEXT = {"autocomplete": "off", "spellcheck": "false"}
 
@@ -285,3 +287,45 @@ def onboarding_form_data(*, spec: dict, customer: Customer | None) -> dict:
         if member.get("console"):
             data[f"team-{index}-console"] = "on"
     return data
+
+
+_SEARCH = {"type": "search", "autocomplete": "off", "spellcheck": "false"}
+
+
+class RunFilterForm(forms.Form):
+    """The Runs page's filters (GET): any of customer, kind, status and person, and a customer name search."""
+
+    customer = forms.ModelChoiceField(
+        queryset=Customer.objects.order_by("name"), to_field_name="slug", required=False, empty_label="Any customer"
+    )
+    kind = forms.ChoiceField(choices=[("", "Any kind"), *RunKind.choices], required=False)
+    status = forms.ChoiceField(choices=[("", "Any status"), *Run.Status.choices], required=False)
+    person = forms.ModelChoiceField(
+        queryset=get_user_model().objects.filter(runs__isnull=False).distinct().order_by("username"),
+        to_field_name="username",
+        required=False,
+        empty_label="Anyone",
+        label="Started by",
+    )
+    q = forms.CharField(label="Customer name contains", max_length=200, required=False, widget=forms.TextInput(_SEARCH))
+
+    def filters(self) -> RunFilters:
+        data = self.cleaned_data
+        return RunFilters(
+            customer_id=data["customer"].pk if data.get("customer") else None,
+            kind=data.get("kind", ""),
+            status=data.get("status", ""),
+            person_id=data["person"].pk if data.get("person") else None,
+            q=data.get("q", "").strip(),
+        )
+
+
+class CustomerSearchForm(forms.Form):
+    """The Customers list's search and order (GET)."""
+
+    q = forms.CharField(
+        label="Name or account id contains", max_length=200, required=False, widget=forms.TextInput(_SEARCH)
+    )
+    sort = forms.ChoiceField(
+        choices=[(name, name) for name in CUSTOMER_SORTS], required=False, widget=forms.HiddenInput
+    )

@@ -9,7 +9,7 @@ from django.core.validators import MinLengthValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
-from provisioning.vocabulary import Access, OffboardMode
+from provisioning.vocabulary import Access, OffboardMode, RunKind, run_kind_words
 
 account_id_validator = RegexValidator(r"^[0-9]{12}$", "An AWS account id is exactly 12 digits.")
 # AWS's limits on sts:ExternalId (AssumeRole): 2 to 1224 characters; the spec checks the characters.
@@ -87,6 +87,7 @@ class Run(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="runs")
     started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="runs")
     spec = models.JSONField(help_text="The validated onboarding spec. Holds no secret.")
+    kind = models.CharField(max_length=16, choices=RunKind.choices, default=RunKind.ONBOARDING, db_default="onboarding")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     summary = models.JSONField(default=dict, blank=True)
     # A run planned as a difference: the read it was planned from, and the items it carries out.
@@ -124,6 +125,10 @@ class Run(models.Model):
     def short_id(self) -> str:
         return str(self.id)[:8]
 
+    @property
+    def kind_words(self) -> str:
+        return run_kind_words(self.kind, self.offboard)
+
 
 class StepRun(models.Model):
     class State(models.TextChoices):
@@ -131,12 +136,14 @@ class StepRun(models.Model):
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         ADOPTED = "adopted", "Adopted (already existed)"
+        # A removal that found nothing left to remove: neither made nor adopted.
+        GONE = "gone", "Already gone"
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
         CANCELLED = "cancelled", "Cancelled"
 
-    DONE = (State.SUCCEEDED, State.ADOPTED)
-    FINISHED = (State.SUCCEEDED, State.ADOPTED, State.FAILED, State.SKIPPED, State.CANCELLED)
+    DONE = (State.SUCCEEDED, State.ADOPTED, State.GONE)
+    FINISHED = (State.SUCCEEDED, State.ADOPTED, State.GONE, State.FAILED, State.SKIPPED, State.CANCELLED)
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
     key = models.CharField(max_length=200)
@@ -285,6 +292,12 @@ class DriftState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer.name}: {self.get_state_display()}"
+
+    @property
+    def repairable(self) -> bool:
+        """Whether a repair would change something: drifted, with a difference Repair puts back (not only
+        what was made by hand beside Onramp's, which Repair leaves alone)."""
+        return self.state == self.State.DRIFTED and any(d.get("repairable") for d in self.differences)
 
 
 class Credential(models.Model):

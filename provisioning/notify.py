@@ -24,8 +24,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from provisioning.audit import audit_record, redact_text
-from provisioning.models import AuditEvent, Credential, Customer, Run, StepRun
-from provisioning.vocabulary import ADMINS, TECH_LEADS
+from provisioning.models import AuditEvent, Credential, Customer, Resource, Run, StepRun
+from provisioning.plan import Action
+from provisioning.registry import REGISTRY
+from provisioning.vocabulary import ADMINS, TECH_LEADS, USER_KINDS, run_counts_words
 
 logger = logging.getLogger(__name__)
 ACTOR = "notifier"
@@ -184,6 +186,27 @@ def _sealed_context(credentials) -> list[dict]:
     ]
 
 
+def run_counts(*, run: Run, steps: list[StepRun]) -> dict[str, int]:
+    """What a run did, counted: resources and settings created, found already there (adopted) or changed by
+    its steps; resources the ledger says it removed or released; what an offboarding handed over."""
+    planned = {item["key"]: item["action"] for item in run.plan}
+    removals = {key for kind in REGISTRY.kinds for key in kind.removal}
+    counts = dict.fromkeys(("created", "adopted", "changed", "removed", "released", "handed_over"), 0)
+    for step in steps:
+        kind = REGISTRY.kind_of(step.key).key
+        if kind == "preflight" or kind in removals or step.state not in StepRun.DONE:
+            continue
+        if planned.get(step.key) == Action.CHANGE:
+            counts["changed"] += 1
+        else:
+            counts["adopted" if step.state == StepRun.State.ADOPTED else "created"] += 1
+    ended = Resource.objects.filter(removed_by_run=run)
+    counts["removed"] = ended.filter(state=Resource.State.REMOVED).count()
+    counts["released"] = ended.filter(state=Resource.State.RELEASED).count()
+    counts["handed_over"] = len(((run.summary or {}).get("offboard") or {}).get("handed_over", []))
+    return counts
+
+
 def run_notify(*, run_id) -> Notice | None:
     """Tell the tech lead who started a run that it succeeded or failed, with what failed and why."""
     run = Run.objects.select_related("customer", "started_by").filter(pk=run_id).first()
@@ -191,15 +214,17 @@ def run_notify(*, run_id) -> Notice | None:
         return None
     steps = list(run.steps.all())
     sealed = run.credentials.filter(state=Credential.State.SEALED).defer("ciphertext").order_by("created_at")
+    removed_users = Resource.objects.filter(removed_by_run=run, state=Resource.State.REMOVED, kind__in=USER_KINDS)
     context = {
+        "kind": run.kind_words,
         "run": run.short_id,
         "customer": run.customer.name,
         "account_id": run.customer.aws_account_id,
         "region": run.spec.get("region", ""),
         "person": run.started_by.get_username(),
         "steps": len(steps),
-        "created": sum(s.state == StepRun.State.SUCCEEDED for s in steps),
-        "adopted": sum(s.state == StepRun.State.ADOPTED for s in steps),
+        "counts": run_counts_words(run.kind, run_counts(run=run, steps=steps)),
+        "removed_users": list(removed_users.order_by("name").values_list("name", flat=True)),
         "skipped": sum(s.state == StepRun.State.SKIPPED for s in steps),
         "failed": [
             {"title": s.title, "code": s.error_code, "message": redact_text(s.error_message)}
@@ -232,11 +257,14 @@ def drift_recipients(*, customer: Customer) -> list:
     return list(people.exclude(email="").distinct().order_by("username"))
 
 
-def drift_notify(*, customer: Customer, differences: list[str], checked_at: datetime) -> Notice:
+def drift_notify(
+    *, customer: Customer, differences: list[str], checked_at: datetime, repairable: bool = True
+) -> Notice:
     """Tell the customer's tech leads and the Admins that a check found the account drifted.
 
     For the drift check: call it when a check finds differences (deciding whether the same differences
-    were already reported is the caller's). Each difference is one sentence in words (expected, found).
+    were already reported is the caller's). Each difference is one sentence in words (expected, found);
+    `repairable`: whether a repair would change any of them (else the message offers none).
     Inside a transaction it sends once that transaction commits; outside one, at once. Never raises."""
     notice = _notice(
         template="drift",
@@ -247,6 +275,7 @@ def drift_notify(*, customer: Customer, differences: list[str], checked_at: date
             "account_id": customer.aws_account_id,
             "differences": [redact_text(difference) for difference in differences],
             "checked": _when(checked_at),
+            "repairable": repairable,
         },
         link=_link(reverse("customer_detail", args=[customer.slug]) + "#drift"),
         recipients=drift_recipients(customer=customer),

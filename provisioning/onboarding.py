@@ -182,6 +182,7 @@ def onboarding_confirm(*, draft: dict, user, delete: set[int] = frozenset(), typ
         read = AccountRead.objects.filter(pk=draft["read_id"], status=AccountRead.Status.DONE).first()
         if read is None or read.spec != draft["spec"]:
             raise OnboardingRefused("The account was not read for this plan yet: check the plan again.")
+    repair = bool(draft.get("repair"))  # opened by Repair and started unedited (an edit makes a new draft)
     known = onboarding_draft_customer(draft=draft)
     if known is not None:  # before the transaction, so that the refusal stays in the audit log
         customer_refuse_if_offboarded(customer=known, user=user, doing="onboarding")
@@ -206,5 +207,5 @@ def onboarding_confirm(*, draft: dict, user, delete: set[int] = frozenset(), typ
             if read.customer_id != customer.pk:
                 raise OnboardingRefused("This plan was read from another customer's account: check the plan again.")
             items = plan_decide(read.items, delete=set(delete), typed=typed or {})
-            return run_create(spec=spec, customer=customer, user=user, read=read, items=items)
-        return run_create(spec=spec, customer=customer, user=user)
+            return run_create(spec=spec, customer=customer, user=user, read=read, items=items, repair=repair)
+        return run_create(spec=spec, customer=customer, user=user, repair=repair)

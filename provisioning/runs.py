@@ -29,14 +29,14 @@ from provisioning.plan import Action, plan_build, plan_registry, plan_run_steps
 from provisioning.registry import REGISTRY, ROLE_NAME, Registry
 from provisioning.spec import Spec, spec_from_json
 from provisioning.steps import EXECUTORS, StepContext
-from provisioning.vocabulary import OffboardMode
+from provisioning.vocabulary import USER_KINDS, OffboardMode, RunKind
 
 logger = logging.getLogger(__name__)
 State = StepRun.State
 # The task that runs a step, by name: tasks call runs, and runs only names the task.
 STEP_TASK = "provisioning.tasks.step_run"
 NOTIFY_TASK = "provisioning.tasks.run_notify"
-USER_KINDS = ("iam.app_user", "team.member")  # the kinds whose removal ends a user's secrets' use
+REPAIR_CHECK_TASK = "provisioning.tasks.drift_check_after_repair"
 # What claiming a step sets (besides its start): the conditional UPDATE from pending makes it one worker's.
 _CLAIM = {"state": State.RUNNING, "finished_at": None, "attempts": F("attempts") + 1, "queued_at": None}
 
@@ -90,6 +90,23 @@ def _active_run(customer: Customer) -> Run | None:
     return Run.objects.select_related("customer", "started_by").filter(customer=customer, status__in=Run.ACTIVE).first()
 
 
+def run_kind_for(*, customer: Customer, offboard: str = "", repair: bool = False) -> str:
+    """The kind of a run about to start: an offboarding; a repair (asked for from the customer's drift); a
+    change when Onramp already keeps the account in a state (a successful onboarding or change, and no
+    offboarding since); an onboarding otherwise."""
+    if offboard:
+        return RunKind.OFFBOARDING
+    last = (
+        Run.objects.filter(customer=customer, status=Run.Status.SUCCEEDED)
+        .order_by(F("finished_at").desc(nulls_last=True), "-created_at")
+        .values_list("kind", flat=True)
+        .first()
+    )
+    if last is None or last == RunKind.OFFBOARDING:
+        return RunKind.ONBOARDING
+    return RunKind.REPAIR if repair else RunKind.CHANGE
+
+
 def run_create(
     *,
     spec: Spec,
@@ -98,11 +115,13 @@ def run_create(
     read: AccountRead | None = None,
     items: list[dict] | None = None,
     offboard: str = "",
+    repair: bool = False,
 ) -> Run:
     """Create the run and its steps, then enqueue the first step once the transaction commits. With a
     read and its decided items (provisioning.plan.plan_decide), the run carries out that difference;
     without, every step of the spec (creating first: the fast path for an account the ledger does not know).
-    `offboard`: the run is that offboarding (its read planned it). CustomerOffboarded for an offboarded customer."""
+    `offboard`: the run is that offboarding (its read planned it); `repair`: it repairs the customer's drift
+    (run_kind_for). CustomerOffboarded for an offboarded customer."""
     customer_refuse_if_offboarded(customer=customer, user=user, doing="offboard" if offboard else "run")
     if read is not None:
         planned = plan_run_steps(
@@ -113,7 +132,13 @@ def run_create(
     try:
         with transaction.atomic():
             run = Run.objects.create(
-                customer=customer, started_by=user, spec=spec.to_json(), read=read, plan=items or [], offboard=offboard
+                customer=customer,
+                started_by=user,
+                spec=spec.to_json(),
+                kind=run_kind_for(customer=customer, offboard=offboard, repair=repair),
+                read=read,
+                plan=items or [],
+                offboard=offboard,
             )
             now = timezone.now()
             steps = StepRun.objects.bulk_create(
@@ -139,6 +164,7 @@ def run_create(
                 run=run,
                 target=spec.app_name,
                 details={
+                    "kind": run.kind,
                     "spec": spec.to_json(),
                     "read": str(read.pk) if read else None,
                     "plan": _plan_counts(items),
@@ -404,6 +430,8 @@ def _run_finish(run: Run, steps: dict[str, StepRun], *, log: CallLog | None = No
     transaction.on_commit(lambda: run_accounts.forget(run.pk))
     # Tell the tech lead once the end is committed; robust: a notification never fails the run.
     transaction.on_commit(lambda: current_app.send_task(NOTIFY_TASK, args=[str(run.pk)]), robust=True)
+    if ok and run.kind == RunKind.REPAIR:  # the drift state it repaired is stale from now on: check again
+        transaction.on_commit(lambda: current_app.send_task(REPAIR_CHECK_TASK, args=[run.customer_id]), robust=True)
 
 
 def _offboard_finish(run: Run) -> dict:
@@ -517,7 +545,7 @@ def step_execute(*, step_id: int, keep_next: bool = False, claimed: StepRun | No
 def _outcome_fields(step: StepRun, log: CallLog, result, error: OnrampError | None, now) -> tuple[dict, float | None]:
     """The step row's new fields, with its own audit event buffered on the log; and the retry delay."""
     if error is None:
-        state = State.ADOPTED if result.adopted else State.SUCCEEDED
+        state = State.GONE if result.gone else State.ADOPTED if result.adopted else State.SUCCEEDED
         log.record(action=f"step.{state}", target=step.title, details={"outputs": result.outputs})
         fields = {
             "state": state,

@@ -47,6 +47,13 @@ def account_read(read_id: str) -> None:
     drift.drift_check_execute(read_id=read_id)
 
 
+@shared_task(max_retries=10, **DATABASE_RETRIED)
+def drift_check_after_repair(customer_id: int) -> None:
+    """A repair run succeeded: check that customer's account at once, so its drift state is not the stale
+    one from before the repair until someone presses Check now."""
+    drift.drift_check_after_run(customer_id=customer_id)
+
+
 @shared_task(ignore_result=True)
 def drift_checks_start() -> None:
     """The schedule's drift check of every customer (CELERY_BEAT_SCHEDULE "drift-check")."""

@@ -17,10 +17,10 @@ from portal.celery import app as celery_app
 from provisioning import documents, vault
 from provisioning.audit import audit_record
 from provisioning.auth import fresh_auth_required
-from provisioning.customers import customer_unrevealed, runs_with_unrevealed
+from provisioning.customers import customer_unrevealed, runs_find, runs_with_unrevealed
 from provisioning.errors import OnrampError
-from provisioning.forms import OnboardingForm, TeamFormSet, onboarding_validate
-from provisioning.models import AccountRead, Credential, Customer, Run
+from provisioning.forms import OnboardingForm, RunFilterForm, TeamFormSet, onboarding_validate
+from provisioning.models import AccountRead, Credential, Customer, Run, StepRun
 from provisioning.oidc import oidc_enabled
 from provisioning.onboarding import (
     OnboardingRefused,
@@ -96,9 +96,17 @@ def healthz(request):
 
 @portal_user_required
 def home(request):
-    runs = list(Run.objects.select_related("customer", "started_by").order_by("-created_at", "-pk")[:50])
+    """The Runs page: every kind of run, newest first, filtered and searched."""
+    form = RunFilterForm(request.GET)
+    runs = runs_find(filters=form.filters()) if form.is_valid() else []
     waiting = runs_with_unrevealed(runs=runs, user=request.user, admin=is_admin(request.user))
-    return render(request, "provisioning/home.html", {"runs": runs, "waiting": waiting})
+    filtered = any(request.GET.get(name) for name in form.fields)
+    any_run = bool(runs) or Run.objects.exists()
+    return render(
+        request,
+        "provisioning/home.html",
+        {"runs": runs, "waiting": waiting, "form": form, "filtered": filtered, "any_run": any_run},
+    )
 
 
 def _customer_defaults() -> list[dict]:
@@ -311,7 +319,7 @@ def _run_context(request, run: Run) -> dict:
             for c in customer_unrevealed(customer=run.customer, user=request.user, admin=is_admin(request.user))
             if c.run_id != run.pk
         ],
-        "done_count": sum(1 for s in steps if s.state in ("succeeded", "adopted")),
+        "done_count": sum(1 for s in steps if s.state in StepRun.DONE),
         "manage": manage,
         "credentials": credentials,
         "refused": [c for c in credentials if c.refused_attempts],

@@ -8,20 +8,49 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from provisioning.audit import audit_record
-from provisioning.customers import customer_desired_spec, customer_resources, customer_unrevealed
+from provisioning.customers import customer_desired_spec, customer_resources, customer_unrevealed, customers_find
 from provisioning.drift import drift_check_start, drift_desired_spec, drift_in_progress, drift_overview
-from provisioning.forms import onboarding_form_data
-from provisioning.models import Customer, DriftState
+from provisioning.forms import CustomerSearchForm, onboarding_form_data
+from provisioning.models import Customer, DriftState, Run
 from provisioning.permissions import get_run_for_user, is_admin, portal_user_required
+from provisioning.registry import ROLE_TEMPLATE_VERSION
 from provisioning.runs import CustomerOffboarded, customer_refuse_if_offboarded
 from provisioning.views import DRAFT
+from provisioning.vocabulary import run_kind_words
+
+REPAIR = "repair drift"
+# The Customers list's columns: the order each sorts by (provisioning.customers.CUSTOMER_SORTS), and its heading.
+SORT_COLUMNS = [
+    ("name", "Customer"),
+    ("", "Account"),
+    ("last_run", "Last run"),
+    ("drift", "Drift"),
+    ("role", "Role version"),
+    ("offboarded", "Offboarded"),
+]
 
 
 @portal_user_required
 @require_GET
 def customer_list(request):
-    customers = Customer.objects.filter(is_active=True).order_by("name")
-    return render(request, "provisioning/customers.html", {"customers": customers})
+    """Every customer with their last run, drift state, role version and offboarding; searched and sorted."""
+    form = CustomerSearchForm(request.GET)
+    q, sort = (form.cleaned_data["q"].strip(), form.cleaned_data["sort"] or "name") if form.is_valid() else ("", "name")
+    customers = list(customers_find(q=q, sort=sort))
+    for customer in customers:  # the last run's kind and status in words (annotated as their values)
+        if customer.last_run_id:
+            customer.last_run_kind_words = run_kind_words(customer.last_run_kind, customer.last_run_offboard)
+            customer.last_run_status_words = Run.Status(customer.last_run_status).label
+    context = {
+        "customers": customers,
+        "sort_columns": SORT_COLUMNS,
+        "form": form,
+        "q": q,
+        "sort": sort,
+        "role_current": ROLE_TEMPLATE_VERSION,
+        "any_customer": Customer.objects.filter(is_active=True).exists(),
+    }
+    return render(request, "provisioning/customers.html", context)
 
 
 @portal_user_required
@@ -79,7 +108,11 @@ def customer_repair(request, slug):
     if spec is None:
         messages.info(request, _nothing_to_compare(customer))
         return redirect("customer_detail", slug=customer.slug)
-    return _draft_from(request, spec=spec, customer=customer, why="repair drift", to="preview")
+    drift = DriftState.objects.filter(customer=customer).first()
+    if drift is not None and not drift.repairable:
+        messages.info(request, f"A repair would change nothing in {customer.name}'s account: check it again first.")
+        return redirect(f"{reverse('customer_detail', args=[customer.slug])}#drift")
+    return _draft_from(request, spec=spec, customer=customer, why=REPAIR, to="preview")
 
 
 def _nothing_to_compare(customer: Customer) -> str:
@@ -102,6 +135,7 @@ def _draft_from(request, *, spec: dict, customer: Customer, why: str, to: str):
         "customer_id": customer.pk,
         "keys": None,
         "form": onboarding_form_data(spec=spec, customer=customer),
+        "repair": why == REPAIR,
     }
     audit_record(action="onboarding.reopened", actor=request.user, customer=customer, details={"from": why})
     if to == "preview":

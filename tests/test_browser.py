@@ -71,7 +71,7 @@ def log_in(page: Page, base: str, username: str = "alice") -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Onboarding runs", level=1)).to_be_visible()
+    expect(page.get_by_role("heading", name="Runs", level=1)).to_be_visible()
 
 
 def fill_form(page: Page, *, origin: str) -> None:
@@ -317,7 +317,7 @@ def sso_log_in(page: Page, base: str) -> None:
     page.get_by_label("Email").fill(LEAD)
     page.get_by_label("Password").fill(AT_PROVIDER)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Onboarding runs", level=1)).to_be_visible()
+    expect(page.get_by_role("heading", name="Runs", level=1)).to_be_visible()
 
 
 def browser_session_set(page: Page, **values) -> None:

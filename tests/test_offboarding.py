@@ -131,7 +131,8 @@ def test_an_offboarded_customer_refuses_every_new_run_until_an_admin_reactivates
         assert sentence in response.content.decode(), url
     page = client.get(reverse("customer_detail", args=[customer.slug])).content.decode()
     assert 'id="offboarded"' in page and 'id="change"' not in page and 'id="offboard"' not in page
-    assert ">offboarded</span>" in client.get(reverse("customer_list")).content.decode()
+    listed = client.get(reverse("customer_list")).content.decode()
+    assert '<td class="offboarded"><span class="badge" title="No run starts until an Admin reactivates them">' in listed
     assert Run.objects.filter(customer=customer).count() == 3  # the onboarding, the failed one, the offboarding
     assert (
         AuditEvent.objects.filter(customer=customer, action="run.refused", error_code="CustomerOffboarded").count()

@@ -74,3 +74,4 @@ class StepResult:
     adopted: bool
     outputs: dict = field(default_factory=dict)
     note: str = ""
+    gone: bool = False  # a removal that found nothing left to remove (neither made nor adopted anything)

@@ -16,7 +16,7 @@ from provisioning.steps.iam import absent_is_none
 
 
 def _gone(name: str) -> StepResult:
-    return StepResult(adopted=True, outputs={"removed": [], "name": name}, note="Already gone.")
+    return StepResult(adopted=False, gone=True, outputs={"removed": [], "name": name})
 
 
 def _each(
@@ -35,7 +35,8 @@ def _each(
             remove(iam, user, item)
     except ClientError as exc:
         raise error_translate(exc, doing=REGISTRY.kind_of(ctx.step.key).title(params)) from None
-    return StepResult(adopted=not found["items"], outputs={"removed": [str(i) for i in found["items"]], "name": user})
+    removed = [str(i) for i in found["items"]]
+    return StepResult(adopted=False, gone=not removed, outputs={"removed": removed, "name": user})
 
 
 # A user's parts AWS wants gone before the user, in order: how to list each, and how to remove one.

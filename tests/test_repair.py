@@ -1,0 +1,107 @@
+"""Issue 33, points 5 and 6: a repair run ends with a drift check of that customer; Repair is offered only
+when a repair would change something; a plan read's "absent" answers are audited as expected. The real
+worker and the strict sandbox."""
+
+import time
+
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from provisioning import drift, notify
+from provisioning.aws import call_outcome
+from provisioning.models import AccountRead, AuditEvent, DriftState, Run
+from provisioning.plan import plan_decide
+from provisioning.reads import account_read_start
+from provisioning.runs import run_create
+from provisioning.spec import spec_parse
+from provisioning.views import DRAFT
+from provisioning.vocabulary import RunKind
+from tests.conftest import finished_run, spec_data
+from tests.test_drift import _check, _iam, _onboarded, _s3
+
+
+def _read_done(read: AccountRead) -> AccountRead:
+    deadline = time.monotonic() + 60
+    while read.status not in (AccountRead.Status.DONE, AccountRead.Status.FAILED) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        read.refresh_from_db()
+    assert read.status == AccountRead.Status.DONE, read.error_message
+    return read
+
+
+def test_point_5_a_repair_run_ends_with_a_drift_check_of_that_customer(worker, alice, sandbox):
+    customer = _onboarded(alice).customer
+    _s3(sandbox).delete_bucket_cors(Bucket="acme-app-media")
+    assert _check(customer).state == DriftState.State.DRIFTED
+
+    data = drift.drift_desired_spec(customer=customer)
+    read = _read_done(account_read_start(customer=customer, spec=spec_parse(data), user=alice))
+    items = plan_decide(read.items, delete=set(), typed={})
+    run = run_create(spec=spec_parse(data), customer=customer, user=alice, read=read, items=items, repair=True)
+    assert run.kind == RunKind.REPAIR
+    deadline = time.monotonic() + 60
+    state = None
+    while time.monotonic() < deadline:  # nobody presses Check now: the run's end starts the check
+        state = DriftState.objects.filter(customer=customer).select_related("last_read").first()
+        run.refresh_from_db()
+        if run.finished_at and state.last_read and state.last_read.created_at > run.finished_at:
+            break
+        time.sleep(0.1)
+    assert run.status == Run.Status.SUCCEEDED
+    assert state.last_read.created_at > run.finished_at, "no drift check after the repair"
+    assert state.state == DriftState.State.IN_SYNC and state.differences == []
+    requested = AuditEvent.objects.get(action="drift.requested", customer=customer)
+    assert requested.details == {"read": str(state.last_read_id), "why": "a repair run succeeded"}
+
+
+def test_point_5_repair_is_offered_only_when_a_repair_would_change_something(worker, alice, sandbox):
+    customer = _onboarded(alice).customer
+    iam = _iam(sandbox)
+    iam.create_user(UserName="eve")  # made by hand beside Onramp's: Repair leaves it alone
+    iam.add_user_to_group(GroupName="Apps", UserName="eve")
+    state = _check(customer)
+    assert state.state == DriftState.State.DRIFTED and not any(d["repairable"] for d in state.differences)
+
+    client = Client()
+    client.force_login(alice)
+    page = client.get(reverse("customer_detail", args=[customer.slug])).content.decode()
+    assert 'id="repair"' not in page and 'id="no-repair"' in page
+    response = client.post(reverse("customer_repair", args=[customer.slug]))
+    assert response.status_code == 302 and response["Location"].endswith("#drift")
+    assert DRAFT not in client.session  # no plan opened
+
+    _s3(sandbox).delete_bucket_cors(Bucket="acme-app-media")  # one thing Repair does put back
+    assert _check(customer).repairable
+    page = client.get(reverse("customer_detail", args=[customer.slug])).content.decode()
+    assert 'id="repair"' in page and 'id="no-repair"' not in page
+    response = client.post(reverse("customer_repair", args=[customer.slug]))
+    assert response["Location"] == reverse("onboard_preview") and client.session[DRAFT]["repair"] is True
+    assert client.session[DRAFT]["spec"] == drift.drift_desired_spec(customer=customer)
+
+
+def test_point_6_a_plan_read_of_a_missing_bucket_is_audited_as_expected(worker, alice):
+    customer = _onboarded(alice).customer
+    renamed = spec_parse(spec_data(bucket="acme-app-media-next"))  # a bucket the account does not have yet
+    read = _read_done(account_read_start(customer=customer, spec=renamed, user=alice))
+    created = {(item["kind"], item["identity"]) for item in read.items if item["action"] == "create"}
+    assert ("s3.bucket", "acme-app-media-next") in created, read.items
+    answers = AuditEvent.objects.filter(error_code="NoSuchBucket", created_at__gte=read.created_at)
+    assert answers.exists()  # the reads of the new bucket's settings: it is not there
+    assert set(answers.values_list("outcome", flat=True)) == {AuditEvent.Outcome.EXPECTED}
+    assert not AuditEvent.objects.filter(outcome=AuditEvent.Outcome.ERROR, created_at__gte=read.created_at).exists()
+    # Only a read's "absent" answer is expected: the same code to a delete or a create is still an error.
+    assert call_outcome("GetBucketCors", "NoSuchBucket") == "expected"
+    assert call_outcome("PutBucketCors", "NoSuchBucket") == "error"
+
+
+def test_point_5_a_drift_email_offers_a_repair_only_when_one_would_change_something(transactional_db, alice, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    customer = finished_run(alice).customer
+    checked = timezone.now()
+    by_hand = ["Group Apps: member eve: expected not in the group, found made by hand, not by Onramp"]
+    notice = notify.drift_notify(customer=customer, differences=by_hand, checked_at=checked, repairable=False)
+    assert "repair them" not in notice.body and "a repair would change nothing either" in notice.body
+    cors = ["CORS rules of acme-app-media: expected the runbook's two rules, found none"]
+    notice = notify.drift_notify(customer=customer, differences=cors, checked_at=checked, repairable=True)
+    assert "repair them from the customer's page" in notice.body
