@@ -14,6 +14,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from portal.devkeys import dev_keys_ensure
+from provisioning.addresses import trusted_proxies_parse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -200,11 +201,16 @@ AXES_IP_FAILURE_LIMIT = env.int("AXES_IP_FAILURE_LIMIT", default=20)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
 AXES_HANDLER = "provisioning.login_limits.LoginLimitsHandler"
-AXES_CLIENT_IP_CALLABLE = "provisioning.login_limits.client_ip"
+AXES_CLIENT_IP_CALLABLE = "provisioning.addresses.client_ip"
 AXES_RESET_ON_SUCCESS = True
-# Proxies in front of gunicorn that append the client's address to X-Forwarded-For (compose: nginx,
-# so 1 in production). The client is the address the outermost trusted proxy saw; 0 trusts no header.
-TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1 if PRODUCTION else 0)
+# The proxies in front of gunicorn (addresses or networks, comma separated) whose X-Forwarded-For is believed:
+# a request from one of them is counted and audited by the address it forwards (provisioning/addresses.py).
+# Default none: REMOTE_ADDR, for a forged header from anyone reaching gunicorn directly must change nothing.
+# docker-compose.yml names its internal network, where nginx is.
+try:
+    TRUSTED_PROXIES = trusted_proxies_parse(env.list("TRUSTED_PROXIES", default=[]))
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
 AXES_VERBOSE = False
 

@@ -1,5 +1,7 @@
 """Login throttling on top of django-axes: the client's real address, and two limits.
 
+The client's address is provisioning/addresses.py's, as in every audit row.
+
 AXES_LOCKOUT_PARAMETERS names two sets of attempts: one username from one address, and one address
 whatever the username. django-axes compares the larger count with a single limit; here each set has its
 own: AXES_FAILURE_LIMIT for a username from an address (someone guessing a password), and the higher
@@ -7,30 +9,10 @@ AXES_IP_FAILURE_LIMIT for an address across usernames (password spraying), so on
 address is not locked out by a few people's typos.
 """
 
-import ipaddress
-
 from axes.handlers.database import AxesDatabaseHandler
 from axes.helpers import get_failure_limit
 from django.conf import settings
 from django.db.models import Sum
-
-
-def client_ip(request) -> str:
-    """The client's address: REMOTE_ADDR, or, behind TRUSTED_PROXY_COUNT proxies that each append the
-    address they saw to X-Forwarded-For, the one the outermost trusted proxy saw. Entries further left
-    were written by the client itself and are never trusted."""
-    remote = request.META.get("REMOTE_ADDR", "")
-    count = settings.TRUSTED_PROXY_COUNT
-    if count <= 0:
-        return remote
-    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
-    if len(forwarded) < count:
-        return remote
-    candidate = forwarded[-count]
-    try:
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return remote
 
 
 def _failures(attempts) -> int:

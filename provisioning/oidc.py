@@ -38,6 +38,7 @@ from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.utils import add_state_and_verifier_and_nonce_to_session, generate_code_challenge
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView
 
+from provisioning.addresses import client_ip
 from provisioning.audit import audit_record
 from provisioning.models import AuditEvent
 
@@ -83,10 +84,6 @@ def provider_config() -> dict:
 def provider_origin() -> str:
     parts = urlsplit(settings.OIDC_ISSUER)
     return f"{parts.scheme}://{parts.netloc}"
-
-
-def _ip(request) -> str:
-    return request.META.get("REMOTE_ADDR", "") if request is not None else ""
 
 
 def authorization_redirect(request, *, kind: str, next_url: str, extra: dict | None = None) -> HttpResponseRedirect:
@@ -195,7 +192,13 @@ def user_groups_sync(*, user, wanted: set[str], request=None) -> None:
             action="auth.groups_changed",
             actor_label=f"{settings.OIDC_PROVIDER_NAME} (for {user.get_username()})",
             target=user.get_username(),
-            details={"added": added, "removed": removed, "is_staff": staff, "source": "provider", "ip": _ip(request)},
+            details={
+                "added": added,
+                "removed": removed,
+                "is_staff": staff,
+                "source": "provider",
+                "ip": client_ip(request),
+            },
         )
     if hasattr(user, "_onramp_groups"):
         del user._onramp_groups
@@ -211,7 +214,7 @@ def _sso_refused(request, *, code: str, email: str = "", action: str = "auth.sso
         outcome=AuditEvent.Outcome.REFUSED,
         error_code=code[:128],
         target=email or (user.get_username() if user else ""),
-        details={"kind": getattr(request, "onramp_flow", {}).get("kind", KIND_LOGIN), "ip": _ip(request)},
+        details={"kind": getattr(request, "onramp_flow", {}).get("kind", KIND_LOGIN), "ip": client_ip(request)},
     )
     request.onramp_refusal_audited = True
 
@@ -305,7 +308,7 @@ class OidcBackend(OIDCAuthenticationBackend):
                 action="auth.user_created",
                 actor_label=f"{settings.OIDC_PROVIDER_NAME} (for {email})",
                 target=email,
-                details={"ip": _ip(self.request), "sub": str(claims.get("sub", ""))},
+                details={"ip": client_ip(self.request), "sub": str(claims.get("sub", ""))},
             )
         return self._groups_apply(user, claims)
 
@@ -380,14 +383,14 @@ class OidcCallbackView(OIDCAuthenticationCallbackView):
                 action="auth.session_renewed",
                 actor=self.user,
                 target=self.user.get_username(),
-                details={"ip": _ip(self.request)},
+                details={"ip": client_ip(self.request)},
             )
         return response
 
     def _fresh(self, response, *, auth_time, now: float):
         """A fresh sign-in counts when the provider's auth_time (if it sends one) is within the limit."""
         limit = settings.FRESH_AUTH_MAX_AGE
-        details = {"method": "oidc", "auth_time": auth_time, "ip": _ip(self.request)}
+        details = {"method": "oidc", "auth_time": auth_time, "ip": client_ip(self.request)}
         if isinstance(auth_time, int | float) and now - auth_time > limit:
             audit_record(
                 action="auth.reauth_failed",

@@ -6,6 +6,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from provisioning.addresses import client_ip
 from provisioning.audit import audit_record
 from provisioning.auth import LoginForm, ReauthForm, auth_age, auth_mark_fresh
 from provisioning.oidc import (
@@ -39,7 +40,7 @@ def reauthenticate(request):
             action="auth.reauthenticated",
             actor=request.user,
             target=request.user.get_username(),
-            details={"method": "password", "break_glass": oidc_enabled(), "ip": request.META.get("REMOTE_ADDR", "")},
+            details={"method": "password", "break_glass": oidc_enabled(), "ip": client_ip(request)},
         )
         return redirect(next_url)
     age = auth_age(request)
