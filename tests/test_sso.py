@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from django.contrib.auth.models import Group, User
+from django.test import Client
 
 from provisioning.models import AuditEvent, Credential, Run
 from provisioning.oidc import AUTH_AT, RENEW_AT
@@ -404,3 +405,18 @@ def test_a_half_configured_provider_stops_the_start(env, message):
 
     result = _manage("check", env={"DJANGO_ENV": "development", "OIDC_ISSUER": "https://idp.example", **env})
     assert result.returncode != 0 and message in result.stderr
+
+
+def test_point_6_a_password_session_from_before_sso_ends_when_sso_is_switched_on(client, settings, alice):
+    from tests.oidc_provider import CLIENT_ID
+
+    assert client.post("/login/", {"username": "alice", "password": PASSWORD})["Location"] == "/"
+    root = Client()
+    User.objects.create_superuser("root", "root@agency.example", PASSWORD)
+    assert root.post("/login/", {"username": "root", "password": PASSWORD})["Location"] == "/"
+    assert client.get("/").status_code == 200
+
+    settings.OIDC_ISSUER, settings.OIDC_RP_CLIENT_ID = "https://idp.agency.example", CLIENT_ID
+    assert client.get("/").status_code == 302  # alice's password session is over
+    assert client.get("/audit/")["Location"].startswith("/login/")
+    assert root.get("/").status_code == 200  # a superuser's password is break-glass: it stays
