@@ -227,6 +227,9 @@ OIDC_RP_SCOPES = env.str("OIDC_SCOPES", default="openid email profile")
 # (Google Workspace sends none): Admins assign groups in the admin.
 OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="")
 OIDC_GROUP_MAP = env.dict("OIDC_GROUP_MAP", default={})
+# A provider that never sends email_verified (its emails are all its own, verified by it): accept its absence.
+# Off by default: then only the boolean true lets someone in.
+OIDC_TRUST_MISSING_EMAIL_VERIFIED = env.bool("OIDC_TRUST_MISSING_EMAIL_VERIFIED", default=False)
 # The prompt sent with a fresh sign-in (with max_age=0): "login", or empty where unsupported (Google).
 OIDC_REAUTH_PROMPT = env.str("OIDC_REAUTH_PROMPT", default="login")
 # Seconds between checks of a session with the provider (mozilla-django-oidc's name for it).

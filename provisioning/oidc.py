@@ -5,7 +5,9 @@ token's signature, the userinfo call, and the callback's login. Onramp adds, her
 
 - the provider's endpoints from its discovery document (`OIDC_ISSUER`), read at request time so
   that nothing changes while OIDC is off (development, the demo, most tests);
-- who gets in: a verified email in an allowed domain; the username is that email, lowercased;
+- who gets in: a verified email in an allowed domain; the username is that email, lowercased; the
+  provider's `iss`+`sub` stored at the first sign-in finds the user afterwards (never the email alone),
+  and a superuser is never signed in through the provider (break-glass: a password);
 - as what: the groups claim mapped to Tech leads / Admins at every sign-in and renewal (added and
   removed, audited), or, with no groups claim configured (Google Workspace), an Admin's choice;
 - the session re-checked with the provider every `OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS` (htmx
@@ -40,7 +42,7 @@ from mozilla_django_oidc.views import OIDCAuthenticationCallbackView
 
 from provisioning.addresses import client_ip
 from provisioning.audit import audit_record
-from provisioning.models import AuditEvent
+from provisioning.models import AuditEvent, ProviderIdentity
 
 OIDC_BACKEND = "provisioning.oidc.OidcBackend"
 # The session's last authentication (epoch seconds): what fresh_auth_required reads.
@@ -156,6 +158,14 @@ def _email(claims: dict) -> str:
     return str(claims.get("email") or "").strip().lower()
 
 
+def _email_verified(claims: dict) -> bool:
+    """`email_verified` is the JSON boolean true (not "true", 1, or absent), or, where the provider never
+    sends it (OIDC_TRUST_MISSING_EMAIL_VERIFIED), absent."""
+    if "email_verified" not in claims:
+        return settings.OIDC_TRUST_MISSING_EMAIL_VERIFIED
+    return claims["email_verified"] is True
+
+
 def _group_names(value) -> list[str]:
     if isinstance(value, str):
         return [value]
@@ -259,12 +269,60 @@ class OidcBackend(OIDCAuthenticationBackend):
         return payload
 
     def get_or_create_user(self, access_token, id_token, payload):
+        """The library's, with the user found by the provider's `iss`+`sub` (stored at the first link),
+        never by email alone, and a superuser never reached through the provider."""
         self.request.onramp_id_claims = payload  # auth_time, and groups if the provider puts them only here
-        return super().get_or_create_user(access_token, id_token, payload)
+        claims = self.get_userinfo(access_token, id_token, payload)
+        if str(claims.get("sub", "")) != str(payload.get("sub", "")):
+            # OpenID Connect Core 5.3.2: userinfo about anyone but the ID token's subject is not used.
+            _sso_refused(self.request, code="SubjectMismatch", email=_email(claims))
+            return None
+        if not self.verify_claims(claims):
+            return None
+        user = self._user_for_identity(claims, subject=str(payload["sub"]))
+        return None if user is None else self.update_user(user, claims)
+
+    def _user_for_identity(self, claims: dict, *, subject: str):
+        email = _email(claims)
+        identity = ProviderIdentity.objects.filter(issuer=settings.OIDC_ISSUER, subject=subject).first()
+        user = identity.user if identity else self.UserModel.objects.filter(username=email).first()
+        if user is None:
+            return self.create_user(claims)
+        if user.is_superuser:
+            # Break-glass accounts are reached by their password only, whatever the provider says.
+            _refuse(
+                self.request,
+                action="auth.sso_refused",
+                code="SuperuserPasswordOnly",
+                email=email,
+                message=f"This account signs in with its password, not with {settings.OIDC_PROVIDER_NAME}.",
+            )
+            return None
+        if identity is None:
+            if ProviderIdentity.objects.filter(user=user, issuer=settings.OIDC_ISSUER).exists():
+                # The email's account belongs to another identity at the provider (an address reused).
+                _refuse(
+                    self.request,
+                    action="auth.sso_refused",
+                    code="EmailLinkedToAnotherIdentity",
+                    email=email,
+                    message=f"The Onramp account {email} belongs to another {settings.OIDC_PROVIDER_NAME} "
+                    "identity. Ask an Admin.",
+                )
+                return None
+            with transaction.atomic():
+                ProviderIdentity.objects.create(user=user, issuer=settings.OIDC_ISSUER, subject=subject)
+                audit_record(
+                    action="auth.identity_linked",
+                    actor_label=f"{settings.OIDC_PROVIDER_NAME} (for {email})",
+                    target=user.get_username(),
+                    details={"ip": client_ip(self.request), "iss": settings.OIDC_ISSUER, "sub": subject},
+                )
+        return user
 
     def verify_claims(self, claims):
         email = _email(claims)
-        if not email or claims.get("email_verified") is False or len(email) > 150:
+        if not email or not _email_verified(claims) or len(email) > 150:
             _refuse(
                 self.request,
                 action="auth.sso_refused",
@@ -286,9 +344,6 @@ class OidcBackend(OIDCAuthenticationBackend):
             return False
         return True
 
-    def filter_users_by_claims(self, claims):
-        return self.UserModel.objects.filter(username=_email(claims))
-
     def _claims_groups(self, claims: dict) -> set[str] | None:
         id_claims = getattr(self.request, "onramp_id_claims", {}) or {}
         claim = settings.OIDC_GROUPS_CLAIM
@@ -304,11 +359,13 @@ class OidcBackend(OIDCAuthenticationBackend):
                 first_name=str(claims.get("given_name") or "")[:150],
                 last_name=str(claims.get("family_name") or "")[:150],
             )  # no password: an unusable one
+            subject = str(claims["sub"])
+            ProviderIdentity.objects.create(user=user, issuer=settings.OIDC_ISSUER, subject=subject)
             audit_record(
                 action="auth.user_created",
                 actor_label=f"{settings.OIDC_PROVIDER_NAME} (for {email})",
                 target=email,
-                details={"ip": client_ip(self.request), "sub": str(claims.get("sub", ""))},
+                details={"ip": client_ip(self.request), "iss": settings.OIDC_ISSUER, "sub": subject},
             )
         return self._groups_apply(user, claims)
 

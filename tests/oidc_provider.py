@@ -146,14 +146,25 @@ class Provider:
             self.sends_auth_time = True
 
     # --- what the tests change ---
-    def account_set(self, email: str, *, password: str, **claims) -> Account:
-        """Add or change an account; its claims are replaced (a group removed is gone from `groups`)."""
+    def account_set(self, email: str, *, password: str, omit: tuple[str, ...] = (), **claims) -> Account:
+        """Add or change an account; its claims are replaced (a group removed is gone from `groups`).
+        `omit` names claims the provider does not send at all (e.g. `email_verified`)."""
         with self.lock:
             account = self.accounts.get(email)
             if account is None:
                 account = self.accounts[email] = Account(email=email, password=password, claims={})
             account.password = password
-            account.claims = {"email": email, "email_verified": True, **claims}
+            claims = {"email": email, "email_verified": True, **claims}
+            account.claims = {name: value for name, value in claims.items() if name not in omit}
+            return account
+
+    def account_rename(self, email: str, new_email: str) -> Account:
+        """The person's email changes at the provider; they stay the same subject (`sub`)."""
+        with self.lock:
+            account = self.accounts.pop(email)
+            account.email = new_email
+            account.claims = {**account.claims, "email": new_email}
+            self.accounts[new_email] = account
             return account
 
     def account_remove(self, email: str) -> None:

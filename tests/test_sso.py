@@ -16,7 +16,7 @@ import requests
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
-from provisioning.models import AuditEvent, Credential, Run
+from provisioning.models import AuditEvent, Credential, ProviderIdentity, Run
 from provisioning.oidc import AUTH_AT, RENEW_AT
 from tests.conftest import PASSWORD, finished_run, seal_key, start_run
 
@@ -104,6 +104,86 @@ def test_an_unverified_email_is_refused(client, oidc):
     assert sign_in(client, requests.Session(), oidc)["Location"] == "/login/"
     assert not User.objects.exists()
     assert AuditEvent.objects.get(action="auth.sso_refused").error_code == "EmailNotVerified"
+
+
+@pytest.mark.parametrize(
+    "verified", [{"omit": ("email_verified",)}, {"email_verified": "false"}, {"email_verified": 0},
+                 {"email_verified": "true"}, {"email_verified": 1}],
+)  # fmt: skip
+def test_point_1_an_email_is_verified_only_by_the_boolean_true(client, oidc, verified):
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"], **verified)
+    assert sign_in(client, requests.Session(), oidc)["Location"] == "/login/"
+    assert not User.objects.exists()
+    assert AuditEvent.objects.get(action="auth.sso_refused").error_code == "EmailNotVerified"
+    assert "did not give a verified email address" in client.get("/login/").content.decode()
+
+
+def test_point_1_a_provider_that_never_sends_email_verified_is_trusted_only_when_configured(client, oidc, settings):
+    settings.OIDC_TRUST_MISSING_EMAIL_VERIFIED = True
+    browser = requests.Session()
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"], omit=("email_verified",))
+    assert sign_in(client, browser, oidc)["Location"] == "/"
+    assert User.objects.get().username == LEAD
+    client.post("/logout/")
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"], email_verified="false")
+    assert sign_in(client, browser, oidc)["Location"] == "/login/"  # said, and not the boolean true
+
+
+def test_point_1_later_sign_ins_are_linked_by_issuer_and_subject_never_by_email(client, oidc):
+    first = oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    sign_in(client, requests.Session(), oidc)
+    lead = User.objects.get(username=LEAD)
+    identity = ProviderIdentity.objects.get(user=lead)
+    assert (identity.issuer, identity.subject) == (oidc.url, first.sub)
+    assert AuditEvent.objects.get(action="auth.user_created").details["sub"] == first.sub
+    client.post("/logout/")
+
+    # Renamed at the provider: the same subject, the same Onramp account.
+    oidc.account_rename(LEAD, "lee@agency.example")
+    assert sign_in(client, requests.Session(), oidc, email="lee@agency.example")["Location"] == "/"
+    assert client.session["_auth_user_id"] == str(lead.pk)
+    assert User.objects.count() == 1
+    client.post("/logout/")
+
+    # Someone else at the provider now has the address: not the lead's account.
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads", "onramp-admins"])
+    assert sign_in(client, requests.Session(), oidc)["Location"] == "/login/"
+    assert "_auth_user_id" not in client.session
+    refused = AuditEvent.objects.get(action="auth.sso_refused")
+    assert (refused.error_code, refused.target) == ("EmailLinkedToAnotherIdentity", LEAD)
+    assert _groups(LEAD) == ["Tech leads"]
+
+
+def test_point_1_an_account_made_before_sso_is_linked_once_at_its_first_sign_in(client, oidc, bob):
+    bob.username = bob.email = "bob@agency.example"
+    bob.save()
+    account = oidc.account_set("bob@agency.example", password=AT_PROVIDER, groups=["onramp-leads"])
+    assert sign_in(client, requests.Session(), oidc, email="bob@agency.example")["Location"] == "/"
+    assert client.session["_auth_user_id"] == str(bob.pk)
+    assert ProviderIdentity.objects.get(user=bob).subject == account.sub
+    linked = AuditEvent.objects.get(action="auth.identity_linked")
+    assert (linked.target, linked.details["sub"]) == ("bob@agency.example", account.sub)
+
+
+def test_point_2_an_identity_with_a_superusers_username_does_not_sign_in_as_the_superuser(client, oidc):
+    root = User.objects.create_superuser("root@agency.example", "root@agency.example", PASSWORD)
+    oidc.account_set("root@agency.example", password=AT_PROVIDER, groups=["onramp-admins"])
+    assert sign_in(client, requests.Session(), oidc, email="root@agency.example")["Location"] == "/login/"
+    assert "_auth_user_id" not in client.session
+    assert client.get("/").status_code == 302
+    refused = AuditEvent.objects.get(action="auth.sso_refused")
+    assert (refused.error_code, refused.target) == ("SuperuserPasswordOnly", "root@agency.example")
+    assert not AuditEvent.objects.filter(action__in=["auth.login", "auth.identity_linked"]).exists()
+    assert not ProviderIdentity.objects.filter(user=root).exists()
+    assert "signs in with its password" in client.get("/login/").content.decode()
+
+    # Even once linked, a user later made superuser is reached by the password only.
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    sign_in(client, requests.Session(), oidc)
+    client.post("/logout/")
+    User.objects.filter(username=LEAD).update(is_superuser=True)
+    assert sign_in(client, requests.Session(), oidc)["Location"] == "/login/"
+    assert AuditEvent.objects.filter(action="auth.sso_refused", error_code="SuperuserPasswordOnly").count() == 2
 
 
 def test_a_person_deactivated_in_onramp_is_refused_though_the_provider_signs_them_in(client, oidc):
