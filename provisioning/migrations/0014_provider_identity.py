@@ -6,25 +6,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('provisioning', '0013_drift'),
+        ("provisioning", "0013_drift"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ProviderIdentity',
+            name="ProviderIdentity",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('issuer', models.CharField(max_length=255)),
-                ('subject', models.CharField(max_length=255)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='provider_identities', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("issuer", models.CharField(max_length=255)),
+                ("subject", models.CharField(max_length=255)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="provider_identities",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'provider identities',
-                'constraints': [models.UniqueConstraint(fields=('issuer', 'subject'), name='provider_identity_unique'), models.UniqueConstraint(fields=('user', 'issuer'), name='provider_identity_one_per_user')],
+                "verbose_name_plural": "provider identities",
+                "constraints": [
+                    models.UniqueConstraint(fields=("issuer", "subject"), name="provider_identity_unique"),
+                    models.UniqueConstraint(fields=("user", "issuer"), name="provider_identity_one_per_user"),
+                ],
             },
         ),
     ]
