@@ -232,6 +232,9 @@ OIDC_GROUP_MAP = env.dict("OIDC_GROUP_MAP", default={})
 OIDC_TRUST_MISSING_EMAIL_VERIFIED = env.bool("OIDC_TRUST_MISSING_EMAIL_VERIFIED", default=False)
 # The prompt sent with a fresh sign-in (with max_age=0): "login", or empty where unsupported (Google).
 OIDC_REAUTH_PROMPT = env.str("OIDC_REAUTH_PROMPT", default="login")
+# A provider whose ID token has no auth_time (Google may omit it, and ignores prompt=login): count its answer to
+# a fresh sign-in (max_age=0) as the sign-in itself. Off by default: without auth_time, no secret is shown.
+OIDC_TRUST_MISSING_AUTH_TIME = env.bool("OIDC_TRUST_MISSING_AUTH_TIME", default=False)
 # Seconds between checks of a session with the provider (mozilla-django-oidc's name for it).
 OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = env.int("OIDC_RENEW_INTERVAL", default=15 * 60)
 OIDC_RP_SIGN_ALGO = "RS256"

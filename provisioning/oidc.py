@@ -12,8 +12,9 @@ token's signature, the userinfo call, and the callback's login. Onramp adds, her
   removed, audited), or, with no groups claim configured (Google Workspace), an Admin's choice;
 - the session re-checked with the provider every `OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS` (htmx
   requests are told to reload the page rather than follow a redirect into a fragment);
-- a fresh sign-in (`max_age=0`, `prompt=login` where supported, `auth_time` checked) for
-  provisioning/auth.py's `fresh_auth_required`.
+- a fresh sign-in (`max_age=0`, `prompt=login` where supported) for provisioning/auth.py's
+  `fresh_auth_required`: it counts only with an `auth_time` within the limit, unless
+  OIDC_TRUST_MISSING_AUTH_TIME says the provider's answer is the sign-in (Google, which omits it).
 """
 
 import time
@@ -156,6 +157,12 @@ def fresh_sign_in_redirect(request, *, next_url: str) -> HttpResponseRedirect:
 
 def _email(claims: dict) -> str:
     return str(claims.get("email") or "").strip().lower()
+
+
+def _auth_time(id_claims: dict) -> float | None:
+    """The ID token's auth_time (when the person last authenticated at the provider), if it is a number."""
+    value = id_claims.get("auth_time")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _email_verified(claims: dict) -> bool:
@@ -427,12 +434,15 @@ class OidcCallbackView(OIDCAuthenticationCallbackView):
         same_user = before.is_authenticated and before.pk == self.user.pk
         response = super().login_success()
         kind = self.request.onramp_flow["kind"] if same_user else KIND_LOGIN
-        auth_time = (getattr(self.request, "onramp_id_claims", {}) or {}).get("auth_time")
+        auth_time = _auth_time(getattr(self.request, "onramp_id_claims", {}) or {})
         now = time.time()
         if kind == KIND_FRESH:
             return self._fresh(response, auth_time=auth_time, now=now)
-        if isinstance(auth_time, int | float):
-            self.request.session[AUTH_AT] = min(float(auth_time), now)
+        if auth_time is not None:
+            self.request.session[AUTH_AT] = min(auth_time, now)
+        elif not settings.OIDC_TRUST_MISSING_AUTH_TIME:
+            # Unknown when the person last typed their password: no secret until a fresh sign-in says.
+            self.request.session.pop(AUTH_AT, None)
         elif kind == KIND_LOGIN or AUTH_AT not in self.request.session:
             self.request.session[AUTH_AT] = now
         if kind == KIND_RENEW:
@@ -444,27 +454,41 @@ class OidcCallbackView(OIDCAuthenticationCallbackView):
             )
         return response
 
-    def _fresh(self, response, *, auth_time, now: float):
-        """A fresh sign-in counts when the provider's auth_time (if it sends one) is within the limit."""
+    def _fresh(self, response, *, auth_time: float | None, now: float):
+        """A fresh sign-in counts when the ID token's auth_time is within the limit; without one, only where
+        OIDC_TRUST_MISSING_AUTH_TIME says this provider's answer to max_age=0 is itself the sign-in."""
         limit = settings.FRESH_AUTH_MAX_AGE
         details = {"method": "oidc", "auth_time": auth_time, "ip": client_ip(self.request)}
-        if isinstance(auth_time, int | float) and now - auth_time > limit:
-            audit_record(
-                action="auth.reauth_failed",
-                actor=self.user,
-                outcome=AuditEvent.Outcome.REFUSED,
-                error_code="AuthTimeTooOld",
-                target=self.user.get_username(),
+        if auth_time is None and not settings.OIDC_TRUST_MISSING_AUTH_TIME:
+            return self._not_fresh(
+                response,
+                code="AuthTimeMissing",
+                details=details,
+                message=f"{settings.OIDC_PROVIDER_NAME} did not say when you last signed in there, so Onramp "
+                "cannot count this as a fresh sign-in and shows no secret after it. Ask an Admin.",
+            )
+        if auth_time is not None and now - auth_time > limit:
+            return self._not_fresh(
+                response,
+                code="AuthTimeTooOld",
                 details={**details, "age": int(now - auth_time)},
+                message=f"{settings.OIDC_PROVIDER_NAME} did not ask you to sign in again (your last sign-in there "
+                f"was {int((now - auth_time) // 60)} minutes ago). Sign out, sign in again, then retry.",
             )
-            messages.error(
-                self.request,
-                f"{settings.OIDC_PROVIDER_NAME} did not ask you to sign in again (your last sign-in there was "
-                f"{int((now - auth_time) // 60)} minutes ago). Sign out, sign in again, then retry.",
-            )
-            return response
-        self.request.session[AUTH_AT] = min(float(auth_time), now) if isinstance(auth_time, int | float) else now
+        self.request.session[AUTH_AT] = now if auth_time is None else min(auth_time, now)
         audit_record(action="auth.reauthenticated", actor=self.user, target=self.user.get_username(), details=details)
+        return response
+
+    def _not_fresh(self, response, *, code: str, details: dict, message: str):
+        audit_record(
+            action="auth.reauth_failed",
+            actor=self.user,
+            outcome=AuditEvent.Outcome.REFUSED,
+            error_code=code,
+            target=self.user.get_username(),
+            details=details,
+        )
+        messages.error(self.request, message)
         return response
 
 

@@ -408,8 +408,11 @@ def test_an_auth_time_older_than_the_limit_is_not_a_fresh_sign_in(client, oidc):
     assert credential.state == Credential.State.SEALED
 
 
-def test_a_provider_that_sends_no_auth_time_like_google_counts_its_answer_as_the_sign_in(client, oidc, settings):
+def test_a_provider_that_sends_no_auth_time_like_google_counts_its_answer_as_the_sign_in_when_trusted(
+    client, oidc, settings
+):
     settings.OIDC_REAUTH_PROMPT = ""  # Google has no prompt=login
+    settings.OIDC_TRUST_MISSING_AUTH_TIME = True  # the operator's choice (README, Google Workspace)
     oidc.reauth_supported, oidc.sends_auth_time = False, False
     browser = requests.Session()
     oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
@@ -420,6 +423,63 @@ def test_a_provider_that_sends_no_auth_time_like_google_counts_its_answer_as_the
     assert through_provider(client, browser, oidc, to_provider)["Location"] == f"/credentials/{credential.pk}/"
     _reveals_once(client, credential)
     assert AuditEvent.objects.get(action="auth.reauthenticated").details["auth_time"] is None
+
+
+def test_point_3_missing_auth_time_is_not_fresh(client, oidc, settings):
+    assert settings.OIDC_TRUST_MISSING_AUTH_TIME is False  # the default
+    oidc.sends_auth_time = False  # asks for the password again, but the ID token does not say when
+    browser = requests.Session()
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    sign_in(client, browser, oidc)
+    assert AUTH_AT not in client.session  # unknown: nothing counts as fresh yet
+    run = finished_run(User.objects.get(username=LEAD))
+    credential = seal_key(run, secret=SECRET)
+    reauth = client.post(f"/credentials/{credential.pk}/reveal/")["Location"]
+    assert reauth.startswith("/reauth/")
+
+    back = through_provider(client, browser, oidc, client.get(reauth)["Location"], email=LEAD)
+    assert back["Location"] == f"/credentials/{credential.pk}/"
+    assert "did not say when you last signed in" in client.get(back["Location"]).content.decode()
+    failed = AuditEvent.objects.get(action="auth.reauth_failed")
+    assert (failed.error_code, failed.details["auth_time"]) == ("AuthTimeMissing", None)
+    assert not AuditEvent.objects.filter(action="auth.reauthenticated").exists()
+    assert client.post(f"/credentials/{credential.pk}/reveal/")["Location"].startswith("/reauth/")
+    credential.refresh_from_db()
+    assert credential.state == Credential.State.SEALED
+
+
+def test_point_3_a_sign_in_60_s_inside_the_limit_is_fresh_and_60_s_beyond_is_not(client, oidc, settings):
+    limit = settings.FRESH_AUTH_MAX_AGE
+    oidc.reauth_supported = False  # the provider answers from its session: its auth_time is what counts
+    browser = requests.Session()
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    sign_in(client, browser, oidc)
+    lead = User.objects.get(username=LEAD)
+
+    # Onramp's own session: 60 s inside the limit reveals, 60 s beyond sends to sign in again.
+    session_set(client, **{AUTH_AT: time.time() - (limit - 60)})
+    inside = seal_key(finished_run(lead), secret=SECRET)
+    assert client.post(f"/credentials/{inside.pk}/reveal/").status_code == 200
+
+    # The provider's auth_time: 60 s inside the limit counts as the fresh sign-in...
+    oidc.sessions_age(limit - 60)
+    credential, reauth = _stale_reveal(client, lead, age=limit + 60)
+    assert through_provider(client, browser, oidc, client.get(reauth)["Location"])["Location"].endswith("/")
+    assert AuditEvent.objects.filter(action="auth.reauthenticated").count() == 1
+    _reveals_once_more(client, credential)
+
+    # ...120 s older, 60 s beyond it, does not.
+    oidc.sessions_age(120)
+    credential, reauth = _stale_reveal(client, lead, age=limit + 60)
+    through_provider(client, browser, oidc, client.get(reauth)["Location"])
+    failed = AuditEvent.objects.get(action="auth.reauth_failed")
+    assert failed.error_code == "AuthTimeTooOld" and failed.details["age"] >= limit + 60
+    assert client.post(f"/credentials/{credential.pk}/reveal/")["Location"].startswith("/reauth/")
+
+
+def _reveals_once_more(client, credential) -> None:
+    revealed = client.post(f"/credentials/{credential.pk}/reveal/")
+    assert revealed.status_code == 200 and SECRET in revealed.content.decode()
 
 
 def test_a_local_user_types_their_password_again_before_a_reveal(client, alice):
