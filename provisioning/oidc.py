@@ -12,6 +12,7 @@ token's signature, the userinfo call, and the callback's login. Onramp adds, her
   removed, audited), or, with no groups claim configured (Google Workspace), an Admin's choice;
 - the session re-checked with the provider every `OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS` (htmx
   requests are told to reload the page rather than follow a redirect into a fragment);
+- logout at the provider too where it publishes an `end_session_endpoint` (RP-initiated logout);
 - a fresh sign-in (`max_age=0`, `prompt=login` where supported) for provisioning/auth.py's
   `fresh_auth_required`: it counts only with an `auth_time` within the limit, unless
   OIDC_TRUST_MISSING_AUTH_TIME says the provider's answer is the sign-in (Google, which omits it).
@@ -50,6 +51,8 @@ OIDC_BACKEND = "provisioning.oidc.OidcBackend"
 AUTH_AT = "onramp_auth_at"
 RENEW_AT = "oidc_id_token_expiration"  # mozilla-django-oidc's name: when the session must be re-checked
 KIND_LOGIN, KIND_RENEW, KIND_FRESH = "login", "renew", "fresh"
+# The provider's latest ID token for this session: the id_token_hint of RP-initiated logout.
+ID_TOKEN = "onramp_oidc_id_token"  # noqa: S105 (the session key's name, not a token)
 _DISCOVERY_TTL = 3600
 
 
@@ -110,6 +113,28 @@ def authorization_redirect(request, *, kind: str, next_url: str, extra: dict | N
     request.session["oidc_states"][state].update({"onramp_kind": kind, "onramp_next": next_url})
     request.session.modified = True
     return HttpResponseRedirect(f"{endpoint}?{urlencode(params)}")
+
+
+def provider_logout_url(request) -> str | None:
+    """Where to send the browser after Onramp's logout so that the provider's session ends too (OpenID Connect
+    RP-Initiated Logout): its `end_session_endpoint`, with this session's ID token as `id_token_hint` and the
+    login page as `post_logout_redirect_uri` (registered at the provider). None for a password session, or a
+    provider that publishes no such endpoint (Google), or one that does not answer: Onramp's logout stands."""
+    id_token = request.session.get(ID_TOKEN)
+    if not oidc_session(request) or not id_token:
+        return None
+    try:
+        endpoint = provider_config().get("end_session_endpoint")
+    except ProviderUnavailable:
+        return None
+    if not endpoint:
+        return None
+    params = {
+        "id_token_hint": id_token,
+        "post_logout_redirect_uri": request.build_absolute_uri(resolve_url(settings.LOGOUT_REDIRECT_URL)),
+        "client_id": settings.OIDC_RP_CLIENT_ID,
+    }
+    return f"{endpoint}?{urlencode(params)}"
 
 
 def safe_next(request, value: str | None) -> str:
@@ -275,6 +300,10 @@ class OidcBackend(OIDCAuthenticationBackend):
             raise SuspiciousOperation("The ID token is not from the configured issuer, or not for this client.")
         return payload
 
+    def store_tokens(self, access_token, id_token):
+        # Kept on the request; the callback writes the ID token into the session once the sign-in succeeded.
+        self.request.onramp_id_token = id_token
+
     def get_or_create_user(self, access_token, id_token, payload):
         """The library's, with the user found by the provider's `iss`+`sub` (stored at the first link),
         never by email alone, and a superuser never reached through the provider."""
@@ -436,6 +465,8 @@ class OidcCallbackView(OIDCAuthenticationCallbackView):
         kind = self.request.onramp_flow["kind"] if same_user else KIND_LOGIN
         auth_time = _auth_time(getattr(self.request, "onramp_id_claims", {}) or {})
         now = time.time()
+        if getattr(self.request, "onramp_id_token", None):
+            self.request.session[ID_TOKEN] = self.request.onramp_id_token
         if kind == KIND_FRESH:
             return self._fresh(response, auth_time=auth_time, now=now)
         if auth_time is not None:

@@ -1,10 +1,13 @@
-"""Sign-in pages: the login page (the provider first when configured, passwords as break-glass) and
-the fresh sign-in that comes before a secret."""
+"""Sign-in pages: the login page (the provider first when configured, passwords as break-glass), the
+logout (the provider's too where it offers it), and the fresh sign-in that comes before a secret."""
 
+from django.conf import settings
+from django.contrib.auth import logout
+from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import LoginView
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from provisioning.addresses import client_ip
 from provisioning.audit import audit_record
@@ -14,12 +17,24 @@ from provisioning.oidc import (
     fresh_sign_in_redirect,
     oidc_enabled,
     oidc_session,
+    provider_logout_url,
     provider_unavailable,
     safe_next,
 )
 from provisioning.permissions import portal_user_required
 
 login_view = LoginView.as_view(form_class=LoginForm, redirect_authenticated_user=True)
+
+
+@login_not_required
+@never_cache
+@require_POST
+def logout_view(request):
+    """Ends Onramp's session, then, for a session signed in through the provider, the provider's own
+    (where it offers RP-initiated logout), so that the next sign-in asks for the password again."""
+    provider_url = provider_logout_url(request)  # read before the session, and its ID token, are gone
+    logout(request)
+    return redirect(provider_url or settings.LOGOUT_REDIRECT_URL)
 
 
 @portal_user_required

@@ -15,6 +15,7 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.core.cache import cache
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 from django.test import override_settings
@@ -173,6 +174,7 @@ def oidc_provider():
 def oidc(oidc_provider, settings, db):
     """Onramp signing in through the test provider, with a groups claim (OIDC is off in other tests)."""
     oidc_provider.reset()
+    cache.clear()  # the discovery document another test's provider published (e.g. with an end-session endpoint)
     settings.OIDC_ISSUER = oidc_provider.url
     settings.OIDC_PROVIDER_NAME = "Test provider"
     settings.OIDC_RP_CLIENT_ID = CLIENT_ID

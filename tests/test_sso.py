@@ -17,7 +17,8 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 
 from provisioning.models import AuditEvent, Credential, ProviderIdentity, Run
-from provisioning.oidc import AUTH_AT, RENEW_AT
+from provisioning.oidc import AUTH_AT, ID_TOKEN, RENEW_AT
+from tests import oidc_provider
 from tests.conftest import PASSWORD, finished_run, seal_key, start_run
 
 AT_PROVIDER = "provider-password-0123"  # the person's password at the provider
@@ -560,3 +561,46 @@ def test_point_6_a_password_session_from_before_sso_ends_when_sso_is_switched_on
     assert client.get("/").status_code == 302  # alice's password session is over
     assert client.get("/audit/")["Location"].startswith("/login/")
     assert root.get("/").status_code == 200  # a superuser's password is break-glass: it stays
+
+
+def test_point_7_logout_ends_the_providers_session_too(client, oidc):
+    oidc.post_logout_redirect_uris.add("http://testserver/login/")  # registered at the provider (README, Okta)
+    browser = requests.Session()
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    sign_in(client, browser, oidc)
+    id_token = client.session[ID_TOKEN]
+
+    out = client.post("/logout/")
+    assert out.status_code == 302 and out["Location"].startswith(f"{oidc.url}/logout?")
+    params = _query(out["Location"])
+    assert params == {
+        "id_token_hint": id_token,
+        "post_logout_redirect_uri": "http://testserver/login/",
+        "client_id": oidc_provider.CLIENT_ID,
+    }
+    assert client.get("/").status_code == 302  # Onramp's session is over already
+    assert _actions()[-1] == "auth.logout"
+    at_provider = browser.get(out["Location"], allow_redirects=False)
+    assert at_provider.status_code == 302 and at_provider.headers["Location"] == "http://testserver/login/"
+
+    # The provider's session is over too: the next sign-in asks for the password again.
+    again = browser.get(client.get("/oidc/authenticate/")["Location"], allow_redirects=False)
+    assert again.status_code == 200 and "Test provider: sign in" in again.text
+
+
+def test_point_7_a_provider_without_an_end_session_endpoint_like_google_keeps_its_session(client, oidc):
+    oidc.end_session_supported = False
+    browser = requests.Session()
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    sign_in(client, browser, oidc)
+    assert client.post("/logout/")["Location"] == "/login/"
+    assert client.get("/").status_code == 302
+    assert browser.get(client.get("/oidc/authenticate/")["Location"], allow_redirects=False).status_code == 302
+    assert oidc.logouts == []
+
+
+def test_point_7_a_break_glass_session_logs_out_at_onramp_only(client, oidc):
+    User.objects.create_superuser("root", "root@agency.example", PASSWORD)
+    client.post("/login/", {"username": "root", "password": PASSWORD})
+    assert client.post("/logout/")["Location"] == "/login/"
+    assert client.get("/").status_code == 302 and oidc.logouts == []
