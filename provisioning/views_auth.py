@@ -3,7 +3,6 @@ logout (the provider's too where it offers it), and the fresh sign-in that comes
 
 from django.conf import settings
 from django.contrib.auth import logout
-from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import LoginView
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
@@ -26,7 +25,6 @@ from provisioning.permissions import portal_user_required
 login_view = LoginView.as_view(form_class=LoginForm, redirect_authenticated_user=True)
 
 
-@login_not_required
 @never_cache
 @require_POST
 def logout_view(request):
