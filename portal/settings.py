@@ -227,6 +227,10 @@ OIDC_RP_SCOPES = env.str("OIDC_SCOPES", default="openid email profile")
 # (Google Workspace sends none): Admins assign groups in the admin.
 OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="")
 OIDC_GROUP_MAP = env.dict("OIDC_GROUP_MAP", default={})
+# Refused sign-ins through the provider from one address, whoever they were for, before that address may not
+# sign in through it for AXES_COOLOFF_HOURS (a flood). One identity at the provider is throttled after
+# AXES_FAILURE_LIMIT refusals (provisioning/oidc.py); django-axes does not count sign-ins through the provider.
+OIDC_IP_FAILURE_LIMIT = env.int("OIDC_IP_FAILURE_LIMIT", default=100)
 # A provider that never sends email_verified (its emails are all its own, verified by it): accept its absence.
 # Off by default: then only the boolean true lets someone in.
 OIDC_TRUST_MISSING_EMAIL_VERIFIED = env.bool("OIDC_TRUST_MISSING_EMAIL_VERIFIED", default=False)

@@ -6,7 +6,8 @@ AXES_LOCKOUT_PARAMETERS names two sets of attempts: one username from one addres
 whatever the username. django-axes compares the larger count with a single limit; here each set has its
 own: AXES_FAILURE_LIMIT for a username from an address (someone guessing a password), and the higher
 AXES_IP_FAILURE_LIMIT for an address across usernames (password spraying), so one office behind one
-address is not locked out by a few people's typos.
+address is not locked out by a few people's typos. Sign-ins through the provider are not counted here:
+provisioning/oidc.py throttles them per provider identity.
 """
 
 from axes.handlers.database import AxesDatabaseHandler
@@ -19,7 +20,24 @@ def _failures(attempts) -> int:
     return attempts.aggregate(total=Sum("failures_since_start"))["total"] or 0
 
 
+def _sso_callback(request) -> bool:
+    """The provider's callback (provisioning/oidc.py marks it): throttled there, by provider identity."""
+    return request is not None and hasattr(request, "onramp_flow")
+
+
 class LoginLimitsHandler(AxesDatabaseHandler):
+    def is_locked(self, request, credentials=None) -> bool:
+        # A sign-in through the provider names no username: here it would count as the address's, and a
+        # few refused ones would lock every colleague behind the same address out of the provider.
+        if _sso_callback(request):
+            return False
+        return super().is_locked(request, credentials)
+
+    def user_login_failed(self, sender, credentials, request=None, **kwargs):
+        if _sso_callback(request):
+            return None
+        return super().user_login_failed(sender, credentials, request, **kwargs)
+
     def get_failures(self, request, credentials=None) -> int:
         """Failures as django-axes compares them with AXES_FAILURE_LIMIT: this username from this address,
         or the limit itself once the address passed AXES_IP_FAILURE_LIMIT across usernames."""

@@ -10,6 +10,7 @@ token's signature, the userinfo call, and the callback's login. Onramp adds, her
   and a superuser is never signed in through the provider (break-glass: a password);
 - as what: the groups claim mapped to Tech leads / Admins at every sign-in and renewal (added and
   removed, audited), or, with no groups claim configured (Google Workspace), an Admin's choice;
+- refused sign-ins throttled per provider identity (`iss`+`sub`), with a high ceiling per address;
 - the session re-checked with the provider every `OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS` (htmx
   requests are told to reload the page rather than follow a redirect into a fragment);
 - logout at the provider too where it publishes an `end_session_endpoint` (RP-initiated logout);
@@ -19,6 +20,7 @@ token's signature, the userinfo call, and the callback's login. Onramp adds, her
 """
 
 import time
+from datetime import timedelta
 from urllib.parse import urlencode, urlsplit
 
 import requests
@@ -34,6 +36,7 @@ from django.db import transaction
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import render, resolve_url
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET
@@ -256,7 +259,11 @@ def _sso_refused(request, *, code: str, email: str = "", action: str = "auth.sso
         outcome=AuditEvent.Outcome.REFUSED,
         error_code=code[:128],
         target=email or (user.get_username() if user else ""),
-        details={"kind": getattr(request, "onramp_flow", {}).get("kind", KIND_LOGIN), "ip": client_ip(request)},
+        details={
+            "kind": getattr(request, "onramp_flow", {}).get("kind", KIND_LOGIN),
+            "ip": client_ip(request),
+            **getattr(request, "onramp_identity", {}),
+        },
     )
     request.onramp_refusal_audited = True
 
@@ -264,6 +271,32 @@ def _sso_refused(request, *, code: str, email: str = "", action: str = "auth.sso
 def _refuse(request, *, action: str, code: str, email: str, message: str) -> None:
     _sso_refused(request, code=code, email=email, action=action)
     request.onramp_refusal = message
+
+
+# Refusals by Onramp's rules that count towards the throttles (a refusal for being throttled does not).
+_REFUSALS = ("auth.sso_refused", "auth.domain_refused")
+
+
+def sso_refusals_count(**match) -> int:
+    """Refused sign-ins (not renewals or fresh sign-ins: the provider's answer to those) within the cool-off,
+    from the audit log, matching `match` on their details (`sub` and `iss`, or `ip`)."""
+    since = timezone.now() - timedelta(hours=settings.AXES_COOLOFF_TIME)
+    lookups = {f"details__{key}": value for key, value in {"kind": KIND_LOGIN, **match}.items()}
+    return AuditEvent.objects.filter(
+        action__in=_REFUSALS, outcome=AuditEvent.Outcome.REFUSED, created_at__gte=since, **lookups
+    ).count()
+
+
+def sso_address_throttled(request) -> bool:
+    """A flood from one address: OIDC_IP_FAILURE_LIMIT refusals, whoever they were for, within the cool-off.
+    High, for an office behind one address signs in through it."""
+    return sso_refusals_count(ip=client_ip(request)) >= settings.OIDC_IP_FAILURE_LIMIT
+
+
+def sso_identity_throttled(*, issuer: str, subject: str) -> bool:
+    """AXES_FAILURE_LIMIT refusals of one identity at the provider (`iss`+`sub`) within the cool-off: not of an
+    email claim, which someone else could present to lock its owner out."""
+    return sso_refusals_count(iss=issuer, sub=subject) >= settings.AXES_FAILURE_LIMIT
 
 
 class OidcBackend(OIDCAuthenticationBackend):
@@ -313,9 +346,21 @@ class OidcBackend(OIDCAuthenticationBackend):
             # OpenID Connect Core 5.3.2: userinfo about anyone but the ID token's subject is not used.
             _sso_refused(self.request, code="SubjectMismatch", email=_email(claims))
             return None
+        subject = str(payload["sub"])
+        self.request.onramp_identity = {"iss": settings.OIDC_ISSUER, "sub": subject}
+        if sso_identity_throttled(issuer=settings.OIDC_ISSUER, subject=subject):
+            _refuse(
+                self.request,
+                action="auth.sso_throttled",
+                code="TooManyRefusals",
+                email=_email(claims),
+                message="Too many refused sign-ins for this account: try again in "
+                f"{round(settings.AXES_COOLOFF_TIME * 60)} minutes, or ask an Admin.",
+            )
+            return None
         if not self.verify_claims(claims):
             return None
-        user = self._user_for_identity(claims, subject=str(payload["sub"]))
+        user = self._user_for_identity(claims, subject=subject)
         return None if user is None else self.update_user(user, claims)
 
     def _user_for_identity(self, claims: dict, *, subject: str):
@@ -427,6 +472,9 @@ class OidcCallbackView(OIDCAuthenticationCallbackView):
         request.onramp_user_before = request.user
         if entry.get("onramp_next"):
             request.session["oidc_login_next"] = entry["onramp_next"]
+        if request.onramp_flow["kind"] == KIND_LOGIN and sso_address_throttled(request):
+            # Not audited: a flood would write a row per request. The refusals that made it are.
+            return render(request, settings.AXES_LOCKOUT_TEMPLATE, status=429)
         if request.GET.get("error"):
             # The provider would not sign this person in (e.g. login_required on a renewal: they left).
             _sso_refused(request, code=request.GET["error"])

@@ -604,3 +604,37 @@ def test_point_7_a_break_glass_session_logs_out_at_onramp_only(client, oidc):
     client.post("/login/", {"username": "root", "password": PASSWORD})
     assert client.post("/logout/")["Location"] == "/login/"
     assert client.get("/").status_code == 302 and oidc.logouts == []
+
+
+def test_point_4_refused_sign_ins_throttle_that_identity_not_everyone_behind_its_address(client, oidc, settings):
+    pat = oidc.account_set("pat@agency.example", password=AT_PROVIDER, groups=["onramp-leads"], email_verified=False)
+    browser = requests.Session()
+    for _ in range(settings.AXES_FAILURE_LIMIT):  # all from the office's one address
+        assert sign_in(client, browser, oidc, email="pat@agency.example")["Location"] == "/login/"
+    refused = AuditEvent.objects.filter(action="auth.sso_refused").first()
+    assert (refused.details["iss"], refused.details["sub"]) == (oidc.url, pat.sub)
+
+    # A colleague behind the same address signs in.
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    assert sign_in(Client(), requests.Session(), oidc)["Location"] == "/"
+
+    # Pat, verified now, waits out the cool-off: the throttle is Pat's identity's.
+    oidc.account_set("pat@agency.example", password=AT_PROVIDER, groups=["onramp-leads"])
+    assert sign_in(client, browser, oidc, email="pat@agency.example")["Location"] == "/login/"
+    assert "Too many refused sign-ins for this account" in client.get("/login/").content.decode()
+    throttled = AuditEvent.objects.get(action="auth.sso_throttled")
+    assert (throttled.error_code, throttled.details["sub"]) == ("TooManyRefusals", pat.sub)
+    assert not User.objects.filter(username="pat@agency.example").exists()
+
+
+def test_point_4_a_flood_of_refused_sign_ins_from_one_address_meets_a_ceiling(client, oidc, settings):
+    assert settings.OIDC_IP_FAILURE_LIMIT >= 10 * settings.AXES_FAILURE_LIMIT  # high by default
+    settings.OIDC_IP_FAILURE_LIMIT = settings.AXES_FAILURE_LIMIT + 2  # lower here, to keep the test short
+    for n in range(settings.OIDC_IP_FAILURE_LIMIT):  # many identities, each refused once or twice
+        oidc.account_set(f"m{n // 2}@gmail.example", password=AT_PROVIDER)
+        sign_in(Client(), requests.Session(), oidc, email=f"m{n // 2}@gmail.example")
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    flooded = sign_in(client, requests.Session(), oidc)
+    assert flooded.status_code == 429 and "_auth_user_id" not in client.session
+    other = Client(REMOTE_ADDR="192.0.2.50")
+    assert sign_in(other, requests.Session(), oidc)["Location"] == "/"
