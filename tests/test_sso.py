@@ -7,6 +7,7 @@ session "older than the limit" is a session whose stored times are older.
 """
 
 import html
+import ipaddress
 import re
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -638,3 +639,28 @@ def test_point_4_a_flood_of_refused_sign_ins_from_one_address_meets_a_ceiling(cl
     assert flooded.status_code == 429 and "_auth_user_id" not in client.session
     other = Client(REMOTE_ADDR="192.0.2.50")
     assert sign_in(other, requests.Session(), oidc)["Location"] == "/"
+
+
+def test_point_5_every_sign_in_row_records_the_client_behind_the_proxy_not_the_proxy(client, oidc, settings, alice):
+    settings.TRUSTED_PROXIES = [ipaddress.ip_network("10.0.0.0/24")]
+    behind = {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "198.51.100.1, 203.0.113.7"}
+    office = Client(**behind)
+    browser = requests.Session()
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    sign_in(office, browser, oidc)
+    credential, reauth = _stale_reveal(office, User.objects.get(username=LEAD))
+    through_provider(office, browser, oidc, office.get(reauth)["Location"], email=LEAD)
+    oidc.account_set("m@gmail.example", password=AT_PROVIDER)
+    sign_in(office, requests.Session(), oidc, email="m@gmail.example")
+
+    settings.OIDC_ISSUER = ""  # a local user's password re-authentication, behind the same proxy
+    local = Client(**behind)
+    local.post("/login/", {"username": "alice", "password": PASSWORD})
+    _, reauth = _stale_reveal(local, alice)
+    local.post(reauth, {"password": PASSWORD, "next": "/"})
+
+    rows = AuditEvent.objects.filter(action__startswith="auth.").exclude(action="auth.reauth_required")
+    assert set(rows.values_list("action", flat=True)) >= {
+        "auth.user_created", "auth.groups_changed", "auth.login", "auth.reauthenticated", "auth.domain_refused"
+    }  # fmt: skip
+    assert set(rows.values_list("details__ip", flat=True)) == {"203.0.113.7"}
