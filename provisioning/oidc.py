@@ -11,8 +11,9 @@ token's signature, the userinfo call, and the callback's login. Onramp adds, her
 - as what: the groups claim mapped to Tech leads / Admins at every sign-in and renewal (added and
   removed, audited), or, with no groups claim configured (Google Workspace), an Admin's choice;
 - refused sign-ins throttled per provider identity (`iss`+`sub`), with a high ceiling per address;
-- the session re-checked with the provider every `OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS` (htmx
-  requests are told to reload the page rather than follow a redirect into a fragment);
+- the session re-checked with the provider every `OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS` (htmx requests
+  are told to reload the page rather than follow a redirect into a fragment), and a person the
+  provider no longer knows deactivated;
 - logout at the provider too where it publishes an `end_session_endpoint` (RP-initiated logout);
 - a fresh sign-in (`max_age=0`, `prompt=login` where supported) for provisioning/auth.py's
   `fresh_auth_required`: it counts only with an `auth_time` within the limit, unless
@@ -56,6 +57,9 @@ RENEW_AT = "oidc_id_token_expiration"  # mozilla-django-oidc's name: when the se
 KIND_LOGIN, KIND_RENEW, KIND_FRESH = "login", "renew", "fresh"
 # The provider's latest ID token for this session: the id_token_hint of RP-initiated logout.
 ID_TOKEN = "onramp_oidc_id_token"  # noqa: S105 (the session key's name, not a token)
+# The session's access token and when it expires: asked of the userinfo endpoint when a renewal finds no
+# session at the provider, to tell a person removed there from one whose provider session merely ended.
+ACCESS_TOKEN, ACCESS_TOKEN_EXPIRES = "onramp_oidc_access_token", "onramp_oidc_access_token_expires"
 _DISCOVERY_TTL = 3600
 
 
@@ -333,9 +337,17 @@ class OidcBackend(OIDCAuthenticationBackend):
             raise SuspiciousOperation("The ID token is not from the configured issuer, or not for this client.")
         return payload
 
+    def get_token(self, payload):
+        token = super().get_token(payload)
+        expires_in = token.get("expires_in")
+        if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
+            self.request.onramp_access_token_expires = time.time() + expires_in
+        return token
+
     def store_tokens(self, access_token, id_token):
-        # Kept on the request; the callback writes the ID token into the session once the sign-in succeeded.
+        # Kept on the request; the callback writes them into the session once the sign-in succeeded.
         self.request.onramp_id_token = id_token
+        self.request.onramp_access_token = access_token
 
     def get_or_create_user(self, access_token, id_token, payload):
         """The library's, with the user found by the provider's `iss`+`sub` (stored at the first link),
@@ -460,6 +472,38 @@ class OidcBackend(OIDCAuthenticationBackend):
         return user
 
 
+def provider_says_gone(request) -> bool:
+    """Whether the person this session signed in is gone at the provider: its userinfo endpoint refuses the
+    session's access token (401) although the token has not expired, i.e. the provider revoked it with the
+    account. A provider that accepts it (the person's session there merely ended), an expired or missing
+    token, or no answer: not known to be gone."""
+    token = request.session.get(ACCESS_TOKEN)
+    if not token or float(request.session.get(ACCESS_TOKEN_EXPIRES) or 0) <= time.time():
+        return False
+    try:
+        endpoint = provider_config()["userinfo_endpoint"]
+        answer = requests.get(endpoint, headers={"Authorization": f"Bearer {token}"}, timeout=settings.OIDC_TIMEOUT)
+    except (ProviderUnavailable, KeyError, requests.RequestException):
+        return False
+    return answer.status_code == 401
+
+
+def user_deactivate_as_gone(*, user, request) -> None:
+    """Deactivate a user the provider no longer knows: no more sign-ins, notifications or groups' duties
+    (an Admin reactivates them in the admin if that was a mistake). Audited."""
+    if not user.is_active:
+        return
+    with transaction.atomic():
+        user.is_active = False
+        user.save(update_fields=["is_active"])
+        audit_record(
+            action="auth.user_deactivated",
+            actor_label=f"{settings.OIDC_PROVIDER_NAME} (for {user.get_username()})",
+            target=user.get_username(),
+            details={"source": "provider", "reason": "gone at the provider", "ip": client_ip(request)},
+        )
+
+
 class OidcCallbackView(OIDCAuthenticationCallbackView):
     """The library's callback (state, nonce, PKCE, code exchange, login), plus what each sign-in was for:
     a first sign-in, a renewal of the session, or a fresh sign-in before a secret."""
@@ -478,6 +522,8 @@ class OidcCallbackView(OIDCAuthenticationCallbackView):
         if request.GET.get("error"):
             # The provider would not sign this person in (e.g. login_required on a renewal: they left).
             _sso_refused(request, code=request.GET["error"])
+            if request.onramp_flow["kind"] == KIND_RENEW and oidc_session(request) and provider_says_gone(request):
+                user_deactivate_as_gone(user=request.user, request=request)
         try:
             return super().get(request)
         except SuspiciousOperation:  # a state not ours, a token not signed or not for us: 400
@@ -515,6 +561,9 @@ class OidcCallbackView(OIDCAuthenticationCallbackView):
         now = time.time()
         if getattr(self.request, "onramp_id_token", None):
             self.request.session[ID_TOKEN] = self.request.onramp_id_token
+        if getattr(self.request, "onramp_access_token", None):
+            self.request.session[ACCESS_TOKEN] = self.request.onramp_access_token
+            self.request.session[ACCESS_TOKEN_EXPIRES] = getattr(self.request, "onramp_access_token_expires", 0)
         if kind == KIND_FRESH:
             return self._fresh(response, auth_time=auth_time, now=now)
         if auth_time is not None:

@@ -176,10 +176,16 @@ class Provider:
             return account
 
     def account_remove(self, email: str) -> None:
-        """The person leaves: the account and its sign-in sessions are gone."""
+        """The person leaves: the account, its sign-in sessions and its tokens (userinfo refuses them) are gone."""
         with self.lock:
             account = self.accounts.pop(email)
             self.sessions = {sid: s for sid, s in self.sessions.items() if s["sub"] != account.sub}
+
+    def sessions_end(self, email: str) -> None:
+        """The person's sign-in sessions at the provider end (they time out); the account stays."""
+        with self.lock:
+            sub = self.accounts[email].sub
+            self.sessions = {sid: s for sid, s in self.sessions.items() if s["sub"] != sub}
 
     def sessions_age(self, seconds: int) -> None:
         """Every sign-in session at the provider signed in `seconds` earlier than it did."""

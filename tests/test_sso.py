@@ -281,7 +281,36 @@ def test_a_person_removed_at_the_provider_loses_access_at_the_next_check(client,
     assert client.get("/").status_code == 302  # signed out
     refused = AuditEvent.objects.get(action="auth.sso_refused")
     assert (refused.error_code, refused.actor.username, refused.details["kind"]) == ("login_required", LEAD, "renew")
-    assert _actions()[-2:] == ["auth.sso_refused", "auth.logout"]
+    assert _actions()[-3:] == ["auth.sso_refused", "auth.user_deactivated", "auth.logout"]
+
+
+def test_point_8_a_person_removed_at_the_provider_is_deactivated_by_the_renewal_check(client, oidc):
+    browser = requests.Session()
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads", "onramp-admins"])
+    sign_in(client, browser, oidc)
+    oidc.account_remove(LEAD)
+    session_set(client, **{RENEW_AT: time.time() - 1})
+
+    back = through_provider(client, browser, oidc, client.get("/")["Location"])
+    assert back["Location"] == "/login/" and client.get("/").status_code == 302
+    lead = User.objects.get(username=LEAD)
+    assert not lead.is_active  # no drift emails, no sign-in, until an Admin says otherwise
+    gone = AuditEvent.objects.get(action="auth.user_deactivated")
+    assert (gone.target, gone.details["source"]) == (LEAD, "provider")
+    assert _actions()[-3:] == ["auth.sso_refused", "auth.user_deactivated", "auth.logout"]
+
+
+def test_point_8_a_person_whose_provider_session_merely_ended_stays_active(client, oidc):
+    browser = requests.Session()
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    sign_in(client, browser, oidc)
+    oidc.sessions_end(LEAD)  # timed out at the provider; still employed
+    session_set(client, **{RENEW_AT: time.time() - 1})
+
+    assert through_provider(client, browser, oidc, client.get("/")["Location"])["Location"] == "/login/"
+    assert User.objects.get(username=LEAD).is_active
+    assert not AuditEvent.objects.filter(action="auth.user_deactivated").exists()
+    assert sign_in(client, browser, oidc, email=LEAD)["Location"] == "/"  # signs in again, as before
 
 
 def test_the_live_run_poll_is_told_to_reload_the_whole_page_when_the_session_needs_checking(client, oidc):
