@@ -325,8 +325,9 @@ class OidcBackend(OIDCAuthenticationBackend):
         return super().authenticate(request, **kwargs)
 
     def get_user(self, user_id):
-        # Turning OIDC off ends the sessions it made.
-        return super().get_user(user_id) if oidc_enabled() else None
+        # Turning OIDC off ends the sessions it made; so does making their user a superuser (password only).
+        user = super().get_user(user_id) if oidc_enabled() else None
+        return None if user is None or user.is_superuser else user
 
     def verify_token(self, token, **kwargs):
         """The library checks the signature, expiry and nonce; the issuer and audience are checked here."""

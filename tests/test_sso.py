@@ -179,11 +179,12 @@ def test_point_2_an_identity_with_a_superusers_username_does_not_sign_in_as_the_
     assert not ProviderIdentity.objects.filter(user=root).exists()
     assert "signs in with its password" in client.get("/login/").content.decode()
 
-    # Even once linked, a user later made superuser is reached by the password only.
+    # Even once linked, a user later made superuser is reached by the password only: the session ends too.
     oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
     sign_in(client, requests.Session(), oidc)
-    client.post("/logout/")
+    assert client.get("/").status_code == 200
     User.objects.filter(username=LEAD).update(is_superuser=True)
+    assert client.get("/").status_code == 302
     assert sign_in(client, requests.Session(), oidc)["Location"] == "/login/"
     assert AuditEvent.objects.filter(action="auth.sso_refused", error_code="SuperuserPasswordOnly").count() == 2
 
