@@ -570,8 +570,9 @@ class OidcCallbackView(OIDCAuthenticationCallbackView):
         if auth_time is not None:
             self.request.session[AUTH_AT] = min(auth_time, now)
         elif not settings.OIDC_TRUST_MISSING_AUTH_TIME:
-            # Unknown when the person last typed their password: no secret until a fresh sign-in says.
-            self.request.session.pop(AUTH_AT, None)
+            if kind == KIND_LOGIN:  # a renewal keeps what the session had
+                # Unknown when the person last typed their password: no secret until a fresh sign-in says.
+                self.request.session.pop(AUTH_AT, None)
         elif kind == KIND_LOGIN or AUTH_AT not in self.request.session:
             self.request.session[AUTH_AT] = now
         if kind == KIND_RENEW:

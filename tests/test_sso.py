@@ -476,6 +476,12 @@ def test_point_3_missing_auth_time_is_not_fresh(client, oidc, settings):
     assert (failed.error_code, failed.details["auth_time"]) == ("AuthTimeMissing", None)
     assert not AuditEvent.objects.filter(action="auth.reauthenticated").exists()
     assert client.post(f"/credentials/{credential.pk}/reveal/")["Location"].startswith("/reauth/")
+
+    # A silent renewal without auth_time does not make the session fresh either.
+    session_set(client, **{RENEW_AT: time.time() - 1})
+    through_provider(client, browser, oidc, client.get("/")["Location"])
+    assert AuditEvent.objects.filter(action="auth.session_renewed").exists() and AUTH_AT not in client.session
+    assert client.post(f"/credentials/{credential.pk}/reveal/")["Location"].startswith("/reauth/")
     credential.refresh_from_db()
     assert credential.state == Credential.State.SEALED
 
