@@ -188,11 +188,12 @@ def oidc(oidc_provider, settings, db):
 
 def _groups_ensure() -> None:
     """A transactional test (the `worker` fixture) ends with a flush that empties the groups the data
-    migration made; make them again, with their permissions, by running that migration's function."""
+    migrations made; make them again, with their permissions, by running those migrations' functions."""
     if Group.objects.filter(name__in=["Admins", "Tech leads"]).count() == 2:
         return
-    migration = importlib.import_module("provisioning.migrations.0002_groups_and_audit_guard")
-    migration.create_groups(MigrationLoader(connection).project_state().apps, None)
+    apps = MigrationLoader(connection).project_state().apps
+    importlib.import_module("provisioning.migrations.0002_groups_and_audit_guard").create_groups(apps, None)
+    importlib.import_module("provisioning.migrations.0014_provider_identity").admins_may_unlink(apps, None)
 
 
 def _user(username: str, group: str | None, **extra) -> User:

@@ -18,7 +18,7 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 
 from provisioning.models import AuditEvent, Credential, ProviderIdentity, Run
-from provisioning.oidc import AUTH_AT, ID_TOKEN, RENEW_AT
+from provisioning.oidc import AUTH_AT, ID_TOKEN, OIDC_BACKEND, RENEW_AT
 from tests import oidc_provider
 from tests.conftest import PASSWORD, finished_run, seal_key, start_run
 
@@ -700,3 +700,28 @@ def test_point_5_every_sign_in_row_records_the_client_behind_the_proxy_not_the_p
         "auth.user_created", "auth.groups_changed", "auth.login", "auth.reauthenticated", "auth.domain_refused"
     }  # fmt: skip
     assert set(rows.values_list("details__ip", flat=True)) == {"203.0.113.7"}
+
+
+def test_point_1_an_admin_unlinks_an_identity_so_that_the_next_one_with_the_email_is_linked(client, oidc, dana):
+    first = oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    sign_in(client, requests.Session(), oidc)
+    lead = User.objects.get(username=LEAD)
+    client.post("/logout/")
+    oidc.account_remove(LEAD)
+    second = oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])  # remade at the provider
+    assert sign_in(client, requests.Session(), oidc)["Location"] == "/login/"
+
+    admin = Client()
+    admin.force_login(dana, backend=OIDC_BACKEND)  # an Admin signed in through the provider
+    session_set(admin, **{RENEW_AT: time.time() + 3600})
+    identity = ProviderIdentity.objects.get(user=lead)
+    page = admin.get("/admin/provisioning/provideridentity/")
+    assert page.status_code == 200 and first.sub in page.content.decode()
+    assert admin.get(f"/admin/provisioning/provideridentity/{identity.pk}/delete/").status_code == 200
+    admin.post(f"/admin/provisioning/provideridentity/{identity.pk}/delete/", {"post": "yes"})
+    unlinked = AuditEvent.objects.get(action="auth.identity_unlinked")
+    assert (unlinked.actor, unlinked.target, unlinked.details["sub"]) == (dana, LEAD, first.sub)
+
+    assert sign_in(client, requests.Session(), oidc)["Location"] == "/"
+    assert client.session["_auth_user_id"] == str(lead.pk)
+    assert ProviderIdentity.objects.get(user=lead).subject == second.sub

@@ -2,7 +2,25 @@
 
 import django.db.models.deletion
 from django.conf import settings
+from django.contrib.auth.management import create_permissions
 from django.db import migrations, models
+
+
+def admins_may_unlink(apps, schema_editor):
+    """Admins see and unlink identities (the admin's ProviderIdentityAdmin); nobody edits one."""
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    admins, _ = Group.objects.get_or_create(name="Admins")
+    admins.permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="provisioning",
+            codename__in=["view_provideridentity", "delete_provideridentity"],
+        )
+    )
 
 
 class Migration(migrations.Migration):
@@ -36,4 +54,5 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
+        migrations.RunPython(admins_may_unlink, migrations.RunPython.noop),
     ]
