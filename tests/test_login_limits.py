@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 from django.conf import settings
-from django.test import Client, override_settings
+from django.test import Client, RequestFactory, override_settings
 
+from provisioning.addresses import client_ip
 from provisioning.models import AuditEvent
 from tests.conftest import PASSWORD
 
@@ -120,3 +121,20 @@ def test_point_5_compose_trusts_the_network_nginx_is_on():
     for name in ("web", "worker", "beat"):
         assert services[name]["environment"]["TRUSTED_PROXIES"] == subnet
         assert "TRUSTED_PROXY_COUNT" not in services[name]["environment"]
+
+
+@pytest.mark.parametrize(
+    ("remote", "forwarded", "client"),
+    [
+        ("203.0.113.66", "198.51.100.1", "203.0.113.66"),  # not from a proxy: the header is the client's own
+        ("10.0.0.2", "", "10.0.0.2"),  # from the proxy, with nothing forwarded
+        ("10.0.0.2", "198.51.100.1, 203.0.113.7", "203.0.113.7"),  # the proxy appended the client's address
+        ("10.0.0.2", "203.0.113.7, 172.30.0.5", "203.0.113.7"),  # two trusted proxies, one behind the other
+        ("10.0.0.2", "203.0.113.7, not-an-address", "10.0.0.2"),  # a garbled hop: the last trusted one
+        ("10.0.0.2", "2001:db8::7", "2001:db8::7"),
+    ],
+)
+@override_settings(TRUSTED_PROXIES=[ipaddress.ip_network("10.0.0.0/24"), ipaddress.ip_network("172.30.0.0/24")])
+def test_point_5_the_client_is_the_first_address_from_the_right_that_is_not_a_trusted_proxy(remote, forwarded, client):
+    request = RequestFactory().get("/", REMOTE_ADDR=remote, HTTP_X_FORWARDED_FOR=forwarded)
+    assert client_ip(request) == client
