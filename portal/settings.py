@@ -15,6 +15,7 @@ from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from portal.devkeys import dev_keys_ensure
+from provisioning.addresses import trusted_proxies_parse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -212,11 +213,16 @@ AXES_IP_FAILURE_LIMIT = env.int("AXES_IP_FAILURE_LIMIT", default=20)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
 AXES_HANDLER = "provisioning.login_limits.LoginLimitsHandler"
-AXES_CLIENT_IP_CALLABLE = "provisioning.login_limits.client_ip"
+AXES_CLIENT_IP_CALLABLE = "provisioning.addresses.client_ip"
 AXES_RESET_ON_SUCCESS = True
-# Proxies in front of gunicorn that append the client's address to X-Forwarded-For (compose: nginx,
-# so 1 in production). The client is the address the outermost trusted proxy saw; 0 trusts no header.
-TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1 if PRODUCTION else 0)
+# The proxies in front of gunicorn (addresses or networks, comma separated) whose X-Forwarded-For is believed:
+# a request from one of them is counted and audited by the address it forwards (provisioning/addresses.py).
+# Default none: REMOTE_ADDR, for a forged header from anyone reaching gunicorn directly must change nothing.
+# docker-compose.yml names its internal network, where nginx is.
+try:
+    TRUSTED_PROXIES = trusted_proxies_parse(env.list("TRUSTED_PROXIES", default=[]))
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
 AXES_VERBOSE = False
 
@@ -233,8 +239,18 @@ OIDC_RP_SCOPES = env.str("OIDC_SCOPES", default="openid email profile")
 # (Google Workspace sends none): Admins assign groups in the admin.
 OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="")
 OIDC_GROUP_MAP = env.dict("OIDC_GROUP_MAP", default={})
+# Refused sign-ins through the provider from one address, whoever they were for, before that address may not
+# sign in through it for AXES_COOLOFF_HOURS (a flood). One identity at the provider is throttled after
+# AXES_FAILURE_LIMIT refusals (provisioning/oidc.py); django-axes does not count sign-ins through the provider.
+OIDC_IP_FAILURE_LIMIT = env.int("OIDC_IP_FAILURE_LIMIT", default=100)
+# A provider that never sends email_verified (its emails are all its own, verified by it): accept its absence.
+# Off by default: then only the boolean true lets someone in.
+OIDC_TRUST_MISSING_EMAIL_VERIFIED = env.bool("OIDC_TRUST_MISSING_EMAIL_VERIFIED", default=False)
 # The prompt sent with a fresh sign-in (with max_age=0): "login", or empty where unsupported (Google).
 OIDC_REAUTH_PROMPT = env.str("OIDC_REAUTH_PROMPT", default="login")
+# A provider whose ID token has no auth_time (Google may omit it, and ignores prompt=login): count its answer to
+# a fresh sign-in (max_age=0) as the sign-in itself. Off by default: without auth_time, no secret is shown.
+OIDC_TRUST_MISSING_AUTH_TIME = env.bool("OIDC_TRUST_MISSING_AUTH_TIME", default=False)
 # Seconds between checks of a session with the provider (mozilla-django-oidc's name for it).
 OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = env.int("OIDC_RENEW_INTERVAL", default=15 * 60)
 OIDC_RP_SIGN_ALGO = "RS256"

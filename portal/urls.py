@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 
@@ -10,7 +9,7 @@ admin.site.site_title = "Onramp admin"
 
 urlpatterns = [
     path("login/", views_auth.login_view, name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", views_auth.logout_view, name="logout"),
     path("reauth/", views_auth.reauthenticate, name="reauthenticate"),
     path("oidc/authenticate/", oidc.oidc_start, name="oidc_start"),
     path("oidc/callback/", login_not_required(oidc.OidcCallbackView.as_view()), name="oidc_callback"),

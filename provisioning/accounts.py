@@ -131,3 +131,17 @@ def group_delete(*, group: Group, actor) -> None:
             details={"members": sorted(group.user_set.values_list("username", flat=True)), "via": "admin"},
         )
         group.delete()
+
+
+def provider_identity_unlink(*, identity, actor) -> None:
+    """Forget which identity at the provider is this user (provisioning/oidc.py links them at the first
+    sign-in): the next identity with the user's email is linked in its place, e.g. a person whose account
+    at the provider was remade. Audited."""
+    with transaction.atomic():
+        audit_record(
+            action="auth.identity_unlinked",
+            actor=actor,
+            target=identity.user.get_username(),
+            details={"iss": identity.issuer, "sub": identity.subject, "via": "admin"},
+        )
+        identity.delete()

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models.constants import LOOKUP_SEP
 
 from provisioning import accounts
+from provisioning.models import ProviderIdentity
 
 # Fields that hold vault ciphertext. An admin filter on them (?secret_access_key_ciphertext__regex=…, or
 # through a relation: ?customer__secret_access_key_ciphertext__startswith=…) answers whether a guess
@@ -118,3 +119,34 @@ class GroupAdmin(SecretLookupsRefused, SavedThroughService, DjangoGroupAdmin):
     def delete_queryset(self, request, queryset):
         for group in queryset:
             accounts.group_delete(group=group, actor=request.user)
+
+
+@admin.register(ProviderIdentity)
+class ProviderIdentityAdmin(SecretLookupsRefused, admin.ModelAdmin):
+    """Which identity at the provider is which user: made at the first sign-in, never edited here; an Admin
+    may only unlink one (audited), so that another identity with the user's email is linked next."""
+
+    list_display = ("user", "issuer", "subject", "created_at")
+    search_fields = ("user__username", "subject")
+    readonly_fields = ("user", "issuer", "subject", "created_at")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and not accounts.may_edit_user(actor=request.user, user=obj.user):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_model(self, request, obj):
+        accounts.provider_identity_unlink(identity=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        identities = list(queryset.select_related("user"))
+        if any(not accounts.may_edit_user(actor=request.user, user=i.user) for i in identities):
+            raise PermissionDenied
+        for identity in identities:
+            accounts.provider_identity_unlink(identity=identity, actor=request.user)

@@ -37,6 +37,13 @@ class PasswordBackend(ModelBackend):
             return None
         return user
 
+    def get_user(self, user_id):
+        # A password session from before SSO was switched on ends with it, as a new one could not be made.
+        user = super().get_user(user_id)
+        if user is not None and oidc_enabled() and not user.is_superuser:
+            return None
+        return user
+
 
 class LoginForm(AuthenticationForm):
     def get_invalid_login_error(self):

@@ -1,13 +1,14 @@
 """Login throttling on top of django-axes: the client's real address, and two limits.
 
+The client's address is provisioning/addresses.py's, as in every audit row.
+
 AXES_LOCKOUT_PARAMETERS names two sets of attempts: one username from one address, and one address
 whatever the username. django-axes compares the larger count with a single limit; here each set has its
 own: AXES_FAILURE_LIMIT for a username from an address (someone guessing a password), and the higher
 AXES_IP_FAILURE_LIMIT for an address across usernames (password spraying), so one office behind one
-address is not locked out by a few people's typos.
+address is not locked out by a few people's typos. Sign-ins through the provider are not counted here:
+provisioning/oidc.py throttles them per provider identity.
 """
-
-import ipaddress
 
 from axes.handlers.database import AxesDatabaseHandler
 from axes.helpers import get_failure_limit
@@ -15,29 +16,28 @@ from django.conf import settings
 from django.db.models import Sum
 
 
-def client_ip(request) -> str:
-    """The client's address: REMOTE_ADDR, or, behind TRUSTED_PROXY_COUNT proxies that each append the
-    address they saw to X-Forwarded-For, the one the outermost trusted proxy saw. Entries further left
-    were written by the client itself and are never trusted."""
-    remote = request.META.get("REMOTE_ADDR", "")
-    count = settings.TRUSTED_PROXY_COUNT
-    if count <= 0:
-        return remote
-    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
-    if len(forwarded) < count:
-        return remote
-    candidate = forwarded[-count]
-    try:
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return remote
-
-
 def _failures(attempts) -> int:
     return attempts.aggregate(total=Sum("failures_since_start"))["total"] or 0
 
 
+def _sso_callback(request) -> bool:
+    """The provider's callback (provisioning/oidc.py marks it): throttled there, by provider identity."""
+    return request is not None and hasattr(request, "onramp_flow")
+
+
 class LoginLimitsHandler(AxesDatabaseHandler):
+    def is_locked(self, request, credentials=None) -> bool:
+        # A sign-in through the provider names no username: here it would count as the address's, and a
+        # few refused ones would lock every colleague behind the same address out of the provider.
+        if _sso_callback(request):
+            return False
+        return super().is_locked(request, credentials)
+
+    def user_login_failed(self, sender, credentials, request=None, **kwargs):
+        if _sso_callback(request):
+            return None
+        return super().user_login_failed(sender, credentials, request, **kwargs)
+
     def get_failures(self, request, credentials=None) -> int:
         """Failures as django-axes compares them with AXES_FAILURE_LIMIT: this username from this address,
         or the limit itself once the address passed AXES_IP_FAILURE_LIMIT across usernames."""

@@ -437,3 +437,24 @@ class AuditEvent(models.Model):
             separators=(",", ":"),
             default=str,
         )
+
+
+class ProviderIdentity(models.Model):
+    """Who a user is at the identity provider: its issuer and subject (`iss`, `sub`), stored at the first
+    sign-in. Later sign-ins find the user by these, never by email: an email can be renamed, reused or
+    claimed by another identity at the provider; the subject is the provider's name for that one person."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provider_identities")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="provider_identity_unique"),
+            models.UniqueConstraint(fields=["user", "issuer"], name="provider_identity_one_per_user"),
+        ]
+        verbose_name_plural = "provider identities"
+
+    def __str__(self) -> str:
+        return f"{self.issuer} {self.subject}"

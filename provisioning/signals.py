@@ -13,14 +13,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
+from provisioning.addresses import client_ip
 from provisioning.audit import audit_record
-from provisioning.login_limits import client_ip
 from provisioning.models import AuditEvent
 from provisioning.oidc import AUTH_AT, OIDC_BACKEND, oidc_enabled
-
-
-def _ip(request) -> str:
-    return client_ip(request) if request is not None else ""
 
 
 def _known_username(typed) -> str:
@@ -36,7 +32,9 @@ def _logged_in(sender, request, user, **kwargs):
     method = "oidc" if getattr(user, "backend", "") == OIDC_BACKEND else "password"
     # A password while the provider signs everyone in: a superuser's break-glass sign-in.
     action = "auth.break_glass" if method == "password" and oidc_enabled() else "auth.login"
-    audit_record(action=action, actor=user, target=user.get_username(), details={"ip": _ip(request), "method": method})
+    audit_record(
+        action=action, actor=user, target=user.get_username(), details={"ip": client_ip(request), "method": method}
+    )
     if request is not None and hasattr(request, "session"):
         request.session[AUTH_AT] = time.time()  # the callback corrects it from the provider's auth_time
 
@@ -44,7 +42,7 @@ def _logged_in(sender, request, user, **kwargs):
 @receiver(user_logged_out)
 def _logged_out(sender, request, user, **kwargs):
     if user is not None:
-        audit_record(action="auth.logout", actor=user, target=user.get_username(), details={"ip": _ip(request)})
+        audit_record(action="auth.logout", actor=user, target=user.get_username(), details={"ip": client_ip(request)})
 
 
 @receiver(user_login_failed)
@@ -60,7 +58,7 @@ def _login_failed(sender, credentials, request=None, **kwargs):
             outcome=AuditEvent.Outcome.REFUSED,
             error_code="BreakGlassOnly",
             target=username,
-            details={"ip": _ip(request)},
+            details={"ip": client_ip(request)},
         )
         return
     audit_record(
@@ -69,7 +67,7 @@ def _login_failed(sender, credentials, request=None, **kwargs):
         outcome=AuditEvent.Outcome.ERROR,
         error_code="BadCredentials" if username else "UnknownUsername",
         target=username,
-        details={"ip": _ip(request)},
+        details={"ip": client_ip(request)},
     )
 
 

@@ -1,14 +1,17 @@
-"""Sign-in pages: the login page (the provider first when configured, passwords as break-glass) and
-the fresh sign-in that comes before a secret."""
+"""Sign-in pages: the login page (the provider first when configured, passwords as break-glass), the
+logout (the provider's too where it offers it), and the fresh sign-in that comes before a secret."""
 
+from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth import logout
 from django.contrib.auth.views import LoginView
 from django.db import transaction
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from provisioning import accounts
+from provisioning.addresses import client_ip
 from provisioning.audit import audit_record
 from provisioning.auth import LoginForm, ReauthForm, auth_age, auth_mark_fresh
 from provisioning.oidc import (
@@ -16,12 +19,23 @@ from provisioning.oidc import (
     fresh_sign_in_redirect,
     oidc_enabled,
     oidc_session,
+    provider_logout_url,
     provider_unavailable,
     safe_next,
 )
 from provisioning.permissions import portal_user_required
 
 login_view = LoginView.as_view(form_class=LoginForm, redirect_authenticated_user=True)
+
+
+@never_cache
+@require_POST
+def logout_view(request):
+    """Ends Onramp's session, then, for a session signed in through the provider, the provider's own
+    (where it offers RP-initiated logout), so that the next sign-in asks for the password again."""
+    provider_url = provider_logout_url(request)  # read before the session, and its ID token, are gone
+    logout(request)
+    return redirect(provider_url or settings.LOGOUT_REDIRECT_URL)
 
 
 @portal_user_required
@@ -42,7 +56,7 @@ def reauthenticate(request):
             action="auth.reauthenticated",
             actor=request.user,
             target=request.user.get_username(),
-            details={"method": "password", "break_glass": oidc_enabled(), "ip": request.META.get("REMOTE_ADDR", "")},
+            details={"method": "password", "break_glass": oidc_enabled(), "ip": client_ip(request)},
         )
         return redirect(next_url)
     age = auth_age(request)

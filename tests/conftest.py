@@ -15,6 +15,7 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.core.cache import cache
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 from django.test import override_settings
@@ -173,6 +174,7 @@ def oidc_provider():
 def oidc(oidc_provider, settings, db):
     """Onramp signing in through the test provider, with a groups claim (OIDC is off in other tests)."""
     oidc_provider.reset()
+    cache.clear()  # the discovery document another test's provider published (e.g. with an end-session endpoint)
     settings.OIDC_ISSUER = oidc_provider.url
     settings.OIDC_PROVIDER_NAME = "Test provider"
     settings.OIDC_RP_CLIENT_ID = CLIENT_ID
@@ -186,11 +188,12 @@ def oidc(oidc_provider, settings, db):
 
 def _groups_ensure() -> None:
     """A transactional test (the `worker` fixture) ends with a flush that empties the groups the data
-    migration made; make them again, with their permissions, by running that migration's function."""
+    migrations made; make them again, with their permissions, by running those migrations' functions."""
     if Group.objects.filter(name__in=["Admins", "Tech leads"]).count() == 2:
         return
-    migration = importlib.import_module("provisioning.migrations.0002_groups_and_audit_guard")
-    migration.create_groups(MigrationLoader(connection).project_state().apps, None)
+    apps = MigrationLoader(connection).project_state().apps
+    importlib.import_module("provisioning.migrations.0002_groups_and_audit_guard").create_groups(apps, None)
+    importlib.import_module("provisioning.migrations.0015_provider_identity").admins_may_unlink(apps, None)
 
 
 def _user(username: str, group: str | None, **extra) -> User:

@@ -11,6 +11,8 @@ person removed at the provider, a fresh sign-in forced by `max_age=0`/`prompt=lo
 - a sign-in session per browser (a cookie), with the time of its last sign-in (`auth_time`);
 - `prompt=none` answered from that session or with `error=login_required`; `prompt=login` and a
   `max_age` older than the session show the sign-in form again;
+- RP-initiated logout at `end_session_endpoint` (ends the browser's session there, back to a registered
+  `post_logout_redirect_uri`); like Google, it can publish none (`end_session_supported = False`);
 - like Google, it can be told to ignore `prompt=login`/`max_age` (`reauth_supported = False`) or to
   send no `auth_time` (`sends_auth_time = False`).
 """
@@ -30,6 +32,8 @@ from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
+from joserfc import jwt
+from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 
 # authlib refuses plain http unless told; the provider only ever listens on loopback.
@@ -144,23 +148,44 @@ class Provider:
             self.requests: list[dict] = []  # every authorization request's parameters (its GET), in order
             self.reauth_supported = True
             self.sends_auth_time = True
+            # RP-initiated logout: Okta publishes an end_session_endpoint, Google none.
+            self.end_session_supported = True
+            self.post_logout_redirect_uris: set[str] = set()  # registered at the provider, as Okta asks
+            self.logouts: list[dict] = []  # every end-session request's parameters, in order
 
     # --- what the tests change ---
-    def account_set(self, email: str, *, password: str, **claims) -> Account:
-        """Add or change an account; its claims are replaced (a group removed is gone from `groups`)."""
+    def account_set(self, email: str, *, password: str, omit: tuple[str, ...] = (), **claims) -> Account:
+        """Add or change an account; its claims are replaced (a group removed is gone from `groups`).
+        `omit` names claims the provider does not send at all (e.g. `email_verified`)."""
         with self.lock:
             account = self.accounts.get(email)
             if account is None:
                 account = self.accounts[email] = Account(email=email, password=password, claims={})
             account.password = password
-            account.claims = {"email": email, "email_verified": True, **claims}
+            claims = {"email": email, "email_verified": True, **claims}
+            account.claims = {name: value for name, value in claims.items() if name not in omit}
+            return account
+
+    def account_rename(self, email: str, new_email: str) -> Account:
+        """The person's email changes at the provider; they stay the same subject (`sub`)."""
+        with self.lock:
+            account = self.accounts.pop(email)
+            account.email = new_email
+            account.claims = {**account.claims, "email": new_email}
+            self.accounts[new_email] = account
             return account
 
     def account_remove(self, email: str) -> None:
-        """The person leaves: the account and its sign-in sessions are gone."""
+        """The person leaves: the account, its sign-in sessions and its tokens (userinfo refuses them) are gone."""
         with self.lock:
             account = self.accounts.pop(email)
             self.sessions = {sid: s for sid, s in self.sessions.items() if s["sub"] != account.sub}
+
+    def sessions_end(self, email: str) -> None:
+        """The person's sign-in sessions at the provider end (they time out); the account stays."""
+        with self.lock:
+            sub = self.accounts[email].sub
+            self.sessions = {sid: s for sid, s in self.sessions.items() if s["sub"] != sub}
 
     def sessions_age(self, seconds: int) -> None:
         """Every sign-in session at the provider signed in `seconds` earlier than it did."""
@@ -197,6 +222,7 @@ class Provider:
         )
         app.add_url_rule("/token", view_func=server.create_token_response, methods=["POST"], endpoint="token")
         app.add_url_rule("/userinfo", view_func=self._userinfo)
+        app.add_url_rule("/logout", view_func=self._end_session)
         return app
 
     def _query_client(self, client_id):
@@ -207,8 +233,10 @@ class Provider:
             self.tokens[token["access_token"]] = request.user.sub
 
     def _discovery(self):
+        end_session = {"end_session_endpoint": f"{self.url}/logout"} if self.end_session_supported else {}
         return flask.jsonify(
             {
+                **end_session,
                 "issuer": self.url,
                 "authorization_endpoint": f"{self.url}/authorize",
                 "token_endpoint": f"{self.url}/token",
@@ -221,6 +249,34 @@ class Provider:
                 "code_challenge_methods_supported": ["S256"],
             }
         )
+
+    def _end_session(self):
+        """OpenID Connect RP-Initiated Logout 1.0: the ID token names the session's person (signed by us, for
+        the client), the browser's session at the provider ends, and the browser goes back only to a
+        registered post_logout_redirect_uri."""
+        if not self.end_session_supported:
+            return flask.abort(404)
+        args = flask.request.args.to_dict()
+        self.logouts.append(args)
+        try:
+            token = jwt.decode(args.get("id_token_hint", ""), self.key)
+        except JoseError:
+            return "id_token_hint is not an ID token of this provider", 400
+        if CLIENT_ID not in token.claims.get("aud", []) or args.get("client_id", CLIENT_ID) != CLIENT_ID:
+            return "id_token_hint is not for this client", 400
+        with self.lock:
+            sid = flask.request.cookies.get(SESSION_COOKIE, "")
+            session = self.sessions.get(sid)
+            if session is not None and session["sub"] == token.claims["sub"]:
+                del self.sessions[sid]
+        target = args.get("post_logout_redirect_uri")
+        if target is None:
+            return "Signed out."
+        if target not in self.post_logout_redirect_uris:
+            return "post_logout_redirect_uri is not registered", 400
+        response = flask.redirect(target)
+        response.delete_cookie(SESSION_COOKIE)
+        return response
 
     def _userinfo(self):
         token = flask.request.headers.get("Authorization", "").removeprefix("Bearer ")

@@ -431,3 +431,17 @@ def test_a_failed_run_is_edited_and_started_again_as_a_difference_plan(
         # The first run's access key still waits to be revealed, listed where the tech lead looks.
         expect(page.locator("#unrevealed")).to_contain_text("App access key")
         shots.take("customer")
+
+
+def test_point_7_logging_out_in_a_browser_ends_the_providers_session_too(page, live_server, oidc, shots):
+    """The logout form's redirect to the provider passes the Content Security Policy (form-action), and the
+    next sign-in shows the provider's form again."""
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    oidc.post_logout_redirect_uris.add(f"{live_server.url}/login/")
+    with shots.on_failure():
+        sso_log_in(page, live_server.url)
+        page.get_by_role("button", name="Log out").click()
+        expect(page).to_have_url(f"{live_server.url}/login/")
+        assert len(oidc.logouts) == 1
+        page.get_by_role("link", name="Sign in with Test provider").click()
+        expect(page.get_by_role("heading", name="Test provider: sign in")).to_be_visible()

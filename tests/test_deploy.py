@@ -96,7 +96,6 @@ def test_compose_puts_a_tls_proxy_with_the_operators_certificates_in_front_of_gu
     assert COMPOSE["networks"]["internal"]["internal"] is True
     assert "internal" in proxy["networks"] and "edge" in proxy["networks"]
     assert not any("ports" in SERVICES[name] for name in SERVICES if name != "proxy")
-    assert all(SERVICES[name]["environment"]["TRUSTED_PROXY_COUNT"] == "1" for name in APP_SERVICES)
     assert SERVICES["web"]["environment"]["DJANGO_ENV"] == "production"
 
 

@@ -7,6 +7,7 @@ session "older than the limit" is a session whose stored times are older.
 """
 
 import html
+import ipaddress
 import re
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -14,9 +15,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from django.contrib.auth.models import Group, User
+from django.test import Client
 
-from provisioning.models import AuditEvent, Credential, Run
-from provisioning.oidc import AUTH_AT, RENEW_AT
+from provisioning.models import AuditEvent, Credential, ProviderIdentity, Run
+from provisioning.oidc import AUTH_AT, ID_TOKEN, OIDC_BACKEND, RENEW_AT
+from tests import oidc_provider
 from tests.conftest import PASSWORD, finished_run, seal_key, start_run
 
 AT_PROVIDER = "provider-password-0123"  # the person's password at the provider
@@ -103,6 +106,87 @@ def test_an_unverified_email_is_refused(client, oidc):
     assert sign_in(client, requests.Session(), oidc)["Location"] == "/login/"
     assert not User.objects.exists()
     assert AuditEvent.objects.get(action="auth.sso_refused").error_code == "EmailNotVerified"
+
+
+@pytest.mark.parametrize(
+    "verified", [{"omit": ("email_verified",)}, {"email_verified": "false"}, {"email_verified": 0},
+                 {"email_verified": "true"}, {"email_verified": 1}],
+)  # fmt: skip
+def test_point_1_an_email_is_verified_only_by_the_boolean_true(client, oidc, verified):
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"], **verified)
+    assert sign_in(client, requests.Session(), oidc)["Location"] == "/login/"
+    assert not User.objects.exists()
+    assert AuditEvent.objects.get(action="auth.sso_refused").error_code == "EmailNotVerified"
+    assert "did not give a verified email address" in client.get("/login/").content.decode()
+
+
+def test_point_1_a_provider_that_never_sends_email_verified_is_trusted_only_when_configured(client, oidc, settings):
+    settings.OIDC_TRUST_MISSING_EMAIL_VERIFIED = True
+    browser = requests.Session()
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"], omit=("email_verified",))
+    assert sign_in(client, browser, oidc)["Location"] == "/"
+    assert User.objects.get().username == LEAD
+    client.post("/logout/")
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"], email_verified="false")
+    assert sign_in(client, browser, oidc)["Location"] == "/login/"  # said, and not the boolean true
+
+
+def test_point_1_later_sign_ins_are_linked_by_issuer_and_subject_never_by_email(client, oidc):
+    first = oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    sign_in(client, requests.Session(), oidc)
+    lead = User.objects.get(username=LEAD)
+    identity = ProviderIdentity.objects.get(user=lead)
+    assert (identity.issuer, identity.subject) == (oidc.url, first.sub)
+    assert AuditEvent.objects.get(action="auth.user_created").details["sub"] == first.sub
+    client.post("/logout/")
+
+    # Renamed at the provider: the same subject, the same Onramp account.
+    oidc.account_rename(LEAD, "lee@agency.example")
+    assert sign_in(client, requests.Session(), oidc, email="lee@agency.example")["Location"] == "/"
+    assert client.session["_auth_user_id"] == str(lead.pk)
+    assert User.objects.count() == 1
+    client.post("/logout/")
+
+    # Someone else at the provider now has the address: not the lead's account.
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads", "onramp-admins"])
+    assert sign_in(client, requests.Session(), oidc)["Location"] == "/login/"
+    assert "_auth_user_id" not in client.session
+    refused = AuditEvent.objects.get(action="auth.sso_refused")
+    assert (refused.error_code, refused.target) == ("EmailLinkedToAnotherIdentity", LEAD)
+    assert _groups(LEAD) == ["Tech leads"]
+
+
+def test_point_1_an_account_made_before_sso_is_linked_once_at_its_first_sign_in(client, oidc, bob):
+    bob.username = bob.email = "bob@agency.example"
+    bob.save()
+    account = oidc.account_set("bob@agency.example", password=AT_PROVIDER, groups=["onramp-leads"])
+    assert sign_in(client, requests.Session(), oidc, email="bob@agency.example")["Location"] == "/"
+    assert client.session["_auth_user_id"] == str(bob.pk)
+    assert ProviderIdentity.objects.get(user=bob).subject == account.sub
+    linked = AuditEvent.objects.get(action="auth.identity_linked")
+    assert (linked.target, linked.details["sub"]) == ("bob@agency.example", account.sub)
+
+
+def test_point_2_an_identity_with_a_superusers_username_does_not_sign_in_as_the_superuser(client, oidc):
+    root = User.objects.create_superuser("root@agency.example", "root@agency.example", PASSWORD)
+    oidc.account_set("root@agency.example", password=AT_PROVIDER, groups=["onramp-admins"])
+    assert sign_in(client, requests.Session(), oidc, email="root@agency.example")["Location"] == "/login/"
+    assert "_auth_user_id" not in client.session
+    assert client.get("/").status_code == 302
+    refused = AuditEvent.objects.get(action="auth.sso_refused")
+    assert (refused.error_code, refused.target) == ("SuperuserPasswordOnly", "root@agency.example")
+    assert not AuditEvent.objects.filter(action__in=["auth.login", "auth.identity_linked"]).exists()
+    assert not ProviderIdentity.objects.filter(user=root).exists()
+    assert "signs in with its password" in client.get("/login/").content.decode()
+
+    # Even once linked, a user later made superuser is reached by the password only: the session ends too.
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    sign_in(client, requests.Session(), oidc)
+    assert client.get("/").status_code == 200
+    User.objects.filter(username=LEAD).update(is_superuser=True)
+    assert client.get("/").status_code == 302
+    assert sign_in(client, requests.Session(), oidc)["Location"] == "/login/"
+    assert AuditEvent.objects.filter(action="auth.sso_refused", error_code="SuperuserPasswordOnly").count() == 2
 
 
 def test_a_person_deactivated_in_onramp_is_refused_though_the_provider_signs_them_in(client, oidc):
@@ -198,7 +282,36 @@ def test_a_person_removed_at_the_provider_loses_access_at_the_next_check(client,
     assert client.get("/").status_code == 302  # signed out
     refused = AuditEvent.objects.get(action="auth.sso_refused")
     assert (refused.error_code, refused.actor.username, refused.details["kind"]) == ("login_required", LEAD, "renew")
-    assert _actions()[-2:] == ["auth.sso_refused", "auth.logout"]
+    assert _actions()[-3:] == ["auth.sso_refused", "auth.user_deactivated", "auth.logout"]
+
+
+def test_point_8_a_person_removed_at_the_provider_is_deactivated_by_the_renewal_check(client, oidc):
+    browser = requests.Session()
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads", "onramp-admins"])
+    sign_in(client, browser, oidc)
+    oidc.account_remove(LEAD)
+    session_set(client, **{RENEW_AT: time.time() - 1})
+
+    back = through_provider(client, browser, oidc, client.get("/")["Location"])
+    assert back["Location"] == "/login/" and client.get("/").status_code == 302
+    lead = User.objects.get(username=LEAD)
+    assert not lead.is_active  # no drift emails, no sign-in, until an Admin says otherwise
+    gone = AuditEvent.objects.get(action="auth.user_deactivated")
+    assert (gone.target, gone.details["source"]) == (LEAD, "provider")
+    assert _actions()[-3:] == ["auth.sso_refused", "auth.user_deactivated", "auth.logout"]
+
+
+def test_point_8_a_person_whose_provider_session_merely_ended_stays_active(client, oidc):
+    browser = requests.Session()
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    sign_in(client, browser, oidc)
+    oidc.sessions_end(LEAD)  # timed out at the provider; still employed
+    session_set(client, **{RENEW_AT: time.time() - 1})
+
+    assert through_provider(client, browser, oidc, client.get("/")["Location"])["Location"] == "/login/"
+    assert User.objects.get(username=LEAD).is_active
+    assert not AuditEvent.objects.filter(action="auth.user_deactivated").exists()
+    assert sign_in(client, browser, oidc, email=LEAD)["Location"] == "/"  # signs in again, as before
 
 
 def test_the_live_run_poll_is_told_to_reload_the_whole_page_when_the_session_needs_checking(client, oidc):
@@ -327,8 +440,11 @@ def test_an_auth_time_older_than_the_limit_is_not_a_fresh_sign_in(client, oidc):
     assert credential.state == Credential.State.SEALED
 
 
-def test_a_provider_that_sends_no_auth_time_like_google_counts_its_answer_as_the_sign_in(client, oidc, settings):
+def test_a_provider_that_sends_no_auth_time_like_google_counts_its_answer_as_the_sign_in_when_trusted(
+    client, oidc, settings
+):
     settings.OIDC_REAUTH_PROMPT = ""  # Google has no prompt=login
+    settings.OIDC_TRUST_MISSING_AUTH_TIME = True  # the operator's choice (README, Google Workspace)
     oidc.reauth_supported, oidc.sends_auth_time = False, False
     browser = requests.Session()
     oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
@@ -339,6 +455,69 @@ def test_a_provider_that_sends_no_auth_time_like_google_counts_its_answer_as_the
     assert through_provider(client, browser, oidc, to_provider)["Location"] == f"/credentials/{credential.pk}/"
     _reveals_once(client, credential)
     assert AuditEvent.objects.get(action="auth.reauthenticated").details["auth_time"] is None
+
+
+def test_point_3_missing_auth_time_is_not_fresh(client, oidc, settings):
+    assert settings.OIDC_TRUST_MISSING_AUTH_TIME is False  # the default
+    oidc.sends_auth_time = False  # asks for the password again, but the ID token does not say when
+    browser = requests.Session()
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    sign_in(client, browser, oidc)
+    assert AUTH_AT not in client.session  # unknown: nothing counts as fresh yet
+    run = finished_run(User.objects.get(username=LEAD))
+    credential = seal_key(run, secret=SECRET)
+    reauth = client.post(f"/credentials/{credential.pk}/reveal/")["Location"]
+    assert reauth.startswith("/reauth/")
+
+    back = through_provider(client, browser, oidc, client.get(reauth)["Location"], email=LEAD)
+    assert back["Location"] == f"/credentials/{credential.pk}/"
+    assert "did not say when you last signed in" in client.get(back["Location"]).content.decode()
+    failed = AuditEvent.objects.get(action="auth.reauth_failed")
+    assert (failed.error_code, failed.details["auth_time"]) == ("AuthTimeMissing", None)
+    assert not AuditEvent.objects.filter(action="auth.reauthenticated").exists()
+    assert client.post(f"/credentials/{credential.pk}/reveal/")["Location"].startswith("/reauth/")
+
+    # A silent renewal without auth_time does not make the session fresh either.
+    session_set(client, **{RENEW_AT: time.time() - 1})
+    through_provider(client, browser, oidc, client.get("/")["Location"])
+    assert AuditEvent.objects.filter(action="auth.session_renewed").exists() and AUTH_AT not in client.session
+    assert client.post(f"/credentials/{credential.pk}/reveal/")["Location"].startswith("/reauth/")
+    credential.refresh_from_db()
+    assert credential.state == Credential.State.SEALED
+
+
+def test_point_3_a_sign_in_60_s_inside_the_limit_is_fresh_and_60_s_beyond_is_not(client, oidc, settings):
+    limit = settings.FRESH_AUTH_MAX_AGE
+    oidc.reauth_supported = False  # the provider answers from its session: its auth_time is what counts
+    browser = requests.Session()
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    sign_in(client, browser, oidc)
+    lead = User.objects.get(username=LEAD)
+
+    # Onramp's own session: 60 s inside the limit reveals, 60 s beyond sends to sign in again.
+    session_set(client, **{AUTH_AT: time.time() - (limit - 60)})
+    inside = seal_key(finished_run(lead), secret=SECRET)
+    assert client.post(f"/credentials/{inside.pk}/reveal/").status_code == 200
+
+    # The provider's auth_time: 60 s inside the limit counts as the fresh sign-in...
+    oidc.sessions_age(limit - 60)
+    credential, reauth = _stale_reveal(client, lead, age=limit + 60)
+    assert through_provider(client, browser, oidc, client.get(reauth)["Location"])["Location"].endswith("/")
+    assert AuditEvent.objects.filter(action="auth.reauthenticated").count() == 1
+    _reveals_once_more(client, credential)
+
+    # ...120 s older, 60 s beyond it, does not.
+    oidc.sessions_age(120)
+    credential, reauth = _stale_reveal(client, lead, age=limit + 60)
+    through_provider(client, browser, oidc, client.get(reauth)["Location"])
+    failed = AuditEvent.objects.get(action="auth.reauth_failed")
+    assert failed.error_code == "AuthTimeTooOld" and failed.details["age"] >= limit + 60
+    assert client.post(f"/credentials/{credential.pk}/reveal/")["Location"].startswith("/reauth/")
+
+
+def _reveals_once_more(client, credential) -> None:
+    revealed = client.post(f"/credentials/{credential.pk}/reveal/")
+    assert revealed.status_code == 200 and SECRET in revealed.content.decode()
 
 
 def test_a_local_user_types_their_password_again_before_a_reveal(client, alice):
@@ -404,3 +583,145 @@ def test_a_half_configured_provider_stops_the_start(env, message):
 
     result = _manage("check", env={"DJANGO_ENV": "development", "OIDC_ISSUER": "https://idp.example", **env})
     assert result.returncode != 0 and message in result.stderr
+
+
+def test_point_6_a_password_session_from_before_sso_ends_when_sso_is_switched_on(client, settings, alice):
+    from tests.oidc_provider import CLIENT_ID
+
+    assert client.post("/login/", {"username": "alice", "password": PASSWORD})["Location"] == "/"
+    root = Client()
+    User.objects.create_superuser("root", "root@agency.example", PASSWORD)
+    assert root.post("/login/", {"username": "root", "password": PASSWORD})["Location"] == "/"
+    assert client.get("/").status_code == 200
+
+    settings.OIDC_ISSUER, settings.OIDC_RP_CLIENT_ID = "https://idp.agency.example", CLIENT_ID
+    assert client.get("/").status_code == 302  # alice's password session is over
+    assert client.get("/audit/")["Location"].startswith("/login/")
+    assert root.get("/").status_code == 200  # a superuser's password is break-glass: it stays
+
+
+def test_point_7_logout_ends_the_providers_session_too(client, oidc):
+    oidc.post_logout_redirect_uris.add("http://testserver/login/")  # registered at the provider (README, Okta)
+    browser = requests.Session()
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    sign_in(client, browser, oidc)
+    id_token = client.session[ID_TOKEN]
+
+    out = client.post("/logout/")
+    assert out.status_code == 302 and out["Location"].startswith(f"{oidc.url}/logout?")
+    params = _query(out["Location"])
+    assert params == {
+        "id_token_hint": id_token,
+        "post_logout_redirect_uri": "http://testserver/login/",
+        "client_id": oidc_provider.CLIENT_ID,
+    }
+    assert client.get("/").status_code == 302  # Onramp's session is over already
+    assert _actions()[-1] == "auth.logout"
+    at_provider = browser.get(out["Location"], allow_redirects=False)
+    assert at_provider.status_code == 302 and at_provider.headers["Location"] == "http://testserver/login/"
+
+    # The provider's session is over too: the next sign-in asks for the password again.
+    again = browser.get(client.get("/oidc/authenticate/")["Location"], allow_redirects=False)
+    assert again.status_code == 200 and "Test provider: sign in" in again.text
+
+
+def test_point_7_a_provider_without_an_end_session_endpoint_like_google_keeps_its_session(client, oidc):
+    oidc.end_session_supported = False
+    browser = requests.Session()
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    sign_in(client, browser, oidc)
+    assert client.post("/logout/")["Location"] == "/login/"
+    assert client.get("/").status_code == 302
+    assert browser.get(client.get("/oidc/authenticate/")["Location"], allow_redirects=False).status_code == 302
+    assert oidc.logouts == []
+
+
+def test_point_7_a_break_glass_session_logs_out_at_onramp_only(client, oidc):
+    User.objects.create_superuser("root", "root@agency.example", PASSWORD)
+    client.post("/login/", {"username": "root", "password": PASSWORD})
+    assert client.post("/logout/")["Location"] == "/login/"
+    assert client.get("/").status_code == 302 and oidc.logouts == []
+
+
+def test_point_4_refused_sign_ins_throttle_that_identity_not_everyone_behind_its_address(client, oidc, settings):
+    pat = oidc.account_set("pat@agency.example", password=AT_PROVIDER, groups=["onramp-leads"], email_verified=False)
+    browser = requests.Session()
+    for _ in range(settings.AXES_FAILURE_LIMIT):  # all from the office's one address
+        assert sign_in(client, browser, oidc, email="pat@agency.example")["Location"] == "/login/"
+    refused = AuditEvent.objects.filter(action="auth.sso_refused").first()
+    assert (refused.details["iss"], refused.details["sub"]) == (oidc.url, pat.sub)
+
+    # A colleague behind the same address signs in.
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    assert sign_in(Client(), requests.Session(), oidc)["Location"] == "/"
+
+    # Pat, verified now, waits out the cool-off: the throttle is Pat's identity's.
+    oidc.account_set("pat@agency.example", password=AT_PROVIDER, groups=["onramp-leads"])
+    assert sign_in(client, browser, oidc, email="pat@agency.example")["Location"] == "/login/"
+    assert "Too many refused sign-ins for this account" in client.get("/login/").content.decode()
+    throttled = AuditEvent.objects.get(action="auth.sso_throttled")
+    assert (throttled.error_code, throttled.details["sub"]) == ("TooManyRefusals", pat.sub)
+    assert not User.objects.filter(username="pat@agency.example").exists()
+
+
+def test_point_4_a_flood_of_refused_sign_ins_from_one_address_meets_a_ceiling(client, oidc, settings):
+    assert settings.OIDC_IP_FAILURE_LIMIT >= 10 * settings.AXES_FAILURE_LIMIT  # high by default
+    settings.OIDC_IP_FAILURE_LIMIT = settings.AXES_FAILURE_LIMIT + 2  # lower here, to keep the test short
+    for n in range(settings.OIDC_IP_FAILURE_LIMIT):  # many identities, each refused once or twice
+        oidc.account_set(f"m{n // 2}@gmail.example", password=AT_PROVIDER)
+        sign_in(Client(), requests.Session(), oidc, email=f"m{n // 2}@gmail.example")
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    flooded = sign_in(client, requests.Session(), oidc)
+    assert flooded.status_code == 429 and "_auth_user_id" not in client.session
+    other = Client(REMOTE_ADDR="192.0.2.50")
+    assert sign_in(other, requests.Session(), oidc)["Location"] == "/"
+
+
+def test_point_5_every_sign_in_row_records_the_client_behind_the_proxy_not_the_proxy(client, oidc, settings, alice):
+    settings.TRUSTED_PROXIES = [ipaddress.ip_network("10.0.0.0/24")]
+    behind = {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "198.51.100.1, 203.0.113.7"}
+    office = Client(**behind)
+    browser = requests.Session()
+    oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    sign_in(office, browser, oidc)
+    credential, reauth = _stale_reveal(office, User.objects.get(username=LEAD))
+    through_provider(office, browser, oidc, office.get(reauth)["Location"], email=LEAD)
+    oidc.account_set("m@gmail.example", password=AT_PROVIDER)
+    sign_in(office, requests.Session(), oidc, email="m@gmail.example")
+
+    settings.OIDC_ISSUER = ""  # a local user's password re-authentication, behind the same proxy
+    local = Client(**behind)
+    local.post("/login/", {"username": "alice", "password": PASSWORD})
+    _, reauth = _stale_reveal(local, alice)
+    local.post(reauth, {"password": PASSWORD, "next": "/"})
+
+    rows = AuditEvent.objects.filter(action__startswith="auth.").exclude(action="auth.reauth_required")
+    assert set(rows.values_list("action", flat=True)) >= {
+        "auth.user_created", "auth.groups_changed", "auth.login", "auth.reauthenticated", "auth.domain_refused"
+    }  # fmt: skip
+    assert set(rows.values_list("details__ip", flat=True)) == {"203.0.113.7"}
+
+
+def test_point_1_an_admin_unlinks_an_identity_so_that_the_next_one_with_the_email_is_linked(client, oidc, dana):
+    first = oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
+    sign_in(client, requests.Session(), oidc)
+    lead = User.objects.get(username=LEAD)
+    client.post("/logout/")
+    oidc.account_remove(LEAD)
+    second = oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])  # remade at the provider
+    assert sign_in(client, requests.Session(), oidc)["Location"] == "/login/"
+
+    admin = Client()
+    admin.force_login(dana, backend=OIDC_BACKEND)  # an Admin signed in through the provider
+    session_set(admin, **{RENEW_AT: time.time() + 3600})
+    identity = ProviderIdentity.objects.get(user=lead)
+    page = admin.get("/admin/provisioning/provideridentity/")
+    assert page.status_code == 200 and first.sub in page.content.decode()
+    assert admin.get(f"/admin/provisioning/provideridentity/{identity.pk}/delete/").status_code == 200
+    admin.post(f"/admin/provisioning/provideridentity/{identity.pk}/delete/", {"post": "yes"})
+    unlinked = AuditEvent.objects.get(action="auth.identity_unlinked")
+    assert (unlinked.actor, unlinked.target, unlinked.details["sub"]) == (dana, LEAD, first.sub)
+
+    assert sign_in(client, requests.Session(), oidc)["Location"] == "/"
+    assert client.session["_auth_user_id"] == str(lead.pk)
+    assert ProviderIdentity.objects.get(user=lead).subject == second.sub
