@@ -383,7 +383,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
             ),
         )
         return format_html(
-            "<table><thead><tr><th>Kind</th><th>Name</th><th>ARN</th><th>Origin</th><th>State</th>"
+            '<table class="ledger"><thead><tr><th>Kind</th><th>Name</th><th>ARN</th><th>Origin</th><th>State</th>'
             "<th>Last run</th></tr></thead><tbody>{}</tbody></table>",
             body,
         )
