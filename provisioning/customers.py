@@ -270,6 +270,17 @@ def customer_desired_spec(*, customer: Customer) -> dict | None:
     return run.spec if run else None
 
 
+def customer_offboarding_undone(*, customer: Customer) -> list[str] | None:
+    """When the customer's last successful run is an offboarding that an Admin's reactivation ended: the team
+    users it removed (names), whom "Change team / settings" brings back, since the form opens on the spec the
+    offboarding started from. None otherwise."""
+    run = Run.objects.filter(customer=customer, status=Run.Status.SUCCEEDED).order_by("-created_at").first()
+    if run is None or not run.offboard or customer.is_offboarded:
+        return None
+    removed = LedgerRow.objects.filter(removed_by_run=run, kind="team.member", state=LedgerRow.State.REMOVED)
+    return list(removed.order_by("name").values_list("name", flat=True))
+
+
 def customer_unrevealed(*, customer: Customer, user, admin: bool) -> list[Credential]:
     """Secrets of the customer's runs still waiting to be revealed, that this person may reveal (theirs, or
     any for an Admin), soonest wiped first: none stranded in an earlier run."""

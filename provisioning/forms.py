@@ -15,7 +15,8 @@ class OnboardingForm(forms.Form):
     spec_parse checks them, so the form and a spec file give the same message for the same mistake."""
 
     customer = forms.ModelChoiceField(
-        queryset=Customer.objects.filter(is_active=True),
+        # An offboarded customer starts no run until an Admin reactivates them: not offered.
+        queryset=Customer.objects.filter(is_active=True, offboarded_at__isnull=True),
         required=False,
         empty_label="— New customer —",
         help_text="Pick a customer on record, or leave this and name a new one.",

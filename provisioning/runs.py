@@ -368,13 +368,14 @@ def run_summary_now(run: Run) -> dict:
 
 def run_summary_rows(summary: dict, *, registry: Registry = REGISTRY) -> list[tuple[str, str]]:
     """The summary as (label, value) rows to show, in the declarations' order."""
-    rows = [("Sign-in URL", summary.get("sign_in_url", ""))]
+    rows = []
     for publish in registry.publishes():
         values = summary.get(publish.field)
         for value in values if publish.many else [values]:
             if value:
                 rows.append((publish.label, str(value)))
-    return rows
+    # Nobody signs in to an account where nothing of Onramp's exists (a run that failed at preflight).
+    return [("Sign-in URL", summary.get("sign_in_url", "")), *rows] if rows else []
 
 
 def _run_finish(run: Run, steps: dict[str, StepRun], *, log: CallLog | None = None) -> None:

@@ -113,7 +113,7 @@ def _customer_defaults() -> list[dict]:
             "role_arn": c.role_arn,
             "external_id": c.external_id,
         }
-        for c in Customer.objects.filter(is_active=True)
+        for c in Customer.objects.filter(is_active=True, offboarded_at__isnull=True)
     ]
 
 
@@ -177,7 +177,8 @@ def onboard(request):
 
 
 def _customer_initial(customer_id: str) -> dict:
-    customer = Customer.objects.filter(pk=customer_id, is_active=True).first() if customer_id.isdigit() else None
+    offered = Customer.objects.filter(is_active=True, offboarded_at__isnull=True)
+    customer = offered.filter(pk=customer_id).first() if customer_id.isdigit() else None
     if customer is None:
         return {}
     return {

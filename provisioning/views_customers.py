@@ -8,7 +8,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from provisioning.audit import audit_record
-from provisioning.customers import customer_desired_spec, customer_resources, customer_unrevealed
+from provisioning.customers import (
+    customer_desired_spec,
+    customer_offboarding_undone,
+    customer_resources,
+    customer_unrevealed,
+)
 from provisioning.drift import drift_check_start, drift_desired_spec, drift_in_progress, drift_overview
 from provisioning.forms import onboarding_form_data
 from provisioning.models import Customer, DriftState
@@ -130,6 +135,13 @@ def customer_change(request, slug):
     if spec is None:
         messages.info(request, f"{customer.name} has no onboarding yet: start one.")
         return redirect(f"{reverse('onboard')}?customer={customer.pk}")
+    back = customer_offboarding_undone(customer=customer)
+    if back:
+        messages.warning(
+            request,
+            f"{customer.name} was reactivated after an offboarding that removed {', '.join(back)}. This form has "
+            "the team from before it: starting it creates them again. Remove anyone who should not come back.",
+        )
     return _draft_from(request, spec=spec, customer=customer, why="change team / settings", to="form")
 
 
