@@ -298,6 +298,9 @@ def runs_with_unrevealed(*, runs: list[Run], user, admin: bool) -> set:
     return set(credentials.values_list("run_id", flat=True))
 
 
+HANDED_OVER = "Handed over (now the customer's)"
+
+
 @dataclass(frozen=True)
 class ResourceRow:
     kind: str
@@ -318,13 +321,15 @@ def customer_resources(*, customer: Customer, registry: Registry = REGISTRY) -> 
         ledger_for_admin(customer=customer),
         key=lambda row: (row.state != LedgerRow.State.PRESENT, order.get(row.kind, len(order)), row.name),
     )
+    # What an offboarding left present in the ledger is the customer's now (the run page handed it over).
+    handed = customer.is_offboarded
     return [
         ResourceRow(
             kind=labels.get(row.kind, row.kind),
             name=row.name,
             arn=row.arn or str(row.outputs.get("uri") or ""),
             origin=row.get_origin_display(),
-            state=row.get_state_display(),
+            state=HANDED_OVER if handed and row.state == LedgerRow.State.PRESENT else row.get_state_display(),
             created_by_run=row.created_by_run_id,
             last_run=row.last_run_id,
         )

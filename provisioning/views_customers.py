@@ -49,8 +49,14 @@ def customer_detail(request, slug):
 
 
 def _drift_context(customer: Customer) -> dict:
+    # An offboarded customer's last drift state was about a desired state Onramp no longer keeps: not shown.
+    drift = (
+        None
+        if customer.is_offboarded
+        else DriftState.objects.filter(customer=customer).select_related("last_read").first()
+    )
     return {
-        "drift": DriftState.objects.filter(customer=customer).select_related("last_read").first(),
+        "drift": drift,
         "drift_checking": drift_in_progress(customer=customer),
         "drift_checkable": drift_desired_spec(customer=customer) is not None,
     }
