@@ -275,6 +275,7 @@ def preview_difference(request, spec, read: AccountRead, *, template="provisioni
         context |= {
             "groups": plan_groups(read.items, offboard=read.offboard),
             "changes": sum(1 for item in read.items if item["action"] != Action.KEEP),
+            "removing_team": any(i["action"] == Action.REMOVE and i["kind"] == "team.member" for i in read.items),
             "documents": [
                 (step, name, DOCUMENT_TITLES.get(name, name), json.dumps(document, indent=2))
                 for step in steps

@@ -9,7 +9,7 @@ from provisioning.models import Customer, Resource, Run
 from provisioning.plan import plan_build
 from provisioning.runs import run_summary
 from provisioning.spec import spec_parse
-from tests.conftest import customer_make, finished_run, spec_data
+from tests.conftest import customer_make, finished_run, form_data, spec_data
 from tests.staged import staged_run
 from tests.test_views import login, text
 
@@ -79,3 +79,24 @@ def test_point_12_change_team_after_reactivate_says_the_removed_team_comes_back(
     form = text(client.post(f"/customers/{customer.slug}/change/", follow=True))
     assert "reactivated after an offboarding that removed dev@agency.example, lead@agency.example" in form
     assert "starting it creates them again" in form
+
+
+# --- Point 10: an empty team ------------------------------------------------------------------------------
+
+
+def _no_team() -> dict:
+    data = form_data(**{"team-TOTAL_FORMS": "0"})
+    return {name: value for name, value in data.items() if not name.startswith("team-") or "FORMS" in name}
+
+
+@pytest.mark.django_db
+def test_point_10_an_empty_team_is_said_plainly_in_the_plan(alice, client):
+    login(client, alice)
+    response = client.post("/onboard/", _no_team())
+    assert response.status_code == 302 and response["Location"] == "/onboard/preview/"
+    page = text(client.get("/onboard/preview/"))
+    assert "No team: nobody gets an IAM user or a console sign-in in this account." in page
+    assert "Only the app's own user <code>acme-app</code> is Onramp's there." in page
+
+    login(client, alice).post("/onboard/", form_data())  # with a team, nothing of the kind is said
+    assert "No team" not in text(client.get("/onboard/preview/"))
