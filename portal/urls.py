@@ -1,12 +1,25 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from provisioning import oidc, views_auth
 
 admin.site.site_header = "Onramp administration"
 admin.site.site_title = "Onramp admin"
+
+
+class FaviconRedirect(RedirectView):
+    """/favicon.ico, which browsers and tools ask for whatever the page links (the admin links none): the
+    static icon, resolved per request so that the hashed name of a manifest storage is used."""
+
+    permanent = True
+
+    def get_redirect_url(self, *args, **kwargs):
+        return static("favicon.svg")
+
 
 urlpatterns = [
     path("login/", views_auth.login_view, name="login"),
@@ -15,6 +28,7 @@ urlpatterns = [
     path("oidc/authenticate/", oidc.oidc_start, name="oidc_start"),
     path("oidc/callback/", login_not_required(oidc.OidcCallbackView.as_view()), name="oidc_callback"),
     path("admin/", admin.site.urls),
+    path("favicon.ico", login_not_required(FaviconRedirect.as_view())),
     path("", include("provisioning.urls")),
 ]
 

@@ -18,6 +18,7 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.formats import date_format
 
 from provisioning import documents, vault
 from provisioning.audit import CallLog, audit_record, audit_write
@@ -64,8 +65,8 @@ class CustomerOffboarded(RunStateError):
         who = customer.offboarded_by.get_username() if customer.offboarded_by else "someone"
         super().__init__(
             f"{customer.name} was offboarded ({OffboardMode(customer.offboard_mode).label.lower()}) on "
-            f"{timezone.localtime(customer.offboarded_at):%Y-%m-%d %H:%M} by {who}: Onramp starts no run for them "
-            "until an Admin reactivates them (admin, Customers, the action “Reactivate”)."
+            f"{date_format(timezone.localtime(customer.offboarded_at), 'DATETIME_FORMAT')} by {who}: Onramp starts no "
+            "run for them until an Admin reactivates them (admin, Customers, the action “Reactivate”)."
         )
 
 
