@@ -15,8 +15,7 @@ class OnboardingForm(forms.Form):
     spec_parse checks them, so the form and a spec file give the same message for the same mistake."""
 
     customer = forms.ModelChoiceField(
-        # An offboarded customer starts no run until an Admin reactivates them: not offered.
-        queryset=Customer.objects.filter(is_active=True, offboarded_at__isnull=True),
+        queryset=Customer.objects.filter(is_active=True),
         required=False,
         empty_label="— New customer —",
         help_text="Pick a customer on record, or leave this and name a new one.",
@@ -94,6 +93,11 @@ class OnboardingForm(forms.Form):
 
     def __init__(self, *args, lock_connection: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        # An offboarded customer starts no run until an Admin reactivates them: not offered in the list. A form
+        # posted with one still validates, so the view refuses it with the reason (and audits the refusal).
+        picker = self.fields["customer"]
+        offered = picker.queryset.filter(offboarded_at__isnull=True)
+        picker.choices = [("", picker.empty_label), *((c.pk, picker.label_from_instance(c)) for c in offered)]
         self.connection_locked: Customer | None = None
         if lock_connection:
             self._lock_connection()
