@@ -246,3 +246,21 @@ def test_point_13_removing_the_old_key_asks_first(alice, client):
 
 def test_point_13_emails_are_not_printed_as_celery_redirected_warnings():
     assert celery_app.conf.worker_redirect_stdouts is False
+
+
+@pytest.mark.django_db
+def test_point_13_the_drift_tables_prose_is_not_monospace_and_urls_break_between_their_parts(alice, client):
+    customer = finished_run(alice).customer
+    since = "2026-12-07T01:00:00+00:00"
+    differences = [
+        {"key": "s3.cors", "field": "allowed origin", "title": "S3 CORS", "expected": "https://acme-app.example.com",
+         "actual": "https://old.example.com", "repairable": True, "since": since},
+        {"key": "iam.group", "field": "member x", "title": "IAM group", "expected": "not in the group",
+         "actual": "made by hand", "repairable": False, "since": since},
+    ]  # fmt: skip
+    now = timezone.now()
+    DriftState.objects.create(customer=customer, state="drifted", differences=differences, since=now, checked_at=now)
+    page = login(client, alice).get(f"/customers/{customer.slug}/").content.decode()
+    assert '<code class="wrap">https://<wbr>acme-<wbr>app.<wbr>example.<wbr>com</code>' in page
+    group = page.split('data-difference="iam.group|member x"')[1].split("</tr>")[0]
+    assert "<td>not in the group</td>" in group and "<code" not in group
