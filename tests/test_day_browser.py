@@ -159,3 +159,25 @@ def test_point_13_removing_the_old_key_asks_before_deleting(page, live_server, t
     assert asked and asked[0].startswith(f"Delete the old access key {EXAMPLE_KEYS[0]} now?")
     assert page.url == f"{live_server.url}/runs/{run.pk}/"
     assert Credential.objects.get(pk=new.pk).replacement_done_at is None
+
+
+@pytest.mark.parametrize(("width", "height"), SIZES)
+def test_point_13_the_drift_table_fits_with_prose_as_prose(page, live_server, transactional_db, alice, width, height):
+    customer = finished_run(alice).customer
+    since = "2026-12-07T01:00:00+00:00"
+    differences = [
+        {"key": "s3.cors", "field": "allowed origin", "title": "CORS: GET from anywhere, uploads from the app",
+         "expected": "https://acme-app-with-a-rather-long-name.herokuapp.com", "actual": "https://old.example.com",
+         "repairable": True, "since": since},
+        {"key": "iam.group", "field": "member intruder", "title": "Group Apps", "expected": "not in the group",
+         "actual": "made by hand", "repairable": False, "since": since},
+    ]  # fmt: skip
+    now = timezone.now()
+    DriftState.objects.create(customer=customer, state="drifted", differences=differences, since=now, checked_at=now)
+    page.set_viewport_size({"width": width, "height": height})
+    log_in(page, live_server.url, "alice")
+    page.goto(f"{live_server.url}/customers/{customer.slug}/")
+    group = page.locator("tr[data-difference='iam.group|member intruder']")
+    expect(group).to_contain_text("not in the group")
+    expect(group.locator("code")).to_have_count(0)  # prose, not monospace
+    layout_check(page, "point-13-drift-table")
