@@ -11,8 +11,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .venv/bin/python:
 	python3 -m venv .venv
 
+# Not -q: the first install takes minutes, and pip's own lines (each package collected, downloaded,
+# installed) show it is working, instead of a silent wait before `make run` prints anything.
 $(VENV_RUN): requirements.txt | .venv/bin/python
-	$(PIP) install -q -r requirements.txt
+	@echo "Installing Onramp's Python packages into .venv (the first time takes a few minutes)…"
+	$(PIP) install -r requirements.txt
 	touch $@
 
 $(VENV_DEV): requirements.txt requirements-dev.txt | .venv/bin/python

@@ -161,6 +161,8 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
+# One date-and-time format, with its zone, on every page and in the admin (portal/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["portal.formats"]
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
@@ -292,6 +294,9 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=180)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# What a task prints stays plain output: the development console's emails read as emails in `make run`, not as
+# "WARNING celery.redirected" log lines (the default turns each printed line into a warning).
+CELERY_WORKER_REDIRECT_STDOUTS = False
 # How often a worker's busy thread hands Python's lock to a waiting one (CPython's default: 5 ms). A thread pool's
 # steps mostly wait on AWS; one whose answer came waits at most this long for the lock (portal/celery.py).
 WORKER_SWITCH_INTERVAL_MS = env.float("WORKER_SWITCH_INTERVAL_MS", default=0.5)

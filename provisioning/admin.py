@@ -12,6 +12,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
@@ -321,7 +322,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
         if not customer.offboarded_at:
             return "no"
         who = customer.offboarded_by.get_username() if customer.offboarded_by else "someone"
-        when = timezone.localtime(customer.offboarded_at).strftime("%Y-%m-%d %H:%M")
+        when = date_format(timezone.localtime(customer.offboarded_at), "DATETIME_FORMAT")
         return f"{customer.get_offboard_mode_display()}, {when}, by {who}: no run starts until reactivated"
 
     @admin.display(description="External id")
@@ -398,7 +399,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
             ),
         )
         return format_html(
-            "<table><thead><tr><th>Kind</th><th>Name</th><th>ARN</th><th>Origin</th><th>State</th>"
+            '<table class="ledger"><thead><tr><th>Kind</th><th>Name</th><th>ARN</th><th>Origin</th><th>State</th>'
             "<th>Last run</th></tr></thead><tbody>{}</tbody></table>",
             body,
         )

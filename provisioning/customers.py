@@ -329,6 +329,17 @@ def customer_desired_spec(*, customer: Customer) -> dict | None:
     return run.spec if run else None
 
 
+def customer_offboarding_undone(*, customer: Customer) -> list[str] | None:
+    """When the customer's last successful run is an offboarding that an Admin's reactivation ended: the team
+    users it removed (names), whom "Change team / settings" brings back, since the form opens on the spec the
+    offboarding started from. None otherwise."""
+    run = Run.objects.filter(customer=customer, status=Run.Status.SUCCEEDED).order_by("-created_at").first()
+    if run is None or not run.offboard or customer.is_offboarded:
+        return None
+    removed = LedgerRow.objects.filter(removed_by_run=run, kind="team.member", state=LedgerRow.State.REMOVED)
+    return list(removed.order_by("name").values_list("name", flat=True))
+
+
 def customer_unrevealed(*, customer: Customer, user, admin: bool) -> list[Credential]:
     """Secrets of the customer's runs still waiting to be revealed, that this person may reveal (theirs, or
     any for an Admin), soonest wiped first: none stranded in an earlier run."""
@@ -344,6 +355,9 @@ def runs_with_unrevealed(*, runs: list[Run], user, admin: bool) -> set:
     if not admin:
         credentials = credentials.filter(issued_to=user)
     return set(credentials.values_list("run_id", flat=True))
+
+
+HANDED_OVER = "Handed over (now the customer's)"
 
 
 @dataclass(frozen=True)
@@ -366,13 +380,15 @@ def customer_resources(*, customer: Customer, registry: Registry = REGISTRY) -> 
         ledger_for_admin(customer=customer),
         key=lambda row: (row.state != LedgerRow.State.PRESENT, order.get(row.kind, len(order)), row.name),
     )
+    # What an offboarding left present in the ledger is the customer's now (the run page handed it over).
+    handed = customer.is_offboarded
     return [
         ResourceRow(
             kind=labels.get(row.kind, row.kind),
             name=row.name,
             arn=row.arn or str(row.outputs.get("uri") or ""),
             origin=row.get_origin_display(),
-            state=row.get_state_display(),
+            state=HANDED_OVER if handed and row.state == LedgerRow.State.PRESENT else row.get_state_display(),
             created_by_run=row.created_by_run_id,
             last_run=row.last_run_id,
         )

@@ -95,6 +95,11 @@ class OnboardingForm(forms.Form):
 
     def __init__(self, *args, lock_connection: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        # An offboarded customer starts no run until an Admin reactivates them: not offered in the list. A form
+        # posted with one still validates, so the view refuses it with the reason (and audits the refusal).
+        picker = self.fields["customer"]
+        offered = picker.queryset.filter(offboarded_at__isnull=True)
+        picker.choices = [("", picker.empty_label), *((c.pk, picker.label_from_instance(c)) for c in offered)]
         self.connection_locked: Customer | None = None
         if lock_connection:
             self._lock_connection()

@@ -74,7 +74,7 @@ def offboard_confirm(*, read: AccountRead, user, delete: set[int], typed: dict[i
     """Start the offboarding run a read planned, with the tech lead's ticks and typed names (plan_decide)."""
     if read.status != AccountRead.Status.DONE:
         raise OffboardRefused("The account was not read for this plan yet: check the plan again.")
-    items = plan_decide(read.items, delete=set(delete), typed=typed)
+    items = plan_decide(read.items, delete=set(delete), typed=typed, offboard=read.offboard)
     # Not in one transaction with the run: a refusal (offboarded meanwhile, a run in progress) stays audited.
     run = run_create(
         spec=spec_parse(read.spec), customer=read.customer, user=user, read=read, items=items, offboard=read.offboard

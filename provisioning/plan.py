@@ -7,7 +7,7 @@ the steps send.
 
 import json
 import shlex
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from provisioning.registry import (
     BRANCHES,
@@ -156,6 +156,7 @@ class PlanItem:
     origin: str = ""  # "created" or "adopted", for what the ledger holds
     holds_data: bool = False  # a bucket with objects, a repository with images: deleted only if its name is typed
     note: str = ""
+    holdings: dict = field(default_factory=dict)  # a bucket's objects and bytes, as the read counted them
 
     def to_json(self) -> dict:
         return {**self.__dict__, "differences": list(self.differences)}
@@ -199,6 +200,7 @@ def plan_difference(
     present resources ({"id", "kind", "identity", "name", "origin", "params"}); `seen`: what a read of the
     account found, by step key for the spec's steps and by "<kind>:<identity>" for the ledger's others."""
     held = {(row["kind"], row["identity"]): row for row in ledger}
+    bucket = getattr(spec, "bucket", "")
     items = []
     for step in plan_build(spec, registry=registry)[1:]:  # preflight always runs; it is no resource
         kind = registry.kind_of(step.key)
@@ -221,15 +223,29 @@ def plan_difference(
                 resource=row["id"],
                 origin=row["origin"],
                 holds_data=bool(found.get("holds_data")),
+                holdings={k: found[k] for k in ("objects", "bytes", "more") if k in found},
+                note=_renamed_note(row["name"], bucket) if row["kind"] == "s3.bucket" and bucket else "",
             )
         )
     return sorted(items, key=lambda item: Action.ORDER.index(item.action))
 
 
-def plan_decide(items: list[dict], *, delete: set[int], typed: dict[int, str]) -> list[dict]:
+def _renamed_note(old: str, new: str) -> str:
+    """What renaming the bucket means, said in the plan: AWS cannot rename a bucket, so the new one is empty."""
+    if old == new:
+        return ""
+    return (
+        f"The bucket is renamed: {new} is a new, empty bucket. Onramp copies no object from {old}. The app's "
+        f"bucket setting (its environment variable naming the bucket) must change from {old} to {new}."
+    )
+
+
+def plan_decide(items: list[dict], *, delete: set[int], typed: dict[int, str], offboard: str = "") -> list[dict]:
     """The tech lead's decisions applied to a read's items: adopted resources ticked for deletion are removed
     rather than released; a resource that holds data (a bucket's objects, a repository's images) is removed
-    only when its name was typed, and kept otherwise."""
+    only when its name was typed. Otherwise it stays in the account: released (no longer Onramp's, so no
+    drift check reports it as "gone from the desired state, still there"), or, in an offboarding, kept
+    present in the ledger so that the record handed over lists it and a reactivated customer's plan finds it."""
     decided = []
     for item in items:
         item = {**item, "params": dict(item["params"])}
@@ -238,9 +254,16 @@ def plan_decide(items: list[dict], *, delete: set[int], typed: dict[int, str]) -
         if item["action"] == Action.REMOVE and item["holds_data"]:
             if typed.get(item["resource"], "").strip() == item["params"]["name"]:
                 item["params"]["confirmed"] = True
-            else:
+            elif offboard:
                 item["action"] = Action.KEEP
                 item["note"] = "Kept: it holds data, and its name was not typed."
+            else:
+                item["action"] = Action.RELEASE
+                released = (
+                    "Kept in the account and released: it holds data and its name was not typed. It is no longer "
+                    "Onramp's: delete it yourself once nothing needs it."
+                )
+                item["note"] = f"{item['note']} {released}".strip()
         decided.append(item)
     return decided
 

@@ -474,7 +474,9 @@ def _member_calls(params: dict) -> list[ApiCall]:
 def _member_title(params: dict) -> str:
     member = TeamMember(email=params["email"], role=params["role"], policy=params["policy"])
     role = "tech lead" if member.is_tech_lead else "member"
-    policies = f" ({', '.join(member.policies)})" if member.policies else ""
+    # The policies the step attaches, IAMUserChangePassword included: the CLI and the diff show it too.
+    attached = member_policies(params)
+    policies = f" ({', '.join(attached)})" if attached else ""
     console = "console access" if params["console"] else "no console access"
     return f"Team {role} {params['email']}{policies}, {console}"
 

@@ -18,6 +18,7 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.formats import date_format
 
 from provisioning import documents, vault
 from provisioning.audit import CallLog, audit_record, audit_write
@@ -64,8 +65,8 @@ class CustomerOffboarded(RunStateError):
         who = customer.offboarded_by.get_username() if customer.offboarded_by else "someone"
         super().__init__(
             f"{customer.name} was offboarded ({OffboardMode(customer.offboard_mode).label.lower()}) on "
-            f"{timezone.localtime(customer.offboarded_at):%Y-%m-%d %H:%M} by {who}: Onramp starts no run for them "
-            "until an Admin reactivates them (admin, Customers, the action “Reactivate”)."
+            f"{date_format(timezone.localtime(customer.offboarded_at), 'DATETIME_FORMAT')} by {who}: Onramp starts no "
+            "run for them until an Admin reactivates them (admin, Customers, the action “Reactivate”)."
         )
 
 
@@ -394,13 +395,14 @@ def run_summary_now(run: Run) -> dict:
 
 def run_summary_rows(summary: dict, *, registry: Registry = REGISTRY) -> list[tuple[str, str]]:
     """The summary as (label, value) rows to show, in the declarations' order."""
-    rows = [("Sign-in URL", summary.get("sign_in_url", ""))]
+    rows = []
     for publish in registry.publishes():
         values = summary.get(publish.field)
         for value in values if publish.many else [values]:
             if value:
                 rows.append((publish.label, str(value)))
-    return rows
+    # Nobody signs in to an account where nothing of Onramp's exists (a run that failed at preflight).
+    return [("Sign-in URL", summary.get("sign_in_url", "")), *rows] if rows else []
 
 
 def _run_finish(run: Run, steps: dict[str, StepRun], *, log: CallLog | None = None) -> None:

@@ -121,7 +121,7 @@ def _customer_defaults() -> list[dict]:
             "role_arn": c.role_arn,
             "external_id": c.external_id,
         }
-        for c in Customer.objects.filter(is_active=True)
+        for c in Customer.objects.filter(is_active=True, offboarded_at__isnull=True)
     ]
 
 
@@ -170,12 +170,16 @@ def onboard(request):
     else:
         form = OnboardingForm(initial=_customer_initial(request.GET.get("customer", "")), lock_connection=lock)
         formset = TeamFormSet(prefix="team")
+    picked = request.POST.get("customer", "") if request.method == "POST" else ""
+    if request.method != "POST" and request.GET.get("edit") and draft:
+        picked = str(draft.get("customer_id") or "")
     return render(
         request,
         "provisioning/onboard.html",
         {
             "form": form,
             "formset": formset,
+            "changing": _customer_changing(picked),
             "customers": _customer_defaults(),
             "lock_connection": lock,
             # Mentioned only when the form is this draft's (edited or posted again), not on a fresh form.
@@ -184,8 +188,18 @@ def onboard(request):
     )
 
 
+def _customer_changing(customer_id: str) -> Customer | None:
+    """The customer whose team and settings the form changes (one with a successful run), or None: a first
+    onboarding."""
+    if not customer_id.isdigit():
+        return None
+    runs = Run.objects.filter(customer_id=customer_id, status=Run.Status.SUCCEEDED, offboard="")
+    return Customer.objects.filter(pk=customer_id).first() if runs.exists() else None
+
+
 def _customer_initial(customer_id: str) -> dict:
-    customer = Customer.objects.filter(pk=customer_id, is_active=True).first() if customer_id.isdigit() else None
+    offered = Customer.objects.filter(is_active=True, offboarded_at__isnull=True)
+    customer = offered.filter(pk=customer_id).first() if customer_id.isdigit() else None
     if customer is None:
         return {}
     return {
@@ -282,6 +296,7 @@ def preview_difference(request, spec, read: AccountRead, *, template="provisioni
         context |= {
             "groups": plan_groups(read.items, offboard=read.offboard),
             "changes": sum(1 for item in read.items if item["action"] != Action.KEEP),
+            "removing_team": any(i["action"] == Action.REMOVE and i["kind"] == "team.member" for i in read.items),
             "documents": [
                 (step, name, DOCUMENT_TITLES.get(name, name), json.dumps(document, indent=2))
                 for step in steps
@@ -309,8 +324,12 @@ def _run_context(request, run: Run) -> dict:
         step.duration_text = duration_text(step.duration_ms)
     manage = may_manage_run(request.user, run)
     credentials = list(run.credentials.select_related("revealed_by").order_by("created_at")) if manage else []
+    # The run is marked running just after its first step is claimed, and this page reads the run before its
+    # steps: a step already under way means the run is, whatever the run row said a moment earlier.
+    started = run.status == Run.Status.PENDING and any(s.state != "pending" for s in steps)
     return {
         "run": run,
+        "status_shown": Run.Status.RUNNING if started else Run.Status(run.status),
         "steps": steps,
         # What exists now, as the ledger knows it (a key rotated since the run shows as the new key).
         "summary_rows": run_summary_rows(run_summary_now(run)) if run.summary else [],
@@ -319,6 +338,8 @@ def _run_context(request, run: Run) -> dict:
             for c in customer_unrevealed(customer=run.customer, user=request.user, admin=is_admin(request.user))
             if c.run_id != run.pk
         ],
+        # What the plan said of what it removes or leaves behind (a renamed bucket, one kept and released).
+        "plan_notes": [item for item in run.plan if item.get("note") and item["action"] in ("remove", "release")],
         "done_count": sum(1 for s in steps if s.state in StepRun.DONE),
         "manage": manage,
         "credentials": credentials,

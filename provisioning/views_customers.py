@@ -8,7 +8,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from provisioning.audit import audit_record
-from provisioning.customers import customer_desired_spec, customer_resources, customer_unrevealed, customers_find
+from provisioning.customers import (
+    customer_desired_spec,
+    customer_offboarding_undone,
+    customer_resources,
+    customer_unrevealed,
+    customers_find,
+)
 from provisioning.drift import drift_check_start, drift_desired_spec, drift_in_progress, drift_overview
 from provisioning.forms import CustomerSearchForm, onboarding_form_data
 from provisioning.models import Customer, DriftState, Run
@@ -73,8 +79,14 @@ def customer_detail(request, slug):
 
 
 def _drift_context(customer: Customer) -> dict:
+    # An offboarded customer's last drift state was about a desired state Onramp no longer keeps: not shown.
+    drift = (
+        None
+        if customer.is_offboarded
+        else DriftState.objects.filter(customer=customer).select_related("last_read").first()
+    )
     return {
-        "drift": DriftState.objects.filter(customer=customer).select_related("last_read").first(),
+        "drift": drift,
         "drift_checking": drift_in_progress(customer=customer),
         "drift_checkable": drift_desired_spec(customer=customer) is not None,
     }
@@ -164,6 +176,13 @@ def customer_change(request, slug):
     if spec is None:
         messages.info(request, f"{customer.name} has no onboarding yet: start one.")
         return redirect(f"{reverse('onboard')}?customer={customer.pk}")
+    back = customer_offboarding_undone(customer=customer)
+    if back:
+        messages.warning(
+            request,
+            f"{customer.name} was reactivated after an offboarding that removed {', '.join(back)}. This form has "
+            "the team from before it: starting it creates them again. Remove anyone who should not come back.",
+        )
     return _draft_from(request, spec=spec, customer=customer, why="change team / settings", to="form")
 
 

@@ -1,20 +1,40 @@
-"""The layout check every browser test of a page makes: nothing wider than the window, no table column cut off."""
+"""One check that a page fits its window, for the browser tests: the document no wider than the window, and no
+table cell cut off, whether by its own hidden overflow or by an ancestor's that hides (or scrolls) it out of
+sight. What is wrong comes back as data, so an assertion shows which cell."""
 
 from playwright.sync_api import Page
 
-# Each table that does not fit its box: the table's right edge beyond its wrapper's, or a wrapper that scrolls
-# sideways (a column a tech lead would have to scroll to, or never sees).
-_CLIPPED = """() => [...document.querySelectorAll("table")].filter((t) => t.offsetParent !== null).flatMap((table) => {
-  const box = table.parentElement;
-  const right = table.getBoundingClientRect().right > box.getBoundingClientRect().right + 1;
-  const wide = box.scrollWidth > box.clientWidth + 1 || right;
-  return wide ? [`${table.className || table.id || "table"}: ${table.scrollWidth}px in ${box.clientWidth}px`] : [];
-})"""
+from tests.conftest import ARTIFACTS
+
+# A cell is cut off when its content is wider than it with its overflow hidden, or when its right edge lies
+# past the visible right edge of an ancestor that clips (overflow hidden, clip, auto or scroll) or of the window.
+LAYOUT = """() => {
+  const doc = document.documentElement;
+  const clips = (s) => [s.overflow, s.overflowX].some((v) => ["hidden", "clip", "auto", "scroll"].includes(v));
+  const hides = (s) => [s.overflow, s.overflowX].some((v) => v === "hidden" || v === "clip");
+  const text = (el) => (el.textContent || "").trim().replace(/\\s+/g, " ").slice(0, 60);
+  const cut = (cell) => {
+    if (cell.scrollWidth > cell.clientWidth + 1 && hides(getComputedStyle(cell))) return true;
+    const right = cell.getBoundingClientRect().right;
+    if (right > doc.clientWidth + 1) return true;
+    for (let el = cell.parentElement; el && el !== doc; el = el.parentElement) {
+      if (clips(getComputedStyle(el)) && right > el.getBoundingClientRect().right + 1) return true;
+    }
+    return false;
+  };
+  // Seen cells only: not those hidden on purpose (a collapsed sidebar, a heading for screen readers only).
+  const seen = (c) =>
+    c.offsetParent !== null && getComputedStyle(c).visibility !== "hidden" && !c.closest(".visually-hidden");
+  const clipped = [...document.querySelectorAll("td, th")].filter((c) => seen(c) && cut(c)).map(text);
+  return {overflow: doc.scrollWidth - doc.clientWidth, clipped};
+}"""
 
 
-def layout_check(page: Page) -> None:
-    """Assert the page has no horizontal overflow and no clipped table column at its current width."""
-    widths = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-    assert widths[0] <= widths[1], f"the page is {widths[0]}px wide in a {widths[1]}px window"
-    clipped = page.evaluate(_CLIPPED)
-    assert not clipped, f"clipped tables: {clipped}"
+def layout_check(page: Page, name: str = "") -> None:
+    """Assert the page fits its window with no table column cut off; with a name, keep its screenshot first."""
+    if name:
+        ARTIFACTS.mkdir(exist_ok=True)
+        width = page.viewport_size["width"] if page.viewport_size else 0
+        page.screenshot(path=ARTIFACTS / f"layout-{width}-{name}.png", full_page=True)
+    layout = page.evaluate(LAYOUT)
+    assert layout == {"overflow": 0, "clipped": []}, (name, page.url, layout)

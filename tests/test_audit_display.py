@@ -41,7 +41,10 @@ def test_an_audit_row_shows_its_steps_title_with_the_key_on_hover(client, alice)
     )
     audit_record(action="auth.login", actor=alice, target="alice")  # no step
     rows = _rows(client.get("/audit/"))
-    title = "Team tech lead lead@agency.example (AdministratorAccess, job-function/Billing), console access"
+    title = (
+        "Team tech lead lead@agency.example (AdministratorAccess, job-function/Billing, IAMUserChangePassword), "
+        "console access"
+    )
     step_cell = re.search(r'<td class="step"[^>]*>(.*?)</td>', rows[1], re.S).group(1)
     assert html.unescape(step_cell) == f'<span title="team.member:lead@agency.example">{title}</span>'
     assert re.search(r'<td class="step">\s*</td>', rows[0])  # a login belongs to no step

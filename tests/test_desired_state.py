@@ -157,12 +157,17 @@ def test_a_bucket_holding_an_object_is_kept_unless_its_name_is_typed(worker, ali
     assert old["action"] == "remove" and old["holds_data"] is True
     _apply(alice, data, read, typed={old["resource"]: "acme-app-media-typo"})
     assert "acme-app-media" in {b["Name"] for b in s3.list_buckets()["Buckets"]}  # kept: the name was not typed
+    # Kept, it is released: no longer Onramp's, and no later plan offers to delete it.
+    assert Resource.objects.get(kind="s3.bucket", name="acme-app-media").state == Resource.State.RELEASED
+    assert "s3.bucket:acme-app-media" not in _actions(_read(alice, data))
 
-    read = _read(alice, data)
-    (old,) = [item for item in read.items if item["key"] == "s3.bucket:acme-app-media"]
-    _apply(alice, data, read, typed={old["resource"]: "acme-app-media"})
-    assert "acme-app-media" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
-    assert Resource.objects.get(kind="s3.bucket", name="acme-app-media").state == Resource.State.REMOVED
+    s3.put_object(Bucket="acme-app-media-2", Key="photo.jpg", Body=b"jpeg")
+    renamed = spec_data(team=[], bucket="acme-app-media-3")
+    read = _read(alice, renamed)
+    (old,) = [item for item in read.items if item["key"] == "s3.bucket:acme-app-media-2"]
+    _apply(alice, renamed, read, typed={old["resource"]: "acme-app-media-2"})
+    assert "acme-app-media-2" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert Resource.objects.get(kind="s3.bucket", name="acme-app-media-2").state == Resource.State.REMOVED
 
 
 def test_a_plan_refuses_to_run_on_an_account_that_changed_since_it_was_read(worker, alice, sandbox):

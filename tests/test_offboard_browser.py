@@ -3,6 +3,8 @@ real worker and the sandbox: the customer's page → Offboard… → the mode �
 name typed) → the run page handing over what is left → the customer's page, offboarded → an Admin reactivates
 them. Each page must fit the window; its screenshot goes to tests/artifacts/ (git-ignored), to look at."""
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -39,7 +41,7 @@ def test_a_tech_lead_decommissions_a_customer_and_an_admin_reactivates_them(
     removals = page.locator("section.plan-group[data-action='remove']")
     expect(removals).to_contain_text("IAM user (team) lead@agency.example", timeout=30_000)
     expect(page.locator("#offboard-mode")).to_contain_text("The app is shut down")
-    typed = page.get_by_label("It holds data. Type acme-app-media")
+    typed = page.get_by_label(re.compile(r"^It holds data \(1 object, 4\sbytes\)\. Type acme-app-media"))
     expect(typed).to_be_visible()
     for summary in page.locator("details > summary").all():
         summary.click()

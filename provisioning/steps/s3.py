@@ -162,12 +162,33 @@ def cors(ctx: StepContext, params: dict) -> StepResult:
     )
 
 
+# A plan counts a bucket's objects over this many pages of ListObjectVersions (1,000 versions each) at most;
+# beyond, it says "more than".
+HOLDINGS_PAGES = 10
+
+
 def bucket_holds_data(account: AwsAccount, params: dict) -> dict | None:
-    """Whether the bucket holds any object version (None if the bucket is gone)."""
-    try:
-        page = account.client("s3").list_object_versions(Bucket=params["name"], MaxKeys=1)
-    except ClientError as exc:
-        if error_code(exc) == "NoSuchBucket":
-            return None
-        raise
-    return {"holds_data": bool(page.get("Versions") or page.get("DeleteMarkers"))}
+    """Whether the bucket holds any object version, and what a tech lead weighs before deleting or keeping it:
+    its objects (current versions) and their bytes; `more` when there was more to count (None if the bucket is
+    gone)."""
+    s3 = account.client("s3")
+    query = {"Bucket": params["name"]}
+    held, objects, size, more = False, 0, 0, False
+    for page_number in range(HOLDINGS_PAGES):
+        try:
+            page = s3.list_object_versions(**query)
+        except ClientError as exc:
+            if error_code(exc) == "NoSuchBucket" and page_number == 0:
+                return None
+            raise
+        versions = page.get("Versions") or []
+        held = held or bool(versions or page.get("DeleteMarkers"))
+        current = [version for version in versions if version.get("IsLatest")]
+        objects += len(current)
+        size += sum(int(version.get("Size") or 0) for version in current)
+        if not page.get("IsTruncated"):
+            break
+        query.update(KeyMarker=page["NextKeyMarker"], VersionIdMarker=page["NextVersionIdMarker"])
+    else:
+        more = True
+    return {"holds_data": held, "objects": objects, "bytes": size, "more": more}

@@ -35,3 +35,23 @@ def expected_words(code: str) -> str:
     from provisioning.aws import EXISTS_CODES
 
     return "already there → adopted" if code in EXISTS_CODES else "none there"
+
+
+# A value is an identifier, a URL or a document (shown in monospace) unless it is a few plain words ("not in
+# the group", "none besides Onramp's"), which the drift table shows as prose.
+_PROSE = re.compile(r"^[A-Za-z][A-Za-z' ]*$")
+
+
+@register.filter
+def is_prose(value) -> bool:
+    text = str(value or "")
+    return " " in text and bool(_PROSE.match(text))
+
+
+@register.filter
+def breakable_value(value):
+    """A value (URL, ARN, name) that may wrap after its slashes, colons, dots, commas and hyphens, rather than
+    mid-word: "https://acme-app.example" breaks as "https://acme-" / "app.example", not "https://acme-a" / "pp"."""
+    pieces = re.split(r"(?<=[/:.,-])(?![/:])", str(value if value is not None else ""))
+    breaks = format_html_join("", "{}<wbr>", ((piece,) for piece in pieces[:-1]))
+    return format_html("{}{}", breaks, pieces[-1])

@@ -243,8 +243,18 @@
     });
   }
 
+  // A form that destroys something (removing the old access key) asks first: its data-confirm is the question.
+  // Delegated, so a form that htmx swapped in asks too.
+  function setupConfirmations() {
+    document.addEventListener("submit", function (event) {
+      var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
+      if (question && !window.confirm(question)) { event.preventDefault(); }
+    }, true);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     setupLivePolling();
+    setupConfirmations();
     var form = document.getElementById("onboard-form");
     if (form) { setupOnboardForm(form); }
     var summary = document.getElementById("error-summary");

@@ -75,7 +75,7 @@ class Command(BaseCommand):
 
     def _plan(self, customer, spec, user) -> AccountRead:
         """The ledger knows this customer: read the account now and print the difference the run applies
-        (what holds data is kept: deleting it needs its name typed in the browser's plan)."""
+        (what holds data is kept and released: deleting it needs its name typed in the browser's plan)."""
         read = account_read_now(customer=customer, spec=spec, user=user)
         if read.status != AccountRead.Status.DONE:
             raise CommandError(f"Onramp could not read the account: {read.error_message}")
@@ -83,7 +83,8 @@ class Command(BaseCommand):
             if action != Action.KEEP:
                 self.stdout.write(f"{title}:")
                 for item in items:
-                    kept = " (kept: it holds data)" if action == Action.REMOVE and item["holds_data"] else ""
+                    # Not typed here, so plan_decide keeps it in the account, released (no longer Onramp's).
+                    kept = " (kept, released: it holds data)" if action == Action.REMOVE and item["holds_data"] else ""
                     self.stdout.write(f"  {item['title']}{kept}")
         kept = sum(1 for item in read.items if item["action"] == Action.KEEP)
         self.stdout.write(f"{kept} resource{'s' if kept != 1 else ''} kept as they are.")
