@@ -11,11 +11,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .venv/bin/python:
 	python3 -m venv .venv
 
-$(VENV_RUN): requirements.txt | .venv/bin/python
-	$(PIP) install -q -r requirements.txt
+# make run needs the sandbox AWS too: requirements-sandbox.txt is requirements.txt and moto's server.
+$(VENV_RUN): requirements.txt requirements-sandbox.txt | .venv/bin/python
+	$(PIP) install -q -r requirements-sandbox.txt
 	touch $@
 
-$(VENV_DEV): requirements.txt requirements-dev.txt | .venv/bin/python
+$(VENV_DEV): requirements.txt requirements-sandbox.txt requirements-dev.txt | .venv/bin/python
 	$(PIP) install -q -r requirements-dev.txt
 	touch $@ $(VENV_RUN)
 

@@ -25,8 +25,8 @@ from provisioning.aws import run_accounts
 from provisioning.models import Credential, Customer, Run
 from provisioning.runs import run_create
 from provisioning.spec import spec_parse
+from sandbox.controller import Sandbox
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
-from tests.sandbox import Sandbox
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM beside Playwright's sync API
 # Subprocesses (manage.py, the build script) read and write no .env of this checkout: a developer's
@@ -37,7 +37,7 @@ CUSTOMER_ACCOUNT = "111122223333"
 PASSWORD = "correct-horse-battery-staple"
 
 
-# The strict sandbox's rules (tests/sandbox_strict.py Strictness) that end-to-end tests run with by default:
+# The strict sandbox's rules (sandbox/strict.py Strictness) that end-to-end tests run with by default:
 # all of them. The consistency window is 2 s: the steps wait out AWS's propagation delays (aws.settle).
 STRICT = {
     "authorization": True,

@@ -20,7 +20,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 
 from provisioning.models import AuditEvent
-from tests.sandbox import free_port
+from sandbox.controller import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the tests' own process has set that must not leak into the `make run` under test.
@@ -142,7 +142,7 @@ def test_ctrl_c_stops_every_process_of_make_run_and_its_last_line_says_so(tmp_pa
         assert ready_at < login_at < stops_at <= login_at + 2, out.lines[ready_at:]
         family |= descendants(process.pid)
         commands = " ".join(Path(f"/proc/{pid}/cmdline").read_text() for pid in family if running(pid))
-        for part in ("redis-server", "sandbox.py", "celery", "gunicorn"):
+        for part in ("redis-server", "sandbox.state", "celery", "gunicorn"):
             assert part in commands, part
 
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals its foreground group
@@ -161,7 +161,7 @@ def test_ctrl_c_stops_every_process_of_make_run_and_its_last_line_says_so(tmp_pa
 
 def _sandbox(port: int, state: Path) -> tuple[subprocess.Popen, Output]:
     process = subprocess.Popen(
-        [sys.executable, "bin/sandbox.py", "--port", str(port), "--state", str(state)],
+        [sys.executable, "-m", "sandbox.state", "--port", str(port), "--state", str(state)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
