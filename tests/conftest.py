@@ -65,6 +65,17 @@ NOTHING_ALLOWED = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Ac
 EXAMPLE_KEYS = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
 
 
+# The fixtures that bring the real Celery worker: a test using one (directly or through another fixture) is
+# end-to-end, marked `e2e` here rather than by hand, so that `make test-fast` (-m "not e2e …") never runs one.
+E2E_FIXTURES = frozenset({"worker", "celery_worker"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
 def customer_keys_give(aws, customer: Customer, *, account_id: str) -> tuple[str, str]:
     """An IAM user "ops" in `account_id` with EXAMPLE_KEYS and no permission (GetCallerIdentity needs none), its
     keys stored on the customer as the customer's way in. The keys, for a test to look for."""

@@ -118,6 +118,7 @@ def run_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow  # make run or the sandbox, started as processes
 def test_ctrl_c_stops_every_process_of_make_run_and_its_last_line_says_so(tmp_path):
     env = run_env(tmp_path)
     process = subprocess.Popen(
@@ -195,6 +196,7 @@ def _clients(port: int, account: str):
     return boto3.client("iam", **kw), boto3.client("s3", **kw), boto3.client("ecr", **kw)
 
 
+@pytest.mark.slow  # make run or the sandbox, started as processes
 def test_the_sandbox_keeps_its_state_across_a_restart(tmp_path):
     port, state, account = free_port(), tmp_path / "state.pickle.gz", "444455556666"
     process, out = _sandbox(port, state)
@@ -231,6 +233,7 @@ def test_the_sandbox_keeps_its_state_across_a_restart(tmp_path):
         _stop(process, out)
 
 
+@pytest.mark.slow  # make run or the sandbox, started as processes
 def test_a_sandbox_state_it_cannot_read_starts_empty_and_says_so(tmp_path):
     state = tmp_path / "state.pickle.gz"
     state.write_bytes(gzip.compress(b"not a pickle"))
