@@ -73,6 +73,7 @@ class Strictness:
     names: bool = False  # request values against botocore's patterns and lengths, ASCII, whole value
     alias_global: bool = False  # an account alias another account has: EntityAlreadyExists
     reset_required_on_create: bool = False  # CreateLoginProfile honours PasswordResetRequired
+    delete_conflicts: bool = False  # DeleteUser/DeleteGroup/DeletePolicy refused while anything still hangs on them
 
     @classmethod
     def of(cls, data: dict) -> "Strictness":
@@ -605,6 +606,66 @@ def _digest(password: str) -> str:
     return hashlib.sha256(password.encode()).hexdigest()
 
 
+def _user_conflict(backend, user) -> str:
+    """What still hangs on a user that AWS's DeleteUser refuses to delete it with, in the order its API reference
+    lists what to remove first ("" when nothing). Service-specific credentials are never there: the sandbox
+    has no API to make one (answer_missing)."""
+    groups = [group.name for group in backend.groups.values() if user in group.users]
+    for present, what in (
+        (user.password is not None, "delete login profile"),
+        (user.access_keys, "delete access keys"),
+        (user.signing_certificates, "delete signing certificates"),
+        (user.ssh_public_keys, "delete SSH public keys"),
+        (user.mfa_devices, "delete MFA devices"),
+        (user.policies, "delete policies"),
+        (user.managed_policies, "detach all policies"),
+        (groups, "remove user from all groups"),
+    ):
+        if present:
+            return f"Cannot delete entity, must {what} first."
+    return ""
+
+
+def check_delete_conflict(layer: "StrictLayer", call: Call, caller: Caller) -> Refusal | None:
+    """DeleteConflict (409) as AWS's API reference describes it: DeleteUser while the user has a login profile,
+    access keys, signing certificates, SSH public keys, MFA devices, inline or attached policies or group
+    memberships (moto 5.2.5 checks only the policies); DeleteGroup while it has members or policies;
+    DeletePolicy while attached or with versions besides the default. Only for a caller AWS would let make the
+    call: an unauthorised one gets moto's AccessDenied first, as on AWS."""
+    from moto.iam.models import iam_backends
+
+    if call.service != "iam" or call.operation not in ("DeleteUser", "DeleteGroup", "DeletePolicy"):
+        return None
+    backend = iam_backends[caller.account]["aws"]
+    if call.operation == "DeleteUser":
+        name = call.params.get("UserName", "")
+        entity, resource = backend.users.get(name), f"arn:aws:iam::{caller.account}:user/{name}"
+        problem = _user_conflict(backend, entity) if entity is not None else ""
+    elif call.operation == "DeleteGroup":
+        name = call.params.get("GroupName", "")
+        entity, resource = backend.groups.get(name), f"arn:aws:iam::{caller.account}:group/{name}"
+        problem = ""
+        if entity is not None and entity.users:
+            problem = "Cannot delete entity, must remove users from group first."
+        elif entity is not None and entity.policies:
+            problem = "Cannot delete entity, must delete policies first."
+        elif entity is not None and entity.managed_policies:
+            problem = "Cannot delete entity, must detach all policies first."
+    else:
+        resource = call.params.get("PolicyArn", "")
+        entity = backend.managed_policies.get(resource)
+        problem = ""
+        if entity is not None and entity.attachment_count:
+            problem = "Cannot delete a policy attached to entities."
+        elif entity is not None and len(entity.versions) > 1:
+            problem = "Cannot delete a policy with non-default versions. Delete its other versions first."
+    if not problem:
+        return None  # nothing in the way, or no such entity: moto answers (NoSuchEntity)
+    if layer.config.authorization and not identity_allows(call, caller, f"iam:{call.operation}", resource):
+        return None
+    return Refusal("DeleteConflict", problem, 409)
+
+
 # In the order AWS answers: authentication, validation, authorization, then the call itself.
 CHECKS = (
     ("session_max_age", check_session),
@@ -614,6 +675,7 @@ CHECKS = (
     ("consistency_window", check_consistency),
     ("alias_global", check_alias),
     ("password_policy", check_password),
+    ("delete_conflicts", check_delete_conflict),
 )
 
 

@@ -52,6 +52,7 @@ STRICT = {
     "names": True,
     "alias_global": True,
     "reset_required_on_create": True,
+    "delete_conflicts": True,
 }
 # To see what another setting breaks, without editing this file: ONRAMP_SANDBOX_STRICT='{"consistency_window": 2}'.
 STRICT.update(json.loads(os.environ.get("ONRAMP_SANDBOX_STRICT") or "{}"))

@@ -169,8 +169,12 @@ def test_the_production_image_installs_no_moto_and_the_sandbox_image_does():
     assert not any(line.lower().startswith("moto") for line in production), production
     assert any(line.startswith("moto[server]==") for line in image_requirements(STAGES, "sandbox"))
     assert image_files(STAGES, "sandbox", ["sandbox/strict.py", "portal/settings.py"]) == {"sandbox/strict.py"}
-    # The application's own requirements (what the production image has) name no moto either.
+    # The application's own requirements (what the production image has) name no moto either; make run and
+    # make test install the sandbox's (make test's requirements-dev.txt includes them).
     assert "moto" not in (ROOT / "requirements.txt").read_text().lower()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "$(PIP) install -q -r requirements-sandbox.txt" in makefile
+    assert "-r requirements-sandbox.txt" in (ROOT / "requirements-dev.txt").read_text().splitlines()
 
 
 def test_compose_builds_the_app_from_the_production_target_and_the_dev_sandbox_from_the_sandbox_target():
