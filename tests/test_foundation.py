@@ -171,9 +171,11 @@ def test_ci_runs_make_test_and_nothing_else():
 
 def test_every_test_that_uses_the_worker_is_marked_e2e_and_no_other_is(request):
     """`make test-fast` leaves out -m e2e: the conftest hook marks each test whose fixtures bring the worker,
-    however indirectly, so none is forgotten by hand (this test sees the items of the session it runs in)."""
+    however indirectly, so none is forgotten by hand (this test sees the items of the session it runs in). The
+    soak's scenarios, which start worker processes of their own, are marked e2e by their module."""
     items = request.session.items
     assert request.node in items
     for item in items:
         uses_worker = bool({"worker", "celery_worker"} & set(getattr(item, "fixturenames", ())))
-        assert (item.get_closest_marker("e2e") is not None) == uses_worker, item.nodeid
+        own_workers = item.get_closest_marker("soak") is not None
+        assert (item.get_closest_marker("e2e") is not None) == (uses_worker or own_workers), item.nodeid
