@@ -42,6 +42,7 @@ def bench_aws(aws):
 
 # The contenders are timed against moto, which has no consistency window; here they are checked for making the
 # same calls, which waiting out AWS's settling (a retry of a call) would blur, and the CLI does not wait it out.
+@pytest.mark.slow  # the runbook as typed: about 40 aws CLI processes, one after another
 @pytest.mark.strict(consistency_window=0)
 def test_the_runbook_script_and_the_boto3_script_make_the_same_calls_and_build_the_same_account(bench_aws, tmp_path):
     by_cli = spec_parse(common.spec_data(account_id="210987654321", name="bench-cli"))
