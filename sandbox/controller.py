@@ -109,6 +109,14 @@ class Sandbox:
         request = urllib.request.Request(self.url + "/moto-api/reset", method="POST")  # noqa: S310
         urllib.request.urlopen(request, timeout=60).close()  # noqa: S310 (a loaded machine resets slowly)
 
+    def snapshot_take(self, name: str) -> None:
+        """The strict server keeps its state as it is now under `name` (in its own process)."""
+        _control(self.url, f"snapshots/{name}")
+
+    def snapshot_restore(self, name: str, **switches) -> bool:
+        """The strict server's state as the snapshot `name` kept it, with these rules; False if it has none."""
+        return _control(self.url, f"restore/{name}", switches)["restored"]
+
     def configure(self, **switches) -> dict:
         """Change some of the strict server's rules for the rest of the test."""
         return _control(self.url, "config", switches)

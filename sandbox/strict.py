@@ -34,9 +34,11 @@ tests/test_sandbox.py; README "What AWS enforces that the sandbox did not" says 
 """
 
 import argparse
+import copyreg
 import hashlib
 import io
 import json
+import pickle
 import re
 import threading
 import time
@@ -883,6 +885,35 @@ def answer_missing(layer: "StrictLayer", call: Call, caller: Caller, start_respo
     return [body]
 
 
+# Some of moto's objects hold locks, which pickle refuses: a restored object gets a new, free lock.
+copyreg.pickle(type(threading.Lock()), lambda _lock: (threading.Lock, ()))
+copyreg.pickle(type(threading.RLock()), lambda _lock: (threading.RLock, ()))
+
+
+def backends_dump() -> bytes:
+    """Every service's state (each backend dict moto has used), pickled: moto's own objects, for this process."""
+    from moto.core.base_backend import BackendDict
+
+    return pickle.dumps({b.service_name: b for b in BackendDict._instances}, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def backends_load(data: bytes) -> None:
+    """Empty every service, then put back what backends_dump kept (only ever bytes this process made)."""
+    from moto.backends import get_backend
+    from moto.core.base_backend import BackendDict
+    from moto.moto_api._internal.models import moto_api_backend
+
+    moto_api_backend.reset()
+    for name, saved in pickle.loads(data).items():  # noqa: S301 (our own bytes, never from outside)
+        live = get_backend(name)
+        dict.clear(live)
+        dict.update(live, saved)
+        # Extra attributes of a service's dict (S3's bucket -> account map); the dict keeps its own id.
+        live.__dict__.update({k: v for k, v in saved.__dict__.items() if k != "_id"})
+        if live not in BackendDict._instances:
+            BackendDict._instances.append(live)
+
+
 class StrictLayer:
     """WSGI middleware around moto's application: the rules of CHECKS before a call, what a call made after."""
 
@@ -893,6 +924,7 @@ class StrictLayer:
         self._serial = threading.Lock()
         self._created: dict[tuple, float] = {}  # what a create made -> when (time.monotonic())
         self._passwords: dict[tuple[str, str], list[str]] = {}  # (account, user) -> digests, oldest first
+        self._snapshots: dict[str, bytes] = {}  # name -> moto's backends, pickled (snapshot_take)
         corrections_install(self)
         speed_install()
 
@@ -917,6 +949,27 @@ class StrictLayer:
             secret_access_key=SETUP_SECRET,
         )
         return self.configure(config)
+
+    def snapshot_take(self, name: str) -> dict:
+        """Keep every service's state as it is now (pickled, in this process) under `name`, to restore it later
+        instead of building it again: a test session's reset, Onramp's identity and the customer's role."""
+        data = backends_dump()
+        with self._lock:
+            self._snapshots[name] = data
+        return {"snapshot": name, "bytes": len(data)}
+
+    def snapshot_restore(self, name: str, config: Strictness) -> dict:
+        """Every service's state as it was when `name` was taken (fresh objects each time), the layer's memory
+        of creates and passwords emptied, and these rules; {"restored": False} when there is no such snapshot."""
+        with self._lock:
+            data = self._snapshots.get(name)
+        if data is None:
+            return {"restored": False}
+        backends_load(data)
+        with self._lock:
+            self._created.clear()
+            self._passwords.clear()
+        return {"restored": True, **self.configure(config)}
 
     def created_within(self, key: tuple, window: float) -> bool:
         with self._lock:
@@ -978,7 +1031,8 @@ class StrictLayer:
 
 
 def control(layer: StrictLayer, environ, start_response):
-    """POST /sandbox-api/reset (a Strictness), /config (some switches), /accounts/<id>, /users; GET /config."""
+    """POST /sandbox-api/reset (a Strictness), /config (some switches), /accounts/<id>, /users, /snapshots/<name>,
+    /restore/<name> (a Strictness); GET /config."""
     path = environ["PATH_INFO"].removeprefix("/sandbox-api/").strip("/")
     post = environ.get("REQUEST_METHOD") == "POST"
     status = "200 OK"
@@ -992,6 +1046,10 @@ def control(layer: StrictLayer, environ, start_response):
             result = admin_role_ensure(path.split("/", 1)[1])
         elif path == "users" and post:
             result = user_make(**data)
+        elif path.startswith("snapshots/") and post:
+            result = layer.snapshot_take(path.split("/", 1)[1])
+        elif path.startswith("restore/") and post:
+            result = layer.snapshot_restore(path.split("/", 1)[1], Strictness.of(data))
         else:
             status, result = "404 Not Found", {"error": f"no such control: {environ.get('REQUEST_METHOD')} {path}"}
     except (ValueError, TypeError, KeyError) as exc:

@@ -494,3 +494,24 @@ def test_delete_group_and_delete_policy_are_refused_while_in_use_and_allowed_onc
     aws.configure(delete_conflicts=False)  # moto as it is: a user with access keys is deleted, keys and all
     harness.create_access_key(UserName="tester")
     iam.delete_user(UserName="tester")
+
+
+# --- Snapshots: what the `aws` fixture restores before each test ------------------------------------------------
+
+
+def test_a_restored_snapshot_has_the_role_and_onramps_identity_and_nothing_a_test_left(aws):
+    harness = aws.admin(CUSTOMER_ACCOUNT).client("iam", endpoint_url=aws.url, region_name="us-east-1")
+    harness.create_user(UserName="left-behind")
+    aws.snapshot_take("test-snapshot")
+    harness.create_user(UserName="after-the-snapshot")
+    harness.delete_user(UserName="left-behind")
+
+    assert aws.snapshot_restore("test-snapshot", **aws.configure())
+    users = {u["UserName"] for u in harness.list_users()["Users"]}
+    assert "left-behind" in users and "after-the-snapshot" not in users
+    assert harness.get_role(RoleName="OnrampAccess")["Role"]["Arn"] == ROLE
+    _client(aws, _onramp_role(aws), "iam").list_account_aliases()  # Onramp's identity assumes the role as before
+    harness.delete_user(UserName="left-behind")
+    assert aws.snapshot_restore("test-snapshot", **aws.configure())  # fresh objects each time, not the same ones
+    assert "left-behind" in {u["UserName"] for u in harness.list_users()["Users"]}
+    assert not aws.snapshot_restore("no-such-snapshot")
