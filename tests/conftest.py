@@ -4,6 +4,7 @@ alice is a tech lead who starts runs, bob is another tech lead, charlie is in no
 must see nothing, dana is an Admin.
 """
 
+import hashlib
 import importlib
 import json
 import os
@@ -26,8 +27,8 @@ from provisioning.aws import run_accounts
 from provisioning.models import Credential, Customer, Run
 from provisioning.runs import run_create
 from provisioning.spec import spec_parse
+from sandbox.controller import Sandbox
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
-from tests.sandbox import Sandbox
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM beside Playwright's sync API
 # Subprocesses (manage.py, the build script) read and write no .env of this checkout: a developer's
@@ -38,7 +39,7 @@ CUSTOMER_ACCOUNT = "111122223333"
 PASSWORD = "correct-horse-battery-staple"
 
 
-# The strict sandbox's rules (tests/sandbox_strict.py Strictness) that end-to-end tests run with by default:
+# The strict sandbox's rules (sandbox/strict.py Strictness) that end-to-end tests run with by default:
 # all of them. The consistency window is 2 s: the steps wait out AWS's propagation delays (aws.settle).
 STRICT = {
     "authorization": True,
@@ -53,6 +54,7 @@ STRICT = {
     "names": True,
     "alias_global": True,
     "reset_required_on_create": True,
+    "delete_conflicts": True,
 }
 # To see what another setting breaks, without editing this file: ONRAMP_SANDBOX_STRICT='{"consistency_window": 2}'.
 STRICT.update(json.loads(os.environ.get("ONRAMP_SANDBOX_STRICT") or "{}"))
@@ -64,6 +66,17 @@ EXTERNAL_ID = "acme-external-id-0123456789"
 NOTHING_ALLOWED = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}
 # The access key pair AWS's documentation uses as its example: shaped like a key, never a real one.
 EXAMPLE_KEYS = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+
+
+# The fixtures that bring the real Celery worker: a test using one (directly or through another fixture) is
+# end-to-end, marked `e2e` here rather than by hand, so that `make test-fast` (-m "not e2e …") never runs one.
+E2E_FIXTURES = frozenset({"worker", "celery_worker"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 def customer_keys_give(aws, customer: Customer, *, account_id: str) -> tuple[str, str]:
@@ -113,14 +126,20 @@ def aws(sandbox, request):
     for marker in reversed(list(request.node.iter_markers("strict"))):  # a module's, then the test's own
         switches.update(marker.kwargs)
     lenient = request.node.get_closest_marker("lenient") is not None
-    sandbox.reset(**({} if lenient else switches))
-    sandbox.user_make(
-        account_id=settings.PORTAL_AWS_ACCOUNT_ID,
-        user_name=PORTAL_USER,
-        policy_document=customers.portal_policy_document(),
-        keys=PORTAL_KEYS,
-    )
-    customer_role_deploy(sandbox)
+    switches = {} if lenient else switches
+    # Built once per set of rules (they decide how the role's template is stored), then restored from the
+    # server's snapshot before each test: the same state, without a reset, a user and a stack deploy each time.
+    snapshot = hashlib.sha256(json.dumps(switches, sort_keys=True).encode()).hexdigest()[:16]
+    if not sandbox.snapshot_restore(snapshot, **switches):
+        sandbox.reset(**switches)
+        sandbox.user_make(
+            account_id=settings.PORTAL_AWS_ACCOUNT_ID,
+            user_name=PORTAL_USER,
+            policy_document=customers.portal_policy_document(),
+            keys=PORTAL_KEYS,
+        )
+        customer_role_deploy(sandbox)
+        sandbox.snapshot_take(snapshot)
     yield sandbox
 
 

@@ -42,6 +42,7 @@ def bench_aws(aws):
 
 # The contenders are timed against moto, which has no consistency window; here they are checked for making the
 # same calls, which waiting out AWS's settling (a retry of a call) would blur, and the CLI does not wait it out.
+@pytest.mark.slow  # the runbook as typed: about 40 aws CLI processes, one after another
 @pytest.mark.strict(consistency_window=0)
 def test_the_runbook_script_and_the_boto3_script_make_the_same_calls_and_build_the_same_account(bench_aws, tmp_path):
     by_cli = spec_parse(common.spec_data(account_id="210987654321", name="bench-cli"))
@@ -150,6 +151,7 @@ def _bench(script: str, *args: str, tmp_path, **env) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_the_onboarding_bench_runs_every_contender_bare_and_behind_a_latency(tmp_path):
     out = _bench("onboarding.py", "--rounds", "1", "--latencies", "0,5", tmp_path=tmp_path)
     summary = out[out.index("Summary") :]
@@ -160,6 +162,7 @@ def test_the_onboarding_bench_runs_every_contender_bare_and_behind_a_latency(tmp
     assert "The proxy's own overhead" in out and "Where the time goes on Onramp's critical path" in out
 
 
+@pytest.mark.slow
 def test_the_throughput_bench_runs_each_pool(tmp_path):
     out = _bench(
         "throughput.py", "--onboardings", "2", "--latency-ms", "5", "--pools", "prefork:2,threads:4", tmp_path=tmp_path
@@ -168,6 +171,7 @@ def test_the_throughput_bench_runs_each_pool(tmp_path):
     assert out.count("reached") == 2 and "All succeeded, none duplicated: yes" in out
 
 
+@pytest.mark.slow
 def test_the_audit_history_bench_seeds_its_own_database_and_prints_each_page_against_the_goal():
     """One tiny round of `make bench`'s audit history (3,000 events, 2 requests a page): it seeds with SQL in its
     own database and prints p50/p95 of each page and a verdict (figures printed, nothing timed here)."""

@@ -1,4 +1,4 @@
-"""The strict sandbox itself (tests/sandbox_strict.py): each correction of moto and each strict rule, switched
+"""The strict sandbox itself (sandbox/strict.py): each correction of moto and each strict rule, switched
 on and off on its own, against the real server. A rule that stopped working would let production code that
 AWS refuses pass every other test, so each is shown refusing what AWS refuses and, switched off, letting it by."""
 
@@ -6,14 +6,14 @@ import json
 import secrets
 import string
 import time
+from datetime import UTC, datetime
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
-from tests.conftest import CUSTOMER_ACCOUNT, EXTERNAL_ID, PORTAL_KEYS, customer_role_deploy
-from tests.sandbox_strict import (
+from sandbox.strict import (
     Caller,
     Strictness,
     condition_holds,
@@ -21,6 +21,7 @@ from tests.sandbox_strict import (
     principal_match,
     value_problem,
 )
+from tests.conftest import CUSTOMER_ACCOUNT, EXTERNAL_ID, PORTAL_KEYS, customer_role_deploy
 
 # Each test here shows one rule: the others that could get in its way (a window after each create, sessions
 # expiring) are off unless the test turns its own on, whatever conftest.STRICT (or ONRAMP_SANDBOX_STRICT) says.
@@ -367,3 +368,150 @@ def test_awss_default_password_policy_wants_eight_characters_of_three_kinds():
     assert password_problem("Abcdefg1", None) == ""
     assert password_problem("abcdefg1", None)  # two kinds
     assert password_problem("Ab1!", None)  # too short
+
+
+# --- DeleteConflict: what still hangs on a user, a group or a policy ----------------------------------------------
+
+MEDIA = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]}
+
+
+def _attachments() -> dict:
+    """One way each to leave something on a user that AWS's DeleteUser refuses to delete it with: how to make
+    it (by the harness, in the account), and how to take it off again (as the tester)."""
+
+    def mfa(iam):
+        serial = iam.create_virtual_mfa_device(VirtualMFADeviceName="tester-mfa")["VirtualMFADevice"]["SerialNumber"]
+        iam.enable_mfa_device(UserName="tester", SerialNumber=serial, AuthenticationCode1="123456",
+                              AuthenticationCode2="654321")  # fmt: skip
+        return serial
+
+    return {
+        "login profile": (
+            lambda iam: iam.create_login_profile(UserName="tester", Password="Correct-Horse-9-Battery"),
+            lambda iam, _: iam.delete_login_profile(UserName="tester"),
+        ),
+        "access keys": (
+            lambda iam: iam.create_access_key(UserName="tester")["AccessKey"]["AccessKeyId"],
+            lambda iam, key: iam.delete_access_key(UserName="tester", AccessKeyId=key),
+        ),
+        "signing certificates": (
+            lambda iam: iam.upload_signing_certificate(UserName="tester", CertificateBody=_certificate())[
+                "Certificate"
+            ]["CertificateId"],
+            lambda iam, cert: iam.delete_signing_certificate(UserName="tester", CertificateId=cert),
+        ),
+        "SSH public keys": (
+            lambda iam: iam.upload_ssh_public_key(UserName="tester", SSHPublicKeyBody=SSH_KEY)["SSHPublicKey"][
+                "SSHPublicKeyId"
+            ],
+            lambda iam, key: iam.delete_ssh_public_key(UserName="tester", SSHPublicKeyId=key),
+        ),
+        "MFA devices": (mfa, lambda iam, serial: iam.deactivate_mfa_device(UserName="tester", SerialNumber=serial)),
+        "policies": (
+            lambda iam: iam.put_user_policy(UserName="tester", PolicyName="inline", PolicyDocument=json.dumps(MEDIA)),
+            lambda iam, _: iam.delete_user_policy(UserName="tester", PolicyName="inline"),
+        ),
+        "detach all policies": (
+            lambda iam: iam.attach_user_policy(UserName="tester", PolicyArn="arn:aws:iam::aws:policy/ReadOnlyAccess"),
+            lambda iam, _: iam.detach_user_policy(
+                UserName="tester", PolicyArn="arn:aws:iam::aws:policy/ReadOnlyAccess"
+            ),
+        ),
+        "groups": (
+            lambda iam: (
+                iam.create_group(GroupName="Apps"),
+                iam.add_user_to_group(GroupName="Apps", UserName="tester"),
+            ),
+            lambda iam, _: iam.remove_user_from_group(GroupName="Apps", UserName="tester"),
+        ),
+    }
+
+
+def _certificate() -> str:
+    """A self-signed certificate made for this test (its key thrown away): what UploadSigningCertificate takes."""
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sandbox-test")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+SSH_KEY = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC3 sandbox-test"
+
+
+def _deleter(aws) -> boto3.Session:
+    """A caller allowed to delete users, groups and policies: what refuses it below is the conflict, not IAM."""
+    return _user(aws, CUSTOMER_ACCOUNT, "iam:DeleteUser", "iam:DeleteGroup", "iam:DeletePolicy", name="deleter")
+
+
+@pytest.mark.parametrize("what", list(_attachments()))
+def test_delete_user_is_refused_while_anything_hangs_on_the_user_as_aws_does(aws, what):
+    make, take_off = _attachments()[what]
+    harness = aws.admin(CUSTOMER_ACCOUNT).client("iam", endpoint_url=aws.url, region_name="us-east-1")
+    harness.create_user(UserName="tester")
+    made = make(harness)
+    iam = _client(aws, _deleter(aws), "iam")
+    error = _error(lambda: iam.delete_user(UserName="tester"))
+    assert error["Code"] == "DeleteConflict", error
+    assert what.split()[0].lower() in error["Message"].lower(), error["Message"]
+    take_off(harness, made)
+    iam.delete_user(UserName="tester")
+    assert _error(lambda: harness.get_user(UserName="tester"))["Code"] == "NoSuchEntity"
+
+
+def test_delete_group_and_delete_policy_are_refused_while_in_use_and_allowed_once_free(aws):
+    harness = aws.admin(CUSTOMER_ACCOUNT).client("iam", endpoint_url=aws.url, region_name="us-east-1")
+    harness.create_user(UserName="tester")
+    harness.create_group(GroupName="Apps")
+    harness.add_user_to_group(GroupName="Apps", UserName="tester")
+    arn = harness.create_policy(PolicyName="MediaManagement-x", PolicyDocument=json.dumps(MEDIA))["Policy"]["Arn"]
+    harness.attach_group_policy(GroupName="Apps", PolicyArn=arn)
+    harness.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(MEDIA), SetAsDefault=True)
+    iam = _client(aws, _deleter(aws), "iam")
+
+    assert "remove users from group" in _error(lambda: iam.delete_group(GroupName="Apps"))["Message"]
+    harness.remove_user_from_group(GroupName="Apps", UserName="tester")
+    assert "detach all policies" in _error(lambda: iam.delete_group(GroupName="Apps"))["Message"]
+    assert _error(lambda: iam.delete_policy(PolicyArn=arn))["Message"] == "Cannot delete a policy attached to entities."
+    harness.detach_group_policy(GroupName="Apps", PolicyArn=arn)
+    iam.delete_group(GroupName="Apps")
+    error = _error(lambda: iam.delete_policy(PolicyArn=arn))
+    assert error["Code"] == "DeleteConflict" and "versions" in error["Message"]
+    harness.delete_policy_version(PolicyArn=arn, VersionId="v1")
+    iam.delete_policy(PolicyArn=arn)
+
+    aws.configure(delete_conflicts=False)  # moto as it is: a user with access keys is deleted, keys and all
+    harness.create_access_key(UserName="tester")
+    iam.delete_user(UserName="tester")
+
+
+# --- Snapshots: what the `aws` fixture restores before each test ------------------------------------------------
+
+
+def test_a_restored_snapshot_has_the_role_and_onramps_identity_and_nothing_a_test_left(aws):
+    harness = aws.admin(CUSTOMER_ACCOUNT).client("iam", endpoint_url=aws.url, region_name="us-east-1")
+    harness.create_user(UserName="left-behind")
+    aws.snapshot_take("test-snapshot")
+    harness.create_user(UserName="after-the-snapshot")
+    harness.delete_user(UserName="left-behind")
+
+    assert aws.snapshot_restore("test-snapshot", **aws.configure())
+    users = {u["UserName"] for u in harness.list_users()["Users"]}
+    assert "left-behind" in users and "after-the-snapshot" not in users
+    assert harness.get_role(RoleName="OnrampAccess")["Role"]["Arn"] == ROLE
+    _client(aws, _onramp_role(aws), "iam").list_account_aliases()  # Onramp's identity assumes the role as before
+    harness.delete_user(UserName="left-behind")
+    assert aws.snapshot_restore("test-snapshot", **aws.configure())  # fresh objects each time, not the same ones
+    assert "left-behind" in {u["UserName"] for u in harness.list_users()["Users"]}
+    assert not aws.snapshot_restore("no-such-snapshot")

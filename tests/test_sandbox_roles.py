@@ -1,4 +1,4 @@
-"""bin/sandbox_roles.py: in the sandbox of `make run`, each customer's role is deployed from Onramp's own
+"""sandbox/roles.py: in the sandbox of `make run`, each customer's role is deployed from Onramp's own
 template, as the customer's administrator would deploy it, never by the portal (issue 25, point 1)."""
 
 import json
@@ -14,12 +14,12 @@ from django.urls import reverse
 
 from provisioning import customers
 from provisioning.registry import ROLE_NAME, ROLE_TEMPLATE_VERSION
+from sandbox.controller import admin_session, free_port
 from tests.conftest import customer_make
-from tests.sandbox import admin_session, free_port
 from tests.test_make_run import _sandbox, _stop
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMAND = ".venv/bin/python bin/sandbox_roles.py --customer"
+COMMAND = ".venv/bin/python -m sandbox.roles --customer"
 
 
 def sandbox_roles(url: str, *args: str) -> str:
@@ -31,7 +31,7 @@ def sandbox_roles(url: str, *args: str) -> str:
         "AWS_ENDPOINT_URL": url,
     }
     done = subprocess.run(
-        [sys.executable, "bin/sandbox_roles.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "sandbox.roles", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
@@ -102,7 +102,7 @@ def test_point_1_every_customers_role_is_deployed_in_a_restored_sandbox_and_one_
 def test_the_script_deploys_nothing_without_a_sandbox_endpoint():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DJANGO_SETTINGS"))}
     done = subprocess.run(
-        [sys.executable, "bin/sandbox_roles.py"],
+        [sys.executable, "-m", "sandbox.roles"],
         cwd=ROOT,
         env={**env, "DJANGO_ENV": "test", "AWS_ENDPOINT_URL": ""},
         capture_output=True,
@@ -119,7 +119,7 @@ def test_point_1_the_customers_admin_page_shows_the_one_line_on_a_sandbox_instal
     page = reverse("admin:provisioning_customer_change", args=[customer.pk])
     with override_settings(ROLE_DEPLOY_COMMAND=COMMAND):
         assert f"{COMMAND} globex</code>" in client.get(page).content.decode()
-    assert "bin/sandbox_roles.py" not in client.get(page).content.decode()  # on AWS: the template only
+    assert "sandbox.roles" not in client.get(page).content.decode()  # on AWS: the template only
 
 
 def test_no_module_of_provisioning_knows_the_sandbox_tooling():

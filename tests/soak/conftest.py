@@ -1,5 +1,6 @@
-"""The soak scenarios run only under `-m soak` (make soak): plain `pytest` does not even collect them.
-They share a private Redis server (it gets restarted) and print one line per scenario at the end."""
+"""The soak scenarios run under `-m soak` (make soak); plain `pytest` (make test) runs only the one marked
+`soak_short` (a worker killed mid-step), so that a change that breaks the soak's harness fails CI. They share
+a private Redis server (it gets restarted) and print one line per scenario at the end."""
 
 import pytest
 
@@ -13,10 +14,13 @@ def _soak_selected(config) -> bool:
     return "soak" in (config.getoption("markexpr", default="") or "")
 
 
-def pytest_ignore_collect(collection_path, config):
-    if collection_path.name.startswith("test_") and not _soak_selected(config):
-        return True
-    return None
+def pytest_collection_modifyitems(config, items):
+    if _soak_selected(config):
+        return
+    left = [item for item in items if item.get_closest_marker("soak") and not item.get_closest_marker("soak_short")]
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = [item for item in items if item not in left]
 
 
 @pytest.fixture(scope="session")

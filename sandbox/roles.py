@@ -6,8 +6,8 @@ the customer: for each customer reached by a role whose role is missing, or olde
 Onramp needs, it creates the stack from provisioning's own template, with that customer's external id and
 the portal's account, through the sandbox's CloudFormation API.
 
-    .venv/bin/python bin/sandbox_roles.py                      every customer (`make run`, after migrate)
-    .venv/bin/python bin/sandbox_roles.py --customer demo-co   one customer, by slug (added later in the admin)
+    .venv/bin/python -m sandbox.roles                      every customer (`make run`, after migrate)
+    .venv/bin/python -m sandbox.roles --customer demo-co   one customer, by slug (added later in the admin)
 
 It reads the portal's database and settings from the same environment and .env as manage.py, and talks
 to AWS_ENDPOINT_URL only: without one it refuses (it never deploys anything on real AWS). Development
@@ -39,7 +39,7 @@ from provisioning.registry import ROLE_NAME, ROLE_TEMPLATE_VERSION, ROLE_VERSION
 from provisioning.vocabulary import Access  # noqa: E402
 
 # The customer's administrator in each sandbox account (the strict sandbox's SandboxAdmin; any role on moto).
-from tests.sandbox import admin_session  # noqa: E402
+from sandbox.controller import admin_session  # noqa: E402
 
 STACK = "onramp-access"
 

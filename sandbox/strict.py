@@ -1,10 +1,11 @@
 """The strict sandbox: moto's server with its IAM authorization on, moto's own mistakes corrected, and a
-layer that refuses what AWS refuses where moto is lenient. Test code only; nothing here imports Django.
+layer that refuses what AWS refuses where moto is lenient. Sandbox code only (never imported by the portal);
+nothing here imports Django.
 
-    python -m tests.sandbox_strict --port 5000        (tests/sandbox.py starts it: Sandbox(strict=True))
+    python -m sandbox.strict --port 5000        (sandbox/controller.py starts it: Sandbox(strict=True))
 
 Where the layer lives. It is a WSGI middleware around moto's application, in moto's own server process,
-not the loopback proxy (tests/sandbox.py SandboxProxy): its rules need moto's state — the caller behind an
+not the loopback proxy (sandbox/proxy.py SandboxProxy): its rules need moto's state — the caller behind an
 access key, the role's trust policy, the caller's identity policies evaluated by moto's own evaluator, the
 account's password policy, other accounts' aliases, when a session was issued — and here it reads them
 from moto's backends directly, where a proxy would have to ask for them over HTTP with an identity that
@@ -33,9 +34,11 @@ tests/test_sandbox.py; README "What AWS enforces that the sandbox did not" says 
 """
 
 import argparse
+import copyreg
 import hashlib
 import io
 import json
+import pickle
 import re
 import threading
 import time
@@ -48,7 +51,7 @@ from urllib.parse import parse_qs
 SETUP_ACCOUNT = "000000000000"
 SETUP_USER = "sandbox-setup"
 SETUP_KEY_ID = "AKIASANDBOXSETUP0001"
-SETUP_SECRET = "sandbox-setup-secret-not-a-real-secret00"  # a sandbox-only fixed key
+SETUP_SECRET = "sandbox-setup-secret-not-a-real-secret00"  # noqa: S105 (a sandbox-only fixed key)
 ADMIN_ROLE = "SandboxAdmin"
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
@@ -72,6 +75,7 @@ class Strictness:
     names: bool = False  # request values against botocore's patterns and lengths, ASCII, whole value
     alias_global: bool = False  # an account alias another account has: EntityAlreadyExists
     reset_required_on_create: bool = False  # CreateLoginProfile honours PasswordResetRequired
+    delete_conflicts: bool = False  # DeleteUser/DeleteGroup/DeletePolicy refused while anything still hangs on them
 
     @classmethod
     def of(cls, data: dict) -> "Strictness":
@@ -604,6 +608,66 @@ def _digest(password: str) -> str:
     return hashlib.sha256(password.encode()).hexdigest()
 
 
+def _user_conflict(backend, user) -> str:
+    """What still hangs on a user that AWS's DeleteUser refuses to delete it with, in the order its API reference
+    lists what to remove first ("" when nothing). Service-specific credentials are never there: the sandbox
+    has no API to make one (answer_missing)."""
+    groups = [group.name for group in backend.groups.values() if user in group.users]
+    for present, what in (
+        (user.password is not None, "delete login profile"),
+        (user.access_keys, "delete access keys"),
+        (user.signing_certificates, "delete signing certificates"),
+        (user.ssh_public_keys, "delete SSH public keys"),
+        (user.mfa_devices, "delete MFA devices"),
+        (user.policies, "delete policies"),
+        (user.managed_policies, "detach all policies"),
+        (groups, "remove user from all groups"),
+    ):
+        if present:
+            return f"Cannot delete entity, must {what} first."
+    return ""
+
+
+def check_delete_conflict(layer: "StrictLayer", call: Call, caller: Caller) -> Refusal | None:
+    """DeleteConflict (409) as AWS's API reference describes it: DeleteUser while the user has a login profile,
+    access keys, signing certificates, SSH public keys, MFA devices, inline or attached policies or group
+    memberships (moto 5.2.5 checks only the policies); DeleteGroup while it has members or policies;
+    DeletePolicy while attached or with versions besides the default. Only for a caller AWS would let make the
+    call: an unauthorised one gets moto's AccessDenied first, as on AWS."""
+    from moto.iam.models import iam_backends
+
+    if call.service != "iam" or call.operation not in ("DeleteUser", "DeleteGroup", "DeletePolicy"):
+        return None
+    backend = iam_backends[caller.account]["aws"]
+    if call.operation == "DeleteUser":
+        name = call.params.get("UserName", "")
+        entity, resource = backend.users.get(name), f"arn:aws:iam::{caller.account}:user/{name}"
+        problem = _user_conflict(backend, entity) if entity is not None else ""
+    elif call.operation == "DeleteGroup":
+        name = call.params.get("GroupName", "")
+        entity, resource = backend.groups.get(name), f"arn:aws:iam::{caller.account}:group/{name}"
+        problem = ""
+        if entity is not None and entity.users:
+            problem = "Cannot delete entity, must remove users from group first."
+        elif entity is not None and entity.policies:
+            problem = "Cannot delete entity, must delete policies first."
+        elif entity is not None and entity.managed_policies:
+            problem = "Cannot delete entity, must detach all policies first."
+    else:
+        resource = call.params.get("PolicyArn", "")
+        entity = backend.managed_policies.get(resource)
+        problem = ""
+        if entity is not None and entity.attachment_count:
+            problem = "Cannot delete a policy attached to entities."
+        elif entity is not None and len(entity.versions) > 1:
+            problem = "Cannot delete a policy with non-default versions. Delete its other versions first."
+    if not problem:
+        return None  # nothing in the way, or no such entity: moto answers (NoSuchEntity)
+    if layer.config.authorization and not identity_allows(call, caller, f"iam:{call.operation}", resource):
+        return None
+    return Refusal("DeleteConflict", problem, 409)
+
+
 # In the order AWS answers: authentication, validation, authorization, then the call itself.
 CHECKS = (
     ("session_max_age", check_session),
@@ -613,6 +677,7 @@ CHECKS = (
     ("consistency_window", check_consistency),
     ("alias_global", check_alias),
     ("password_policy", check_password),
+    ("delete_conflicts", check_delete_conflict),
 )
 
 
@@ -820,6 +885,35 @@ def answer_missing(layer: "StrictLayer", call: Call, caller: Caller, start_respo
     return [body]
 
 
+# Some of moto's objects hold locks, which pickle refuses: a restored object gets a new, free lock.
+copyreg.pickle(type(threading.Lock()), lambda _lock: (threading.Lock, ()))
+copyreg.pickle(type(threading.RLock()), lambda _lock: (threading.RLock, ()))
+
+
+def backends_dump() -> bytes:
+    """Every service's state (each backend dict moto has used), pickled: moto's own objects, for this process."""
+    from moto.core.base_backend import BackendDict
+
+    return pickle.dumps({b.service_name: b for b in BackendDict._instances}, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def backends_load(data: bytes) -> None:
+    """Empty every service, then put back what backends_dump kept (only ever bytes this process made)."""
+    from moto.backends import get_backend
+    from moto.core.base_backend import BackendDict
+    from moto.moto_api._internal.models import moto_api_backend
+
+    moto_api_backend.reset()
+    for name, saved in pickle.loads(data).items():  # noqa: S301 (our own bytes, never from outside)
+        live = get_backend(name)
+        dict.clear(live)
+        dict.update(live, saved)
+        # Extra attributes of a service's dict (S3's bucket -> account map); the dict keeps its own id.
+        live.__dict__.update({k: v for k, v in saved.__dict__.items() if k != "_id"})
+        if live not in BackendDict._instances:
+            BackendDict._instances.append(live)
+
+
 class StrictLayer:
     """WSGI middleware around moto's application: the rules of CHECKS before a call, what a call made after."""
 
@@ -830,6 +924,7 @@ class StrictLayer:
         self._serial = threading.Lock()
         self._created: dict[tuple, float] = {}  # what a create made -> when (time.monotonic())
         self._passwords: dict[tuple[str, str], list[str]] = {}  # (account, user) -> digests, oldest first
+        self._snapshots: dict[str, bytes] = {}  # name -> moto's backends, pickled (snapshot_take)
         corrections_install(self)
         speed_install()
 
@@ -854,6 +949,27 @@ class StrictLayer:
             secret_access_key=SETUP_SECRET,
         )
         return self.configure(config)
+
+    def snapshot_take(self, name: str) -> dict:
+        """Keep every service's state as it is now (pickled, in this process) under `name`, to restore it later
+        instead of building it again: a test session's reset, Onramp's identity and the customer's role."""
+        data = backends_dump()
+        with self._lock:
+            self._snapshots[name] = data
+        return {"snapshot": name, "bytes": len(data)}
+
+    def snapshot_restore(self, name: str, config: Strictness) -> dict:
+        """Every service's state as it was when `name` was taken (fresh objects each time), the layer's memory
+        of creates and passwords emptied, and these rules; {"restored": False} when there is no such snapshot."""
+        with self._lock:
+            data = self._snapshots.get(name)
+        if data is None:
+            return {"restored": False}
+        backends_load(data)
+        with self._lock:
+            self._created.clear()
+            self._passwords.clear()
+        return {"restored": True, **self.configure(config)}
 
     def created_within(self, key: tuple, window: float) -> bool:
         with self._lock:
@@ -915,7 +1031,8 @@ class StrictLayer:
 
 
 def control(layer: StrictLayer, environ, start_response):
-    """POST /sandbox-api/reset (a Strictness), /config (some switches), /accounts/<id>, /users; GET /config."""
+    """POST /sandbox-api/reset (a Strictness), /config (some switches), /accounts/<id>, /users, /snapshots/<name>,
+    /restore/<name> (a Strictness); GET /config."""
     path = environ["PATH_INFO"].removeprefix("/sandbox-api/").strip("/")
     post = environ.get("REQUEST_METHOD") == "POST"
     status = "200 OK"
@@ -929,6 +1046,10 @@ def control(layer: StrictLayer, environ, start_response):
             result = admin_role_ensure(path.split("/", 1)[1])
         elif path == "users" and post:
             result = user_make(**data)
+        elif path.startswith("snapshots/") and post:
+            result = layer.snapshot_take(path.split("/", 1)[1])
+        elif path.startswith("restore/") and post:
+            result = layer.snapshot_restore(path.split("/", 1)[1], Strictness.of(data))
         else:
             status, result = "404 Not Found", {"error": f"no such control: {environ.get('REQUEST_METHOD')} {path}"}
     except (ValueError, TypeError, KeyError) as exc:
