@@ -24,7 +24,7 @@ def _onboard_demo_co(page: Page, base: str, password: str) -> None:
     page.get_by_label("Username").fill("techlead")
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Onboarding runs", level=1)).to_be_visible()
+    expect(page.get_by_role("heading", name="Runs", level=1)).to_be_visible()
     page.goto(f"{base}/onboard/")
     page.get_by_label("Customer", exact=True).select_option(label="Demo Co (111122223333)")
     expect(page.get_by_label("AWS account id")).to_have_value("111122223333")

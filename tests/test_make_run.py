@@ -270,13 +270,13 @@ def test_the_demo_tech_lead_gets_a_new_password_on_request():
 
 
 def test_point_11_first_make_run_shows_pips_progress():
-    """The first `make run` installs requirements.txt for minutes: pip's own progress is shown (not -q), after
-    a line that says what is happening. `make -n -W requirements.txt` prints what a changed (or first)
-    install would run, without running it."""
+    """The first `make run` installs requirements-sandbox.txt (requirements.txt and moto's server) for minutes:
+    pip's own progress is shown (not -q), after a line that says what is happening. `make -n -W requirements.txt`
+    prints what a changed (or first) install would run, without running it."""
     planned = subprocess.run(
         ["make", "-n", "-W", "requirements.txt", "run"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.splitlines()
     install = [line for line in planned if "pip install" in line]
-    assert install == [".venv/bin/pip install -r requirements.txt"]
+    assert install == [".venv/bin/pip install -r requirements-sandbox.txt"]
     said = planned.index(install[0]) - 1
     assert planned[said].startswith("echo ") and "Installing Onramp's Python packages" in planned[said]

@@ -46,7 +46,9 @@ def deployed_role(url: str, account_id: str) -> dict:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_point_1_every_customers_role_is_deployed_in_a_restored_sandbox_and_one_added_later_on_request(tmp_path, dana):
+def test_point_1_every_customers_role_is_deployed_in_a_restored_sandbox_and_one_added_later_on_request(
+    tmp_path, dana, monkeypatch
+):
     port, state = free_port(), tmp_path / "state.pickle.gz"
     url = f"http://127.0.0.1:{port}"
     # A sandbox saved before roles were deployed: Demo Co's account has something, but no role.
@@ -89,7 +91,10 @@ def test_point_1_every_customers_role_is_deployed_in_a_restored_sandbox_and_one_
         assert printed.startswith("Globex (account 444455556666): role OnrampAccess deployed"), printed
         assert "Demo Co" not in printed
 
-        # What the issue saw fail: the preflight's read of the role's version (Check connection runs it).
+        # What the issue saw fail: the preflight's read of the role's version (Check connection runs it), as
+        # make run's portal does it: with the sandbox keys bin/run gives Onramp's identity.
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "sandbox-key-id")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sandbox-secret")
         with override_settings(AWS_ENDPOINT_URL=url):
             for customer in (demo, globex):
                 result = customers.customer_check_connection(customer=customer, user=dana)
