@@ -38,7 +38,6 @@ from provisioning.registry import REGISTRY, ApiCall, assume_role_call, source_id
 from provisioning.spec import Spec, spec_from_json
 from provisioning.vocabulary import Access
 
-SANDBOX_KEY = "testing"  # moto accepts any keys when its authorization is off; these are the ones its docs use
 # Renew a role's session when less than this is left (botocore's own advisory window), so no call of a step
 # starts with a session about to expire; a retry hours later renews it before its first call.
 RENEW_BEFORE_SECONDS = 15 * 60
@@ -516,17 +515,6 @@ class AwsAccount:
             self.client(service)
 
 
-def _portal_credentials() -> dict:
-    """Onramp's own identity: boto3's standard credential chain (AWS_* variables, a profile, a role on the
-    machine…), on the sandbox too; the sandbox's fixed keys only when the chain finds none."""
-    if not settings.AWS_ENDPOINT_URL:
-        return {}
-    session = process_session()
-    with _session_lock:
-        found = session.get_credentials()
-    return {} if found is not None else {"aws_access_key_id": SANDBOX_KEY, "aws_secret_access_key": SANDBOX_KEY}
-
-
 _portal_accounts: dict[tuple[str | None, str], AwsAccount] = {}
 _portal_lock = threading.Lock()
 
@@ -536,8 +524,10 @@ def portal_account(region: str) -> AwsAccount:
     key = (settings.AWS_ENDPOINT_URL, region)
     with _portal_lock:
         if key not in _portal_accounts:
+            # No keys given: boto3's standard credential chain (AWS_* variables, a profile, a role on the machine…),
+            # on the sandbox as on AWS; `make run` puts the sandbox's keys in its environment.
             _portal_accounts[key] = AwsAccount(
-                _portal_credentials(), region=region, account_id=settings.PORTAL_AWS_ACCOUNT_ID, access="portal"
+                {}, region=region, account_id=settings.PORTAL_AWS_ACCOUNT_ID, access="portal"
             )
         return _portal_accounts[key]
 

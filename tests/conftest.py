@@ -25,8 +25,8 @@ from provisioning.aws import run_accounts
 from provisioning.models import Credential, Customer, Run
 from provisioning.runs import run_create
 from provisioning.spec import spec_parse
+from sandbox.controller import Sandbox
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
-from tests.sandbox import Sandbox
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM beside Playwright's sync API
 # Subprocesses (manage.py, the build script) read and write no .env of this checkout: a developer's
@@ -37,7 +37,7 @@ CUSTOMER_ACCOUNT = "111122223333"
 PASSWORD = "correct-horse-battery-staple"
 
 
-# The strict sandbox's rules (tests/sandbox_strict.py Strictness) that end-to-end tests run with by default:
+# The strict sandbox's rules (sandbox/strict.py Strictness) that end-to-end tests run with by default:
 # all of them. The consistency window is 2 s: the steps wait out AWS's propagation delays (aws.settle).
 STRICT = {
     "authorization": True,
@@ -63,6 +63,17 @@ EXTERNAL_ID = "acme-external-id-0123456789"
 NOTHING_ALLOWED = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}
 # The access key pair AWS's documentation uses as its example: shaped like a key, never a real one.
 EXAMPLE_KEYS = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+
+
+# The fixtures that bring the real Celery worker: a test using one (directly or through another fixture) is
+# end-to-end, marked `e2e` here rather than by hand, so that `make test-fast` (-m "not e2e …") never runs one.
+E2E_FIXTURES = frozenset({"worker", "celery_worker"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 def customer_keys_give(aws, customer: Customer, *, account_id: str) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""The strict sandbox itself (tests/sandbox_strict.py): each correction of moto and each strict rule, switched
+"""The strict sandbox itself (sandbox/strict.py): each correction of moto and each strict rule, switched
 on and off on its own, against the real server. A rule that stopped working would let production code that
 AWS refuses pass every other test, so each is shown refusing what AWS refuses and, switched off, letting it by."""
 
@@ -12,8 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
-from tests.conftest import CUSTOMER_ACCOUNT, EXTERNAL_ID, PORTAL_KEYS, customer_role_deploy
-from tests.sandbox_strict import (
+from sandbox.strict import (
     Caller,
     Strictness,
     condition_holds,
@@ -21,6 +20,7 @@ from tests.sandbox_strict import (
     principal_match,
     value_problem,
 )
+from tests.conftest import CUSTOMER_ACCOUNT, EXTERNAL_ID, PORTAL_KEYS, customer_role_deploy
 
 # Each test here shows one rule: the others that could get in its way (a window after each create, sessions
 # expiring) are off unless the test turns its own on, whatever conftest.STRICT (or ONRAMP_SANDBOX_STRICT) says.

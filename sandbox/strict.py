@@ -1,10 +1,11 @@
 """The strict sandbox: moto's server with its IAM authorization on, moto's own mistakes corrected, and a
-layer that refuses what AWS refuses where moto is lenient. Test code only; nothing here imports Django.
+layer that refuses what AWS refuses where moto is lenient. Sandbox code only (never imported by the portal);
+nothing here imports Django.
 
-    python -m tests.sandbox_strict --port 5000        (tests/sandbox.py starts it: Sandbox(strict=True))
+    python -m sandbox.strict --port 5000        (sandbox/controller.py starts it: Sandbox(strict=True))
 
 Where the layer lives. It is a WSGI middleware around moto's application, in moto's own server process,
-not the loopback proxy (tests/sandbox.py SandboxProxy): its rules need moto's state — the caller behind an
+not the loopback proxy (sandbox/proxy.py SandboxProxy): its rules need moto's state — the caller behind an
 access key, the role's trust policy, the caller's identity policies evaluated by moto's own evaluator, the
 account's password policy, other accounts' aliases, when a session was issued — and here it reads them
 from moto's backends directly, where a proxy would have to ask for them over HTTP with an identity that
@@ -48,7 +49,7 @@ from urllib.parse import parse_qs
 SETUP_ACCOUNT = "000000000000"
 SETUP_USER = "sandbox-setup"
 SETUP_KEY_ID = "AKIASANDBOXSETUP0001"
-SETUP_SECRET = "sandbox-setup-secret-not-a-real-secret00"  # a sandbox-only fixed key
+SETUP_SECRET = "sandbox-setup-secret-not-a-real-secret00"  # noqa: S105 (a sandbox-only fixed key)
 ADMIN_ROLE = "SandboxAdmin"
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
