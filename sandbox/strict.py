@@ -60,6 +60,8 @@ class Strictness:
 
     # moto's IAM authorization: every call checked against the caller's identity policies.
     authorization: bool = False
+    # IAM's own decision before moto's (sandbox/iam_eval.py): resource ARNs, condition keys, operators, denies.
+    iam_decision: bool = False
     # moto 5.2.5's mistakes, corrected (each named in README and tested in tests/test_sandbox.py).
     cfn_inline_policy: bool = False  # a CloudFormation-made role's inline policy: moto's evaluator fails on it
     s3_action_names: bool = False  # ?publicAccessBlock / ?ownershipControls authorised as their own actions
@@ -97,6 +99,10 @@ class Call:
     bucket: str  # S3: the bucket named in the path
     headers: dict  # lower-case names
     access_key_id: str
+    method: str = "GET"
+    path: str = "/"
+    query: str = ""
+    body: bytes = b""
 
     @property
     def protocol(self) -> str:
@@ -133,7 +139,19 @@ def call_parse(environ: dict, body: bytes) -> Call | None:
     else:
         params = {name: values[0] for name, values in parse_qs(body.decode(errors="replace")).items()}
         operation = params.get("Action", "")
-    return Call(service, region, operation, params, bucket, headers, access_key_id)
+    return Call(
+        service,
+        region,
+        operation,
+        params,
+        bucket,
+        headers,
+        access_key_id,
+        environ.get("REQUEST_METHOD", "GET"),
+        environ.get("PATH_INFO", "/"),
+        environ.get("QUERY_STRING", ""),
+        body,
+    )
 
 
 @dataclass(frozen=True)
@@ -605,11 +623,19 @@ def _digest(password: str) -> str:
     return hashlib.sha256(password.encode()).hexdigest()
 
 
+def check_iam_decision(layer: "StrictLayer", call: Call, caller: Caller) -> Refusal | None:
+    """The caller's identity policies as IAM decides them (sandbox/iam_eval.py)."""
+    from sandbox.iam_eval import check_iam_decision as decide
+
+    return decide(layer, call, caller)
+
+
 # In the order AWS answers: authentication, validation, authorization, then the call itself.
 CHECKS = (
     ("session_max_age", check_session),
     ("names", check_names),
     ("trust", check_trust),
+    ("iam_decision", check_iam_decision),
     ("dependent_actions", check_dependent_actions),
     ("consistency_window", check_consistency),
     ("alias_global", check_alias),
@@ -715,6 +741,11 @@ def corrections_install(layer: "StrictLayer") -> None:
 
     access_control.S3IAMRequest.check_action_permitted = s3_check_named
 
+    # 4. With IAM's decision made by the layer (Strictness.iam_decision), moto's own permission check defers to it.
+    from sandbox.iam_eval import moto_gate_install
+
+    moto_gate_install(layer)
+
 
 # --- The layer and its control API ----------------------------------------------------------------------
 
@@ -811,7 +842,11 @@ def answer_missing(layer: "StrictLayer", call: Call, caller: Caller, start_respo
     action = f"iam:{call.operation}"
     user = call.params.get("UserName", "")
     resource = f"arn:aws:iam::{caller.account}:user/{user}"
-    if layer.config.authorization and not caller.harness and not identity_allows(call, caller, action, resource):
+    if layer.config.iam_decision and not caller.harness:
+        refusal = check_iam_decision(layer, call, caller)
+        if refusal is not None:
+            return refusal.respond(call, start_response)
+    elif layer.config.authorization and not caller.harness and not identity_allows(call, caller, action, resource):
         return access_denied(call, caller, action, resource).respond(call, start_response)
     if user not in iam_backends[caller.account]["aws"].users or call.operation == "DeleteServiceSpecificCredential":
         # No user, or (a sandbox user has none) no such credential.

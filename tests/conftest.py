@@ -41,6 +41,7 @@ PASSWORD = "correct-horse-battery-staple"
 # all of them. The consistency window is 2 s: the steps wait out AWS's propagation delays (aws.settle).
 STRICT = {
     "authorization": True,
+    "iam_decision": True,
     "cfn_inline_policy": True,
     "s3_action_names": True,
     "root_principal": True,
