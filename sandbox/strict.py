@@ -46,6 +46,8 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from urllib.parse import parse_qs
 
+from sandbox import refusals
+
 SETUP_ACCOUNT = "000000000000"
 SETUP_USER = "sandbox-setup"
 SETUP_KEY_ID = "AKIASANDBOXSETUP0001"
@@ -75,6 +77,10 @@ class Strictness:
     names: bool = False  # request values against botocore's patterns and lengths, ASCII, whole value
     alias_global: bool = False  # an account alias another account has: EntityAlreadyExists
     reset_required_on_create: bool = False  # CreateLoginProfile honours PasswordResetRequired
+    # AWS's other refusals (sandbox/refusals.py).
+    inactive_keys: bool = False  # an Inactive access key cannot sign a request
+    foreign_bucket: bool = False  # HeadBucket on another account's bucket: 403
+    policy_quotas: bool = False  # AttachedPoliciesPerUserQuota (10), managed-policy size (6,144)
 
     @classmethod
     def of(cls, data: dict) -> "Strictness":
@@ -632,6 +638,7 @@ def check_iam_decision(layer: "StrictLayer", call: Call, caller: Caller) -> Refu
 
 # In the order AWS answers: authentication, validation, authorization, then the call itself.
 CHECKS = (
+    *refusals.AUTHENTICATION,
     ("session_max_age", check_session),
     ("names", check_names),
     ("trust", check_trust),
@@ -640,6 +647,7 @@ CHECKS = (
     ("consistency_window", check_consistency),
     ("alias_global", check_alias),
     ("password_policy", check_password),
+    *refusals.CHECKS,
 )
 
 

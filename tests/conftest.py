@@ -53,6 +53,9 @@ STRICT = {
     "names": True,
     "alias_global": True,
     "reset_required_on_create": True,
+    "inactive_keys": True,
+    "foreign_bucket": True,
+    "policy_quotas": True,
 }
 # To see what another setting breaks, without editing this file: ONRAMP_SANDBOX_STRICT='{"consistency_window": 2}'.
 STRICT.update(json.loads(os.environ.get("ONRAMP_SANDBOX_STRICT") or "{}"))

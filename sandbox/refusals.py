@@ -1,0 +1,79 @@
+"""AWS's other refusals, where moto is lenient (issue 28 section 2). Each is a switch of sandbox/strict.py's
+Strictness, checked before moto answers, and tested on its own in tests/test_sandbox_refusals.py; README's
+"What AWS enforces that the sandbox did not" cites what each relies on. Nothing here imports Django."""
+
+import re
+
+# AWS's default quotas (IAM User Guide, "IAM and AWS STS quotas"; GetAccountSummary's AttachedPoliciesPerUserQuota
+# and PolicySizeQuota): 10 managed policies per user, 6,144 characters of a managed policy without whitespace.
+ATTACHED_POLICIES_PER_USER = 10
+POLICY_SIZE = 6144
+
+
+def _refusal(code: str, message: str, status: int):
+    from sandbox.strict import Refusal
+
+    return Refusal(code, message, status)
+
+
+def check_inactive_key(layer, call, caller):
+    """A user's access key that is Inactive cannot sign requests (IAM API reference, AccessKey: "Active means
+    that the key is valid for API calls, while Inactive means it is not"); moto accepts it."""
+    from moto.iam.models import iam_backends
+
+    if caller.issued is not None:  # a role session's keys are not a user's
+        return None
+    key = iam_backends[caller.account]["aws"].access_keys.get(call.access_key_id)
+    if key is None or key.status != "Inactive":
+        return None
+    if call.protocol == "rest-xml":
+        return _refusal("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.", 403)
+    if call.protocol == "json":
+        return _refusal("UnrecognizedClientException", "The security token included in the request is invalid.", 400)
+    return _refusal("InvalidClientTokenId", "The security token included in the request is invalid.", 403)
+
+
+def check_foreign_bucket(layer, call, caller):
+    """HeadBucket on a bucket of another account, with no bucket policy granting it, answers 403 (S3 API
+    reference, HeadBucket: 200 only "if the bucket exists and you have permission to access it"); moto
+    answers 200, which would tell Onramp a name another account holds is one it may use."""
+    from moto.s3.models import s3_backends
+
+    if call.service != "s3" or call.method != "HEAD" or not call.bucket or call.path.strip("/") != call.bucket:
+        return None
+    owner = s3_backends.bucket_accounts.get(call.bucket)
+    if owner is None or owner[1] == caller.account:
+        return None
+    return _refusal("403", "Forbidden", 403)
+
+
+def _size(document: str) -> int:
+    return len(re.sub(r"\s", "", document))
+
+
+def check_policy_quotas(layer, call, caller):
+    """AttachUserPolicy past the user's AttachedPoliciesPerUserQuota, and CreatePolicy/CreatePolicyVersion with a
+    document past the managed-policy size, answer LimitExceeded as AWS does; moto takes any number and size."""
+    from moto.iam.models import iam_backends
+
+    if call.service != "iam":
+        return None
+    if call.operation == "AttachUserPolicy":
+        user = iam_backends[caller.account]["aws"].users.get(call.params.get("UserName", ""))
+        attached = user.managed_policies if user is not None else {}
+        if call.params.get("PolicyArn") not in attached and len(attached) >= ATTACHED_POLICIES_PER_USER:
+            return _refusal(
+                "LimitExceeded", f"Cannot exceed quota for PoliciesPerUser: {ATTACHED_POLICIES_PER_USER}", 409
+            )
+    big = _size(call.params.get("PolicyDocument", "")) > POLICY_SIZE
+    if call.operation in ("CreatePolicy", "CreatePolicyVersion") and big:
+        return _refusal("LimitExceeded", f"Cannot exceed quota for PolicySize: {POLICY_SIZE}", 409)
+    return None
+
+
+# Authentication comes before everything else AWS checks; the others after authorization.
+AUTHENTICATION = (("inactive_keys", check_inactive_key),)
+CHECKS = (
+    ("foreign_bucket", check_foreign_bucket),
+    ("policy_quotas", check_policy_quotas),
+)

@@ -1,0 +1,88 @@
+"""AWS's other refusals in the strict sandbox (sandbox/refusals.py, issue 28 section 2): each switch shown refusing
+what AWS refuses and, switched off, moto letting it by."""
+
+import json
+
+import pytest
+
+from tests.conftest import CUSTOMER_ACCOUNT
+from tests.test_sandbox import OTHER_ACCOUNT, _client, _error, _user
+
+pytestmark = pytest.mark.strict(consistency_window=0.0, session_max_age=0.0)
+
+
+def test_an_inactive_access_key_cannot_sign_a_request(aws):
+    session = _user(aws, CUSTOMER_ACCOUNT, "iam:ListUsers")
+    iam = _client(aws, session, "iam", region="us-east-1")
+    iam.list_users()
+    admin = aws.admin(CUSTOMER_ACCOUNT).client("iam", endpoint_url=aws.url, region_name="us-east-1")
+    key_id = session.get_credentials().access_key
+    admin.update_access_key(UserName="tester", AccessKeyId=key_id, Status="Inactive")
+    assert _error(iam.list_users)["Code"] == "InvalidClientTokenId"
+    assert _error(_client(aws, session, "s3").list_buckets)["Code"] == "InvalidAccessKeyId"
+
+    aws.configure(inactive_keys=False)
+    iam.list_users()
+
+
+def test_head_bucket_on_another_accounts_bucket_answers_403(aws):
+    aws.admin(OTHER_ACCOUNT).client("s3", endpoint_url=aws.url, region_name="us-east-1").create_bucket(
+        Bucket="theirs-bucket"
+    )
+    s3 = _client(aws, _user(aws, CUSTOMER_ACCOUNT, "s3:*"), "s3", region="us-east-1")
+    s3.create_bucket(Bucket="ours-bucket")
+    s3.head_bucket(Bucket="ours-bucket")
+    assert _error(lambda: s3.head_bucket(Bucket="theirs-bucket"))["Code"] == "403"
+
+    aws.configure(foreign_bucket=False)
+    s3.head_bucket(Bucket="theirs-bucket")  # moto: 200 for a bucket the caller cannot reach
+
+
+MANAGED = [
+    "ReadOnlyAccess",
+    "AmazonS3FullAccess",
+    "AmazonEC2ContainerRegistryPowerUser",
+    "IAMUserChangePassword",
+    "PowerUserAccess",
+    "AdministratorAccess",
+    "job-function/Billing",
+    "job-function/ViewOnlyAccess",
+    "AmazonS3ReadOnlyAccess",
+    "AmazonEC2ReadOnlyAccess",
+    "IAMReadOnlyAccess",
+]
+
+
+def test_a_user_takes_ten_managed_policies_at_most(aws):
+    iam = _client(aws, _user(aws, CUSTOMER_ACCOUNT, "iam:*"), "iam", region="us-east-1")
+    iam.create_user(UserName="member")
+    for name in MANAGED[:10]:
+        iam.attach_user_policy(UserName="member", PolicyArn=f"arn:aws:iam::aws:policy/{name}")
+    iam.attach_user_policy(UserName="member", PolicyArn="arn:aws:iam::aws:policy/ReadOnlyAccess")  # already there
+    error = _error(
+        lambda: iam.attach_user_policy(UserName="member", PolicyArn=f"arn:aws:iam::aws:policy/{MANAGED[10]}")
+    )
+    assert error["Code"] == "LimitExceeded" and "PoliciesPerUser: 10" in error["Message"]
+
+    aws.configure(policy_quotas=False)
+    iam.attach_user_policy(UserName="member", PolicyArn=f"arn:aws:iam::aws:policy/{MANAGED[10]}")
+
+
+def _document(statements: int, indent: int | None = None) -> str:
+    resources = [f"arn:aws:s3:::bucket-{n:04d}/*" for n in range(statements)]
+    return json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": resources}]},
+        indent=indent,
+    )
+
+
+def test_a_managed_policy_is_6144_characters_at_most_without_whitespace(aws):
+    iam = _client(aws, _user(aws, CUSTOMER_ACCOUNT, "iam:*"), "iam", region="us-east-1")
+    fits = _document(180, indent=8)  # ~5,900 characters without whitespace, far more with it
+    assert len(fits) > 6144 > len("".join(fits.split()))
+    iam.create_policy(PolicyName="fits", PolicyDocument=fits)
+    error = _error(lambda: iam.create_policy(PolicyName="too-big", PolicyDocument=_document(230)))
+    assert error["Code"] == "LimitExceeded" and "PolicySize: 6144" in error["Message"]
+
+    aws.configure(policy_quotas=False)
+    iam.create_policy(PolicyName="too-big", PolicyDocument=_document(230))
