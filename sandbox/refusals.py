@@ -71,8 +71,45 @@ def check_policy_quotas(layer, call, caller):
     return None
 
 
+# The Regions an account must enable before it can use them (AWS Account Management Reference Guide, "Enable or
+# disable AWS Regions in your account"); tests/test_sandbox_refusals.py checks that provisioning/aws.py's
+# OPT_IN_REGIONS names the same ones.
+OPT_IN_REGIONS = frozenset(
+    {
+        "af-south-1",
+        "ap-east-1",
+        "ap-south-2",
+        "ap-southeast-3",
+        "ap-southeast-4",
+        "ap-southeast-5",
+        "ap-southeast-7",
+        "ca-west-1",
+        "eu-central-2",
+        "eu-south-1",
+        "eu-south-2",
+        "il-central-1",
+        "me-central-1",
+        "me-south-1",
+        "mx-central-1",
+    }
+)
+
+
+def check_opt_in_region(layer, call, caller):
+    """A call signed for an opt-in Region the account has not enabled (Strictness.enabled_regions) is refused: the
+    account's credentials are not valid there. The answer's code is assumed (AWS documents that such a Region
+    cannot be used, not the code): InvalidClientTokenId, as for a key AWS does not know, in each protocol."""
+    if call.region not in OPT_IN_REGIONS or call.region in layer.config.enabled_regions.split(","):
+        return None
+    if call.protocol == "rest-xml":
+        return _refusal("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.", 403)
+    if call.protocol == "json":
+        return _refusal("UnrecognizedClientException", "The security token included in the request is invalid.", 400)
+    return _refusal("InvalidClientTokenId", "The security token included in the request is invalid.", 403)
+
+
 # Authentication comes before everything else AWS checks; the others after authorization.
-AUTHENTICATION = (("inactive_keys", check_inactive_key),)
+AUTHENTICATION = (("inactive_keys", check_inactive_key), ("opt_in_regions", check_opt_in_region))
 CHECKS = (
     ("foreign_bucket", check_foreign_bucket),
     ("policy_quotas", check_policy_quotas),

@@ -81,6 +81,8 @@ class Strictness:
     inactive_keys: bool = False  # an Inactive access key cannot sign a request
     foreign_bucket: bool = False  # HeadBucket on another account's bucket: 403
     policy_quotas: bool = False  # AttachedPoliciesPerUserQuota (10), managed-policy size (6,144)
+    opt_in_regions: bool = False  # an opt-in Region not in enabled_regions refuses the account's credentials
+    enabled_regions: str = ""  # the opt-in Regions every account has enabled, comma-separated
 
     @classmethod
     def of(cls, data: dict) -> "Strictness":

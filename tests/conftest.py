@@ -56,6 +56,7 @@ STRICT = {
     "inactive_keys": True,
     "foreign_bucket": True,
     "policy_quotas": True,
+    "opt_in_regions": True,
 }
 # To see what another setting breaks, without editing this file: ONRAMP_SANDBOX_STRICT='{"consistency_window": 2}'.
 STRICT.update(json.loads(os.environ.get("ONRAMP_SANDBOX_STRICT") or "{}"))

@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from provisioning.aws import OPT_IN_REGIONS
+from sandbox.refusals import OPT_IN_REGIONS as SANDBOX_OPT_IN_REGIONS
 from tests.conftest import CUSTOMER_ACCOUNT
 from tests.test_sandbox import OTHER_ACCOUNT, _client, _error, _user
 
@@ -86,3 +88,22 @@ def test_a_managed_policy_is_6144_characters_at_most_without_whitespace(aws):
 
     aws.configure(policy_quotas=False)
     iam.create_policy(PolicyName="too-big", PolicyDocument=_document(230))
+
+
+def test_an_opt_in_region_the_account_has_not_enabled_refuses_its_credentials(aws):
+    session = _user(aws, CUSTOMER_ACCOUNT, "ecr:*", "sts:*")
+    _client(aws, session, "ecr", region="eu-west-1").describe_repositories()
+    ecr = _client(aws, session, "ecr", region="af-south-1")
+    assert _error(ecr.describe_repositories)["Code"] == "UnrecognizedClientException"
+    assert _error(_client(aws, session, "sts", region="af-south-1").get_caller_identity)["Code"] == (
+        "InvalidClientTokenId"
+    )
+
+    aws.configure(enabled_regions="af-south-1")
+    ecr.describe_repositories()
+    aws.configure(enabled_regions="", opt_in_regions=False)
+    ecr.describe_repositories()
+
+
+def test_the_sandbox_and_onramp_name_the_same_opt_in_regions():
+    assert SANDBOX_OPT_IN_REGIONS == OPT_IN_REGIONS
