@@ -2,7 +2,10 @@
 Strictness, checked before moto answers, and tested on its own in tests/test_sandbox_refusals.py; README's
 "What AWS enforces that the sandbox did not" cites what each relies on. Nothing here imports Django."""
 
+import base64
 import re
+import uuid
+from urllib.parse import parse_qs
 
 # AWS's default quotas (IAM User Guide, "IAM and AWS STS quotas"; GetAccountSummary's AttachedPoliciesPerUserQuota
 # and PolicySizeQuota): 10 managed policies per user, 6,144 characters of a managed policy without whitespace.
@@ -108,9 +111,64 @@ def check_opt_in_region(layer, call, caller):
     return _refusal("InvalidClientTokenId", "The security token included in the request is invalid.", 403)
 
 
+class Listing:
+    """A 200 answer the layer gives itself (in CHECKS, where a check's result is answered with .respond)."""
+
+    def __init__(self, body: str):
+        self.body = body.encode()
+
+    def respond(self, call, start_response):
+        headers = [("Content-Type", "application/xml"), ("Content-Length", str(len(self.body)))]
+        start_response("200 OK", headers + [("x-amz-request-id", str(uuid.uuid4()))])
+        return [self.body]
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def check_list_buckets_page(layer, call, caller):
+    """ListBuckets answers one page at most (Strictness.list_buckets_page buckets, standing for AWS's 10,000) with a
+    ContinuationToken for the next (S3 API reference, ListBuckets: MaxBuckets, ContinuationToken, Prefix);
+    moto's answer has every bucket and never a token."""
+    from moto.s3.models import s3_backends
+
+    if call.service != "s3" or call.method != "GET" or call.path.strip("/"):
+        return None
+    query = {name: values[0] for name, values in parse_qs(call.query).items()}
+    page = layer.config.list_buckets_page
+    if query.get("max-buckets", "").isdigit():
+        page = min(page, int(query["max-buckets"]))
+    prefix = query.get("prefix", "")
+    after = base64.urlsafe_b64decode(query["continuation-token"]).decode() if query.get("continuation-token") else ""
+    buckets = sorted(
+        (b for b in s3_backends[caller.account]["aws"].buckets.values() if b.name.startswith(prefix)),
+        key=lambda b: b.name,
+    )
+    buckets = [b for b in buckets if b.name > after]
+    shown, more = buckets[:page], len(buckets) > page
+    items = "".join(
+        f"<Bucket><Name>{_escape(b.name)}</Name><CreationDate>"
+        f"{b.creation_date.strftime('%Y-%m-%dT%H:%M:%S.000Z')}</CreationDate>"
+        f"<BucketRegion>{b.region_name}</BucketRegion></Bucket>"
+        for b in shown
+    )
+    token = base64.urlsafe_b64encode(shown[-1].name.encode()).decode() if more and shown else ""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<ListAllMyBucketsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        f"<Owner><ID>{caller.account}</ID></Owner><Buckets>{items}</Buckets>"
+        + (f"<ContinuationToken>{token}</ContinuationToken>" if token else "")
+        + (f"<Prefix>{_escape(prefix)}</Prefix>" if prefix else "")
+        + "</ListAllMyBucketsResult>"
+    )
+    return Listing(body)
+
+
 # Authentication comes before everything else AWS checks; the others after authorization.
 AUTHENTICATION = (("inactive_keys", check_inactive_key), ("opt_in_regions", check_opt_in_region))
 CHECKS = (
     ("foreign_bucket", check_foreign_bucket),
     ("policy_quotas", check_policy_quotas),
+    ("list_buckets_page", check_list_buckets_page),
 )

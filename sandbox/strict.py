@@ -83,6 +83,7 @@ class Strictness:
     policy_quotas: bool = False  # AttachedPoliciesPerUserQuota (10), managed-policy size (6,144)
     opt_in_regions: bool = False  # an opt-in Region not in enabled_regions refuses the account's credentials
     enabled_regions: str = ""  # the opt-in Regions every account has enabled, comma-separated
+    list_buckets_page: int = 0  # ListBuckets answers this many buckets at most, with a ContinuationToken
 
     @classmethod
     def of(cls, data: dict) -> "Strictness":

@@ -107,3 +107,20 @@ def test_an_opt_in_region_the_account_has_not_enabled_refuses_its_credentials(aw
 
 def test_the_sandbox_and_onramp_name_the_same_opt_in_regions():
     assert SANDBOX_OPT_IN_REGIONS == OPT_IN_REGIONS
+
+
+def test_list_buckets_answers_a_page_and_a_continuation_token(aws):
+    s3 = _client(aws, _user(aws, CUSTOMER_ACCOUNT, "s3:*"), "s3", region="us-east-1")
+    names = [f"page-bucket-{n}" for n in range(5)]
+    for name in names:
+        s3.create_bucket(Bucket=name)
+    aws.configure(list_buckets_page=2)
+    first = s3.list_buckets()
+    assert [b["Name"] for b in first["Buckets"]] == names[:2] and first["ContinuationToken"]
+    pages = list(s3.get_paginator("list_buckets").paginate())
+    assert [b["Name"] for page in pages for b in page["Buckets"]] == names and len(pages) == 3
+    assert [b["Name"] for b in s3.list_buckets(Prefix="page-bucket-4")["Buckets"]] == ["page-bucket-4"]
+
+    aws.configure(list_buckets_page=0)
+    everything = s3.list_buckets()
+    assert [b["Name"] for b in everything["Buckets"]] == names and "ContinuationToken" not in everything
