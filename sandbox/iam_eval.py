@@ -283,6 +283,9 @@ PLACEHOLDERS = {
     ).split(":role", 1)[1][1:],
     "PolicyNameWithPath": lambda call, caller: _policy_arn(call, caller).split(":policy/", 1)[1],
     "RepositoryName": lambda call, caller: call.params.get("repositoryName", ""),
+    # A stack's id is AWS's own: the sandbox checks against any id (policies name stacks as stack/NAME/*).
+    "StackName": lambda call, caller: call.params.get("StackName", ""),
+    "Id": lambda call, caller: "*",
     "MfaTokenIdWithPath": lambda call, caller: (call.params.get("SerialNumber", "").split(":mfa/", 1) + [""])[1],
 }
 
@@ -392,6 +395,7 @@ def request_context(call, caller, action: str, resource_arn: str, resource_type:
         ("sts:ExternalId", "ExternalId"),
         ("sts:SourceIdentity", "SourceIdentity"),
         ("sts:RoleSessionName", "RoleSessionName"),
+        ("cloudformation:TemplateUrl", "TemplateURL"),
     ):
         if key.lower() in carried and call.params.get(param):
             context[key] = [call.params[param]]

@@ -3,9 +3,10 @@ Strictness, checked before moto answers, and tested on its own in tests/test_san
 "What AWS enforces that the sandbox did not" cites what each relies on. Nothing here imports Django."""
 
 import base64
+import json
 import re
 import uuid
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlparse
 
 # AWS's default quotas (IAM User Guide, "IAM and AWS STS quotas"; GetAccountSummary's AttachedPoliciesPerUserQuota
 # and PolicySizeQuota): 10 managed policies per user, 6,144 characters of a managed policy without whitespace.
@@ -111,6 +112,67 @@ def check_opt_in_region(layer, call, caller):
     return _refusal("InvalidClientTokenId", "The security token included in the request is invalid.", 403)
 
 
+_TEMPLATE_OPERATIONS = ("CreateStack", "UpdateStack", "CreateChangeSet", "ValidateTemplate", "GetTemplateSummary")
+
+
+def template_location(url: str) -> tuple[str, str]:
+    """(bucket, key) of a TemplateURL: path-style (s3.REGION.amazonaws.com/BUCKET/KEY, or the sandbox's own
+    address) or virtual-hosted (BUCKET.s3.REGION.amazonaws.com/KEY)."""
+    parts = urlparse(url)
+    host = parts.hostname or ""
+    path = parts.path.lstrip("/")
+    if host.startswith("s3") or not host.endswith("amazonaws.com"):
+        bucket, _, key = path.partition("/")
+        return bucket, key
+    return host.split(".s3", 1)[0], path
+
+
+def _bucket_policy_grants(bucket, action: str, arn: str, caller) -> bool:
+    from sandbox.iam_eval import ALLOW, policies_decide
+
+    if not bucket.policy:
+        return False
+    document = json.loads(bucket.policy)
+    statements = document.get("Statement", [])
+    statements = [statements] if isinstance(statements, dict) else statements
+    named = []
+    for statement in statements:
+        principal = statement.get("Principal", {})
+        names = principal.get("AWS", []) if isinstance(principal, dict) else [principal]
+        names = [names] if isinstance(names, str) else names
+        if {"*", caller.account, f"arn:aws:iam::{caller.account}:root", caller.arn} & set(names):
+            named.append(statement)
+    return policies_decide([{"Statement": named}], action=action, resource=arn, context={}) == ALLOW
+
+
+def check_template_url(layer, call, caller):
+    """CloudFormation reads a TemplateURL with the caller's own access: the S3 object must exist, the caller's
+    policies must allow s3:GetObject on it, and a bucket of another account must grant it in its bucket policy
+    (CloudFormation API reference, TemplateURL: "located in an Amazon S3 bucket"; the ValidationError's words are
+    AWS's as observed). moto reads any account's object."""
+    from moto.s3.models import s3_backends
+
+    from sandbox.iam_eval import ALLOW, identity_policies, policies_decide
+
+    url = call.params.get("TemplateURL")
+    if call.service != "cloudformation" or call.operation not in _TEMPLATE_OPERATIONS or not url:
+        return None
+    refusal = _refusal("ValidationError", "TemplateURL must reference a valid S3 object to which you have access.", 400)
+    bucket_name, key = template_location(url)
+    owner = s3_backends.bucket_accounts.get(bucket_name)
+    if owner is None:
+        return refusal
+    bucket = s3_backends[owner[1]][owner[0]].buckets.get(bucket_name)
+    if bucket is None or key not in bucket.keys:
+        return refusal
+    arn = f"arn:aws:s3:::{bucket_name}/{key}"
+    if policies_decide(identity_policies(caller), action="s3:GetObject", resource=arn, context={}) != ALLOW:
+        return refusal
+    if owner[1] != caller.account and not _bucket_policy_grants(bucket, "s3:GetObject", arn, caller):
+        return refusal
+    return None
+
+
 class Listing:
     """A 200 answer the layer gives itself (in CHECKS, where a check's result is answered with .respond)."""
 
@@ -171,4 +233,5 @@ CHECKS = (
     ("foreign_bucket", check_foreign_bucket),
     ("policy_quotas", check_policy_quotas),
     ("list_buckets_page", check_list_buckets_page),
+    ("template_url", check_template_url),
 )

@@ -84,6 +84,7 @@ class Strictness:
     opt_in_regions: bool = False  # an opt-in Region not in enabled_regions refuses the account's credentials
     enabled_regions: str = ""  # the opt-in Regions every account has enabled, comma-separated
     list_buckets_page: int = 0  # ListBuckets answers this many buckets at most, with a ContinuationToken
+    template_url: bool = False  # CloudFormation reads a TemplateURL with the caller's own access
 
     @classmethod
     def of(cls, data: dict) -> "Strictness":

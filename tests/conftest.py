@@ -57,6 +57,7 @@ STRICT = {
     "foreign_bucket": True,
     "policy_quotas": True,
     "opt_in_regions": True,
+    "template_url": True,
 }
 # To see what another setting breaks, without editing this file: ONRAMP_SANDBOX_STRICT='{"consistency_window": 2}'.
 STRICT.update(json.loads(os.environ.get("ONRAMP_SANDBOX_STRICT") or "{}"))

@@ -124,3 +124,37 @@ def test_list_buckets_answers_a_page_and_a_continuation_token(aws):
     aws.configure(list_buckets_page=0)
     everything = s3.list_buckets()
     assert [b["Name"] for b in everything["Buckets"]] == names and "ContinuationToken" not in everything
+
+
+TEMPLATE = {"AWSTemplateFormatVersion": "2010-09-09", "Resources": {"Group": {"Type": "AWS::IAM::Group"}}}
+
+
+def test_cloudformation_reads_a_template_url_with_the_callers_own_access(aws):
+    theirs = aws.admin(OTHER_ACCOUNT).client("s3", endpoint_url=aws.url, region_name="us-east-1")
+    theirs.create_bucket(Bucket="their-templates")
+    theirs.put_object(Bucket="their-templates", Key="role.json", Body=json.dumps(TEMPLATE).encode())
+    session = _user(aws, CUSTOMER_ACCOUNT, "cloudformation:*", "iam:*", "s3:*")
+    cfn = _client(aws, session, "cloudformation", region="us-east-1")
+    url = "https://their-templates.s3.us-east-1.amazonaws.com/role.json"
+    error = _error(lambda: cfn.create_stack(StackName="private", TemplateURL=url))
+    assert error["Code"] == "ValidationError" and "to which you have access" in error["Message"]
+    missing = "https://their-templates.s3.us-east-1.amazonaws.com/nothing.json"
+    assert _error(lambda: cfn.create_stack(StackName="missing", TemplateURL=missing))["Code"] == "ValidationError"
+
+    grant = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{CUSTOMER_ACCOUNT}:root"},
+                "Action": "s3:GetObject",
+                "Resource": "arn:aws:s3:::their-templates/*",
+            }
+        ],
+    }
+    theirs.put_bucket_policy(Bucket="their-templates", Policy=json.dumps(grant))
+    cfn.create_stack(StackName="shared", TemplateURL=url)
+
+    theirs.delete_bucket_policy(Bucket="their-templates")
+    aws.configure(template_url=False)
+    cfn.create_stack(StackName="private", TemplateURL=url)  # moto reads any account's object
