@@ -5,7 +5,10 @@ Strictness, checked before moto answers, and tested on its own in tests/test_san
 import base64
 import json
 import re
+import threading
+import time
 import uuid
+from datetime import UTC
 from urllib.parse import parse_qs, urlparse
 
 # AWS's default quotas (IAM User Guide, "IAM and AWS STS quotas"; GetAccountSummary's AttachedPoliciesPerUserQuota
@@ -20,6 +23,15 @@ def _refusal(code: str, message: str, status: int):
     return Refusal(code, message, status)
 
 
+def _unknown_key(call):
+    """What AWS answers a key it does not accept, in each protocol."""
+    if call.protocol == "rest-xml":
+        return _refusal("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.", 403)
+    if call.protocol == "json":
+        return _refusal("UnrecognizedClientException", "The security token included in the request is invalid.", 400)
+    return _refusal("InvalidClientTokenId", "The security token included in the request is invalid.", 403)
+
+
 def check_inactive_key(layer, call, caller):
     """A user's access key that is Inactive cannot sign requests (IAM API reference, AccessKey: "Active means
     that the key is valid for API calls, while Inactive means it is not"); moto accepts it."""
@@ -30,11 +42,7 @@ def check_inactive_key(layer, call, caller):
     key = iam_backends[caller.account]["aws"].access_keys.get(call.access_key_id)
     if key is None or key.status != "Inactive":
         return None
-    if call.protocol == "rest-xml":
-        return _refusal("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.", 403)
-    if call.protocol == "json":
-        return _refusal("UnrecognizedClientException", "The security token included in the request is invalid.", 400)
-    return _refusal("InvalidClientTokenId", "The security token included in the request is invalid.", 403)
+    return _unknown_key(call)
 
 
 def check_foreign_bucket(layer, call, caller):
@@ -105,11 +113,7 @@ def check_opt_in_region(layer, call, caller):
     cannot be used, not the code): InvalidClientTokenId, as for a key AWS does not know, in each protocol."""
     if call.region not in OPT_IN_REGIONS or call.region in layer.config.enabled_regions.split(","):
         return None
-    if call.protocol == "rest-xml":
-        return _refusal("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.", 403)
-    if call.protocol == "json":
-        return _refusal("UnrecognizedClientException", "The security token included in the request is invalid.", 400)
-    return _refusal("InvalidClientTokenId", "The security token included in the request is invalid.", 403)
+    return _unknown_key(call)
 
 
 _TEMPLATE_OPERATIONS = ("CreateStack", "UpdateStack", "CreateChangeSet", "ValidateTemplate", "GetTemplateSummary")
@@ -227,11 +231,77 @@ def check_list_buckets_page(layer, call, caller):
     return Listing(body)
 
 
+# --- Windows right after a change (IAM's eventual consistency) -------------------------------------------------
+# When a call the windows depend on was let through to moto: (account, what, name) -> time.monotonic(). Entries
+# outlive a reset by at most a window's length, and only ever name an account and user again.
+_RECENT: dict[tuple[str, str, str], float] = {}
+_RECENT_LOCK = threading.Lock()
+
+
+def _remember(account: str, what: str, name: str) -> None:
+    with _RECENT_LOCK:
+        _RECENT[(account, what, name)] = time.monotonic()
+
+
+def _within(account: str, what: str, name: str, window: float) -> float | None:
+    """When (time.monotonic()) `what` happened to `name` if it is less than `window` seconds ago, else None."""
+    with _RECENT_LOCK:
+        made = _RECENT.get((account, what, name))
+    return made if made is not None and time.monotonic() - made < window else None
+
+
+def check_login_profile_window(layer, call, caller):
+    """For a moment after CreateLoginProfile, DeleteLoginProfile and UpdateLoginProfile on that user answer
+    EntityTemporarilyUnmodifiable (IAM API reference: the error exists for both; how long it lasts is assumed,
+    terraform-provider-aws retries it)."""
+    if call.service != "iam":
+        return None
+    user = call.params.get("UserName", "")
+    if call.operation == "CreateLoginProfile":
+        _remember(caller.account, "login_profile", user)
+        return None
+    if call.operation in ("DeleteLoginProfile", "UpdateLoginProfile") and _within(
+        caller.account, "login_profile", user, layer.config.login_profile_window
+    ):
+        return _refusal(
+            "EntityTemporarilyUnmodifiable",
+            f"Login Profile for User {user} cannot be modified while login profile is being created.",
+            409,
+        )
+    return None
+
+
+def check_new_key_window(layer, call, caller):
+    """A key made by CreateAccessKey cannot sign requests for a moment (IAM User Guide, "Changes that I make are
+    not always immediately visible"; how long is assumed): InvalidClientTokenId, as for a key AWS does not know.
+    Keys the harness makes (the control API's users) are never new in this sense."""
+    from moto.iam.models import iam_backends
+
+    if call.service == "iam" and call.operation == "CreateAccessKey":
+        _remember(caller.account, "access_key", call.params.get("UserName") or caller.arn.rsplit("/", 1)[-1])
+    if caller.issued is not None:
+        return None
+    key = iam_backends[caller.account]["aws"].access_keys.get(call.access_key_id)
+    asked = _within(caller.account, "access_key", caller.arn.rsplit("/", 1)[-1], layer.config.new_key_window)
+    if key is None or asked is None:
+        return None
+    made = key.create_date if key.create_date.tzinfo else key.create_date.replace(tzinfo=UTC)
+    age = time.time() - made.timestamp()
+    if age > time.monotonic() - asked:  # this key is older than the CreateAccessKey the window remembers
+        return None
+    return _unknown_key(call)
+
+
 # Authentication comes before everything else AWS checks; the others after authorization.
-AUTHENTICATION = (("inactive_keys", check_inactive_key), ("opt_in_regions", check_opt_in_region))
+AUTHENTICATION = (
+    ("inactive_keys", check_inactive_key),
+    ("new_key_window", check_new_key_window),
+    ("opt_in_regions", check_opt_in_region),
+)
 CHECKS = (
     ("foreign_bucket", check_foreign_bucket),
     ("policy_quotas", check_policy_quotas),
     ("list_buckets_page", check_list_buckets_page),
     ("template_url", check_template_url),
+    ("login_profile_window", check_login_profile_window),
 )

@@ -85,6 +85,8 @@ class Strictness:
     enabled_regions: str = ""  # the opt-in Regions every account has enabled, comma-separated
     list_buckets_page: int = 0  # ListBuckets answers this many buckets at most, with a ContinuationToken
     template_url: bool = False  # CloudFormation reads a TemplateURL with the caller's own access
+    login_profile_window: float = 0.0  # seconds after CreateLoginProfile: EntityTemporarilyUnmodifiable (assumed)
+    new_key_window: float = 0.0  # seconds after CreateAccessKey during which the new key is refused (assumed)
 
     @classmethod
     def of(cls, data: dict) -> "Strictness":

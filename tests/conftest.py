@@ -58,6 +58,8 @@ STRICT = {
     "policy_quotas": True,
     "opt_in_regions": True,
     "template_url": True,
+    "login_profile_window": 1.0,
+    "new_key_window": 1.0,
 }
 # To see what another setting breaks, without editing this file: ONRAMP_SANDBOX_STRICT='{"consistency_window": 2}'.
 STRICT.update(json.loads(os.environ.get("ONRAMP_SANDBOX_STRICT") or "{}"))

@@ -3,9 +3,11 @@ what AWS refuses and, switched off, moto letting it by."""
 
 import json
 
+import boto3
 import pytest
 
 from provisioning.aws import OPT_IN_REGIONS
+from provisioning.steps.removal import _USER_PARTS
 from sandbox.refusals import OPT_IN_REGIONS as SANDBOX_OPT_IN_REGIONS
 from tests.conftest import CUSTOMER_ACCOUNT
 from tests.test_sandbox import OTHER_ACCOUNT, _client, _error, _user
@@ -158,3 +160,54 @@ def test_cloudformation_reads_a_template_url_with_the_callers_own_access(aws):
     theirs.delete_bucket_policy(Bucket="their-templates")
     aws.configure(template_url=False)
     cfn.create_stack(StackName="private", TemplateURL=url)  # moto reads any account's object
+
+
+def test_a_login_profile_cannot_change_for_a_moment_after_it_is_made(aws):
+    aws.configure(login_profile_window=30.0)
+    iam = _client(aws, _user(aws, CUSTOMER_ACCOUNT, "iam:*"), "iam", region="us-east-1")
+    iam.create_user(UserName="member")
+    iam.create_login_profile(UserName="member", Password="Correct-Horse-9!")
+    error = _error(lambda: iam.delete_login_profile(UserName="member"))
+    assert error["Code"] == "EntityTemporarilyUnmodifiable"
+
+    aws.configure(login_profile_window=0.0)
+    iam.delete_login_profile(UserName="member")
+
+
+def test_a_new_access_key_cannot_sign_for_a_moment(aws):
+    aws.configure(new_key_window=30.0)
+    iam = _client(aws, _user(aws, CUSTOMER_ACCOUNT, "iam:*"), "iam", region="us-east-1")
+    iam.list_users()  # the harness's own keys are never new
+    iam.create_user(UserName="app")
+    key = iam.create_access_key(UserName="app")["AccessKey"]
+    admin = aws.admin(CUSTOMER_ACCOUNT).client("iam", endpoint_url=aws.url, region_name="us-east-1")
+    admin.put_user_policy(
+        UserName="app",
+        PolicyName="read",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "iam:ListUsers", "Resource": "*"}]}),
+    )  # fmt: skip
+    app = boto3.client(
+        "iam",
+        endpoint_url=aws.url,
+        region_name="us-east-1",
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+    )
+    assert _error(app.list_users)["Code"] == "InvalidClientTokenId"
+
+    aws.configure(new_key_window=0.0)
+    app.list_users()
+
+
+def test_point_2_removing_a_login_profile_made_moments_ago_waits_out_entity_temporarily_unmodifiable(aws):
+    """The removal step's delete (provisioning/steps/removal.py) right after an onboarding's CreateLoginProfile:
+    AWS answers EntityTemporarilyUnmodifiable for a moment, and the step waits it out (bounded by
+    AWS_SETTLE_SECONDS) instead of failing the decommission."""
+    aws.configure(login_profile_window=3.0)
+    iam = _client(aws, _user(aws, CUSTOMER_ACCOUNT, "iam:*"), "iam", region="us-east-1")
+    iam.create_user(UserName="member")
+    iam.create_login_profile(UserName="member", Password="Correct-Horse-9!")
+    _listing, remove = _USER_PARTS["login_profile"]
+    remove(iam, "member", "member")
+    assert _error(lambda: iam.get_login_profile(UserName="member"))["Code"] == "NoSuchEntity"
