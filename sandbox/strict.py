@@ -46,7 +46,8 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from urllib.parse import parse_qs
 
-from sandbox import refusals
+from sandbox import iam_eval, refusals
+from sandbox.iam_eval import ConditionNotEvaluated
 
 SETUP_ACCOUNT = "000000000000"
 SETUP_USER = "sandbox-setup"
@@ -271,45 +272,11 @@ def access_denied(
 
 # --- Trust policies (AssumeRole) ---------------------------------------------------------------------
 
-_NEGATED = {"StringNotEquals", "StringNotEqualsIgnoreCase", "StringNotLike", "ArnNotEquals", "ArnNotLike"}
-_OPERATORS = {
-    "StringEquals": lambda actual, expected: actual == expected,
-    "StringEqualsIgnoreCase": lambda actual, expected: actual.lower() == expected.lower(),
-    "StringLike": fnmatchcase,  # IAM's wildcards are * and ?, like fnmatch's (its [..] never appears in a key's value)
-    "ArnEquals": lambda actual, expected: actual == expected,
-    "ArnLike": fnmatchcase,
-}
-
-
-class ConditionNotEvaluated(Exception):
-    """A condition operator the strict sandbox does not evaluate: it refuses rather than guess."""
-
 
 def condition_holds(condition: dict, context: dict) -> bool:
-    """A statement's Condition against the request's context, as IAM evaluates it: every operator and every
-    key must hold, a key's listed values are alternatives, key names ignore case; a key the request does not
-    carry fails a positive operator and passes a negated one or an …IfExists one."""
-    context = {key.lower(): value for key, value in context.items() if value is not None}
-    for operator, keys in condition.items():
-        base = operator.removesuffix("IfExists")
-        for key, expected in keys.items():
-            actual = context.get(key.lower())
-            values = [str(v) for v in (expected if isinstance(expected, list) else [expected])]
-            if base == "Null":
-                if (actual is None) != (values[0].lower() == "true"):
-                    return False
-                continue
-            negated = base in _NEGATED
-            test = _OPERATORS.get(base.replace("Not", "", 1) if negated else base)
-            if test is None:
-                raise ConditionNotEvaluated(operator)
-            if actual is None:
-                if negated or base != operator:
-                    continue
-                return False
-            if any(test(str(actual), value) for value in values) == negated:
-                return False
-    return True
+    """A statement's Condition against the request's context (key -> value, None when absent), by IAM's rules:
+    one evaluator for trust and identity policies (sandbox/iam_eval.py)."""
+    return iam_eval.condition_holds(condition, {key: [str(v)] for key, v in context.items() if v is not None})
 
 
 def principal_match(principal, caller: Caller) -> str | None:
