@@ -604,9 +604,7 @@ def _digest(password: str) -> str:
 
 def check_iam_decision(layer: "StrictLayer", call: Call, caller: Caller) -> Refusal | None:
     """The caller's identity policies as IAM decides them (sandbox/iam_eval.py)."""
-    from sandbox.iam_eval import check_iam_decision as decide
-
-    return decide(layer, call, caller)
+    return iam_eval.check_iam_decision(layer, call, caller)
 
 
 # In the order AWS answers: authentication, validation, authorization, then the call itself.
@@ -723,9 +721,7 @@ def corrections_install(layer: "StrictLayer") -> None:
     access_control.S3IAMRequest.check_action_permitted = s3_check_named
 
     # 4. With IAM's decision made by the layer (Strictness.iam_decision), moto's own permission check defers to it.
-    from sandbox.iam_eval import moto_gate_install
-
-    moto_gate_install(layer)
+    iam_eval.moto_gate_install(layer)
 
 
 # --- The layer and its control API ----------------------------------------------------------------------
