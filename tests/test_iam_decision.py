@@ -13,7 +13,9 @@ from sandbox.iam_eval import ALLOW, EXPLICIT_DENY, IMPLICIT_DENY, operator_holds
 from tests.conftest import CUSTOMER_ACCOUNT, EXTERNAL_ID, NOTHING_ALLOWED
 from tests.test_sandbox import ROLE, _assume, _client, _error, _keys, _onramp_role, _portal
 
-pytestmark = pytest.mark.strict(consistency_window=0.0, session_max_age=0.0)
+pytestmark = pytest.mark.strict(
+    consistency_window=0.0, session_max_age=0.0, login_profile_window=0.0, new_key_window=0.0
+)
 
 ONRAMP_TAG = [{"Key": "managed-by", "Value": "onramp"}]
 

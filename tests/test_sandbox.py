@@ -24,7 +24,9 @@ from tests.conftest import CUSTOMER_ACCOUNT, EXTERNAL_ID, PORTAL_KEYS, customer_
 
 # Each test here shows one rule: the others that could get in its way (a window after each create, sessions
 # expiring) are off unless the test turns its own on, whatever conftest.STRICT (or ONRAMP_SANDBOX_STRICT) says.
-pytestmark = pytest.mark.strict(consistency_window=0.0, session_max_age=0.0)
+pytestmark = pytest.mark.strict(
+    consistency_window=0.0, session_max_age=0.0, login_profile_window=0.0, new_key_window=0.0
+)
 
 OTHER_ACCOUNT = "444455556666"
 PORTAL_ACCOUNT = "123456789012"

@@ -12,7 +12,9 @@ from sandbox.refusals import OPT_IN_REGIONS as SANDBOX_OPT_IN_REGIONS
 from tests.conftest import CUSTOMER_ACCOUNT
 from tests.test_sandbox import OTHER_ACCOUNT, _client, _error, _user
 
-pytestmark = pytest.mark.strict(consistency_window=0.0, session_max_age=0.0)
+pytestmark = pytest.mark.strict(
+    consistency_window=0.0, session_max_age=0.0, login_profile_window=0.0, new_key_window=0.0
+)
 
 
 def test_an_inactive_access_key_cannot_sign_a_request(aws):
