@@ -351,7 +351,9 @@ def team_member(ctx: StepContext, params: dict) -> StepResult:
             if sealed is not None:
                 outputs["credential"] = str(sealed.pk)
         elif not params["console"] and seen["console"]:
-            ctx.client("iam").delete_login_profile(UserName=email)  # console access ends
+            # Console access ends; a profile an onboarding made moments ago is briefly unmodifiable.
+            iam = ctx.client("iam")
+            settle(lambda: iam.delete_login_profile(UserName=email), codes=UNMODIFIABLE_CODES)
             changed = True
     except ClientError as exc:
         raise error_translate(exc, doing=f"Setting up the team member {email}") from None
