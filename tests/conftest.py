@@ -43,6 +43,7 @@ PASSWORD = "correct-horse-battery-staple"
 # all of them. The consistency window is 2 s: the steps wait out AWS's propagation delays (aws.settle).
 STRICT = {
     "authorization": True,
+    "iam_decision": True,
     "cfn_inline_policy": True,
     "s3_action_names": True,
     "root_principal": True,
@@ -55,6 +56,13 @@ STRICT = {
     "alias_global": True,
     "reset_required_on_create": True,
     "delete_conflicts": True,
+    "inactive_keys": True,
+    "foreign_bucket": True,
+    "policy_quotas": True,
+    "opt_in_regions": True,
+    "template_url": True,
+    "login_profile_window": 1.0,
+    "new_key_window": 1.0,
 }
 # To see what another setting breaks, without editing this file: ONRAMP_SANDBOX_STRICT='{"consistency_window": 2}'.
 STRICT.update(json.loads(os.environ.get("ONRAMP_SANDBOX_STRICT") or "{}"))

@@ -25,7 +25,9 @@ from tests.conftest import CUSTOMER_ACCOUNT, EXTERNAL_ID, PORTAL_KEYS, customer_
 
 # Each test here shows one rule: the others that could get in its way (a window after each create, sessions
 # expiring) are off unless the test turns its own on, whatever conftest.STRICT (or ONRAMP_SANDBOX_STRICT) says.
-pytestmark = pytest.mark.strict(consistency_window=0.0, session_max_age=0.0)
+pytestmark = pytest.mark.strict(
+    consistency_window=0.0, session_max_age=0.0, login_profile_window=0.0, new_key_window=0.0
+)
 
 OTHER_ACCOUNT = "444455556666"
 PORTAL_ACCOUNT = "123456789012"
@@ -80,6 +82,7 @@ def _onramp_role(sandbox) -> boto3.Session:
 # --- moto's IAM authorization ------------------------------------------------------------------------
 
 
+@pytest.mark.strict(iam_decision=False)  # moto's gate, which iam_decision replaces
 def test_authorization_refuses_an_action_the_callers_policy_lacks_and_lenient_mode_does_not(aws):
     iam = _client(aws, _user(aws, CUSTOMER_ACCOUNT, "iam:ListUsers"), "iam")
     iam.list_users()
@@ -106,6 +109,7 @@ def test_the_lenient_mode_is_moto_as_it_is(aws):
 # --- moto's mistakes, corrected ----------------------------------------------------------------------
 
 
+@pytest.mark.strict(iam_decision=False)  # moto's gate, which iam_decision replaces
 def test_a_role_made_by_cloudformation_is_evaluated_and_its_inline_policy_reads_as_json(aws):
     """moto stores the template's inline policy as a dict: its own evaluator then fails on every call of the
     role (KeyError 'policy_document', a 500), and GetRolePolicy answers with Python's repr."""
@@ -148,6 +152,7 @@ def test_a_role_made_by_cloudformation_is_evaluated_and_its_inline_policy_reads_
         ),  # fmt: skip
     ],
 )
+@pytest.mark.strict(iam_decision=False)  # moto's gate, which iam_decision replaces
 def test_s3_sub_resources_are_authorised_as_their_own_actions(aws, call, action):
     """moto's action map misses ?publicAccessBlock and ?ownershipControls: it authorises them as s3:ListBucket
     (GET) and s3:CreateBucket (PUT), so a policy without the real action passed."""
