@@ -34,7 +34,7 @@ ROLE_TEMPLATE_VERSION = 3
 # deployed role carries the version it was made from. 3: iam:RemoveUserFromGroup without a tag condition.
 ROLE_POLICY_SHA256 = {
     2: "cfd28e6958d31ece30098c10fec1f10381151973ef1ef008cf34a38dcfdc5701",
-    3: "81195b96a25e93d0ff8c6d9684ba1f2f085d1ecf2ae4045ecc71d6f03c1eaf25",
+    3: "dd808d17eed7d03467513047581566f5b84fa15ebebd2de766fd97ab2af2b2ef",
 }
 # A value Onramp generates at send time (a console password): shown as this in the transcript.
 GENERATED = "<generated>"
@@ -201,6 +201,7 @@ _ACTION_NAMES = {
     ("s3", "GetPublicAccessBlock"): "s3:GetBucketPublicAccessBlock",
     ("s3", "PutPublicAccessBlock"): "s3:PutBucketPublicAccessBlock",
     ("s3", "ListObjectVersions"): "s3:ListBucketVersions",
+    ("s3", "GetObjectLockConfiguration"): "s3:GetBucketObjectLockConfiguration",
     ("s3", "DeleteObjects"): "s3:DeleteObject",
     ("s3", "GetBucketCors"): "s3:GetBucketCORS",
     ("s3", "PutBucketCors"): "s3:PutBucketCORS",
@@ -902,7 +903,15 @@ REMOVAL_KINDS = (
     _removal(
         "remove.s3.bucket",
         lambda p: f"Delete the bucket {p['name']}" + (" and everything in it" if p.get("confirmed") else " (empty)"),
-        ops("s3", "ListObjectVersions", "DeleteObjects", "DeleteBucket"),
+        # GetBucketVersioning and GetObjectLockConfiguration only to say why a bucket cannot be emptied.
+        ops(
+            "s3",
+            "ListObjectVersions",
+            "DeleteObjects",
+            "DeleteBucket",
+            "GetBucketVersioning",
+            "GetObjectLockConfiguration",
+        ),
         calls=lambda p: [ApiCall("s3", "DeleteBucket", {"Bucket": p["name"]})],
     ),
     _removal(

@@ -1,0 +1,112 @@
+"""Issue 28 section 3: defects AWS would show and the lenient sandbox did not. Each test is named after its point
+and failed before the fix. Steps are called directly (provisioning/steps), in the strict sandbox, as the customer's
+role Onramp's template made."""
+
+import datetime
+
+import pytest
+
+from provisioning.aws import account_connect
+from provisioning.errors import StepFailed
+from provisioning.models import StepRun
+from provisioning.steps import removal, s3
+from provisioning.steps.base import StepContext
+from tests.awsread import account_session
+from tests.conftest import CUSTOMER_ACCOUNT, customer_for, spec_data
+
+pytestmark = pytest.mark.strict(consistency_window=0.0)
+BUCKET = "acme-app-media"
+MFA = "arn:aws:iam::111122223333:mfa/root-account-mfa-device 123456"
+
+
+def _account(region: str = "us-west-2"):
+    customer = customer_for(spec_data())
+    return account_connect(customer=customer, region=region, session_name="defects", source_identity="alice")
+
+
+def _context(account, key: str, params: dict) -> StepContext:
+    return StepContext(run=None, step=StepRun(key=key), account=account, params=params)
+
+
+def _bucket_removal(account, name: str = BUCKET):
+    params = {"name": name, "confirmed": True}
+    return removal.bucket(_context(account, f"remove.s3.bucket:{name}", params), params)
+
+
+def _admin_s3(sandbox):
+    return account_session(sandbox.url, CUSTOMER_ACCOUNT, "us-west-2").s3
+
+
+def _remaining(admin, name: str = BUCKET) -> list[str]:
+    page = admin.list_object_versions(Bucket=name)
+    return sorted(v["Key"] for v in page.get("Versions", []))
+
+
+def test_point_1_object_lock_per_key_errors_stop_the_removal_with_what_blocked_it(db, aws):
+    admin = _admin_s3(aws)
+    admin.create_bucket(
+        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"}, ObjectLockEnabledForBucket=True
+    )
+    until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30)
+    admin.put_object(
+        Bucket=BUCKET, Key="kept.txt", Body=b"k", ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=until
+    )
+    admin.put_object(Bucket=BUCKET, Key="held.txt", Body=b"h", ObjectLockLegalHoldStatus="ON")
+    admin.put_object(Bucket=BUCKET, Key="free.txt", Body=b"f")
+
+    with pytest.raises(StepFailed) as refused:
+        _bucket_removal(_account())
+    assert refused.value.code == "ObjectLocked"
+    assert "Object Lock protects 2 object version(s) (held.txt, kept.txt)" in str(refused.value)
+    assert "legal hold" in str(refused.value)
+    assert _remaining(admin) == ["held.txt", "kept.txt"]  # what could go went; the bucket stays
+    assert BUCKET in {b["Name"] for b in admin.list_buckets()["Buckets"]}
+
+
+def test_point_1_mfa_delete_refuses_the_whole_request_and_only_root_can_empty_it(db, aws):
+    admin = _admin_s3(aws)
+    admin.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    admin.put_bucket_versioning(
+        Bucket=BUCKET, MFA=MFA, VersioningConfiguration={"Status": "Enabled", "MFADelete": "Enabled"}
+    )
+    admin.put_object(Bucket=BUCKET, Key="a.txt", Body=b"a")
+
+    with pytest.raises(StepFailed) as refused:
+        _bucket_removal(_account())
+    assert refused.value.code == "MfaDelete"
+    assert "only the account's root user" in str(refused.value)
+    assert _remaining(admin) == ["a.txt"]
+
+
+def test_point_1_versions_are_deleted_page_by_page(db, aws):
+    admin = _admin_s3(aws)
+    admin.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    admin.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    for n in range(3):
+        admin.put_object(Bucket=BUCKET, Key=f"k{n}.txt", Body=b"x")
+    account = _account()
+    client = account.client("s3")
+    listed: list[dict] = []
+
+    # The sandbox answers 1,000 per page like AWS; a smaller page, asked for at the client boundary, shows that
+    # each DeleteObjects carries one page and never the whole bucket.
+    def small_page(params, **kwargs):
+        params.setdefault("MaxKeys", 2)
+
+    client.meta.events.register("provide-client-params.s3.ListObjectVersions", small_page)
+    client.meta.events.register(
+        "provide-client-params.s3.DeleteObjects", lambda params, **kw: listed.append(params["Delete"])
+    )
+    result = _bucket_removal(account)
+    assert result.outputs["removed"] == [BUCKET]
+    assert [len(batch["Objects"]) for batch in listed] == [2, 1]
+    assert BUCKET not in {b["Name"] for b in admin.list_buckets()["Buckets"]}
+
+
+def test_point_2_a_bucket_past_the_first_list_page_is_found_as_ours(db, aws):
+    admin = _admin_s3(aws)
+    for name in ("aaa-first", "aaa-second", BUCKET):
+        admin.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    aws.configure(list_buckets_page=1)
+    found = s3.bucket_read(_account(), {"bucket": BUCKET})
+    assert found == {"region": "us-west-2", "ownership": found["ownership"]}
