@@ -34,7 +34,7 @@ ROLE_TEMPLATE_VERSION = 3
 # deployed role carries the version it was made from. 3: iam:RemoveUserFromGroup without a tag condition.
 ROLE_POLICY_SHA256 = {
     2: "cfd28e6958d31ece30098c10fec1f10381151973ef1ef008cf34a38dcfdc5701",
-    3: "dd808d17eed7d03467513047581566f5b84fa15ebebd2de766fd97ab2af2b2ef",
+    3: "75f3ec1dda2f7f380093fa3309434369b3690099a8b49776729784261850238a",
 }
 # A value Onramp generates at send time (a console password): shown as this in the transcript.
 GENERATED = "<generated>"
@@ -835,9 +835,12 @@ USER_REMOVAL_KINDS = (
     ),
     _user_step(
         "mfa_devices",
-        "{user}: deactivate the MFA devices",
+        "{user}: deactivate the MFA devices, and delete the virtual ones",
         *ops("iam", "ListMFADevices"),
         *ops("iam", "DeactivateMFADevice", condition=ONRAMPS_ONLY),
+        # A virtual device is its own resource (arn:…:mfa/NAME), untagged by whoever made it: no condition can
+        # keep this to Onramp's users; the step deletes only a device it has just deactivated from one.
+        *ops("iam", "DeleteVirtualMFADevice"),
     ),
     _user_step(
         "inline_policies",

@@ -110,3 +110,20 @@ def test_point_2_a_bucket_past_the_first_list_page_is_found_as_ours(db, aws):
     aws.configure(list_buckets_page=1)
     found = s3.bucket_read(_account(), {"bucket": BUCKET})
     assert found == {"region": "us-west-2", "ownership": found["ownership"]}
+
+
+def test_point_3_a_removed_users_virtual_mfa_device_is_deleted_not_only_deactivated(db, aws):
+    iam = account_session(aws.url, CUSTOMER_ACCOUNT, "us-west-2").iam
+    iam.create_user(UserName="lead", Tags=[{"Key": "managed-by", "Value": "onramp"}])
+    serial = iam.create_virtual_mfa_device(VirtualMFADeviceName="lead-phone")["VirtualMFADevice"]["SerialNumber"]
+    iam.enable_mfa_device(
+        UserName="lead", SerialNumber=serial, AuthenticationCode1="123456", AuthenticationCode2="654321"
+    )
+
+    params = {"name": "lead"}
+    result = removal.REMOVERS["remove.user.mfa_devices"](
+        _context(_account(), "remove.user.mfa_devices:lead", params), params
+    )
+    assert result.outputs["removed"] == [serial]
+    assert iam.list_mfa_devices(UserName="lead")["MFADevices"] == []
+    assert iam.list_virtual_mfa_devices()["VirtualMFADevices"] == []

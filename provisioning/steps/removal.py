@@ -39,6 +39,15 @@ def _each(
     return StepResult(adopted=False, gone=not removed, outputs={"removed": removed, "name": user})
 
 
+def _mfa_device_remove(iam, user: str, serial: str) -> None:
+    """Deactivate the device; a virtual one (its serial is its ARN, arn:aws:iam::ACCOUNT:mfa/NAME) is then deleted,
+    or it would stay in the account unassigned. A hardware or FIDO device is the person's, not the account's."""
+    iam.deactivate_mfa_device(UserName=user, SerialNumber=serial)
+    if serial.startswith("arn:") and ":mfa/" in serial:
+        # AWS deletes only a deactivated device: the deactivation just made may take a moment to be seen.
+        settle(lambda: iam.delete_virtual_mfa_device(SerialNumber=serial), codes=frozenset({"DeleteConflict"}))
+
+
 # A user's parts AWS wants gone before the user, in order: how to list each, and how to remove one.
 _USER_PARTS = {
     "login_profile": (
@@ -67,7 +76,7 @@ _USER_PARTS = {
     ),
     "mfa_devices": (
         lambda iam, user: [d["SerialNumber"] for d in iam.list_mfa_devices(UserName=user)["MFADevices"]],
-        lambda iam, user, serial: iam.deactivate_mfa_device(UserName=user, SerialNumber=serial),
+        lambda iam, user, serial: _mfa_device_remove(iam, user, serial),
     ),
     "inline_policies": (
         lambda iam, user: iam.list_user_policies(UserName=user)["PolicyNames"],
