@@ -152,11 +152,19 @@ def _explain(exc: ClientError, code: str, aws_message: str) -> str | None:
         return _denied(aws_message, operation)
     if code in _EXPIRED_CODES:
         return _EXPIRED
-    if code in _UNRECOGNIZED_KEY and region in OPT_IN_REGIONS:
+    if (code in _UNRECOGNIZED_KEY or code == "RegionDisabledException") and region in OPT_IN_REGIONS:
         return (
             f"AWS does not accept Onramp's credentials in {region}, an opt-in region: it works only once enabled "
             "in the customer's account (Account, AWS Regions) and, for a role, in Onramp's own account too. "
             "Enable it, or choose another region."
+        )
+    if code == "RegionDisabledException":
+        # STS answers it for "the account that is being asked to generate credentials" (STS API reference):
+        # for AssumeRole, the role's, the customer's.
+        return (
+            f"AWS STS is not activated in {region or 'this region'} for the customer's account, so AWS will not "
+            "give Onramp a session there. The account's administrator activates it in the IAM console (Account "
+            "settings, Security Token Service (STS), Endpoints), or choose another region; then retry."
         )
     if code in _UNRECOGNIZED_KEY and operation == "AssumeRole":
         return "Onramp's own AWS identity is not valid (its access key is unknown or deleted). Fix its credentials."

@@ -7,7 +7,7 @@ import datetime
 import pytest
 
 from provisioning.aws import account_connect
-from provisioning.errors import StepFailed
+from provisioning.errors import AwsError, StepFailed
 from provisioning.models import StepRun
 from provisioning.steps import removal, s3
 from provisioning.steps.base import StepContext
@@ -127,3 +127,45 @@ def test_point_3_a_removed_users_virtual_mfa_device_is_deleted_not_only_deactiva
     assert result.outputs["removed"] == [serial]
     assert iam.list_mfa_devices(UserName="lead")["MFADevices"] == []
     assert iam.list_virtual_mfa_devices()["VirtualMFADevices"] == []
+
+
+def _sts_answers(region: str, code: str, message: str):
+    """Onramp's own STS client in `region` answers AssumeRole with this error (a stub at the boto3 client boundary:
+    the sandbox has no deactivated STS region). Returns the handler, to unregister."""
+    from botocore.awsrequest import AWSResponse
+
+    from provisioning.aws import portal_account
+
+    def answer(**kwargs):
+        response = AWSResponse("https://sts.amazonaws.com/", 403, {}, None)
+        return response, {
+            "Error": {"Code": code, "Message": message, "Type": "Sender"},
+            "ResponseMetadata": {"HTTPStatusCode": 403, "RequestId": "stub"},
+        }
+
+    client = portal_account(region).client("sts")
+    client.meta.events.register_first("before-call.sts.AssumeRole", answer, unique_id="test-sts-answer")
+    return client
+
+
+def test_point_5_region_disabled_exception_says_sts_is_not_activated_in_the_region(db, aws):
+    message = "STS is not activated in this region for account:111122223333."
+    client = _sts_answers("eu-west-3", "RegionDisabledException", message)
+    try:
+        with pytest.raises(AwsError) as refused:
+            _account(region="eu-west-3")
+    finally:
+        client.meta.events.unregister("before-call.sts.AssumeRole", unique_id="test-sts-answer")
+    assert refused.value.code == "RegionDisabledException"
+    assert "AWS STS is not activated in eu-west-3 for the customer's account" in str(refused.value)
+    assert "Security Token Service (STS)" in str(refused.value)
+
+
+def test_point_5_region_disabled_in_an_opt_in_region_says_to_enable_the_region(db, aws):
+    client = _sts_answers("af-south-1", "RegionDisabledException", "STS is not activated in this region.")
+    try:
+        with pytest.raises(AwsError) as refused:
+            _account(region="af-south-1")
+    finally:
+        client.meta.events.unregister("before-call.sts.AssumeRole", unique_id="test-sts-answer")
+    assert "af-south-1, an opt-in region: it works only once enabled" in str(refused.value)
