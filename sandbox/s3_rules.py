@@ -76,4 +76,26 @@ def check_mfa_delete(layer, call, caller):
     return None
 
 
-CHECKS = (("mfa_delete", check_mfa_delete),)
+def check_bucket_acl_ownership(layer, call, caller):
+    """PutBucketOwnershipControls with BucketOwnerEnforced on a bucket whose ACL grants anything to anyone but the
+    bucket owner answers 400 InvalidBucketAclWithObjectOwnership (S3 User Guide, "Troubleshooting" of Object
+    Ownership: "the bucket ACL must give full control only to the bucket owner"); moto applies it."""
+    from moto.s3.models import OWNER, s3_backends
+
+    query = _query(call)
+    if call.service != "s3" or call.method != "PUT" or "ownershipControls" not in query:
+        return None
+    if b"BucketOwnerEnforced" not in (call.body or b""):
+        return None
+    bucket = s3_backends[caller.account]["aws"].buckets.get(call.bucket)
+    grants = bucket.acl.grants if bucket is not None and bucket.acl is not None else []
+    if all(grantee.id == OWNER for grant in grants for grantee in grant.grantees):
+        return None
+    return _refusal(
+        "InvalidBucketAclWithObjectOwnership",
+        "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
+        400,
+    )
+
+
+CHECKS = (("mfa_delete", check_mfa_delete), ("bucket_acl_ownership", check_bucket_acl_ownership))

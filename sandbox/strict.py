@@ -90,6 +90,7 @@ class Strictness:
     new_key_window: float = 0.0  # seconds after CreateAccessKey during which the new key is refused (assumed)
     # S3's refusals when a bucket is emptied (sandbox/s3_rules.py).
     mfa_delete: bool = False  # a bucket with MFA Delete refuses deleting versions without x-amz-mfa
+    bucket_acl_ownership: bool = False  # BucketOwnerEnforced refused while the bucket's ACL grants others
 
     @classmethod
     def of(cls, data: dict) -> "Strictness":

@@ -169,3 +169,19 @@ def test_point_5_region_disabled_in_an_opt_in_region_says_to_enable_the_region(d
     finally:
         client.meta.events.unregister("before-call.sts.AssumeRole", unique_id="test-sts-answer")
     assert "af-south-1, an opt-in region: it works only once enabled" in str(refused.value)
+
+
+def test_point_9_adopting_a_bucket_whose_acl_grants_others_says_so_in_a_sentence(db, aws):
+    admin = _admin_s3(aws)
+    admin.create_bucket(
+        Bucket=BUCKET,
+        CreateBucketConfiguration={"LocationConstraint": "us-west-2"},
+        ObjectOwnership="ObjectWriter",
+        ACL="public-read",
+    )
+    params = {"bucket": BUCKET, "region": "us-west-2", "known": True}
+    with pytest.raises(StepFailed) as refused:
+        s3.bucket(_context(_account(), "s3.bucket", params), params)
+    assert refused.value.code == "BucketAclGrantsOthers"
+    assert "has an ACL that grants access to others" in str(refused.value)
+    assert "set the bucket's ACL back to private" in str(refused.value)

@@ -76,3 +76,17 @@ def test_object_lock_answers_200_with_a_per_key_error(aws):
         ("kept.txt", "AccessDenied"),
     ]
     assert sorted(v["Key"] for v in _versions(s3, "locked-bucket")) == ["held.txt", "kept.txt"]
+
+
+def test_bucket_owner_enforced_is_refused_while_the_acl_grants_others(aws):
+    admin = aws.admin(CUSTOMER_ACCOUNT).client("s3", endpoint_url=aws.url, region_name="us-east-1")
+    admin.create_bucket(Bucket="shared-bucket", ObjectOwnership="ObjectWriter", ACL="public-read")
+    admin.create_bucket(Bucket="private-bucket", ObjectOwnership="ObjectWriter")
+    s3 = _client(aws, _user(aws, CUSTOMER_ACCOUNT, "s3:*"), "s3", region="us-east-1")
+    enforced = {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    error = _error(lambda: s3.put_bucket_ownership_controls(Bucket="shared-bucket", OwnershipControls=enforced))
+    assert error["Code"] == "InvalidBucketAclWithObjectOwnership"
+    s3.put_bucket_ownership_controls(Bucket="private-bucket", OwnershipControls=enforced)
+
+    aws.configure(bucket_acl_ownership=False)
+    s3.put_bucket_ownership_controls(Bucket="shared-bucket", OwnershipControls=enforced)

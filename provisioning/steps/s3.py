@@ -97,7 +97,20 @@ def _adopt_bucket(ctx: StepContext, params: dict, outputs: dict) -> StepResult:
         )
     if not differences:
         return StepResult(adopted=True, outputs=outputs)
-    ctx.send(registry.put_bucket_ownership_controls(params["bucket"]))
+    try:
+        ctx.send(registry.put_bucket_ownership_controls(params["bucket"]))
+    except ClientError as exc:
+        if error_code(exc) != "InvalidBucketAclWithObjectOwnership":
+            raise
+        # AWS turns ACLs off only when the bucket's ACL grants nothing beyond its owner's full control.
+        raise StepFailed(
+            f"The bucket {params['bucket']} has an ACL that grants access to others (another account, or a group "
+            "such as everyone or S3's log delivery). Onramp turns the bucket's ACLs off (Bucket owner enforced), "
+            "which AWS refuses while the ACL grants anything beyond the owner. Move those grants to a bucket "
+            "policy if they are still needed, set the bucket's ACL back to private (S3 console, the bucket, "
+            "Permissions, Access control list), then retry.",
+            code="BucketAclGrantsOthers",
+        ) from None
     return StepResult(adopted=False, outputs=outputs, note="The bucket's ACLs were switched off (BucketOwnerEnforced).")
 
 
