@@ -34,7 +34,7 @@ ROLE_TEMPLATE_VERSION = 3
 # deployed role carries the version it was made from. 3: iam:RemoveUserFromGroup without a tag condition.
 ROLE_POLICY_SHA256 = {
     2: "cfd28e6958d31ece30098c10fec1f10381151973ef1ef008cf34a38dcfdc5701",
-    3: "75f3ec1dda2f7f380093fa3309434369b3690099a8b49776729784261850238a",
+    3: "7c54677191958b1559fe7b0834a54aff6bd7b43d2eac94508a221cc39e2ed503",
 }
 # A value Onramp generates at send time (a console password): shown as this in the transcript.
 GENERATED = "<generated>"
@@ -177,6 +177,14 @@ def create_repository(name: str) -> ApiCall:
         "ecr",
         "CreateRepository",
         {"repositoryName": name, "imageScanningConfiguration": {"scanOnPush": True}, "tags": MANAGED_TAGS},
+    )
+
+
+def put_image_scanning_configuration(name: str) -> ApiCall:
+    return ApiCall(
+        "ecr",
+        "PutImageScanningConfiguration",
+        {"repositoryName": name, "imageScanningConfiguration": {"scanOnPush": True}},
     )
 
 
@@ -583,6 +591,12 @@ def _compare_cors(params: dict, seen: dict, previous: dict | None) -> list[Diffe
     return document_differences("CORS rules", wanted, seen["rules"])
 
 
+def _compare_repository(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
+    if seen.get("scan_on_push", True):
+        return []
+    return [Difference("scan on push", "on", "off")]
+
+
 def _compare_lifecycle(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
     return document_differences("lifecycle policy", documents.lifecycle_policy_document(), seen["policy"])
 
@@ -761,10 +775,11 @@ REPOSITORY = StepKind(
     calls=lambda p: [create_repository(p["repository"])],
     operations=(
         *ops("ecr", "CreateRepository", also=("ecr:TagResource",)),
-        *ops("ecr", "DescribeRepositories"),
+        *ops("ecr", "DescribeRepositories", "PutImageScanningConfiguration"),
     ),
     resource=ResourceRecord("ECR repository", "repository", "repository"),
     publishes=(Publish("repository_uri", "uri", "Repository"),),
+    compare=_compare_repository,
     removal=("remove.ecr.repository",),
 )
 LIFECYCLE = StepKind(
