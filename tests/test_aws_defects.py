@@ -185,3 +185,40 @@ def test_point_9_adopting_a_bucket_whose_acl_grants_others_says_so_in_a_sentence
     assert refused.value.code == "BucketAclGrantsOthers"
     assert "has an ACL that grants access to others" in str(refused.value)
     assert "set the bucket's ACL back to private" in str(refused.value)
+
+
+def _access_key_seen(age_days: int, *, status: str = "Active") -> dict:
+    return {
+        "keys": [
+            {
+                "id": "AKIAAPPKEY0000000001",
+                "status": status,
+                "created": "2026-09-08T00:00:00+00:00",
+                "age_days": age_days,
+            }
+        ],
+        "max_age_days": 90,
+    }
+
+
+def test_point_7_a_key_turning_a_day_older_or_aws_listing_in_another_order_is_not_a_stale_plan():
+    from provisioning.steps.reading import seen_fingerprint
+
+    planned = {
+        "iam.access_key": _access_key_seen(89),
+        "iam.group": {"arn": "arn:aws:iam::111122223333:group/acme", "members": [{"name": "a"}, {"name": "b"}]},
+        "team.member:lead@agency.example": {"arn": "x", "tagged": True, "policies": ["A", "B"], "console": True},
+    }
+    run_time = {
+        "iam.access_key": _access_key_seen(90),  # the key's age rolled over between the plan and the run
+        "iam.group": {"arn": "arn:aws:iam::111122223333:group/acme", "members": [{"name": "b"}, {"name": "a"}]},
+        "team.member:lead@agency.example": {"arn": "x", "tagged": True, "policies": ["B", "A"], "console": True},
+    }
+    assert seen_fingerprint(planned) == seen_fingerprint(run_time)
+    # What a run acts on still counts: a key deactivated by hand, a member gone.
+    assert seen_fingerprint(planned) != seen_fingerprint(
+        {**planned, "iam.access_key": _access_key_seen(89, status="Inactive")}
+    )
+    assert seen_fingerprint(planned) != seen_fingerprint(
+        {**planned, "iam.group": {"arn": "arn:aws:iam::111122223333:group/acme", "members": [{"name": "a"}]}}
+    )
