@@ -34,7 +34,14 @@ from django.conf import settings
 
 from provisioning.audit import CallLog, audit_write, redact
 from provisioning.errors import AwsError, ConnectionSettingsError, OnrampError
-from provisioning.registry import REGISTRY, ApiCall, assume_role_call, source_identity_for
+from provisioning.registry import (
+    REGISTRY,
+    ROLE_TEMPLATE_VERSION,
+    ApiCall,
+    assume_role_call,
+    role_grants,
+    source_identity_for,
+)
 from provisioning.spec import Spec, spec_from_json
 from provisioning.vocabulary import Access
 
@@ -108,6 +115,9 @@ OPT_IN_REGIONS = frozenset(
 # AWS's AccessDenied names the action: "User: arn:… is not authorized to perform: iam:CreateUser on resource: …"
 _DENIED_ACTION = re.compile(r"not authorized to perform:? ([a-z0-9-]+:[A-Za-z0-9*]+)")
 _DENIED_CALLER = re.compile(r"User: (\S+) is not authorized")
+# AWS's message names the resource it checked ("… on resource: arn:aws:iam::…:user/bob because …"); it never says
+# whether a condition failed, only the kind of deny.
+_DENIED_RESOURCE = re.compile(r" on resource: (.+?)(?: because | with an explicit deny|$)")
 # The actions that Onramp's own identity calls, on the customer's role (its trust policy allows them too).
 PORTAL_ACTIONS = ("sts:AssumeRole", "sts:SetSourceIdentity")
 
@@ -137,11 +147,53 @@ def _denied(aws_message: str, operation: str) -> str:
             "(the CloudFormation template on the customer's admin page has them all)."
         )
     caller = _DENIED_CALLER.search(aws_message)
-    whose = "the IAM user whose keys Onramp uses" if caller and ":user/" in caller.group(1) else "the customer's role"
+    if caller and ":user/" in caller.group(1):
+        return (
+            "Onramp's identity in the customer's account is not allowed to do this: the IAM user whose keys Onramp "
+            f"uses lacks {action}. Give it the policy of the CloudFormation template on the customer's admin page, "
+            "which grants every action Onramp calls."
+        )
+    resource = _DENIED_RESOURCE.search(aws_message)
+    return _role_denied(action, resource.group(1).strip() if resource else "")
+
+
+def _condition_words(condition: tuple) -> str:
+    words = []
+    for operator, key, values in condition:
+        if key.startswith("aws:ResourceTag/"):
+            words.append(f"the resource is tagged {key.removeprefix('aws:ResourceTag/')}={' or '.join(values)}")
+        else:
+            words.append(f"{key} is {' or '.join(values)} ({operator})")
+    return " and ".join(words)
+
+
+def _role_denied(action: str, resource: str) -> str:
+    """The customer's role was refused `action`: from the template this Onramp deploys (the preflight refuses an
+    older one), whether the role lacks the action or one of its conditions refused it."""
+    on = f" on {resource}" if resource else ""
+    grants = role_grants(action)
+    template = f"Onramp's template (version {ROLE_TEMPLATE_VERSION})"
+    if not grants:
+        return (
+            f"Onramp's identity in the customer's account is not allowed to do this: the customer's role lacks "
+            f"{action}, and {template} does not grant it either. This is a defect of Onramp: report it with this "
+            "sentence."
+        )
+    if any(not condition and where == "*" for condition, where in grants):
+        return (
+            f"Onramp's identity in the customer's account is not allowed to do this: the customer's role lacks "
+            f"{action}{on}, which {template} grants without a condition. The role was changed by hand, or something "
+            "beyond it refused (a service control policy, a permissions boundary, an explicit deny): update it with "
+            "the CloudFormation template on the customer's admin page (Update stack), and check those."
+        )
+    limits = "; or ".join(
+        " and ".join(filter(None, [_condition_words(condition), f"it is {where}" if where != "*" else ""]))
+        for condition, where in grants
+    )
     return (
-        f"Onramp's identity in the customer's account is not allowed to do this: {whose} lacks {action}. "
-        "Update it with the CloudFormation template on the customer's admin page, which grants every action "
-        "Onramp calls."
+        f"Onramp's identity in the customer's account is not allowed to do this: a condition of the customer's role "
+        f"refused {action}{on}. {template} allows it only when {limits}. Onramp acts only on what it tagged "
+        "managed-by=onramp when it made or adopted it: the resource was made by hand or its tag was removed."
     )
 
 

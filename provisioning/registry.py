@@ -961,6 +961,12 @@ REGISTRY = Registry(
 )
 
 
+def role_grants(action: str, registry: Registry = REGISTRY) -> list[tuple[tuple, str]]:
+    """How this version of the role's template allows `action`: (condition, resource) of each statement granting
+    it, [] when none does. An AccessDenied sentence tells "the role lacks it" from "a condition refused it" with it."""
+    return list(dict.fromkeys((op.condition, op.resource) for op in registry.operations() if action in op.actions))
+
+
 _SOURCE_IDENTITY_CHARS = re.compile(r"[^A-Za-z0-9_+=,.@-]")
 
 

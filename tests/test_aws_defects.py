@@ -222,3 +222,15 @@ def test_point_7_a_key_turning_a_day_older_or_aws_listing_in_another_order_is_no
     assert seen_fingerprint(planned) != seen_fingerprint(
         {**planned, "iam.group": {"arn": "arn:aws:iam::111122223333:group/acme", "members": [{"name": "a"}]}}
     )
+
+
+def test_point_4_removing_a_user_onramp_never_tagged_names_the_roles_condition(db, aws):
+    iam = account_session(aws.url, CUSTOMER_ACCOUNT, "us-west-2").iam
+    iam.create_user(UserName="bob")  # made by hand: no managed-by tag
+    params = {"name": "bob"}
+    with pytest.raises(AwsError) as refused:
+        removal.REMOVERS["remove.user"](_context(_account(), "remove.user:bob", params), params)
+    assert "a condition of the customer's role refused iam:DeleteUser on arn:aws:iam::111122223333:user/bob" in str(
+        refused.value
+    )
+    assert "only when the resource is tagged managed-by=onramp" in str(refused.value)
