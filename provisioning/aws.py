@@ -134,6 +134,19 @@ def _denied(aws_message: str, operation: str) -> str:
     """Which action AWS refused, quoted from its message, and whose policy lacks it."""
     found = _DENIED_ACTION.search(aws_message)
     action = found.group(1) if found else ""
+    caller = _DENIED_CALLER.search(aws_message)
+    if operation == "AssumeRole" and caller and ":assumed-role/" in caller.group(1):
+        # AWS keeps the first source identity through role chaining and refuses another (IAM User Guide, "Monitor
+        # and control actions taken with assumed roles"); its AccessDenied does not say that is why.
+        return (
+            f"AWS refused sts:AssumeRole on the customer's role to Onramp's own identity, which is itself a role "
+            f"session ({caller.group(1)}). A role session assumed with a source identity keeps it through role "
+            "chaining and AWS refuses to change it, so Onramp cannot name the person who started this in the "
+            "customer's CloudTrail: run Onramp with an identity that carries no source identity (its own role or "
+            "IAM user, not a session someone assumed with --source-identity). If it carries none, the role's trust "
+            "policy or Onramp's own policy refused it: deploy the CloudFormation template from the customer's "
+            "admin page again."
+        )
     if operation == "AssumeRole" or action in PORTAL_ACTIONS:
         return (
             f"AWS refused {action or 'sts:AssumeRole'} on the customer's role. Either Onramp's own identity lacks it "
@@ -146,7 +159,6 @@ def _denied(aws_message: str, operation: str) -> str:
             "Onramp's identity in the customer's account is not allowed to do this. Check the role's permissions "
             "(the CloudFormation template on the customer's admin page has them all)."
         )
-    caller = _DENIED_CALLER.search(aws_message)
     if caller and ":user/" in caller.group(1):
         return (
             "Onramp's identity in the customer's account is not allowed to do this: the IAM user whose keys Onramp "

@@ -12,7 +12,7 @@ from provisioning.models import StepRun
 from provisioning.steps import removal, s3
 from provisioning.steps.base import StepContext
 from tests.awsread import account_session
-from tests.conftest import CUSTOMER_ACCOUNT, customer_for, spec_data
+from tests.conftest import CUSTOMER_ACCOUNT, EXTERNAL_ID, customer_for, spec_data
 
 pytestmark = pytest.mark.strict(consistency_window=0.0)
 BUCKET = "acme-app-media"
@@ -234,3 +234,18 @@ def test_point_4_removing_a_user_onramp_never_tagged_names_the_roles_condition(d
         refused.value
     )
     assert "only when the resource is tagged managed-by=onramp" in str(refused.value)
+
+
+def test_point_8_a_portal_role_session_carrying_a_source_identity_is_told_not_a_bare_access_denied(db, aws):
+    from botocore.exceptions import ClientError
+
+    from provisioning.aws import error_translate
+    from tests.test_sandbox_sts_rules import ONRAMP_ROLE, chained_session
+
+    sts = chained_session(aws, source_identity="deploy-bot")
+    request = {"RoleArn": ONRAMP_ROLE, "RoleSessionName": "onramp-run", "ExternalId": EXTERNAL_ID}
+    with pytest.raises(ClientError) as refused:
+        sts.assume_role(**request, SourceIdentity="alice")
+    text = str(error_translate(refused.value, doing="Assuming the customer's role"))
+    assert "Onramp's own identity, which is itself a role session" in text
+    assert "keeps it through role chaining and AWS refuses to change it" in text
