@@ -108,7 +108,9 @@ def _fake_assume(expiries: list[timedelta]):
 def test_a_session_with_less_than_fifteen_minutes_left_is_renewed_before_its_next_call():
     assume, made = _fake_assume([timedelta(seconds=RENEW_BEFORE_SECONDS - 60), timedelta(hours=1)])
     session = RoleSession(assume=assume)
-    assert session.get_frozen_credentials().token == "token-1"  # renewed on first use: 14 minutes left
+    assert made == []  # nothing is sent before the first use (clients are made from it meanwhile)
+    assert session.get_frozen_credentials().token == "token-0"  # the first use assumes the role: 14 minutes left
+    assert session.get_frozen_credentials().token == "token-1"  # renewed before the next use
     assert session.get_frozen_credentials().token == "token-1"  # an hour left: kept
     assert made == [0, 1]
 
@@ -116,6 +118,7 @@ def test_a_session_with_less_than_fifteen_minutes_left_is_renewed_before_its_nex
 def test_a_session_aws_says_expired_is_renewed_even_with_time_left():
     assume, made = _fake_assume([timedelta(hours=1)])
     session = RoleSession(assume=assume)
+    assert session.get_frozen_credentials().token == "token-0"
     session.expire()
     assert session.get_frozen_credentials().token == "token-1"
     assert session.get_frozen_credentials().token == "token-1"

@@ -249,3 +249,41 @@ def test_point_8_a_portal_role_session_carrying_a_source_identity_is_told_not_a_
     text = str(error_translate(refused.value, doing="Assuming the customer's role"))
     assert "Onramp's own identity, which is itself a role session" in text
     assert "keeps it through role chaining and AWS refuses to change it" in text
+
+
+def test_point_6_no_production_code_sets_a_private_attribute_of_a_client():
+    """A role's clients get its renewing session from their account's botocore session (its credential resolver),
+    not by an assignment to a private attribute of a client's signer."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    found = []
+    for path in [*root.glob("provisioning/**/*.py"), *root.glob("portal/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            for target in targets:
+                names, chain = [], target
+                while isinstance(chain, ast.Attribute):
+                    names.append(chain.attr)
+                    chain = chain.value
+                if isinstance(chain, ast.Name):
+                    names.append(chain.id)
+                private = [name for name in names[:-1] if name.startswith("_") and not name.startswith("__")]
+                if private and ("client" in names[-1] or "_request_signer" in names):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert found == []
+
+
+def test_point_6_a_roles_account_shares_the_process_models_and_its_clients_sign_with_the_renewing_session(db, aws):
+    from provisioning.aws import process_session
+
+    loader = process_session()._session.get_component("data_loader")
+    _account().client("iam").list_account_aliases()  # the process's IAM model, loaded once
+    loaded = set(loader._cache)
+    account = _account()
+    clients = [account.client(service) for service in ("iam", "s3", "sts", "ecr")]
+    assert not [key for key in set(loader._cache) - loaded if key[:2] == ("load_service_model", "iam")]
+    for client in clients:
+        assert client._request_signer._credentials is account.session  # read, never set
+    assert ":assumed-role/OnrampAccess/" in account.client("sts").get_caller_identity()["Arn"]
