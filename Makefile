@@ -6,7 +6,7 @@ VENV_RUN := .venv/.installed-runtime
 VENV_DEV := .venv/.installed-dev
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test test-fast lint services system-deps bench soak audit clean
+.PHONY: run test test-fast lint services system-deps bench soak audit smoke-aws clean
 
 .venv/bin/python:
 	python3 -m venv .venv
@@ -63,6 +63,11 @@ bench: services $(VENV_DEV)
 ## Real prefork workers and a private redis-server; prints runs attempted/completed, duplicates, secrets leaked.
 soak: services $(VENV_DEV)
 	$(PY) -m pytest -m soak tests/soak -v
+
+## A check on two real, disposable AWS accounts (README, "A check on real accounts"); never part of make test.
+## Refuses to start without ONRAMP_SMOKE_CONFIRM; starts a worker of its own for the runs, stops it after.
+smoke-aws: services $(VENV_RUN)
+	@bin/smoke-aws
 
 ## Security checks that need the network or take long: bandit and pip-audit.
 ## --strict: a package pip-audit could not look up fails the audit instead of passing unchecked.

@@ -19,8 +19,9 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 import boto3
+import botocore.session
 from botocore.config import Config
-from botocore.credentials import RefreshableCredentials
+from botocore.credentials import CredentialProvider, CredentialResolver, DeferredRefreshableCredentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -34,12 +35,19 @@ from django.conf import settings
 
 from provisioning.audit import CallLog, audit_write, redact
 from provisioning.errors import AwsError, ConnectionSettingsError, OnrampError
-from provisioning.registry import REGISTRY, ApiCall, assume_role_call, source_identity_for
+from provisioning.registry import (
+    REGISTRY,
+    ROLE_TEMPLATE_VERSION,
+    ApiCall,
+    assume_role_call,
+    role_grants,
+    source_identity_for,
+)
 from provisioning.spec import Spec, spec_from_json
 from provisioning.vocabulary import Access
 
-# Renew a role's session when less than this is left (botocore's own advisory window), so no call of a step
-# starts with a session about to expire; a retry hours later renews it before its first call.
+# A role's session is renewed when less than this is left (botocore's own advisory window, which RoleSession keeps),
+# so no call of a step starts with a session about to expire; a retry hours later renews it before its first call.
 RENEW_BEFORE_SECONDS = 15 * 60
 _EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException"})
 _RETRYABLE_CODES = frozenset(
@@ -108,6 +116,9 @@ OPT_IN_REGIONS = frozenset(
 # AWS's AccessDenied names the action: "User: arn:… is not authorized to perform: iam:CreateUser on resource: …"
 _DENIED_ACTION = re.compile(r"not authorized to perform:? ([a-z0-9-]+:[A-Za-z0-9*]+)")
 _DENIED_CALLER = re.compile(r"User: (\S+) is not authorized")
+# AWS's message names the resource it checked ("… on resource: arn:aws:iam::…:user/bob because …"); it never says
+# whether a condition failed, only the kind of deny.
+_DENIED_RESOURCE = re.compile(r" on resource: (.+?)(?: because | with an explicit deny|$)")
 # The actions that Onramp's own identity calls, on the customer's role (its trust policy allows them too).
 PORTAL_ACTIONS = ("sts:AssumeRole", "sts:SetSourceIdentity")
 
@@ -124,6 +135,19 @@ def _denied(aws_message: str, operation: str) -> str:
     """Which action AWS refused, quoted from its message, and whose policy lacks it."""
     found = _DENIED_ACTION.search(aws_message)
     action = found.group(1) if found else ""
+    caller = _DENIED_CALLER.search(aws_message)
+    if operation == "AssumeRole" and caller and ":assumed-role/" in caller.group(1):
+        # AWS keeps the first source identity through role chaining and refuses another (IAM User Guide, "Monitor
+        # and control actions taken with assumed roles"); its AccessDenied does not say that is why.
+        return (
+            f"AWS refused sts:AssumeRole on the customer's role to Onramp's own identity, which is itself a role "
+            f"session ({caller.group(1)}). A role session assumed with a source identity keeps it through role "
+            "chaining and AWS refuses to change it, so Onramp cannot name the person who started this in the "
+            "customer's CloudTrail: run Onramp with an identity that carries no source identity (its own role or "
+            "IAM user, not a session someone assumed with --source-identity). If it carries none, the role's trust "
+            "policy or Onramp's own policy refused it: deploy the CloudFormation template from the customer's "
+            "admin page again."
+        )
     if operation == "AssumeRole" or action in PORTAL_ACTIONS:
         return (
             f"AWS refused {action or 'sts:AssumeRole'} on the customer's role. Either Onramp's own identity lacks it "
@@ -136,12 +160,53 @@ def _denied(aws_message: str, operation: str) -> str:
             "Onramp's identity in the customer's account is not allowed to do this. Check the role's permissions "
             "(the CloudFormation template on the customer's admin page has them all)."
         )
-    caller = _DENIED_CALLER.search(aws_message)
-    whose = "the IAM user whose keys Onramp uses" if caller and ":user/" in caller.group(1) else "the customer's role"
+    if caller and ":user/" in caller.group(1):
+        return (
+            "Onramp's identity in the customer's account is not allowed to do this: the IAM user whose keys Onramp "
+            f"uses lacks {action}. Give it the policy of the CloudFormation template on the customer's admin page, "
+            "which grants every action Onramp calls."
+        )
+    resource = _DENIED_RESOURCE.search(aws_message)
+    return _role_denied(action, resource.group(1).strip() if resource else "")
+
+
+def _condition_words(condition: tuple) -> str:
+    words = []
+    for operator, key, values in condition:
+        if key.startswith("aws:ResourceTag/"):
+            words.append(f"the resource is tagged {key.removeprefix('aws:ResourceTag/')}={' or '.join(values)}")
+        else:
+            words.append(f"{key} is {' or '.join(values)} ({operator})")
+    return " and ".join(words)
+
+
+def _role_denied(action: str, resource: str) -> str:
+    """The customer's role was refused `action`: from the template this Onramp deploys (the preflight refuses an
+    older one), whether the role lacks the action or one of its conditions refused it."""
+    on = f" on {resource}" if resource else ""
+    grants = role_grants(action)
+    template = f"Onramp's template (version {ROLE_TEMPLATE_VERSION})"
+    if not grants:
+        return (
+            f"Onramp's identity in the customer's account is not allowed to do this: the customer's role lacks "
+            f"{action}, and {template} does not grant it either. This is a defect of Onramp: report it with this "
+            "sentence."
+        )
+    if any(not condition and where == "*" for condition, where in grants):
+        return (
+            f"Onramp's identity in the customer's account is not allowed to do this: the customer's role lacks "
+            f"{action}{on}, which {template} grants without a condition. The role was changed by hand, or something "
+            "beyond it refused (a service control policy, a permissions boundary, an explicit deny): update it with "
+            "the CloudFormation template on the customer's admin page (Update stack), and check those."
+        )
+    limits = "; or ".join(
+        " and ".join(filter(None, [_condition_words(condition), f"it is {where}" if where != "*" else ""]))
+        for condition, where in grants
+    )
     return (
-        f"Onramp's identity in the customer's account is not allowed to do this: {whose} lacks {action}. "
-        "Update it with the CloudFormation template on the customer's admin page, which grants every action "
-        "Onramp calls."
+        f"Onramp's identity in the customer's account is not allowed to do this: a condition of the customer's role "
+        f"refused {action}{on}. {template} allows it only when {limits}. Onramp acts only on what it tagged "
+        "managed-by=onramp when it made or adopted it: the resource was made by hand or its tag was removed."
     )
 
 
@@ -152,11 +217,19 @@ def _explain(exc: ClientError, code: str, aws_message: str) -> str | None:
         return _denied(aws_message, operation)
     if code in _EXPIRED_CODES:
         return _EXPIRED
-    if code in _UNRECOGNIZED_KEY and region in OPT_IN_REGIONS:
+    if (code in _UNRECOGNIZED_KEY or code == "RegionDisabledException") and region in OPT_IN_REGIONS:
         return (
             f"AWS does not accept Onramp's credentials in {region}, an opt-in region: it works only once enabled "
             "in the customer's account (Account, AWS Regions) and, for a role, in Onramp's own account too. "
             "Enable it, or choose another region."
+        )
+    if code == "RegionDisabledException":
+        # STS answers it for "the account that is being asked to generate credentials" (STS API reference):
+        # for AssumeRole, the role's, the customer's.
+        return (
+            f"AWS STS is not activated in {region or 'this region'} for the customer's account, so AWS will not "
+            "give Onramp a session there. The account's administrator activates it in the IAM console (Account "
+            "settings, Security Token Service (STS), Endpoints), or choose another region; then retry."
         )
     if code in _UNRECOGNIZED_KEY and operation == "AssumeRole":
         return "Onramp's own AWS identity is not valid (its access key is unknown or deleted). Fix its credentials."
@@ -363,23 +436,56 @@ def _install_audit_hook(client) -> None:
 
 
 # This process's one boto3 session: the parsed service models, the event handlers, the config.
-# It holds no run's credentials: each client is made with its run's credentials, so a run costs
-# clients only, not a session (a fresh session parses the models again, ~250 ms of CPU).
+# It holds no run's credentials: stored keys are given to each client, and a role's account has a botocore session
+# of its own that shares these models and handlers (account_session_create), so a run costs clients only, not a
+# parse of the models (a fresh session's, ~250 ms of CPU).
 _session: boto3.Session | None = None
-_session_lock = threading.Lock()  # boto3 sessions are not thread-safe; the clients they make are
+_core: botocore.session.Session | None = None  # _session's botocore session
+# botocore sessions are not thread-safe, and a role account's shares the process's loader: clients are made under
+# this lock (the clients themselves are thread-safe).
+_session_lock = threading.Lock()
 
 
 def process_session() -> boto3.Session:
     """This process's boto3 session, made on first use (after the worker has forked)."""
-    global _session
+    global _session, _core
     with _session_lock:
         if _session is None:
-            _session = boto3.Session()
+            _core = botocore.session.Session()
+            _session = boto3.Session(botocore_session=_core)
         return _session
 
 
-# The keys of a client made before its credentials exist: nothing AWS accepts. A role's clients are made with them
-# while the role is being assumed, and sign with the role's session before anyone is given them (AwsAccount).
+class _Held(CredentialProvider):
+    """A credential provider that hands out credentials Onramp holds: a role's session, which renews itself."""
+
+    METHOD = CANONICAL_NAME = "onramp-role-session"
+
+    def __init__(self, credentials):
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self):
+        return self._credentials
+
+
+def account_session_create(credentials) -> botocore.session.Session:
+    """A botocore session for one role's account: its credential resolver hands out `credentials` (a RoleSession),
+    and it shares the process session's loaded service models and event handlers (the audit hook's counterpart),
+    so a worker loads the models once (aws_models_load) and an account costs no parse."""
+    process_session()
+    core = _core
+    with _session_lock:
+        session = botocore.session.Session(
+            event_hooks=core.get_component("event_emitter"), include_builtin_handlers=False
+        )
+        session.register_component("data_loader", core.get_component("data_loader"))
+        session.register_component("credential_provider", CredentialResolver(providers=[_Held(credentials)]))
+        session.user_agent_name, session.user_agent_version = core.user_agent_name, core.user_agent_version
+    return session
+
+
+# The keys of a client made only to load its service's model (aws_models_load): nothing AWS accepts.
 UNUSABLE_KEYS = {"aws_access_key_id": "-", "aws_secret_access_key": "-"}
 
 
@@ -390,40 +496,37 @@ def aws_models_load() -> None:
         client_create(service, region="us-east-1", credentials=UNUSABLE_KEYS)
 
 
-def client_create(service: str, *, region: str, credentials: dict):
-    """An audited client for `service` with these credentials (the standard chain's when empty)."""
-    session = process_session()
+def client_create(service: str, *, region: str, credentials: dict | None = None, session=None):
+    """An audited client for `service`: from a role account's botocore session (`session`, signing with its role's
+    session), or with these credentials (the standard chain's when empty)."""
+    boto = process_session()
     with _session_lock:
-        client = session.client(
-            service,
-            region_name=region,
-            endpoint_url=settings.AWS_ENDPOINT_URL,
-            config=client_config(),
-            **credentials,
-        )
+        if session is not None:
+            client = session.create_client(
+                service, region_name=region, endpoint_url=settings.AWS_ENDPOINT_URL, config=client_config()
+            )
+        else:
+            client = boto.client(
+                service,
+                region_name=region,
+                endpoint_url=settings.AWS_ENDPOINT_URL,
+                config=client_config(),
+                **(credentials or {}),
+            )
     _install_audit_hook(client)
     return client
 
 
-class RoleSession(RefreshableCredentials):
-    """A role's temporary credentials that renew themselves by assuming the role again, with the same request:
-    botocore does it when less than RENEW_BEFORE_SECONDS are left, and Onramp at once when AWS answers that
-    the token expired (expire(), from the clients' retry hook), so no step ever sees an expired session."""
+class RoleSession(DeferredRefreshableCredentials):
+    """A role's temporary credentials that renew themselves by assuming the role again, with the same request: the
+    first use assumes it (so clients can be made from it while AWS answers, account_connect), botocore renews it
+    when less than RENEW_BEFORE_SECONDS are left, and Onramp at once when AWS answers that the token expired
+    (expire(), from the clients' retry hook), so no step ever sees an expired session."""
 
     def __init__(self, *, assume: Callable[[], dict]):
         self._assume = assume
         self._expired = False
-        first = assume()
-        super().__init__(
-            access_key=first["access_key"],
-            secret_key=first["secret_key"],
-            token=first["token"],
-            expiry_time=self._expiry_datetime(first["expiry_time"]),
-            refresh_using=self._renew,
-            method="assume-role",
-            advisory_timeout=RENEW_BEFORE_SECONDS,
-            mandatory_timeout=RENEW_BEFORE_SECONDS // 2,
-        )
+        super().__init__(refresh_using=self._renew, method="assume-role")
 
     def __repr__(self) -> str:  # never the keys
         return "<RoleSession>"
@@ -455,10 +558,9 @@ def _on_needs_retry(response=None, request_dict=None, session: RoleSession | Non
     return None
 
 
-def _use_session(client, session: RoleSession) -> None:
-    # The client signs with the renewing credentials; boto3 has no public way to give a client a
-    # credentials object of ours, hence its request signer's attribute (tested in tests/test_strict_aws.py).
-    client._request_signer._credentials = session
+def _renew_on_expired(client, session: RoleSession) -> None:
+    """A client of a role's account (made from its account session, so signing with `session`) renews the session
+    and retries once when AWS answers that the token expired."""
     retry_event = f"needs-retry.{client.meta.service_model.service_id.hyphenize()}"
     client.meta.events.register_first(
         retry_event, functools.partial(_on_needs_retry, session=session), unique_id="onramp-renew-session"
@@ -470,10 +572,18 @@ class AwsAccount:
     session (`session`) renews itself; stored keys and Onramp's own chain do not expire."""
 
     def __init__(
-        self, credentials: dict, *, region: str, account_id: str, access: str, session: RoleSession | None = None
+        self,
+        credentials: dict,
+        *,
+        region: str,
+        account_id: str,
+        access: str,
+        session: RoleSession | None = None,
+        botocore_session=None,
     ):
         self._credentials = credentials
         self.session = session
+        self._botocore = botocore_session  # a role's: its clients sign with `session` (account_session_create)
         self.region = region
         self.account_id = account_id
         self.access = access  # Access.ROLE or Access.KEYS (or "portal", Onramp's own), for the preflight summary
@@ -492,21 +602,21 @@ class AwsAccount:
         key = (service, region or self.region)
         with self._lock:
             if key not in self._clients:
-                client = client_create(service, region=key[1], credentials=self._credentials)
+                client = client_create(service, region=key[1], credentials=self._credentials, session=self._botocore)
                 if self.session is not None:
-                    _use_session(client, self.session)
+                    _renew_on_expired(client, self.session)
                 self._clients[key] = client
             return self._clients[key]
 
     def clients_adopt(self, clients: dict[str, object]) -> None:
-        """Take clients made in this account's region before its role's session existed (account_connect): each
-        signs with the session from now on. Only for a role's account: they were made with UNUSABLE_KEYS."""
+        """Take clients made from this role account's botocore session while AWS answered its AssumeRole
+        (account_connect): they sign with the role's session already."""
         if self.session is None:
             raise ValueError("Only a role's account adopts clients made before its session.")
         with self._lock:
             for service, client in clients.items():
                 if (service, self.region) not in self._clients:
-                    _use_session(client, self.session)
+                    _renew_on_expired(client, self.session)
                     self._clients[(service, self.region)] = client
 
     def clients_open(self, services: Iterable[str]) -> None:
@@ -534,7 +644,8 @@ def portal_account(region: str) -> AwsAccount:
 
 
 def role_session_open(*, region: str, request: dict) -> RoleSession:
-    """Assume the customer's role as Onramp's own identity; the session renews itself with the same request."""
+    """The customer's role, assumed as Onramp's own identity on first use; the session renews itself with the same
+    request."""
     portal = portal_account(region)
 
     def assume() -> dict:
@@ -594,19 +705,22 @@ def account_connect(
         source_identity=source_identity_for(source_identity),
     )
     services = list(services)
-    made = aws_beside(lambda: {s: client_create(s, region=region, credentials=UNUSABLE_KEYS) for s in services})
+    session = role_session_open(region=region, request=call.params)  # nothing sent yet
+    core = account_session_create(session)
+    made = aws_beside(lambda: {s: client_create(s, region=region, session=core) for s in services})
     try:
-        session = role_session_open(region=region, request=call.params)
+        session.get_frozen_credentials()  # the AssumeRole, while the clients are made beside it
     except Exception:
         wait([made])  # the role was refused: the clients are dropped, once made (no work outlives the connect)
         raise
-    frozen = session.get_frozen_credentials()
-    keys = {
-        "aws_access_key_id": frozen.access_key,
-        "aws_secret_access_key": frozen.secret_key,
-        "aws_session_token": frozen.token,
-    }
-    account = AwsAccount(keys, region=region, account_id=customer.aws_account_id, access=Access.ROLE, session=session)
+    account = AwsAccount(
+        {},
+        region=region,
+        account_id=customer.aws_account_id,
+        access=Access.ROLE,
+        session=session,
+        botocore_session=core,
+    )
     account.clients_adopt(made.result())
     return account
 

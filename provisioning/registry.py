@@ -34,7 +34,7 @@ ROLE_TEMPLATE_VERSION = 3
 # deployed role carries the version it was made from. 3: iam:RemoveUserFromGroup without a tag condition.
 ROLE_POLICY_SHA256 = {
     2: "cfd28e6958d31ece30098c10fec1f10381151973ef1ef008cf34a38dcfdc5701",
-    3: "81195b96a25e93d0ff8c6d9684ba1f2f085d1ecf2ae4045ecc71d6f03c1eaf25",
+    3: "7c54677191958b1559fe7b0834a54aff6bd7b43d2eac94508a221cc39e2ed503",
 }
 # A value Onramp generates at send time (a console password): shown as this in the transcript.
 GENERATED = "<generated>"
@@ -180,6 +180,14 @@ def create_repository(name: str) -> ApiCall:
     )
 
 
+def put_image_scanning_configuration(name: str) -> ApiCall:
+    return ApiCall(
+        "ecr",
+        "PutImageScanningConfiguration",
+        {"repositoryName": name, "imageScanningConfiguration": {"scanOnPush": True}},
+    )
+
+
 def put_lifecycle_policy(name: str) -> ApiCall:
     text = json.dumps(documents.lifecycle_policy_document(), separators=(",", ":"))
     return ApiCall("ecr", "PutLifecyclePolicy", {"repositoryName": name, "lifecyclePolicyText": text})
@@ -201,6 +209,7 @@ _ACTION_NAMES = {
     ("s3", "GetPublicAccessBlock"): "s3:GetBucketPublicAccessBlock",
     ("s3", "PutPublicAccessBlock"): "s3:PutBucketPublicAccessBlock",
     ("s3", "ListObjectVersions"): "s3:ListBucketVersions",
+    ("s3", "GetObjectLockConfiguration"): "s3:GetBucketObjectLockConfiguration",
     ("s3", "DeleteObjects"): "s3:DeleteObject",
     ("s3", "GetBucketCors"): "s3:GetBucketCORS",
     ("s3", "PutBucketCors"): "s3:PutBucketCORS",
@@ -584,6 +593,12 @@ def _compare_cors(params: dict, seen: dict, previous: dict | None) -> list[Diffe
     return document_differences("CORS rules", wanted, seen["rules"])
 
 
+def _compare_repository(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
+    if seen.get("scan_on_push", True):
+        return []
+    return [Difference("scan on push", "on", "off")]
+
+
 def _compare_lifecycle(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
     return document_differences("lifecycle policy", documents.lifecycle_policy_document(), seen["policy"])
 
@@ -762,10 +777,11 @@ REPOSITORY = StepKind(
     calls=lambda p: [create_repository(p["repository"])],
     operations=(
         *ops("ecr", "CreateRepository", also=("ecr:TagResource",)),
-        *ops("ecr", "DescribeRepositories"),
+        *ops("ecr", "DescribeRepositories", "PutImageScanningConfiguration"),
     ),
     resource=ResourceRecord("ECR repository", "repository", "repository"),
     publishes=(Publish("repository_uri", "uri", "Repository"),),
+    compare=_compare_repository,
     removal=("remove.ecr.repository",),
 )
 LIFECYCLE = StepKind(
@@ -836,9 +852,12 @@ USER_REMOVAL_KINDS = (
     ),
     _user_step(
         "mfa_devices",
-        "{user}: deactivate the MFA devices",
+        "{user}: deactivate the MFA devices, and delete the virtual ones",
         *ops("iam", "ListMFADevices"),
         *ops("iam", "DeactivateMFADevice", condition=ONRAMPS_ONLY),
+        # A virtual device is its own resource (arn:…:mfa/NAME), untagged by whoever made it: no condition can
+        # keep this to Onramp's users; the step deletes only a device it has just deactivated from one.
+        *ops("iam", "DeleteVirtualMFADevice"),
     ),
     _user_step(
         "inline_policies",
@@ -904,7 +923,15 @@ REMOVAL_KINDS = (
     _removal(
         "remove.s3.bucket",
         lambda p: f"Delete the bucket {p['name']}" + (" and everything in it" if p.get("confirmed") else " (empty)"),
-        ops("s3", "ListObjectVersions", "DeleteObjects", "DeleteBucket"),
+        # GetBucketVersioning and GetObjectLockConfiguration only to say why a bucket cannot be emptied.
+        ops(
+            "s3",
+            "ListObjectVersions",
+            "DeleteObjects",
+            "DeleteBucket",
+            "GetBucketVersioning",
+            "GetObjectLockConfiguration",
+        ),
         calls=lambda p: [ApiCall("s3", "DeleteBucket", {"Bucket": p["name"]})],
     ),
     _removal(
@@ -934,6 +961,12 @@ REGISTRY = Registry(
         *REMOVAL_KINDS,
     )
 )
+
+
+def role_grants(action: str, registry: Registry = REGISTRY) -> list[tuple[tuple, str]]:
+    """How this version of the role's template allows `action`: (condition, resource) of each statement granting
+    it, [] when none does. An AccessDenied sentence tells "the role lacks it" from "a condition refused it" with it."""
+    return list(dict.fromkeys((op.condition, op.resource) for op in registry.operations() if action in op.actions))
 
 
 _SOURCE_IDENTITY_CHARS = re.compile(r"[^A-Za-z0-9_+=,.@-]")

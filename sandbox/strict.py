@@ -48,7 +48,7 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from urllib.parse import parse_qs
 
-from sandbox import iam_eval, refusals
+from sandbox import iam_eval, refusals, s3_rules, sts_rules
 from sandbox.iam_eval import ConditionNotEvaluated
 
 SETUP_ACCOUNT = "000000000000"
@@ -91,6 +91,11 @@ class Strictness:
     template_url: bool = False  # CloudFormation reads a TemplateURL with the caller's own access
     login_profile_window: float = 0.0  # seconds after CreateLoginProfile: EntityTemporarilyUnmodifiable (assumed)
     new_key_window: float = 0.0  # seconds after CreateAccessKey during which the new key is refused (assumed)
+    # S3's refusals when a bucket is emptied (sandbox/s3_rules.py).
+    mfa_delete: bool = False  # a bucket with MFA Delete refuses deleting versions without x-amz-mfa
+    bucket_acl_ownership: bool = False  # BucketOwnerEnforced refused while the bucket's ACL grants others
+    # STS (sandbox/sts_rules.py).
+    source_identity_chain: bool = False  # a session's source identity cannot be changed by a chained AssumeRole
 
     @classmethod
     def of(cls, data: dict) -> "Strictness":
@@ -689,6 +694,8 @@ CHECKS = (
     ("password_policy", check_password),
     ("delete_conflicts", check_delete_conflict),
     *refusals.CHECKS,
+    *s3_rules.CHECKS,
+    *sts_rules.CHECKS,
 )
 
 
@@ -959,6 +966,8 @@ class StrictLayer:
         with self._lock:
             self._created.clear()
             self._passwords.clear()
+        s3_rules.reset()
+        sts_rules.reset()
         user_make(
             account_id=SETUP_ACCOUNT,
             user_name=SETUP_USER,
@@ -1031,6 +1040,8 @@ class StrictLayer:
         from moto.iam.models import iam_backends
 
         entity = created_entity(call, caller)
+        s3_rules.observe(call, caller)
+        sts_rules.observe(call, caller)
         password = call.params.get("Password") if call.service == "iam" else None
         with self._lock:
             if entity is not None and not caller.harness:

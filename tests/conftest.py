@@ -63,6 +63,10 @@ STRICT = {
     "template_url": True,
     "login_profile_window": 1.0,
     "new_key_window": 1.0,
+    "list_buckets_page": 2,  # Onramp's listing pages (and lists by Prefix): a small page shows it does
+    "mfa_delete": True,
+    "bucket_acl_ownership": True,
+    "source_identity_chain": True,
 }
 # To see what another setting breaks, without editing this file: ONRAMP_SANDBOX_STRICT='{"consistency_window": 2}'.
 STRICT.update(json.loads(os.environ.get("ONRAMP_SANDBOX_STRICT") or "{}"))

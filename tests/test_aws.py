@@ -108,7 +108,9 @@ def _fake_assume(expiries: list[timedelta]):
 def test_a_session_with_less_than_fifteen_minutes_left_is_renewed_before_its_next_call():
     assume, made = _fake_assume([timedelta(seconds=RENEW_BEFORE_SECONDS - 60), timedelta(hours=1)])
     session = RoleSession(assume=assume)
-    assert session.get_frozen_credentials().token == "token-1"  # renewed on first use: 14 minutes left
+    assert made == []  # nothing is sent before the first use (clients are made from it meanwhile)
+    assert session.get_frozen_credentials().token == "token-0"  # the first use assumes the role: 14 minutes left
+    assert session.get_frozen_credentials().token == "token-1"  # renewed before the next use
     assert session.get_frozen_credentials().token == "token-1"  # an hour left: kept
     assert made == [0, 1]
 
@@ -116,6 +118,7 @@ def test_a_session_with_less_than_fifteen_minutes_left_is_renewed_before_its_nex
 def test_a_session_aws_says_expired_is_renewed_even_with_time_left():
     assume, made = _fake_assume([timedelta(hours=1)])
     session = RoleSession(assume=assume)
+    assert session.get_frozen_credentials().token == "token-0"
     session.expire()
     assert session.get_frozen_credentials().token == "token-1"
     assert session.get_frozen_credentials().token == "token-1"
@@ -276,3 +279,32 @@ def test_a_run_whose_portal_identity_lacks_set_source_identity_fails_at_prefligh
     assert preflight.state == "failed" and preflight.error_code == "AccessDenied"
     assert "AWS refused sts:SetSourceIdentity on the customer's role" in preflight.error_message
     assert preflight.attempts == 1  # not retried
+
+
+def _denied_to_role(action: str, resource: str) -> str:
+    message = (
+        "User: arn:aws:sts::111122223333:assumed-role/OnrampAccess/onramp-run-1 is not authorized to perform: "
+        f"{action} on resource: {resource} because no identity-based policy allows the {action} action"
+    )
+    return str(error_translate(_client_error("AccessDenied", message)))
+
+
+def test_point_4_a_tag_condition_of_the_role_is_named_with_the_resource_not_called_a_missing_action():
+    text = _denied_to_role("iam:DeleteUser", "arn:aws:iam::111122223333:user/bob")
+    assert "a condition of the customer's role refused iam:DeleteUser on arn:aws:iam::111122223333:user/bob" in text
+    assert "only when the resource is tagged managed-by=onramp" in text
+    assert "lacks" not in text
+
+
+def test_point_4_a_policy_arn_condition_is_named():
+    text = _denied_to_role("iam:AttachUserPolicy", "arn:aws:iam::111122223333:user/dev")
+    assert "a condition of the customer's role refused iam:AttachUserPolicy" in text
+    assert "iam:PolicyARN is arn:aws:iam::*:policy/MediaManagement*" in text
+
+
+def test_point_4_an_action_the_template_grants_without_condition_is_one_the_role_lacks():
+    text = _denied_to_role("s3:PutBucketCORS", "arn:aws:s3:::acme-app-media")
+    assert "the customer's role lacks s3:PutBucketCORS on arn:aws:s3:::acme-app-media" in text
+    assert "without a condition" in text and "condition of the customer's role" not in text
+    unknown = _denied_to_role("ec2:RunInstances", "*")
+    assert "does not grant it either" in unknown

@@ -189,6 +189,21 @@ def test_a_field_drifted_by_hand_is_reported_in_words_and_repair_corrects_exactl
     assert _check(customer).state == DriftState.State.IN_SYNC
 
 
+def test_point_10_scan_on_push_switched_off_by_hand_is_drift_and_repair_switches_it_on(worker, alice, sandbox):
+    customer = _onboarded(alice).customer
+    ecr = account_session(sandbox.url, CUSTOMER_ACCOUNT, REGION).ecr(REGION)
+    ecr.put_image_scanning_configuration(repositoryName="acme-app", imageScanningConfiguration={"scanOnPush": False})
+
+    state = _check(customer)
+    assert state.state == DriftState.State.DRIFTED
+    assert _words(state) == ["ECR repository acme-app, scanned on push: scan on push: expected on, found off"]
+    corrections, run = _repair(alice, customer)
+    assert [item["key"] for item in corrections] == ["ecr.repository"]
+    (repo,) = ecr.describe_repositories(repositoryNames=["acme-app"])["repositories"]
+    assert repo["imageScanningConfiguration"]["scanOnPush"] is True
+    assert _check(customer).state == DriftState.State.IN_SYNC
+
+
 def test_a_difference_keeps_the_check_that_first_found_it_and_is_notified_once(worker, alice, sandbox, settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     from django.core import mail

@@ -17,7 +17,12 @@ def repository_read(account: AwsAccount, params: dict) -> dict | None:
             return None
         raise
     repo = found["repositories"][0]
-    return {"arn": repo["repositoryArn"], "uri": repo["repositoryUri"]}
+    scanning = repo.get("imageScanningConfiguration") or {}
+    return {
+        "arn": repo["repositoryArn"],
+        "uri": repo["repositoryUri"],
+        "scan_on_push": bool(scanning.get("scanOnPush")),
+    }
 
 
 def lifecycle_read(account: AwsAccount, params: dict) -> dict | None:
@@ -42,12 +47,18 @@ def repository(ctx: StepContext, params: dict) -> StepResult:
             if error_code(exc) != "RepositoryAlreadyExistsException":
                 raise
             created, seen = False, repository_read(ctx.account, params)
+            corrected = bool(registry.REPOSITORY.compare(params, seen, None))
+            if corrected:  # the one setting of an existing repository Onramp wants: scan on push
+                ctx.send(registry.put_image_scanning_configuration(name))
     except ClientError as exc:
         raise error_translate(exc, doing=f"Creating the ECR repository {name}") from None
-    outputs = {"repository": name, **seen}
+    outputs = {"repository": name, "arn": seen["arn"], "uri": seen["uri"]}
     if created:
         outputs["created"] = True  # the lifecycle step knows there is no policy to read yet
-    return StepResult(adopted=not created, outputs=outputs)
+        return StepResult(adopted=False, outputs=outputs)
+    if corrected:
+        return StepResult(adopted=False, outputs=outputs, note="Scanning on push was switched on.")
+    return StepResult(adopted=True, outputs=outputs)
 
 
 def lifecycle(ctx: StepContext, params: dict) -> StepResult:

@@ -69,6 +69,28 @@ def account_seen(
     return seen
 
 
+# What a read computes from the clock, not from the account: a key's age in days. A plan read just before a key
+# turns a day older is still the account's state (the age is reported, never changed by a run).
+_CLOCK_FIELDS = frozenset({"age_days"})
+# Lists AWS answers in an order of its own (a group's members, a user's keys, policies and groups): sets to a run.
+_LISTED_FIELDS = frozenset({"members", "keys", "policies", "groups"})
+
+
+def _canonical(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def seen_normal(value, field: str = ""):
+    """What a read found, as a run would act on it: without the clock's values, AWS's listing order left out."""
+    if isinstance(value, dict):
+        return {name: seen_normal(item, name) for name, item in value.items() if name not in _CLOCK_FIELDS}
+    if isinstance(value, list):
+        items = [seen_normal(item) for item in value]
+        return sorted(items, key=_canonical) if field in _LISTED_FIELDS else items
+    return value
+
+
 def seen_fingerprint(seen: dict) -> str:
-    """A digest of what a read found: the same account read again gives the same digest."""
-    return hashlib.sha256(json.dumps(seen, sort_keys=True, default=str).encode()).hexdigest()
+    """A digest of what a read found that a run would act on: the same account read again, a day later or listed in
+    another order, gives the same digest."""
+    return hashlib.sha256(_canonical(seen_normal(seen)).encode()).hexdigest()

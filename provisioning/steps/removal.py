@@ -39,6 +39,15 @@ def _each(
     return StepResult(adopted=False, gone=not removed, outputs={"removed": removed, "name": user})
 
 
+def _mfa_device_remove(iam, user: str, serial: str) -> None:
+    """Deactivate the device; a virtual one (its serial is its ARN, arn:aws:iam::ACCOUNT:mfa/NAME) is then deleted,
+    or it would stay in the account unassigned. A hardware or FIDO device is the person's, not the account's."""
+    iam.deactivate_mfa_device(UserName=user, SerialNumber=serial)
+    if serial.startswith("arn:") and ":mfa/" in serial:
+        # AWS deletes only a deactivated device: the deactivation just made may take a moment to be seen.
+        settle(lambda: iam.delete_virtual_mfa_device(SerialNumber=serial), codes=frozenset({"DeleteConflict"}))
+
+
 # A user's parts AWS wants gone before the user, in order: how to list each, and how to remove one.
 _USER_PARTS = {
     "login_profile": (
@@ -67,7 +76,7 @@ _USER_PARTS = {
     ),
     "mfa_devices": (
         lambda iam, user: [d["SerialNumber"] for d in iam.list_mfa_devices(UserName=user)["MFADevices"]],
-        lambda iam, user, serial: iam.deactivate_mfa_device(UserName=user, SerialNumber=serial),
+        lambda iam, user, serial: _mfa_device_remove(iam, user, serial),
     ),
     "inline_policies": (
         lambda iam, user: iam.list_user_policies(UserName=user)["PolicyNames"],
@@ -169,27 +178,96 @@ def group(ctx: StepContext, params: dict) -> StepResult:
     return _delete(ctx, params, gone_codes=("NoSuchEntity",))
 
 
-def _bucket_versions(s3, name: str) -> list[dict]:
-    """Every object version and delete marker in the bucket (what must go before the bucket can)."""
-    found = []
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
-        for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
-            found.append({"Key": item["Key"], "VersionId": item["VersionId"]})
-    return found
+# How many keys a sentence names: enough to find them, short enough to read.
+_NAMED_KEYS = 5
+
+
+def _page_versions(s3, name: str) -> tuple[list[dict], bool]:
+    """The first page (up to 1,000) of the bucket's object versions and delete markers, and whether there are
+    more. Always the first page: the one before it was deleted, so the listing never holds the whole bucket."""
+    page = s3.list_object_versions(Bucket=name)
+    found = [
+        {"Key": item["Key"], "VersionId": item["VersionId"]}
+        for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+    ]
+    return found, bool(page.get("IsTruncated"))
+
+
+def _keys_named(errors: list[dict]) -> str:
+    keys = sorted({error["Key"] for error in errors})
+    more = f" and {len(keys) - _NAMED_KEYS} more" if len(keys) > _NAMED_KEYS else ""
+    return ", ".join(keys[:_NAMED_KEYS]) + more
+
+
+def _locked(s3, name: str) -> bool:
+    """Whether Object Lock is on for the bucket (AWS answers ObjectLockConfigurationNotFoundError when not)."""
+    try:
+        config = s3.get_object_lock_configuration(Bucket=name)["ObjectLockConfiguration"]
+    except ClientError as exc:
+        if error_code(exc) == "ObjectLockConfigurationNotFoundError":
+            return False
+        raise
+    return config.get("ObjectLockEnabled") == "Enabled"
+
+
+def _blocked(s3, name: str, errors: list[dict]) -> StepFailed:
+    """DeleteObjects answered 200 with per-key Errors: what kept those keys, in a sentence."""
+    if _locked(s3, name) and all(error.get("Code") == "AccessDenied" for error in errors):
+        return StepFailed(
+            f"The bucket {name} cannot be emptied: Object Lock protects {len(errors)} object version(s) "
+            f"({_keys_named(errors)}) with a retention period that has not ended or a legal hold. Onramp deleted "
+            "what it could. Wait until the retention ends or have the legal hold removed (a governance-mode "
+            "retention can be bypassed by someone allowed s3:BypassGovernanceRetention), then retry.",
+            code="ObjectLocked",
+        )
+    reasons = sorted({f"{error.get('Code')}: {error.get('Message')}" for error in errors})
+    return StepFailed(
+        f"The bucket {name} cannot be emptied: AWS refused to delete {len(errors)} object version(s) "
+        f"({_keys_named(errors)}), saying {'; '.join(reasons)}. Onramp deleted what it could; retry once that is "
+        "resolved.",
+        code="ObjectsNotDeleted",
+    )
+
+
+def _mfa_delete_on(s3, name: str) -> bool:
+    return s3.get_bucket_versioning(Bucket=name).get("MFADelete") == "Enabled"
+
+
+def _bucket_empty(s3, name: str) -> None:
+    """Delete every object version and delete marker, a page at a time (DeleteObjects takes 1,000 keys, a listing
+    page holds as many). DeleteObjects answers 200 even when keys stay (Object Lock): its Errors are read."""
+    while True:
+        versions, _ = _page_versions(s3, name)
+        if not versions:
+            return
+        try:
+            answer = s3.delete_objects(Bucket=name, Delete={"Objects": versions, "Quiet": True})
+        except ClientError as exc:
+            # MFA Delete refuses the whole request, whatever else it names (S3 API reference, DeleteObjects).
+            if error_code(exc) == "AccessDenied" and _mfa_delete_on(s3, name):
+                raise StepFailed(
+                    f"The bucket {name} has MFA Delete on: only the account's root user, signed in with its MFA "
+                    "device, can delete its object versions. Ask the account's owner to empty it (or turn MFA "
+                    "Delete off) as root, then retry.",
+                    code="MfaDelete",
+                ) from None
+            raise
+        if answer.get("Errors"):
+            raise _blocked(s3, name, answer["Errors"])
 
 
 def bucket(ctx: StepContext, params: dict) -> StepResult:
     s3, name = ctx.client("s3"), params["name"]
     try:
-        versions = _bucket_versions(s3, name)
+        versions, more = _page_versions(s3, name)
         if versions and not params.get("confirmed"):
+            count = f"at least {len(versions)}" if more else str(len(versions))
             raise StepFailed(
-                f"The bucket {name} holds {len(versions)} object version(s). Onramp deletes a bucket that holds "
+                f"The bucket {name} holds {count} object version(s). Onramp deletes a bucket that holds "
                 "objects only when its name was typed in the plan: plan again and type it, or empty it yourself.",
                 code="BucketNotEmpty",
             )
-        for start in range(0, len(versions), 1000):
-            s3.delete_objects(Bucket=name, Delete={"Objects": versions[start : start + 1000], "Quiet": True})
+        _bucket_empty(s3, name)
     except ClientError as exc:
         if error_code(exc) == "NoSuchBucket":
             return _gone(name)

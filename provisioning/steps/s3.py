@@ -39,13 +39,20 @@ def _ownership(s3, bucket: str) -> str:
     return controls["Rules"][0].get("ObjectOwnership", "") if controls and controls["Rules"] else ""
 
 
+def bucket_is_ours(s3, name: str) -> bool:
+    """Whether this account owns the bucket: its bucket list, asked for names starting with this one and read page
+    by page (AWS refuses an unpaginated ListBuckets past 10,000 buckets; S3 API reference, ListBuckets)."""
+    pages = s3.get_paginator("list_buckets").paginate(Prefix=name)
+    return any(b["Name"] == name for page in pages for b in page.get("Buckets", []))
+
+
 # --- Readers: what the account has ------------------------------------------------------------
 
 
 def bucket_read(account: AwsAccount, params: dict) -> dict | None:
     """The bucket as this account has it (None if the account does not own one by that name)."""
     s3 = account.client("s3")
-    if not any(b["Name"] == params["bucket"] for b in s3.list_buckets().get("Buckets", [])):
+    if not bucket_is_ours(s3, params["bucket"]):
         return None
     return _bucket_state(s3, params["bucket"])
 
@@ -90,7 +97,20 @@ def _adopt_bucket(ctx: StepContext, params: dict, outputs: dict) -> StepResult:
         )
     if not differences:
         return StepResult(adopted=True, outputs=outputs)
-    ctx.send(registry.put_bucket_ownership_controls(params["bucket"]))
+    try:
+        ctx.send(registry.put_bucket_ownership_controls(params["bucket"]))
+    except ClientError as exc:
+        if error_code(exc) != "InvalidBucketAclWithObjectOwnership":
+            raise
+        # AWS turns ACLs off only when the bucket's ACL grants nothing beyond its owner's full control.
+        raise StepFailed(
+            f"The bucket {params['bucket']} has an ACL that grants access to others (another account, or a group "
+            "such as everyone or S3's log delivery). Onramp turns the bucket's ACLs off (Bucket owner enforced), "
+            "which AWS refuses while the ACL grants anything beyond the owner. Move those grants to a bucket "
+            "policy if they are still needed, set the bucket's ACL back to private (S3 console, the bucket, "
+            "Permissions, Access control list), then retry.",
+            code="BucketAclGrantsOthers",
+        ) from None
     return StepResult(adopted=False, outputs=outputs, note="The bucket's ACLs were switched off (BucketOwnerEnforced).")
 
 
@@ -104,7 +124,7 @@ def bucket(ctx: StepContext, params: dict) -> StepResult:
         try:
             # A repeated create in us-east-1 succeeds even for a bucket we own, so ownership is checked
             # first there: our account's bucket list is the proof.
-            if params["region"] == "us-east-1" and any(b["Name"] == name for b in s3.list_buckets().get("Buckets", [])):
+            if params["region"] == "us-east-1" and bucket_is_ours(s3, name):
                 return _adopt_bucket(ctx, params, outputs)
             # Elsewhere AWS answers BucketAlreadyOwnedByYou itself: create first, read only then.
             ctx.send(registry.create_bucket(name, params["region"]))

@@ -12,7 +12,7 @@ from provisioning.plan import plan_registry
 from provisioning.registry import REGISTRY, ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG
 from provisioning.spec import spec_from_json
 from provisioning.steps.base import StepContext, StepResult
-from provisioning.steps.reading import account_seen, seen_fingerprint
+from provisioning.steps.reading import account_seen, seen_fingerprint, seen_normal
 from provisioning.vocabulary import Access
 
 
@@ -81,7 +81,9 @@ def _plan_still_current(ctx: StepContext, read_id: str) -> None:
         raise error_translate(exc, doing="Reading the account again") from None
     if seen_fingerprint(seen) == read.fingerprint:
         return
-    changed = sorted(key for key in {*seen, *read.seen} if seen.get(key) != read.seen.get(key))
+    changed = sorted(
+        key for key in {*seen, *read.seen} if seen_normal(seen.get(key)) != seen_normal(read.seen.get(key))
+    )
     raise StepFailed(
         f"The account changed since the plan was read ({', '.join(changed)[:400]}). Nothing was changed: "
         "plan again to see the difference as it is now.",
