@@ -47,7 +47,8 @@ def _api_names() -> dict[str, dict[str, str]]:
 
 def _operations_in_code() -> dict[str, set[str]]:
     """Every boto3 call in the code, found by reading it: `iam.create_user(...)`, `s3.list_buckets()`,
-    `ctx.client("sts").get_caller_identity()`, named as botocore names the API operation."""
+    `ctx.client("sts").get_caller_identity()`, `s3.get_paginator("list_buckets")`, named as botocore names the API
+    operation."""
     names = _api_names()
     found: dict[str, set[str]] = {}
     for file in CODE:
@@ -55,6 +56,8 @@ def _operations_in_code() -> dict[str, set[str]]:
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
             receiver, method = node.func.value, node.func.attr
+            if method == "get_paginator" and node.args and isinstance(node.args[0], ast.Constant):
+                method = node.args[0].value  # s3.get_paginator("list_buckets") calls ListBuckets, page by page
             service = None
             if isinstance(receiver, ast.Name) and receiver.id in names:
                 service = receiver.id
