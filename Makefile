@@ -6,16 +6,17 @@ VENV_RUN := .venv/.installed-runtime
 VENV_DEV := .venv/.installed-dev
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint services system-deps bench soak audit clean
+.PHONY: run test test-fast lint services system-deps bench soak audit clean
 
 .venv/bin/python:
 	python3 -m venv .venv
 
-$(VENV_RUN): requirements.txt | .venv/bin/python
-	$(PIP) install -q -r requirements.txt
+# make run needs the sandbox AWS too: requirements-sandbox.txt is requirements.txt and moto's server.
+$(VENV_RUN): requirements.txt requirements-sandbox.txt | .venv/bin/python
+	$(PIP) install -q -r requirements-sandbox.txt
 	touch $@
 
-$(VENV_DEV): requirements.txt requirements-dev.txt | .venv/bin/python
+$(VENV_DEV): requirements.txt requirements-sandbox.txt requirements-dev.txt | .venv/bin/python
 	$(PIP) install -q -r requirements-dev.txt
 	touch $@ $(VENV_RUN)
 
@@ -30,6 +31,10 @@ test: system-deps services $(VENV_DEV)
 	.venv/bin/bandit -q -r portal provisioning -ll
 	.venv/bin/lint-imports --no-cache
 	.venv/bin/pytest
+
+## The inner loop: every test but the end-to-end (the worker), browser and slow ones (README, "Tests").
+test-fast: services $(VENV_DEV)
+	.venv/bin/pytest -m "not e2e and not browser and not slow"
 
 lint: $(VENV_DEV)
 	.venv/bin/ruff check .

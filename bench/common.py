@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.sandbox import Sandbox  # noqa: E402
+from sandbox.controller import Sandbox  # noqa: E402
 
 # The worker's pool and concurrency in the benches, as bin/run and docker-compose.yml start it.
 DEFAULT_POOL = os.environ.get("BENCH_POOL", "threads")
@@ -200,7 +200,7 @@ class SandboxAws:
             self.server.start()
         if self.latency_ms:
             # Every contender then talks to AWS through the same delay, as to real AWS over a network.
-            from tests.sandbox import SandboxProxy
+            from sandbox.proxy import SandboxProxy
 
             self.proxy = SandboxProxy(self.server.url, latency=self.latency_ms / 1000).start()
         return self
@@ -225,7 +225,7 @@ class SandboxAws:
     def credentials(self, account_id: str) -> dict:
         """Temporary credentials in the account, as the engineer following the runbook has them: its
         administrator's (on the strict sandbox too, where the harness's administrator role is the one)."""
-        from tests.sandbox import admin_session
+        from sandbox.controller import admin_session
 
         frozen = admin_session(self.url, account_id).get_credentials().get_frozen_credentials()
         return {

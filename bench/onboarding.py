@@ -7,7 +7,7 @@ graph: the practical limit), and Onramp (real Celery worker, PostgreSQL, Redis, 
 Each round gives each contender a fresh customer and a fresh 12-digit account id, in which the customer
 deployed Onramp's role (untimed), and the order of the four rotates from round to round so that drift hits
 them alike. Every contender assumes that role first, as Onramp's own identity, and checks who it is there.
-Behind a latency, every contender's calls go through the same proxy (tests/sandbox.py), whose own overhead
+Behind a latency, every contender's calls go through the same proxy (sandbox/proxy.py), whose own overhead
 is measured and printed first.
 """
 

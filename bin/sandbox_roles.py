@@ -39,7 +39,7 @@ from provisioning.registry import ROLE_NAME, ROLE_TEMPLATE_VERSION, ROLE_VERSION
 from provisioning.vocabulary import Access  # noqa: E402
 
 # The customer's administrator in each sandbox account (the strict sandbox's SandboxAdmin; any role on moto).
-from tests.sandbox import admin_session  # noqa: E402
+from sandbox.controller import admin_session  # noqa: E402
 
 STACK = "onramp-access"
 

@@ -38,7 +38,6 @@ from provisioning.registry import REGISTRY, ApiCall, assume_role_call, source_id
 from provisioning.spec import Spec, spec_from_json
 from provisioning.vocabulary import Access
 
-SANDBOX_KEY = "testing"  # moto accepts any keys when its authorization is off; these are the ones its docs use
 # Renew a role's session when less than this is left (botocore's own advisory window), so no call of a step
 # starts with a session about to expire; a retry hours later renews it before its first call.
 RENEW_BEFORE_SECONDS = 15 * 60
@@ -517,17 +516,6 @@ class AwsAccount:
             self.client(service)
 
 
-def _portal_credentials() -> dict:
-    """Onramp's own identity: boto3's standard credential chain (AWS_* variables, a profile, a role on the
-    machine…), on the sandbox too; the sandbox's fixed keys only when the chain finds none."""
-    if not settings.AWS_ENDPOINT_URL:
-        return {}
-    session = process_session()
-    with _session_lock:
-        found = session.get_credentials()
-    return {} if found is not None else {"aws_access_key_id": SANDBOX_KEY, "aws_secret_access_key": SANDBOX_KEY}
-
-
 _portal_accounts: dict[tuple[str | None, str], AwsAccount] = {}
 _portal_lock = threading.Lock()
 
@@ -537,8 +525,10 @@ def portal_account(region: str) -> AwsAccount:
     key = (settings.AWS_ENDPOINT_URL, region)
     with _portal_lock:
         if key not in _portal_accounts:
+            # No keys given: boto3's standard credential chain (AWS_* variables, a profile, a role on the machine…),
+            # on the sandbox as on AWS; `make run` puts the sandbox's keys in its environment.
             _portal_accounts[key] = AwsAccount(
-                _portal_credentials(), region=region, account_id=settings.PORTAL_AWS_ACCOUNT_ID, access="portal"
+                {}, region=region, account_id=settings.PORTAL_AWS_ACCOUNT_ID, access="portal"
             )
         return _portal_accounts[key]
 
@@ -690,11 +680,14 @@ def account_for_run(run, spec: Spec | None = None) -> AwsAccount:
 # What AWS answers for a while right after something was created (IAM and S3 are eventually
 # consistent): the entity or bucket is not visible yet to the next call, or is still settling.
 SETTLING_CODES = frozenset({"NoSuchEntity", "NoSuchBucket", "EntityTemporarilyUnmodifiable"})
+# What AWS answers for a moment about something that exists but was just changed (a login profile right after
+# CreateLoginProfile): only ever temporary, so waited out wherever it comes, without waiting on a missing one.
+UNMODIFIABLE_CODES = frozenset({"EntityTemporarilyUnmodifiable"})
 
 
-def settle(call: Callable[[], dict], *, wait: float | None = None) -> dict:
+def settle(call: Callable[[], dict], *, wait: float | None = None, codes: frozenset[str] = SETTLING_CODES) -> dict:
     """Make a call that depends on something created moments ago, retrying AWS's "not there yet" answers
-    with backoff for at most `wait` seconds (AWS_SETTLE_SECONDS). Only for what was just created: a
+    (`codes`) with backoff for at most `wait` seconds (AWS_SETTLE_SECONDS). Only for what was just created: a
     genuinely missing entity still fails, once the wait is over, with AWS's own answer."""
     deadline = time.monotonic() + (settings.AWS_SETTLE_SECONDS if wait is None else wait)
     delay = 0.2
@@ -702,7 +695,7 @@ def settle(call: Callable[[], dict], *, wait: float | None = None) -> dict:
         try:
             return call()
         except ClientError as exc:
-            if error_code(exc) not in SETTLING_CODES or time.monotonic() + delay > deadline:
+            if error_code(exc) not in codes or time.monotonic() + delay > deadline:
                 raise
         time.sleep(random.uniform(delay / 2, delay))  # noqa: S311 (jitter, not a secret)
         delay = min(delay * 2, 2.0)

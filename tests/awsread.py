@@ -1,10 +1,10 @@
 """Reading the sandbox back with plain boto3, independently of Onramp's code, as the harness's administrator
-of the account (tests/sandbox_strict.py: the set-up identity's SandboxAdmin role), whom the strict rules
+of the account (sandbox/strict.py: the set-up identity's SandboxAdmin role), whom the strict rules
 do not apply to."""
 
 import boto3
 
-from tests.sandbox import admin_session
+from sandbox.controller import admin_session
 
 
 def account_session(sandbox_url: str, account_id: str, region: str = "us-east-1") -> "AccountReader":

@@ -26,8 +26,8 @@ from provisioning.aws import run_accounts
 from provisioning.models import Credential, Customer, Run
 from provisioning.runs import run_create
 from provisioning.spec import spec_parse
+from sandbox.controller import Sandbox
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
-from tests.sandbox import Sandbox
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM beside Playwright's sync API
 # Subprocesses (manage.py, the build script) read and write no .env of this checkout: a developer's
@@ -38,10 +38,11 @@ CUSTOMER_ACCOUNT = "111122223333"
 PASSWORD = "correct-horse-battery-staple"
 
 
-# The strict sandbox's rules (tests/sandbox_strict.py Strictness) that end-to-end tests run with by default:
+# The strict sandbox's rules (sandbox/strict.py Strictness) that end-to-end tests run with by default:
 # all of them. The consistency window is 2 s: the steps wait out AWS's propagation delays (aws.settle).
 STRICT = {
     "authorization": True,
+    "iam_decision": True,
     "cfn_inline_policy": True,
     "s3_action_names": True,
     "root_principal": True,
@@ -53,6 +54,13 @@ STRICT = {
     "names": True,
     "alias_global": True,
     "reset_required_on_create": True,
+    "inactive_keys": True,
+    "foreign_bucket": True,
+    "policy_quotas": True,
+    "opt_in_regions": True,
+    "template_url": True,
+    "login_profile_window": 1.0,
+    "new_key_window": 1.0,
 }
 # To see what another setting breaks, without editing this file: ONRAMP_SANDBOX_STRICT='{"consistency_window": 2}'.
 STRICT.update(json.loads(os.environ.get("ONRAMP_SANDBOX_STRICT") or "{}"))
@@ -64,6 +72,17 @@ EXTERNAL_ID = "acme-external-id-0123456789"
 NOTHING_ALLOWED = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}
 # The access key pair AWS's documentation uses as its example: shaped like a key, never a real one.
 EXAMPLE_KEYS = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+
+
+# The fixtures that bring the real Celery worker: a test using one (directly or through another fixture) is
+# end-to-end, marked `e2e` here rather than by hand, so that `make test-fast` (-m "not e2e …") never runs one.
+E2E_FIXTURES = frozenset({"worker", "celery_worker"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 def customer_keys_give(aws, customer: Customer, *, account_id: str) -> tuple[str, str]:

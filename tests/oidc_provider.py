@@ -1,5 +1,5 @@
 """A small OpenID Connect provider on loopback for the tests, built on authlib's authorization server and
-Flask (werkzeug's threaded server), like tests/sandbox.py is moto's.
+Flask (werkzeug's threaded server), like sandbox/controller.py is moto's.
 
 Why not the `oidc-provider-mock` package: 0.3.4 keeps no sign-in session at the provider (every
 authorization shows its form), so it cannot answer `prompt=none` silently, ignores `max_age` and

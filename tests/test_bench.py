@@ -150,6 +150,7 @@ def _bench(script: str, *args: str, tmp_path, **env) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_the_onboarding_bench_runs_every_contender_bare_and_behind_a_latency(tmp_path):
     out = _bench("onboarding.py", "--rounds", "1", "--latencies", "0,5", tmp_path=tmp_path)
     summary = out[out.index("Summary") :]
@@ -160,6 +161,7 @@ def test_the_onboarding_bench_runs_every_contender_bare_and_behind_a_latency(tmp
     assert "The proxy's own overhead" in out and "Where the time goes on Onramp's critical path" in out
 
 
+@pytest.mark.slow
 def test_the_throughput_bench_runs_each_pool(tmp_path):
     out = _bench(
         "throughput.py", "--onboardings", "2", "--latency-ms", "5", "--pools", "prefork:2,threads:4", tmp_path=tmp_path
@@ -168,6 +170,7 @@ def test_the_throughput_bench_runs_each_pool(tmp_path):
     assert out.count("reached") == 2 and "All succeeded, none duplicated: yes" in out
 
 
+@pytest.mark.slow
 def test_the_audit_history_bench_seeds_its_own_database_and_prints_each_page_against_the_goal():
     """One tiny round of `make bench`'s audit history (3,000 events, 2 requests a page): it seeds with SQL in its
     own database and prints p50/p95 of each page and a verdict (figures printed, nothing timed here)."""

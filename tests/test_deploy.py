@@ -2,12 +2,14 @@
 Dockerfile runs, the compose file's TLS proxy in front of gunicorn on the internal network only, and the
 database roles of deploy/postgres/init-roles.sql, tried on the real PostgreSQL."""
 
+import fnmatch
 import json
 import os
 import re
 import secrets
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -71,6 +73,116 @@ def test_the_dockerfile_builds_static_files_with_the_script_and_keeps_no_key():
     assert "RUN bin/build-static" in dockerfile
     assert "collectstatic" not in dockerfile and "DJANGO_ENV=development" not in dockerfile
     assert not re.search(r"^\s*(ENV|ARG)\b.*(SECRET_KEY|VAULT_KEYS|AUDIT_KEYS)", dockerfile, re.M)
+
+
+# --- The Dockerfile's targets: what each image holds -----------------------------------------------------
+
+
+@dataclass
+class Stage:
+    name: str
+    parent: str  # the stage (or image) it is built FROM
+    copies: list[list[str]] = field(default_factory=list)  # each COPY's sources (from the build context)
+    requirements: list[str] = field(default_factory=list)  # the files of its `pip install -r`
+
+
+def dockerfile_stages(text: str) -> dict[str, Stage]:
+    """The Dockerfile's stages, by name, with what each copies from the build context and pip installs."""
+    stages: dict[str, Stage] = {}
+    current: Stage | None = None
+    for line in text.replace("\\\n", " ").splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        instruction = words[0].upper()
+        if instruction == "FROM":
+            name = words[3] if len(words) >= 4 and words[2].upper() == "AS" else f"stage{len(stages)}"
+            current = stages[name] = Stage(name=name, parent=words[1])
+        elif instruction in ("COPY", "ADD") and not any(w.startswith("--from") for w in words):
+            arguments = [w for w in words[1:] if not w.startswith("--")]
+            current.copies.append(arguments[:-1])
+        elif instruction == "RUN":
+            current.requirements += re.findall(r"pip install[^&;]*?-r\s+(\S+)", line)
+    return stages
+
+
+def image_requirements(stages: dict[str, Stage], target: str) -> list[str]:
+    """Every requirement line the target's image installs: its stage's and its parents', `-r` files followed."""
+    lines: list[str] = []
+
+    def read(name: str) -> None:
+        for line in (ROOT / name).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line.startswith("-r "):
+                read(line[3:].strip())
+            elif line:
+                lines.append(line)
+
+    stage = stages[target]
+    while True:
+        for name in stage.requirements:
+            read(name)
+        if stage.parent not in stages:
+            return lines
+        stage = stages[stage.parent]
+
+
+def image_files(stages: dict[str, Stage], target: str, context: list[str]) -> set[str]:
+    """Which files of the build context (paths relative to it) the target's image copies in."""
+    copied: set[str] = set()
+    stage = stages[target]
+    while True:
+        for sources in stage.copies:
+            for source in sources:
+                source = source.strip("/") if source not in (".", "./") else ""
+                copied |= {
+                    path
+                    for path in context
+                    if not source or path == source or path.startswith(source + "/") or fnmatch.fnmatch(path, source)
+                }
+        if stage.parent not in stages:
+            return copied
+        stage = stages[stage.parent]
+
+
+STAGES = dockerfile_stages((ROOT / "Dockerfile").read_text())
+OPERATOR_SECRETS = [".env", "db.env", "certs/privkey.pem", "certs/fullchain.pem"]
+
+
+def test_point_9_the_image_copies_none_of_the_operators_secrets_from_the_build_context():
+    """Issue 26, point 9: the directory an operator builds in holds .env, db.env and certs/ (README, "Running it
+    with docker compose"); no target of the Dockerfile copies them into an image."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    context = tracked.split() + OPERATOR_SECRETS + ["sandbox-state.pickle.gz", "db.sqlite3", ".venv/bin/python"]
+    production = image_files(STAGES, "production", context)
+    assert {"manage.py", "portal/settings.py", "provisioning/aws.py", "bin/build-static"} <= production
+    assert not any(path.startswith(("tests/", "sandbox/", "bench/")) for path in production)
+    for target in STAGES:
+        copied = image_files(STAGES, target, context)
+        assert not copied & {*OPERATOR_SECRETS, "sandbox-state.pickle.gz", "db.sqlite3", ".venv/bin/python"}, target
+
+
+def test_the_production_image_installs_no_moto_and_the_sandbox_image_does():
+    assert list(STAGES)[-1] == "production"  # built when no target is named
+    production = image_requirements(STAGES, "production")
+    assert production and any(line.startswith("Django==") for line in production)
+    assert not any(line.lower().startswith("moto") for line in production), production
+    assert any(line.startswith("moto[server]==") for line in image_requirements(STAGES, "sandbox"))
+    assert image_files(STAGES, "sandbox", ["sandbox/strict.py", "portal/settings.py"]) == {"sandbox/strict.py"}
+    # The application's own requirements (what the production image has) name no moto either.
+    assert "moto" not in (ROOT / "requirements.txt").read_text().lower()
+
+
+def test_compose_builds_the_app_from_the_production_target_and_the_dev_sandbox_from_the_sandbox_target():
+    for name in (*APP_SERVICES, "migrate"):
+        assert SERVICES[name]["build"] == {"context": ".", "target": "production"}, name
+        assert SERVICES[name]["image"] == "onramp:latest", name
+    sandbox = SERVICES["sandbox"]
+    assert sandbox["profiles"] == ["dev"]
+    assert sandbox["build"] == {"context": ".", "target": "sandbox"}
+    assert sandbox["image"] != "onramp:latest"  # never the production image's tag
+    assert sandbox["command"][:3] == ["python", "-m", "sandbox.state"]
+    assert set(COMPOSE["volumes"]) >= {"sandbox-state"}
 
 
 # --- Compose: TLS in front, gunicorn inside, the app as a role that owns nothing -----------------

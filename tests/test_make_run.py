@@ -20,7 +20,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 
 from provisioning.models import AuditEvent
-from tests.sandbox import free_port
+from sandbox.controller import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the tests' own process has set that must not leak into the `make run` under test.
@@ -120,6 +120,7 @@ def run_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow  # make run or the sandbox, started as processes
 def test_ctrl_c_stops_every_process_of_make_run_and_its_last_line_says_so(tmp_path):
     env = run_env(tmp_path)
     process = subprocess.Popen(
@@ -144,7 +145,7 @@ def test_ctrl_c_stops_every_process_of_make_run_and_its_last_line_says_so(tmp_pa
         assert ready_at < login_at < stops_at <= login_at + 2, out.lines[ready_at:]
         family |= descendants(process.pid)
         commands = " ".join(Path(f"/proc/{pid}/cmdline").read_text() for pid in family if running(pid))
-        for part in ("redis-server", "sandbox.py", "celery", "gunicorn"):
+        for part in ("redis-server", "sandbox.state", "celery", "gunicorn"):
             assert part in commands, part
 
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals its foreground group
@@ -163,7 +164,7 @@ def test_ctrl_c_stops_every_process_of_make_run_and_its_last_line_says_so(tmp_pa
 
 def _sandbox(port: int, state: Path) -> tuple[subprocess.Popen, Output]:
     process = subprocess.Popen(
-        [sys.executable, "bin/sandbox.py", "--port", str(port), "--state", str(state)],
+        [sys.executable, "-m", "sandbox.state", "--port", str(port), "--state", str(state)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -197,6 +198,7 @@ def _clients(port: int, account: str):
     return boto3.client("iam", **kw), boto3.client("s3", **kw), boto3.client("ecr", **kw)
 
 
+@pytest.mark.slow  # make run or the sandbox, started as processes
 def test_the_sandbox_keeps_its_state_across_a_restart(tmp_path):
     port, state, account = free_port(), tmp_path / "state.pickle.gz", "444455556666"
     process, out = _sandbox(port, state)
@@ -233,6 +235,7 @@ def test_the_sandbox_keeps_its_state_across_a_restart(tmp_path):
         _stop(process, out)
 
 
+@pytest.mark.slow  # make run or the sandbox, started as processes
 def test_a_sandbox_state_it_cannot_read_starts_empty_and_says_so(tmp_path):
     state = tmp_path / "state.pickle.gz"
     state.write_bytes(gzip.compress(b"not a pickle"))

@@ -14,6 +14,7 @@ from django.urls import reverse
 from provisioning.models import AccountRead, AuditEvent, Credential, Customer, Resource, Run
 from provisioning.offboarding import OffboardRefused, offboard_confirm, offboard_start
 from provisioning.plan import plan_registry, plan_run_steps
+from provisioning.registry import USER_REMOVAL
 from provisioning.runs import CustomerOffboarded, run_create
 from provisioning.spec import spec_parse
 from provisioning.vocabulary import OffboardMode
@@ -251,6 +252,32 @@ def test_an_offboarding_removes_a_user_before_its_group_and_its_policy_before_th
         in steps["remove.user.login_profile:acme-app"].depends_on
     )
     assert steps["remove.s3.bucket:acme-app-media"].depends_on == ("preflight",)
+
+
+def test_each_step_of_a_users_removal_waits_on_the_one_before_it():
+    """AWS refuses DeleteUser while the user still has keys, a password, groups, policies… (DeleteConflict), and
+    two removal steps of one user at once race each other: within one user's removal, each step waits on the
+    step before it, in registry.USER_REMOVAL's order, and the first waits for what comes before the removals."""
+    spec = spec_parse(spec_data(team=[]))
+    rows = [
+        ("iam.app_user", "acme-app", {"name": "acme-app"}),
+        ("team.member", "lead@agency.example", {"name": "lead@agency.example"}),
+    ]
+    items = [
+        {"key": f"{kind}:{identity}", "kind": kind, "identity": identity, "action": "remove", "params": params,
+         "resource": n, "holds_data": False}
+        for n, (kind, identity, params) in enumerate(rows)
+    ]  # fmt: skip
+    steps = plan_run_steps(spec=spec, items=items, read_id="r", registry=plan_registry(DECOMMISSION))
+    by_key = {s.key: s for s in steps}
+    for user in ("acme-app", "lead@agency.example"):
+        chain = [by_key[f"{kind}:{user}"] for kind in USER_REMOVAL]
+        assert chain[0].depends_on == ("preflight",), chain[0].depends_on
+        for before, step in zip(chain, chain[1:], strict=False):
+            assert step.depends_on == (before.key,), (step.key, step.depends_on)
+        # Listed in the order they run, too (the run page shows them so).
+        positions = [steps.index(step) for step in chain]
+        assert positions == sorted(positions)
 
 
 @pytest.mark.django_db

@@ -17,8 +17,9 @@ from provisioning.aws import account_for_run, account_for_spec, run_accounts
 from provisioning.models import AuditEvent, Run, StepRun
 from provisioning.runs import run_create, run_retry, runs_sweep
 from provisioning.spec import spec_from_json, spec_parse
+from sandbox.controller import free_port
+from sandbox.proxy import Rule, SandboxProxy
 from tests.conftest import customer_for, spec_data, wait_for_run
-from tests.sandbox import Rule, SandboxProxy, free_port
 from tests.soak.harness import duplicates, resource_counts
 
 State = StepRun.State

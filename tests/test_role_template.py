@@ -3,32 +3,23 @@
 moto treats every identity-policy condition as met, so a condition AWS can never meet passes every run on
 the sandbox. The Service Authorization Reference says, per action, which resource types it needs and which
 condition keys each carries: a key absent from the request context makes a positive condition false, and
-the action is refused. The data is parliament's machine-readable copy of that reference (README,
+the action is refused. The data is parliament's machine-readable copy of that reference, read through the
+strict layer's sandbox/sar.py, its one reader (README,
 "What AWS enforces that the sandbox did not", names its version and date).
 """
 
 import hashlib
 import json
 from fnmatch import fnmatchcase
-from functools import cache
-from pathlib import Path
-
-import parliament
 
 from provisioning import customers
 from provisioning.registry import ROLE_POLICY_SHA256, ROLE_TEMPLATE_VERSION
+from sandbox.sar import reference as _reference
 
 # Keys that name a tag or the policy of one resource or request: they exist only where the reference lists
 # them for the action or its resource type. Every other aws: key is a global one (aws:SourceIdentity,
 # aws:PrincipalArn…), present in every request.
 NOT_GLOBAL = ("aws:resourcetag/", "aws:requesttag/", "aws:tagkeys")
-
-
-@cache
-def _reference() -> dict[str, dict]:
-    """The Service Authorization Reference, by service prefix (iam, s3, ecr, sts)."""
-    path = Path(parliament.__file__).parent / "iam_definition.json"
-    return {service["prefix"]: service for service in json.loads(path.read_text())}
 
 
 def _pattern(key: str) -> str:

@@ -1,4 +1,4 @@
-"""The strict sandbox itself (tests/sandbox_strict.py): each correction of moto and each strict rule, switched
+"""The strict sandbox itself (sandbox/strict.py): each correction of moto and each strict rule, switched
 on and off on its own, against the real server. A rule that stopped working would let production code that
 AWS refuses pass every other test, so each is shown refusing what AWS refuses and, switched off, letting it by."""
 
@@ -12,8 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
-from tests.conftest import CUSTOMER_ACCOUNT, EXTERNAL_ID, PORTAL_KEYS, customer_role_deploy
-from tests.sandbox_strict import (
+from sandbox.strict import (
     Caller,
     Strictness,
     condition_holds,
@@ -21,6 +20,7 @@ from tests.sandbox_strict import (
     principal_match,
     value_problem,
 )
+from tests.conftest import CUSTOMER_ACCOUNT, EXTERNAL_ID, PORTAL_KEYS, customer_role_deploy
 
 # Each test here shows one rule: the others that could get in its way (a window after each create, sessions
 # expiring) are off unless the test turns its own on, whatever conftest.STRICT (or ONRAMP_SANDBOX_STRICT) says.
@@ -79,6 +79,7 @@ def _onramp_role(sandbox) -> boto3.Session:
 # --- moto's IAM authorization ------------------------------------------------------------------------
 
 
+@pytest.mark.strict(iam_decision=False)  # moto's gate, which iam_decision replaces
 def test_authorization_refuses_an_action_the_callers_policy_lacks_and_lenient_mode_does_not(aws):
     iam = _client(aws, _user(aws, CUSTOMER_ACCOUNT, "iam:ListUsers"), "iam")
     iam.list_users()
@@ -105,6 +106,7 @@ def test_the_lenient_mode_is_moto_as_it_is(aws):
 # --- moto's mistakes, corrected ----------------------------------------------------------------------
 
 
+@pytest.mark.strict(iam_decision=False)  # moto's gate, which iam_decision replaces
 def test_a_role_made_by_cloudformation_is_evaluated_and_its_inline_policy_reads_as_json(aws):
     """moto stores the template's inline policy as a dict: its own evaluator then fails on every call of the
     role (KeyError 'policy_document', a 500), and GetRolePolicy answers with Python's repr."""
@@ -147,6 +149,7 @@ def test_a_role_made_by_cloudformation_is_evaluated_and_its_inline_policy_reads_
         ),  # fmt: skip
     ],
 )
+@pytest.mark.strict(iam_decision=False)  # moto's gate, which iam_decision replaces
 def test_s3_sub_resources_are_authorised_as_their_own_actions(aws, call, action):
     """moto's action map misses ?publicAccessBlock and ?ownershipControls: it authorises them as s3:ListBucket
     (GET) and s3:CreateBucket (PUT), so a policy without the real action passed."""

@@ -14,8 +14,8 @@ from django.urls import reverse
 
 from provisioning import customers
 from provisioning.registry import ROLE_NAME, ROLE_TEMPLATE_VERSION
+from sandbox.controller import admin_session, free_port
 from tests.conftest import customer_make
-from tests.sandbox import admin_session, free_port
 from tests.test_make_run import _sandbox, _stop
 
 ROOT = Path(__file__).resolve().parent.parent

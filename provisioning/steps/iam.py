@@ -15,7 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from provisioning import registry
-from provisioning.aws import AwsAccount, error_code, error_translate
+from provisioning.aws import UNMODIFIABLE_CODES, AwsAccount, error_code, error_translate, settle
 from provisioning.errors import StepFailed
 from provisioning.models import Credential
 from provisioning.steps.base import StepContext, StepResult
@@ -368,7 +368,7 @@ def _console_password(ctx: StepContext, params: dict, *, exists: bool, new_user:
         if mine is not None or not ctx.step.outputs.get("login_profile_requested"):
             return None  # the person already has a console password: adopted
         # An attempt of ours made it and was cut off before sealing the password: make it again.
-        iam.delete_login_profile(UserName=email)
+        settle(lambda: iam.delete_login_profile(UserName=email), codes=UNMODIFIABLE_CODES)  # made moments ago
     ctx.remember(login_profile_requested=True)
     password = generate_password()
     ctx.send(registry.create_login_profile(email), settling=new_user, Password=password)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from botocore.exceptions import ClientError
 
-from provisioning.aws import error_code, error_translate
+from provisioning.aws import UNMODIFIABLE_CODES, error_code, error_translate, settle
 from provisioning.errors import StepFailed
 from provisioning.ledger import ledger_holds_user
 from provisioning.registry import REGISTRY
@@ -43,7 +43,8 @@ def _each(
 _USER_PARTS = {
     "login_profile": (
         lambda iam, user: [user] if absent_is_none(lambda: iam.get_login_profile(UserName=user)) else [],
-        lambda iam, user, _: iam.delete_login_profile(UserName=user),
+        # A login profile made moments ago (an onboarding just before) is briefly unmodifiable.
+        lambda iam, user, _: settle(lambda: iam.delete_login_profile(UserName=user), codes=UNMODIFIABLE_CODES),
     ),
     "access_keys": (
         lambda iam, user: [k["AccessKeyId"] for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]],

@@ -16,7 +16,7 @@ from django.db import connection
 
 from provisioning import vault
 from provisioning.models import Credential
-from tests.sandbox import admin_session, free_port
+from sandbox.controller import admin_session, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

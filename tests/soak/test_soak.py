@@ -13,8 +13,8 @@ from django.db import connection
 
 from provisioning.models import AuditEvent, Run, StepRun
 from provisioning.runs import run_retry, runs_sweep
+from sandbox.proxy import Rule, SandboxProxy
 from tests.conftest import ARTIFACTS, spec_data, start_run
-from tests.sandbox import Rule, SandboxProxy
 from tests.soak.conftest import REPORT
 from tests.soak.harness import (
     WorkerProcess,

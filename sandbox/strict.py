@@ -1,10 +1,11 @@
 """The strict sandbox: moto's server with its IAM authorization on, moto's own mistakes corrected, and a
-layer that refuses what AWS refuses where moto is lenient. Test code only; nothing here imports Django.
+layer that refuses what AWS refuses where moto is lenient. Sandbox code only (never imported by the portal);
+nothing here imports Django.
 
-    python -m tests.sandbox_strict --port 5000        (tests/sandbox.py starts it: Sandbox(strict=True))
+    python -m sandbox.strict --port 5000        (sandbox/controller.py starts it: Sandbox(strict=True))
 
 Where the layer lives. It is a WSGI middleware around moto's application, in moto's own server process,
-not the loopback proxy (tests/sandbox.py SandboxProxy): its rules need moto's state — the caller behind an
+not the loopback proxy (sandbox/proxy.py SandboxProxy): its rules need moto's state — the caller behind an
 access key, the role's trust policy, the caller's identity policies evaluated by moto's own evaluator, the
 account's password policy, other accounts' aliases, when a session was issued — and here it reads them
 from moto's backends directly, where a proxy would have to ask for them over HTTP with an identity that
@@ -45,10 +46,13 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from urllib.parse import parse_qs
 
+from sandbox import iam_eval, refusals
+from sandbox.iam_eval import ConditionNotEvaluated
+
 SETUP_ACCOUNT = "000000000000"
 SETUP_USER = "sandbox-setup"
 SETUP_KEY_ID = "AKIASANDBOXSETUP0001"
-SETUP_SECRET = "sandbox-setup-secret-not-a-real-secret00"  # a sandbox-only fixed key
+SETUP_SECRET = "sandbox-setup-secret-not-a-real-secret00"  # noqa: S105 (a sandbox-only fixed key)
 ADMIN_ROLE = "SandboxAdmin"
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
@@ -59,6 +63,8 @@ class Strictness:
 
     # moto's IAM authorization: every call checked against the caller's identity policies.
     authorization: bool = False
+    # IAM's own decision before moto's (sandbox/iam_eval.py): resource ARNs, condition keys, operators, denies.
+    iam_decision: bool = False
     # moto 5.2.5's mistakes, corrected (each named in README and tested in tests/test_sandbox.py).
     cfn_inline_policy: bool = False  # a CloudFormation-made role's inline policy: moto's evaluator fails on it
     s3_action_names: bool = False  # ?publicAccessBlock / ?ownershipControls authorised as their own actions
@@ -72,6 +78,16 @@ class Strictness:
     names: bool = False  # request values against botocore's patterns and lengths, ASCII, whole value
     alias_global: bool = False  # an account alias another account has: EntityAlreadyExists
     reset_required_on_create: bool = False  # CreateLoginProfile honours PasswordResetRequired
+    # AWS's other refusals (sandbox/refusals.py).
+    inactive_keys: bool = False  # an Inactive access key cannot sign a request
+    foreign_bucket: bool = False  # HeadBucket on another account's bucket: 403
+    policy_quotas: bool = False  # AttachedPoliciesPerUserQuota (10), managed-policy size (6,144)
+    opt_in_regions: bool = False  # an opt-in Region not in enabled_regions refuses the account's credentials
+    enabled_regions: str = ""  # the opt-in Regions every account has enabled, comma-separated
+    list_buckets_page: int = 0  # ListBuckets answers this many buckets at most, with a ContinuationToken
+    template_url: bool = False  # CloudFormation reads a TemplateURL with the caller's own access
+    login_profile_window: float = 0.0  # seconds after CreateLoginProfile: EntityTemporarilyUnmodifiable (assumed)
+    new_key_window: float = 0.0  # seconds after CreateAccessKey during which the new key is refused (assumed)
 
     @classmethod
     def of(cls, data: dict) -> "Strictness":
@@ -96,6 +112,10 @@ class Call:
     bucket: str  # S3: the bucket named in the path
     headers: dict  # lower-case names
     access_key_id: str
+    method: str = "GET"
+    path: str = "/"
+    query: str = ""
+    body: bytes = b""
 
     @property
     def protocol(self) -> str:
@@ -132,7 +152,19 @@ def call_parse(environ: dict, body: bytes) -> Call | None:
     else:
         params = {name: values[0] for name, values in parse_qs(body.decode(errors="replace")).items()}
         operation = params.get("Action", "")
-    return Call(service, region, operation, params, bucket, headers, access_key_id)
+    return Call(
+        service,
+        region,
+        operation,
+        params,
+        bucket,
+        headers,
+        access_key_id,
+        environ.get("REQUEST_METHOD", "GET"),
+        environ.get("PATH_INFO", "/"),
+        environ.get("QUERY_STRING", ""),
+        body,
+    )
 
 
 @dataclass(frozen=True)
@@ -240,45 +272,11 @@ def access_denied(
 
 # --- Trust policies (AssumeRole) ---------------------------------------------------------------------
 
-_NEGATED = {"StringNotEquals", "StringNotEqualsIgnoreCase", "StringNotLike", "ArnNotEquals", "ArnNotLike"}
-_OPERATORS = {
-    "StringEquals": lambda actual, expected: actual == expected,
-    "StringEqualsIgnoreCase": lambda actual, expected: actual.lower() == expected.lower(),
-    "StringLike": fnmatchcase,  # IAM's wildcards are * and ?, like fnmatch's (its [..] never appears in a key's value)
-    "ArnEquals": lambda actual, expected: actual == expected,
-    "ArnLike": fnmatchcase,
-}
-
-
-class ConditionNotEvaluated(Exception):
-    """A condition operator the strict sandbox does not evaluate: it refuses rather than guess."""
-
 
 def condition_holds(condition: dict, context: dict) -> bool:
-    """A statement's Condition against the request's context, as IAM evaluates it: every operator and every
-    key must hold, a key's listed values are alternatives, key names ignore case; a key the request does not
-    carry fails a positive operator and passes a negated one or an …IfExists one."""
-    context = {key.lower(): value for key, value in context.items() if value is not None}
-    for operator, keys in condition.items():
-        base = operator.removesuffix("IfExists")
-        for key, expected in keys.items():
-            actual = context.get(key.lower())
-            values = [str(v) for v in (expected if isinstance(expected, list) else [expected])]
-            if base == "Null":
-                if (actual is None) != (values[0].lower() == "true"):
-                    return False
-                continue
-            negated = base in _NEGATED
-            test = _OPERATORS.get(base.replace("Not", "", 1) if negated else base)
-            if test is None:
-                raise ConditionNotEvaluated(operator)
-            if actual is None:
-                if negated or base != operator:
-                    continue
-                return False
-            if any(test(str(actual), value) for value in values) == negated:
-                return False
-    return True
+    """A statement's Condition against the request's context (key -> value, None when absent), by IAM's rules:
+    one evaluator for trust and identity policies (sandbox/iam_eval.py)."""
+    return iam_eval.condition_holds(condition, {key: [str(v)] for key, v in context.items() if v is not None})
 
 
 def principal_match(principal, caller: Caller) -> str | None:
@@ -604,15 +602,25 @@ def _digest(password: str) -> str:
     return hashlib.sha256(password.encode()).hexdigest()
 
 
+def check_iam_decision(layer: "StrictLayer", call: Call, caller: Caller) -> Refusal | None:
+    """The caller's identity policies as IAM decides them (sandbox/iam_eval.py)."""
+    from sandbox.iam_eval import check_iam_decision as decide
+
+    return decide(layer, call, caller)
+
+
 # In the order AWS answers: authentication, validation, authorization, then the call itself.
 CHECKS = (
+    *refusals.AUTHENTICATION,
     ("session_max_age", check_session),
     ("names", check_names),
     ("trust", check_trust),
+    ("iam_decision", check_iam_decision),
     ("dependent_actions", check_dependent_actions),
     ("consistency_window", check_consistency),
     ("alias_global", check_alias),
     ("password_policy", check_password),
+    *refusals.CHECKS,
 )
 
 
@@ -714,6 +722,11 @@ def corrections_install(layer: "StrictLayer") -> None:
 
     access_control.S3IAMRequest.check_action_permitted = s3_check_named
 
+    # 4. With IAM's decision made by the layer (Strictness.iam_decision), moto's own permission check defers to it.
+    from sandbox.iam_eval import moto_gate_install
+
+    moto_gate_install(layer)
+
 
 # --- The layer and its control API ----------------------------------------------------------------------
 
@@ -810,7 +823,11 @@ def answer_missing(layer: "StrictLayer", call: Call, caller: Caller, start_respo
     action = f"iam:{call.operation}"
     user = call.params.get("UserName", "")
     resource = f"arn:aws:iam::{caller.account}:user/{user}"
-    if layer.config.authorization and not caller.harness and not identity_allows(call, caller, action, resource):
+    if layer.config.iam_decision and not caller.harness:
+        refusal = check_iam_decision(layer, call, caller)
+        if refusal is not None:
+            return refusal.respond(call, start_response)
+    elif layer.config.authorization and not caller.harness and not identity_allows(call, caller, action, resource):
         return access_denied(call, caller, action, resource).respond(call, start_response)
     if user not in iam_backends[caller.account]["aws"].users or call.operation == "DeleteServiceSpecificCredential":
         # No user, or (a sandbox user has none) no such credential.

@@ -7,10 +7,10 @@ state saved when it last stopped, and saves it again when it is stopped (SIGINT 
 ECR repositories, STS, in every account. A process killed outright (SIGKILL, a crash) saves
 nothing: the next start is empty, and says so.
 
-    .venv/bin/python bin/sandbox.py --port 5000 --state sandbox-state.pickle.gz
+    .venv/bin/python -m sandbox.state --port 5000 --state sandbox-state.pickle.gz      (bin/run starts it)
 
 Development tooling only, never imported by the portal. The state file is a pickle of moto's own
-objects: load only one this script wrote (it is not a format to exchange), with the same moto.
+objects: load only one this module wrote (it is not a format to exchange), with the same moto.
 """
 
 import argparse
@@ -34,10 +34,9 @@ from moto.core.base_backend import BackendDict
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-# The tests' sandbox layer with none of its strict rules on: moto as it is, but answering the calls moto
+# The strict sandbox's layer with none of its rules on: moto as it is, but answering the calls moto
 # lacks (removing a user lists its service-specific credentials) and one request at a time (moto's dicts race).
-from tests.sandbox_strict import StrictLayer
+from sandbox.strict import StrictLayer
 
 FORMAT = 1  # bump when what is saved changes shape
 

@@ -1,153 +1,16 @@
-"""The sandbox AWS for tests and benchmarks: moto's server over HTTP on loopback (strict or as it is, see
-tests/sandbox_strict.py), and a proxy in front of it that can add latency, hold or refuse calls, or be down
-(no Django here)."""
+"""A proxy on loopback in front of the sandbox AWS: it adds latency (the benches' round trip to AWS), holds or
+refuses calls, or is down (the resilience tests and the soak), and records every generated secret it sees go by."""
 
 import http.client
-import json
-import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs
 
-import boto3
-
-from tests.sandbox_strict import ADMIN_ROLE, SETUP_KEY_ID, SETUP_SECRET
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _control(url: str, path: str, data: dict | None = None) -> dict:
-    """POST to the strict sandbox's control API (tests/sandbox_strict.py control())."""
-    request = urllib.request.Request(  # noqa: S310 (loopback)
-        f"{url}/sandbox-api/{path}", data=json.dumps(data or {}).encode(), method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-        return json.loads(response.read())
-
-
-_strict_servers: dict[str, bool] = {}
-
-
-def _is_strict(url: str) -> bool:
-    """Whether the server at `url` is the strict sandbox (it has the control API), and not moto's own."""
-    if url not in _strict_servers:
-        try:
-            with urllib.request.urlopen(f"{url}/sandbox-api/config", timeout=10) as response:  # noqa: S310
-                _strict_servers[url] = "authorization" in json.loads(response.read())
-        except (OSError, ValueError):  # moto's own server answers that path as an S3 request: 404
-            _strict_servers[url] = False
-    return _strict_servers[url]
-
-
-def admin_session(url: str, account_id: str) -> boto3.Session:
-    """The harness's administrator in an account: on the strict sandbox its SandboxAdmin role, assumed by the
-    set-up identity; on moto's own server (which checks nothing) any keys and any role do."""
-    keys = (SETUP_KEY_ID, SETUP_SECRET) if _is_strict(url) else ("testing", "testing")
-    if _is_strict(url):
-        _control(url, f"accounts/{account_id}")
-    sts = boto3.client("sts", endpoint_url=url, region_name="us-east-1", aws_access_key_id=keys[0],
-                       aws_secret_access_key=keys[1])  # fmt: skip
-    role = f"arn:aws:iam::{account_id}:role/{ADMIN_ROLE}"
-    creds = sts.assume_role(RoleArn=role, RoleSessionName="sandbox-admin")["Credentials"]
-    return boto3.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                         aws_session_token=creds["SessionToken"])  # fmt: skip
-
-
-class Sandbox:
-    """A moto server process with AWS managed policies loaded (AdministratorAccess, Billing…). `strict`:
-    the strict sandbox's server (tests/sandbox_strict.py), whose rules `reset` and `configure` switch;
-    otherwise moto's own server, as it is."""
-
-    def __init__(
-        self, port: int | None = None, log: Path | None = None, *, strict: bool = False, managed_policies: bool = True
-    ):
-        self.managed_policies = managed_policies  # False: ~31 MiB and up to a second less per account (bench)
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self.strict = strict
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 30) -> "Sandbox":
-        env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true" if self.managed_policies else "false"}
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-        server = "tests.sandbox_strict" if self.strict else "moto.server"
-        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", server, "-H", "127.0.0.1", "-p", str(self.port)],
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"moto's server exited with {self.process.returncode}")
-            try:
-                urllib.request.urlopen(self.url + "/moto-api/", timeout=1).close()  # noqa: S310
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"moto's server did not answer on {self.url} in {timeout} s")
-
-    def reset(self, **switches) -> None:
-        """Empty every account; on the strict server, also set its rules (all off: moto as it is)."""
-        if self.strict:
-            _control(self.url, "reset", switches)
-            return
-        if switches:
-            raise ValueError("moto's own server has no strict rules")
-        request = urllib.request.Request(self.url + "/moto-api/reset", method="POST")  # noqa: S310
-        urllib.request.urlopen(request, timeout=60).close()  # noqa: S310 (a loaded machine resets slowly)
-
-    def configure(self, **switches) -> dict:
-        """Change some of the strict server's rules for the rest of the test."""
-        return _control(self.url, "config", switches)
-
-    def user_make(self, *, account_id: str, user_name: str, policy_document: dict, keys: tuple[str, str]) -> str:
-        """An IAM user with one inline policy and these (access key id, secret) keys; its ARN."""
-        data = {"account_id": account_id, "user_name": user_name, "policy_document": policy_document,
-                "access_key_id": keys[0], "secret_access_key": keys[1]}  # fmt: skip
-        return _control(self.url, "users", data)["arn"]
-
-    def admin(self, account_id: str) -> boto3.Session:
-        return admin_session(self.url, account_id)
-
-    def stack_deploy(self, *, account_id: str, template: dict, name: str = "onramp") -> dict:
-        """Deploy a CloudFormation template in the account as its administrator would; the stack's outputs."""
-        cfn = self.admin(account_id).client("cloudformation", endpoint_url=self.url, region_name="us-east-1")
-        cfn.create_stack(StackName=name, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_NAMED_IAM"])
-        stack = cfn.describe_stacks(StackName=name)["Stacks"][0]
-        if stack["StackStatus"] != "CREATE_COMPLETE":
-            raise RuntimeError(f"the stack {name} in {account_id} is {stack['StackStatus']}")
-        return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.process = None
-
-
-# --- A proxy in front of the sandbox: hold a call, refuse a call, or be down --------------
+from sandbox.controller import free_port
 
 
 def _operation(method: str, path: str, headers, body: bytes) -> str:

@@ -1,0 +1,213 @@
+"""AWS's other refusals in the strict sandbox (sandbox/refusals.py, issue 28 section 2): each switch shown refusing
+what AWS refuses and, switched off, moto letting it by."""
+
+import json
+
+import boto3
+import pytest
+
+from provisioning.aws import OPT_IN_REGIONS
+from provisioning.steps.removal import _USER_PARTS
+from sandbox.refusals import OPT_IN_REGIONS as SANDBOX_OPT_IN_REGIONS
+from tests.conftest import CUSTOMER_ACCOUNT
+from tests.test_sandbox import OTHER_ACCOUNT, _client, _error, _user
+
+pytestmark = pytest.mark.strict(consistency_window=0.0, session_max_age=0.0)
+
+
+def test_an_inactive_access_key_cannot_sign_a_request(aws):
+    session = _user(aws, CUSTOMER_ACCOUNT, "iam:ListUsers")
+    iam = _client(aws, session, "iam", region="us-east-1")
+    iam.list_users()
+    admin = aws.admin(CUSTOMER_ACCOUNT).client("iam", endpoint_url=aws.url, region_name="us-east-1")
+    key_id = session.get_credentials().access_key
+    admin.update_access_key(UserName="tester", AccessKeyId=key_id, Status="Inactive")
+    assert _error(iam.list_users)["Code"] == "InvalidClientTokenId"
+    assert _error(_client(aws, session, "s3").list_buckets)["Code"] == "InvalidAccessKeyId"
+
+    aws.configure(inactive_keys=False)
+    iam.list_users()
+
+
+def test_head_bucket_on_another_accounts_bucket_answers_403(aws):
+    aws.admin(OTHER_ACCOUNT).client("s3", endpoint_url=aws.url, region_name="us-east-1").create_bucket(
+        Bucket="theirs-bucket"
+    )
+    s3 = _client(aws, _user(aws, CUSTOMER_ACCOUNT, "s3:*"), "s3", region="us-east-1")
+    s3.create_bucket(Bucket="ours-bucket")
+    s3.head_bucket(Bucket="ours-bucket")
+    assert _error(lambda: s3.head_bucket(Bucket="theirs-bucket"))["Code"] == "403"
+
+    aws.configure(foreign_bucket=False)
+    s3.head_bucket(Bucket="theirs-bucket")  # moto: 200 for a bucket the caller cannot reach
+
+
+MANAGED = [
+    "ReadOnlyAccess",
+    "AmazonS3FullAccess",
+    "AmazonEC2ContainerRegistryPowerUser",
+    "IAMUserChangePassword",
+    "PowerUserAccess",
+    "AdministratorAccess",
+    "job-function/Billing",
+    "job-function/ViewOnlyAccess",
+    "AmazonS3ReadOnlyAccess",
+    "AmazonEC2ReadOnlyAccess",
+    "IAMReadOnlyAccess",
+]
+
+
+def test_a_user_takes_ten_managed_policies_at_most(aws):
+    iam = _client(aws, _user(aws, CUSTOMER_ACCOUNT, "iam:*"), "iam", region="us-east-1")
+    iam.create_user(UserName="member")
+    for name in MANAGED[:10]:
+        iam.attach_user_policy(UserName="member", PolicyArn=f"arn:aws:iam::aws:policy/{name}")
+    iam.attach_user_policy(UserName="member", PolicyArn="arn:aws:iam::aws:policy/ReadOnlyAccess")  # already there
+    error = _error(
+        lambda: iam.attach_user_policy(UserName="member", PolicyArn=f"arn:aws:iam::aws:policy/{MANAGED[10]}")
+    )
+    assert error["Code"] == "LimitExceeded" and "PoliciesPerUser: 10" in error["Message"]
+
+    aws.configure(policy_quotas=False)
+    iam.attach_user_policy(UserName="member", PolicyArn=f"arn:aws:iam::aws:policy/{MANAGED[10]}")
+
+
+def _document(statements: int, indent: int | None = None) -> str:
+    resources = [f"arn:aws:s3:::bucket-{n:04d}/*" for n in range(statements)]
+    return json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": resources}]},
+        indent=indent,
+    )
+
+
+def test_a_managed_policy_is_6144_characters_at_most_without_whitespace(aws):
+    iam = _client(aws, _user(aws, CUSTOMER_ACCOUNT, "iam:*"), "iam", region="us-east-1")
+    fits = _document(180, indent=8)  # ~5,900 characters without whitespace, far more with it
+    assert len(fits) > 6144 > len("".join(fits.split()))
+    iam.create_policy(PolicyName="fits", PolicyDocument=fits)
+    error = _error(lambda: iam.create_policy(PolicyName="too-big", PolicyDocument=_document(230)))
+    assert error["Code"] == "LimitExceeded" and "PolicySize: 6144" in error["Message"]
+
+    aws.configure(policy_quotas=False)
+    iam.create_policy(PolicyName="too-big", PolicyDocument=_document(230))
+
+
+def test_an_opt_in_region_the_account_has_not_enabled_refuses_its_credentials(aws):
+    session = _user(aws, CUSTOMER_ACCOUNT, "ecr:*", "sts:*")
+    _client(aws, session, "ecr", region="eu-west-1").describe_repositories()
+    ecr = _client(aws, session, "ecr", region="af-south-1")
+    assert _error(ecr.describe_repositories)["Code"] == "UnrecognizedClientException"
+    assert _error(_client(aws, session, "sts", region="af-south-1").get_caller_identity)["Code"] == (
+        "InvalidClientTokenId"
+    )
+
+    aws.configure(enabled_regions="af-south-1")
+    ecr.describe_repositories()
+    aws.configure(enabled_regions="", opt_in_regions=False)
+    ecr.describe_repositories()
+
+
+def test_the_sandbox_and_onramp_name_the_same_opt_in_regions():
+    assert SANDBOX_OPT_IN_REGIONS == OPT_IN_REGIONS
+
+
+def test_list_buckets_answers_a_page_and_a_continuation_token(aws):
+    s3 = _client(aws, _user(aws, CUSTOMER_ACCOUNT, "s3:*"), "s3", region="us-east-1")
+    names = [f"page-bucket-{n}" for n in range(5)]
+    for name in names:
+        s3.create_bucket(Bucket=name)
+    aws.configure(list_buckets_page=2)
+    first = s3.list_buckets()
+    assert [b["Name"] for b in first["Buckets"]] == names[:2] and first["ContinuationToken"]
+    pages = list(s3.get_paginator("list_buckets").paginate())
+    assert [b["Name"] for page in pages for b in page["Buckets"]] == names and len(pages) == 3
+    assert [b["Name"] for b in s3.list_buckets(Prefix="page-bucket-4")["Buckets"]] == ["page-bucket-4"]
+
+    aws.configure(list_buckets_page=0)
+    everything = s3.list_buckets()
+    assert [b["Name"] for b in everything["Buckets"]] == names and "ContinuationToken" not in everything
+
+
+TEMPLATE = {"AWSTemplateFormatVersion": "2010-09-09", "Resources": {"Group": {"Type": "AWS::IAM::Group"}}}
+
+
+def test_cloudformation_reads_a_template_url_with_the_callers_own_access(aws):
+    theirs = aws.admin(OTHER_ACCOUNT).client("s3", endpoint_url=aws.url, region_name="us-east-1")
+    theirs.create_bucket(Bucket="their-templates")
+    theirs.put_object(Bucket="their-templates", Key="role.json", Body=json.dumps(TEMPLATE).encode())
+    session = _user(aws, CUSTOMER_ACCOUNT, "cloudformation:*", "iam:*", "s3:*")
+    cfn = _client(aws, session, "cloudformation", region="us-east-1")
+    url = "https://their-templates.s3.us-east-1.amazonaws.com/role.json"
+    error = _error(lambda: cfn.create_stack(StackName="private", TemplateURL=url))
+    assert error["Code"] == "ValidationError" and "to which you have access" in error["Message"]
+    missing = "https://their-templates.s3.us-east-1.amazonaws.com/nothing.json"
+    assert _error(lambda: cfn.create_stack(StackName="missing", TemplateURL=missing))["Code"] == "ValidationError"
+
+    grant = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{CUSTOMER_ACCOUNT}:root"},
+                "Action": "s3:GetObject",
+                "Resource": "arn:aws:s3:::their-templates/*",
+            }
+        ],
+    }
+    theirs.put_bucket_policy(Bucket="their-templates", Policy=json.dumps(grant))
+    cfn.create_stack(StackName="shared", TemplateURL=url)
+
+    theirs.delete_bucket_policy(Bucket="their-templates")
+    aws.configure(template_url=False)
+    cfn.create_stack(StackName="private", TemplateURL=url)  # moto reads any account's object
+
+
+def test_a_login_profile_cannot_change_for_a_moment_after_it_is_made(aws):
+    aws.configure(login_profile_window=30.0)
+    iam = _client(aws, _user(aws, CUSTOMER_ACCOUNT, "iam:*"), "iam", region="us-east-1")
+    iam.create_user(UserName="member")
+    iam.create_login_profile(UserName="member", Password="Correct-Horse-9!")
+    error = _error(lambda: iam.delete_login_profile(UserName="member"))
+    assert error["Code"] == "EntityTemporarilyUnmodifiable"
+
+    aws.configure(login_profile_window=0.0)
+    iam.delete_login_profile(UserName="member")
+
+
+def test_a_new_access_key_cannot_sign_for_a_moment(aws):
+    aws.configure(new_key_window=30.0)
+    iam = _client(aws, _user(aws, CUSTOMER_ACCOUNT, "iam:*"), "iam", region="us-east-1")
+    iam.list_users()  # the harness's own keys are never new
+    iam.create_user(UserName="app")
+    key = iam.create_access_key(UserName="app")["AccessKey"]
+    admin = aws.admin(CUSTOMER_ACCOUNT).client("iam", endpoint_url=aws.url, region_name="us-east-1")
+    admin.put_user_policy(
+        UserName="app",
+        PolicyName="read",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "iam:ListUsers", "Resource": "*"}]}),
+    )  # fmt: skip
+    app = boto3.client(
+        "iam",
+        endpoint_url=aws.url,
+        region_name="us-east-1",
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+    )
+    assert _error(app.list_users)["Code"] == "InvalidClientTokenId"
+
+    aws.configure(new_key_window=0.0)
+    app.list_users()
+
+
+def test_point_2_removing_a_login_profile_made_moments_ago_waits_out_entity_temporarily_unmodifiable(aws):
+    """The removal step's delete (provisioning/steps/removal.py) right after an onboarding's CreateLoginProfile:
+    AWS answers EntityTemporarilyUnmodifiable for a moment, and the step waits it out (bounded by
+    AWS_SETTLE_SECONDS) instead of failing the decommission."""
+    aws.configure(login_profile_window=3.0)
+    iam = _client(aws, _user(aws, CUSTOMER_ACCOUNT, "iam:*"), "iam", region="us-east-1")
+    iam.create_user(UserName="member")
+    iam.create_login_profile(UserName="member", Password="Correct-Horse-9!")
+    _listing, remove = _USER_PARTS["login_profile"]
+    remove(iam, "member", "member")
+    assert _error(lambda: iam.get_login_profile(UserName="member"))["Code"] == "NoSuchEntity"
