@@ -413,6 +413,7 @@ def _run_finish(run: Run, steps: dict[str, StepRun], *, log: CallLog | None = No
     if ok:  # what the plan releases stays in the account, forgotten by Onramp
         released = [item["resource"] for item in run.plan if item["action"] == Action.RELEASE]
         ledger_end(run=run, resource_ids=released, state=Resource.State.RELEASED)
+        _removed_secrets_wipe(run)
     run.status = Run.Status.SUCCEEDED if ok else Run.Status.FAILED
     resources = ledger_outputs(customer_id=run.customer_id)
     run.summary = run_summary(spec=spec_from_json(run.spec), steps=steps, resources=resources)
@@ -438,6 +439,18 @@ def _run_finish(run: Run, steps: dict[str, StepRun], *, log: CallLog | None = No
         transaction.on_commit(lambda: current_app.send_task(REPAIR_CHECK_TASK, args=[run.customer_id]), robust=True)
 
 
+def _removed_secrets_wipe(run: Run) -> None:
+    """Whatever run removed a user (a change of team, an offboarding, a repair) wipes the user's secrets still
+    waiting to be revealed, and the sealed secret of an access key it deleted: nothing is left to sign in or
+    call AWS with, and the portal no longer offers them. Each wipe is audited with the reason."""
+    removed = Resource.objects.filter(removed_by_run=run, state=Resource.State.REMOVED)
+    users = [row.name for row in removed.filter(kind__in=USER_KINDS)]
+    keys = [row.name for row in removed.filter(kind="iam.access_key")]
+    which = "the offboarding" if run.offboard else f"run {run.short_id}"
+    vault.credentials_wipe(customer_id=run.customer_id, user_names=users, reason=f"{which} removed the user")
+    vault.credentials_wipe(customer_id=run.customer_id, access_key_ids=keys, reason=f"{which} deleted the access key")
+
+
 def _offboard_finish(run: Run) -> dict:
     """An offboarding succeeded: the customer is marked offboarded (audited), and the summary hands over what
     is left in the account (what the ledger still holds, what this run released) and says how the customer
@@ -449,10 +462,6 @@ def _offboard_finish(run: Run) -> dict:
     )
     left = Resource.objects.filter(customer=customer).filter(
         Q(state=Resource.State.PRESENT) | Q(state=Resource.State.RELEASED, removed_by_run=run)
-    )
-    gone = Resource.objects.filter(removed_by_run=run, state=Resource.State.REMOVED, kind__in=USER_KINDS)
-    vault.credentials_wipe(
-        customer_id=customer.pk, user_names=[row.name for row in gone], reason="the offboarding removed the user"
     )
     labels = ledger_labels()
     handed = [
