@@ -259,3 +259,15 @@ def test_migration_0016_puts_the_tech_leads_who_ran_each_customer_on_its_team(ac
     importlib.import_module("provisioning.migrations.0016_customer_team").teams_from_runs(apps, None)
     assert list(acme.customer.team.all()) == [alice]
     assert list(other.customer.team.all()) == [bob]
+
+
+@pytest.mark.django_db
+def test_the_demo_tech_lead_is_on_demo_cos_team_so_make_runs_demo_may_run_it(settings):
+    """make run creates Demo Co before its tech lead onboards it: the tech lead is put on its team."""
+    settings.AWS_ENDPOINT_URL = "http://127.0.0.1:1"  # the sandbox's: ensure_demo_user makes Demo Co only there
+    call_command("ensure_demo_user", "--demo-customer", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    demo = Customer.objects.get(slug="demo-co")
+    techlead = demo.team.get()
+    assert techlead.username == "techlead" and customer_may_change(techlead, demo)
+    joined = AuditEvent.objects.get(action="customer.team_changed")
+    assert joined.details == {"added": ["techlead"], "removed": [], "via": "manage.py ensure_demo_user"}
