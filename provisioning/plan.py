@@ -20,7 +20,7 @@ from provisioning.registry import (
     words_of,
 )
 from provisioning.spec import Spec
-from provisioning.vocabulary import OffboardMode
+from provisioning.vocabulary import USER_KINDS, OffboardMode
 
 # The AWS CLI's name for a service, where it is not boto3's.
 _CLI_SERVICES = {"s3": "s3api"}
@@ -315,7 +315,8 @@ def _removal_steps(
     """The chain of steps that removes one resource; its last step ends the ledger rows it removes (the
     resource, and a removed user's access keys)."""
     chain = registry.kind_of(item["kind"]).removal
-    params = {key: item["params"][key] for key in ("name", "arn", "confirmed") if key in item["params"]}
+    named = ("name", "arn", "confirmed", "user") if item["kind"] == "iam.access_key" else ("name", "arn", "confirmed")
+    params = {key: item["params"][key] for key in named if key in item["params"]}
     ends = [item["resource"]] + [
         other["resource"]
         for other in items
@@ -356,6 +357,10 @@ def plan_run_steps(*, spec: Spec, items: list[dict], read_id: str, registry: Reg
             steps.append(PlannedStep(**{**step.__dict__, "depends_on": waits, "params": params}))
     after = tuple(s.key for s in steps)
     removals = [i for i in items if i["action"] == Action.REMOVE and registry.kind_of(i["kind"]).removal]
+    # A user's removal deletes its access keys (and ends their ledger rows): a key has a step of its own only
+    # when its user stays (released, or kept).
+    users_removed = {i["params"]["name"] for i in removals if i["kind"] in USER_KINDS}
+    removals = [i for i in removals if not (i["kind"] == "iam.access_key" and i["identity"] in users_removed)]
     removals.sort(key=lambda i: -_depth(registry.kind_of(i["kind"]), registry))  # listed in an order they can run
     ends = {i["key"]: _removal_end(i, registry) for i in removals}
     for item in removals:

@@ -708,6 +708,8 @@ ACCESS_KEY = StepKind(
     resource=ResourceRecord("Access key", "user", "access_key_id", arn_output=""),
     publishes=(Publish("access_key_id", "access_key_id", "Access key id"),),
     compare=_compare_access_key,
+    # On its own only when its user stays (released): a removed user's removal deletes its keys.
+    removal=("remove.iam.access_key",),
 )
 TEAM_MEMBER = StepKind(
     key="team.member",
@@ -890,6 +892,13 @@ REMOVAL_KINDS = (
         lambda p: f"Delete the sign-in alias {p['name']}",
         ops("iam", "DeleteAccountAlias"),
         calls=lambda p: [ApiCall("iam", "DeleteAccountAlias", {"AccountAlias": p["name"]})],
+    ),
+    _removal(
+        "remove.iam.access_key",
+        lambda p: f"Delete the access key {p['name']} Onramp made for {p['user']} (the user stays)",
+        # The very permissions "Issue a new key" has: the role's policy is unchanged.
+        ops("iam", "UpdateAccessKey", "DeleteAccessKey", condition=ONRAMPS_ONLY),
+        calls=lambda p: [ApiCall("iam", "DeleteAccessKey", {"UserName": p["user"], "AccessKeyId": p["name"]})],
     ),
     _removal(
         "remove.iam.media_policy",

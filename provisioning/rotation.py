@@ -12,9 +12,10 @@ from provisioning import registry, vault
 from provisioning.audit import audit_record
 from provisioning.aws import AwsAccount, account_for_spec, aws_work, error_translate
 from provisioning.errors import OnrampError
-from provisioning.ledger import ledger_access_key
+from provisioning.ledger import ledger_access_key, ledger_holds_user
 from provisioning.models import AuditEvent, Credential, Run
 from provisioning.spec import spec_from_json
+from provisioning.teams import customer_permission_check
 
 
 class RotationError(Exception):
@@ -53,8 +54,26 @@ def _key_work(run: Run, user, doing: str, work: Callable[[AwsAccount], object]):
 
 def access_key_rotate_start(*, run: Run, user) -> Credential:
     """Create a new key for the run's app user and seal it; the old key stays until confirmed."""
+    customer_permission_check(user=user, customer=run.customer, action="rotate")
     spec = spec_from_json(run.spec)
     user_name = spec.app_name
+    # From any run, old ones included: only for an app user Onramp keeps now (not one it released or removed).
+    if not ledger_holds_user(run.customer_id, {"UserName": user_name}):
+        audit_record(
+            action="credential.rotation_refused",
+            actor=user,
+            customer=run.customer_id,
+            run=run,
+            outcome=AuditEvent.Outcome.REFUSED,
+            error_code="UserNotManaged",
+            target=user_name,
+            details={"reason": "Onramp no longer manages the user"},
+        )
+        raise OnrampError(
+            f"Onramp no longer manages {user_name} (a later run released or removed it): it issues no key for it. "
+            "Issue a new key from the run that made the customer's current app user.",
+            code="UserNotManaged",
+        )
 
     def work(account: AwsAccount) -> Credential:
         iam = account.client("iam")
@@ -95,6 +114,7 @@ def access_key_rotate_start(*, run: Run, user) -> Credential:
 
 def access_key_rotate_finish(*, credential: Credential, user) -> None:
     """After the new key was revealed and the app uses it: deactivate, then delete, the old key."""
+    customer_permission_check(user=user, customer=credential.customer, action="rotate")
     if credential.state != Credential.State.REVEALED:
         raise RotationError("Reveal the new key and put it in the app before removing the old one.")
     if not credential.replaces_access_key_id or credential.replacement_done_at:

@@ -30,6 +30,7 @@ from provisioning.plan import Action, plan_build, plan_registry, plan_run_steps
 from provisioning.registry import REGISTRY, ROLE_NAME, Registry
 from provisioning.spec import Spec, spec_from_json
 from provisioning.steps import EXECUTORS, StepContext
+from provisioning.teams import customer_permission_check
 from provisioning.vocabulary import USER_KINDS, OffboardMode, RunKind
 
 logger = logging.getLogger(__name__)
@@ -122,7 +123,10 @@ def run_create(
     read and its decided items (provisioning.plan.plan_decide), the run carries out that difference;
     without, every step of the spec (creating first: the fast path for an account the ledger does not know).
     `offboard`: the run is that offboarding (its read planned it); `repair`: it repairs the customer's drift
-    (run_kind_for). CustomerOffboarded for an offboarded customer."""
+    (run_kind_for). CustomerOffboarded for an offboarded customer; NotOnCustomerTeam for someone not on the
+    customer's team (nor an Admin)."""
+    action = "offboard" if offboard else "repair" if repair else "run"
+    customer_permission_check(user=user, customer=customer, action=action)
     customer_refuse_if_offboarded(customer=customer, user=user, doing="offboard" if offboard else "run")
     if read is not None:
         planned = plan_run_steps(
@@ -411,6 +415,7 @@ def _run_finish(run: Run, steps: dict[str, StepRun], *, log: CallLog | None = No
     if ok:  # what the plan releases stays in the account, forgotten by Onramp
         released = [item["resource"] for item in run.plan if item["action"] == Action.RELEASE]
         ledger_end(run=run, resource_ids=released, state=Resource.State.RELEASED)
+        _removed_secrets_wipe(run)
     run.status = Run.Status.SUCCEEDED if ok else Run.Status.FAILED
     resources = ledger_outputs(customer_id=run.customer_id)
     run.summary = run_summary(spec=spec_from_json(run.spec), steps=steps, resources=resources)
@@ -436,6 +441,18 @@ def _run_finish(run: Run, steps: dict[str, StepRun], *, log: CallLog | None = No
         transaction.on_commit(lambda: current_app.send_task(REPAIR_CHECK_TASK, args=[run.customer_id]), robust=True)
 
 
+def _removed_secrets_wipe(run: Run) -> None:
+    """Whatever run removed a user (a change of team, an offboarding, a repair) wipes the user's secrets still
+    waiting to be revealed, and the sealed secret of an access key it deleted: nothing is left to sign in or
+    call AWS with, and the portal no longer offers them. Each wipe is audited with the reason."""
+    removed = Resource.objects.filter(removed_by_run=run, state=Resource.State.REMOVED)
+    users = [row.name for row in removed.filter(kind__in=USER_KINDS)]
+    keys = [row.name for row in removed.filter(kind="iam.access_key")]
+    which = "the offboarding" if run.offboard else f"run {run.short_id}"
+    vault.credentials_wipe(customer_id=run.customer_id, user_names=users, reason=f"{which} removed the user")
+    vault.credentials_wipe(customer_id=run.customer_id, access_key_ids=keys, reason=f"{which} deleted the access key")
+
+
 def _offboard_finish(run: Run) -> dict:
     """An offboarding succeeded: the customer is marked offboarded (audited), and the summary hands over what
     is left in the account (what the ledger still holds, what this run released) and says how the customer
@@ -447,10 +464,6 @@ def _offboard_finish(run: Run) -> dict:
     )
     left = Resource.objects.filter(customer=customer).filter(
         Q(state=Resource.State.PRESENT) | Q(state=Resource.State.RELEASED, removed_by_run=run)
-    )
-    gone = Resource.objects.filter(removed_by_run=run, state=Resource.State.REMOVED, kind__in=USER_KINDS)
-    vault.credentials_wipe(
-        customer_id=customer.pk, user_names=[row.name for row in gone], reason="the offboarding removed the user"
     )
     labels = ledger_labels()
     handed = [
@@ -625,6 +638,7 @@ def run_retry(*, run: Run, user) -> Run:
     """Re-run a failed run's failed, skipped and pending steps; finished steps stay as they are."""
     if run.status != Run.Status.FAILED:
         raise RunStateError("Only a failed run can be retried.")
+    customer_permission_check(user=user, customer=run.customer, action="run")
     customer_refuse_if_offboarded(customer=run.customer, user=user, doing="retry")
     try:
         with transaction.atomic():
@@ -647,6 +661,7 @@ def run_retry(*, run: Run, user) -> Run:
 
 def run_cancel(*, run: Run, user) -> Run:
     """Stop a run: pending steps are cancelled; a step already running finishes its AWS call."""
+    customer_permission_check(user=user, customer=run.customer, action="run")
     with transaction.atomic():
         updated = Run.objects.filter(pk=run.pk, status__in=Run.ACTIVE).update(
             status=Run.Status.CANCELLED, finished_at=timezone.now()

@@ -1,5 +1,6 @@
 """The credential vault: encrypt the moment a secret exists, reveal once, wipe, expire, rotate keys."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
@@ -7,10 +8,12 @@ from functools import cache
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from provisioning.audit import audit_record
 from provisioning.models import AuditEvent, Credential, Customer, Run
+from provisioning.teams import customer_permission_check
 
 
 class VaultError(Exception):
@@ -100,12 +103,15 @@ def _credential_expire(credential: Credential, *, why: dict | None = None) -> No
     )
 
 
-def credentials_wipe(*, customer_id: int, user_names: list[str], reason: str) -> int:
-    """Wipe the sealed secrets of IAM users that are gone (an offboarding removed them): nothing is left to
-    sign in or call AWS with. Each wipe is audited with the reason. Returns how many."""
-    wiped = Credential.objects.select_for_update().filter(
-        customer_id=customer_id, user_name__in=user_names, state=Credential.State.SEALED
+def credentials_wipe(
+    *, customer_id: int, user_names: Sequence[str] = (), access_key_ids: Sequence[str] = (), reason: str
+) -> int:
+    """Wipe the sealed secrets of IAM users that are gone, and of access keys that are (a run removed them):
+    nothing is left to sign in or call AWS with. Each wipe is audited with the reason. Returns how many."""
+    gone = Q(user_name__in=list(user_names)) | Q(
+        kind=Credential.Kind.ACCESS_KEY, access_key_id__in=list(access_key_ids)
     )
+    wiped = Credential.objects.select_for_update().filter(gone, customer_id=customer_id, state=Credential.State.SEALED)
     count = 0
     for credential in wiped:
         _credential_expire(credential, why={"reason": reason})
@@ -130,7 +136,10 @@ def _reveal_refuse(credential: Credential, *, user, error_code: str) -> Revealed
 def credential_reveal(*, credential_id, user) -> Revealed:
     """Reveal a secret once. One transaction, row locked: exactly one caller gets the secret,
     and the ciphertext is wiped before the transaction commits. A secret past its expiry is wiped
-    here and refused, whether or not the expiry task has run."""
+    here and refused, whether or not the expiry task has run. Only for the customer's team and Admins
+    (checked before the transaction, so that the refusal stays audited)."""
+    customer = Customer.objects.get(credentials__pk=credential_id)
+    customer_permission_check(user=user, customer=customer, action="reveal")
     with transaction.atomic():
         credential = Credential.objects.select_for_update().get(pk=credential_id)
         if credential.state == Credential.State.SEALED and credential.expires_at <= timezone.now():

@@ -31,6 +31,7 @@ from tests.conftest import (
     seal_key,
     spec_data,
     start_run,
+    team_customer_for,
     wait_for_run,
 )
 
@@ -51,7 +52,7 @@ def test_confirming_a_run_queues_its_first_step_in_the_transaction_that_records_
     """Under the `db` fixture nothing commits, so nothing registered for after the commit runs: the first step is
     queued only if the dispatch is part of run_create's own transaction (one commit, not two, before it starts)."""
     data = spec_data()
-    run = run_create(spec=spec_parse(data), customer=customer_for(data), user=alice)
+    run = run_create(spec=spec_parse(data), customer=team_customer_for(data, alice), user=alice)
     queued = dict(run.steps.filter(queued_at__isnull=False).values_list("key", "state"))
     assert queued == {"preflight": "pending"}
     assert run.steps.get(key="preflight").ready_at is not None
@@ -61,7 +62,7 @@ def test_the_step_a_dispatch_keeps_comes_back_claimed_exactly_as_the_database_ha
     """The process that finished a step runs the next step of its chain without reading it again: what the dispatch
     returns must be what its claim wrote."""
     data = spec_data()
-    run = run_create(spec=spec_parse(data), customer=customer_for(data), user=alice)
+    run = run_create(spec=spec_parse(data), customer=team_customer_for(data, alice), user=alice)
     run.steps.filter(key="preflight").update(state=StepRun.State.SUCCEEDED, finished_at=timezone.now())
     preflight = run.steps.get(key="preflight")
     with transaction.atomic():
@@ -204,7 +205,7 @@ def test_confirming_a_run_reads_none_of_the_steps_it_just_wrote(db, alice):
     in the insert itself, with no read of the run's steps and no second write."""
     data = spec_data()
     with CaptureQueriesContext(connection) as queries:
-        run = run_create(spec=spec_parse(data), customer=customer_for(data), user=alice)
+        run = run_create(spec=spec_parse(data), customer=team_customer_for(data, alice), user=alice)
     on_steps = [q["sql"].split()[0] for q in queries if '"provisioning_steprun"' in q["sql"]]
     assert on_steps == ["INSERT"]
     assert list(run.steps.filter(queued_at__isnull=False).values_list("key", flat=True)) == ["preflight"]
@@ -215,7 +216,7 @@ def test_a_later_attempt_of_the_access_key_step_adopts_the_key_an_earlier_one_se
     no second key."""
     data = spec_data(team=[])
     spec = spec_parse(data)
-    run = run_create(spec=spec, customer=customer_for(data), user=alice)
+    run = run_create(spec=spec, customer=team_customer_for(data, alice), user=alice)
     iam = aws.admin(CUSTOMER_ACCOUNT).client("iam", endpoint_url=aws.url, region_name="us-east-1")
     iam.create_user(UserName=spec.app_name)
     key_id = iam.create_access_key(UserName=spec.app_name)["AccessKey"]["AccessKeyId"]

@@ -28,6 +28,7 @@ from tests.conftest import (
     customer_role_deploy,
     spec_data,
     start_run,
+    team_customer_for,
     wait_for_run,
 )
 
@@ -263,7 +264,7 @@ def _stubbed_run(alice, stub) -> Run:
     """Start a run whose customer-account clients are opened now, so a test can stub them at the
     boto3 boundary before the worker takes the first step."""
     data = spec_data(team=[])
-    customer = customer_for(data)
+    customer = team_customer_for(data, alice)
     with transaction.atomic():
         run = run_create(spec=spec_parse(data), customer=customer, user=alice)
         account = account_connect(

@@ -19,7 +19,7 @@ from provisioning.runs import run_create, run_retry, runs_sweep
 from provisioning.spec import spec_from_json, spec_parse
 from sandbox.controller import free_port
 from sandbox.proxy import Rule, SandboxProxy
-from tests.conftest import customer_for, spec_data, wait_for_run
+from tests.conftest import spec_data, team_customer_for, wait_for_run
 from tests.soak.harness import duplicates, resource_counts
 
 State = StepRun.State
@@ -30,7 +30,7 @@ def _create(user, before_commit=None) -> Run:
     """Create a run; `before_commit(run)` runs inside its transaction, before the first dispatch."""
     data = spec_data()
     with transaction.atomic():
-        run = run_create(spec=spec_parse(data), customer=customer_for(data), user=user)
+        run = run_create(spec=spec_parse(data), customer=team_customer_for(data, user), user=user)
         if before_commit is not None:
             before_commit(run)
     return run

@@ -125,6 +125,12 @@ def user(ctx: StepContext, params: dict) -> StepResult:
     return _delete(ctx, params, gone_codes=("NoSuchEntity",))
 
 
+def access_key(ctx: StepContext, params: dict) -> StepResult:
+    """An access key Onramp made for a user that stays (released): it goes, so that no key of Onramp's
+    outlives Onramp's care of the user."""
+    return _delete(ctx, params, gone_codes=("NoSuchEntity",))
+
+
 def account_alias(ctx: StepContext, params: dict) -> StepResult:
     return _delete(ctx, params, gone_codes=("NoSuchEntity",))
 
@@ -291,6 +297,7 @@ def repository(ctx: StepContext, params: dict) -> StepResult:
 REMOVERS = {
     **{f"remove.user.{part}": _user_part(part) for part in _USER_PARTS},
     "remove.user": user,
+    "remove.iam.access_key": access_key,
     "remove.account.alias": account_alias,
     "remove.iam.media_policy": media_policy,
     "remove.iam.group": group,

@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand
 from provisioning.audit import audit_record
 from provisioning.models import Customer
 from provisioning.permissions import TECH_LEADS
+from provisioning.teams import customer_team_join
 
 
 def _reset_command() -> str:
@@ -52,6 +53,7 @@ class Command(BaseCommand):
         User = get_user_model()
         user = User.objects.filter(username=username).first()
         if user is not None and not reset_password:
+            self._demo_team(user, demo_customer)
             self.stdout.write(
                 f"Log in at {url} as '{username}' with the password printed when it was made. "
                 f"Lost it? Get a new one: {_reset_command()}"
@@ -67,6 +69,13 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save(update_fields=["password"])
             audit_record(action="auth.password_reset", actor_label="manage.py ensure_demo_user", target=username)
+        self._demo_team(user, demo_customer)
         self.stdout.write(
             self.style.SUCCESS(f"Log in at {url} as '{username}' with password: {password}  (shown only now)")
         )
+
+    def _demo_team(self, user, demo_customer: bool) -> None:
+        """The demo tech lead is on Demo Co's team (as an Admin would put them): only the team runs it."""
+        customer = Customer.objects.filter(slug="demo-co").first() if demo_customer else None
+        if customer is not None:
+            customer_team_join(customer=customer, user=user, via="manage.py ensure_demo_user")
