@@ -996,6 +996,10 @@ class StrictLayer:
         with self._lock:
             self._created.clear()
             self._passwords.clear()
+        # What the rules remember of earlier calls (a bucket's MFA Delete, a session's source identity) is state
+        # too: a restored sandbox starts with none, as a reset one does.
+        s3_rules.reset()
+        sts_rules.reset()
         return {"restored": True, **self.configure(config)}
 
     def created_within(self, key: tuple, window: float) -> bool:
