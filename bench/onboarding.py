@@ -2,7 +2,7 @@
 typed into the AWS CLI, a plain boto3 script, the same calls in parallel (one thread per chain of the plan's
 graph: the practical limit), and Onramp (real Celery worker, PostgreSQL, Redis, audit log).
 
-    .venv/bin/python bench/onboarding.py [--rounds 5] [--latencies 0,30,80]      (or `make bench`)
+    .venv/bin/python bench/onboarding.py [--rounds 5] [--latencies 0,30,80] [--warmups 2]      (or `make bench`)
 
 Each round gives each contender a fresh customer and a fresh 12-digit account id, in which the customer
 deployed Onramp's role (untimed), and the order of the four rotates from round to round so that drift hits
@@ -473,13 +473,13 @@ def _steps_print(rows: list[dict], path: list[str]) -> None:
     print("    (ms; * on the critical path; queued '-': run next in the same process, no broker)")
 
 
-def profile_run(*, sandbox, env: dict, user, ids, pool: str, concurrency: int) -> dict:
+def profile_run(*, sandbox, env: dict, user, ids, pool: str, concurrency: int, warmups: int = 2) -> dict:
     """One more Onramp run on a worker whose tasks time their SQL (Django's execute_wrapper); its breakdown."""
     workers = common.Workers(
         1, env=env, app="bench.common:profiled_app", tag="profile", pool=pool, concurrency=concurrency
     ).start()
     try:
-        for _ in range(2):  # warm the worker's processes, as in the timed rounds
+        for _ in range(warmups):  # warm the worker's processes, as in the timed rounds
             onramp_once(sandbox=sandbox, data=common.spec_data(account_id=ids.new(), name=_name("pw")), user=user)
         for path in common.ARTIFACTS.glob("profile-*.jsonl"):
             path.unlink()
@@ -606,7 +606,7 @@ def phase(*, server, latency: float, args, user, ids) -> dict:
     env = common.environment(sandbox_url=sandbox.url)
     workers = common.Workers(1, env=env, pool=args.pool, concurrency=args.concurrency).start()
     try:
-        for _ in range(2):  # warm-up, untimed: the worker's processes import, connect, make clients
+        for _ in range(args.warmups):  # warm-up, untimed: the worker's processes import, connect, make clients
             onramp_once(sandbox=sandbox, data=common.spec_data(account_id=ids.new(), name=_name("w")), user=user)
         figures = rounds_run(
             sandbox=sandbox, rounds=args.rounds, user=user, ids=ids, workers=workers, contenders=args.contenders
@@ -623,8 +623,9 @@ def phase(*, server, latency: float, args, user, ids) -> dict:
     breakdown = None
     if args.profile == "always" or (args.profile == "auto" and latency):
         breakdown = profile_run(
-            sandbox=sandbox, env=env, user=user, ids=ids, pool=args.pool, concurrency=args.concurrency
-        )
+            sandbox=sandbox, env=env, user=user, ids=ids, pool=args.pool, concurrency=args.concurrency,
+            warmups=args.warmups,
+        )  # fmt: skip
     sandbox.stop()
     return {"latency": latency, "figures": figures, "verdicts": verdicts, "valid": valid, "breakdown": breakdown}
 
@@ -646,6 +647,7 @@ def summary_print(phases: list[dict]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmups", type=int, default=2, help="untimed runs first (0: figures are cold; the tests)")
     parser.add_argument("--latencies", default=",".join(str(x) for x in LATENCIES), help="ms a call, e.g. 0,30,80")
     parser.add_argument(
         "--contenders", type=lambda text: tuple(text.split(",")), default=CONTENDERS, help="a subset, to iterate"

@@ -2,6 +2,7 @@
 (prefork, and the threads pool at two concurrencies), side by side in one run. All must succeed, none duplicated.
 
     .venv/bin/python bench/throughput.py [--onboardings 100] [--latency-ms 30] [--pools prefork:4,threads:16,threads:32]
+        [--warmups 4]
 
 For each pool it prints onboardings per minute; the share of the steps' time spent waiting on AWS; the worker's
 peak RSS and database connections; the CPU one onboarding costs (the worker, its PostgreSQL backends, the sandbox
@@ -123,14 +124,16 @@ def waited_share(run_ids: list) -> float:
     return waited / in_steps if in_steps else 0.0
 
 
-def phase(*, pool: str, concurrency: int, count: int, sandbox, straight, env: dict, user, ids) -> dict:
+def phase(
+    *, pool: str, concurrency: int, count: int, sandbox, straight, env: dict, user, ids, warmups: int = 4
+) -> dict:
     """One worker with this pool: warmed, then the batch; checked afterwards."""
     from provisioning.models import Run
 
     workers = common.Workers(1, env=env, pool=pool, concurrency=concurrency, tag=f"tp-{pool}{concurrency}-").start()
     label = f"tp-{pool[:2]}{concurrency}-{os.getpid() % 10000}"
     try:
-        warm = batch_prepare(count=4, straight=straight, ids=ids, label=f"{label}-w")
+        warm = batch_prepare(count=warmups, straight=straight, ids=ids, label=f"{label}-w")
         warm_ids = [run_create_pk(spec, customer, user) for _, spec, customer in warm]
         common.runs_wait(warm_ids, timeout=300, every=0.2)  # untimed: imports, connections, clients
         batch = batch_prepare(count=count, straight=straight, ids=ids, label=label)
@@ -213,6 +216,7 @@ def main() -> int:
     parser.add_argument("--onboardings", type=int, default=100)
     parser.add_argument("--latency-ms", type=float, default=30)
     parser.add_argument("--pools", default=POOLS, help="pool:concurrency, comma-separated")
+    parser.add_argument("--warmups", type=int, default=4, help="untimed onboardings first (0: cold; the tests)")
     args = parser.parse_args()
 
     print(f"Machine: {common.machine()}")
@@ -230,7 +234,7 @@ def main() -> int:
         for item in args.pools.split(","):
             pool, concurrency = item.split(":")
             result = phase(pool=pool, concurrency=int(concurrency), count=args.onboardings, sandbox=sandbox,
-                           straight=straight, env=env, user=user, ids=ids)  # fmt: skip
+                           straight=straight, env=env, user=user, ids=ids, warmups=args.warmups)  # fmt: skip
             result_print(result)
             results.append(result)
     finally:

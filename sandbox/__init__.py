@@ -1,6 +1,7 @@
 """The sandbox AWS: moto's server on loopback, for `make run`, demos, the tests and the benches, in one place.
 
 - strict.py: the strict layer (AWS's rules where moto is lenient) around moto's application, and its server;
+- clock.py: the strict layer's clock, which a test advances instead of sleeping out a session's age or a window;
 - controller.py: a sandbox server started as a process of its own, reset, configured, and read as its
   administrator (the tests' and the benches' way in);
 - proxy.py: a loopback proxy in front of a sandbox that adds latency, holds or refuses calls, or is down;

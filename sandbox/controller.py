@@ -121,6 +121,11 @@ class Sandbox:
         """Change some of the strict server's rules for the rest of the test."""
         return _control(self.url, "config", switches)
 
+    def clock_advance(self, seconds: float) -> None:
+        """Move the strict server's clock `seconds` forward: sessions and the windows after a change age as if
+        that long had passed (sandbox/clock.py), so a test need not sleep them out."""
+        _control(self.url, "clock", {"advance": seconds})
+
     def user_make(self, *, account_id: str, user_name: str, policy_document: dict, keys: tuple[str, str]) -> str:
         """An IAM user with one inline policy and these (access key id, secret) keys; its ARN."""
         data = {"account_id": account_id, "user_name": user_name, "policy_document": policy_document,

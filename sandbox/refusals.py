@@ -6,10 +6,11 @@ import base64
 import json
 import re
 import threading
-import time
 import uuid
 from datetime import UTC
 from urllib.parse import parse_qs, urlparse
+
+from sandbox import clock
 
 # AWS's default quotas (IAM User Guide, "IAM and AWS STS quotas"; GetAccountSummary's AttachedPoliciesPerUserQuota
 # and PolicySizeQuota): 10 managed policies per user, 6,144 characters of a managed policy without whitespace.
@@ -232,7 +233,7 @@ def check_list_buckets_page(layer, call, caller):
 
 
 # --- Windows right after a change (IAM's eventual consistency) -------------------------------------------------
-# When a call the windows depend on was let through to moto: (account, what, name) -> time.monotonic(). Entries
+# When a call the windows depend on was let through to moto: (account, what, name) -> clock.monotonic(). Entries
 # outlive a reset by at most a window's length, and only ever name an account and user again.
 _RECENT: dict[tuple[str, str, str], float] = {}
 _RECENT_LOCK = threading.Lock()
@@ -240,14 +241,14 @@ _RECENT_LOCK = threading.Lock()
 
 def _remember(account: str, what: str, name: str) -> None:
     with _RECENT_LOCK:
-        _RECENT[(account, what, name)] = time.monotonic()
+        _RECENT[(account, what, name)] = clock.monotonic()
 
 
 def _within(account: str, what: str, name: str, window: float) -> float | None:
-    """When (time.monotonic()) `what` happened to `name` if it is less than `window` seconds ago, else None."""
+    """When (clock.monotonic()) `what` happened to `name` if it is less than `window` seconds ago, else None."""
     with _RECENT_LOCK:
         made = _RECENT.get((account, what, name))
-    return made if made is not None and time.monotonic() - made < window else None
+    return made if made is not None and clock.monotonic() - made < window else None
 
 
 def check_login_profile_window(layer, call, caller):
@@ -286,8 +287,7 @@ def check_new_key_window(layer, call, caller):
     if key is None or asked is None:
         return None
     made = key.create_date if key.create_date.tzinfo else key.create_date.replace(tzinfo=UTC)
-    age = time.time() - made.timestamp()
-    if age > time.monotonic() - asked:  # this key is older than the CreateAccessKey the window remembers
+    if clock.age(made) > clock.monotonic() - asked:  # this key is older than the CreateAccessKey the window remembers
         return None
     return _unknown_key(call)
 

@@ -41,14 +41,13 @@ import json
 import pickle
 import re
 import threading
-import time
 import uuid
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from urllib.parse import parse_qs
 
-from sandbox import iam_eval, refusals, s3_rules, sts_rules
+from sandbox import clock, iam_eval, refusals, s3_rules, sts_rules
 from sandbox.iam_eval import ConditionNotEvaluated
 
 SETUP_ACCOUNT = "000000000000"
@@ -383,7 +382,7 @@ def check_session(layer: "StrictLayer", call: Call, caller: Caller) -> Refusal |
     if not age or caller.issued is None:
         return None
     issued = caller.issued if caller.issued.tzinfo else caller.issued.replace(tzinfo=UTC)
-    if (datetime.now(UTC) - issued).total_seconds() <= age:
+    if clock.age(issued) <= age:  # the sandbox's clock, which a test may have advanced
         return None
     if call.protocol == "json":
         return Refusal("ExpiredTokenException", "The security token included in the request is expired", 400)
@@ -947,7 +946,7 @@ class StrictLayer:
         self.config = Strictness()
         self._lock = threading.Lock()
         self._serial = threading.Lock()
-        self._created: dict[tuple, float] = {}  # what a create made -> when (time.monotonic())
+        self._created: dict[tuple, float] = {}  # what a create made -> when (clock.monotonic())
         self._passwords: dict[tuple[str, str], list[str]] = {}  # (account, user) -> digests, oldest first
         self._snapshots: dict[str, bytes] = {}  # name -> moto's backends, pickled (snapshot_take)
         corrections_install(self)
@@ -1005,7 +1004,7 @@ class StrictLayer:
     def created_within(self, key: tuple, window: float) -> bool:
         with self._lock:
             made = self._created.get(key)
-        return made is not None and time.monotonic() - made < window
+        return made is not None and clock.monotonic() - made < window
 
     def passwords_used(self, account: str, user: str) -> list[str]:
         with self._lock:
@@ -1049,7 +1048,7 @@ class StrictLayer:
         password = call.params.get("Password") if call.service == "iam" else None
         with self._lock:
             if entity is not None and not caller.harness:
-                self._created[entity] = time.monotonic()
+                self._created[entity] = clock.monotonic()
             if password and call.operation in ("CreateLoginProfile", "UpdateLoginProfile"):
                 self._passwords.setdefault((caller.account, call.params.get("UserName", "")), []).append(
                     _digest(password)
@@ -1065,7 +1064,7 @@ class StrictLayer:
 
 def control(layer: StrictLayer, environ, start_response):
     """POST /sandbox-api/reset (a Strictness), /config (some switches), /accounts/<id>, /users, /snapshots/<name>,
-    /restore/<name> (a Strictness); GET /config."""
+    /restore/<name> (a Strictness), /clock ({"advance": seconds}); GET /config."""
     path = environ["PATH_INFO"].removeprefix("/sandbox-api/").strip("/")
     post = environ.get("REQUEST_METHOD") == "POST"
     status = "200 OK"
@@ -1083,6 +1082,8 @@ def control(layer: StrictLayer, environ, start_response):
             result = layer.snapshot_take(path.split("/", 1)[1])
         elif path.startswith("restore/") and post:
             result = layer.snapshot_restore(path.split("/", 1)[1], Strictness.of(data))
+        elif path == "clock" and post:
+            result = clock.clock_advance(seconds=float(data["advance"]))
         else:
             status, result = "404 Not Found", {"error": f"no such control: {environ.get('REQUEST_METHOD')} {path}"}
     except (ValueError, TypeError, KeyError) as exc:

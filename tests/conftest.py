@@ -4,6 +4,7 @@ alice is a tech lead who starts runs, bob is another tech lead, charlie is in no
 must see nothing, dana is an Admin.
 """
 
+import contextlib
 import hashlib
 import importlib
 import json
@@ -29,6 +30,7 @@ from provisioning.runs import run_create
 from provisioning.spec import spec_parse
 from sandbox.controller import Sandbox
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
+from tests.waiting import wait_until
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM beside Playwright's sync API
 # Subprocesses (manage.py, the build script) read and write no .env of this checkout: a developer's
@@ -182,15 +184,18 @@ def _worker_quiet(*, timeout: float = 15.0, still: float = 0.3) -> None:
     would otherwise deadlock with, failing the flush and leaving this test's rows to the next."""
     from celery.worker import state
 
-    deadline, quiet_since = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
+    quiet_since = None
+
+    def quiet_long_enough() -> bool:
+        nonlocal quiet_since
         if state.active_requests or state.reserved_requests:
             quiet_since = None
         elif quiet_since is None:
             quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since >= still:
-            return
-        time.sleep(0.05)
+        return quiet_since is not None and time.monotonic() - quiet_since >= still
+
+    with contextlib.suppress(AssertionError):  # bounded, and no failure: the flush is tried anyway
+        wait_until(quiet_long_enough, timeout=timeout, interval=0.05, message="the worker did not go quiet")
 
 
 @pytest.fixture(scope="session")
@@ -341,14 +346,16 @@ def start_run(user, **overrides) -> Run:
 
 
 def wait_for_run(run: Run, timeout: float = 90) -> Run:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ended() -> bool:
         run.refresh_from_db()
-        if not run.is_active:
-            return run
-        time.sleep(0.1)
-    states = {s.key: s.state for s in run.steps.all()}
-    raise AssertionError(f"run still {run.status} after {timeout} s: {states}")
+        return not run.is_active
+
+    wait_until(
+        ended,
+        timeout=timeout,
+        message=lambda: f"run still {run.status} after {timeout} s: { {s.key: s.state for s in run.steps.all()} }",
+    )
+    return run
 
 
 def form_data(**overrides) -> dict:

@@ -5,7 +5,6 @@ application's database role cannot switch the guard off or empty the table."""
 import hashlib
 import json
 import logging
-import time
 from io import StringIO
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from provisioning.audit_anchor import audit_checkpoint, audit_checkpoint_task, c
 from provisioning.audit_keys import audit_key_id
 from provisioning.models import AuditEvent
 from tests.test_audit_log import _tamper
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_A = "a" * 40
@@ -199,9 +199,9 @@ def test_beat_runs_the_checkpoint_through_the_worker(worker, checkpoints):
     assert audit_checkpoint_task.name in celery_app.tasks
     events = _chain(2)
     audit_checkpoint_task.delay()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not list(checkpoints.glob("audit-checkpoints-*.jsonl")):
-        time.sleep(0.1)
+    wait_until(
+        lambda: list(checkpoints.glob("audit-checkpoints-*.jsonl")), timeout=30, message="no checkpoint was written"
+    )
     latest = checkpoint_latest(directory=checkpoints)
     assert latest is not None and (latest.count, latest.id) == (2, events[-1].pk)
 

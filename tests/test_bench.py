@@ -153,7 +153,9 @@ def _bench(script: str, *args: str, tmp_path, **env) -> str:
 
 @pytest.mark.slow
 def test_the_onboarding_bench_runs_every_contender_bare_and_behind_a_latency(tmp_path):
-    out = _bench("onboarding.py", "--rounds", "1", "--latencies", "0,5", tmp_path=tmp_path)
+    # Its smallest size that still takes both paths (bare, and behind a latency with the proxy measured and the
+    # critical path profiled): one round, no warm-up.
+    out = _bench("onboarding.py", "--rounds", "1", "--latencies", "0,5", "--warmups", "0", tmp_path=tmp_path)
     summary = out[out.index("Summary") :]
     for name in CONTENDERS:
         assert name in summary
@@ -165,9 +167,10 @@ def test_the_onboarding_bench_runs_every_contender_bare_and_behind_a_latency(tmp
 @pytest.mark.slow
 def test_the_throughput_bench_runs_each_pool(tmp_path):
     out = _bench(
-        "throughput.py", "--onboardings", "2", "--latency-ms", "5", "--pools", "prefork:2,threads:4", tmp_path=tmp_path
-    )
-    assert "prefork x2: 2 onboardings" in out and "threads x4: 2 onboardings" in out
+        "throughput.py", "--onboardings", "1", "--latency-ms", "5", "--pools", "prefork:1,threads:1", "--warmups", "0",
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert "prefork x1: 1 onboardings" in out and "threads x1: 1 onboardings" in out
     assert out.count("reached") == 2 and "All succeeded, none duplicated: yes" in out
 
 

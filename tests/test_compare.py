@@ -6,9 +6,12 @@ alone, unreachable) through the worker; these cover what each field of each docu
 those tests only touch once or twice (BlockPublicPolicy off, the whole CORS set-up replaced). No AWS, no
 database: a compare is a pure function of the declaration."""
 
+from datetime import UTC, datetime
+
 import pytest
 
-from provisioning import documents
+from provisioning import documents, drift
+from provisioning.plan import Action
 from provisioning.registry import CHANGE_PASSWORD_POLICY, REGISTRY, member_policies
 from provisioning.spec import spec_parse
 from tests.conftest import spec_data
@@ -34,6 +37,8 @@ def test_block_public_access_as_wanted_has_no_difference():
     assert _fields("s3.public_access_block", {"config": documents.public_access_block_document()}) == []
 
 
+# End to end (reported, repaired): tests/test_drift.py::test_fields_drifted_by_hand_are_reported_in_words_and_
+# repair_corrects_exactly_them[every field at once], its 'Block Public Access' drift.
 @pytest.mark.parametrize("flag", FLAGS)
 def test_each_block_public_access_flag_off_on_its_own_is_a_difference(flag):
     config = {**documents.public_access_block_document(), flag: False}
@@ -116,6 +121,8 @@ def test_a_rules_headers_and_max_age_changed_are_a_difference(index, key, value)
     assert _cors_fields(rules) == [f"CORS rules [{index}].{key}"]
 
 
+# End to end (reported, repaired): tests/test_drift.py::test_fields_drifted_by_hand_are_reported_in_words_and_
+# repair_corrects_exactly_them[every field at once], its 'CORS rules' drift.
 def test_a_third_rule_or_a_missing_rule_or_none_at_all_is_a_difference():
     extra = [*_cors(), {"AllowedOrigins": ["*"], "AllowedMethods": ["PUT"]}]
     assert _cors_fields(extra) == ["CORS rules"]
@@ -155,6 +162,8 @@ def test_a_tag_prefix_of_a_lifecycle_rule_changed_is_a_difference():
     assert _fields("ecr.lifecycle", {"policy": policy}) == ["lifecycle policy rules[1].selection.tagPrefixList"]
 
 
+# End to end (reported, repaired): tests/test_drift.py::test_fields_drifted_by_hand_are_reported_in_words_and_
+# repair_corrects_exactly_them[every field at once], its 'lifecycle policy' drift.
 def test_no_lifecycle_policy_is_a_difference():
     assert _fields("ecr.lifecycle", {"policy": None}) == ["lifecycle policy"]
 
@@ -182,6 +191,8 @@ def test_each_action_of_the_statement_missing_is_a_difference(action):
     assert _fields("iam.media_policy", seen) == ["policy document Statement[0].Action"]
 
 
+# End to end (reported, repaired): tests/test_drift.py::test_fields_drifted_by_hand_are_reported_in_words_and_
+# repair_corrects_exactly_them[every field at once], its 'policy document' drift.
 def test_an_action_added_to_the_statement_is_a_difference():
     seen = _media()
     seen["document"]["Statement"][0]["Action"].append("s3:PutBucketPolicy")
@@ -212,6 +223,8 @@ def test_a_statement_added_to_the_media_policy_is_a_difference():
     assert _fields("iam.media_policy", seen) == ["policy document Statement"]
 
 
+# End to end (reported, repaired): tests/test_drift.py::test_fields_drifted_by_hand_are_reported_in_words_and_
+# repair_corrects_exactly_them[every field at once], its 'policy attachment' drift.
 def test_the_media_policy_detached_from_the_app_user_is_a_difference():
     seen = {**_media(), "attached": False}
     assert _fields("iam.media_policy", seen) == [f"attached to {SPEC.app_name}"]
@@ -220,6 +233,8 @@ def test_the_media_policy_detached_from_the_app_user_is_a_difference():
 # --- Attachments: the app user's group, a member's policies and console ----------------------------------------
 
 
+# End to end (reported, repaired): tests/test_drift.py::test_fields_drifted_by_hand_are_reported_in_words_and_
+# repair_corrects_exactly_them[every field at once], its 'group membership' drift.
 def test_the_app_user_out_of_its_group_or_untagged_is_a_difference():
     params = _params("iam.app_user")
     assert _fields("iam.app_user", {"tagged": True, "groups": [params["group"]]}) == []
@@ -234,6 +249,8 @@ def _member(index: int) -> tuple[dict, dict]:
     return params, seen
 
 
+# End to end (reported, repaired): tests/test_drift.py::test_fields_drifted_by_hand_are_reported_in_words_and_
+# repair_corrects_exactly_them[every field at once], its "team user's policies" drift.
 @pytest.mark.parametrize("index", [0, 1], ids=["tech lead with console", "read-only member"])
 def test_a_member_as_made_has_no_difference_and_each_wanted_policy_detached_is_one(index):
     params, seen = _member(index)
@@ -251,6 +268,8 @@ def test_a_policy_attached_by_hand_is_left_but_one_onramp_attached_and_no_longer
     assert _fields("team.member", by_hand, params=params, previous=previous) == ["policies"]
 
 
+# End to end (reported, repaired): tests/test_drift.py::test_fields_drifted_by_hand_are_reported_in_words_and_
+# repair_corrects_exactly_them[every field at once], its "team user's console access" drift.
 def test_a_members_console_access_either_way_is_a_difference():
     lead, seen = _member(0)
     assert CHANGE_PASSWORD_POLICY in seen["policies"]
@@ -262,6 +281,8 @@ def test_a_members_console_access_either_way_is_a_difference():
 # --- The bucket --------------------------------------------------------------------------------------------------
 
 
+# End to end (reported, repaired): tests/test_drift.py::test_fields_drifted_by_hand_are_reported_in_words_and_
+# repair_corrects_exactly_them[every field at once], its 'object ownership' drift.
 def test_the_buckets_ownership_or_region_differ():
     params = _params("s3.bucket")
     wanted = {"region": params["region"], "ownership": documents.OBJECT_OWNERSHIP}
@@ -269,3 +290,30 @@ def test_the_buckets_ownership_or_region_differ():
     assert _fields("s3.bucket", {**wanted, "ownership": "ObjectWriter"}) == ["object ownership"]
     elsewhere = REGISTRY.kind_of("s3.bucket").compare(params, {**wanted, "region": "eu-west-1"}, None)
     assert [(d.field, d.repairable) for d in elsewhere] == [("region", False)]
+
+
+# --- The sign-in alias; a resource missing ------------------------------------------------------------------------
+
+
+# End to end (reported, repaired): tests/test_drift.py::test_fields_drifted_by_hand_are_reported_in_words_and_
+# repair_corrects_exactly_them[every field at once], its 'alias' drift.
+def test_the_sign_in_alias_missing_is_a_repairable_difference_and_another_alias_one_repair_leaves():
+    params = _params("account.alias")
+    assert _fields("account.alias", {"alias": params["alias"]}) == []
+    missing = REGISTRY.kind_of("account.alias").compare(params, {"alias": None}, None)
+    assert [(d.field, d.expected, d.actual, d.repairable) for d in missing] == [
+        ("sign-in alias", params["alias"], "none", True)
+    ]
+    # Onramp never replaces an alias someone else set: reported, not repaired.
+    other = REGISTRY.kind_of("account.alias").compare(params, {"alias": "somebody-else"}, None)
+    assert [(d.field, d.actual, d.repairable) for d in other] == [("sign-in alias", "somebody-else", False)]
+
+
+# End to end (reported, repaired): tests/test_drift.py::test_fields_drifted_by_hand_are_reported_in_words_and_
+# repair_corrects_exactly_them[repository] (the repository deleted, its lifecycle policy with it).
+def test_a_resource_missing_is_a_repairable_difference_in_words():
+    item = {"key": "ecr.repository", "title": "ECR repository acme-app", "action": Action.CREATE, "differences": []}
+    found = drift.drift_differences([item], checked=datetime(2026, 12, 7, tzinfo=UTC), read_id="r1")
+    assert [(d["field"], d["repairable"], d["words"]) for d in found] == [
+        ("resource", True, "ECR repository acme-app: resource: expected there, found missing")
+    ]

@@ -3,7 +3,6 @@ difference preview's read as htmx polls it, and the onboard command for a custom
 
 import io
 import json
-import time
 
 import pytest
 from django.core.management import call_command
@@ -11,19 +10,21 @@ from django.core.management import call_command
 from provisioning.models import AccountRead, Run
 from tests.conftest import finished_run, start_run, wait_for_run
 from tests.test_views import login, text
+from tests.waiting import wait_until
 
 
 def _wait_read(client) -> str:
     """Poll the preview as htmx does until the read is done; the page that loads then."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def polled():
         poll = client.get("/onboard/preview/", HTTP_HX_REQUEST="true")
-        if poll.status_code == 204:
-            assert poll["HX-Refresh"] == "true"  # htmx reloads the whole page into the plan
-            return text(client.get("/onboard/preview/"))
-        assert "reading the account back" in text(poll)
-        time.sleep(0.2)
-    raise AssertionError("the read did not finish")
+        if poll.status_code != 204:
+            assert "reading the account back" in text(poll)
+        return poll if poll.status_code == 204 else None
+
+    poll = wait_until(polled, timeout=60, interval=0.2, message="the read did not finish")
+    assert poll["HX-Refresh"] == "true"  # htmx reloads the whole page into the plan
+    return text(client.get("/onboard/preview/"))
 
 
 def test_change_team_opens_the_form_with_the_current_spec_and_previews_a_difference(worker, alice, client):

@@ -3,7 +3,6 @@ difference (create, change, keep, remove, release) from a read of the account, a
 what an earlier spec left behind. End to end: the sandbox, the real worker, PostgreSQL, Redis."""
 
 import json
-import time
 
 import pytest
 
@@ -14,20 +13,17 @@ from provisioning.runs import run_create
 from provisioning.spec import spec_parse
 from tests.awsread import account_session
 from tests.conftest import CUSTOMER_ACCOUNT, customer_for, spec_data, start_run, wait_for_run
+from tests.waiting import refreshed, wait_until
 
 READS = ("Get", "List", "Describe", "Head")
 
 
 def _read(user, data: dict) -> AccountRead:
     read = account_read_start(customer=customer_for(data), spec=spec_parse(data), user=user)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        read.refresh_from_db()
-        if read.status in (AccountRead.Status.DONE, AccountRead.Status.FAILED):
-            assert read.status == AccountRead.Status.DONE, read.error_message
-            return read
-        time.sleep(0.1)
-    raise AssertionError(f"the read is still {read.status}")
+    ends = (AccountRead.Status.DONE, AccountRead.Status.FAILED)
+    wait_until(lambda: refreshed(read).status in ends, timeout=60, message=lambda: f"the read is still {read.status}")
+    assert read.status == AccountRead.Status.DONE, read.error_message
+    return read
 
 
 def _actions(read: AccountRead) -> dict[str, str]:

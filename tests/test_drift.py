@@ -4,7 +4,6 @@ difference in words; Repair's plan corrects exactly that, and its run brings the
 What Onramp did not make is reported and left; what cannot be repaired says so."""
 
 import json
-import time
 
 import pytest
 from django.conf import settings as django_settings
@@ -19,6 +18,7 @@ from provisioning.runs import run_create
 from provisioning.spec import spec_parse
 from tests.awsread import account_session
 from tests.conftest import CUSTOMER_ACCOUNT, customer_for, spec_data, start_run, wait_for_run
+from tests.waiting import refreshed, wait_until
 
 REGION = "us-west-2"
 POLICY_ARN = f"arn:aws:iam::{CUSTOMER_ACCOUNT}:policy/MediaManagement-acme-app-media"
@@ -34,14 +34,11 @@ def _check(customer, user=None, timeout: float = 60) -> DriftState:
     """Check now, and wait for the worker to record what the check found."""
     read = drift.drift_check_start(customer=customer, user=user)
     assert read is not None and read.purpose == AccountRead.Purpose.DRIFT
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = DriftState.objects.filter(customer=customer, last_read=read).first()
-        if state is not None:
-            return state
-        time.sleep(0.1)
-    read.refresh_from_db()
-    raise AssertionError(f"the check is still {read.status}")
+    return wait_until(
+        lambda: DriftState.objects.filter(customer=customer, last_read=read).first(),
+        timeout=timeout,
+        message=lambda: f"the check is still {refreshed(read).status}",
+    )
 
 
 def _words(state: DriftState) -> list[str]:
@@ -52,10 +49,8 @@ def _repair(user, customer) -> tuple[list[dict], Run]:
     """What Repair does once the tech lead confirms: the desired spec's plan, read afresh, run as planned."""
     data = drift.drift_desired_spec(customer=customer)
     read = account_read_start(customer=customer, spec=spec_parse(data), user=user)
-    deadline = time.monotonic() + 60
-    while read.status not in (AccountRead.Status.DONE, AccountRead.Status.FAILED) and time.monotonic() < deadline:
-        time.sleep(0.1)
-        read.refresh_from_db()
+    ends = (AccountRead.Status.DONE, AccountRead.Status.FAILED)
+    wait_until(lambda: refreshed(read).status in ends, timeout=60, message=lambda: f"the read is {read.status}")
     assert read.status == AccountRead.Status.DONE, read.error_message
     items = plan_decide(read.items, delete=set(), typed={})
     run = wait_for_run(run_create(spec=spec_parse(data), customer=customer, user=user, read=read, items=items))
@@ -169,23 +164,33 @@ DRIFTS = {
 }
 
 
-@pytest.mark.parametrize("field", list(DRIFTS))
-def test_a_field_drifted_by_hand_is_reported_in_words_and_repair_corrects_exactly_it(worker, alice, sandbox, field):
-    change, keys, words = DRIFTS[field]
-    keys = keys.split()
+# Each field's compare is a unit case in tests/test_compare.py (one field at a time, against hand-made read-backs),
+# where each names this test. Here the fields are drifted together through the worker in one onboarding, so each
+# kind's reader still finds its field changed in the sandbox (reported) and Repair's steps put them all back
+# (repaired), without an onboarding per field. Deleting the repository takes its lifecycle policy with it, so
+# that one has an onboarding of its own.
+TOGETHER = [field for field in DRIFTS if field != "repository"]
+
+
+@pytest.mark.parametrize("fields", [TOGETHER, ["repository"]], ids=["every field at once", "repository"])
+def test_fields_drifted_by_hand_are_reported_in_words_and_repair_corrects_exactly_them(worker, alice, sandbox, fields):
+    keys = {key for field in fields for key in DRIFTS[field][1].split()}
     customer = _onboarded(alice).customer
     assert _check(customer).state == DriftState.State.IN_SYNC
-    change(sandbox)
+    for field in fields:
+        DRIFTS[field][0](sandbox)
 
     state = _check(customer)
     assert state.state == DriftState.State.DRIFTED
-    assert {d["key"] for d in state.differences} == set(keys), _words(state)
-    assert any(words in text for text in _words(state)), _words(state)
+    assert {d["key"] for d in state.differences} == keys, _words(state)
+    for field in fields:
+        assert any(DRIFTS[field][2] in text for text in _words(state)), (field, _words(state))
     assert all(d["repairable"] for d in state.differences)
 
     corrections, run = _repair(alice, customer)
-    assert [item["key"] for item in corrections] == keys
-    assert [s.key for s in run.steps.all()] == ["preflight", *keys]
+    corrected = [item["key"] for item in corrections]
+    assert sorted(corrected) == sorted(keys)
+    assert [s.key for s in run.steps.all()] == ["preflight", *corrected]  # the plan's corrections, nothing more
     assert _check(customer).state == DriftState.State.IN_SYNC
 
 
@@ -312,9 +317,7 @@ def test_the_schedule_checks_every_active_customer_with_a_desired_state_within_i
     assert drift.drift_checks_start() == 0  # a check under way is not started twice
     assert AccountRead.objects.filter(purpose="drift", customer=customer).count() == 1
     assert not AccountRead.objects.filter(customer=other).exists()
-    deadline = time.monotonic() + 60
-    while not DriftState.objects.filter(customer=customer).exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(DriftState.objects.filter(customer=customer).exists, timeout=60, message="the check did not end")
     assert DriftState.objects.get(customer=customer).state == DriftState.State.IN_SYNC
     assert AuditEvent.objects.filter(action="drift.scheduled", details__customers=1).count() == 1
     assert AuditEvent.objects.filter(action="drift.read", customer=customer, actor_label="drift check").count() == 1
@@ -331,9 +334,7 @@ def test_check_now_the_pages_and_the_admin_show_the_state_to_tech_leads_and_admi
     assert response.status_code == 302
     read = AccountRead.objects.get(customer=customer, purpose="drift", requested_by=alice)
     assert AuditEvent.objects.filter(action="drift.read_requested", actor=alice, customer=customer).exists()
-    deadline = time.monotonic() + 60
-    while not DriftState.objects.filter(last_read=read).exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(DriftState.objects.filter(last_read=read).exists, timeout=60, message="the check did not end")
     page = client.get(reverse("customer_detail", args=[customer.slug])).content.decode()
     assert 'id="drift-state">In sync<' in page and "Check now" in page
     assert "Acme Corp" in client.get(reverse("drift_list")).content.decode()

@@ -2,7 +2,6 @@
 In sync again. The live server, the real worker, the strict sandbox."""
 
 import re
-import time
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -13,6 +12,7 @@ from tests import test_browser
 from tests.awsread import account_session
 from tests.conftest import ARTIFACTS, CUSTOMER_ACCOUNT, start_run, wait_for_run
 from tests.test_browser import RUN_TIMEOUT_MS, log_in
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 # The browser's fixtures, as the other browser tests have them.
@@ -35,10 +35,7 @@ def test_drift_page_to_customer_to_repair_plan_to_run_to_in_sync(page, live_serv
     s3 = account_session(sandbox.url, CUSTOMER_ACCOUNT, "us-west-2").s3
     s3.delete_bucket_cors(Bucket="acme-app-media")  # someone debugging an upload
     read = drift.drift_check_start(customer=customer)  # as the nightly schedule does
-    for _ in range(300):
-        if DriftState.objects.filter(last_read=read).exists():
-            break
-        time.sleep(0.1)
+    wait_until(DriftState.objects.filter(last_read=read).exists, timeout=30, message="the check did not end")
     base = live_server.url
     with shots.on_failure():
         log_in(page, base)
@@ -81,10 +78,7 @@ def test_an_unreachable_customer_comes_first_with_its_reason_and_the_admin_filte
         iam.delete_role_policy(RoleName="OnrampAccess", PolicyName=name)
     iam.delete_role(RoleName="OnrampAccess")
     read = drift.drift_check_start(customer=customer)
-    for _ in range(300):
-        if DriftState.objects.filter(last_read=read).exists():
-            break
-        time.sleep(0.1)
+    wait_until(DriftState.objects.filter(last_read=read).exists, timeout=30, message="the check did not end")
     base = live_server.url
     with shots.on_failure():
         log_in(page, base)

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from django.core.management import call_command
 
 from provisioning.models import AuditEvent
 from sandbox.controller import free_port
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the tests' own process has set that must not leak into the `make run` under test.
@@ -70,14 +70,19 @@ class Output:
             self.lines.append(line.rstrip("\n"))
 
     def wait_for(self, text: str, timeout: float, process: subprocess.Popen) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def printed_or_ended() -> bool:
             if any(text in line for line in self.lines):
-                return
+                return True
             if process.poll() is not None:
-                break
-            time.sleep(0.2)
-        raise AssertionError(f"{text!r} not printed; output:\n" + "\n".join(self.lines[-60:]))
+                raise AssertionError(f"{text!r} not printed; output:\n" + "\n".join(self.lines[-60:]))
+            return False
+
+        wait_until(
+            printed_or_ended,
+            timeout=timeout,
+            interval=0.2,
+            message=lambda: f"{text!r} not printed; output:\n" + "\n".join(self.lines[-60:]),
+        )
 
     def join(self) -> None:
         self._thread.join(10)

@@ -30,6 +30,7 @@ from provisioning.models import AuditEvent, Credential, Run
 from tests.awsread import account_session
 from tests.conftest import customer_make, finished_run, seal_key, spec_data, start_run, wait_for_run
 from tests.test_vault import _hits
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 PORTAL = "https://onramp.agency.example"
@@ -136,13 +137,7 @@ def _assert_no_secret(secrets: list[str], *texts: str) -> None:
 
 
 def _wait_for(condition, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError("the notification did not arrive in time")
+    return wait_until(condition, timeout=timeout, message="the notification did not arrive in time")
 
 
 def _notices(run: Run, action: str = "notify.sent") -> dict[str, AuditEvent]:

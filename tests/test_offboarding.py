@@ -4,7 +4,6 @@ what holds data only once its name is typed); then no run starts until an Admin 
 
 import json
 import re
-import time
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -28,6 +27,7 @@ from tests.conftest import (
     team_customer_for,
     wait_for_run,
 )
+from tests.waiting import refreshed, wait_until
 
 LEAVE, DECOMMISSION = OffboardMode.LEAVE, OffboardMode.DECOMMISSION
 
@@ -40,14 +40,10 @@ def _onboarded(user, **overrides) -> Customer:
 
 def _plan(customer: Customer, mode: str, user) -> AccountRead:
     read = offboard_start(customer=customer, mode=mode, user=user)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        read.refresh_from_db()
-        if read.status in (AccountRead.Status.DONE, AccountRead.Status.FAILED):
-            assert read.status == AccountRead.Status.DONE, read.error_message
-            return read
-        time.sleep(0.1)
-    raise AssertionError(f"the read is still {read.status}")
+    ends = (AccountRead.Status.DONE, AccountRead.Status.FAILED)
+    wait_until(lambda: refreshed(read).status in ends, timeout=60, message=lambda: f"the read is still {read.status}")
+    assert read.status == AccountRead.Status.DONE, read.error_message
+    return read
 
 
 def _offboard(customer: Customer, mode: str, user, *, delete=(), typed=None) -> Run:

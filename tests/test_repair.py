@@ -2,8 +2,6 @@
 when a repair would change something; a plan read's "absent" answers are audited as expected. The real
 worker and the strict sandbox."""
 
-import time
-
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -19,13 +17,15 @@ from provisioning.views import DRAFT
 from provisioning.vocabulary import RunKind
 from tests.conftest import finished_run, spec_data
 from tests.test_drift import _check, _iam, _onboarded, _s3
+from tests.waiting import refreshed, wait_until
 
 
 def _read_done(read: AccountRead) -> AccountRead:
-    deadline = time.monotonic() + 60
-    while read.status not in (AccountRead.Status.DONE, AccountRead.Status.FAILED) and time.monotonic() < deadline:
-        time.sleep(0.1)
-        read.refresh_from_db()
+    wait_until(
+        lambda: refreshed(read).status in (AccountRead.Status.DONE, AccountRead.Status.FAILED),
+        timeout=60,
+        message=lambda: f"the read is {read.status}",
+    )
     assert read.status == AccountRead.Status.DONE, read.error_message
     return read
 
@@ -40,14 +40,14 @@ def test_point_5_a_repair_run_ends_with_a_drift_check_of_that_customer(worker, a
     items = plan_decide(read.items, delete=set(), typed={})
     run = run_create(spec=spec_parse(data), customer=customer, user=alice, read=read, items=items, repair=True)
     assert run.kind == RunKind.REPAIR
-    deadline = time.monotonic() + 60
-    state = None
-    while time.monotonic() < deadline:  # nobody presses Check now: the run's end starts the check
+
+    def checked_after_the_run():  # nobody presses Check now: the run's end starts the check
         state = DriftState.objects.filter(customer=customer).select_related("last_read").first()
         run.refresh_from_db()
-        if run.finished_at and state.last_read and state.last_read.created_at > run.finished_at:
-            break
-        time.sleep(0.1)
+        after = run.finished_at and state and state.last_read and state.last_read.created_at > run.finished_at
+        return state if after else None
+
+    state = wait_until(checked_after_the_run, timeout=60, message="no drift check after the repair")
     assert run.status == Run.Status.SUCCEEDED
     assert state.last_read.created_at > run.finished_at, "no drift check after the repair"
     assert state.state == DriftState.State.IN_SYNC and state.differences == []

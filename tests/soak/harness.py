@@ -17,6 +17,7 @@ from django.db import connection
 from provisioning import vault
 from provisioning.models import Credential
 from sandbox.controller import admin_session, free_port
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -232,14 +233,15 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+
+        def answers() -> bool:
             try:
-                redis.Redis(port=self.port).ping()
-                return self
+                return redis.Redis(port=self.port).ping()
             except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on {self.port}")
+                return False
+
+        wait_until(answers, timeout=20, interval=0.05, message=f"redis-server did not start on {self.port}")
+        return self
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

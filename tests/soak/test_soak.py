@@ -5,7 +5,6 @@ exists in the account and searches the database, the broker and every log for ev
 
 import io
 import logging
-import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from tests.soak.harness import (
     resource_counts,
     sealed_secrets,
 )
+from tests.waiting import wait_until
 
 # Real worker processes: end-to-end, like every test that needs a worker.
 pytestmark = [pytest.mark.soak, pytest.mark.e2e]
@@ -70,16 +70,20 @@ class Scene:
 
     def drive(self, run: Run, timeout: float = 240, sweep: bool = True) -> Run:
         """Wait for the run to end, sweeping every second as beat would (with a short stale time)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def ended() -> bool:
             run.refresh_from_db()
-            if not run.is_active:
-                return run
-            if sweep:
+            if run.is_active and sweep:
                 runs_sweep(stale_after=STALE_AFTER)
-            time.sleep(1)
-        states = {s.key: s.state for s in run.steps.all()}
-        raise AssertionError(f"run still {run.status} after {timeout} s: {states}")
+            return not run.is_active
+
+        wait_until(
+            ended,
+            timeout=timeout,
+            interval=1,
+            message=lambda: f"run still {run.status} after {timeout} s: { {s.key: s.state for s in run.steps.all()} }",
+        )
+        return run
 
     def account(self, runs: list[Run]) -> None:
         """Count the resources, search every place for every secret, write the report line."""
