@@ -355,6 +355,10 @@ AWS_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL", default="") or None
 # A command that deploys a customer's role where the accounts are the installation's own (make run sets its
 # sandbox tooling here); the customer's admin page shows it, followed by the customer's slug. Empty on AWS.
 ROLE_DEPLOY_COMMAND = env.str("ROLE_DEPLOY_COMMAND", default="")
+# The agency's S3 bucket where each version of the role's template is published once, readable by anyone
+# (`manage.py role_template bucket` sets it up, `manage.py role_template publish` publishes), and its Region.
+ROLE_TEMPLATE_BUCKET = env.str("ROLE_TEMPLATE_BUCKET", default="")
+ROLE_TEMPLATE_REGION = env.str("ROLE_TEMPLATE_REGION", default="us-east-1")
 # The portal's own AWS account, named in the trust policy customers give Onramp's role.
 PORTAL_AWS_ACCOUNT_ID = env.str("PORTAL_AWS_ACCOUNT_ID", default="123456789012")
 AWS_MAX_ATTEMPTS = env.int("AWS_MAX_ATTEMPTS", default=5)

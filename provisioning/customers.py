@@ -14,7 +14,7 @@ from provisioning.audit import audit_record
 from provisioning.aws import PORTAL_ACTIONS, AwsAccount, account_connect, aws_work
 from provisioning.errors import OnrampError
 from provisioning.ledger import ledger_for_admin, ledger_labels
-from provisioning.models import AuditEvent, Credential, Customer, DriftState, Run
+from provisioning.models import EXTERNAL_ID_MAX, EXTERNAL_ID_MIN, AuditEvent, Credential, Customer, DriftState, Run
 from provisioning.models import Resource as LedgerRow
 from provisioning.registry import REGISTRY, ROLE_NAME, ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG, Registry
 from provisioning.steps.sts import identity_check, role_version_problem, role_version_read
@@ -75,7 +75,7 @@ def _statements(registry: Registry) -> list[dict]:
     return statements
 
 
-def trust_policy_document(*, portal_account_id: str, external_id: str) -> dict:
+def trust_policy_document(*, portal_account_id: str, external_id: str | dict) -> dict:
     """Who may assume the customer's role: Onramp's AWS account, and only with this customer's external id.
 
     sts:SetSourceIdentity because Onramp names the person who started the run in the customer's CloudTrail."""
@@ -115,14 +115,9 @@ def access_policy_document(registry: Registry = REGISTRY) -> dict:
     return {"Version": POLICY_VERSION, "Statement": _statements(registry)}
 
 
-def cloudformation_template(
-    *, customer_name: str, portal_account_id: str, external_id: str, registry: Registry = REGISTRY
-) -> dict:
-    """A CloudFormation template (JSON) that creates the role Onramp assumes, in one step."""
+def _role_resources(*, portal_account_id: str, external_id: str | dict, registry: Registry) -> dict:
+    """The template's role and outputs: the same in the per-customer download and the published template."""
     return {
-        "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": f"The role Onramp assumes to onboard {customer_name}'s account "
-        "(IAM users, group and policy; an S3 bucket; an ECR repository).",
         "Resources": {
             "OnrampAccessRole": {
                 "Type": "AWS::IAM::Role",
@@ -153,6 +148,44 @@ def cloudformation_template(
                 "Value": str(ROLE_TEMPLATE_VERSION),
             },
         },
+    }
+
+
+def cloudformation_template(
+    *, customer_name: str, portal_account_id: str, external_id: str, registry: Registry = REGISTRY
+) -> dict:
+    """A CloudFormation template (JSON) that creates the role Onramp assumes, in one step, with this customer's
+    external id written in (the admin's download)."""
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": f"The role Onramp assumes to onboard {customer_name}'s account "
+        "(IAM users, group and policy; an S3 bucket; an ECR repository).",
+        **_role_resources(portal_account_id=portal_account_id, external_id=external_id, registry=registry),
+    }
+
+
+# AWS's limits and characters for sts:ExternalId (AssumeRole's ExternalId: 2 to 1224 characters of [\w+=,.@:/-]).
+EXTERNAL_ID_PATTERN = r"[\w+=,.@:\/-]*"
+
+
+def published_template(*, portal_account_id: str, registry: Registry = REGISTRY) -> dict:
+    """The template published once per version for every customer (provisioning/role_templates.py): the
+    external id is a parameter the quick-create link fills in. Not NoEcho: the CloudFormation console's
+    quick-create links do not fill NoEcho parameters, and an external id is not a secret."""
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": f"The role Onramp assumes to onboard this account, template version {ROLE_TEMPLATE_VERSION} "
+        "(IAM users, group and policy; an S3 bucket; an ECR repository).",
+        "Parameters": {
+            "ExternalId": {
+                "Type": "String",
+                "Description": "The external id Onramp gave you for this account (not a secret).",
+                "MinLength": EXTERNAL_ID_MIN,
+                "MaxLength": EXTERNAL_ID_MAX,
+                "AllowedPattern": EXTERNAL_ID_PATTERN,
+            }
+        },
+        **_role_resources(portal_account_id=portal_account_id, external_id={"Ref": "ExternalId"}, registry=registry),
     }
 
 

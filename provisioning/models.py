@@ -458,3 +458,24 @@ class ProviderIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.issuer} {self.subject}"
+
+
+class PublishedTemplate(models.Model):
+    """One version of the role's CloudFormation template as it was published (provisioning/role_templates.py):
+    its exact content and sha256, kept beside the version so that what an older role may do is read from what
+    its customer really deployed. A row is written once and never changed, like the object it records."""
+
+    version = models.PositiveSmallIntegerField(unique=True)
+    content = models.TextField()
+    sha256 = models.CharField(max_length=64)
+    bucket = models.CharField(max_length=63)
+    key = models.CharField(max_length=1024)
+    url = models.URLField(max_length=2048)  # what CloudFormation and the quick-create link are given
+    published_at = models.DateTimeField(auto_now_add=True)
+    published_by = models.CharField(max_length=255)
+
+    class Meta:
+        ordering = ["version"]
+
+    def __str__(self) -> str:
+        return f"role template v{self.version}"
