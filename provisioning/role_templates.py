@@ -13,6 +13,7 @@ template whose content differs from what a version was published with needs a ne
 import hashlib
 import json
 from dataclasses import dataclass
+from urllib.parse import quote, urlencode
 
 from botocore.exceptions import ClientError
 from django.db import IntegrityError, transaction
@@ -25,6 +26,7 @@ from provisioning.models import PublishedTemplate
 from provisioning.registry import ROLE_TEMPLATE_VERSION
 
 PREFIX = "onramp-role/"
+STACK_NAME = "onramp-access"  # the stack the customer creates (letters, digits and hyphens, a letter first)
 # The bucket's Block Public Access: public ACLs stay blocked and ignored (the bucket owner owns every object and
 # ACLs are off); a public bucket policy is allowed, and honoured, for this bucket only.
 PUBLIC_ACCESS_BLOCK = {
@@ -193,3 +195,16 @@ def role_template_publish(*, s3, bucket: str, region: str, portal_account_id: st
 def published_template_url(*, version: int = ROLE_TEMPLATE_VERSION) -> str | None:
     """The URL of a version's published template, from Onramp's records; None if it was never published."""
     return PublishedTemplate.objects.filter(version=version).values_list("url", flat=True).first()
+
+
+def quick_create_url(*, template_url: str, region: str, external_id: str, stack_name: str = STACK_NAME) -> str:
+    """The CloudFormation console's quick-create link (CloudFormation User Guide, "Create quick-create links for
+    stacks"): the console's create-review page in `region`, its query in the fragment: `templateURL` (an S3 URL),
+    `stackName`, and each template parameter as `param_<Name>` (the console ignores NoEcho ones, hence the
+    external id is a plain parameter). The person opening it still ticks the IAM acknowledgement, since the
+    template names its role (CAPABILITY_NAMED_IAM); no link can tick it for them."""
+    query = urlencode(
+        {"templateURL": template_url, "stackName": stack_name, "param_ExternalId": external_id}, quote_via=quote
+    )
+    console = f"https://{region}.console.aws.amazon.com/cloudformation/home"
+    return f"{console}?{urlencode({'region': region})}#/stacks/create/review?{query}"

@@ -2,6 +2,7 @@
 every customer (the external id a parameter), readable by the customer's CloudFormation, never changed."""
 
 import json
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
@@ -16,7 +17,9 @@ from provisioning.registry import ROLE_NAME, ROLE_TEMPLATE_VERSION
 from provisioning.role_templates import (
     PREFIX,
     PUBLIC_ACCESS_BLOCK,
+    STACK_NAME,
     TemplateConflict,
+    quick_create_url,
     role_template_bucket_prepare,
     role_template_publish,
     template_key,
@@ -154,3 +157,51 @@ def test_onramps_own_identity_cannot_publish(aws):
 def test_a_bucket_name_with_a_dot_is_refused():
     with pytest.raises(CommandError, match="dot"), override_settings(ROLE_TEMPLATE_BUCKET="agency.templates"):
         call_command("role_template", "publish")
+
+
+@pytest.mark.django_db
+def test_the_quick_create_link_has_the_consoles_form_and_creates_the_role_with_exactly_its_values(aws):
+    """The link as AWS documents it, parsed back: CreateStack with exactly its templateURL, stackName and
+    param_* values, in the customer's account, makes the role Onramp's identity assumes with that external id."""
+    with override_settings(ROLE_TEMPLATE_BUCKET=BUCKET, ROLE_TEMPLATE_REGION="us-east-1"):
+        template_publish(url=aws.url)
+    external_id = "customer-external-id-0123456789"
+    link = quick_create_url(
+        template_url=template_url(bucket=BUCKET, region="us-east-1"), region="eu-west-1", external_id=external_id
+    )
+    parts = urlsplit(link)
+    assert (parts.scheme, parts.netloc, parts.path) == (
+        "https",
+        "eu-west-1.console.aws.amazon.com",
+        "/cloudformation/home",
+    )
+    assert parse_qs(parts.query) == {"region": ["eu-west-1"]}
+    route, _, query = parts.fragment.partition("?")
+    assert route == "/stacks/create/review"
+    values = parse_qs(query, strict_parsing=True)
+    assert sorted(values) == ["param_ExternalId", "stackName", "templateURL"]
+    assert all(len(v) == 1 for v in values.values()) and values["stackName"] == [STACK_NAME]
+
+    admin = _user(aws, NEW_CUSTOMER, "*", name="customer-admin")
+    cfn = admin.client("cloudformation", endpoint_url=aws.url, region_name="eu-west-1")
+    cfn.create_stack(
+        StackName=values["stackName"][0],
+        TemplateURL=values["templateURL"][0],
+        Parameters=[
+            {"ParameterKey": name.removeprefix("param_"), "ParameterValue": value[0]}
+            for name, value in values.items()
+            if name.startswith("param_")
+        ],
+        Capabilities=["CAPABILITY_NAMED_IAM"],  # the acknowledgement the customer ticks
+    )
+    outputs = {
+        o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName=STACK_NAME)["Stacks"][0]["Outputs"]
+    }
+    assert outputs == {
+        "RoleArn": f"arn:aws:iam::{NEW_CUSTOMER}:role/{ROLE_NAME}",
+        "TemplateVersion": str(ROLE_TEMPLATE_VERSION),
+    }
+    sts = boto3.Session(aws_access_key_id=PORTAL_KEYS[0], aws_secret_access_key=PORTAL_KEYS[1]).client(
+        "sts", endpoint_url=aws.url, region_name="us-east-1"
+    )
+    sts.assume_role(RoleArn=outputs["RoleArn"], RoleSessionName="check", ExternalId=external_id)
