@@ -21,7 +21,8 @@ from provisioning.admin_auth import SecretLookupsRefused
 from provisioning.models import AuditEvent, Credential, Customer, DriftState, Run, StepRun
 from provisioning.permissions import is_admin
 from provisioning.registry import ROLE_TEMPLATE_VERSION
-from provisioning.vocabulary import Access, validate_customer_name
+from provisioning.teams import customer_team_changed
+from provisioning.vocabulary import TECH_LEADS, Access, validate_customer_name
 
 MAX_CHECKS = 20  # a connection check is a few AWS calls made in the request
 
@@ -47,6 +48,7 @@ class CustomerAdminForm(forms.ModelForm):
             "access",
             "role_arn",
             "access_key_id",
+            "team",
             "contacts",
             "notes",
             "is_active",
@@ -192,6 +194,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
         OffboardedFilter,
     )
     prepopulated_fields = {"slug": ("name",)}
+    filter_horizontal = ("team",)
     inlines = (CustomerRunInline,)
 
     class Media:
@@ -244,7 +247,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
                 )
             },
         ),
-        ("People and notes", {"fields": ("contacts", "notes")}),
+        ("People and notes", {"fields": ("team", "contacts", "notes")}),
         ("What Onramp did here", {"fields": ("resources", "links", "created_at", "updated_at")}),
     )
 
@@ -454,6 +457,18 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
             changed=list(form.changed_data),
             secret_access_key=form.cleaned_data.get(customers.SECRET_FIELD) or "",
         )
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "team":  # a team is of tech leads (Admins may act on every customer anyway)
+            kwargs["queryset"] = db_field.remote_field.model.objects.filter(groups__name=TECH_LEADS).order_by(
+                "username"
+            )
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def save_related(self, request, form, formsets, change):
+        before = set(form.instance.team.values_list("pk", flat=True)) if change else set()
+        super().save_related(request, form, formsets, change)
+        customer_team_changed(customer=form.instance, user=request.user, before=before, via="admin")
 
     def delete_model(self, request, obj):
         customers.customer_delete(customer=obj, user=request.user)

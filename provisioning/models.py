@@ -45,6 +45,14 @@ class Customer(models.Model):
     contacts = models.TextField(blank=True, help_text="Who to talk to at the customer, one per line.")
     notes = models.TextField(blank=True)
     is_active = models.BooleanField("active", default=True)
+    # The customer's tech leads: only they and Admins plan, run, repair, offboard, rotate, reveal or change
+    # settings for this customer (provisioning/teams.py); everyone else sees it read-only.
+    team = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="customer_teams",
+        help_text="Tech leads who may plan, run, repair, offboard, rotate, reveal and change settings here.",
+    )
     # The template version of the customer's Onramp role, as Check connection or a run last read it.
     role_version = models.PositiveSmallIntegerField("role template version", null=True, blank=True)
     # Offboarded: an offboarding run succeeded; no run starts for them until an Admin reactivates them.

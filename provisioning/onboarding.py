@@ -16,6 +16,7 @@ from provisioning.plan import plan_decide
 from provisioning.reads import account_read_start
 from provisioning.runs import customer_refuse_if_offboarded, run_create
 from provisioning.spec import Spec, spec_parse
+from provisioning.teams import customer_permission_check, customer_team_join
 from provisioning.vocabulary import Access
 
 # Form fields never kept in the draft as typed: the CSRF token, and the secret (kept encrypted instead).
@@ -85,6 +86,8 @@ def _customer_create(*, spec: Spec, user, via: str) -> Customer:
             "via": via,
         },
     )
+    # Whoever onboards a new customer is on its team from then on (an Admin needs no team).
+    customer_team_join(customer=customer, user=user, via=via)
     return customer
 
 
@@ -114,7 +117,8 @@ def onboarding_spec_connection_fill(*, data):
 def onboarding_customer(
     *, spec: Spec, user, customer_id: int | None = None, via: str, keys_given: bool = False
 ) -> Customer:
-    """The customer on record, or a new one (audited). On record, the spec must name that customer, and
+    """The customer on record, or a new one (audited; its onboarder joins its team). On record, only its team
+    and Admins may go on (customer_permission_check), the spec must name that customer, and
     only an Admin may change its connection (role, external id, access kind, stored keys: `keys_given`),
     audited; for anyone else the spec must carry the record's values (OnboardingRefused otherwise)."""
     customer = None
@@ -124,6 +128,7 @@ def onboarding_customer(
         customer = Customer.objects.select_for_update().filter(aws_account_id=spec.account_id).first()
     if customer is None:
         return _customer_create(spec=spec, user=user, via=via)
+    customer_permission_check(user=user, customer=customer, action="settings")
     if spec.customer.strip().casefold() != customer.name.strip().casefold():
         raise OnboardingRefused(
             f"Account {customer.aws_account_id} belongs to the customer {customer.name!r}, not {spec.customer!r}: "
@@ -185,6 +190,7 @@ def onboarding_confirm(*, draft: dict, user, delete: set[int] = frozenset(), typ
     repair = bool(draft.get("repair"))  # opened by Repair and started unedited (an edit makes a new draft)
     known = onboarding_draft_customer(draft=draft)
     if known is not None:  # before the transaction, so that the refusal stays in the audit log
+        customer_permission_check(user=user, customer=known, action="run")
         customer_refuse_if_offboarded(customer=known, user=user, doing="onboarding")
     with transaction.atomic():
         keys = draft.get("keys")

@@ -12,22 +12,22 @@ from django.utils import timezone
 
 from provisioning.audit import audit_record
 from provisioning.models import AuditEvent, Credential, Run
-from provisioning.vocabulary import ADMINS, TECH_LEADS
+from provisioning.teams import (
+    NotOnCustomerTeam,
+    customer_may_change,
+    customer_permission_check,
+    is_admin,
+    is_tech_lead,
+)
+from provisioning.vocabulary import TECH_LEADS
 
-
-def _groups(user) -> set[str]:
-    if not hasattr(user, "_onramp_groups"):
-        user._onramp_groups = set(user.groups.values_list("name", flat=True))
-    return user._onramp_groups
-
-
-def is_admin(user) -> bool:
-    return user.is_authenticated and (user.is_superuser or ADMINS in _groups(user))
+# Re-exported: the views and services ask this module who may do what.
+__all__ = ["NotOnCustomerTeam", "TECH_LEADS", "customer_may_change", "customer_permission_check", "is_admin"]
 
 
 def is_portal_user(user) -> bool:
     """Tech leads and Admins use the portal; anyone else may log in and do nothing."""
-    return user.is_authenticated and (is_admin(user) or TECH_LEADS in _groups(user))
+    return is_admin(user) or is_tech_lead(user)
 
 
 def portal_user_required(view):
@@ -76,14 +76,16 @@ def access_denied_record(*, user, path: str) -> AuditEvent | None:
 
 
 def may_manage_run(user, run: Run) -> bool:
-    return run.started_by_id == user.pk or is_admin(user)
+    """Acting on a run (retry, cancel, a new key, plan again) is for the customer's team and Admins."""
+    return customer_may_change(user, run.customer)
 
 
-def get_run_for_user(request, run_id, *, manage: bool = False) -> Run:
-    """Any portal user may look at a run; only its starter or an Admin may act on it (else 404)."""
+def get_run_for_user(request, run_id, *, action: str | None = None) -> Run:
+    """Any portal user may look at a run; only the customer's team or an Admin may `action` it
+    (customer_permission_check: 403, audited)."""
     run = get_object_or_404(Run.objects.select_related("customer", "started_by"), pk=run_id)
-    if manage and not may_manage_run(request.user, run):
-        raise Http404("No such run.")
+    if action is not None:
+        customer_permission_check(user=request.user, customer=run.customer, action=action)
     return run
 
 

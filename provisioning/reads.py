@@ -15,12 +15,14 @@ from provisioning.plan import plan_difference, plan_offboard, plan_registry
 from provisioning.spec import Spec, spec_from_json
 from provisioning.steps.reading import account_seen, seen_fingerprint
 from provisioning.steps.sts import identity_check
+from provisioning.teams import customer_permission_check
 
 READ_TASK = "provisioning.tasks.account_read"
 
 
 def account_read_now(*, customer: Customer, spec: Spec, user) -> AccountRead:
     """Read the account in this process (the onboard command waits for it anyway), audited the same way."""
+    customer_permission_check(user=user, customer=customer, action="plan")
     read = AccountRead.objects.create(customer=customer, requested_by=user, spec=spec.to_json())
     return account_read_execute(read_id=read.pk)
 
@@ -36,7 +38,11 @@ def account_read_start(
 ) -> AccountRead:
     """Record a read of the customer's account against `spec` and enqueue it once that is committed (unless
     `enqueue` is False: the drift check's bounded workers take pending reads themselves). With `offboard`
-    (a mode), the read plans that offboarding: the desired state that wants less."""
+    (a mode), the read plans that offboarding: the desired state that wants less. A plan or an offboarding is
+    for the customer's team and Admins (customer_permission_check); a drift check changes nothing, anyone may."""
+    if purpose != AccountRead.Purpose.DRIFT:
+        action = "offboard" if purpose == AccountRead.Purpose.OFFBOARD else "plan"
+        customer_permission_check(user=user, customer=customer, action=action)
     with transaction.atomic():
         read = AccountRead.objects.create(
             customer=customer, requested_by=user, purpose=purpose, spec=spec.to_json(), offboard=offboard

@@ -15,6 +15,7 @@ from provisioning.errors import OnrampError
 from provisioning.ledger import ledger_access_key
 from provisioning.models import AuditEvent, Credential, Run
 from provisioning.spec import spec_from_json
+from provisioning.teams import customer_permission_check
 
 
 class RotationError(Exception):
@@ -53,6 +54,7 @@ def _key_work(run: Run, user, doing: str, work: Callable[[AwsAccount], object]):
 
 def access_key_rotate_start(*, run: Run, user) -> Credential:
     """Create a new key for the run's app user and seal it; the old key stays until confirmed."""
+    customer_permission_check(user=user, customer=run.customer, action="rotate")
     spec = spec_from_json(run.spec)
     user_name = spec.app_name
 
@@ -95,6 +97,7 @@ def access_key_rotate_start(*, run: Run, user) -> Credential:
 
 def access_key_rotate_finish(*, credential: Credential, user) -> None:
     """After the new key was revealed and the app uses it: deactivate, then delete, the old key."""
+    customer_permission_check(user=user, customer=credential.customer, action="rotate")
     if credential.state != Credential.State.REVEALED:
         raise RotationError("Reveal the new key and put it in the app before removing the old one.")
     if not credential.replaces_access_key_id or credential.replacement_done_at:

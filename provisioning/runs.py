@@ -30,6 +30,7 @@ from provisioning.plan import Action, plan_build, plan_registry, plan_run_steps
 from provisioning.registry import REGISTRY, ROLE_NAME, Registry
 from provisioning.spec import Spec, spec_from_json
 from provisioning.steps import EXECUTORS, StepContext
+from provisioning.teams import customer_permission_check
 from provisioning.vocabulary import USER_KINDS, OffboardMode, RunKind
 
 logger = logging.getLogger(__name__)
@@ -122,7 +123,10 @@ def run_create(
     read and its decided items (provisioning.plan.plan_decide), the run carries out that difference;
     without, every step of the spec (creating first: the fast path for an account the ledger does not know).
     `offboard`: the run is that offboarding (its read planned it); `repair`: it repairs the customer's drift
-    (run_kind_for). CustomerOffboarded for an offboarded customer."""
+    (run_kind_for). CustomerOffboarded for an offboarded customer; NotOnCustomerTeam for someone not on the
+    customer's team (nor an Admin)."""
+    action = "offboard" if offboard else "repair" if repair else "run"
+    customer_permission_check(user=user, customer=customer, action=action)
     customer_refuse_if_offboarded(customer=customer, user=user, doing="offboard" if offboard else "run")
     if read is not None:
         planned = plan_run_steps(
@@ -625,6 +629,7 @@ def run_retry(*, run: Run, user) -> Run:
     """Re-run a failed run's failed, skipped and pending steps; finished steps stay as they are."""
     if run.status != Run.Status.FAILED:
         raise RunStateError("Only a failed run can be retried.")
+    customer_permission_check(user=user, customer=run.customer, action="run")
     customer_refuse_if_offboarded(customer=run.customer, user=user, doing="retry")
     try:
         with transaction.atomic():
@@ -647,6 +652,7 @@ def run_retry(*, run: Run, user) -> Run:
 
 def run_cancel(*, run: Run, user) -> Run:
     """Stop a run: pending steps are cancelled; a step already running finishes its AWS call."""
+    customer_permission_check(user=user, customer=run.customer, action="run")
     with transaction.atomic():
         updated = Run.objects.filter(pk=run.pk, status__in=Run.ACTIVE).update(
             status=Run.Status.CANCELLED, finished_at=timezone.now()

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from provisioning.audit import audit_record
 from provisioning.models import AuditEvent, Credential, Customer, Run
+from provisioning.teams import customer_permission_check
 
 
 class VaultError(Exception):
@@ -130,7 +131,10 @@ def _reveal_refuse(credential: Credential, *, user, error_code: str) -> Revealed
 def credential_reveal(*, credential_id, user) -> Revealed:
     """Reveal a secret once. One transaction, row locked: exactly one caller gets the secret,
     and the ciphertext is wiped before the transaction commits. A secret past its expiry is wiped
-    here and refused, whether or not the expiry task has run."""
+    here and refused, whether or not the expiry task has run. Only for the customer's team and Admins
+    (checked before the transaction, so that the refusal stays audited)."""
+    customer = Customer.objects.get(credentials__pk=credential_id)
+    customer_permission_check(user=user, customer=customer, action="reveal")
     with transaction.atomic():
         credential = Credential.objects.select_for_update().get(pk=credential_id)
         if credential.state == Credential.State.SEALED and credential.expires_at <= timezone.now():

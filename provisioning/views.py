@@ -31,6 +31,7 @@ from provisioning.onboarding import (
 )
 from provisioning.permissions import (
     access_denied_record,
+    customer_permission_check,
     get_credential_for_user,
     get_run_for_user,
     is_admin,
@@ -135,6 +136,10 @@ def onboard(request):
         form = OnboardingForm(request.POST, lock_connection=lock)
         formset = TeamFormSet(request.POST, prefix="team")
         spec = onboarding_validate(form, formset, kept_key_id=kept_key_id)
+        if spec is not None:
+            known = form.cleaned_data.get("customer") or Customer.objects.filter(aws_account_id=spec.account_id).first()
+            if known is not None:  # a customer on record: only its team and Admins go on (else 403, audited)
+                customer_permission_check(user=request.user, customer=known, action="settings")
         try:
             if spec is not None and form.cleaned_data.get("customer") is not None:
                 customer_refuse_if_offboarded(
@@ -369,8 +374,8 @@ def run_live(request, run_id):
 
 
 def _run_action(request, run_id, action, done: str):
-    """Retry or cancel: only the run's starter or an Admin; the outcome said in a message."""
-    run = get_run_for_user(request, run_id, manage=True)
+    """Retry or cancel: only the customer's team or an Admin; the outcome said in a message."""
+    run = get_run_for_user(request, run_id, action="run")
     try:
         action(run=run, user=request.user)
         messages.success(request, done)
@@ -446,7 +451,7 @@ def credential_reveal_view(request, credential_id):
 @require_POST
 @fresh_auth_required(back="run_detail")
 def rotate_start_view(request, run_id):
-    run = get_run_for_user(request, run_id, manage=True)
+    run = get_run_for_user(request, run_id, action="rotate")
     if run.status != Run.Status.SUCCEEDED:
         messages.error(request, "A new key can be issued once the run has succeeded.")
         return redirect("run_detail", run_id=run.pk)

@@ -18,7 +18,13 @@ from provisioning.customers import (
 from provisioning.drift import drift_check_start, drift_desired_spec, drift_in_progress, drift_overview
 from provisioning.forms import CustomerSearchForm, onboarding_form_data
 from provisioning.models import Customer, DriftState, Run
-from provisioning.permissions import get_run_for_user, is_admin, portal_user_required
+from provisioning.permissions import (
+    customer_may_change,
+    customer_permission_check,
+    get_run_for_user,
+    is_admin,
+    portal_user_required,
+)
 from provisioning.registry import ROLE_TEMPLATE_VERSION
 from provisioning.runs import CustomerOffboarded, customer_refuse_if_offboarded
 from provisioning.views import DRAFT
@@ -73,12 +79,13 @@ def customer_detail(request, slug):
             "runs": runs,
             "unrevealed": customer_unrevealed(customer=customer, user=request.user, admin=is_admin(request.user)),
             "desired": customer_desired_spec(customer=customer),
-            **_drift_context(customer),
+            "team": list(customer.team.order_by("username")),
+            **_drift_context(customer, request.user),
         },
     )
 
 
-def _drift_context(customer: Customer) -> dict:
+def _drift_context(customer: Customer, user) -> dict:
     # An offboarded customer's last drift state was about a desired state Onramp no longer keeps: not shown.
     drift = (
         None
@@ -86,6 +93,8 @@ def _drift_context(customer: Customer) -> dict:
         else DriftState.objects.filter(customer=customer).select_related("last_read").first()
     )
     return {
+        # Read-only for anyone not on the customer's team (nor an Admin): no button that would be refused.
+        "may_change": customer_may_change(user, customer),
         "drift": drift,
         "drift_checking": drift_in_progress(customer=customer),
         "drift_checkable": drift_desired_spec(customer=customer) is not None,
@@ -97,7 +106,7 @@ def _drift_context(customer: Customer) -> dict:
 def customer_drift(request, slug):
     """The drift part of the customer's page, which htmx polls while a check is under way."""
     customer = get_object_or_404(Customer, slug=slug)
-    return render(request, "provisioning/_drift.html", {"customer": customer, **_drift_context(customer)})
+    return render(request, "provisioning/_drift.html", {"customer": customer, **_drift_context(customer, request.user)})
 
 
 @portal_user_required
@@ -116,6 +125,7 @@ def customer_repair(request, slug):
     """Repair: the plan that brings the account back to its desired state, read afresh and previewed; nothing
     changes until a tech lead starts it."""
     customer = get_object_or_404(Customer, slug=slug, is_active=True)
+    customer_permission_check(user=request.user, customer=customer, action="repair")
     spec = drift_desired_spec(customer=customer)
     if spec is None:
         messages.info(request, _nothing_to_compare(customer))
@@ -170,6 +180,7 @@ def _refused_offboarded(request, customer: Customer, doing: str):
 def customer_change(request, slug):
     """Change team / settings: the form with the customer's current desired state (their last good spec)."""
     customer = get_object_or_404(Customer, slug=slug, is_active=True)
+    customer_permission_check(user=request.user, customer=customer, action="settings")
     if refused := _refused_offboarded(request, customer, "change team / settings"):
         return refused
     spec = customer_desired_spec(customer=customer)
@@ -191,7 +202,7 @@ def customer_change(request, slug):
 def run_reopen(request, run_id):
     """Edit and start again (the form, from a failed or cancelled run's spec), or plan again (the preview of
     the same spec, read afresh: after the account changed under a plan)."""
-    run = get_run_for_user(request, run_id, manage=True)
+    run = get_run_for_user(request, run_id, action="plan")
     if run.is_active:
         messages.error(request, "This run is still in progress.")
         return redirect("run_detail", run_id=run.pk)

@@ -14,7 +14,7 @@ from provisioning.offboarding import (
     offboard_read,
     offboard_start,
 )
-from provisioning.permissions import portal_user_required
+from provisioning.permissions import customer_permission_check, portal_user_required
 from provisioning.runs import CustomerOffboarded, RunConflict
 from provisioning.spec import spec_parse
 from provisioning.views import plan_decisions, preview_difference
@@ -30,6 +30,7 @@ def _modes() -> list[tuple[str, str, str]]:
 def customer_offboard(request, slug):
     """Choose how the customer is offboarded (the agency leaves, by default); posting reads the account."""
     customer = get_object_or_404(Customer.objects.select_related("offboarded_by"), slug=slug, is_active=True)
+    customer_permission_check(user=request.user, customer=customer, action="offboard")
     if customer.is_offboarded:
         messages.error(request, str(CustomerOffboarded(customer)))
         return redirect("customer_detail", slug=customer.slug)
@@ -51,6 +52,7 @@ def customer_offboard(request, slug):
 def customer_offboard_plan(request, slug, read_id):
     """The offboarding's plan, as any difference plan: what goes, what stays; confirming starts the run."""
     customer = get_object_or_404(Customer, slug=slug, is_active=True)
+    customer_permission_check(user=request.user, customer=customer, action="offboard")
     read = offboard_read(customer=customer, read_id=read_id)
     if read is None:
         raise Http404("No such offboarding plan.")

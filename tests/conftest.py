@@ -302,10 +302,19 @@ def customer_make(**fields) -> Customer:
     return Customer.objects.create(**{**defaults, **fields})
 
 
+def team_customer_for(data: dict, user) -> Customer:
+    """customer_for, with `user` on the customer's team (as onboarding a new customer puts its onboarder)."""
+    customer = customer_for(data)
+    if not user.is_superuser and user.groups.filter(name="Tech leads").exists():
+        customer.team.add(user)
+    return customer
+
+
 def finished_run(user, **overrides) -> Run:
-    """A run recorded as succeeded, without executing anything."""
+    """A run recorded as succeeded, without executing anything; its starter on the customer's team."""
     data = spec_data(**overrides)
-    return Run.objects.create(customer=customer_for(data), started_by=user, spec=data, status=Run.Status.SUCCEEDED)
+    customer = team_customer_for(data, user)
+    return Run.objects.create(customer=customer, started_by=user, spec=data, status=Run.Status.SUCCEEDED)
 
 
 def seal_key(run: Run, *, secret: str, **fields) -> Credential:
@@ -322,8 +331,9 @@ def seal_key(run: Run, *, secret: str, **fields) -> Credential:
 
 
 def start_run(user, **overrides) -> Run:
+    """A run started by `user`, who is on the customer's team."""
     data = spec_data(**overrides)
-    return run_create(spec=spec_parse(data), customer=customer_for(data), user=user)
+    return run_create(spec=spec_parse(data), customer=team_customer_for(data, user), user=user)
 
 
 def wait_for_run(run: Run, timeout: float = 90) -> Run:

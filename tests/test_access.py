@@ -135,16 +135,16 @@ def test_a_tech_lead_cannot_see_or_reveal_another_tech_leads_credentials(world, 
 
 
 @pytest.mark.django_db
-def test_a_tech_lead_cannot_retry_or_cancel_another_tech_leads_run(world, bob, alice):
+def test_a_tech_lead_cannot_retry_or_cancel_a_run_of_a_customer_whose_team_they_are_not_on(world, bob, alice):
     run = world["run"]
     client = Client()
     client.force_login(bob)
     for action in ("retry", "cancel", "new-key"):
-        assert client.post(f"/runs/{run.pk}/{action}/").status_code == 404, action
+        assert client.post(f"/runs/{run.pk}/{action}/").status_code == 403, action
     run.refresh_from_db()
     assert run.status == Run.Status.PENDING
     assert not AuditEvent.objects.filter(action__in=["run.cancelled", "run.retried"]).exists()
-    # The owner can: the 404 above was about bob, not about the URL.
+    # alice, on the customer's team, can: the 403 above was about bob, not about the URL.
     client.force_login(alice)
     assert client.post(f"/runs/{run.pk}/cancel/").status_code == 302
     run.refresh_from_db()

@@ -49,11 +49,11 @@ def test_change_team_opens_the_form_with_the_current_spec_and_previews_a_differe
 
 
 @pytest.mark.django_db
-def test_edit_and_start_again_is_for_the_runs_starter_or_an_admin(client, alice, bob, dana):
+def test_edit_and_start_again_is_for_the_customers_team_or_an_admin(client, alice, bob, dana):
     failed = finished_run(alice)
     Run.objects.filter(pk=failed.pk).update(status=Run.Status.FAILED)
     login(client, bob)
-    assert client.post(f"/runs/{failed.pk}/reopen/").status_code == 404  # bob may look, not act
+    assert client.post(f"/runs/{failed.pk}/reopen/").status_code == 403  # bob, not on the team, may look, not act
     login(client, dana)
     assert client.post(f"/runs/{failed.pk}/reopen/", {"to": "form"})["Location"] == "/onboard/?edit=1"
 

@@ -19,7 +19,15 @@ from provisioning.runs import CustomerOffboarded, run_create
 from provisioning.spec import spec_parse
 from provisioning.vocabulary import OffboardMode
 from tests.awsread import account_session
-from tests.conftest import CUSTOMER_ACCOUNT, customer_for, form_data, spec_data, start_run, wait_for_run
+from tests.conftest import (
+    CUSTOMER_ACCOUNT,
+    customer_for,
+    form_data,
+    spec_data,
+    start_run,
+    team_customer_for,
+    wait_for_run,
+)
 
 LEAVE, DECOMMISSION = OffboardMode.LEAVE, OffboardMode.DECOMMISSION
 
@@ -294,7 +302,7 @@ def test_run_create_itself_refuses_an_offboarded_customer(alice):
     """The last word, whatever the way in (a drift repair, a script): run_create refuses, audited."""
     from django.utils import timezone
 
-    customer = customer_for(spec_data())
+    customer = team_customer_for(spec_data(), alice)
     Customer.objects.filter(pk=customer.pk).update(offboarded_at=timezone.now(), offboard_mode=DECOMMISSION)
     with pytest.raises(CustomerOffboarded, match=r"offboarded \(decommission\) on .* by someone"):
         run_create(spec=spec_parse(spec_data()), customer=customer, user=alice)

@@ -29,6 +29,7 @@ def _onboard(tmp_path, user: str, **overrides):
 )
 def test_a_tech_leads_spec_cannot_change_a_customers_connection(tmp_path, alice, change):
     customer = customer_make(external_id="acme-external-id-0123456789")
+    customer.team.add(alice)
     with pytest.raises(CommandError) as refused:
         _onboard(tmp_path, "alice", **change)
     assert "Only an Admin changes how Onramp reaches Acme Corp" in str(refused.value)
@@ -39,7 +40,7 @@ def test_a_tech_leads_spec_cannot_change_a_customers_connection(tmp_path, alice,
 
 @pytest.mark.django_db
 def test_a_tech_lead_onboards_a_customer_on_record_with_the_records_values(tmp_path, alice):
-    customer_make(external_id="acme-external-id-0123456789")
+    customer_make(external_id="acme-external-id-0123456789").team.add(alice)
     _onboard(tmp_path, "alice")
     assert Run.objects.get().customer.name == "Acme Corp"
 
@@ -57,7 +58,7 @@ def test_an_admins_spec_may_change_the_connection_audited(tmp_path, dana):
 @pytest.mark.django_db
 @pytest.mark.parametrize("user", ["alice", "dana"])
 def test_a_spec_naming_another_customer_on_an_existing_account_is_refused_with_a_pointer(tmp_path, alice, dana, user):
-    customer_make(external_id="acme-external-id-0123456789")
+    customer_make(external_id="acme-external-id-0123456789").team.add(alice)
     with pytest.raises(CommandError) as refused:
         _onboard(tmp_path, user, customer="Globex")
     message = str(refused.value)
@@ -77,6 +78,7 @@ def test_a_deeply_nested_spec_file_is_one_clear_error(tmp_path, alice):
 @pytest.mark.django_db
 def test_point_2_a_spec_without_the_connection_takes_the_records_role_and_external_id(tmp_path, alice):
     customer = customer_make(external_id="acme-external-id-0123456789")
+    customer.team.add(alice)
     path = tmp_path / "spec.json"
     data = {k: v for k, v in spec_data().items() if k not in ("role_arn", "external_id")}
     path.write_text(json.dumps(data))

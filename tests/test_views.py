@@ -228,6 +228,7 @@ def test_a_tech_lead_sees_the_connection_of_a_customer_on_record_read_only_and_t
     customer = Customer.objects.create(
         name="Acme Corp", slug="acme", aws_account_id=CUSTOMER_ACCOUNT, role_arn=RECORD_ROLE, external_id="record-id-01"
     )
+    customer.team.add(alice)  # an Admin put her on the customer's team
     login(client, alice)
     page = client.get(f"/onboard/?customer={customer.pk}").content.decode()
     assert re.search(r'<input type="text" name="role_arn" value="[^"]*RecordRole"[^>]* disabled', page), page
@@ -252,6 +253,7 @@ def test_a_tech_lead_cannot_store_keys_on_a_customer_on_record(client, alice):
     customer = Customer.objects.create(
         name="Acme Corp", slug="acme", aws_account_id=CUSTOMER_ACCOUNT, role_arn=RECORD_ROLE, external_id="record-id-01"
     )
+    customer.team.add(alice)  # an Admin put her on the customer's team
     login(client, alice)
     keys = {"access": "keys", "access_key_id": "AKIAEXAMPLEKEY000001", "secret_access_key": "x" * 40}
     client.post("/onboard/", form_data(customer=str(customer.pk), new_customer_name="", **keys))
@@ -292,6 +294,7 @@ def test_start_onboarding_with_keys_stores_the_secret_encrypted_on_the_customer(
 @pytest.mark.django_db
 def test_start_onboarding_while_a_run_is_active_shows_that_run(client, alice, bob):
     active = start_run(bob)
+    active.customer.team.add(alice)
     login(client, alice)
     client.post("/onboard/", form_data(customer=str(active.customer.pk), new_customer_name=""))
     response = client.post("/onboard/preview/", follow=True)
@@ -318,11 +321,11 @@ def test_an_active_run_polls_its_live_part_and_offers_cancel_to_its_starter(clie
 
 
 @pytest.mark.django_db
-def test_retry_and_cancel_are_for_the_starter_and_admins_only(client, alice, bob, dana):
+def test_retry_and_cancel_are_for_the_customers_team_and_admins_only(client, alice, bob, dana):
     run = start_run(alice)
     assert 'id="cancel"' not in login(client, bob).get(f"/runs/{run.pk}/").content.decode()
-    assert client.post(f"/runs/{run.pk}/cancel/").status_code == 404
-    assert client.post(f"/runs/{run.pk}/retry/").status_code == 404
+    assert client.post(f"/runs/{run.pk}/cancel/").status_code == 403
+    assert client.post(f"/runs/{run.pk}/retry/").status_code == 403
     run.refresh_from_db()
     assert run.status == Run.Status.PENDING
     assert 'id="cancel"' in login(client, dana).get(f"/runs/{run.pk}/").content.decode()

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from provisioning.models import AccountRead, Customer, Resource, Run, StepRun
 from provisioning.onboarding import OnboardingRefused, onboarding_customer, onboarding_spec_connection_fill
-from provisioning.permissions import TECH_LEADS, is_portal_user
+from provisioning.permissions import TECH_LEADS, NotOnCustomerTeam, customer_permission_check, is_portal_user
 from provisioning.plan import Action, plan_decide, plan_groups
 from provisioning.reads import account_read_now
 from provisioning.runs import CustomerOffboarded, RunConflict, customer_refuse_if_offboarded, run_create
@@ -45,9 +45,10 @@ class Command(BaseCommand):
         starter = self._user(user)
         known = Customer.objects.filter(aws_account_id=parsed.account_id).first()
         try:
-            if known is not None:
+            if known is not None:  # before the transaction: the refusals stay audited
+                customer_permission_check(user=starter, customer=known, action="run")
                 customer_refuse_if_offboarded(customer=known, user=starter, doing="onboard command")
-        except CustomerOffboarded as exc:
+        except (CustomerOffboarded, NotOnCustomerTeam) as exc:
             raise CommandError(str(exc)) from None
         with transaction.atomic():
             try:

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("provisioning", "0015_provider_identity"),
+        ("provisioning", "0016_customer_team"),
     ]
 
     operations = [
