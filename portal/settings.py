@@ -359,6 +359,15 @@ ROLE_DEPLOY_COMMAND = env.str("ROLE_DEPLOY_COMMAND", default="")
 # (`manage.py role_template bucket` sets it up, `manage.py role_template publish` publishes), and its Region.
 ROLE_TEMPLATE_BUCKET = env.str("ROLE_TEMPLATE_BUCKET", default="")
 ROLE_TEMPLATE_REGION = env.str("ROLE_TEMPLATE_REGION", default="us-east-1")
+# Set-up links (provisioning/setup_links.py): days a link lives, and requests one address may make to the
+# set-up pages in a window of seconds (counted per process, in CACHES["limits"]).
+SETUP_LINK_DAYS = env.int("SETUP_LINK_DAYS", default=14)
+SETUP_RATE_LIMIT = env.int("SETUP_RATE_LIMIT", default=60)
+SETUP_RATE_WINDOW = env.int("SETUP_RATE_WINDOW", default=600)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "limits": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "limits"},
+}
 # The portal's own AWS account, named in the trust policy customers give Onramp's role.
 PORTAL_AWS_ACCOUNT_ID = env.str("PORTAL_AWS_ACCOUNT_ID", default="123456789012")
 AWS_MAX_ATTEMPTS = env.int("AWS_MAX_ATTEMPTS", default=5)

@@ -487,3 +487,43 @@ class PublishedTemplate(models.Model):
 
     def __str__(self) -> str:
         return f"role template v{self.version}"
+
+
+class SetupLink(models.Model):
+    """A link a customer's team sends so the customer can deploy Onramp's role in one click
+    (provisioning/setup_links.py). Only the token's sha256 is kept: the token itself is shown once, to the
+    person who made the link. One live link per customer; a new one revokes the old."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="setup_links")
+    token_sha256 = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer"], condition=Q(revoked_at__isnull=True), name="setup_link_one_unrevoked"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"set-up link for {self.customer}"
+
+
+class SetupLinkOpening(models.Model):
+    """One opening of a set-up link: when, and by what user agent (a chat's link preview opens links too)."""
+
+    link = models.ForeignKey(SetupLink, on_delete=models.CASCADE, related_name="openings")
+    opened_at = models.DateTimeField(auto_now_add=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+
+    class Meta:
+        ordering = ["opened_at"]
+
+    def __str__(self) -> str:
+        return f"opened {self.opened_at:%Y-%m-%d %H:%M}"

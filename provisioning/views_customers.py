@@ -27,6 +27,7 @@ from provisioning.permissions import (
 )
 from provisioning.registry import ROLE_TEMPLATE_VERSION
 from provisioning.runs import CustomerOffboarded, customer_refuse_if_offboarded
+from provisioning.setup_links import setup_link_live
 from provisioning.views import DRAFT
 from provisioning.vocabulary import run_kind_words
 
@@ -70,12 +71,15 @@ def customer_list(request):
 def customer_detail(request, slug):
     customer = get_object_or_404(Customer, slug=slug)
     runs = list(customer.runs.select_related("started_by").order_by("-created_at")[:20])
+    setup_link = setup_link_live(customer=customer)
     return render(
         request,
         "provisioning/customer.html",
         {
             "customer": customer,
             "resources": customer_resources(customer=customer),
+            "setup_link": setup_link,
+            "setup_openings": list(setup_link.openings.all()) if setup_link else [],
             "runs": runs,
             "unrevealed": customer_unrevealed(customer=customer, user=request.user, admin=is_admin(request.user)),
             "desired": customer_desired_spec(customer=customer),

@@ -1,0 +1,149 @@
+"""The customer's set-up link (issue 31, point 2): made by the customer's team, stored hashed, one live per
+customer, expiring, revocable, audited; the token exchanged for a cookie; a page without login that shows what
+the customer must know and the quick-create link."""
+
+import hashlib
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.core.cache import caches
+from django.test import Client, override_settings
+from django.urls import reverse
+from django.utils import timezone
+
+from provisioning.models import AuditEvent, PublishedTemplate, SetupLink, SetupLinkOpening
+from provisioning.registry import ROLE_TEMPLATE_VERSION
+from provisioning.role_templates import STACK_NAME
+from tests.conftest import customer_make
+
+PREVIEW_AGENT = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_limits():
+    caches["limits"].clear()  # the rate limit counts per address: each test starts from nothing
+    yield
+    caches["limits"].clear()
+
+
+@pytest.fixture
+def acme(alice):
+    customer = customer_make()
+    customer.team.add(alice)
+    return customer
+
+
+def _make(client: Client, customer) -> str:
+    """Press "Make a set-up link" on the customer's page; the link shown (once)."""
+    response = client.post(reverse("setup_link_make", args=[customer.slug]))
+    assert response.status_code == 200 and response["Referrer-Policy"] == "no-referrer"
+    return response.context["url"]
+
+
+def _published():
+    PublishedTemplate.objects.create(
+        version=ROLE_TEMPLATE_VERSION,
+        content="{}",
+        sha256="0" * 64,
+        bucket="agency-role-templates",
+        key=f"onramp-role/v{ROLE_TEMPLATE_VERSION}.json",
+        url=f"https://agency-role-templates.s3.amazonaws.com/onramp-role/v{ROLE_TEMPLATE_VERSION}.json",
+        published_by="operator:erin",
+    )
+
+
+def test_a_team_member_makes_a_link_stored_hashed_and_audited_without_the_token(client, alice, acme):
+    client.force_login(alice)
+    url = _make(client, acme)
+    token = urlsplit(url).path.rstrip("/").rsplit("/", 1)[1]
+    link = SetupLink.objects.get(customer=acme)
+    assert link.token_sha256 == hashlib.sha256(token.encode()).hexdigest()
+    assert timedelta(days=13, hours=23) < link.expires_at - timezone.now() <= timedelta(days=14)
+    event = AuditEvent.objects.get(action="setup_link.created")
+    assert event.actor_label == "alice" and token not in str(event.details) and token not in event.target
+    # The page that shows it is not kept by a cache; the customer's page says a live link exists.
+    page = client.get(reverse("customer_detail", args=[acme.slug]))
+    assert token not in page.content.decode() and b"works until" in page.content
+
+
+def test_only_the_customers_team_or_an_admin_makes_or_revokes_a_link(client, bob, dana, acme):
+    client.force_login(bob)  # a tech lead, not on Acme's team
+    assert client.post(reverse("setup_link_make", args=[acme.slug])).status_code == 403
+    assert not SetupLink.objects.exists()
+    client.force_login(dana)
+    _make(client, acme)
+    client.force_login(bob)
+    assert client.post(reverse("setup_link_revoke", args=[acme.slug])).status_code == 403
+    assert SetupLink.objects.get().revoked_at is None
+
+
+def test_one_live_link_per_customer_and_a_revoked_or_expired_one_opens_nothing(client, alice, acme):
+    client.force_login(alice)
+    first = _make(client, acme)
+    second = _make(client, acme)
+    customer_client = Client()
+    assert customer_client.get(first).status_code == 404  # replaced
+    assert customer_client.get(second).status_code == 302
+    assert SetupLink.objects.filter(customer=acme, revoked_at__isnull=True).count() == 1
+    client.post(reverse("setup_link_revoke", args=[acme.slug]))
+    # Revoked: neither the link nor the cookie it gave opens the page any more.
+    assert customer_client.get(reverse("setup_page")).status_code == 404
+    assert customer_client.get(second).status_code == 404
+    actions = list(AuditEvent.objects.filter(action__startswith="setup_link.").values_list("action", flat=True))
+    assert actions.count("setup_link.revoked") == 2 and actions.count("setup_link.opened") == 1
+
+    third = _make(client, acme)
+    SetupLink.objects.filter(revoked_at__isnull=True).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert Client().get(third).status_code == 404
+
+
+def test_the_token_is_exchanged_for_a_cookie_and_the_page_needs_no_login(client, alice, acme):
+    client.force_login(alice)
+    _published()
+    link = _make(client, acme)
+    customer = Client()
+    exchanged = customer.get(link, HTTP_USER_AGENT=PREVIEW_AGENT)
+    assert exchanged.status_code == 302 and exchanged["Location"] == reverse("setup_page")
+    assert exchanged["Referrer-Policy"] == "no-referrer"
+    cookie = exchanged.cookies["onramp_setup"]
+    assert cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["path"] == reverse("setup_page")
+    page = customer.get(reverse("setup_page"))
+    assert page.status_code == 200 and page["Referrer-Policy"] == "no-referrer" and page["Cache-Control"] == "no-store"
+    body = page.content.decode()
+    assert acme.aws_account_id in body and acme.external_id in body and "not a secret" in body
+    assert "alice" in body and "IAM" in body and "only on what Onramp tagged" in body
+    # No form on the page could change the account Onramp goes to.
+    assert "<form" not in body and "<input" not in body
+    assert SetupLinkOpening.objects.get().user_agent == PREVIEW_AGENT
+    assert AuditEvent.objects.get(action="setup_link.opened").details["user_agent"] == PREVIEW_AGENT
+
+    launch = urlsplit(page.context["page"].launch_url)
+    assert launch.netloc == f"{acme.default_region}.console.aws.amazon.com"
+    values = parse_qs(launch.fragment.partition("?")[2])
+    assert values == {
+        "templateURL": [PublishedTemplate.objects.get().url],
+        "stackName": [STACK_NAME],
+        "param_ExternalId": [acme.external_id],
+    }
+
+
+def test_without_a_published_template_the_page_says_so_instead_of_a_button(client, alice, acme):
+    client.force_login(alice)
+    customer = Client()
+    customer.get(_make(client, acme))
+    page = customer.get(reverse("setup_page")).content.decode()
+    assert 'id="not-published"' in page and 'id="launch-stack"' not in page
+
+
+def test_an_address_that_asks_too_often_is_refused(client, alice, acme):
+    client.force_login(alice)
+    link = _make(client, acme)
+    stranger = Client()
+    with override_settings(SETUP_RATE_LIMIT=3):
+        answers = [
+            stranger.get(link.replace(link.rstrip("/").rsplit("/", 1)[1], f"guess{n}")).status_code for n in range(4)
+        ]
+        assert answers == [404, 404, 404, 429]
+        assert stranger.get(link).status_code == 429  # even the right token, from that address, for a while
+    assert not SetupLinkOpening.objects.exists()
