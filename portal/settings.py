@@ -364,6 +364,11 @@ ROLE_TEMPLATE_REGION = env.str("ROLE_TEMPLATE_REGION", default="us-east-1")
 SETUP_LINK_DAYS = env.int("SETUP_LINK_DAYS", default=14)
 SETUP_RATE_LIMIT = env.int("SETUP_RATE_LIMIT", default=60)
 SETUP_RATE_WINDOW = env.int("SETUP_RATE_WINDOW", default=600)
+# After a link's first opening Onramp tries the customer's role by itself for this many seconds, waiting
+# SETUP_WATCH_FIRST seconds after the first try and twice as long after each, SETUP_WATCH_MAX_DELAY at most.
+SETUP_WATCH_SECONDS = env.int("SETUP_WATCH_SECONDS", default=1800)
+SETUP_WATCH_FIRST = env.float("SETUP_WATCH_FIRST", default=10)
+SETUP_WATCH_MAX_DELAY = env.float("SETUP_WATCH_MAX_DELAY", default=300)
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "limits": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "limits"},

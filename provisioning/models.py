@@ -55,6 +55,8 @@ class Customer(models.Model):
     )
     # The template version of the customer's Onramp role, as Check connection or a run last read it.
     role_version = models.PositiveSmallIntegerField("role template version", null=True, blank=True)
+    # When Onramp last reached the role and read its version (a set-up link's detection, a check, the nightly read).
+    role_seen_at = models.DateTimeField("role last seen", null=True, blank=True)
     # Offboarded: an offboarding run succeeded; no run starts for them until an Admin reactivates them.
     offboarded_at = models.DateTimeField(null=True, blank=True, editable=False)
     offboarded_by = models.ForeignKey(
@@ -503,6 +505,12 @@ class SetupLink(models.Model):
     revoked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # Onramp looking for the role by itself: since the first opening, for SETUP_WATCH_SECONDS at most.
+    watch_started_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error_code = models.CharField(max_length=64, blank=True)
+    connected_at = models.DateTimeField(null=True, blank=True)  # Onramp assumed the role: the page turns green
 
     class Meta:
         constraints = [

@@ -11,16 +11,31 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
+from provisioning import notify
 from provisioning.audit import audit_record
+from provisioning.aws import account_connect, aws_work
 from provisioning.customers import access_policy_document
-from provisioning.models import Customer, SetupLink, SetupLinkOpening
+from provisioning.errors import OnrampError
+from provisioning.models import AuditEvent, Customer, SetupLink, SetupLinkOpening
 from provisioning.permissions import customer_permission_check
-from provisioning.registry import ROLE_TEMPLATE_VERSION, words_of
+from provisioning.registry import ROLE_NAME, ROLE_TEMPLATE_VERSION, words_of
 from provisioning.role_templates import published_template_url, quick_create_url
+from provisioning.steps.sts import identity_check, role_version_read
+from provisioning.vocabulary import Access
+
+WATCH_TASK = "provisioning.tasks.setup_watch"
+SOURCE_IDENTITY = "onramp-setup"
+# AWS answers AccessDenied alike for a role not there yet and for a trust policy that refuses: the causes, in one.
+NOT_YET = (
+    "Onramp cannot assume the role yet: the stack may still be creating, may have been created in another "
+    "account, or with another external id, or not at all."
+)
 
 USER_AGENT_MAX = 512
 
@@ -84,7 +99,8 @@ def setup_link_revoke(*, customer: Customer, user) -> bool:
 
 def setup_link_open(*, token: str, user_agent: str) -> SetupLink | None:
     """The live link this token opens, its opening recorded with the user agent and audited; None (nothing
-    recorded) for a token that is unknown, expired or revoked."""
+    recorded) for a token that is unknown, expired or revoked. The first opening starts Onramp looking for the
+    role by itself (setup_detect, with backoff, for SETUP_WATCH_SECONDS)."""
     link = (
         SetupLink.objects.select_related("customer")
         .filter(token_sha256=_digest(token), revoked_at__isnull=True, expires_at__gt=timezone.now())
@@ -102,6 +118,11 @@ def setup_link_open(*, token: str, user_agent: str) -> SetupLink | None:
             target=link.customer.name,
             details={"link": link.pk, "user_agent": agent},
         )
+        started = SetupLink.objects.filter(pk=link.pk, watch_started_at__isnull=True).update(
+            watch_started_at=timezone.now()
+        )
+        if started:
+            transaction.on_commit(lambda: current_app.send_task(WATCH_TASK, args=[link.pk]), robust=True)
     return link
 
 
@@ -178,3 +199,131 @@ def setup_page(*, link: SetupLink) -> SetupPage:
         permissions=role_permissions_in_words(),
         version=ROLE_TEMPLATE_VERSION,
     )
+
+
+# --- Onramp notices by itself ---------------------------------------------------------------------------
+
+
+def role_arn_for(account_id: str) -> str:
+    """The role's name is fixed by the template, so its ARN follows from the account id."""
+    return f"arn:aws:iam::{account_id}:role/{ROLE_NAME}"
+
+
+@dataclass(frozen=True)
+class Detection:
+    connected: bool
+    retry_in: float | None = None  # seconds until the next try; None: stop
+    message: str = ""
+
+
+def _backoff(attempts: int) -> float:
+    return float(min(settings.SETUP_WATCH_FIRST * 2 ** max(attempts - 1, 0), settings.SETUP_WATCH_MAX_DELAY))
+
+
+def setup_detect(*, link_id: int, role_arn: str = "", watching: bool = True) -> Detection:
+    """Try the run's own AssumeRole on the customer's role (its external id; source identity onramp-setup,
+    session onramp-setup-<customer>). Found: the role ARN and the template version recorded, the customer
+    reached by that role, the team notified, once. Not found: when to try again, while `watching` and within
+    SETUP_WATCH_SECONDS of the first opening (each try is an AccessDenied in the customer's CloudTrail)."""
+    link = SetupLink.objects.select_related("customer").filter(pk=link_id).first()
+    if link is None or link.revoked_at is not None or link.expires_at <= timezone.now():
+        return Detection(connected=False, message="The link is revoked or expired.")
+    if link.connected_at is not None:
+        return Detection(connected=True)
+    customer = link.customer
+    role_arn = role_arn or role_arn_for(customer.aws_account_id)
+    with aws_work(actor_label=SOURCE_IDENTITY, customer_id=customer.pk) as log:
+        try:
+            account = account_connect(
+                customer=customer,
+                region=customer.default_region,
+                access=Access.ROLE,
+                role_arn=role_arn,
+                external_id=customer.external_id,
+                session_name=f"onramp-setup-{customer.pk}",
+                source_identity=SOURCE_IDENTITY,
+            )
+            identity_check(sts=account.client("sts"), account_id=customer.aws_account_id)
+            version = role_version_read(account, role_arn)
+        except OnrampError as exc:
+            now = timezone.now()
+            SetupLink.objects.filter(pk=link.pk).update(
+                attempts=F("attempts") + 1, last_attempt_at=now, last_error_code=exc.code[:64]
+            )
+            log.record(
+                action="setup_link.not_found",
+                customer=customer.pk,
+                outcome=AuditEvent.Outcome.ERROR,
+                error_code=exc.code,
+                target=customer.name,
+                details={"role_arn": role_arn, "message": str(exc)},
+            )
+            started = link.watch_started_at or now
+            within = (now - started).total_seconds() < settings.SETUP_WATCH_SECONDS
+            retry = _backoff(link.attempts + 1) if watching and within else None
+            return Detection(connected=False, retry_in=retry, message=NOT_YET)
+    _connected(link=link, role_arn=role_arn, version=version)
+    return Detection(connected=True)
+
+
+def _connected(*, link: SetupLink, role_arn: str, version: int) -> None:
+    customer, now = link.customer, timezone.now()
+    with transaction.atomic():
+        if not SetupLink.objects.filter(pk=link.pk, connected_at__isnull=True).update(connected_at=now):
+            return  # another try found it first
+        Customer.objects.filter(pk=customer.pk).update(
+            access=Access.ROLE, role_arn=role_arn, role_version=version, role_seen_at=now
+        )
+        audit_record(
+            action="setup_link.connected",
+            actor_label=SOURCE_IDENTITY,
+            customer=customer,
+            target=customer.name,
+            details={"role_arn": role_arn, "role_version": version},
+        )
+        notify.setup_connected_notify(customer=customer, role_arn=role_arn, version=version, connected_at=now)
+
+
+def setup_launched(*, link: SetupLink) -> None:
+    """The customer pressed "I launched it": one more try now, whatever the watch's state."""
+    audit_record(
+        action="setup_link.launched", actor_label="customer (set-up link)", customer=link.customer,
+        target=link.customer.name, details={"link": link.pk},
+    )  # fmt: skip
+    transaction.on_commit(
+        lambda: current_app.send_task(WATCH_TASK, args=[link.pk], kwargs={"watching": False}), robust=True
+    )
+
+
+def setup_watch_over(*, link: SetupLink) -> bool:
+    """Onramp has looked for SETUP_WATCH_SECONDS without finding the role: the page asks for the outputs."""
+    if link.connected_at is not None or link.watch_started_at is None:
+        return False
+    return (timezone.now() - link.watch_started_at).total_seconds() >= settings.SETUP_WATCH_SECONDS
+
+
+def setup_outputs_given(*, link: SetupLink, role_arn: str, template_version: str) -> str:
+    """The customer pasted the stack's outputs: tried as given when they name the account the team set; a
+    mismatch is reported to the team (audited, notified), never applied. A sentence for the page."""
+    customer = link.customer
+    account = role_arn.split(":")[4] if role_arn.count(":") >= 5 else ""
+    details = {"role_arn": role_arn[:2048], "template_version": template_version[:16]}
+    if not role_arn.startswith("arn:aws") or account != customer.aws_account_id:
+        audit_record(
+            action="setup_link.mismatch", actor_label="customer (set-up link)", customer=customer,
+            target=customer.name, outcome=AuditEvent.Outcome.ERROR, details=details,
+        )  # fmt: skip
+        notify.setup_mismatch_notify(customer=customer, role_arn=role_arn, given_at=timezone.now())
+        return (
+            f"That role is not in account {customer.aws_account_id}, the account the agency set. Nothing was "
+            "changed; the agency's team has been told."
+        )
+    audit_record(
+        action="setup_link.outputs_given", actor_label="customer (set-up link)", customer=customer,
+        target=customer.name, details=details,
+    )  # fmt: skip
+    transaction.on_commit(
+        lambda: current_app.send_task(WATCH_TASK, args=[link.pk], kwargs={"watching": False, "role_arn": role_arn}),
+        robust=True,
+    )
+    return "Thank you: Onramp is trying that role now."

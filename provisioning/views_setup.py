@@ -13,12 +13,16 @@ from provisioning.addresses import client_ip
 from provisioning.models import Customer
 from provisioning.permissions import portal_user_required
 from provisioning.setup_links import (
+    NOT_YET,
+    setup_launched,
     setup_link_by_id,
     setup_link_create,
     setup_link_live,
     setup_link_open,
     setup_link_revoke,
+    setup_outputs_given,
     setup_page,
+    setup_watch_over,
 )
 
 COOKIE = "onramp_setup"
@@ -68,16 +72,58 @@ def setup_exchange(request, token: str):
     return _private(response)
 
 
+def _link_of(request):
+    link_id = request.get_signed_cookie(COOKIE, default="", salt=SALT)
+    return setup_link_by_id(link_id=int(link_id)) if link_id.isdigit() else None
+
+
+def _status(link) -> dict:
+    return {"connected": link.connected_at is not None, "tried": link.attempts > 0, "not_yet": NOT_YET,
+            "ask_outputs": setup_watch_over(link=link)}  # fmt: skip
+
+
 @login_not_required
 @require_GET
 def setup_view(request):
     if _limited(request):
         return _gone(request, 429)
-    link_id = request.get_signed_cookie(COOKIE, default="", salt=SALT)
-    link = setup_link_by_id(link_id=int(link_id)) if link_id.isdigit() else None
+    link = _link_of(request)
     if link is None:
         return _gone(request)
-    return _private(render(request, "provisioning/setup.html", {"page": setup_page(link=link)}))
+    context = {"page": setup_page(link=link), **_status(link)}
+    return _private(render(request, "provisioning/setup.html", context))
+
+
+@login_not_required
+@require_GET
+def setup_status(request):
+    """The page's status part, which the page asks for again every few seconds until it is green."""
+    link = _link_of(request)
+    if link is None:
+        return _gone(request)
+    return _private(render(request, "provisioning/_setup_status.html", _status(link)))
+
+
+@login_not_required
+@require_POST
+def setup_action(request):
+    """ "I launched it" (one more try now), or the stack's outputs pasted after Onramp's own tries ended."""
+    if _limited(request):
+        return _gone(request, 429)
+    link = _link_of(request)
+    if link is None:
+        return _gone(request)
+    if "role_arn" in request.POST:
+        sentence = setup_outputs_given(
+            link=link,
+            role_arn=request.POST.get("role_arn", "").strip()[:2048],
+            template_version=request.POST.get("template_version", "").strip()[:16],
+        )
+    else:
+        setup_launched(link=link)
+        sentence = "Thank you: Onramp is looking for the role now. This page turns green when it finds it."
+    context = {"page": setup_page(link=link), **_status(link), "said": sentence}
+    return _private(render(request, "provisioning/setup.html", context))
 
 
 @portal_user_required

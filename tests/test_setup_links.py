@@ -113,8 +113,13 @@ def test_the_token_is_exchanged_for_a_cookie_and_the_page_needs_no_login(client,
     body = page.content.decode()
     assert acme.aws_account_id in body and acme.external_id in body and "not a secret" in body
     assert "alice" in body and "IAM" in body and "only on what Onramp tagged" in body
-    # No form on the page could change the account Onramp goes to.
-    assert "<form" not in body and "<input" not in body
+    # Nothing on the page could change the account Onramp goes to: its one form is "I launched it".
+    assert (
+        body.count("<form") == 1
+        and 'name="role_arn"' not in body
+        and 'type="hidden" name="csrfmiddlewaretoken"' in body
+    )
+    assert body.count("<input") == 1
     assert SetupLinkOpening.objects.get().user_agent == PREVIEW_AGENT
     assert AuditEvent.objects.get(action="setup_link.opened").details["user_agent"] == PREVIEW_AGENT
 
@@ -147,3 +152,41 @@ def test_an_address_that_asks_too_often_is_refused(client, alice, acme):
         assert answers == [404, 404, 404, 429]
         assert stranger.get(link).status_code == 429  # even the right token, from that address, for a while
     assert not SetupLinkOpening.objects.exists()
+
+
+def test_after_the_watch_the_page_asks_for_the_outputs_and_another_accounts_role_is_reported_never_applied(
+    client, alice, acme, django_capture_on_commit_callbacks, mailoutbox
+):
+    client.force_login(alice)
+    customer = Client()
+    customer.get(_make(client, acme))
+    assert 'id="outputs"' not in customer.get(reverse("setup_page")).content.decode()
+    SetupLink.objects.update(watch_started_at=timezone.now() - timedelta(minutes=31), attempts=12)
+    page = customer.get(reverse("setup_page")).content.decode()
+    assert 'id="outputs"' in page and "another external id" in page
+
+    before = (acme.role_arn, acme.aws_account_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = customer.post(
+            reverse("setup_action"),
+            {"role_arn": "arn:aws:iam::999988887777:role/OnrampAccess", "template_version": "3"},
+        )
+    assert "not in account 111122223333" in answer.content.decode()
+    acme.refresh_from_db()
+    assert (acme.role_arn, acme.aws_account_id) == before
+    assert (
+        AuditEvent.objects.get(action="setup_link.mismatch")
+        .details["role_arn"]
+        .endswith("999988887777:role/OnrampAccess")
+    )
+    assert [m.to for m in mailoutbox] == [["alice@agency.example"]] and "another account" in mailoutbox[0].subject
+
+
+def test_i_launched_it_asks_onramp_to_look_again_now(client, alice, acme, django_capture_on_commit_callbacks):
+    client.force_login(alice)
+    customer = Client()
+    customer.get(_make(client, acme))
+    with django_capture_on_commit_callbacks() as sent:
+        answer = customer.post(reverse("setup_action"))
+    assert "looking for the role now" in answer.content.decode()
+    assert len(sent) == 1 and AuditEvent.objects.filter(action="setup_link.launched").count() == 1
