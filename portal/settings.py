@@ -315,6 +315,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "provisioning.tasks.drift_checks_start",
         "schedule": crontab.from_string(env.str("DRIFT_SCHEDULE", default="30 2 * * *")),
     },
+    # Each customer's role version read again beside the drift check (provisioning.customers.role_refresh).
+    "role-versions": {
+        "task": "provisioning.tasks.roles_refresh",
+        "schedule": crontab.from_string(env.str("DRIFT_SCHEDULE", default="30 2 * * *")),
+    },
 }
 CELERY_IMPORTS = ("provisioning.audit_anchor",)
 

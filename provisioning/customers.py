@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 from django.db.models import Case, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.utils import timezone
 
 from provisioning import vault
 from provisioning.audit import audit_record
@@ -17,6 +18,7 @@ from provisioning.ledger import ledger_for_admin, ledger_labels
 from provisioning.models import EXTERNAL_ID_MAX, EXTERNAL_ID_MIN, AuditEvent, Credential, Customer, DriftState, Run
 from provisioning.models import Resource as LedgerRow
 from provisioning.registry import REGISTRY, ROLE_NAME, ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG, Registry
+from provisioning.role_versions import condition_document, policy_changes_in_words, version_policy
 from provisioning.steps.sts import identity_check, role_version_problem, role_version_read
 from provisioning.vocabulary import Access
 
@@ -34,13 +36,6 @@ def actions_for(registry: Registry = REGISTRY) -> dict[str, list[str]]:
 
 # How a conditioned statement is named after its condition's key.
 _CONDITION_NAMES = {"iam:PolicyARN": "OnlyListedPolicies", "aws:ResourceTag/managed-by": "OnlyWhatOnrampTagged"}
-
-
-def _condition(condition: tuple) -> dict:
-    test: dict = {}
-    for operator, key, values in condition:
-        test.setdefault(operator, {})[key] = list(values) if len(values) > 1 else values[0]
-    return test
 
 
 def _statements(registry: Registry) -> list[dict]:
@@ -70,7 +65,7 @@ def _statements(registry: Registry) -> list[dict]:
         statement = {"Sid": f"Onramp{service.upper()}{name}", "Effect": "Allow", "Action": sorted(actions)}
         statement["Resource"] = resource
         if condition:
-            statement["Condition"] = _condition(condition)
+            statement["Condition"] = condition_document(condition)
         statements.append(statement)
     return statements
 
@@ -427,3 +422,67 @@ def customer_resources(*, customer: Customer, registry: Registry = REGISTRY) -> 
         )
         for row in ledger
     ]
+
+
+@dataclass(frozen=True)
+class RoleRow:
+    customer: Customer
+    deployed: int | None  # the template version its role carries; None: never read
+    outdated: bool
+    changes: list[str]  # for an outdated role: what the update changes, in words
+
+
+def roles_overview() -> list[RoleRow]:
+    """Every active customer reached by a role, oldest role first: the version deployed, when last seen, and for
+    an outdated one what the current version changes (its published policy against the current one)."""
+    current = access_policy_document()
+    customers = Customer.objects.filter(is_active=True, offboarded_at__isnull=True, access=Access.ROLE)
+    rows, policies = [], {}
+    for customer in customers.order_by(F("role_version").asc(nulls_first=True), "name"):
+        deployed = customer.role_version
+        outdated = deployed is not None and deployed < ROLE_TEMPLATE_VERSION
+        changes = []
+        if outdated:
+            if deployed not in policies:
+                policies[deployed] = version_policy(deployed)
+            changes = policy_changes_in_words(policies[deployed], current, version=deployed)
+        rows.append(RoleRow(customer=customer, deployed=deployed, outdated=outdated, changes=changes))
+    return rows
+
+
+ROLES_IDENTITY = "onramp-roles"  # the source identity and session prefix of Onramp's own reads of a role's version
+
+
+def role_refresh(*, customer: Customer) -> int | None:
+    """Read the customer's role version again (nightly, and when the customer says they updated the stack):
+    recorded with when it was seen, audited. None when the role cannot be assumed (the drift check reports
+    an unreachable account)."""
+    if customer.access != Access.ROLE or not customer.role_arn:
+        return None
+    with aws_work(actor_label=ROLES_IDENTITY, customer_id=customer.pk) as log:
+        try:
+            account = account_connect(
+                customer=customer,
+                region=customer.default_region,
+                session_name=f"{ROLES_IDENTITY}-{customer.pk}",
+                source_identity=ROLES_IDENTITY,
+            )
+            version = role_version_read(account, customer.role_arn)
+        except OnrampError as exc:
+            log.record(
+                action="role.version_read", customer=customer.pk, outcome=AuditEvent.Outcome.ERROR,
+                error_code=exc.code, target=customer.name, details={"message": str(exc)},
+            )  # fmt: skip
+            return None
+        Customer.objects.filter(pk=customer.pk).update(role_version=version, role_seen_at=timezone.now())
+        log.record(
+            action="role.version_read", customer=customer.pk, target=customer.name,
+            details={"role_version": version, "before": customer.role_version},
+        )  # fmt: skip
+    return version
+
+
+def roles_to_refresh() -> list[int]:
+    """The customers whose role version the nightly read covers."""
+    customers = Customer.objects.filter(is_active=True, offboarded_at__isnull=True, access=Access.ROLE)
+    return list(customers.exclude(role_arn="").order_by("pk").values_list("pk", flat=True))

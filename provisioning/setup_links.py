@@ -25,11 +25,12 @@ from provisioning.errors import OnrampError
 from provisioning.models import AuditEvent, Customer, SetupLink, SetupLinkOpening
 from provisioning.permissions import customer_permission_check
 from provisioning.registry import ROLE_NAME, ROLE_TEMPLATE_VERSION, words_of
-from provisioning.role_templates import published_template_url, quick_create_url
+from provisioning.role_templates import STACK_NAME, published_template_url, quick_create_url
 from provisioning.steps.sts import identity_check, role_version_read
 from provisioning.vocabulary import Access
 
 WATCH_TASK = "provisioning.tasks.setup_watch"
+REFRESH_TASK = "provisioning.tasks.role_refresh"
 SOURCE_IDENTITY = "onramp-setup"
 # AWS answers AccessDenied alike for a role not there yet and for a trust policy that refuses: the causes, in one.
 NOT_YET = (
@@ -169,6 +170,34 @@ def role_permissions_in_words() -> list[Permission]:
     return permissions
 
 
+def update_stack_command(*, region: str, template_url: str, external_id: str, stack_name: str = STACK_NAME) -> str:
+    """The AWS CLI's equivalent of the console's update (AWS documents no console link that updates a stack).
+    The external id is given as a value: stacks deployed before the template took it as a parameter have none
+    to keep."""
+    return (
+        f"aws cloudformation update-stack --region {region} --stack-name {stack_name} --template-url {template_url} "
+        f"--parameters ParameterKey=ExternalId,ParameterValue={external_id} --capabilities CAPABILITY_NAMED_IAM"
+    )
+
+
+def setup_state(*, link: SetupLink) -> str:
+    """Where the customer is: "waiting" for the role, "outdated" (a role older than the current template), or
+    "current" (done: the page is green)."""
+    customer = Customer.objects.get(pk=link.customer_id)
+    if customer.access == Access.ROLE and customer.role_arn and customer.role_version is not None:
+        return "current" if customer.role_version >= ROLE_TEMPLATE_VERSION else "outdated"
+    return "waiting"
+
+
+def setup_updated(*, link: SetupLink) -> None:
+    """The customer says they updated the stack: Onramp reads the role's version again now."""
+    audit_record(
+        action="setup_link.updated", actor_label="customer (set-up link)", customer=link.customer,
+        target=link.customer.name, details={"link": link.pk},
+    )  # fmt: skip
+    transaction.on_commit(lambda: current_app.send_task(REFRESH_TASK, args=[link.customer_id]), robust=True)
+
+
 @dataclass(frozen=True)
 class SetupPage:
     customer: Customer
@@ -180,6 +209,9 @@ class SetupPage:
     launch_url: str | None
     permissions: list[Permission]
     version: int
+    deployed: int | None  # the version the customer's role carries, when Onramp has read it
+    console_url: str
+    update_command: str | None
 
 
 def setup_page(*, link: SetupLink) -> SetupPage:
@@ -198,6 +230,14 @@ def setup_page(*, link: SetupLink) -> SetupPage:
         else None,
         permissions=role_permissions_in_words(),
         version=ROLE_TEMPLATE_VERSION,
+        deployed=customer.role_version,
+        console_url=f"https://{customer.default_region}.console.aws.amazon.com/cloudformation/home?"
+        f"region={customer.default_region}",
+        update_command=update_stack_command(
+            region=customer.default_region, template_url=url, external_id=customer.external_id
+        )
+        if url
+        else None,
     )
 
 

@@ -6,7 +6,8 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
 
-from provisioning import drift, notify, runs, setup_links, vault
+from provisioning import customers, drift, notify, runs, setup_links, vault
+from provisioning.models import Customer
 
 # How long one task keeps taking its branch's next step itself, far under the soft time limit.
 CHAIN_FOR_SECONDS = 30
@@ -100,3 +101,18 @@ def setup_watch(self, link_id: int, watching: bool = True, role_arn: str = "") -
     found = setup_links.setup_detect(link_id=link_id, role_arn=role_arn, watching=watching)
     if found.retry_in is not None:
         raise self.retry(args=(link_id,), kwargs={"watching": True}, countdown=found.retry_in)
+
+
+@shared_task(max_retries=10, **DATABASE_RETRIED)
+def role_refresh(customer_id: int) -> None:
+    """Read one customer's role version again."""
+    customer = Customer.objects.filter(pk=customer_id).first()
+    if customer is not None:
+        customers.role_refresh(customer=customer)
+
+
+@shared_task(ignore_result=True)
+def roles_refresh() -> None:
+    """The nightly read of every customer's role version, one task each (CELERY_BEAT_SCHEDULE "role-versions")."""
+    for customer_id in customers.roles_to_refresh():
+        role_refresh.delay(customer_id)

@@ -27,6 +27,7 @@ urlpatterns = [
     path("setup/action/", views_setup.setup_action, name="setup_action"),
     path("setup/<str:token>/", views_setup.setup_exchange, name="setup_exchange"),
     path("drift/", views_customers.drift_list, name="drift_list"),
+    path("roles/", views_customers.roles_list, name="roles_list"),
     path("runs/<uuid:run_id>/reopen/", views_customers.run_reopen, name="run_reopen"),
     path("runs/<uuid:run_id>/", views.run_detail, name="run_detail"),
     path("runs/<uuid:run_id>/live/", views.run_live, name="run_live"),

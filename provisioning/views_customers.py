@@ -14,6 +14,7 @@ from provisioning.customers import (
     customer_resources,
     customer_unrevealed,
     customers_find,
+    roles_overview,
 )
 from provisioning.drift import drift_check_start, drift_desired_spec, drift_in_progress, drift_overview
 from provisioning.forms import CustomerSearchForm, onboarding_form_data
@@ -219,3 +220,11 @@ def run_reopen(request, run_id):
         return refused
     why = f"{'plan again' if to == 'preview' else 'edit and start again'} from run {run.short_id}"
     return _draft_from(request, spec=run.spec, customer=run.customer, why=why, to=to)
+
+
+@portal_user_required
+@require_GET
+def roles_list(request):
+    """Every customer's Onramp role: the template version deployed, the current one, when last seen, and what
+    an update brings to the outdated ones."""
+    return render(request, "provisioning/roles.html", {"rows": roles_overview(), "role_current": ROLE_TEMPLATE_VERSION})

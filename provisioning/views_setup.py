@@ -22,6 +22,8 @@ from provisioning.setup_links import (
     setup_link_revoke,
     setup_outputs_given,
     setup_page,
+    setup_state,
+    setup_updated,
     setup_watch_over,
 )
 
@@ -78,8 +80,9 @@ def _link_of(request):
 
 
 def _status(link) -> dict:
-    return {"connected": link.connected_at is not None, "tried": link.attempts > 0, "not_yet": NOT_YET,
-            "ask_outputs": setup_watch_over(link=link)}  # fmt: skip
+    state = setup_state(link=link)
+    return {"state": state, "connected": state == "current", "tried": link.attempts > 0, "not_yet": NOT_YET,
+            "ask_outputs": state == "waiting" and setup_watch_over(link=link)}  # fmt: skip
 
 
 @login_not_required
@@ -113,7 +116,10 @@ def setup_action(request):
     link = _link_of(request)
     if link is None:
         return _gone(request)
-    if "role_arn" in request.POST:
+    if "updated" in request.POST:
+        setup_updated(link=link)
+        sentence = "Thank you: Onramp is reading the role's version again. This page turns green when it is current."
+    elif "role_arn" in request.POST:
         sentence = setup_outputs_given(
             link=link,
             role_arn=request.POST.get("role_arn", "").strip()[:2048],
