@@ -104,7 +104,11 @@ def setup_status(request):
     link = _link_of(request)
     if link is None:
         return _gone(request)
-    return _private(render(request, "provisioning/_setup_status.html", _status(link)))
+    status = _status(link)
+    response = render(request, "provisioning/_setup_status.html", status)
+    if status["connected"] and request.htmx:
+        response["HX-Refresh"] = "true"  # the whole page again: its launch or update steps are done with
+    return _private(response)
 
 
 @login_not_required
