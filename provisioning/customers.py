@@ -6,6 +6,7 @@ The document builders are pure functions; the admin only renders what they retur
 
 from dataclasses import dataclass
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Case, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
@@ -15,11 +16,22 @@ from provisioning.audit import audit_record
 from provisioning.aws import PORTAL_ACTIONS, AwsAccount, account_connect, aws_work
 from provisioning.errors import OnrampError
 from provisioning.ledger import ledger_for_admin, ledger_labels
-from provisioning.models import EXTERNAL_ID_MAX, EXTERNAL_ID_MIN, AuditEvent, Credential, Customer, DriftState, Run
+from provisioning.models import (
+    EXTERNAL_ID_MAX,
+    EXTERNAL_ID_MIN,
+    AuditEvent,
+    Credential,
+    Customer,
+    DriftState,
+    Run,
+    SetupLink,
+    new_external_id,
+)
 from provisioning.models import Resource as LedgerRow
 from provisioning.registry import REGISTRY, ROLE_NAME, ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG, Registry
 from provisioning.role_versions import condition_document, policy_changes_in_words, version_policy
 from provisioning.steps.sts import identity_check, role_version_problem, role_version_read
+from provisioning.teams import is_admin
 from provisioning.vocabulary import Access
 
 POLICY_VERSION = "2012-10-17"
@@ -455,31 +467,56 @@ ROLES_IDENTITY = "onramp-roles"  # the source identity and session prefix of Onr
 
 def role_refresh(*, customer: Customer) -> int | None:
     """Read the customer's role version again (nightly, and when the customer says they updated the stack):
-    recorded with when it was seen, audited. None when the role cannot be assumed (the drift check reports
-    an unreachable account)."""
+    recorded with when it was seen, audited. A rotated external id still pending is tried first: once the
+    customer's stack takes it, it becomes the customer's. None when the role cannot be assumed (the drift check
+    reports an unreachable account)."""
     if customer.access != Access.ROLE or not customer.role_arn:
         return None
     with aws_work(actor_label=ROLES_IDENTITY, customer_id=customer.pk) as log:
-        try:
-            account = account_connect(
-                customer=customer,
-                region=customer.default_region,
-                session_name=f"{ROLES_IDENTITY}-{customer.pk}",
-                source_identity=ROLES_IDENTITY,
-            )
-            version = role_version_read(account, customer.role_arn)
-        except OnrampError as exc:
+        for external_id in [value for value in (customer.external_id_next, customer.external_id) if value]:
+            try:
+                account = account_connect(
+                    customer=customer,
+                    region=customer.default_region,
+                    external_id=external_id,
+                    session_name=f"{ROLES_IDENTITY}-{customer.pk}",
+                    source_identity=ROLES_IDENTITY,
+                )
+                version = role_version_read(account, customer.role_arn)
+            except OnrampError as exc:
+                log.record(
+                    action="role.version_read", customer=customer.pk, outcome=AuditEvent.Outcome.ERROR,
+                    error_code=exc.code, target=customer.name, details={"message": str(exc)},
+                )  # fmt: skip
+                continue
+            changed = {"role_version": version, "role_seen_at": timezone.now()}
+            if external_id == customer.external_id_next:
+                changed.update(external_id=external_id, external_id_next="")
+                log.record(action="customer.external_id_rotated", customer=customer.pk, target=customer.name)
+            Customer.objects.filter(pk=customer.pk).update(**changed)
             log.record(
-                action="role.version_read", customer=customer.pk, outcome=AuditEvent.Outcome.ERROR,
-                error_code=exc.code, target=customer.name, details={"message": str(exc)},
+                action="role.version_read", customer=customer.pk, target=customer.name,
+                details={"role_version": version, "before": customer.role_version},
             )  # fmt: skip
-            return None
-        Customer.objects.filter(pk=customer.pk).update(role_version=version, role_seen_at=timezone.now())
-        log.record(
-            action="role.version_read", customer=customer.pk, target=customer.name,
-            details={"role_version": version, "before": customer.role_version},
+            return version
+    return None
+
+
+def customer_external_id_rotate(*, customer: Customer, user) -> None:
+    """An Admin gives the customer a new external id (after a leaked link): pending until the customer's stack is
+    updated with it (their set-up page gives the update), while Onramp keeps reaching them with the old one. The
+    customer's live set-up links are revoked; a new one carries the new value."""
+    if not is_admin(user):
+        raise PermissionDenied("Only Admins rotate a customer's external id.")
+    with transaction.atomic():
+        Customer.objects.filter(pk=customer.pk).update(external_id_next=new_external_id())
+        revoked = SetupLink.objects.filter(customer=customer, revoked_at__isnull=True).update(
+            revoked_at=timezone.now(), revoked_by=user
+        )
+        audit_record(
+            action="customer.external_id_rotation_started", actor=user, customer=customer, target=customer.name,
+            details={"setup_links_revoked": revoked},
         )  # fmt: skip
-    return version
 
 
 def roles_to_refresh() -> list[int]:

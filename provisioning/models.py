@@ -39,6 +39,9 @@ class Customer(models.Model):
     external_id = models.CharField(
         max_length=EXTERNAL_ID_MAX, default=new_external_id, validators=[MinLengthValidator(EXTERNAL_ID_MIN)]
     )
+    # A rotated external id (an Admin's, after a leaked link) that the customer's stack has not taken yet: Onramp
+    # keeps using external_id until it gets in with this one, then this becomes external_id.
+    external_id_next = models.CharField("rotated external id, pending", max_length=EXTERNAL_ID_MAX, blank=True)
     access_key_id = models.CharField("access key id", max_length=128, blank=True)
     # Fernet ciphertext of the customer's secret access key; never shown back.
     secret_access_key_ciphertext = models.TextField(blank=True, editable=False)

@@ -185,7 +185,8 @@ def setup_state(*, link: SetupLink) -> str:
     "current" (done: the page is green)."""
     customer = Customer.objects.get(pk=link.customer_id)
     if customer.access == Access.ROLE and customer.role_arn and customer.role_version is not None:
-        return "current" if customer.role_version >= ROLE_TEMPLATE_VERSION else "outdated"
+        current = customer.role_version >= ROLE_TEMPLATE_VERSION and not customer.external_id_next
+        return "current" if current else "outdated"
     return "waiting"
 
 
@@ -217,15 +218,16 @@ class SetupPage:
 def setup_page(*, link: SetupLink) -> SetupPage:
     customer, maker = link.customer, link.created_by
     url = published_template_url()
+    external_id = customer.external_id_next or customer.external_id  # a rotated one is what the stack must take
     name = maker.get_full_name() or maker.get_username()
     return SetupPage(
         customer=customer,
         asked_by=f"{name} ({maker.email})" if maker.email else name,
         account_id=customer.aws_account_id,
-        external_id=customer.external_id,
+        external_id=external_id,
         region=customer.default_region,
         template_url=url,
-        launch_url=quick_create_url(template_url=url, region=customer.default_region, external_id=customer.external_id)
+        launch_url=quick_create_url(template_url=url, region=customer.default_region, external_id=external_id)
         if url
         else None,
         permissions=role_permissions_in_words(),
@@ -233,9 +235,7 @@ def setup_page(*, link: SetupLink) -> SetupPage:
         deployed=customer.role_version,
         console_url=f"https://{customer.default_region}.console.aws.amazon.com/cloudformation/home?"
         f"region={customer.default_region}",
-        update_command=update_stack_command(
-            region=customer.default_region, template_url=url, external_id=customer.external_id
-        )
+        update_command=update_stack_command(region=customer.default_region, template_url=url, external_id=external_id)
         if url
         else None,
     )
@@ -272,6 +272,7 @@ def setup_detect(*, link_id: int, role_arn: str = "", watching: bool = True) -> 
         return Detection(connected=True)
     customer = link.customer
     role_arn = role_arn or role_arn_for(customer.aws_account_id)
+    external_id = customer.external_id_next or customer.external_id  # what the page gave the stack
     with aws_work(actor_label=SOURCE_IDENTITY, customer_id=customer.pk) as log:
         try:
             account = account_connect(
@@ -279,7 +280,7 @@ def setup_detect(*, link_id: int, role_arn: str = "", watching: bool = True) -> 
                 region=customer.default_region,
                 access=Access.ROLE,
                 role_arn=role_arn,
-                external_id=customer.external_id,
+                external_id=external_id,
                 session_name=f"onramp-setup-{customer.pk}",
                 source_identity=SOURCE_IDENTITY,
             )
@@ -302,17 +303,22 @@ def setup_detect(*, link_id: int, role_arn: str = "", watching: bool = True) -> 
             within = (now - started).total_seconds() < settings.SETUP_WATCH_SECONDS
             retry = _backoff(link.attempts + 1) if watching and within else None
             return Detection(connected=False, retry_in=retry, message=NOT_YET)
-    _connected(link=link, role_arn=role_arn, version=version)
+    _connected(link=link, role_arn=role_arn, version=version, external_id=external_id)
     return Detection(connected=True)
 
 
-def _connected(*, link: SetupLink, role_arn: str, version: int) -> None:
+def _connected(*, link: SetupLink, role_arn: str, version: int, external_id: str) -> None:
     customer, now = link.customer, timezone.now()
     with transaction.atomic():
         if not SetupLink.objects.filter(pk=link.pk, connected_at__isnull=True).update(connected_at=now):
             return  # another try found it first
         Customer.objects.filter(pk=customer.pk).update(
-            access=Access.ROLE, role_arn=role_arn, role_version=version, role_seen_at=now
+            access=Access.ROLE,
+            role_arn=role_arn,
+            role_version=version,
+            role_seen_at=now,
+            external_id=external_id,  # a rotated one, once the stack has it, is the customer's
+            external_id_next="",
         )
         audit_record(
             action="setup_link.connected",

@@ -12,20 +12,23 @@ import hashlib
 import json
 from urllib.parse import urlsplit
 
+import pytest
 from django.conf import settings
 from django.core.cache import caches
+from django.core.exceptions import PermissionDenied
 from django.test import Client, override_settings
 from django.urls import reverse
 
 from provisioning import customers
-from provisioning.models import Customer, PublishedTemplate, Run
+from provisioning.models import AuditEvent, Customer, PublishedTemplate, Run
 from provisioning.registry import REGISTRY, ROLE_NAME, ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG
 from provisioning.role_templates import STACK_NAME, template_key, template_url
 from provisioning.role_versions import operations_ungranted, role_update_sentence, template_policy
 from provisioning.runs import run_create
+from provisioning.setup_links import setup_link_create
 from provisioning.spec import spec_parse
 from sandbox.roles import template_publish
-from tests.conftest import spec_data, wait_for_run
+from tests.conftest import CUSTOMER_ACCOUNT, customer_make, spec_data, wait_for_run
 from tests.test_sandbox import _user
 
 ACCOUNT = "555566667777"
@@ -134,3 +137,44 @@ def test_an_outdated_customer_runs_what_its_version_grants_and_is_current_after_
     assert 'id="connected"' in browser.get(reverse("setup_status")).content.decode()
     roles = team.get(reverse("roles_list")).content.decode()
     assert "outdated" not in roles and f"v{ROLE_TEMPLATE_VERSION}" in roles
+
+
+@override_settings(ROLE_TEMPLATE_BUCKET=BUCKET, ROLE_TEMPLATE_REGION="us-east-1")
+@pytest.mark.django_db
+def test_an_admin_rotates_the_external_id_and_it_is_the_customers_once_their_stack_has_it(aws, alice, dana):
+    """After a leaked link: the new id waits for the customer's stack, Onramp keeps reaching them with the old one
+    meanwhile; the stack (deployed before templates were published, so with no ExternalId parameter) is updated
+    from the published URL with the new value, and the next read makes it the customer's."""
+    caches["limits"].clear()
+    template_publish(url=aws.url)
+    acme = customer_make()
+    acme.team.add(alice)
+    old = acme.external_id
+    link_token = setup_link_create(customer=acme, user=alice)
+    with pytest.raises(PermissionDenied):
+        customers.customer_external_id_rotate(customer=acme, user=alice)
+    customers.customer_external_id_rotate(customer=acme, user=dana)
+    acme.refresh_from_db()
+    new = acme.external_id_next
+    assert new and new != old and acme.external_id == old
+    assert Client().get(reverse("setup_exchange", args=[link_token])).status_code == 404  # the leaked link is dead
+
+    assert customers.role_refresh(customer=acme) == ROLE_TEMPLATE_VERSION  # still in, with the old id
+    acme.refresh_from_db()
+    assert (acme.external_id, acme.external_id_next) == (old, new)
+
+    browser = Client()
+    browser.get(reverse("setup_exchange", args=[setup_link_create(customer=acme, user=alice)]))
+    page = browser.get(reverse("setup_page"))
+    assert page.context["state"] == "outdated" and f"ParameterValue={new}" in page.context["page"].update_command
+
+    cfn = aws.admin(CUSTOMER_ACCOUNT).client("cloudformation", endpoint_url=aws.url, region_name="us-east-1")
+    cfn.update_stack(
+        StackName="onramp", TemplateURL=PublishedTemplate.objects.get(version=ROLE_TEMPLATE_VERSION).url,
+        Parameters=[{"ParameterKey": "ExternalId", "ParameterValue": new}], Capabilities=["CAPABILITY_NAMED_IAM"],
+    )  # fmt: skip
+    assert customers.role_refresh(customer=acme) == ROLE_TEMPLATE_VERSION
+    acme.refresh_from_db()
+    assert (acme.external_id, acme.external_id_next) == (new, "")
+    assert AuditEvent.objects.filter(action="customer.external_id_rotated", customer=acme).count() == 1
+    assert browser.get(reverse("setup_status")).context["state"] == "current"
