@@ -12,6 +12,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
+from provisioning import customers
 from provisioning.models import AuditEvent, PublishedTemplate, SetupLink, SetupLinkOpening
 from provisioning.registry import ROLE_TEMPLATE_VERSION
 from provisioning.role_templates import STACK_NAME
@@ -190,3 +191,12 @@ def test_i_launched_it_asks_onramp_to_look_again_now(client, alice, acme, django
         answer = customer.post(reverse("setup_action"))
     assert "looking for the role now" in answer.content.decode()
     assert len(sent) == 1 and AuditEvent.objects.filter(action="setup_link.launched").count() == 1
+
+
+def test_point_5_a_customer_reached_with_stored_keys_has_no_link_nor_role_to_keep_current(client, alice):
+    keys = customer_make(access="keys", role_arn="", access_key_id="AKIAIOSFODNN7EXAMPLE")
+    keys.team.add(alice)
+    client.force_login(alice)
+    assert 'id="setup-link"' not in client.get(reverse("customer_detail", args=[keys.slug])).content.decode()
+    assert keys.pk not in customers.roles_to_refresh() and customers.role_refresh(customer=keys) is None
+    assert 'data-customer="acme-corp"' not in client.get(reverse("roles_list")).content.decode()
