@@ -81,7 +81,11 @@ def role_update_sentence(*, version: int, current: int, missing: list[str] | Non
     """What to tell when a customer's role must be updated before a run: which version they have, what this
     run needs that it lacks, and where the update's steps are."""
     deployed = "an earlier template, before versions" if version == 0 else f"version {version} of the template"
-    lacking = f" (this run needs {', '.join(missing[:6])}{'…' if len(missing) > 6 else ''}, which it does not grant)"
+    lacking = (
+        f" (this run needs {', '.join(missing[:6])}{'…' if len(missing) > 6 else ''}, which it does not grant)"
+        if missing
+        else ""
+    )
     url = PublishedTemplate.objects.filter(version=current).values_list("url", flat=True).first()
     where = (
         f"with the template {url} (CloudFormation, the stack, Update, Replace existing template, Amazon S3 URL; "
@@ -91,7 +95,7 @@ def role_update_sentence(*, version: int, current: int, missing: list[str] | Non
     )
     return (
         f"The customer's Onramp role was deployed from {deployed}; this Onramp needs version {current}"
-        f"{lacking if missing else ''}. Ask the customer to update their CloudFormation stack {where}, then retry."
+        f"{lacking}. Ask the customer to update their CloudFormation stack {where}, then retry."
     )
 
 
