@@ -4,9 +4,11 @@ make and revoke the link. Thin: provisioning.setup_links holds the rules."""
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.cache import caches
+from django.http import HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from provisioning.addresses import client_ip
@@ -111,10 +113,17 @@ def setup_status(request):
     return _private(response)
 
 
+@csrf_exempt  # see below: under Referrer-Policy no-referrer a browser's form POST carries "Origin: null"
 @login_not_required
 @require_POST
 def setup_action(request):
-    """ "I launched it" (one more try now), or the stack's outputs pasted after Onramp's own tries ended."""
+    """ "I launched it" (one more try now), or the stack's outputs pasted after Onramp's own tries ended.
+
+    Django's CSRF check refuses the page's own POSTs: with no referrer policy the browser sends "Origin: null".
+    What stands in for it: the only credential here is the signed cookie, which is SameSite=Lax, so a browser
+    never sends it with another site's POST; and a browser that says the request is cross-site is refused."""
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        return _private(HttpResponseForbidden("Cross-site requests are refused."))
     if _limited(request):
         return _gone(request, 429)
     link = _link_of(request)

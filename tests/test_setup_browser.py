@@ -82,6 +82,9 @@ def test_the_set_up_page_and_the_roles_view_in_a_browser(page, browser, live_ser
         assert launch.get_attribute("href").startswith("https://eu-west-1.console.aws.amazon.com/cloudformation/")
         expect(customer.locator("#setup-status")).to_contain_text("Waiting for the role")
         _at_each_width(customer, "setup-waiting")
+        # The customer's one button works without an Onramp session (CSRF included); it asks for one more try.
+        customer.get_by_role("button", name="I launched it").click()
+        expect(customer.locator("#said")).to_contain_text("Onramp is looking for the role now")
 
         page.goto(f"{base}/customers/globex/")
         expect(page.locator("#setup-link")).to_contain_text("opened 1 time")

@@ -200,3 +200,15 @@ def test_point_5_a_customer_reached_with_stored_keys_has_no_link_nor_role_to_kee
     assert 'id="setup-link"' not in client.get(reverse("customer_detail", args=[keys.slug])).content.decode()
     assert keys.pk not in customers.roles_to_refresh() and customers.role_refresh(customer=keys) is None
     assert 'data-customer="acme-corp"' not in client.get(reverse("roles_list")).content.decode()
+
+
+def test_another_sites_post_reaches_no_link(client, alice, acme):
+    """The action takes no CSRF token (the page's no-referrer policy makes a browser send "Origin: null"): the
+    signed cookie is SameSite=Lax, so another site's POST arrives without it; one a browser marks cross-site is
+    refused outright."""
+    client.force_login(alice)
+    customer = Client()
+    customer.get(_make(client, acme))
+    assert Client().post(reverse("setup_action")).status_code == 404  # no cookie: no link
+    assert customer.post(reverse("setup_action"), headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert not AuditEvent.objects.filter(action="setup_link.launched").exists()
