@@ -315,6 +315,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "provisioning.tasks.drift_checks_start",
         "schedule": crontab.from_string(env.str("DRIFT_SCHEDULE", default="30 2 * * *")),
     },
+    # Each customer's role version read again beside the drift check (provisioning.customers.role_refresh).
+    "role-versions": {
+        "task": "provisioning.tasks.roles_refresh",
+        "schedule": crontab.from_string(env.str("DRIFT_SCHEDULE", default="30 2 * * *")),
+    },
 }
 CELERY_IMPORTS = ("provisioning.audit_anchor",)
 
@@ -355,6 +360,24 @@ AWS_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL", default="") or None
 # A command that deploys a customer's role where the accounts are the installation's own (make run sets its
 # sandbox tooling here); the customer's admin page shows it, followed by the customer's slug. Empty on AWS.
 ROLE_DEPLOY_COMMAND = env.str("ROLE_DEPLOY_COMMAND", default="")
+# The agency's S3 bucket where each version of the role's template is published once, readable by anyone
+# (`manage.py role_template bucket` sets it up, `manage.py role_template publish` publishes), and its Region.
+ROLE_TEMPLATE_BUCKET = env.str("ROLE_TEMPLATE_BUCKET", default="")
+ROLE_TEMPLATE_REGION = env.str("ROLE_TEMPLATE_REGION", default="us-east-1")
+# Set-up links (provisioning/setup_links.py): days a link lives, and requests one address may make to the
+# set-up pages in a window of seconds (counted per process, in CACHES["limits"]).
+SETUP_LINK_DAYS = env.int("SETUP_LINK_DAYS", default=14)
+SETUP_RATE_LIMIT = env.int("SETUP_RATE_LIMIT", default=60)
+SETUP_RATE_WINDOW = env.int("SETUP_RATE_WINDOW", default=600)
+# After a link's first opening Onramp tries the customer's role by itself for this many seconds, waiting
+# SETUP_WATCH_FIRST seconds after the first try and twice as long after each, SETUP_WATCH_MAX_DELAY at most.
+SETUP_WATCH_SECONDS = env.int("SETUP_WATCH_SECONDS", default=1800)
+SETUP_WATCH_FIRST = env.float("SETUP_WATCH_FIRST", default=10)
+SETUP_WATCH_MAX_DELAY = env.float("SETUP_WATCH_MAX_DELAY", default=300)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "limits": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "limits"},
+}
 # The portal's own AWS account, named in the trust policy customers give Onramp's role.
 PORTAL_AWS_ACCOUNT_ID = env.str("PORTAL_AWS_ACCOUNT_ID", default="123456789012")
 AWS_MAX_ATTEMPTS = env.int("AWS_MAX_ATTEMPTS", default=5)

@@ -200,7 +200,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
     class Media:
         css = {"all": ("css/admin.css",)}
 
-    actions = ("check_connection", "start_onboarding", "reactivate")
+    actions = ("check_connection", "start_onboarding", "reactivate", "rotate_external_id")
     readonly_fields = (
         "alias_now_display",
         "role_display",
@@ -496,6 +496,17 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
                 self.message_user(request, f"{customer.name} is reactivated: runs may start again.", messages.SUCCESS)
             else:
                 self.message_user(request, f"{customer.name} was not offboarded.", messages.WARNING)
+
+    @admin.action(description="Rotate the external id (a leaked set-up link)", permissions=["change"])
+    def rotate_external_id(self, request, queryset):
+        for customer in queryset:
+            customers.customer_external_id_rotate(customer=customer, user=request.user)
+            self.message_user(
+                request,
+                f"{customer.name}: a new external id waits for their stack. Send them a new set-up link: it gives the "
+                "stack update with the new value; Onramp keeps using the old one until the stack has it.",
+                messages.SUCCESS,
+            )
 
     @admin.action(description="Start onboarding", permissions=["view"])
     def start_onboarding(self, request, queryset):

@@ -517,6 +517,15 @@ def client_create(service: str, *, region: str, credentials: dict | None = None,
     return client
 
 
+def operator_client(service: str, *, region: str, profile: str = ""):
+    """An audited client with an operator's own credentials (a named profile, else the standard chain), for
+    the agency's jobs that Onramp's identity may not do (publishing the role's template)."""
+    session = boto3.Session(profile_name=profile or None)
+    client = session.client(service, region_name=region, endpoint_url=settings.AWS_ENDPOINT_URL, config=client_config())
+    _install_audit_hook(client)
+    return client
+
+
 class RoleSession(DeferredRefreshableCredentials):
     """A role's temporary credentials that renew themselves by assuming the role again, with the same request: the
     first use assumes it (so clients can be made from it while AWS answers, account_connect), botocore renews it

@@ -6,18 +6,32 @@ The document builders are pure functions; the admin only renders what they retur
 
 from dataclasses import dataclass
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Case, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.utils import timezone
 
 from provisioning import vault
 from provisioning.audit import audit_record
 from provisioning.aws import PORTAL_ACTIONS, AwsAccount, account_connect, aws_work
 from provisioning.errors import OnrampError
 from provisioning.ledger import ledger_for_admin, ledger_labels
-from provisioning.models import AuditEvent, Credential, Customer, DriftState, Run
+from provisioning.models import (
+    EXTERNAL_ID_MAX,
+    EXTERNAL_ID_MIN,
+    AuditEvent,
+    Credential,
+    Customer,
+    DriftState,
+    Run,
+    SetupLink,
+    new_external_id,
+)
 from provisioning.models import Resource as LedgerRow
 from provisioning.registry import REGISTRY, ROLE_NAME, ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG, Registry
+from provisioning.role_versions import condition_document, policy_changes_in_words, version_policy
 from provisioning.steps.sts import identity_check, role_version_problem, role_version_read
+from provisioning.teams import is_admin
 from provisioning.vocabulary import Access
 
 POLICY_VERSION = "2012-10-17"
@@ -34,13 +48,6 @@ def actions_for(registry: Registry = REGISTRY) -> dict[str, list[str]]:
 
 # How a conditioned statement is named after its condition's key.
 _CONDITION_NAMES = {"iam:PolicyARN": "OnlyListedPolicies", "aws:ResourceTag/managed-by": "OnlyWhatOnrampTagged"}
-
-
-def _condition(condition: tuple) -> dict:
-    test: dict = {}
-    for operator, key, values in condition:
-        test.setdefault(operator, {})[key] = list(values) if len(values) > 1 else values[0]
-    return test
 
 
 def _statements(registry: Registry) -> list[dict]:
@@ -70,12 +77,12 @@ def _statements(registry: Registry) -> list[dict]:
         statement = {"Sid": f"Onramp{service.upper()}{name}", "Effect": "Allow", "Action": sorted(actions)}
         statement["Resource"] = resource
         if condition:
-            statement["Condition"] = _condition(condition)
+            statement["Condition"] = condition_document(condition)
         statements.append(statement)
     return statements
 
 
-def trust_policy_document(*, portal_account_id: str, external_id: str) -> dict:
+def trust_policy_document(*, portal_account_id: str, external_id: str | dict) -> dict:
     """Who may assume the customer's role: Onramp's AWS account, and only with this customer's external id.
 
     sts:SetSourceIdentity because Onramp names the person who started the run in the customer's CloudTrail."""
@@ -115,14 +122,9 @@ def access_policy_document(registry: Registry = REGISTRY) -> dict:
     return {"Version": POLICY_VERSION, "Statement": _statements(registry)}
 
 
-def cloudformation_template(
-    *, customer_name: str, portal_account_id: str, external_id: str, registry: Registry = REGISTRY
-) -> dict:
-    """A CloudFormation template (JSON) that creates the role Onramp assumes, in one step."""
+def _role_resources(*, portal_account_id: str, external_id: str | dict, registry: Registry) -> dict:
+    """The template's role and outputs: the same in the per-customer download and the published template."""
     return {
-        "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": f"The role Onramp assumes to onboard {customer_name}'s account "
-        "(IAM users, group and policy; an S3 bucket; an ECR repository).",
         "Resources": {
             "OnrampAccessRole": {
                 "Type": "AWS::IAM::Role",
@@ -153,6 +155,44 @@ def cloudformation_template(
                 "Value": str(ROLE_TEMPLATE_VERSION),
             },
         },
+    }
+
+
+def cloudformation_template(
+    *, customer_name: str, portal_account_id: str, external_id: str, registry: Registry = REGISTRY
+) -> dict:
+    """A CloudFormation template (JSON) that creates the role Onramp assumes, in one step, with this customer's
+    external id written in (the admin's download)."""
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": f"The role Onramp assumes to onboard {customer_name}'s account "
+        "(IAM users, group and policy; an S3 bucket; an ECR repository).",
+        **_role_resources(portal_account_id=portal_account_id, external_id=external_id, registry=registry),
+    }
+
+
+# AWS's limits and characters for sts:ExternalId (AssumeRole's ExternalId: 2 to 1224 characters of [\w+=,.@:/-]).
+EXTERNAL_ID_PATTERN = r"[\w+=,.@:\/-]*"
+
+
+def published_template(*, portal_account_id: str, registry: Registry = REGISTRY) -> dict:
+    """The template published once per version for every customer (provisioning/role_templates.py): the
+    external id is a parameter the quick-create link fills in. Not NoEcho: the CloudFormation console's
+    quick-create links do not fill NoEcho parameters, and an external id is not a secret."""
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": f"The role Onramp assumes to onboard this account, template version {ROLE_TEMPLATE_VERSION} "
+        "(IAM users, group and policy; an S3 bucket; an ECR repository).",
+        "Parameters": {
+            "ExternalId": {
+                "Type": "String",
+                "Description": "The external id Onramp gave you for this account (not a secret).",
+                "MinLength": EXTERNAL_ID_MIN,
+                "MaxLength": EXTERNAL_ID_MAX,
+                "AllowedPattern": EXTERNAL_ID_PATTERN,
+            }
+        },
+        **_role_resources(portal_account_id=portal_account_id, external_id={"Ref": "ExternalId"}, registry=registry),
     }
 
 
@@ -394,3 +434,92 @@ def customer_resources(*, customer: Customer, registry: Registry = REGISTRY) -> 
         )
         for row in ledger
     ]
+
+
+@dataclass(frozen=True)
+class RoleRow:
+    customer: Customer
+    deployed: int | None  # the template version its role carries; None: never read
+    outdated: bool
+    changes: list[str]  # for an outdated role: what the update changes, in words
+
+
+def roles_overview() -> list[RoleRow]:
+    """Every active customer reached by a role, oldest role first: the version deployed, when last seen, and for
+    an outdated one what the current version changes (its published policy against the current one)."""
+    current = access_policy_document()
+    customers = Customer.objects.filter(is_active=True, offboarded_at__isnull=True, access=Access.ROLE)
+    rows, policies = [], {}
+    for customer in customers.order_by(F("role_version").asc(nulls_first=True), "name"):
+        deployed = customer.role_version
+        outdated = deployed is not None and deployed < ROLE_TEMPLATE_VERSION
+        changes = []
+        if outdated:
+            if deployed not in policies:
+                policies[deployed] = version_policy(deployed)
+            changes = policy_changes_in_words(policies[deployed], current, version=deployed)
+        rows.append(RoleRow(customer=customer, deployed=deployed, outdated=outdated, changes=changes))
+    return rows
+
+
+ROLES_IDENTITY = "onramp-roles"  # the source identity and session prefix of Onramp's own reads of a role's version
+
+
+def role_refresh(*, customer: Customer) -> int | None:
+    """Read the customer's role version again (nightly, and when the customer says they updated the stack):
+    recorded with when it was seen, audited. A rotated external id still pending is tried first: once the
+    customer's stack takes it, it becomes the customer's. None when the role cannot be assumed (the drift check
+    reports an unreachable account)."""
+    if customer.access != Access.ROLE or not customer.role_arn:
+        return None
+    with aws_work(actor_label=ROLES_IDENTITY, customer_id=customer.pk) as log:
+        for external_id in [value for value in (customer.external_id_next, customer.external_id) if value]:
+            try:
+                account = account_connect(
+                    customer=customer,
+                    region=customer.default_region,
+                    external_id=external_id,
+                    session_name=f"{ROLES_IDENTITY}-{customer.pk}",
+                    source_identity=ROLES_IDENTITY,
+                )
+                version = role_version_read(account, customer.role_arn)
+            except OnrampError as exc:
+                log.record(
+                    action="role.version_read", customer=customer.pk, outcome=AuditEvent.Outcome.ERROR,
+                    error_code=exc.code, target=customer.name, details={"message": str(exc)},
+                )  # fmt: skip
+                continue
+            changed = {"role_version": version, "role_seen_at": timezone.now()}
+            if external_id == customer.external_id_next:
+                changed.update(external_id=external_id, external_id_next="")
+                log.record(action="customer.external_id_rotated", customer=customer.pk, target=customer.name)
+            Customer.objects.filter(pk=customer.pk).update(**changed)
+            log.record(
+                action="role.version_read", customer=customer.pk, target=customer.name,
+                details={"role_version": version, "before": customer.role_version},
+            )  # fmt: skip
+            return version
+    return None
+
+
+def customer_external_id_rotate(*, customer: Customer, user) -> None:
+    """An Admin gives the customer a new external id (after a leaked link): pending until the customer's stack is
+    updated with it (their set-up page gives the update), while Onramp keeps reaching them with the old one. The
+    customer's live set-up links are revoked; a new one carries the new value."""
+    if not is_admin(user):
+        raise PermissionDenied("Only Admins rotate a customer's external id.")
+    with transaction.atomic():
+        Customer.objects.filter(pk=customer.pk).update(external_id_next=new_external_id())
+        revoked = SetupLink.objects.filter(customer=customer, revoked_at__isnull=True).update(
+            revoked_at=timezone.now(), revoked_by=user
+        )
+        audit_record(
+            action="customer.external_id_rotation_started", actor=user, customer=customer, target=customer.name,
+            details={"setup_links_revoked": revoked},
+        )  # fmt: skip
+
+
+def roles_to_refresh() -> list[int]:
+    """The customers whose role version the nightly read covers."""
+    customers = Customer.objects.filter(is_active=True, offboarded_at__isnull=True, access=Access.ROLE)
+    return list(customers.exclude(role_arn="").order_by("pk").values_list("pk", flat=True))

@@ -39,6 +39,9 @@ class Customer(models.Model):
     external_id = models.CharField(
         max_length=EXTERNAL_ID_MAX, default=new_external_id, validators=[MinLengthValidator(EXTERNAL_ID_MIN)]
     )
+    # A rotated external id (an Admin's, after a leaked link) that the customer's stack has not taken yet: Onramp
+    # keeps using external_id until it gets in with this one, then this becomes external_id.
+    external_id_next = models.CharField("rotated external id, pending", max_length=EXTERNAL_ID_MAX, blank=True)
     access_key_id = models.CharField("access key id", max_length=128, blank=True)
     # Fernet ciphertext of the customer's secret access key; never shown back.
     secret_access_key_ciphertext = models.TextField(blank=True, editable=False)
@@ -55,6 +58,8 @@ class Customer(models.Model):
     )
     # The template version of the customer's Onramp role, as Check connection or a run last read it.
     role_version = models.PositiveSmallIntegerField("role template version", null=True, blank=True)
+    # When Onramp last reached the role and read its version (a set-up link's detection, a check, the nightly read).
+    role_seen_at = models.DateTimeField("role last seen", null=True, blank=True)
     # Offboarded: an offboarding run succeeded; no run starts for them until an Admin reactivates them.
     offboarded_at = models.DateTimeField(null=True, blank=True, editable=False)
     offboarded_by = models.ForeignKey(
@@ -466,3 +471,70 @@ class ProviderIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.issuer} {self.subject}"
+
+
+class PublishedTemplate(models.Model):
+    """One version of the role's CloudFormation template as it was published (provisioning/role_templates.py):
+    its exact content and sha256, kept beside the version so that what an older role may do is read from what
+    its customer really deployed. A row is written once and never changed, like the object it records."""
+
+    version = models.PositiveSmallIntegerField(unique=True)
+    content = models.TextField()
+    sha256 = models.CharField(max_length=64)
+    bucket = models.CharField(max_length=63)
+    key = models.CharField(max_length=1024)
+    url = models.URLField(max_length=2048)  # what CloudFormation and the quick-create link are given
+    published_at = models.DateTimeField(auto_now_add=True)
+    published_by = models.CharField(max_length=255)
+
+    class Meta:
+        ordering = ["version"]
+
+    def __str__(self) -> str:
+        return f"role template v{self.version}"
+
+
+class SetupLink(models.Model):
+    """A link a customer's team sends so the customer can deploy Onramp's role in one click
+    (provisioning/setup_links.py). Only the token's sha256 is kept: the token itself is shown once, to the
+    person who made the link. One live link per customer; a new one revokes the old."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="setup_links")
+    token_sha256 = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # Onramp looking for the role by itself: since the first opening, for SETUP_WATCH_SECONDS at most.
+    watch_started_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error_code = models.CharField(max_length=64, blank=True)
+    connected_at = models.DateTimeField(null=True, blank=True)  # Onramp assumed the role: the page turns green
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer"], condition=Q(revoked_at__isnull=True), name="setup_link_one_unrevoked"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"set-up link for {self.customer}"
+
+
+class SetupLinkOpening(models.Model):
+    """One opening of a set-up link: when, and by what user agent (a chat's link preview opens links too)."""
+
+    link = models.ForeignKey(SetupLink, on_delete=models.CASCADE, related_name="openings")
+    opened_at = models.DateTimeField(auto_now_add=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+
+    class Meta:
+        ordering = ["opened_at"]
+
+    def __str__(self) -> str:
+        return f"opened {self.opened_at:%Y-%m-%d %H:%M}"

@@ -322,3 +322,52 @@ def credentials_warn(*, now: datetime | None = None) -> int:
         notice_deliver(_credential_notice(credential, now))
         warned += 1
     return warned
+
+
+def setup_recipients(*, customer: Customer) -> list:
+    """The customer's team and the Admins."""
+    people = get_user_model().objects.filter(
+        Q(is_superuser=True) | Q(groups__name=ADMINS) | Q(pk__in=customer.team.values("pk")), is_active=True
+    )
+    return list(people.exclude(email="").distinct().order_by("username"))
+
+
+def setup_connected_notify(*, customer: Customer, role_arn: str, version: int, connected_at: datetime) -> Notice:
+    """Tell the team that Onramp found the customer's role by itself (after the transaction commits)."""
+    notice = _notice(
+        template="setup_connected",
+        event="setup.connected",
+        ref=connected_at.isoformat(),
+        context={
+            "customer": customer.name,
+            "account_id": customer.aws_account_id,
+            "role_arn": role_arn,
+            "version": version,
+            "when": _when(connected_at),
+        },  # fmt: skip
+        link=_link(reverse("customer_detail", args=[customer.slug])),
+        recipients=setup_recipients(customer=customer),
+        customer_id=customer.pk,
+    )
+    transaction.on_commit(lambda: notice_deliver(notice), robust=True)
+    return notice
+
+
+def setup_mismatch_notify(*, customer: Customer, role_arn: str, given_at: datetime) -> Notice:
+    """Tell the team that the customer gave a role in another account than the one set (nothing applied)."""
+    notice = _notice(
+        template="setup_mismatch",
+        event="setup.mismatch",
+        ref=given_at.isoformat(),
+        context={
+            "customer": customer.name,
+            "account_id": customer.aws_account_id,
+            "role_arn": redact_text(role_arn[:300]),
+            "when": _when(given_at),
+        },  # fmt: skip
+        link=_link(reverse("customer_detail", args=[customer.slug])),
+        recipients=setup_recipients(customer=customer),
+        customer_id=customer.pk,
+    )
+    transaction.on_commit(lambda: notice_deliver(notice), robust=True)
+    return notice

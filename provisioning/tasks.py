@@ -6,7 +6,8 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
 
-from provisioning import drift, notify, runs, vault
+from provisioning import customers, drift, notify, runs, setup_links, vault
+from provisioning.models import Customer
 
 # How long one task keeps taking its branch's next step itself, far under the soft time limit.
 CHAIN_FOR_SECONDS = 30
@@ -91,3 +92,27 @@ def credentials_warn() -> None:
 def ping(value: int) -> int:
     """A trivial task: proves the web → Redis → worker path (used by /healthz and a test)."""
     return value + 1
+
+
+@shared_task(bind=True, max_retries=40, **DATABASE_RETRIED)
+def setup_watch(self, link_id: int, watching: bool = True, role_arn: str = "") -> None:
+    """Look for the customer's role once; while watching, again with backoff until it is found or the watch's
+    time is over (setup_links.setup_detect decides both)."""
+    found = setup_links.setup_detect(link_id=link_id, role_arn=role_arn, watching=watching)
+    if found.retry_in is not None:
+        raise self.retry(args=(link_id,), kwargs={"watching": True}, countdown=found.retry_in)
+
+
+@shared_task(max_retries=10, **DATABASE_RETRIED)
+def role_refresh(customer_id: int) -> None:
+    """Read one customer's role version again."""
+    customer = Customer.objects.filter(pk=customer_id).first()
+    if customer is not None:
+        customers.role_refresh(customer=customer)
+
+
+@shared_task(ignore_result=True)
+def roles_refresh() -> None:
+    """The nightly read of every customer's role version, one task each (CELERY_BEAT_SCHEDULE "role-versions")."""
+    for customer_id in customers.roles_to_refresh():
+        role_refresh.delay(customer_id)

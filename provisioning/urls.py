@@ -1,6 +1,6 @@
 from django.urls import path
 
-from provisioning import views, views_audit, views_customers, views_offboard
+from provisioning import views, views_audit, views_customers, views_offboard, views_setup
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -20,7 +20,14 @@ urlpatterns = [
     path("customers/<slug:slug>/drift/", views_customers.customer_drift, name="customer_drift"),
     path("customers/<slug:slug>/drift/check/", views_customers.customer_drift_check, name="customer_drift_check"),
     path("customers/<slug:slug>/repair/", views_customers.customer_repair, name="customer_repair"),
+    path("customers/<slug:slug>/setup-link/", views_setup.setup_link_make, name="setup_link_make"),
+    path("customers/<slug:slug>/setup-link/revoke/", views_setup.setup_link_cancel, name="setup_link_revoke"),
+    path("setup/", views_setup.setup_view, name="setup_page"),
+    path("setup/status/", views_setup.setup_status, name="setup_status"),
+    path("setup/action/", views_setup.setup_action, name="setup_action"),
+    path("setup/<str:token>/", views_setup.setup_exchange, name="setup_exchange"),
     path("drift/", views_customers.drift_list, name="drift_list"),
+    path("roles/", views_customers.roles_list, name="roles_list"),
     path("runs/<uuid:run_id>/reopen/", views_customers.run_reopen, name="run_reopen"),
     path("runs/<uuid:run_id>/", views.run_detail, name="run_detail"),
     path("runs/<uuid:run_id>/live/", views.run_live, name="run_live"),

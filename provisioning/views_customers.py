@@ -14,6 +14,7 @@ from provisioning.customers import (
     customer_resources,
     customer_unrevealed,
     customers_find,
+    roles_overview,
 )
 from provisioning.drift import drift_check_start, drift_desired_spec, drift_in_progress, drift_overview
 from provisioning.forms import CustomerSearchForm, onboarding_form_data
@@ -27,6 +28,7 @@ from provisioning.permissions import (
 )
 from provisioning.registry import ROLE_TEMPLATE_VERSION
 from provisioning.runs import CustomerOffboarded, customer_refuse_if_offboarded
+from provisioning.setup_links import setup_link_live
 from provisioning.views import DRAFT
 from provisioning.vocabulary import run_kind_words
 
@@ -70,12 +72,15 @@ def customer_list(request):
 def customer_detail(request, slug):
     customer = get_object_or_404(Customer, slug=slug)
     runs = list(customer.runs.select_related("started_by").order_by("-created_at")[:20])
+    setup_link = setup_link_live(customer=customer)
     return render(
         request,
         "provisioning/customer.html",
         {
             "customer": customer,
             "resources": customer_resources(customer=customer),
+            "setup_link": setup_link,
+            "setup_openings": list(setup_link.openings.all()) if setup_link else [],
             "runs": runs,
             "unrevealed": customer_unrevealed(customer=customer, user=request.user, admin=is_admin(request.user)),
             "desired": customer_desired_spec(customer=customer),
@@ -215,3 +220,11 @@ def run_reopen(request, run_id):
         return refused
     why = f"{'plan again' if to == 'preview' else 'edit and start again'} from run {run.short_id}"
     return _draft_from(request, spec=run.spec, customer=run.customer, why=why, to=to)
+
+
+@portal_user_required
+@require_GET
+def roles_list(request):
+    """Every customer's Onramp role: the template version deployed, the current one, when last seen, and what
+    an update brings to the outdated ones."""
+    return render(request, "provisioning/roles.html", {"rows": roles_overview(), "role_current": ROLE_TEMPLATE_VERSION})

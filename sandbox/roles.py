@@ -1,4 +1,5 @@
-"""Deploy customers' Onramp roles into the sandbox AWS, as each customer's own administrator would.
+"""Deploy customers' Onramp roles into the sandbox AWS, as each customer's own administrator would, after
+publishing the role's template in the agency's bucket as the agency's operator would.
 
 On AWS the customer deploys Onramp's CloudFormation template in their account (the admin's download); the
 portal never makes the role it assumes. On the sandbox nobody else is there to do it, so this script plays
@@ -6,7 +7,7 @@ the customer: for each customer reached by a role whose role is missing, or olde
 Onramp needs, it creates the stack from provisioning's own template, with that customer's external id and
 the portal's account, through the sandbox's CloudFormation API.
 
-    .venv/bin/python -m sandbox.roles                      every customer (`make run`, after migrate)
+    .venv/bin/python -m sandbox.roles                      the template, then every customer (`make run`)
     .venv/bin/python -m sandbox.roles --customer demo-co   one customer, by slug (added later in the admin)
 
 It reads the portal's database and settings from the same environment and .env as manage.py, and talks
@@ -36,6 +37,7 @@ from django.conf import settings  # noqa: E402
 from provisioning.customers import cloudformation_template  # noqa: E402
 from provisioning.models import Customer  # noqa: E402
 from provisioning.registry import ROLE_NAME, ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG  # noqa: E402
+from provisioning.role_templates import role_template_bucket_prepare, role_template_publish  # noqa: E402
 from provisioning.vocabulary import Access  # noqa: E402
 
 # The customer's administrator in each sandbox account (the strict sandbox's SandboxAdmin; any role on moto).
@@ -109,6 +111,25 @@ def role_deploy(*, customer: Customer, url: str) -> str:
     return f"{where}: role {ROLE_NAME} deployed from Onramp's template version {ROLE_TEMPLATE_VERSION}."
 
 
+def template_publish(*, url: str) -> list[str]:
+    """The agency's operator on the sandbox: ROLE_TEMPLATE_BUCKET made (readable by anyone under its prefix)
+    and the current version published, as `manage.py role_template bucket` and `publish` do on AWS."""
+    s3 = admin_session(url, settings.PORTAL_AWS_ACCOUNT_ID).client(
+        "s3", endpoint_url=url, region_name=settings.ROLE_TEMPLATE_REGION
+    )
+    bucket, region = settings.ROLE_TEMPLATE_BUCKET, settings.ROLE_TEMPLATE_REGION
+    done = role_template_bucket_prepare(s3=s3, bucket=bucket, region=region)
+    published = role_template_publish(
+        s3=s3,
+        bucket=bucket,
+        region=region,
+        portal_account_id=settings.PORTAL_AWS_ACCOUNT_ID,
+        actor_label="sandbox.roles",
+    )
+    state = "published" if published.uploaded else "already published"
+    return [*done, f"Role template version {published.version} {state}: {published.url}"]
+
+
 def _role_exists(iam) -> bool:
     try:
         iam.get_role(RoleName=ROLE_NAME)
@@ -134,6 +155,9 @@ def main() -> int:
     else:
         wanted = list(Customer.objects.filter(access=Access.ROLE, offboarded_at__isnull=True).order_by("pk"))
     sandbox_wait(url, args.wait)
+    if settings.ROLE_TEMPLATE_BUCKET and not args.customer:
+        for line in template_publish(url=url):
+            print(line, flush=True)
     for customer in wanted:
         print(role_deploy(customer=customer, url=url), flush=True)
     return 0

@@ -68,6 +68,7 @@ class Strictness:
     iam_decision: bool = False
     # moto 5.2.5's mistakes, corrected (each named in README and tested in tests/test_sandbox.py).
     cfn_inline_policy: bool = False  # a CloudFormation-made role's inline policy: moto's evaluator fails on it
+    cfn_role_update: bool = False  # a stack update changes its role's trust policy, inline policies and tags
     s3_action_names: bool = False  # ?publicAccessBlock / ?ownershipControls authorised as their own actions
     root_principal: bool = False  # arn:aws:iam::ACCOUNT:root in a trust policy stands for the account
     # Where moto is more lenient than AWS.
@@ -747,10 +748,11 @@ def speed_install() -> None:
 
 
 def corrections_install(layer: "StrictLayer") -> None:
-    """Wrap three of moto's functions, each correction acting only while its switch is on."""
+    """Wrap four of moto's functions, each correction acting only while its switch is on."""
     from moto.iam import access_control
-    from moto.iam.models import Role
+    from moto.iam.models import Role, iam_backends
     from moto.s3.exceptions import S3AccessDeniedError
+    from moto.utilities.utils import get_partition
 
     # 1. CloudFormation gives Role.put_policy the template's dict; moto's evaluator then reads it as a
     #    managed-policy record and fails (KeyError 'policy_document'), and GetRolePolicy shows its repr.
@@ -762,6 +764,33 @@ def corrections_install(layer: "StrictLayer") -> None:
         return put_policy(self, policy_name, policy_json)
 
     Role.put_policy = role_put_policy
+
+    # 4. A stack update that changes an AWS::IAM::Role's AssumeRolePolicyDocument, Policies or Tags updates the
+    #    role in place (CloudFormation's AWS::IAM::Role reference: "Update requires: No interruption" for each);
+    #    moto's update keeps only the description, so a customer's updated stack kept its old role.
+    role_update = Role.update_from_cloudformation_json.__func__
+
+    def role_updated(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+        role = role_update(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name)
+        if not layer.config.cfn_role_update:
+            return role
+        backend = iam_backends[account_id][get_partition(region_name)]
+        properties = cloudformation_json["Properties"]
+        name = properties.get("RoleName", original_resource.name)
+        trust = properties.get("AssumeRolePolicyDocument")
+        if trust is not None:
+            backend.update_assume_role_policy(name, trust if isinstance(trust, str) else json.dumps(trust))
+        role = backend.get_role(name)
+        wanted = {policy["PolicyName"]: policy["PolicyDocument"] for policy in properties.get("Policies", [])}
+        for policy_name in [policy_name for policy_name in role.policies if policy_name not in wanted]:
+            backend.delete_role_policy(name, policy_name)
+        for policy_name, document in wanted.items():
+            role.put_policy(policy_name, document)
+        backend.untag_role(name, [tag["Key"] for tag in role.tags])
+        backend.tag_role(name, properties.get("Tags", []))
+        return backend.get_role(name)
+
+    Role.update_from_cloudformation_json = classmethod(role_updated)
 
     # 2. moto compares a trust policy's principals to the caller's ARN literally: a principal of
     #    arn:aws:iam::ACCOUNT:root (or ACCOUNT) must stand for every principal of that account.

@@ -47,6 +47,7 @@ STRICT = {
     "authorization": True,
     "iam_decision": True,
     "cfn_inline_policy": True,
+    "cfn_role_update": True,
     "s3_action_names": True,
     "root_principal": True,
     "trust": True,

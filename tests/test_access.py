@@ -17,7 +17,10 @@ from tests.conftest import PASSWORD, seal_key, start_run
 
 # Reachable by anyone: the login pages, the identity provider's sign-in start and callback (404 while
 # OIDC is not configured) and the health check (it names no data, only "ok"/"down").
-PUBLIC = {"login", "admin:login", "healthz", "oidc_start", "oidc_callback"}
+# The customer's set-up pages need no Onramp login by design (issue 31): a signed cookie from a set-up link opens them.
+PUBLIC = {"login", "admin:login", "healthz", "oidc_start", "oidc_callback"} | {
+    "setup_page", "setup_status", "setup_action", "setup_exchange"
+}  # fmt: skip
 LOGIN_PATHS = (settings.LOGIN_URL, "/login/", "/admin/login/")
 
 

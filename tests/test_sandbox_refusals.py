@@ -213,3 +213,32 @@ def test_point_2_removing_a_login_profile_made_moments_ago_waits_out_entity_temp
     _listing, remove = _USER_PARTS["login_profile"]
     remove(iam, "member", "member")
     assert _error(lambda: iam.get_login_profile(UserName="member"))["Code"] == "NoSuchEntity"
+
+
+def test_a_stack_update_changes_its_roles_trust_policy_inline_policy_and_tags_in_place(aws):
+    """AWS::IAM::Role: AssumeRolePolicyDocument, Policies and Tags update with no interruption; moto's update
+    kept only the description (cfn_role_update)."""
+
+    def template(principal: str, action: str, version: str) -> str:
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": principal},
+                                                          "Action": "sts:AssumeRole"}]}  # fmt: skip
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]}
+        role = {"RoleName": "Updated", "AssumeRolePolicyDocument": trust, "Tags": [{"Key": "v", "Value": version}],
+                "Policies": [{"PolicyName": "p", "PolicyDocument": policy}]}  # fmt: skip
+        return json.dumps({"Resources": {"Role": {"Type": "AWS::IAM::Role", "Properties": role}}})
+
+    admin = aws.admin(CUSTOMER_ACCOUNT)
+    cfn = admin.client("cloudformation", endpoint_url=aws.url, region_name="us-east-1")
+    iam = admin.client("iam", endpoint_url=aws.url, region_name="us-east-1")
+    cfn.create_stack(StackName="role", TemplateBody=template("111111111111", "s3:ListAllMyBuckets", "1"),
+                     Capabilities=["CAPABILITY_NAMED_IAM"])  # fmt: skip
+    cfn.update_stack(StackName="role", TemplateBody=template("222222222222", "iam:GetUser", "2"),
+                     Capabilities=["CAPABILITY_NAMED_IAM"])  # fmt: skip
+    role = iam.get_role(RoleName="Updated")["Role"]
+    trust = role["AssumeRolePolicyDocument"]
+    trust = json.loads(trust) if isinstance(trust, str) else trust
+    assert trust["Statement"][0]["Principal"]["AWS"] == "222222222222"
+    assert iam.list_role_tags(RoleName="Updated")["Tags"] == [{"Key": "v", "Value": "2"}]
+    document = iam.get_role_policy(RoleName="Updated", PolicyName="p")["PolicyDocument"]
+    document = json.loads(document) if isinstance(document, str) else document
+    assert document["Statement"][0]["Action"] == "iam:GetUser"

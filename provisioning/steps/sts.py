@@ -9,7 +9,8 @@ from provisioning.errors import StepFailed
 from provisioning.ledger import ledger_rows
 from provisioning.models import AccountRead, Customer
 from provisioning.plan import plan_registry
-from provisioning.registry import REGISTRY, ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG
+from provisioning.registry import REGISTRY, ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG, Operation
+from provisioning.role_versions import operations_ungranted, role_update_sentence, version_policy
 from provisioning.spec import spec_from_json
 from provisioning.steps.base import StepContext, StepResult
 from provisioning.steps.reading import account_seen, seen_fingerprint, seen_normal
@@ -53,17 +54,26 @@ def role_version_read(account, role_arn: str) -> int:
     return int(value) if value.isdigit() else 0
 
 
-def role_version_problem(version: int) -> StepFailed | None:
-    """What to tell when the customer's role is older than this Onramp needs."""
+def role_version_problem(version: int, operations: list[Operation] | None = None) -> StepFailed | None:
+    """What to tell when the customer's role is older than this Onramp's template. With the `operations` a run
+    needs, an older role that grants each of them exactly as its published policy says is no problem."""
     if version >= ROLE_TEMPLATE_VERSION:
         return None
-    deployed = "an earlier template, before versions" if version == 0 else f"version {version} of the template"
+    missing = None
+    if operations is not None:
+        policy = version_policy(version)
+        missing = operations_ungranted(policy, operations) if policy is not None else None
+        if missing == []:
+            return None
     return StepFailed(
-        f"The customer's Onramp role was deployed from {deployed}; this Onramp needs version "
-        f"{ROLE_TEMPLATE_VERSION}. Ask the customer to update their CloudFormation stack with the template from "
-        "the customer's admin page (Update stack, Replace current template), then retry.",
-        code="RoleOutdated",
+        role_update_sentence(version=version, current=ROLE_TEMPLATE_VERSION, missing=missing), code="RoleOutdated"
     )
+
+
+def run_operations(run) -> list[Operation]:
+    """Every operation the run's steps may call (their kinds' declarations)."""
+    kinds = {REGISTRY.kind_of(key).key: REGISTRY.kind_of(key) for key in run.steps.values_list("key", flat=True)}
+    return [operation for kind in kinds.values() for operation in kind.operations]
 
 
 def _plan_still_current(ctx: StepContext, read_id: str) -> None:
@@ -108,7 +118,7 @@ def preflight(ctx: StepContext, params: dict) -> StepResult:
         version = version.result()
         if ctx.run.customer.role_version != version:
             Customer.objects.filter(pk=ctx.run.customer_id).update(role_version=version)
-        problem = role_version_problem(version)
+        problem = role_version_problem(version, run_operations(ctx.run))
         if problem is not None:
             raise problem
     if params.get("read"):
