@@ -29,7 +29,7 @@ urlpatterns = [
     # Before the admin's own route of the same path, which writes no audit row.
     path("admin/password_change/", admin.site.admin_view(views_auth.admin_password_change)),
     path("admin/", admin.site.urls),
-    path("favicon.ico", login_not_required(FaviconRedirect.as_view())),
+    path("favicon.ico", login_not_required(FaviconRedirect.as_view()), name="favicon"),
     path("", include("provisioning.urls")),
 ]
 

@@ -18,7 +18,7 @@ from tests.conftest import PASSWORD, seal_key, start_run
 # Reachable by anyone: the login pages, the identity provider's sign-in start and callback (404 while
 # OIDC is not configured) and the health check (it names no data, only "ok"/"down").
 # The customer's set-up pages need no Onramp login by design (issue 31): a signed cookie from a set-up link opens them.
-PUBLIC = {"login", "admin:login", "healthz", "oidc_start", "oidc_callback"} | {
+PUBLIC = {"login", "admin:login", "healthz", "oidc_start", "oidc_callback", "favicon"} | {
     "setup_page", "setup_status", "setup_action", "setup_exchange"
 }  # fmt: skip
 LOGIN_PATHS = (settings.LOGIN_URL, "/login/", "/admin/login/")
