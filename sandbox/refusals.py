@@ -116,6 +116,37 @@ def check_opt_in_region(layer, call, caller):
     return _unknown_key(call)
 
 
+def check_describe_regions(layer, call, caller):
+    """EC2 DescribeRegions says which opt-in Regions the account has enabled (EC2 API reference, DescribeRegions:
+    with AllRegions, each Region's OptInStatus is opt-in-not-required, opted-in or not-opted-in); moto answers
+    opt-in-not-required for every Region, so Onramp's region check could never see one it must not use."""
+    if call.service != "ec2" or call.operation != "DescribeRegions":
+        return None
+    from botocore.session import get_session
+
+    enabled = set(layer.config.enabled_regions.split(","))
+    asked = [value for name, value in call.params.items() if name.startswith("RegionName.")]
+    names = asked or [*get_session().get_available_regions("ec2"), *sorted(OPT_IN_REGIONS)]
+    every = call.params.get("AllRegions", "").lower() == "true"
+    items = []
+    for name in dict.fromkeys(names):
+        status = "opt-in-not-required"
+        if name in OPT_IN_REGIONS:
+            status = "opted-in" if name in enabled else "not-opted-in"
+        if status == "not-opted-in" and not every and not asked:
+            continue  # without AllRegions, only the Regions the account can use are listed
+        items.append(
+            f"<item><regionName>{_escape(name)}</regionName><regionEndpoint>ec2.{_escape(name)}.amazonaws.com"
+            f"</regionEndpoint><optInStatus>{status}</optInStatus></item>"
+        )
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<DescribeRegionsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+        f"<requestId>{uuid.uuid4()}</requestId><regionInfo>{''.join(items)}</regionInfo></DescribeRegionsResponse>"
+    )
+    return Listing(body)
+
+
 _TEMPLATE_OPERATIONS = ("CreateStack", "UpdateStack", "CreateChangeSet", "ValidateTemplate", "GetTemplateSummary")
 
 
@@ -304,4 +335,5 @@ CHECKS = (
     ("list_buckets_page", check_list_buckets_page),
     ("template_url", check_template_url),
     ("login_profile_window", check_login_profile_window),
+    ("opt_in_regions", check_describe_regions),
 )
