@@ -59,6 +59,26 @@ def check_foreign_bucket(layer, call, caller):
     return _refusal("403", "Forbidden", 403)
 
 
+# The account that takes a bucket name first in check_bucket_taken_at_create (a stranger's, as AWS's names are global).
+SQUATTER_ACCOUNT = "999988887777"
+
+
+def check_bucket_taken_at_create(layer, call, caller):
+    """A bucket name free when Onramp checked it and taken by another account before the run creates it: S3's
+    names are global, so AWS answers that CreateBucket BucketAlreadyExists (S3 API reference, CreateBucket). The
+    first CreateBucket for a name in Strictness.bucket_taken_at_create makes the name SQUATTER_ACCOUNT's just
+    before moto answers it; once only (the name leaves the switch), so a retry after the bucket is gone creates it."""
+    from moto.s3.models import s3_backends
+
+    names = [name for name in layer.config.bucket_taken_at_create.split(",") if name]
+    if call.service != "s3" or call.operation != "CreateBucket" or call.bucket not in names:
+        return None
+    layer.config.bucket_taken_at_create = ",".join(name for name in names if name != call.bucket)
+    if call.bucket not in s3_backends.bucket_accounts and caller.account != SQUATTER_ACCOUNT:
+        s3_backends[SQUATTER_ACCOUNT]["aws"].create_bucket(call.bucket, call.region)
+    return None
+
+
 def _size(document: str) -> int:
     return len(re.sub(r"\s", "", document))
 
@@ -331,6 +351,7 @@ AUTHENTICATION = (
 )
 CHECKS = (
     ("foreign_bucket", check_foreign_bucket),
+    ("bucket_taken_at_create", check_bucket_taken_at_create),
     ("policy_quotas", check_policy_quotas),
     ("list_buckets_page", check_list_buckets_page),
     ("template_url", check_template_url),

@@ -175,8 +175,9 @@ def test_assume_role_puts_the_resources_in_the_customers_account_not_the_portals
 
 
 def test_a_bucket_owned_by_another_account_fails_that_step_while_the_other_branches_finish(worker, alice, sandbox):
-    squatter = account_session(sandbox.url, "999988887777", "us-west-2").s3
-    squatter.create_bucket(Bucket="acme-app-media", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    # Free when the plan's checks (and the preflight) look at it, taken by another account before the step creates
+    # it: the step still handles BucketAlreadyExists.
+    sandbox.configure(bucket_taken_at_create="acme-app-media")
     run = wait_for_run(start_run(alice))
     assert run.status == Run.Status.FAILED
     states = _states(run)
