@@ -94,8 +94,11 @@ def _checks_repeat(ctx: StepContext, read_id: str | None) -> None:
     """The plan's blocking checks again, before anything is written: a bucket name taken or a user's keys made
     by hand since the plan was read (or a plan with no read, which creates everything) stops the run here. The
     region needs no call: the account was just reached in it."""
+    read = AccountRead.objects.get(pk=read_id) if read_id else None
+    if read is not None and read.offboard:
+        return  # an offboarding creates nothing: nothing of it can fail the checks
     spec = spec_from_json(ctx.run.spec)
-    items = AccountRead.objects.get(pk=read_id).items if read_id else None
+    items = read.items if read is not None else None
     try:
         checks = plan_checks(ctx.account, spec=spec, customer_id=ctx.run.customer_id, items=items)
     except ClientError as exc:
