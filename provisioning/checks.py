@@ -4,11 +4,12 @@ Read-only calls made beside the plan's read of the account (provisioning/reads.p
 ones, by the run's preflight (provisioning/steps/sts.py). Each check is a row of the preview: passes, warns, or
 blocks (Start stays disabled). The callers audit the calls (aws_work / the step's log)."""
 
+from concurrent.futures import wait
 from dataclasses import asdict, dataclass
 
 from botocore.exceptions import ClientError
 
-from provisioning.aws import OPT_IN_REGIONS, AwsAccount, account_connect, error_code
+from provisioning.aws import OPT_IN_REGIONS, AwsAccount, account_connect, aws_beside, error_code
 from provisioning.documents import media_policy_name
 from provisioning.models import Resource
 from provisioning.registry import BILLING_REMINDER, managed_policy_arn, member_params, member_policies, policy_arn
@@ -78,22 +79,29 @@ def bucket_check(account: AwsAccount, *, spec: Spec, items: list[dict] | None) -
     )
 
 
-def alias_check(account: AwsAccount, *, spec: Spec, customer_id: int | None) -> Check | None:
-    """The alias is not another customer's in Onramp's ledger, and the account has no other alias: Onramp never
-    replaces one (an account has at most one)."""
+def alias_owner(*, spec: Spec, customer_id: int | None) -> str:
+    """The name of another customer whose account Onramp's ledger gave the spec's alias ("" if none)."""
     if not spec.account_alias:
-        return None
-    title = f"Sign-in alias {spec.account_alias}"
+        return ""
     others = Resource.objects.filter(
         kind="account.alias", identity=spec.account_alias, state=Resource.State.PRESENT
     ).exclude(customer_id=customer_id)
     other = others.select_related("customer").first()
-    if other is not None:
+    return other.customer.name if other is not None else ""
+
+
+def alias_check(account: AwsAccount, *, spec: Spec, owner: str) -> Check | None:
+    """The alias is not another customer's in Onramp's ledger (`owner`: alias_owner), and the account has no
+    other alias: Onramp never replaces one (an account has at most one)."""
+    if not spec.account_alias:
+        return None
+    title = f"Sign-in alias {spec.account_alias}"
+    if owner:
         return Check(
             "alias",
             title,
             BLOCK,
-            f"Onramp already gave the alias {spec.account_alias} to {other.customer.name}'s account.",
+            f"Onramp already gave the alias {spec.account_alias} to {owner}'s account.",
             "Choose another alias.",
         )
     aliases = account.client("iam").list_account_aliases()["AccountAliases"]
@@ -206,14 +214,19 @@ def region_check(*, customer, spec: Spec, source_identity: str) -> Check:
 
 
 def plan_checks(account: AwsAccount, *, spec: Spec, customer_id: int | None, items: list[dict] | None) -> list[Check]:
-    """The checks that need the account reached in its region (the region's own comes first, separately)."""
-    found = [
-        bucket_check(account, spec=spec, items=items),
-        alias_check(account, spec=spec, customer_id=customer_id),
-        access_keys_check(account, spec=spec, items=items),
-        policies_check(account, spec=spec),
-        billing_check(spec=spec),
+    """The checks that need the account reached in its region (the region's own comes first, separately). Each
+    check's calls go beside the others' (one round trip or two in all, not one per call); the ledger is read
+    here, in the caller's thread and transaction."""
+    owner = alias_owner(spec=spec, customer_id=customer_id)
+    works = [
+        lambda: bucket_check(account, spec=spec, items=items),
+        lambda: alias_check(account, spec=spec, owner=owner),
+        lambda: access_keys_check(account, spec=spec, items=items),
+        lambda: policies_check(account, spec=spec),
     ]
+    futures = [aws_beside(work) for work in works]
+    wait(futures)  # every call done (and audited on the caller's log) before any failure is raised
+    found = [future.result() for future in futures] + [billing_check(spec=spec)]
     return [check for check in found if check is not None]
 
 
