@@ -394,8 +394,9 @@ class Registry:
         return list(seen.values())
 
     def services(self) -> list[str]:
-        """The AWS services the steps call, in the declarations' order."""
-        return list(dict.fromkeys(op.service for op in self.operations()))
+        """The AWS services the steps call, in the declarations' order: the clients a run makes while its role is
+        assumed (not those of extra_operations, such as the region check's EC2, which asks from us-east-1)."""
+        return list(dict.fromkeys(op.service for kind in self.kinds for op in kind.operations))
 
     def publishes(self) -> list[Publish]:
         return [publish for kind in self.kinds for publish in kind.publishes]
