@@ -310,6 +310,7 @@ ABSENT_CODES = frozenset(
         "OwnershipControlsNotFoundError",
         "LifecyclePolicyNotFoundException",
         "RepositoryNotFoundException",
+        "404",  # a HEAD answer has no body: HeadBucket's "no such bucket" (the plan's bucket-name check) is its status
     }
 )
 _READ_PREFIXES = ("Get", "List", "Describe", "Head")

@@ -269,6 +269,9 @@ class AccountRead(models.Model):
     items = models.JSONField(default=list, blank=True, help_text="Each resource: its action and differences.")
     seen = models.JSONField(default=dict, blank=True, help_text="What the read found, by resource (no secret).")
     fingerprint = models.CharField(max_length=64, blank=True, help_text="A digest of what was read.")
+    checks = models.JSONField(
+        default=list, blank=True, help_text="The plan's checks (provisioning/checks.py): each passes, warns or blocks."
+    )
     error_code = models.CharField(max_length=128, blank=True)
     error_message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -10,6 +10,7 @@ from django.utils.text import slugify
 
 from provisioning import vault
 from provisioning.audit import audit_record
+from provisioning.checks import checks_blocking, checks_sentence
 from provisioning.models import AccountRead, Customer, Resource, Run
 from provisioning.permissions import is_admin
 from provisioning.plan import plan_decide
@@ -187,6 +188,9 @@ def onboarding_confirm(*, draft: dict, user, delete: set[int] = frozenset(), typ
         read = AccountRead.objects.filter(pk=draft["read_id"], status=AccountRead.Status.DONE).first()
         if read is None or read.spec != draft["spec"]:
             raise OnboardingRefused("The account was not read for this plan yet: check the plan again.")
+        blocking = checks_blocking(read.checks)
+        if blocking:  # the preview disables Start; a POST made anyway is refused the same way
+            raise OnboardingRefused(f"The plan's checks found what would fail: {checks_sentence(blocking)}")
     repair = bool(draft.get("repair"))  # opened by Repair and started unedited (an edit makes a new draft)
     known = onboarding_draft_customer(draft=draft)
     if known is not None:  # before the transaction, so that the refusal stays in the audit log

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from provisioning.audit import audit_record
 from provisioning.aws import NO_ANSWER_ERRORS, account_for_spec, aws_work, error_translate
+from provisioning.checks import BLOCK, checks_sentence, plan_checks, region_check
 from provisioning.errors import OnrampError
 from provisioning.ledger import ledger_rows
 from provisioning.models import AccountRead, AuditEvent, Customer
@@ -75,12 +76,31 @@ def _read_account(read: AccountRead, spec: Spec) -> dict:
         identity_check(sts=account.client("sts"), account_id=spec.account_id)
         ledger = ledger_rows(customer_id=read.customer_id)
         seen = account_seen(account, spec=spec, ledger=ledger, registry=registry)
+        items = plan_difference(spec=spec, ledger=ledger, seen=seen, registry=registry)
+        if read.offboard:
+            items = plan_offboard(items)
+        items = [item.to_json() for item in items]
+        checks = []
+        if _checked(read):
+            checks = plan_checks(account, spec=spec, customer_id=read.customer_id, items=items)
     except (ClientError, *NO_ANSWER_ERRORS) as exc:  # explained the same way a step's would be
         raise error_translate(exc, doing="Reading the account") from None
-    items = plan_difference(spec=spec, ledger=ledger, seen=seen, registry=registry)
-    if read.offboard:
-        items = plan_offboard(items)
-    return {"items": [item.to_json() for item in items], "seen": seen, "fingerprint": seen_fingerprint(seen)}
+    return {"items": items, "seen": seen, "fingerprint": seen_fingerprint(seen), "checks": checks}
+
+
+def _checked(read: AccountRead) -> bool:
+    """An onboarding's plan is checked for what would fail (an offboarding creates nothing; drift plans nothing)."""
+    return read.purpose == AccountRead.Purpose.PLAN and not read.offboard
+
+
+def _region_check(read: AccountRead, spec: Spec):
+    user = read.requested_by
+    try:
+        return region_check(
+            customer=read.customer, spec=spec, source_identity=user.get_username() if user else "onramp-drift-check"
+        )
+    except (ClientError, *NO_ANSWER_ERRORS) as exc:
+        raise error_translate(exc, doing="Checking the account's region") from None
 
 
 def account_read_execute(*, read_id) -> AccountRead | None:
@@ -97,14 +117,32 @@ def account_read_execute(*, read_id) -> AccountRead | None:
     label = f"worker for {user.get_username()}" if user else "drift check"
     with aws_work(actor_label=label, actor_id=user.pk if user else None, customer_id=read.customer_id) as log:
         try:
-            found = _read_account(read, spec_from_json(read.spec))
+            spec = spec_from_json(read.spec)
+            if _checked(read):
+                # First, and from a region every account has: in an opt-in region the account has not enabled,
+                # nothing else can be read (its credentials are refused there).
+                region = _region_check(read, spec)
+                read.checks = [region.to_json()]
+                if region.outcome == BLOCK:
+                    raise OnrampError(checks_sentence(read.checks), code="RegionNotEnabled")
+            found = _read_account(read, spec)
             read.items, read.seen, read.fingerprint = found["items"], found["seen"], found["fingerprint"]
+            read.checks += [check.to_json() for check in found["checks"]]
             read.status = AccountRead.Status.DONE
         except OnrampError as exc:
             read.status, read.error_code, read.error_message = AccountRead.Status.FAILED, exc.code[:128], str(exc)
         read.finished_at = timezone.now()
         read.save(
-            update_fields=["items", "seen", "fingerprint", "status", "error_code", "error_message", "finished_at"]
+            update_fields=[
+                "items",
+                "seen",
+                "fingerprint",
+                "checks",
+                "status",
+                "error_code",
+                "error_message",
+                "finished_at",
+            ]
         )
         actions: dict[str, int] = {}
         for item in read.items:

@@ -31,10 +31,12 @@ ROLE_VERSION_TAG = "onramp-template-version"
 ROLE_TEMPLATE_VERSION = 3
 # The sha256 of the role's policy (customers.access_policy_document as canonical JSON) at each version, so a
 # policy that changes without a new version fails tests/test_role_template.py. Add a line, never edit one: a
-# deployed role carries the version it was made from. 3: iam:RemoveUserFromGroup without a tag condition.
+# deployed role carries the version it was made from. 3: iam:RemoveUserFromGroup without a tag condition; the
+# plan's checks (GetAccountSummary, HeadBucket, ec2:DescribeRegions); bucket removal's reads (versioning, Object
+# Lock); virtual MFA devices deleted; scan-on-push kept.
 ROLE_POLICY_SHA256 = {
     2: "cfd28e6958d31ece30098c10fec1f10381151973ef1ef008cf34a38dcfdc5701",
-    3: "7c54677191958b1559fe7b0834a54aff6bd7b43d2eac94508a221cc39e2ed503",
+    3: "591a24836076b6f00ef369b1b00f2db03209094b21435c15ffae07240f754fd7",
 }
 # A value Onramp generates at send time (a console password): shown as this in the transcript.
 GENERATED = "<generated>"
@@ -206,6 +208,7 @@ def managed_policy_arn(name: str) -> str:
 # S3 names a few IAM actions differently from the API operations they authorise.
 _ACTION_NAMES = {
     ("s3", "ListBuckets"): "s3:ListAllMyBuckets",
+    ("s3", "HeadBucket"): "s3:ListBucket",
     ("s3", "GetPublicAccessBlock"): "s3:GetBucketPublicAccessBlock",
     ("s3", "PutPublicAccessBlock"): "s3:PutBucketPublicAccessBlock",
     ("s3", "ListObjectVersions"): "s3:ListBucketVersions",
@@ -401,8 +404,9 @@ class Registry:
         return list(seen.values())
 
     def services(self) -> list[str]:
-        """The AWS services the steps call, in the declarations' order."""
-        return list(dict.fromkeys(op.service for op in self.operations()))
+        """The AWS services the steps call, in the declarations' order: the clients a run makes while its role is
+        assumed (not those of extra_operations, such as the region check's EC2, which asks from us-east-1)."""
+        return list(dict.fromkeys(op.service for kind in self.kinds for op in kind.operations))
 
     def publishes(self) -> list[Publish]:
         return [publish for kind in self.kinds for publish in kind.publishes]
@@ -953,6 +957,13 @@ REMOVAL_KINDS = (
     ),
 )
 
+# The plan's checks (provisioning/checks.py): read-only calls beside the plan's read and the run's preflight.
+CHECK_OPERATIONS = (
+    *ops("iam", "GetAccountSummary", "ListAccountAliases", "ListAccessKeys", "ListAttachedUserPolicies"),
+    *ops("s3", "ListBuckets", "HeadBucket"),
+    *ops("ec2", "DescribeRegions"),
+)
+
 REGISTRY = Registry(
     (
         PREFLIGHT,
@@ -968,7 +979,8 @@ REGISTRY = Registry(
         REPOSITORY,
         LIFECYCLE,
         *REMOVAL_KINDS,
-    )
+    ),
+    extra_operations=CHECK_OPERATIONS,
 )
 
 

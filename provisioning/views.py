@@ -17,6 +17,7 @@ from portal.celery import app as celery_app
 from provisioning import documents, vault
 from provisioning.audit import audit_record
 from provisioning.auth import fresh_auth_required
+from provisioning.checks import checks_blocking
 from provisioning.customers import customer_unrevealed, runs_find, runs_with_unrevealed
 from provisioning.errors import OnrampError
 from provisioning.forms import OnboardingForm, RunFilterForm, TeamFormSet, onboarding_validate
@@ -301,6 +302,7 @@ def preview_difference(request, spec, read: AccountRead, *, template="provisioni
         context |= {
             "groups": plan_groups(read.items, offboard=read.offboard),
             "changes": sum(1 for item in read.items if item["action"] != Action.KEEP),
+            "blocked": checks_blocking(read.checks),
             "removing_team": any(i["action"] == Action.REMOVE and i["kind"] == "team.member" for i in read.items),
             "documents": [
                 (step, name, DOCUMENT_TITLES.get(name, name), json.dumps(document, indent=2))

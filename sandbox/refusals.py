@@ -60,6 +60,26 @@ def check_foreign_bucket(layer, call, caller):
     return _refusal("403", "Forbidden", 403)
 
 
+# The account that takes a bucket name first in check_bucket_taken_at_create (a stranger's, as AWS's names are global).
+SQUATTER_ACCOUNT = "999988887777"
+
+
+def check_bucket_taken_at_create(layer, call, caller):
+    """A bucket name free when Onramp checked it and taken by another account before the run creates it: S3's
+    names are global, so AWS answers that CreateBucket BucketAlreadyExists (S3 API reference, CreateBucket). The
+    first CreateBucket for a name in Strictness.bucket_taken_at_create makes the name SQUATTER_ACCOUNT's just
+    before moto answers it; once only (the name leaves the switch), so a retry after the bucket is gone creates it."""
+    from moto.s3.models import s3_backends
+
+    names = [name for name in layer.config.bucket_taken_at_create.split(",") if name]
+    if call.service != "s3" or call.operation != "CreateBucket" or call.bucket not in names:
+        return None
+    layer.config.bucket_taken_at_create = ",".join(name for name in names if name != call.bucket)
+    if call.bucket not in s3_backends.bucket_accounts and caller.account != SQUATTER_ACCOUNT:
+        s3_backends[SQUATTER_ACCOUNT]["aws"].create_bucket(call.bucket, call.region)
+    return None
+
+
 def _size(document: str) -> int:
     return len(re.sub(r"\s", "", document))
 
@@ -115,6 +135,37 @@ def check_opt_in_region(layer, call, caller):
     if call.region not in OPT_IN_REGIONS or call.region in layer.config.enabled_regions.split(","):
         return None
     return _unknown_key(call)
+
+
+def check_describe_regions(layer, call, caller):
+    """EC2 DescribeRegions says which opt-in Regions the account has enabled (EC2 API reference, DescribeRegions:
+    with AllRegions, each Region's OptInStatus is opt-in-not-required, opted-in or not-opted-in); moto answers
+    opt-in-not-required for every Region, so Onramp's region check could never see one it must not use."""
+    if call.service != "ec2" or call.operation != "DescribeRegions":
+        return None
+    from botocore.session import get_session
+
+    enabled = set(layer.config.enabled_regions.split(","))
+    asked = [value for name, value in call.params.items() if name.startswith("RegionName.")]
+    names = asked or [*get_session().get_available_regions("ec2"), *sorted(OPT_IN_REGIONS)]
+    every = call.params.get("AllRegions", "").lower() == "true"
+    items = []
+    for name in dict.fromkeys(names):
+        status = "opt-in-not-required"
+        if name in OPT_IN_REGIONS:
+            status = "opted-in" if name in enabled else "not-opted-in"
+        if status == "not-opted-in" and not every and not asked:
+            continue  # without AllRegions, only the Regions the account can use are listed
+        items.append(
+            f"<item><regionName>{_escape(name)}</regionName><regionEndpoint>ec2.{_escape(name)}.amazonaws.com"
+            f"</regionEndpoint><optInStatus>{status}</optInStatus></item>"
+        )
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<DescribeRegionsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+        f"<requestId>{uuid.uuid4()}</requestId><regionInfo>{''.join(items)}</regionInfo></DescribeRegionsResponse>"
+    )
+    return Listing(body)
 
 
 _TEMPLATE_OPERATIONS = ("CreateStack", "UpdateStack", "CreateChangeSet", "ValidateTemplate", "GetTemplateSummary")
@@ -300,8 +351,10 @@ AUTHENTICATION = (
 )
 CHECKS = (
     ("foreign_bucket", check_foreign_bucket),
+    ("bucket_taken_at_create", check_bucket_taken_at_create),
     ("policy_quotas", check_policy_quotas),
     ("list_buckets_page", check_list_buckets_page),
     ("template_url", check_template_url),
     ("login_profile_window", check_login_profile_window),
+    ("opt_in_regions", check_describe_regions),
 )

@@ -84,6 +84,7 @@ class Strictness:
     # AWS's other refusals (sandbox/refusals.py).
     inactive_keys: bool = False  # an Inactive access key cannot sign a request
     foreign_bucket: bool = False  # HeadBucket on another account's bucket: 403
+    bucket_taken_at_create: str = ""  # names another account takes as the first CreateBucket for them arrives
     policy_quotas: bool = False  # AttachedPoliciesPerUserQuota (10), managed-policy size (6,144)
     opt_in_regions: bool = False  # an opt-in Region not in enabled_regions refuses the account's credentials
     enabled_regions: str = ""  # the opt-in Regions every account has enabled, comma-separated

@@ -392,11 +392,9 @@ def test_a_failed_run_is_edited_and_started_again_as_a_difference_plan(
 ):
     """Failed run → Edit and start again → the difference plan (it removes the policy made for the bucket
     name that was taken) → the run → the customer's page, where the ledger says what happened."""
-    from tests.awsread import account_session
     from tests.conftest import start_run, wait_for_run
 
-    other = account_session(sandbox.url, "999988887777", "us-west-2").s3
-    other.create_bucket(Bucket="taken-media", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    sandbox.configure(bucket_taken_at_create="taken-media")  # taken after the preflight checked it
     failed = wait_for_run(start_run(alice, bucket="taken-media", team=[]))
     assert failed.status == Run.Status.FAILED
     base = live_server.url

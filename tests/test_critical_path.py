@@ -14,7 +14,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from portal.celery import _publisher_drain
+from provisioning import vault
 from provisioning.aws import account_connect, portal_account, process_session
+from provisioning.customers import access_policy_document
 from provisioning.models import Run, StepRun
 from provisioning.registry import REGISTRY
 from provisioning.runs import STEP_TASK, publisher, run_create, run_dispatch
@@ -27,7 +29,6 @@ from tests.conftest import (
     EXAMPLE_KEYS,
     EXTERNAL_ID,
     customer_for,
-    customer_keys_give,
     seal_key,
     spec_data,
     start_run,
@@ -84,10 +85,16 @@ def test_the_preflight_makes_the_clients_the_steps_will_use(db, aws):
     data = spec_data(access="keys", team=[])
     spec = spec_parse(data)
     customer = customer_for(data)
-    customer_keys_give(aws, customer, account_id=CUSTOMER_ACCOUNT)
+    # The customer's keys are a user allowed what the role is: the preflight checks the plan with them.
+    aws.user_make(
+        account_id=CUSTOMER_ACCOUNT, user_name="ops", policy_document=access_policy_document(), keys=EXAMPLE_KEYS
+    )
+    customer.access = "keys"
+    vault.customer_set_keys(customer=customer, access_key_id=EXAMPLE_KEYS[0], secret_access_key=EXAMPLE_KEYS[1])
     account = account_connect(customer=customer, region=spec.region, session_name="unused", source_identity="alice")
     params = {"account_id": spec.account_id}
-    sts.preflight(StepContext(run=None, step=StepRun(key="preflight"), account=account, params=params), params)
+    run = Run(customer=customer, spec=data)  # the preflight checks the plan of the run's spec again
+    sts.preflight(StepContext(run=run, step=StepRun(key="preflight"), account=account, params=params), params)
 
     made = set(account._clients)
     assert made == {(service, spec.region) for service in REGISTRY.services()}

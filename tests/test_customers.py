@@ -28,10 +28,12 @@ from tests.conftest import (
 PORTAL = "123456789012"
 OTHER_ACCOUNT = "444455556666"
 SERVICES = ("sts", "iam", "s3", "ecr")
-# Where Onramp calls AWS inside a customer's account: the steps, the key rotation, and the calls the
+# The plan's checks also ask EC2 which opt-in Regions the account enabled (never a run's step in us-west-2).
+CHECK_SERVICES = ("ec2",)
+# Where Onramp calls AWS inside a customer's account: the steps, the key rotation, the plan's checks, and the calls the
 # registry declares (the steps send those as declared).
 APP = Path(provisioning.__file__).parent
-CODE = [*sorted((APP / "steps").glob("*.py")), APP / "rotation.py"]
+CODE = [*sorted((APP / "steps").glob("*.py")), APP / "rotation.py", APP / "checks.py"]
 REGISTRY_FILE = APP / "registry.py"
 
 
@@ -41,7 +43,7 @@ def _api_names() -> dict[str, dict[str, str]]:
         service: boto3.client(
             service, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
         ).meta.method_to_api_mapping
-        for service in SERVICES
+        for service in (*SERVICES, *CHECK_SERVICES)
     }
 
 

@@ -97,8 +97,7 @@ def test_a_member_removed_from_the_spec_loses_their_user_the_way_aws_requires_an
 def test_the_failed_bucket_story_ends_with_one_media_policy_for_the_bucket_in_use(worker, alice, sandbox):
     """A run fails on a bucket name taken by another account; the tech lead edits the spec and starts
     again with another bucket. The plan removes the policy Onramp made for the first name."""
-    other = account_session(sandbox.url, "999988887777", "us-west-2").s3
-    other.create_bucket(Bucket="taken-media", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    sandbox.configure(bucket_taken_at_create="taken-media")  # taken after the preflight checked it
     failed = wait_for_run(start_run(alice, bucket="taken-media"))
     assert failed.status == Run.Status.FAILED
     assert failed.steps.get(key="s3.bucket").error_code == "BucketAlreadyExists"

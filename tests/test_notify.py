@@ -27,7 +27,6 @@ from django.utils import timezone
 
 from provisioning import notify, tasks, vault
 from provisioning.models import AuditEvent, Credential, Run
-from tests.awsread import account_session
 from tests.conftest import customer_make, finished_run, seal_key, spec_data, start_run, wait_for_run
 from tests.test_vault import _hits
 from tests.waiting import wait_until
@@ -176,8 +175,7 @@ def test_a_succeeded_run_emails_its_tech_lead_and_posts_to_the_webhook_without_a
 
 
 def test_a_failed_run_tells_its_tech_lead_what_failed_and_why(worker, alice, smtp, webhook, sandbox):
-    squatter = account_session(sandbox.url, "999988887777", "us-west-2").s3
-    squatter.create_bucket(Bucket="acme-app-media", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    sandbox.configure(bucket_taken_at_create="acme-app-media")  # taken after the preflight checked it
     run = wait_for_run(start_run(alice))
     assert run.status == Run.Status.FAILED
     secrets = _sealed_secrets(run)  # the access key was made before the run failed

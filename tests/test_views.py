@@ -397,7 +397,7 @@ def test_a_run_from_the_form_to_the_revealed_key(client, worker, alice):
 
 
 def test_a_failed_step_shows_the_aws_code_and_what_to_do_then_retry_finishes_the_run(client, worker, aws, alice):
-    _default_account_s3(aws).create_bucket(Bucket="acme-app-media")
+    aws.configure(bucket_taken_at_create="acme-app-media")  # taken after the preflight checked it
     run = wait_for_run(start_run(alice))
     assert run.status == Run.Status.FAILED
     response = login(client, alice).get(f"/runs/{run.pk}/")

@@ -5,6 +5,7 @@ from concurrent.futures import wait
 from botocore.exceptions import ClientError
 
 from provisioning.aws import aws_beside, error_code, error_translate
+from provisioning.checks import checks_blocking, checks_sentence, plan_checks
 from provisioning.errors import StepFailed
 from provisioning.ledger import ledger_rows
 from provisioning.models import AccountRead, Customer
@@ -101,6 +102,24 @@ def _plan_still_current(ctx: StepContext, read_id: str) -> None:
     )
 
 
+def _checks_repeat(ctx: StepContext, read_id: str | None) -> None:
+    """The plan's blocking checks again, before anything is written: a bucket name taken or a user's keys made
+    by hand since the plan was read (or a plan with no read, which creates everything) stops the run here. The
+    region needs no call: the account was just reached in it."""
+    read = AccountRead.objects.get(pk=read_id) if read_id else None
+    if read is not None and read.offboard:
+        return  # an offboarding creates nothing: nothing of it can fail the checks
+    spec = spec_from_json(ctx.run.spec)
+    items = read.items if read is not None else None
+    try:
+        checks = plan_checks(ctx.account, spec=spec, customer_id=ctx.run.customer_id, items=items)
+    except ClientError as exc:
+        raise error_translate(exc, doing="Checking the plan again") from None
+    blocking = checks_blocking(checks)
+    if blocking:
+        raise StepFailed(f"Nothing was changed: {checks_sentence(blocking)}", code="PlanCheckFailed")
+
+
 def preflight(ctx: StepContext, params: dict) -> StepResult:
     role = ctx.account.access == Access.ROLE and params.get("role_arn")
     sts = ctx.client("sts")  # first: the identity check's call goes out before the other clients are made
@@ -123,4 +142,5 @@ def preflight(ctx: StepContext, params: dict) -> StepResult:
             raise problem
     if params.get("read"):
         _plan_still_current(ctx, params["read"])
+    _checks_repeat(ctx, params.get("read"))
     return StepResult(adopted=False, outputs={**identity, "via": ctx.account.access})

@@ -1,0 +1,239 @@
+"""The plan's checks: what would make a run fail half-way, found before it starts (issue 32 point 4).
+
+Read-only calls made beside the plan's read of the account (provisioning/reads.py) and again, for the blocking
+ones, by the run's preflight (provisioning/steps/sts.py). Each check is a row of the preview: passes, warns, or
+blocks (Start stays disabled). The callers audit the calls (aws_work / the step's log)."""
+
+from concurrent.futures import wait
+from dataclasses import asdict, dataclass
+
+from botocore.exceptions import ClientError
+
+from provisioning.aws import OPT_IN_REGIONS, AwsAccount, account_connect, aws_beside, error_code
+from provisioning.documents import media_policy_name
+from provisioning.models import Resource
+from provisioning.registry import BILLING_REMINDER, managed_policy_arn, member_params, member_policies, policy_arn
+from provisioning.spec import Spec
+from provisioning.vocabulary import Access
+
+PASS, WARN, BLOCK = "pass", "warn", "block"
+# AWS's limit of access keys per IAM user (IAM User Guide, "IAM and AWS STS quotas": two, active or not).
+ACCESS_KEYS_PER_USER = 2
+# Regions every account has (not opt-in) answer DescribeRegions from here whatever the spec's region.
+ALWAYS_ENABLED_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str  # bucket, alias, access_keys, policies, region, billing
+    title: str
+    outcome: str  # PASS, WARN or BLOCK
+    sentence: str
+    todo: str = ""  # what to do about it (a warning's or a block's)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _creates(items: list[dict] | None, kind: str) -> bool:
+    """Whether the plan makes `kind`'s resource (None: a plan with no read creates everything)."""
+    if items is None:
+        return True
+    return any(item["kind"] == kind and item["action"] in ("create", "change") for item in items)
+
+
+def _absent_is_empty(call, field: str) -> list:
+    try:
+        return call()[field]
+    except ClientError as exc:
+        if error_code(exc) == "NoSuchEntity":
+            return []
+        raise
+
+
+def bucket_check(account: AwsAccount, *, spec: Spec, items: list[dict] | None) -> Check:
+    """The bucket's name is the account's own, or free: S3 names are global, and HeadBucket answers 403 for a
+    bucket of another account (S3 cannot tell more without s3:ListBucket on it). A free name can still be
+    taken before the run: the bucket step still handles BucketAlreadyExists."""
+    title = f"Bucket name {spec.bucket}"
+    if not _creates(items, "s3.bucket"):
+        return Check("bucket", title, PASS, "The bucket is already this account's.")
+    s3 = account.client("s3")
+    # Paginated (an account may have up to 10,000 buckets per page) and narrowed to names starting with this one.
+    for page in s3.get_paginator("list_buckets").paginate(Prefix=spec.bucket):
+        if any(bucket["Name"] == spec.bucket for bucket in page.get("Buckets", [])):
+            return Check("bucket", title, PASS, "The bucket is already this account's.")
+    try:
+        s3.head_bucket(Bucket=spec.bucket)
+    except ClientError as exc:
+        if error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
+            return Check("bucket", title, PASS, "The name is free: the run creates the bucket.")
+        if error_code(exc) not in ("403", "Forbidden", "AccessDenied"):
+            raise
+    return Check(
+        "bucket",
+        title,
+        BLOCK,
+        f"Another AWS account already has a bucket named {spec.bucket} (bucket names are global).",
+        "Choose another bucket name.",
+    )
+
+
+def alias_owner(*, spec: Spec, customer_id: int | None) -> str:
+    """The name of another customer whose account Onramp's ledger gave the spec's alias ("" if none)."""
+    if not spec.account_alias:
+        return ""
+    others = Resource.objects.filter(
+        kind="account.alias", identity=spec.account_alias, state=Resource.State.PRESENT
+    ).exclude(customer_id=customer_id)
+    other = others.select_related("customer").first()
+    return other.customer.name if other is not None else ""
+
+
+def alias_check(account: AwsAccount, *, spec: Spec, owner: str) -> Check | None:
+    """The alias is not another customer's in Onramp's ledger (`owner`: alias_owner), and the account has no
+    other alias: Onramp never replaces one (an account has at most one)."""
+    if not spec.account_alias:
+        return None
+    title = f"Sign-in alias {spec.account_alias}"
+    if owner:
+        return Check(
+            "alias",
+            title,
+            BLOCK,
+            f"Onramp already gave the alias {spec.account_alias} to {owner}'s account.",
+            "Choose another alias.",
+        )
+    aliases = account.client("iam").list_account_aliases()["AccountAliases"]
+    if aliases and aliases[0] != spec.account_alias:
+        return Check(
+            "alias",
+            title,
+            WARN,
+            f"The account already has the alias {aliases[0]}; Onramp never replaces one, so that alias stays.",
+            "Leave the alias empty, or ask the customer to delete theirs first.",
+        )
+    return Check("alias", title, PASS, "The alias is free for this account.")
+
+
+def access_keys_check(account: AwsAccount, *, spec: Spec, items: list[dict] | None) -> Check | None:
+    """A user has at most two access keys: a plan that makes one for a user at two would fail there."""
+    if not _creates(items, "iam.access_key"):
+        return None
+    title = f"Access keys of {spec.app_name}"
+    iam = account.client("iam")
+    keys = _absent_is_empty(lambda: iam.list_access_keys(UserName=spec.app_name), "AccessKeyMetadata")
+    if len(keys) >= ACCESS_KEYS_PER_USER:
+        return Check(
+            "access_keys",
+            title,
+            BLOCK,
+            f"{spec.app_name} already has {len(keys)} access keys, AWS's limit: the plan makes one more.",
+            "Delete one of the user's keys in the account (IAM, Users, Security credentials), then plan again.",
+        )
+    return Check(
+        "access_keys", title, PASS, f"{spec.app_name} has {len(keys)} access key(s) of {ACCESS_KEYS_PER_USER}."
+    )
+
+
+def _wanted_policies(spec: Spec) -> dict[str, set[str]]:
+    """By user name, the managed policies the spec attaches to them."""
+    media = media_policy_name(scope=spec.media_scope, bucket=spec.bucket)
+    wanted = {spec.app_name: {policy_arn(spec.account_id, media)}}
+    for member in spec.team:
+        params = member_params(member, spec)
+        wanted[member.email] = {managed_policy_arn(name) for name in member_policies(params)}
+    return wanted
+
+
+def policies_check(account: AwsAccount, *, spec: Spec) -> Check:
+    """No user ends past the account's AttachedPoliciesPerUserQuota (GetAccountSummary): one below it warns."""
+    iam = account.client("iam")
+    quota = iam.get_account_summary()["SummaryMap"]["AttachedPoliciesPerUserQuota"]
+    worst, most = "", -1
+    for user, wanted in _wanted_policies(spec).items():
+        attached = _absent_is_empty(lambda u=user: iam.list_attached_user_policies(UserName=u), "AttachedPolicies")
+        after = len({policy["PolicyArn"] for policy in attached} | wanted)
+        if after > most:
+            worst, most = user, after
+    title = "Managed policies per user"
+    if most > quota:
+        return Check(
+            "policies",
+            title,
+            BLOCK,
+            f"{worst} would have {most} managed policies; the account allows {quota} per user.",
+            f"Detach {most - quota} of {worst}'s policies in the account, or ask AWS to raise the quota.",
+        )
+    if most >= quota - 1:
+        return Check(
+            "policies",
+            title,
+            WARN,
+            f"{worst} will have {most} managed policies of the {quota} the account allows per user.",
+            "Nothing blocks this plan; the next policy for this user may not fit.",
+        )
+    return Check("policies", title, PASS, f"Every user stays under the account's {quota} policies per user.")
+
+
+def billing_check(*, spec: Spec) -> Check | None:
+    """Always a warning where a tech lead needs Billing: the account owner switches IAM access on, no API can."""
+    if not spec.has_tech_lead:
+        return None
+    return Check("billing", "Billing access for tech leads", WARN, BILLING_REMINDER, "Ask the account owner.")
+
+
+def region_check(*, customer, spec: Spec, source_identity: str) -> Check:
+    """The spec's region is enabled for the account. Regions that are not opt-in always are; an opt-in one is
+    asked with EC2 DescribeRegions (its OptInStatus) from a region every account has, since the account's
+    credentials are refused in an opt-in region it has not enabled."""
+    title = f"Region {spec.region}"
+    if spec.region not in OPT_IN_REGIONS:
+        return Check("region", title, PASS, "The region is enabled in every account.")
+    account = account_connect(
+        customer=customer,
+        region=ALWAYS_ENABLED_REGION,
+        access=spec.access,
+        role_arn=spec.role_arn,
+        external_id=spec.external_id,
+        session_name="onramp-region-check",
+        source_identity=source_identity,
+    )
+    regions = account.client("ec2").describe_regions(RegionNames=[spec.region], AllRegions=True)["Regions"]
+    status = next((r.get("OptInStatus", "") for r in regions if r["RegionName"] == spec.region), "")
+    if status in ("opted-in", "opt-in-not-required"):
+        return Check("region", title, PASS, "The account has enabled this opt-in region.")
+    who = "the customer's account" if spec.access != Access.ROLE else "the customer's account (and Onramp's own)"
+    return Check(
+        "region",
+        title,
+        BLOCK,
+        f"{spec.region} is an opt-in region that {who} has not enabled.",
+        "Enable it (Account, AWS Regions), or choose another region.",
+    )
+
+
+def plan_checks(account: AwsAccount, *, spec: Spec, customer_id: int | None, items: list[dict] | None) -> list[Check]:
+    """The checks that need the account reached in its region (the region's own comes first, separately). Each
+    check's calls go beside the others' (one round trip or two in all, not one per call); the ledger is read
+    here, in the caller's thread and transaction."""
+    owner = alias_owner(spec=spec, customer_id=customer_id)
+    works = [
+        lambda: bucket_check(account, spec=spec, items=items),
+        lambda: alias_check(account, spec=spec, owner=owner),
+        lambda: access_keys_check(account, spec=spec, items=items),
+        lambda: policies_check(account, spec=spec),
+    ]
+    futures = [aws_beside(work) for work in works]
+    wait(futures)  # every call done (and audited on the caller's log) before any failure is raised
+    found = [future.result() for future in futures] + [billing_check(spec=spec)]
+    return [check for check in found if check is not None]
+
+
+def checks_blocking(checks: list[Check] | list[dict]) -> list[dict]:
+    rows = [check.to_json() if isinstance(check, Check) else check for check in checks]
+    return [row for row in rows if row["outcome"] == BLOCK]
+
+
+def checks_sentence(blocking: list[dict]) -> str:
+    return " ".join(f"{row['sentence']} {row['todo']}".strip() for row in blocking)
