@@ -160,8 +160,14 @@ def test_every_post_without_a_csrf_token_is_refused(world, alice, dana):
         client = Client(enforce_csrf_checks=True)
         if user is not None:
             client.force_login(user)
-        for _name, url in _urls(world):
+        for name, url in _urls(world):
             response = client.post(url, {"username": "alice", "password": PASSWORD})
+            if name == "setup_action":
+                # The customer's set-up page is exempt from Django's check (under Referrer-Policy: no-referrer a
+                # browser posts "Origin: null"); without its SameSite=Lax signed cookie a POST does nothing (404).
+                # tests/test_setup_links.py covers the cross-site refusal.
+                assert response.status_code in (403, 404), (user, url, response.status_code)
+                continue
             assert response.status_code == 403, (user, url, response.status_code)
     run, credential = world["run"], world["credential"]
     run.refresh_from_db()
