@@ -28,10 +28,24 @@ def soak_redis():
     """A redis-server of our own that keeps nothing on disk: the shared one is never restarted."""
     server = RedisServer().start()
     previous = celery_app.conf.broker_url, celery_app.conf.result_backend
-    celery_app.conf.update(broker_url=server.url, result_backend=server.url)
+    _broker_use(server.url, server.url)
     yield server
-    celery_app.conf.update(broker_url=previous[0], result_backend=previous[1])
+    _broker_use(*previous)
     server.stop()
+
+
+def _broker_use(broker_url: str, result_backend: str) -> None:
+    """Send this process's tasks to `broker_url` from now on. Celery keeps the connection and producer pools and
+    the result backend it made at first use: once the session's test worker has run (any end-to-end test before
+    this one), changing the settings alone would still send a scenario's run to the shared Redis, where that
+    worker, not the scenario's, would take it."""
+    celery_app.conf.update(broker_url=broker_url, result_backend=result_backend)
+    if celery_app._pool is not None:
+        celery_app._pool.force_close_all()
+        celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+    celery_app._backend_cache = None  # the result backend, made again from the settings at its next use
+    celery_app._local.__dict__.pop("backend", None)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
