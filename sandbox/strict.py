@@ -455,9 +455,10 @@ def check_names(layer: "StrictLayer", call: Call, caller: Caller) -> Refusal | N
 
 
 _TAGGED_CREATES = {
-    ("iam", "CreateUser"): ("iam:TagUser", "user/{UserName}"),
-    ("iam", "CreateRole"): ("iam:TagRole", "role/{RoleName}"),
-    ("iam", "CreatePolicy"): ("iam:TagPolicy", "policy/{PolicyName}"),
+    # An IAM entity's ARN holds its path: the tagging is authorized on the ARN the create makes.
+    ("iam", "CreateUser"): ("iam:TagUser", "user{Path}{UserName}"),
+    ("iam", "CreateRole"): ("iam:TagRole", "role{Path}{RoleName}"),
+    ("iam", "CreatePolicy"): ("iam:TagPolicy", "policy{Path}{PolicyName}"),
     ("ecr", "CreateRepository"): ("ecr:TagResource", "repository/{repositoryName}"),
 }
 
@@ -472,7 +473,7 @@ def _needed_too(call: Call, caller: Caller) -> list[tuple[str, str]]:
             if call.service == "iam"
             else f"arn:aws:ecr:{call.region}:{caller.account}:"
         )
-        return [(action, prefix + path.format_map(call.params))]
+        return [(action, prefix + path.format_map({"Path": "/", **call.params}))]
     needed = []
     if call.operation == "CreateBucket":
         bucket = f"arn:aws:s3:::{call.bucket}"
