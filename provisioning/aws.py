@@ -36,6 +36,7 @@ from django.conf import settings
 from provisioning.audit import CallLog, audit_write, redact
 from provisioning.errors import AwsError, ConnectionSettingsError, OnrampError
 from provisioning.registry import (
+    ONRAMP_PATH,
     REGISTRY,
     ROLE_TEMPLATE_VERSION,
     ApiCall,
@@ -203,10 +204,20 @@ def _role_denied(action: str, resource: str) -> str:
         " and ".join(filter(None, [_condition_words(condition), f"it is {where}" if where != "*" else ""]))
         for condition, where in grants
     )
+    if any(where != "*" for condition, where in grants):
+        # Users and groups: the role reaches only its own path (provisioning.registry ONRAMP_PATH).
+        why = (
+            f"Onramp acts only on the IAM users and groups in its path {ONRAMP_PATH}, those it made and those the "
+            "customer moved there to hand them over: this one is outside it."
+        )
+    else:
+        why = (
+            "Onramp acts only on what it tagged managed-by=onramp when it made or adopted it: the resource was "
+            "made by hand or its tag was removed."
+        )
     return (
         f"Onramp's identity in the customer's account is not allowed to do this: a condition of the customer's role "
-        f"refused {action}{on}. {template} allows it only when {limits}. Onramp acts only on what it tagged "
-        "managed-by=onramp when it made or adopted it: the resource was made by hand or its tag was removed."
+        f"refused {action}{on}. {template} allows it only when {limits}. {why}"
     )
 
 

@@ -28,7 +28,15 @@ from provisioning.models import (
     new_external_id,
 )
 from provisioning.models import Resource as LedgerRow
-from provisioning.registry import REGISTRY, ROLE_NAME, ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG, Registry
+from provisioning.registry import (
+    ONRAMPS_GROUPS,
+    ONRAMPS_USERS,
+    REGISTRY,
+    ROLE_NAME,
+    ROLE_TEMPLATE_VERSION,
+    ROLE_VERSION_TAG,
+    Registry,
+)
 from provisioning.role_versions import condition_document, policy_changes_in_words, version_policy
 from provisioning.steps.sts import identity_check, role_version_problem, role_version_read
 from provisioning.teams import is_admin
@@ -48,6 +56,8 @@ def actions_for(registry: Registry = REGISTRY) -> dict[str, list[str]]:
 
 # How a conditioned statement is named after its condition's key.
 _CONDITION_NAMES = {"iam:PolicyARN": "OnlyListedPolicies", "aws:ResourceTag/managed-by": "OnlyWhatOnrampTagged"}
+# And an unconditioned one after its resource (a Sid is unique within a policy).
+_RESOURCE_NAMES = {ONRAMPS_USERS: "OnlyOnrampsUsers", ONRAMPS_GROUPS: "OnlyOnrampsGroups"}
 
 
 def _statements(registry: Registry) -> list[dict]:
@@ -72,7 +82,7 @@ def _statements(registry: Registry) -> list[dict]:
         name = (
             _CONDITION_NAMES.get(condition[0][1], "Conditioned")
             if condition
-            else ("" if resource == "*" else "OwnRole")
+            else _RESOURCE_NAMES.get(resource, "" if resource == "*" else "OwnRole")
         )
         statement = {"Sid": f"Onramp{service.upper()}{name}", "Effect": "Allow", "Action": sorted(actions)}
         statement["Resource"] = resource

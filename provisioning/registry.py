@@ -33,14 +33,20 @@ ROLE_TEMPLATE_VERSION = 3
 # policy that changes without a new version fails tests/test_role_template.py. Add a line, never edit one: a
 # deployed role carries the version it was made from. 3: iam:RemoveUserFromGroup without a tag condition; the
 # plan's checks (GetAccountSummary, HeadBucket, ec2:DescribeRegions); bucket removal's reads (versioning, Object
-# Lock); virtual MFA devices deleted; scan-on-push kept.
+# Lock); virtual MFA devices deleted; scan-on-push kept; users' and groups' writes only in the /onramp/ path.
 ROLE_POLICY_SHA256 = {
     2: "cfd28e6958d31ece30098c10fec1f10381151973ef1ef008cf34a38dcfdc5701",
-    3: "591a24836076b6f00ef369b1b00f2db03209094b21435c15ffae07240f754fd7",
+    3: "974186e825faea9bad7efe59bf878147ab6a470f10d8cc397227a5d6872ffb99",
 }
 # A value Onramp generates at send time (a console password): shown as this in the transcript.
 GENERATED = "<generated>"
 MANAGED_TAGS = [{"Key": MANAGED_BY_TAG[0], "Value": MANAGED_BY_TAG[1]}]
+# Onramp's users and groups live under this IAM path. An IAM ARN holds the path, so the role's write actions on
+# users and groups name only ARNs under it: what Onramp did not make (or the customer did not hand over by moving
+# it here) is beyond its reach, group membership included (AddUserToGroup's only resource is the group).
+ONRAMP_PATH = "/onramp/"
+ONRAMPS_USERS = f"arn:aws:iam::*:user{ONRAMP_PATH}*"
+ONRAMPS_GROUPS = f"arn:aws:iam::*:group{ONRAMP_PATH}*"
 CHANGE_PASSWORD_POLICY = "IAMUserChangePassword"  # noqa: S105 (an AWS managed policy's name)
 MEDIA_POLICY_DESCRIPTION = "Grants access to S3 buckets and objects"
 BRANCHES = {
@@ -91,11 +97,32 @@ def create_account_alias(alias: str) -> ApiCall:
 
 
 def create_group(group: str) -> ApiCall:
-    return ApiCall("iam", "CreateGroup", {"GroupName": group})
+    return ApiCall("iam", "CreateGroup", {"GroupName": group, "Path": ONRAMP_PATH})
 
 
 def create_user(user: str) -> ApiCall:
-    return ApiCall("iam", "CreateUser", {"UserName": user, "Tags": MANAGED_TAGS})
+    return ApiCall("iam", "CreateUser", {"UserName": user, "Path": ONRAMP_PATH, "Tags": MANAGED_TAGS})
+
+
+def user_outside_sentence(user: str) -> str:
+    return (
+        f"The IAM user {user} exists outside Onramp's path {ONRAMP_PATH}: Onramp cannot take it over. To hand it "
+        f"to Onramp, the customer moves it into the path (aws iam update-user --user-name {user} --new-path "
+        f"{ONRAMP_PATH}); otherwise choose another name."
+    )
+
+
+def group_outside_sentence(group: str) -> str:
+    return (
+        f"The IAM group {group} exists outside Onramp's path {ONRAMP_PATH}: Onramp cannot take it over. To hand it "
+        f"to Onramp, the customer moves it into the path (aws iam update-group --group-name {group} --new-path "
+        f"{ONRAMP_PATH}); otherwise choose another group name."
+    )
+
+
+def user_path_move(user: str) -> ApiCall:
+    """A user Onramp made before its path existed (tagged as Onramp's), moved into the path once."""
+    return ApiCall("iam", "UpdateUser", {"UserName": user, "NewPath": ONRAMP_PATH})
 
 
 def tag_user(user: str) -> ApiCall:
@@ -434,11 +461,19 @@ ATTACH_CONDITION = (
         ("arn:aws:iam::*:policy/MediaManagement*", *sorted(managed_policy_arn(p) for p in ATTACHABLE_POLICIES)),
     ),
 )
-# What changes or deletes a user, its keys, password and policies reaches only users tagged as Onramp's: those
-# it created, and those it adopted (tagged when adopted). Not group membership: RemoveUserFromGroup's only
-# resource is the group, IAM groups take no tags, so AWS would find no aws:ResourceTag in the request and
-# refuse it. Like AddUserToGroup it is unconditioned; the ledger says which users and groups are Onramp's.
+# What creates, changes or deletes a user, its keys, password and policies reaches only users in Onramp's path
+# (ONRAMPS_USERS); groups and their membership only groups in it (ONRAMPS_GROUPS). The one exception is the
+# move of a user Onramp made before the path existed: UpdateUser on any user, but only one tagged as Onramp's
+# (AWS authorizes a move on the user where it is and where it goes: "*" covers both; the tag is the user's).
 ONRAMPS_ONLY = (("StringEquals", f"aws:ResourceTag/{MANAGED_BY_TAG[0]}", (MANAGED_BY_TAG[1],)),)
+
+
+def user_ops(*names: str, **kwargs) -> tuple[Operation, ...]:
+    return ops("iam", *names, resource=ONRAMPS_USERS, **kwargs)
+
+
+def group_ops(*names: str) -> tuple[Operation, ...]:
+    return ops("iam", *names, resource=ONRAMPS_GROUPS)
 
 
 def _media_params(spec: Spec) -> dict:
@@ -506,7 +541,12 @@ def _compare_alias(params: dict, seen: dict, previous: dict | None) -> list[Diff
 
 
 def _compare_tag(seen: dict) -> list[Difference]:
-    return [] if seen["tagged"] else [Difference(f"tag {MANAGED_BY_TAG[0]}", MANAGED_BY_TAG[1], "none")]
+    found = [] if seen["tagged"] else [Difference(f"tag {MANAGED_BY_TAG[0]}", MANAGED_BY_TAG[1], "none")]
+    # Outside the path: Onramp's own user of before the path is moved; anyone else's only the customer can move.
+    path = seen.get("path", ONRAMP_PATH)
+    if path != ONRAMP_PATH:
+        found.append(Difference("IAM path", ONRAMP_PATH, path, repairable=bool(seen["tagged"])))
+    return found
 
 
 def _compare_app_user(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
@@ -529,7 +569,9 @@ NOT_ONRAMPS = "made by hand, not by Onramp (reported; Onramp leaves it)"
 
 
 def _compare_group(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
-    return [
+    path = seen.get("path", ONRAMP_PATH)
+    outside = [] if path == ONRAMP_PATH else [Difference("IAM path", ONRAMP_PATH, path, repairable=False)]
+    return outside + [
         Difference(f"member {member['name']}", "not in the group", NOT_ONRAMPS, repairable=False)
         for member in seen.get("members", [])
         if member.get("onramps") is False
@@ -649,7 +691,7 @@ GROUP = StepKind(
     title=lambda p: f"Group {p['group']}",
     instances=lambda spec: [{"group": spec.group_name}],
     calls=lambda p: [create_group(p["group"])],
-    operations=ops("iam", "CreateGroup", "GetGroup"),
+    operations=(*group_ops("CreateGroup"), *ops("iam", "GetGroup")),
     resource=ResourceRecord("IAM group", "group", "group"),
     publishes=(Publish("group", "arn", "Group"),),
     compare=_compare_group,
@@ -663,8 +705,11 @@ APP_USER = StepKind(
     after=("iam.group",),
     calls=lambda p: [create_user(p["user"]), add_user_to_group(p["user"], p["group"])],
     operations=(
-        *ops("iam", "CreateUser", also=("iam:TagUser",)),
-        *ops("iam", "GetUser", "ListGroupsForUser", "AddUserToGroup", "TagUser"),
+        *user_ops("CreateUser", also=("iam:TagUser",)),
+        *user_ops("TagUser"),
+        *ops("iam", "UpdateUser", condition=ONRAMPS_ONLY),
+        *ops("iam", "GetUser", "ListGroupsForUser"),
+        *group_ops("AddUserToGroup"),
     ),
     resource=ResourceRecord("IAM user (app)", "user", "user"),
     publishes=(Publish("app_user", "arn", "App user"),),
@@ -690,7 +735,7 @@ MEDIA_POLICY = StepKind(
             "DeletePolicyVersion",
             "ListAttachedUserPolicies",
         ),
-        *ops("iam", "AttachUserPolicy", condition=ATTACH_CONDITION),
+        *user_ops("AttachUserPolicy", condition=ATTACH_CONDITION),
     ),
     resource=ResourceRecord("IAM policy", "name", "policy"),
     publishes=(Publish("policy", "arn", "Policy"),),
@@ -706,8 +751,8 @@ ACCESS_KEY = StepKind(
     calls=lambda p: [create_access_key(p["user"])],
     # Update and Delete: "Issue a new key" retires the old key.
     operations=(
-        *ops("iam", "ListAccessKeys", "CreateAccessKey"),
-        *ops("iam", "UpdateAccessKey", "DeleteAccessKey", condition=ONRAMPS_ONLY),
+        *ops("iam", "ListAccessKeys"),
+        *user_ops("CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey"),
     ),
     resource=ResourceRecord("Access key", "user", "access_key_id", arn_output=""),
     publishes=(Publish("access_key_id", "access_key_id", "Access key id"),),
@@ -723,10 +768,11 @@ TEAM_MEMBER = StepKind(
     instance_id=lambda p: p["email"],
     calls=_member_calls,
     operations=(
-        *ops("iam", "CreateUser", also=("iam:TagUser",)),
-        *ops("iam", "GetUser", "ListAttachedUserPolicies", "GetLoginProfile", "CreateLoginProfile", "TagUser"),
-        *ops("iam", "AttachUserPolicy", condition=ATTACH_CONDITION),
-        *ops("iam", "DetachUserPolicy", "DeleteLoginProfile", condition=ONRAMPS_ONLY),
+        *user_ops("CreateUser", also=("iam:TagUser",)),
+        *user_ops("TagUser", "CreateLoginProfile", "DetachUserPolicy", "DeleteLoginProfile"),
+        *ops("iam", "UpdateUser", condition=ONRAMPS_ONLY),
+        *ops("iam", "GetUser", "ListAttachedUserPolicies", "GetLoginProfile"),
+        *user_ops("AttachUserPolicy", condition=ATTACH_CONDITION),
     ),
     resource=ResourceRecord("IAM user (team)", "email", "user"),
     publishes=(Publish("team", "arn", "Team user", many=True),),
@@ -830,37 +876,37 @@ USER_REMOVAL_KINDS = (
         "login_profile",
         "{user}: end console access (delete the login profile)",
         *ops("iam", "GetLoginProfile"),
-        *ops("iam", "DeleteLoginProfile", condition=ONRAMPS_ONLY),
+        *user_ops("DeleteLoginProfile"),
     ),
     _user_step(
         "access_keys",
         "{user}: delete the access keys",
         *ops("iam", "ListAccessKeys"),
-        *ops("iam", "DeleteAccessKey", condition=ONRAMPS_ONLY),
+        *user_ops("DeleteAccessKey"),
     ),
     _user_step(
         "signing_certificates",
         "{user}: delete the signing certificates",
         *ops("iam", "ListSigningCertificates"),
-        *ops("iam", "DeleteSigningCertificate", condition=ONRAMPS_ONLY),
+        *user_ops("DeleteSigningCertificate"),
     ),
     _user_step(
         "ssh_public_keys",
         "{user}: delete the SSH public keys",
         *ops("iam", "ListSSHPublicKeys"),
-        *ops("iam", "DeleteSSHPublicKey", condition=ONRAMPS_ONLY),
+        *user_ops("DeleteSSHPublicKey"),
     ),
     _user_step(
         "service_credentials",
         "{user}: delete the service-specific credentials",
         *ops("iam", "ListServiceSpecificCredentials"),
-        *ops("iam", "DeleteServiceSpecificCredential", condition=ONRAMPS_ONLY),
+        *user_ops("DeleteServiceSpecificCredential"),
     ),
     _user_step(
         "mfa_devices",
         "{user}: deactivate the MFA devices, and delete the virtual ones",
         *ops("iam", "ListMFADevices"),
-        *ops("iam", "DeactivateMFADevice", condition=ONRAMPS_ONLY),
+        *user_ops("DeactivateMFADevice"),
         # A virtual device is its own resource (arn:…:mfa/NAME), untagged by whoever made it: no condition can
         # keep this to Onramp's users; the step deletes only a device it has just deactivated from one.
         *ops("iam", "DeleteVirtualMFADevice"),
@@ -869,23 +915,24 @@ USER_REMOVAL_KINDS = (
         "inline_policies",
         "{user}: delete the inline policies",
         *ops("iam", "ListUserPolicies"),
-        *ops("iam", "DeleteUserPolicy", condition=ONRAMPS_ONLY),
+        *user_ops("DeleteUserPolicy"),
     ),
     _user_step(
         "attached_policies",
         "{user}: detach the managed policies",
         *ops("iam", "ListAttachedUserPolicies"),
-        *ops("iam", "DetachUserPolicy", condition=ONRAMPS_ONLY),
+        *user_ops("DetachUserPolicy"),
     ),
     _user_step(
         "groups",
         "{user}: leave the groups",
-        *ops("iam", "ListGroupsForUser", "RemoveUserFromGroup"),
+        *ops("iam", "ListGroupsForUser"),
+        *group_ops("RemoveUserFromGroup"),
     ),
     _user_step(
         "",
         "Delete the IAM user {user}",
-        *ops("iam", "DeleteUser", condition=ONRAMPS_ONLY),
+        *user_ops("DeleteUser"),
         calls=lambda p: [ApiCall("iam", "DeleteUser", {"UserName": p["name"]})],
     ),
 )
@@ -901,7 +948,7 @@ REMOVAL_KINDS = (
         "remove.iam.access_key",
         lambda p: f"Delete the access key {p['name']} Onramp made for {p['user']} (the user stays)",
         # The very permissions "Issue a new key" has: the role's policy is unchanged.
-        ops("iam", "UpdateAccessKey", "DeleteAccessKey", condition=ONRAMPS_ONLY),
+        user_ops("UpdateAccessKey", "DeleteAccessKey"),
         calls=lambda p: [ApiCall("iam", "DeleteAccessKey", {"UserName": p["user"], "AccessKeyId": p["name"]})],
     ),
     _removal(
@@ -910,9 +957,10 @@ REMOVAL_KINDS = (
         (
             # Detaching from a user touches the user: only Onramp's (a role or another user keeps it attached,
             # and the removal stops saying so).
-            *ops("iam", "ListEntitiesForPolicy", "ListPolicyVersions", "DetachGroupPolicy"),
+            *ops("iam", "ListEntitiesForPolicy", "ListPolicyVersions"),
+            *group_ops("DetachGroupPolicy"),
             *ops("iam", "DeletePolicyVersion", "DeletePolicy"),
-            *ops("iam", "DetachUserPolicy", condition=ONRAMPS_ONLY),
+            *user_ops("DetachUserPolicy"),
         ),
         calls=lambda p: [ApiCall("iam", "DeletePolicy", {"PolicyArn": p["arn"]})],
     ),
@@ -920,16 +968,8 @@ REMOVAL_KINDS = (
         "remove.iam.group",
         lambda p: f"Delete the group {p['name']} (its members leave it first)",
         (
-            *ops(
-                "iam",
-                "GetGroup",
-                "ListAttachedGroupPolicies",
-                "DetachGroupPolicy",
-                "ListGroupPolicies",
-                "DeleteGroupPolicy",
-                "DeleteGroup",
-                "RemoveUserFromGroup",
-            ),
+            *ops("iam", "GetGroup", "ListAttachedGroupPolicies", "ListGroupPolicies"),
+            *group_ops("DetachGroupPolicy", "DeleteGroupPolicy", "DeleteGroup", "RemoveUserFromGroup"),
         ),
         calls=lambda p: [ApiCall("iam", "DeleteGroup", {"GroupName": p["name"]})],
     ),

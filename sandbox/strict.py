@@ -71,6 +71,7 @@ class Strictness:
     cfn_role_update: bool = False  # a stack update changes its role's trust policy, inline policies and tags
     s3_action_names: bool = False  # ?publicAccessBlock / ?ownershipControls authorised as their own actions
     root_principal: bool = False  # arn:aws:iam::ACCOUNT:root in a trust policy stands for the account
+    path_update: bool = False  # UpdateUser/UpdateGroup NewPath: a user keeps its tags, a group moves
     # Where moto is more lenient than AWS.
     trust: bool = False  # AssumeRole: the role exists; its trust policy's principal, conditions, SetSourceIdentity
     dependent_actions: bool = False  # creating with tags needs the Tag action; ObjectOwnership needs its own
@@ -456,9 +457,10 @@ def check_names(layer: "StrictLayer", call: Call, caller: Caller) -> Refusal | N
 
 
 _TAGGED_CREATES = {
-    ("iam", "CreateUser"): ("iam:TagUser", "user/{UserName}"),
-    ("iam", "CreateRole"): ("iam:TagRole", "role/{RoleName}"),
-    ("iam", "CreatePolicy"): ("iam:TagPolicy", "policy/{PolicyName}"),
+    # An IAM entity's ARN holds its path: the tagging is authorized on the ARN the create makes.
+    ("iam", "CreateUser"): ("iam:TagUser", "user{Path}{UserName}"),
+    ("iam", "CreateRole"): ("iam:TagRole", "role{Path}{RoleName}"),
+    ("iam", "CreatePolicy"): ("iam:TagPolicy", "policy{Path}{PolicyName}"),
     ("ecr", "CreateRepository"): ("ecr:TagResource", "repository/{repositoryName}"),
 }
 
@@ -473,7 +475,7 @@ def _needed_too(call: Call, caller: Caller) -> list[tuple[str, str]]:
             if call.service == "iam"
             else f"arn:aws:ecr:{call.region}:{caller.account}:"
         )
-        return [(action, prefix + path.format_map(call.params))]
+        return [(action, prefix + path.format_map({"Path": "/", **call.params}))]
     needed = []
     if call.operation == "CreateBucket":
         bucket = f"arn:aws:s3:::{call.bucket}"
@@ -749,9 +751,9 @@ def speed_install() -> None:
 
 
 def corrections_install(layer: "StrictLayer") -> None:
-    """Wrap four of moto's functions, each correction acting only while its switch is on."""
+    """Wrap six of moto's functions, each correction acting only while its switch is on."""
     from moto.iam import access_control
-    from moto.iam.models import Role, iam_backends
+    from moto.iam.models import IAMBackend, Role, iam_backends
     from moto.s3.exceptions import S3AccessDeniedError
     from moto.utilities.utils import get_partition
 
@@ -825,6 +827,32 @@ def corrections_install(layer: "StrictLayer") -> None:
             raise
 
     access_control.S3IAMRequest.check_action_permitted = s3_check_named
+
+    # 5. UpdateUser with NewPath: a user's tags are the user's (IAM API reference, UpdateUser changes its name
+    #    or path, nothing else); moto keeps them by ARN, which holds the path, so a moved user lost them.
+    user_update = IAMBackend.update_user
+
+    def user_updated(self, user_name, new_path=None, new_user_name=None):
+        user = self.users.get(user_name)
+        before = user.arn if user is not None else None
+        tags = self.tagger.list_tags_for_resource(before)["Tags"] if before else []
+        user_update(self, user_name, new_path, new_user_name)
+        if layer.config.path_update and before and user.arn != before:
+            self.tagger.delete_all_tags_for_resource(before)
+            self.tagger.tag_resource(user.arn, tags)
+
+    IAMBackend.update_user = user_updated
+
+    # 6. UpdateGroup with NewPath alone moves the group (IAM API reference, UpdateGroup); moto changes the
+    #    path only together with a new name, and otherwise answers success and changes nothing.
+    group_update = IAMBackend.update_group
+
+    def group_updated(self, group_name, new_group_name, new_path):
+        group_update(self, group_name, new_group_name, new_path)
+        if layer.config.path_update and new_path and not new_group_name and group_name in self.groups:
+            self.groups[group_name].path = new_path
+
+    IAMBackend.update_group = group_updated
 
     # 4. With IAM's decision made by the layer (Strictness.iam_decision), moto's own permission check defers to it.
     iam_eval.moto_gate_install(layer)

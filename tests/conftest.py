@@ -50,6 +50,7 @@ STRICT = {
     "cfn_role_update": True,
     "s3_action_names": True,
     "root_principal": True,
+    "path_update": True,
     "trust": True,
     "dependent_actions": True,
     "consistency_window": 2.0,

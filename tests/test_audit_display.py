@@ -103,7 +103,7 @@ def test_an_already_there_answer_is_neutral_and_not_an_error(worker, alice, sand
     from tests.awsread import account_session
     from tests.conftest import CUSTOMER_ACCOUNT, start_run, wait_for_run
 
-    account_session(sandbox.url, CUSTOMER_ACCOUNT).iam.create_group(GroupName="Apps")
+    account_session(sandbox.url, CUSTOMER_ACCOUNT).iam.create_group(GroupName="Apps", Path="/onramp/")
     run = wait_for_run(start_run(alice, team=[]))
     create = AuditEvent.objects.get(run=run, action="aws.iam.CreateGroup")
     assert (create.outcome, create.error_code) == ("expected", "EntityAlreadyExists")

@@ -223,13 +223,13 @@ def _client_error(code: str, message: str, operation: str = "CreateUser", region
 def test_an_access_denied_names_the_action_and_the_customers_role_that_lacks_it():
     message = (
         "User: arn:aws:sts::111122223333:assumed-role/OnrampAccess/onramp-run-1 is not authorized to perform: "
-        "iam:CreateUser on resource: arn:aws:iam::111122223333:user/acme-app because no identity-based policy "
-        "allows the iam:CreateUser action"
+        "iam:CreatePolicy on resource: arn:aws:iam::111122223333:policy/MediaManagement-acme because no "
+        "identity-based policy allows the iam:CreatePolicy action"
     )
     text = str(error_translate(_client_error("AccessDenied", message)))
-    assert "the customer's role lacks iam:CreateUser" in text and "CloudFormation template" in text
+    assert "the customer's role lacks iam:CreatePolicy" in text and "CloudFormation template" in text
     keys = message.replace("sts::111122223333:assumed-role/OnrampAccess/onramp-run-1", "iam::111122223333:user/ops")
-    assert "the IAM user whose keys Onramp uses lacks iam:CreateUser" in str(
+    assert "the IAM user whose keys Onramp uses lacks iam:CreatePolicy" in str(
         error_translate(_client_error("AccessDeniedException", keys))
     )
 
@@ -288,11 +288,16 @@ def _denied_to_role(action: str, resource: str) -> str:
     return str(error_translate(_client_error("AccessDenied", message)))
 
 
-def test_point_4_a_tag_condition_of_the_role_is_named_with_the_resource_not_called_a_missing_action():
+def test_point_4_a_user_outside_onramps_path_is_named_with_the_resource_not_called_a_missing_action():
     text = _denied_to_role("iam:DeleteUser", "arn:aws:iam::111122223333:user/bob")
     assert "a condition of the customer's role refused iam:DeleteUser on arn:aws:iam::111122223333:user/bob" in text
-    assert "only when the resource is tagged managed-by=onramp" in text
+    assert "only when it is arn:aws:iam::*:user/onramp/*" in text and "outside it" in text
     assert "lacks" not in text
+
+
+def test_point_2_moving_a_user_not_tagged_as_onramps_names_the_tag_condition():
+    text = _denied_to_role("iam:UpdateUser", "arn:aws:iam::111122223333:user/ops-admin")
+    assert "only when the resource is tagged managed-by=onramp" in text
 
 
 def test_point_4_a_policy_arn_condition_is_named():

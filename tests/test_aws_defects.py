@@ -114,7 +114,7 @@ def test_point_2_a_bucket_past_the_first_list_page_is_found_as_ours(db, aws):
 
 def test_point_3_a_removed_users_virtual_mfa_device_is_deleted_not_only_deactivated(db, aws):
     iam = account_session(aws.url, CUSTOMER_ACCOUNT, "us-west-2").iam
-    iam.create_user(UserName="lead", Tags=[{"Key": "managed-by", "Value": "onramp"}])
+    iam.create_user(UserName="lead", Path="/onramp/", Tags=[{"Key": "managed-by", "Value": "onramp"}])
     serial = iam.create_virtual_mfa_device(VirtualMFADeviceName="lead-phone")["VirtualMFADevice"]["SerialNumber"]
     iam.enable_mfa_device(
         UserName="lead", SerialNumber=serial, AuthenticationCode1="123456", AuthenticationCode2="654321"
@@ -224,16 +224,17 @@ def test_point_7_a_key_turning_a_day_older_or_aws_listing_in_another_order_is_no
     )
 
 
-def test_point_4_removing_a_user_onramp_never_tagged_names_the_roles_condition(db, aws):
+def test_point_4_removing_a_user_outside_onramps_path_names_the_roles_reach(db, aws):
     iam = account_session(aws.url, CUSTOMER_ACCOUNT, "us-west-2").iam
-    iam.create_user(UserName="bob")  # made by hand: no managed-by tag
+    iam.create_user(UserName="bob", Tags=[{"Key": "managed-by", "Value": "onramp"}])  # made by hand, even tagged
     params = {"name": "bob"}
     with pytest.raises(AwsError) as refused:
         removal.REMOVERS["remove.user"](_context(_account(), "remove.user:bob", params), params)
     assert "a condition of the customer's role refused iam:DeleteUser on arn:aws:iam::111122223333:user/bob" in str(
         refused.value
     )
-    assert "only when the resource is tagged managed-by=onramp" in str(refused.value)
+    assert "only when it is arn:aws:iam::*:user/onramp/*" in str(refused.value)
+    assert "only on the IAM users and groups in its path /onramp/" in str(refused.value)
 
 
 def test_point_8_a_portal_role_session_carrying_a_source_identity_is_told_not_a_bare_access_denied(db, aws):

@@ -104,22 +104,43 @@ def test_the_roles_attach_permission_reaches_only_the_policies_onramp_attaches()
     assert not any("iam:AttachUserPolicy" in s["Action"] for s in _statements() if "Condition" not in s)
 
 
-def test_what_changes_or_deletes_a_user_reaches_only_users_tagged_as_onramps():
-    user_actions = {"iam:DeleteUser", "iam:DeleteLoginProfile", "iam:DeleteAccessKey", "iam:DetachUserPolicy",
-                    "iam:DeleteUserPolicy", "iam:DeactivateMFADevice"}  # fmt: skip
+def test_point_2_what_makes_changes_or_deletes_a_user_reaches_only_users_in_onramps_path():
+    """A user's ARN holds its path: every write on a user is granted on arn:aws:iam::*:user/onramp/* only, so a
+    user Onramp did not make (or the customer did not move into the path) is beyond the role's reach."""
+    user_actions = {"iam:CreateUser", "iam:TagUser", "iam:CreateAccessKey", "iam:UpdateAccessKey",
+                    "iam:DeleteAccessKey", "iam:CreateLoginProfile", "iam:DeleteLoginProfile",
+                    "iam:AttachUserPolicy", "iam:DetachUserPolicy", "iam:DeleteUserPolicy",
+                    "iam:DeactivateMFADevice", "iam:DeleteSigningCertificate", "iam:DeleteSSHPublicKey",
+                    "iam:DeleteServiceSpecificCredential", "iam:DeleteUser"}  # fmt: skip
+    granted = set()
     for statement in _statements():
         touched = user_actions & set(statement["Action"])
         if touched:
-            assert statement.get("Condition") == {"StringEquals": {"aws:ResourceTag/managed-by": "onramp"}}, touched
+            assert statement["Resource"] == "arn:aws:iam::*:user/onramp/*", (touched, statement)
+            granted |= touched
+    assert granted == user_actions
 
 
-def test_point_3_leaving_a_group_is_allowed_without_a_tag_condition_aws_could_never_meet():
-    """RemoveUserFromGroup's only resource is the group, and IAM groups take no tags: on AWS a tag condition on it
-    is always false. It is granted as AddUserToGroup is, unconditioned (the ledger guards group membership)."""
-    for action in ("iam:RemoveUserFromGroup", "iam:AddUserToGroup"):
-        granting = [s for s in _statements() if action in s["Action"]]
-        assert granting, action
-        assert all("Condition" not in s and s["Resource"] == "*" for s in granting), (action, granting)
+def test_point_2_group_writes_and_membership_reach_only_groups_in_onramps_path():
+    """AddUserToGroup's and RemoveUserFromGroup's only resource is the group: granted on Onramp's groups only,
+    a customer's group (its admins') is beyond reach, which no tag on a user could guard."""
+    group_actions = {"iam:CreateGroup", "iam:AddUserToGroup", "iam:RemoveUserFromGroup", "iam:DeleteGroup",
+                     "iam:DetachGroupPolicy", "iam:DeleteGroupPolicy"}  # fmt: skip
+    granted = set()
+    for statement in _statements():
+        touched = group_actions & set(statement["Action"])
+        if touched:
+            assert statement["Resource"] == "arn:aws:iam::*:group/onramp/*" and "Condition" not in statement
+            granted |= touched
+    assert granted == group_actions
+
+
+def test_point_2_moving_a_user_into_the_path_is_granted_only_for_users_tagged_as_onramps():
+    """UpdateUser (the one-time move of a user Onramp made before the path) is never granted on other users."""
+    (moving,) = [s for s in _statements() if "iam:UpdateUser" in s["Action"]]
+    assert moving["Action"] == ["iam:UpdateUser"]
+    assert moving["Condition"] == {"StringEquals": {"aws:ResourceTag/managed-by": "onramp"}}
+    assert not any("iam:UpdateGroup" in s["Action"] for s in _statements())
 
 
 def test_the_policies_pass_an_iam_policy_linter():

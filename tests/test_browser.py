@@ -152,7 +152,7 @@ def test_a_tech_lead_onboards_an_account_from_the_form_to_the_credentials(page, 
         expect(page.locator("#run-status")).to_have_text("Succeeded")
         expect(page.locator("#cancel")).to_have_count(0)  # the last poll took the Cancel button away
         summary = page.locator("#summary")
-        expect(summary).to_contain_text(f"arn:aws:iam::{CUSTOMER_ACCOUNT}:user/acme-corp")
+        expect(summary).to_contain_text(f"arn:aws:iam::{CUSTOMER_ACCOUNT}:user/onramp/acme-corp")
         expect(summary).to_contain_text("arn:aws:s3:::acme-corp-media")
         expect(summary).to_contain_text(f"{CUSTOMER_ACCOUNT}.dkr.ecr.us-west-2.amazonaws.com/acme-corp")
         expect(summary).to_contain_text("https://acme-corp.signin.aws.amazon.com/console")

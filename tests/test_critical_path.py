@@ -225,7 +225,7 @@ def test_a_later_attempt_of_the_access_key_step_adopts_the_key_an_earlier_one_se
     spec = spec_parse(data)
     run = run_create(spec=spec, customer=team_customer_for(data, alice), user=alice)
     iam = aws.admin(CUSTOMER_ACCOUNT).client("iam", endpoint_url=aws.url, region_name="us-east-1")
-    iam.create_user(UserName=spec.app_name)
+    iam.create_user(UserName=spec.app_name, Path="/onramp/")
     key_id = iam.create_access_key(UserName=spec.app_name)["AccessKey"]["AccessKeyId"]
     sealed = seal_key(run, secret=EXAMPLE_KEYS[1], user_name=spec.app_name, access_key_id=key_id)
     run.steps.filter(key="iam.app_user").update(state=StepRun.State.SUCCEEDED, outputs={"created": True})

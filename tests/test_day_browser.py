@@ -25,7 +25,7 @@ def test_point_7_admin_ledger_table_is_not_clipped(page, live_server, worker, da
     log_in(page, live_server.url, "dana")
     page.goto(f"{live_server.url}/admin/provisioning/customer/{run.customer.pk}/change/")
     ledger = page.locator(".field-resources table")
-    expect(ledger).to_contain_text(f"arn:aws:iam::{CUSTOMER_ACCOUNT}:user/acme-app")
+    expect(ledger).to_contain_text(f"arn:aws:iam::{CUSTOMER_ACCOUNT}:user/onramp/acme-app")
     layout_check(page, "point-7-admin-ledger")
 
 

@@ -126,7 +126,7 @@ def test_the_failed_bucket_story_ends_with_one_media_policy_for_the_bucket_in_us
 
 def test_an_adopted_user_left_out_is_released_not_deleted(worker, alice, sandbox):
     iam = account_session(sandbox.url, CUSTOMER_ACCOUNT).iam
-    iam.create_user(UserName="legacy@agency.example")
+    iam.create_user(UserName="legacy@agency.example", Path="/onramp/")
     team = [{"email": "legacy@agency.example", "role": "member", "policy": "ReadOnlyAccess", "console": False}]
     first = wait_for_run(start_run(alice, team=team))
     assert first.status == Run.Status.SUCCEEDED

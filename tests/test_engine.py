@@ -172,7 +172,7 @@ def test_assume_role_puts_the_resources_in_the_customers_account_not_the_portals
     assert [u["UserName"] for u in customer_iam.list_users()["Users"]] == ["acme-app"]
     portal_iam = account_session(sandbox.url, settings.PORTAL_AWS_ACCOUNT_ID).iam
     assert [u["UserName"] for u in portal_iam.list_users()["Users"]] == [PORTAL_USER]  # Onramp's own, only
-    assert run.summary["app_user"] == f"arn:aws:iam::{other}:user/acme-app"
+    assert run.summary["app_user"] == f"arn:aws:iam::{other}:user/onramp/acme-app"
 
 
 def test_a_bucket_owned_by_another_account_fails_that_step_while_the_other_branches_finish(worker, alice, sandbox):

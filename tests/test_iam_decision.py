@@ -32,10 +32,12 @@ def _admin_iam(aws):
     return aws.admin(CUSTOMER_ACCOUNT).client("iam", endpoint_url=aws.url, region_name="us-east-1")
 
 
-def _person(aws, name: str, tags: list[dict] | None = None, login: bool = False, group: str = "") -> None:
+def _person(
+    aws, name: str, tags: list[dict] | None = None, login: bool = False, group: str = "", path: str = "/"
+) -> None:
     """A user in the customer's account, made by the customer's administrator (the harness)."""
     iam = _admin_iam(aws)
-    iam.create_user(UserName=name, **({"Tags": tags} if tags else {}))
+    iam.create_user(UserName=name, Path=path, **({"Tags": tags} if tags else {}))
     if login:
         iam.create_login_profile(UserName=name, Password="Correct-Horse-9!")
     if group:
@@ -183,26 +185,56 @@ def test_point_1_the_v2_remove_user_from_group_statement_is_refused(aws):
     iam.remove_user_from_group(GroupName="developers", UserName="bob")  # moto's evaluator: any condition is met
 
 
-def test_point_1_the_deployed_roles_tag_condition_allows_onramps_users_and_refuses_others(aws):
-    """StringEquals aws:ResourceTag/managed-by, in the role's inline policy as CloudFormation deployed it:
-    allowed on a user tagged onramp, refused on one tagged otherwise, refused on an untagged one (key absent)."""
-    _person(aws, "ours", tags=ONRAMP_TAG, login=True)
-    _person(aws, "theirs", tags=[{"Key": "managed-by", "Value": "terraform"}], login=True)
+def test_point_2_the_deployed_roles_user_writes_reach_only_users_in_onramps_path(aws):
+    """Resource arn:aws:iam::*:user/onramp/*, in the role's inline policy as CloudFormation deployed it: allowed
+    on a user in the path; refused on one outside it, even one tagged managed-by=onramp (anyone can tag)."""
+    _person(aws, "ours", tags=ONRAMP_TAG, login=True, path="/onramp/")
+    _person(aws, "tagged-outside", tags=ONRAMP_TAG, login=True)
     _person(aws, "untagged", login=True)
     iam = _client(aws, _onramp_role(aws), "iam", region="us-east-1")
     iam.delete_login_profile(UserName="ours")
-    for name in ("theirs", "untagged"):
-        error = _error(lambda name=name: iam.delete_login_profile(UserName=name))
-        assert error["Code"] == "AccessDenied"
-        assert f"iam:DeleteLoginProfile on resource: arn:aws:iam::111122223333:user/{name}" in error["Message"]
+    for name in ("tagged-outside", "untagged"):
+        for call in (
+            lambda name=name: iam.delete_login_profile(UserName=name),
+            lambda name=name: iam.create_access_key(UserName=name),
+            lambda name=name: iam.tag_user(UserName=name, Tags=ONRAMP_TAG),
+        ):
+            error = _error(call)
+            assert error["Code"] == "AccessDenied"
+            assert f"on resource: arn:aws:iam::111122223333:user/{name}" in error["Message"]
 
+    # moto's evaluator checks IAM calls against "*": it refuses even the user in the path.
     aws.configure(iam_decision=False)
-    iam.delete_login_profile(UserName="untagged")  # moto: a missing key meets the condition
+    assert _error(lambda: iam.create_access_key(UserName="ours"))["Code"] == "AccessDenied"
+
+
+def test_point_2_the_deployed_role_moves_only_a_user_tagged_as_onramps_into_its_path(aws):
+    """UpdateUser NewPath, conditioned on the tag: a user Onramp made before the path moves once; a customer's
+    untagged user is refused, so a spec naming it cannot pull it into Onramp's reach."""
+    _person(aws, "made-before", tags=ONRAMP_TAG)
+    _person(aws, "ops-admin")
+    iam = _client(aws, _onramp_role(aws), "iam", region="us-east-1")
+    iam.update_user(UserName="made-before", NewPath="/onramp/")
+    assert iam.get_user(UserName="made-before")["User"]["Arn"].endswith(":user/onramp/made-before")
+    error = _error(lambda: iam.update_user(UserName="ops-admin", NewPath="/onramp/"))
+    assert error["Code"] == "AccessDenied" and "iam:UpdateUser" in error["Message"]
+
+
+def test_point_2_the_deployed_role_cannot_join_its_users_to_a_customers_group(aws):
+    """AddUserToGroup's resource is the group: a customer's group outside /onramp/ is refused, Onramp's own is not."""
+    admin = _admin_iam(aws)
+    admin.create_group(GroupName="Admins")
+    admin.create_group(GroupName="Apps", Path="/onramp/")
+    _person(aws, "ours", tags=ONRAMP_TAG, path="/onramp/")
+    iam = _client(aws, _onramp_role(aws), "iam", region="us-east-1")
+    iam.add_user_to_group(GroupName="Apps", UserName="ours")
+    error = _error(lambda: iam.add_user_to_group(GroupName="Admins", UserName="ours"))
+    assert error["Code"] == "AccessDenied" and "group/Admins" in error["Message"]
 
 
 def test_point_1_the_roles_policy_arn_condition_allows_listed_policies_only(aws):
     """ArnLike iam:PolicyARN: a listed AWS managed policy is attached, another is refused."""
-    _person(aws, "ours", tags=ONRAMP_TAG)
+    _person(aws, "ours", tags=ONRAMP_TAG, path="/onramp/")
     iam = _client(aws, _onramp_role(aws), "iam", region="us-east-1")
     iam.attach_user_policy(UserName="ours", PolicyArn="arn:aws:iam::aws:policy/ReadOnlyAccess")
     error = _error(lambda: iam.attach_user_policy(UserName="ours", PolicyArn="arn:aws:iam::aws:policy/IAMFullAccess"))

@@ -210,7 +210,7 @@ def test_the_sandbox_keeps_its_state_across_a_restart(tmp_path):
     try:
         assert "started empty (no saved state yet)" in out.lines[0]
         iam, s3, ecr = _clients(port, account)
-        iam.create_user(UserName="acme-app")
+        iam.create_user(UserName="acme-app", Path="/onramp/")
         iam.create_access_key(UserName="acme-app")
         iam.create_account_alias(AccountAlias="acme-corp")
         s3.create_bucket(Bucket="acme-app-media", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
@@ -227,7 +227,7 @@ def test_the_sandbox_keeps_its_state_across_a_restart(tmp_path):
     try:
         assert "restored from" in out.lines[0], out.lines
         iam, s3, ecr = _clients(port, account)
-        assert iam.get_user(UserName="acme-app")["User"]["Arn"] == f"arn:aws:iam::{account}:user/acme-app"
+        assert iam.get_user(UserName="acme-app")["User"]["Arn"] == f"arn:aws:iam::{account}:user/onramp/acme-app"
         assert len(iam.list_access_keys(UserName="acme-app")["AccessKeyMetadata"]) == 1
         assert iam.list_account_aliases()["AccountAliases"] == ["acme-corp"]
         rules = s3.get_bucket_cors(Bucket="acme-app-media")["CORSRules"]

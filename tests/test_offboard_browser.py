@@ -98,7 +98,7 @@ def test_when_the_agency_leaves_the_run_page_hands_the_apps_resources_over(
 
     expect(page.locator("#run-status")).to_have_text("Succeeded", timeout=90_000)
     table = page.locator("#handover table")
-    expect(table).to_contain_text(f"arn:aws:iam::{CUSTOMER_ACCOUNT}:user/acme-app")
+    expect(table).to_contain_text(f"arn:aws:iam::{CUSTOMER_ACCOUNT}:user/onramp/acme-app")
     expect(table).to_contain_text("acme-app-media")
     expect(table).not_to_contain_text("agency.example")
     walk.check("leave-run")

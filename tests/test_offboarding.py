@@ -88,7 +88,7 @@ def test_when_the_agency_leaves_the_team_users_go_and_the_apps_things_stay_hande
 
     handed = {row["name"]: row for row in run.summary["offboard"]["handed_over"]}
     assert {"acme-app", "acme-app-media", "MediaManagement-acme-app-media", "Apps", "acme-corp"} <= set(handed)
-    assert handed["acme-app"]["arn"] == f"arn:aws:iam::{CUSTOMER_ACCOUNT}:user/acme-app"
+    assert handed["acme-app"]["arn"] == f"arn:aws:iam::{CUSTOMER_ACCOUNT}:user/onramp/acme-app"
     assert not any("agency.example" in name for name in handed)
     customer.refresh_from_db()
     assert (customer.offboard_mode, customer.offboarded_by) == (LEAVE, alice) and customer.offboarded_at
@@ -213,8 +213,8 @@ def _offboard_read(read: AccountRead, user, *, typed) -> Run:
 
 def test_decommission_releases_what_was_there_before_onramp_unless_ticked(worker, alice, sandbox):
     iam = account_session(sandbox.url, CUSTOMER_ACCOUNT).iam
-    iam.create_user(UserName="legacy@agency.example")
-    iam.create_user(UserName="old@agency.example")
+    iam.create_user(UserName="legacy@agency.example", Path="/onramp/")
+    iam.create_user(UserName="old@agency.example", Path="/onramp/")
     team = [
         {"email": "legacy@agency.example", "role": "member", "policy": "ReadOnlyAccess", "console": False},
         {"email": "old@agency.example", "role": "member", "policy": "ReadOnlyAccess", "console": False},

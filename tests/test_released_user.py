@@ -14,7 +14,7 @@ from tests.test_desired_state import _actions, _apply, _read
 
 def test_point_4_the_onramp_made_key_of_a_released_app_user_is_deleted_and_its_secret_wiped(worker, alice, sandbox):
     iam = account_session(sandbox.url, CUSTOMER_ACCOUNT).iam
-    iam.create_user(UserName="acme-app")  # the customer's own user, there before Onramp: adopted
+    iam.create_user(UserName="acme-app", Path="/onramp/")  # the customer's own user, handed over in the path: adopted
     assert wait_for_run(start_run(alice)).status == Run.Status.SUCCEEDED
     user = Resource.objects.get(kind="iam.app_user", identity="acme-app")
     key = Resource.objects.get(kind="iam.access_key", identity="acme-app")

@@ -248,6 +248,24 @@ def test_creating_with_tags_needs_the_tag_action_and_object_ownership_its_own(aw
     s3.create_bucket(Bucket="owned-bucket", ObjectOwnership="BucketOwnerEnforced")
 
 
+def test_creating_a_user_in_a_path_is_tagged_on_the_arn_with_the_path(aws):
+    # A user's ARN holds its path: a policy allowing TagUser only on user/onramp/* allows creating a tagged user
+    # in /onramp/, and refuses one outside it (AWS's service authorization reference: TagUser's resource is
+    # arn:${Partition}:iam::${Account}:user/${UserNameWithPath}).
+    keys = _keys()
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:CreateUser", "Resource": "*"},
+        {"Effect": "Allow", "Action": "iam:TagUser", "Resource": "arn:aws:iam::*:user/onramp/*"},
+    ]}  # fmt: skip
+    aws.user_make(account_id=CUSTOMER_ACCOUNT, user_name="path-tester", policy_document=policy, keys=keys)
+    iam = _client(aws, boto3.Session(aws_access_key_id=keys[0], aws_secret_access_key=keys[1]), "iam")
+    tags = [{"Key": "managed-by", "Value": "onramp"}]
+    made = iam.create_user(UserName="in-path", Path="/onramp/", Tags=tags)["User"]
+    assert made["Arn"].endswith(":user/onramp/in-path")
+    error = _error(lambda: iam.create_user(UserName="outside", Tags=tags))
+    assert error["Code"] == "AccessDenied" and "iam:TagUser" in error["Message"]
+
+
 @pytest.mark.strict(consistency_window=30.0)
 def test_for_a_while_after_a_create_dependent_calls_do_not_see_the_new_entity(aws):
     session = _user(aws, CUSTOMER_ACCOUNT, "iam:*", "s3:*")

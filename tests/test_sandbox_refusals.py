@@ -242,3 +242,16 @@ def test_a_stack_update_changes_its_roles_trust_policy_inline_policy_and_tags_in
     document = iam.get_role_policy(RoleName="Updated", PolicyName="p")["PolicyDocument"]
     document = json.loads(document) if isinstance(document, str) else document
     assert document["Statement"][0]["Action"] == "iam:GetUser"
+
+
+def test_moving_a_user_or_group_into_a_path_keeps_its_tags_and_moves_the_group(aws):
+    """UpdateUser and UpdateGroup with NewPath (IAM API reference): the user keeps its tags, the group moves;
+    moto dropped a moved user's tags and ignored a group's NewPath without a new name (path_update)."""
+    iam = aws.admin(CUSTOMER_ACCOUNT).client("iam", endpoint_url=aws.url, region_name="us-east-1")
+    iam.create_user(UserName="made-before", Tags=[{"Key": "managed-by", "Value": "onramp"}])
+    iam.create_group(GroupName="made-before-group")
+    iam.update_user(UserName="made-before", NewPath="/onramp/")
+    iam.update_group(GroupName="made-before-group", NewPath="/onramp/")
+    assert iam.get_user(UserName="made-before")["User"]["Arn"].endswith(":user/onramp/made-before")
+    assert iam.list_user_tags(UserName="made-before")["Tags"] == [{"Key": "managed-by", "Value": "onramp"}]
+    assert iam.get_group(GroupName="made-before-group")["Group"]["Arn"].endswith(":group/onramp/made-before-group")

@@ -64,14 +64,16 @@ def group_read(account: AwsAccount, params: dict) -> dict | None:
     if found is None:
         return None
     members = [{"name": user["UserName"]} for page in found for user in page["Users"]]
-    return {"arn": found[0]["Group"]["Arn"], "members": members}
+    group = found[0]["Group"]
+    return {"arn": group["Arn"], "path": group.get("Path", "/"), "members": members}
 
 
 def _user_read(iam, name: str) -> dict | None:
     found = absent_is_none(lambda: iam.get_user(UserName=name))
     if found is None:
         return None
-    return {"arn": found["User"]["Arn"], "tagged": _tagged(found["User"].get("Tags"))}
+    user = found["User"]
+    return {"arn": user["Arn"], "path": user.get("Path", "/"), "tagged": _tagged(user.get("Tags"))}
 
 
 def app_user_read(account: AwsAccount, params: dict) -> dict | None:
@@ -170,6 +172,8 @@ def group(ctx: StepContext, params: dict) -> StepResult:
         found = group_read(ctx.account, params)
     except ClientError as exc:
         raise error_translate(exc, doing=f"Creating the group {name}") from None
+    if found and found["path"] != registry.ONRAMP_PATH:
+        raise StepFailed(registry.group_outside_sentence(name), code="OutsideOnrampsPath")
     return StepResult(adopted=True, outputs={"group": name, "arn": found["arn"] if found else ""})
 
 
@@ -177,7 +181,7 @@ def _user_ensure(ctx: StepContext, name: str, read: Callable[[], dict | None], f
     """(what the user has, created now): create it, or read it when AWS says it exists (or the plan knew it)."""
     seen = read() if ctx.known else None
     if seen is not None:
-        return seen, False
+        return _user_into_path(ctx, name, seen), False
     try:
         user = ctx.send(registry.create_user(name))["User"]
         return {"arn": user["Arn"], "tagged": True, **fresh}, True
@@ -187,7 +191,23 @@ def _user_ensure(ctx: StepContext, name: str, read: Callable[[], dict | None], f
     seen = read()
     if seen is None:  # deleted between the two calls: say so rather than guess
         raise StepFailed(f"The IAM user {name} exists and then did not: retry.", code="UserVanished", retryable=True)
-    return seen, False
+    return _user_into_path(ctx, name, seen), False
+
+
+def _user_into_path(ctx: StepContext, name: str, seen: dict) -> dict:
+    """A user outside Onramp's path: one Onramp made or adopted before the path existed (in the ledger, tagged)
+    is moved into it once; any other is the customer's, and only the customer can hand it over. The ledger
+    too, not the tag alone: a tag is anyone's to set (the role's UpdateUser is conditioned on it, no more)."""
+    if seen.get("path", registry.ONRAMP_PATH) == registry.ONRAMP_PATH:
+        return seen
+    if not seen["tagged"] or ctx.previous is None:
+        raise StepFailed(registry.user_outside_sentence(name), code="OutsideOnrampsPath")
+    ctx.send(registry.user_path_move(name))
+    return {
+        **seen,
+        "path": registry.ONRAMP_PATH,
+        "arn": seen["arn"].replace(":user/", f":user{registry.ONRAMP_PATH}", 1),
+    }
 
 
 def app_user(ctx: StepContext, params: dict) -> StepResult:
