@@ -523,10 +523,12 @@ def spec_data(*, account_id: str, name: str, region: str = "us-west-2") -> dict:
     }
 
 
-def customer_create(data: dict):
+def customer_create(data: dict, *, lead):
+    """The customer's record, with `lead` on its team (whoever onboards a new customer joins it): only the
+    customer's team and Admins may start its runs."""
     from provisioning.models import Customer
 
-    return Customer.objects.create(
+    customer = Customer.objects.create(
         name=data["customer"],
         slug=f"c-{data['account_id']}",
         aws_account_id=data["account_id"],
@@ -535,6 +537,8 @@ def customer_create(data: dict):
         role_arn=data["role_arn"],
         external_id=data["external_id"],
     )
+    customer.team.add(lead)
+    return customer
 
 
 def run_start(*, data: dict, user):
@@ -542,7 +546,7 @@ def run_start(*, data: dict, user):
     from provisioning.runs import run_create
     from provisioning.spec import spec_parse
 
-    return run_create(spec=spec_parse(data), customer=customer_create(data), user=user)
+    return run_create(spec=spec_parse(data), customer=customer_create(data, lead=user), user=user)
 
 
 def runs_wait(run_ids: list, *, timeout: float, every: float = 0.01) -> dict:

@@ -297,12 +297,12 @@ def onramp_calls(run) -> tuple[dict[str, Counter], int]:
     return made, critical_path(graph, {key: sequential_calls(items) for key, items in spans.items()})[0]
 
 
-def onramp_prepare(*, sandbox, data: dict):
-    """Untimed: the validated spec, the customer record, the account's first IAM call."""
+def onramp_prepare(*, sandbox, data: dict, user):
+    """Untimed: the validated spec, the customer record (`user` on its team), the account's first IAM call."""
     from provisioning.spec import spec_parse
 
     spec = spec_parse(data)
-    customer = common.customer_create(data)
+    customer = common.customer_create(data, lead=user)
     sandbox.warm_account(spec.account_id)
     return spec, customer
 
@@ -331,7 +331,7 @@ def onramp_time(*, sandbox, spec, customer, user, workers=None) -> tuple[float, 
 
 
 def onramp_once(*, sandbox, data: dict, user, workers=None) -> tuple[float, int, dict, object, object]:
-    spec, customer = onramp_prepare(sandbox=sandbox, data=data)
+    spec, customer = onramp_prepare(sandbox=sandbox, data=data, user=user)
     return onramp_time(sandbox=sandbox, spec=spec, customer=customer, user=user, workers=workers)
 
 
@@ -483,7 +483,9 @@ def profile_run(*, sandbox, env: dict, user, ids, pool: str, concurrency: int, w
             onramp_once(sandbox=sandbox, data=common.spec_data(account_id=ids.new(), name=_name("pw")), user=user)
         for path in common.ARTIFACTS.glob("profile-*.jsonl"):
             path.unlink()
-        spec, customer = onramp_prepare(sandbox=sandbox, data=common.spec_data(account_id=ids.new(), name=_name("pf")))
+        spec, customer = onramp_prepare(
+            sandbox=sandbox, data=common.spec_data(account_id=ids.new(), name=_name("pf")), user=user
+        )
         with common.collector_held():
             _, _, cpu, run, started = onramp_time(
                 sandbox=sandbox, spec=spec, customer=customer, user=user, workers=workers

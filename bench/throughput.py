@@ -60,7 +60,7 @@ class Connections:
         return self.peak
 
 
-def batch_prepare(*, count: int, straight, ids, label: str) -> list:
+def batch_prepare(*, count: int, straight, ids, label: str, user) -> list:
     """Untimed: each onboarding's spec, customer, and account with the customer's role deployed in it."""
     from provisioning.spec import spec_parse
 
@@ -68,7 +68,7 @@ def batch_prepare(*, count: int, straight, ids, label: str) -> list:
     for n in range(count):
         data = common.spec_data(account_id=ids.new(), name=f"{label}-{n}")
         straight.warm_account(data["account_id"])
-        batch.append((data, spec_parse(data), common.customer_create(data)))
+        batch.append((data, spec_parse(data), common.customer_create(data, lead=user)))
     return batch
 
 
@@ -133,10 +133,10 @@ def phase(
     workers = common.Workers(1, env=env, pool=pool, concurrency=concurrency, tag=f"tp-{pool}{concurrency}-").start()
     label = f"tp-{pool[:2]}{concurrency}-{os.getpid() % 10000}"
     try:
-        warm = batch_prepare(count=warmups, straight=straight, ids=ids, label=f"{label}-w")
+        warm = batch_prepare(count=warmups, straight=straight, ids=ids, label=f"{label}-w", user=user)
         warm_ids = [run_create_pk(spec, customer, user) for _, spec, customer in warm]
         common.runs_wait(warm_ids, timeout=300, every=0.2)  # untimed: imports, connections, clients
-        batch = batch_prepare(count=count, straight=straight, ids=ids, label=label)
+        batch = batch_prepare(count=count, straight=straight, ids=ids, label=label, user=user)
         with common.collector_held():
             result = batch_run(batch=batch, user=user, workers=workers, sandbox=sandbox)
     finally:
