@@ -12,7 +12,15 @@ from botocore.exceptions import ClientError
 from provisioning.aws import OPT_IN_REGIONS, AwsAccount, account_connect, aws_beside, error_code
 from provisioning.documents import media_policy_name
 from provisioning.models import Resource
-from provisioning.registry import BILLING_REMINDER, managed_policy_arn, member_params, member_policies, policy_arn
+from provisioning.registry import (
+    BILLING_REMINDER,
+    ONRAMP_PATH,
+    managed_policy_arn,
+    member_params,
+    member_policies,
+    policy_arn,
+    user_outside_sentence,
+)
 from provisioning.spec import Spec
 from provisioning.vocabulary import Access
 
@@ -25,7 +33,7 @@ ALWAYS_ENABLED_REGION = "us-east-1"
 
 @dataclass(frozen=True)
 class Check:
-    name: str  # bucket, alias, access_keys, policies, region, billing
+    name: str  # path, bucket, alias, access_keys, policies, region, billing
     title: str
     outcome: str  # PASS, WARN or BLOCK
     sentence: str
@@ -136,6 +144,46 @@ def access_keys_check(account: AwsAccount, *, spec: Spec, items: list[dict] | No
     )
 
 
+def _ledger_users(customer_id: int | None) -> set[str]:
+    """The IAM users Onramp's ledger holds for this customer: made or adopted by Onramp before its path existed,
+    they are moved into it once by their step (provisioning/steps/iam.py)."""
+    if customer_id is None:
+        return set()
+    rows = Resource.objects.filter(
+        customer_id=customer_id, kind__in=("iam.app_user", "team.member"), state=Resource.State.PRESENT
+    )
+    return set(rows.values_list("identity", flat=True))
+
+
+def path_check(account: AwsAccount, *, spec: Spec, held: set[str]) -> Check:
+    """No user the spec names exists outside Onramp's path unless the ledger holds it (#30 point 3): such a user
+    is the customer's, the role can change nothing on it, and only the customer can hand it over by moving it
+    into the path. One GetUser per named user; a user that does not exist is one the run creates."""
+    iam = account.client("iam")
+    outside = []
+    for name in [spec.app_name, *(member.email for member in spec.team)]:
+        if name in held:
+            continue
+        try:
+            user = iam.get_user(UserName=name)["User"]
+        except ClientError as exc:
+            if error_code(exc) == "NoSuchEntity":
+                continue
+            raise
+        if user.get("Path", "/") != ONRAMP_PATH:
+            outside.append(name)
+    title = f"Users in Onramp's path {ONRAMP_PATH}"
+    if outside:
+        return Check(
+            "path",
+            title,
+            BLOCK,
+            " ".join(user_outside_sentence(name) for name in outside),
+            "Plan again once the customer has moved the user(s), or after choosing other names.",
+        )
+    return Check("path", title, PASS, "No user the spec names belongs to the customer outside Onramp's path.")
+
+
 def _wanted_policies(spec: Spec) -> dict[str, set[str]]:
     """By user name, the managed policies the spec attaches to them."""
     media = media_policy_name(scope=spec.media_scope, bucket=spec.bucket)
@@ -218,7 +266,9 @@ def plan_checks(account: AwsAccount, *, spec: Spec, customer_id: int | None, ite
     check's calls go beside the others' (one round trip or two in all, not one per call); the ledger is read
     here, in the caller's thread and transaction."""
     owner = alias_owner(spec=spec, customer_id=customer_id)
+    held = _ledger_users(customer_id)
     works = [
+        lambda: path_check(account, spec=spec, held=held),
         lambda: bucket_check(account, spec=spec, items=items),
         lambda: alias_check(account, spec=spec, owner=owner),
         lambda: access_keys_check(account, spec=spec, items=items),

@@ -89,6 +89,7 @@ def test_a_known_customers_plan_passes_every_check_and_warns_for_billing(worker,
     assert read.status == AccountRead.Status.DONE, read.error_message
     assert _outcomes(read) == {
         "region": "pass",
+        "path": "pass",
         "bucket": "pass",
         "alias": "pass",
         "policies": "pass",
@@ -104,7 +105,7 @@ def test_a_known_customers_plan_passes_every_check_and_warns_for_billing(worker,
 def test_the_account_s_own_bucket_passes_without_asking_s3_about_the_name(worker, alice):
     _onboarded(alice, team=[])
     read = _read(alice, spec_data(team=[]))
-    assert _outcomes(read) == {"region": "pass", "bucket": "pass", "alias": "pass", "policies": "pass"}
+    assert _outcomes(read) == {"region": "pass", "path": "pass", "bucket": "pass", "alias": "pass", "policies": "pass"}
     assert "already this account's" in _checks(read)["bucket"]["sentence"]
 
 
@@ -154,7 +155,7 @@ def test_an_alias_another_customer_has_blocks_and_the_account_s_other_alias_warn
 
 def test_a_user_given_two_keys_by_hand_stops_a_plan_that_makes_them_a_third(worker, alice, sandbox):
     iam = account_session(sandbox.url, CUSTOMER_ACCOUNT).iam
-    iam.create_user(UserName="acme-app")
+    iam.create_user(UserName="acme-app", Path="/onramp/")  # the customer handed it over: in the path
     iam.create_access_key(UserName="acme-app")
     iam.create_access_key(UserName="acme-app")
     run = wait_for_run(start_run(alice, team=[]))  # a new customer's plan makes the app user's key
@@ -165,7 +166,7 @@ def test_a_user_given_two_keys_by_hand_stops_a_plan_that_makes_them_a_third(work
 
 def test_one_key_by_hand_passes_the_access_keys_check(worker, alice, sandbox):
     iam = account_session(sandbox.url, CUSTOMER_ACCOUNT).iam
-    iam.create_user(UserName="acme-app")
+    iam.create_user(UserName="acme-app", Path="/onramp/")  # the customer handed it over: in the path
     iam.create_access_key(UserName="acme-app")
     run = wait_for_run(start_run(alice, team=[]))
     # Past the checks: the run goes on to its steps (the user, not Onramp's, is then adopted or refused there).
@@ -176,7 +177,7 @@ def test_one_key_by_hand_passes_the_access_keys_check(worker, alice, sandbox):
 def test_managed_policies_given_by_hand_against_the_account_s_quota(worker, alice, sandbox, by_hand, outcome):
     _onboarded(alice, team=[])
     iam = account_session(sandbox.url, CUSTOMER_ACCOUNT).iam
-    iam.create_user(UserName="lead@agency.example")
+    iam.create_user(UserName="lead@agency.example", Path="/onramp/")
     # The tech lead's plan attaches AdministratorAccess, Billing and IAMUserChangePassword: the hand-made ones are
     # others, the password one among them (attached once, counted once).
     hand = [name for name in MANAGED if name not in ("AdministratorAccess", "job-function/Billing")][:by_hand]

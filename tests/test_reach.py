@@ -43,10 +43,12 @@ def test_point_2_a_spec_naming_the_customers_admins_outside_the_path_changes_not
     run = wait_for_run(start_run(alice, app_name="ops-admin", team=team))
 
     assert run.status == Run.Status.FAILED
+    # The plan's path check, repeated by the preflight (#30 point 3), stops the run before any step.
     failed = {step.key.split(":")[0]: step.error_message for step in run.steps.filter(state="failed")}
-    assert "The IAM user ops-admin exists outside Onramp's path /onramp/" in failed["iam.app_user"]
-    assert "aws iam update-user --user-name ops-admin --new-path /onramp/" in failed["iam.app_user"]
-    assert "aws iam update-user --user-name admin@acme.example" in failed["team.member"]
+    assert set(failed) == {"preflight"}, failed
+    assert "The IAM user ops-admin exists outside Onramp's path /onramp/" in failed["preflight"]
+    assert "aws iam update-user --user-name ops-admin --new-path /onramp/" in failed["preflight"]
+    assert "aws iam update-user --user-name admin@acme.example" in failed["preflight"]
     assert {name: _user_state(iam, name) for name in before} == before
     assert not AuditEvent.objects.filter(
         run=run, action__in=["aws.iam.UpdateUser", "aws.iam.TagUser", "aws.iam.CreateAccessKey"]
@@ -85,3 +87,30 @@ def test_point_2_a_group_outside_the_path_stops_the_run_with_the_customers_comma
     error = run.steps.get(key__startswith="iam.group").error_message
     assert "aws iam update-group --group-name Apps --new-path /onramp/" in error
     assert iam.get_group(GroupName="Apps")["Users"] == []
+
+
+CORS = {"CORSRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": ["https://theirs.example"]}]}
+
+
+def test_point_3_a_takeover_of_the_customers_admin_and_bucket_is_refused_before_any_write(worker, alice, sandbox):
+    """The issue's takeover: the app user named after the customer's admin, their bucket with its own CORS. The
+    run's preflight repeats the plan's path check and stops with the customer's command before any step: the
+    bucket step, which would replace the CORS, never runs."""
+    session = account_session(sandbox.url, CUSTOMER_ACCOUNT)
+    iam, s3 = session.iam, session.client("s3", "us-west-2")
+    iam.create_user(UserName="ops-admin")
+    iam.attach_user_policy(UserName="ops-admin", PolicyArn=ADMIN)
+    iam.create_login_profile(UserName="ops-admin", Password="Their-Own-Password-9!")
+    s3.create_bucket(Bucket="acme-app-media", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    s3.put_bucket_cors(Bucket="acme-app-media", CORSConfiguration=CORS)
+    before = _user_state(iam, "ops-admin")
+
+    run = wait_for_run(start_run(alice, app_name="ops-admin", team=[]))
+
+    assert run.status == Run.Status.FAILED
+    preflight = run.steps.get(key__startswith="preflight")
+    assert preflight.state == "failed"
+    assert "aws iam update-user --user-name ops-admin --new-path /onramp/" in preflight.error_message
+    assert not run.steps.exclude(key__startswith="preflight").filter(state__in=["succeeded", "failed"]).exists()
+    assert _user_state(iam, "ops-admin") == before
+    assert s3.get_bucket_cors(Bucket="acme-app-media")["CORSRules"] == CORS["CORSRules"]
