@@ -377,7 +377,7 @@ def test_a_run_from_the_form_to_the_revealed_key(client, worker, alice):
     assert "hx-trigger" not in page and 'id="cancel"' not in page
     for key in ("sign_in_url", "app_user", "policy", "bucket", "repository_uri"):
         assert run.summary[key] and run.summary[key] in page, key
-    assert f"arn:aws:iam::{CUSTOMER_ACCOUNT}:user/acme-app" in page
+    assert f"arn:aws:iam::{CUSTOMER_ACCOUNT}:user/onramp/acme-app" in page  # made in Onramp's path
     assert f"{CUSTOMER_ACCOUNT}.dkr.ecr.us-west-2.amazonaws.com/acme-app" in page
     assert re.search(r"<td data-label=\"Started\">\d\d:\d\d:\d\d</td>", page)
     assert re.search(r"<td data-label=\"Duration\">(\d+ ms|\d+\.\d s)</td>", page)
