@@ -82,6 +82,8 @@ EXTERNAL_ID = "acme-external-id-0123456789"
 NOTHING_ALLOWED = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}
 # The access key pair AWS's documentation uses as its example: shaped like a key, never a real one.
 EXAMPLE_KEYS = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+# The second access key id AWS's documentation uses as an example: another key of the same user, where one is needed.
+EXAMPLE_KEY_ID_2 = "AKIAI44QH8DHBEXAMPLE"
 
 
 # The fixtures that bring the real Celery worker: a test using one (directly or through another fixture) is

@@ -12,7 +12,7 @@ from provisioning.models import StepRun
 from provisioning.steps import removal, s3
 from provisioning.steps.base import StepContext
 from tests.awsread import account_session
-from tests.conftest import CUSTOMER_ACCOUNT, EXTERNAL_ID, customer_for, spec_data
+from tests.conftest import CUSTOMER_ACCOUNT, EXAMPLE_KEY_ID_2, EXTERNAL_ID, customer_for, spec_data
 
 pytestmark = pytest.mark.strict(consistency_window=0.0)
 BUCKET = "acme-app-media"
@@ -191,7 +191,7 @@ def _access_key_seen(age_days: int, *, status: str = "Active") -> dict:
     return {
         "keys": [
             {
-                "id": "AKIAAPPKEY0000000001",
+                "id": EXAMPLE_KEY_ID_2,
                 "status": status,
                 "created": "2026-09-08T00:00:00+00:00",
                 "age_days": age_days,

@@ -20,7 +20,7 @@ from provisioning.rotation import access_key_rotate_finish, access_key_rotate_st
 from provisioning.runs import run_cancel, run_create, run_retry
 from provisioning.spec import spec_parse
 from provisioning.teams import NotOnCustomerTeam, customer_may_change
-from tests.conftest import finished_run, form_data, seal_key, spec_data, start_run
+from tests.conftest import EXAMPLE_KEY_ID_2, finished_run, form_data, seal_key, spec_data, start_run
 
 
 @pytest.fixture
@@ -180,7 +180,7 @@ def test_service_plan_and_offboarding_reads_refuse_bob(acme, bob):
 def test_service_new_key_and_removing_the_old_key_refuse_bob(acme, bob, alice):
     with pytest.raises(NotOnCustomerTeam):
         access_key_rotate_start(run=acme, user=bob)
-    credential = seal_key(acme, secret="new", replaces_access_key_id="AKIAOLD0000000000000")
+    credential = seal_key(acme, secret="new", replaces_access_key_id=EXAMPLE_KEY_ID_2)
     Credential.objects.filter(pk=credential.pk).update(state=Credential.State.REVEALED, ciphertext="")
     credential.refresh_from_db()
     with pytest.raises(NotOnCustomerTeam):

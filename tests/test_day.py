@@ -17,6 +17,7 @@ from provisioning.spec import spec_parse
 from tests.awsread import account_session
 from tests.conftest import (
     CUSTOMER_ACCOUNT,
+    EXAMPLE_KEY_ID_2,
     EXAMPLE_KEYS,
     customer_make,
     finished_run,
@@ -233,7 +234,7 @@ def test_point_13_favicon_is_served(alice, client):
 @pytest.mark.django_db
 def test_point_13_removing_the_old_key_asks_first(alice, client):
     run = finished_run(alice)
-    new = seal_key(run, secret="x" * 40, access_key_id="AKIAIOSFODNN7NEWKEY1", replaces_access_key_id=EXAMPLE_KEYS[0])
+    new = seal_key(run, secret="x" * 40, access_key_id=EXAMPLE_KEY_ID_2, replaces_access_key_id=EXAMPLE_KEYS[0])
     Credential.objects.filter(pk=new.pk).update(
         state=Credential.State.REVEALED, revealed_by=alice, revealed_at=timezone.now()
     )

@@ -8,7 +8,15 @@ from playwright.sync_api import expect
 
 from provisioning.models import Credential, Customer, DriftState, Resource, Run
 from tests.awsread import account_session
-from tests.conftest import CUSTOMER_ACCOUNT, EXAMPLE_KEYS, finished_run, seal_key, start_run, wait_for_run
+from tests.conftest import (
+    CUSTOMER_ACCOUNT,
+    EXAMPLE_KEY_ID_2,
+    EXAMPLE_KEYS,
+    finished_run,
+    seal_key,
+    start_run,
+    wait_for_run,
+)
 from tests.layout import layout_check
 from tests.test_browser import browser_type_launch_args, log_in  # noqa: F401  (Debian's Chromium)
 from tests.test_pages import SIZES
@@ -140,7 +148,7 @@ def test_point_9_renaming_the_bucket_in_the_browser_plan_and_run_say_what_happen
 @pytest.mark.parametrize(("width", "height"), SIZES)
 def test_point_13_removing_the_old_key_asks_before_deleting(page, live_server, transactional_db, alice, width, height):
     run = finished_run(alice)
-    new = seal_key(run, secret="x" * 40, access_key_id="AKIAIOSFODNN7NEWKEY1", replaces_access_key_id=EXAMPLE_KEYS[0])
+    new = seal_key(run, secret="x" * 40, access_key_id=EXAMPLE_KEY_ID_2, replaces_access_key_id=EXAMPLE_KEYS[0])
     revealed = {"state": Credential.State.REVEALED, "revealed_by": alice, "revealed_at": timezone.now()}
     Credential.objects.filter(pk=new.pk).update(**revealed)
     page.set_viewport_size({"width": width, "height": height})
