@@ -332,42 +332,30 @@ def setup_recipients(*, customer: Customer) -> list:
     return list(people.exclude(email="").distinct().order_by("username"))
 
 
-def setup_connected_notify(*, customer: Customer, role_arn: str, version: int, connected_at: datetime) -> Notice:
-    """Tell the team that Onramp found the customer's role by itself (after the transaction commits)."""
+def _setup_notify(*, customer: Customer, template: str, at: datetime, **context) -> Notice:
+    """A set-up notice to the customer's team and the Admins, linking the customer's page, sent after the commit."""
     notice = _notice(
-        template="setup_connected",
-        event="setup.connected",
-        ref=connected_at.isoformat(),
-        context={
-            "customer": customer.name,
-            "account_id": customer.aws_account_id,
-            "role_arn": role_arn,
-            "version": version,
-            "when": _when(connected_at),
-        },  # fmt: skip
+        template=template,
+        event=template.replace("_", "."),
+        ref=at.isoformat(),
+        context={"customer": customer.name, "account_id": customer.aws_account_id, "when": _when(at), **context},
         link=_link(reverse("customer_detail", args=[customer.slug])),
         recipients=setup_recipients(customer=customer),
         customer_id=customer.pk,
     )
     transaction.on_commit(lambda: notice_deliver(notice), robust=True)
     return notice
+
+
+def setup_connected_notify(*, customer: Customer, role_arn: str, version: int, connected_at: datetime) -> Notice:
+    """Tell the team that Onramp found the customer's role by itself (after the transaction commits)."""
+    return _setup_notify(
+        customer=customer, template="setup_connected", at=connected_at, role_arn=role_arn, version=version
+    )
 
 
 def setup_mismatch_notify(*, customer: Customer, role_arn: str, given_at: datetime) -> Notice:
     """Tell the team that the customer gave a role in another account than the one set (nothing applied)."""
-    notice = _notice(
-        template="setup_mismatch",
-        event="setup.mismatch",
-        ref=given_at.isoformat(),
-        context={
-            "customer": customer.name,
-            "account_id": customer.aws_account_id,
-            "role_arn": redact_text(role_arn[:300]),
-            "when": _when(given_at),
-        },  # fmt: skip
-        link=_link(reverse("customer_detail", args=[customer.slug])),
-        recipients=setup_recipients(customer=customer),
-        customer_id=customer.pk,
+    return _setup_notify(
+        customer=customer, template="setup_mismatch", at=given_at, role_arn=redact_text(role_arn[:300])
     )
-    transaction.on_commit(lambda: notice_deliver(notice), robust=True)
-    return notice
