@@ -49,6 +49,7 @@ class CustomerAdminForm(forms.ModelForm):
             "role_arn",
             "access_key_id",
             "team",
+            "approval_rule",
             "contacts",
             "notes",
             "is_active",
@@ -247,7 +248,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
                 )
             },
         ),
-        ("People and notes", {"fields": ("team", "contacts", "notes")}),
+        ("People and notes", {"fields": ("team", "approval_rule", "contacts", "notes")}),
         ("What Onramp did here", {"fields": ("resources", "links", "created_at", "updated_at")}),
     )
 
