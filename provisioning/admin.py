@@ -55,6 +55,12 @@ class CustomerAdminForm(forms.ModelForm):
             "is_active",
         )
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The rule's default is a callable (APPROVAL_DEFAULT): compare with the record, not a hidden initial.
+        if "approval_rule" in self.fields:  # not in a read-only view's form
+            self.fields["approval_rule"].show_hidden_initial = False
+
     def clean_name(self):
         name = self.cleaned_data["name"]
         validate_customer_name(name)  # the spec's rule: the same name reaches emails and the webhook

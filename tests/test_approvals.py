@@ -413,14 +413,16 @@ def test_an_admin_may_break_glass_from_the_preview(dana, settings):
 
 @pytest.mark.django_db
 def test_the_approval_rule_is_set_by_an_admin_in_the_admin_audited(dana):
-    customer = customer_make()
-    page = _client(dana).get(reverse("admin:provisioning_customer_change", args=[customer.pk])).content.decode()
-    assert 'name="approval_rule"' in page
-    from provisioning.customers import customer_save
+    from tests.test_admin import _form
 
-    customer.approval_rule = ApprovalRule.EVERY
-    customer_save(customer=customer, user=dana, created=False, changed=["approval_rule"])
-    event = AuditEvent.objects.get(action="customer.changed")
+    customer = customer_make()
+    url = reverse("admin:provisioning_customer_change", args=[customer.pk])
+    assert 'name="approval_rule"' in _client(dana).get(url).content.decode()
+    response = _client(dana).post(
+        url, _form(slug=customer.slug, approval_rule="every", contacts="", account_alias=None)
+    )
+    assert response.status_code == 302 and refreshed(customer).approval_rule == ApprovalRule.EVERY
+    event = AuditEvent.objects.get(action="customer.changed", actor=dana)
     assert event.details["fields"] == ["approval_rule"] and event.details["approval_rule"] == "every"
 
 
