@@ -407,8 +407,7 @@ def approval_decided_notify(*, approval) -> Notice:
         },
         link=_link(reverse("run_detail", args=[approval.run_id])) if approval.run_id else _approval_link(approval),
         recipients=[approval.requested_by],
-        customer_id=approval.customer_id,
-        run_id=approval.run_id,
+        customer_id=approval.customer_id,  # about the approval (its ref), not the run: that one has its own notice
     )
     transaction.on_commit(lambda: notice_deliver(notice), robust=True)
     return notice
