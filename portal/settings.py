@@ -121,6 +121,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "provisioning.context_processors.vocabulary",
+                "provisioning.context_processors.approvals",
                 "provisioning.auth.auth_context",
             ],
         },
@@ -306,6 +307,7 @@ AUDIT_CHECKPOINT_EVERY = env.int("AUDIT_CHECKPOINT_EVERY", default=300)
 AUDIT_CHECKPOINT_DIR = Path(env.str("AUDIT_CHECKPOINT_DIR", default="") or BASE_DIR / "var" / "audit-checkpoints")
 CELERY_BEAT_SCHEDULE = {
     "sweep-stale-runs": {"task": "provisioning.tasks.runs_sweep", "schedule": 60.0},
+    "expire-approvals": {"task": "provisioning.tasks.approvals_expire", "schedule": crontab(minute="*/5")},
     "expire-credentials": {"task": "provisioning.tasks.credentials_expire", "schedule": crontab(minute="*/5")},
     "audit-checkpoint": {"task": "provisioning.audit_checkpoint", "schedule": float(AUDIT_CHECKPOINT_EVERY)},
     "warn-expiring-credentials": {"task": "provisioning.tasks.credentials_warn", "schedule": crontab(minute="*/15")},
@@ -355,6 +357,24 @@ DRIFT_CONCURRENCY = env.int("DRIFT_CONCURRENCY", default=8)
 CREDENTIAL_TTL = env.int("CREDENTIAL_TTL", default=24 * 3600)
 # Seconds without progress after which the sweeper re-enqueues a run's steps.
 RUN_STALE_AFTER = env.int("RUN_STALE_AFTER", default=300)
+
+
+def _duration_seconds(name: str, default: str) -> int:
+    """A duration setting: seconds ("86400"), or a number with a unit ("30m", "24h", "2d")."""
+    text = env.str(name, default=default).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1)
+    if not number.isdigit() or int(number) == 0:
+        raise ImproperlyConfigured(f"{name} is a duration: seconds (86400) or a number with s, m, h or d (24h).")
+    return int(number) * unit
+
+
+# Approvals (provisioning/approvals.py): a new customer's rule (nothing, risky or every), and how long a plan
+# waits for its second person before it expires.
+APPROVAL_DEFAULT = env.str("APPROVAL_DEFAULT", default="risky")
+if APPROVAL_DEFAULT not in ("nothing", "risky", "every"):
+    raise ImproperlyConfigured("APPROVAL_DEFAULT is nothing, risky or every.")
+APPROVAL_TTL = _duration_seconds("APPROVAL_TTL", "24h")
 # Sandbox AWS (moto's server) for development and tests; unset for real AWS.
 AWS_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL", default="") or None
 # A command that deploys a customer's role where the accounts are the installation's own (make run sets its

@@ -49,10 +49,17 @@ class CustomerAdminForm(forms.ModelForm):
             "role_arn",
             "access_key_id",
             "team",
+            "approval_rule",
             "contacts",
             "notes",
             "is_active",
         )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The rule's default is a callable (APPROVAL_DEFAULT): compare with the record, not a hidden initial.
+        if "approval_rule" in self.fields:  # not in a read-only view's form
+            self.fields["approval_rule"].show_hidden_initial = False
 
     def clean_name(self):
         name = self.cleaned_data["name"]
@@ -247,7 +254,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
                 )
             },
         ),
-        ("People and notes", {"fields": ("team", "contacts", "notes")}),
+        ("People and notes", {"fields": ("team", "approval_rule", "contacts", "notes")}),
         ("What Onramp did here", {"fields": ("resources", "links", "created_at", "updated_at")}),
     )
 

@@ -282,7 +282,12 @@ def customer_save(*, customer: Customer, user, created: bool, changed: list[str]
             actor=user,
             customer=customer,
             target=customer.name,
-            details={"fields": fields, "via": "admin"},
+            details={
+                "fields": fields,
+                "via": "admin",
+                # The approval rule is no secret, and who weakened or tightened it matters: its new value.
+                **({"approval_rule": customer.approval_rule} if "approval_rule" in fields or created else {}),
+            },
         )
 
 

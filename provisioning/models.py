@@ -20,6 +20,19 @@ def new_external_id() -> str:
     return secrets.token_hex(20)  # 40 characters, as AWS suggests for a third party's external id
 
 
+def approval_default() -> str:
+    """A new customer's approval rule: the APPROVAL_DEFAULT setting (provisioning/approvals.py)."""
+    return settings.APPROVAL_DEFAULT
+
+
+class ApprovalRule(models.TextChoices):
+    """What of a customer's plans needs a second person (offboarding and adoption always do)."""
+
+    NOTHING = "nothing", "Nothing (only offboarding and adoptions)"
+    RISKY = "risky", "Plans that remove, delete, adopt or grant AdministratorAccess"
+    EVERY = "every", "Every plan"
+
+
 class Customer(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
@@ -68,6 +81,14 @@ class Customer(models.Model):
     offboard_mode = models.CharField(
         max_length=16, choices=OffboardMode.choices, blank=True, db_default="", default="", editable=False
     )
+    approval_rule = models.CharField(
+        "plans that need a second person's approval",
+        max_length=8,
+        choices=ApprovalRule.choices,
+        default=approval_default,
+        db_default=ApprovalRule.RISKY,
+        help_text="Offboarding, decommission and adoptions always need one (an adoption, an Admin's).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -99,6 +120,9 @@ class Run(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="runs")
     started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="runs")
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="approved_runs"
+    )
     spec = models.JSONField(help_text="The validated onboarding spec. Holds no secret.")
     kind = models.CharField(max_length=16, choices=RunKind.choices, default=RunKind.ONBOARDING, db_default="onboarding")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -541,3 +565,51 @@ class SetupLinkOpening(models.Model):
 
     def __str__(self) -> str:
         return f"opened {self.opened_at:%Y-%m-%d %H:%M}"
+
+
+class PlanApproval(models.Model):
+    """A plan that needs a second person, saved as asked for (provisioning/approvals.py). Outside the
+    one-active-run lock: waiting takes no run. Approving starts the run, as the requester's."""
+
+    class State(models.TextChoices):
+        AWAITING = "awaiting", "Awaiting approval"
+        APPROVED = "approved", "Approved"
+        DECLINED = "declined", "Declined"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+        EXPIRED = "expired", "Expired"
+        VOIDED = "voided", "Voided"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="approvals")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    spec = models.JSONField(help_text="The validated spec of the plan. Holds no secret.")
+    read = models.ForeignKey(AccountRead, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    items = models.JSONField(default=list, blank=True, help_text="The plan's items as decided by the requester.")
+    offboard = models.CharField(max_length=16, choices=OffboardMode.choices, blank=True, default="")
+    repair = models.BooleanField(default=False)
+    summary = models.CharField(max_length=300, help_text='The plan in a line: "Acme: remove 1 user".')
+    reasons = models.JSONField(default=list, help_text="Why it needs approval: [{code, sentence}].")
+    admin_only = models.BooleanField(default=False, help_text="Only an Admin may approve it (an adoption).")
+    # What the customer's ledger held when it was asked for: another run changing it voids the approval.
+    ledger_fingerprint = models.CharField(max_length=64, blank=True)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.AWAITING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    comment = models.TextField(blank=True, help_text="The approver's, or the decliner's.")
+    ended_reason = models.TextField(blank=True, help_text="Why it expired or was voided, in a sentence.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+    run = models.OneToOneField(Run, on_delete=models.PROTECT, null=True, blank=True, related_name="approval")
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["state", "expires_at"])]
+
+    def __str__(self) -> str:
+        return self.summary
+
+    @property
+    def short_id(self) -> str:
+        return str(self.id)[:8]

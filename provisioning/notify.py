@@ -359,3 +359,78 @@ def setup_mismatch_notify(*, customer: Customer, role_arn: str, given_at: dateti
     return _setup_notify(
         customer=customer, template="setup_mismatch", at=given_at, role_arn=redact_text(role_arn[:300])
     )
+
+
+def _approval_link(approval) -> str:
+    return _link(reverse("approval_detail", args=[approval.pk]))
+
+
+def approval_requested_notify(*, approval) -> Notice:
+    """Tell the customer's team and the Admins (not the requester) that a plan awaits their approval: its
+    summary line and a link, after the transaction commits."""
+    customer = approval.customer
+    people = [person for person in setup_recipients(customer=customer) if person.pk != approval.requested_by_id]
+    notice = _notice(
+        template="approval_requested",
+        event="plan.approval_requested",
+        ref=str(approval.pk),
+        context={
+            "summary": approval.summary,
+            "customer": customer.name,
+            "account_id": customer.aws_account_id,
+            "person": approval.requested_by.get_username(),
+            "reasons": [reason["sentence"] for reason in approval.reasons],
+            "admin_only": approval.admin_only,
+            "expires": _when(approval.expires_at),
+        },
+        link=_approval_link(approval),
+        recipients=people,
+        customer_id=customer.pk,
+    )
+    transaction.on_commit(lambda: notice_deliver(notice), robust=True)
+    return notice
+
+
+def approval_decided_notify(*, approval) -> Notice:
+    """Tell the requester that their plan was approved, declined, expired or voided (after the commit)."""
+    notice = _notice(
+        template="approval_decided",
+        event=f"plan.{approval.state}",
+        ref=str(approval.pk),
+        context={
+            "state": approval.get_state_display(),
+            "summary": approval.summary,
+            "customer": approval.customer.name,
+            "decider": approval.decided_by.get_username() if approval.decided_by else "",
+            "comment": redact_text(approval.comment),
+            "reason": approval.ended_reason,
+        },
+        link=_link(reverse("run_detail", args=[approval.run_id])) if approval.run_id else _approval_link(approval),
+        recipients=[approval.requested_by],
+        customer_id=approval.customer_id,  # about the approval (its ref), not the run: that one has its own notice
+    )
+    transaction.on_commit(lambda: notice_deliver(notice), robust=True)
+    return notice
+
+
+def break_glass_notify(*, run: Run, summary: str, reason: str) -> Notice:
+    """Tell the customer's team and the Admins that an Admin started a plan without its approval."""
+    notice = _notice(
+        template="break_glass",
+        event="plan.break_glass",
+        ref=str(run.pk),
+        context={
+            "summary": summary,
+            "customer": run.customer.name,
+            "account_id": run.customer.aws_account_id,
+            "person": run.started_by.get_username(),
+            "when": _when(run.created_at),
+            "reason": redact_text(reason),
+        },
+        link=_link(reverse("run_detail", args=[run.pk])),
+        recipients=setup_recipients(customer=run.customer),
+        customer_id=run.customer_id,
+        run_id=run.pk,
+    )
+    transaction.on_commit(lambda: notice_deliver(notice), robust=True)
+    return notice

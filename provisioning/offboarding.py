@@ -11,12 +11,13 @@ them. Runs, audit and ledger are kept.
 from django.db import transaction
 from django.utils import timezone
 
+from provisioning.approvals import plan_start
 from provisioning.audit import audit_record
 from provisioning.customers import customer_desired_spec
-from provisioning.models import AccountRead, Customer, Run
-from provisioning.plan import Action, plan_decide
+from provisioning.models import AccountRead, Customer, PlanApproval, Run
+from provisioning.plan import plan_decide
 from provisioning.reads import account_read_start
-from provisioning.runs import customer_refuse_if_offboarded, run_create
+from provisioning.runs import customer_refuse_if_offboarded
 from provisioning.spec import SpecError, spec_parse
 from provisioning.vocabulary import OffboardMode
 
@@ -70,28 +71,26 @@ def offboard_read(*, customer: Customer, read_id) -> AccountRead | None:
     ).first()
 
 
-def offboard_confirm(*, read: AccountRead, user, delete: set[int], typed: dict[int, str]) -> Run:
-    """Start the offboarding run a read planned, with the tech lead's ticks and typed names (plan_decide)."""
+def offboard_confirm(
+    *, read: AccountRead, user, delete: set[int], typed: dict[int, str], emergency: str = ""
+) -> PlanApproval | Run:
+    """An offboarding always needs a second person: save the plan a read made, with the tech lead's ticks and
+    typed names (plan_decide), as awaiting approval; approving it starts the run (provisioning/approvals.py).
+    `emergency`: an Admin's reason to start it alone (break-glass)."""
     if read.status != AccountRead.Status.DONE:
         raise OffboardRefused("The account was not read for this plan yet: check the plan again.")
     items = plan_decide(read.items, delete=set(delete), typed=typed, offboard=read.offboard)
     # Not in one transaction with the run: a refusal (offboarded meanwhile, a run in progress) stays audited.
-    run = run_create(
-        spec=spec_parse(read.spec), customer=read.customer, user=user, read=read, items=items, offboard=read.offboard
-    )
-    audit_record(
-        action="offboard.confirmed",
-        actor=user,
+    customer_refuse_if_offboarded(customer=read.customer, user=user, doing="offboard")
+    return plan_start(
+        spec=spec_parse(read.spec),
         customer=read.customer,
-        run=run,
-        target=read.customer.name,
-        details={
-            "mode": read.offboard,
-            "remove": sum(1 for item in items if item["action"] == Action.REMOVE),
-            "release": sum(1 for item in items if item["action"] == Action.RELEASE),
-        },
+        user=user,
+        read=read,
+        items=items,
+        offboard=read.offboard,
+        emergency=emergency,
     )
-    return run
 
 
 def customer_reactivate(*, customer: Customer, user) -> bool:

@@ -9,13 +9,14 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from provisioning import vault
+from provisioning.approvals import plan_start
 from provisioning.audit import audit_record
 from provisioning.checks import checks_blocking, checks_sentence
-from provisioning.models import AccountRead, Customer, Resource, Run
+from provisioning.models import AccountRead, Customer, PlanApproval, Resource, Run
 from provisioning.permissions import is_admin
 from provisioning.plan import plan_decide
 from provisioning.reads import account_read_start
-from provisioning.runs import customer_refuse_if_offboarded, run_create
+from provisioning.runs import customer_refuse_if_offboarded
 from provisioning.spec import Spec, spec_parse
 from provisioning.teams import customer_permission_check, customer_team_join
 from provisioning.vocabulary import Access
@@ -178,10 +179,14 @@ def onboarding_draft_read(*, draft: dict, user) -> AccountRead | None:
     return read
 
 
-def onboarding_confirm(*, draft: dict, user, delete: set[int] = frozenset(), typed: dict | None = None) -> Run:
-    """Create or update the customer from a checked draft and start the run (RunConflict if one is active).
-    When the draft's plan was a difference, the run carries out that difference with the tech lead's
-    decisions: adopted resources ticked for deletion (`delete`), names typed to delete what holds data."""
+def onboarding_confirm(
+    *, draft: dict, user, delete: set[int] = frozenset(), typed: dict | None = None, emergency: str = ""
+) -> Run | PlanApproval:
+    """Create or update the customer from a checked draft and start the run (RunConflict if one is active),
+    or save the plan as awaiting approval when the approval rules ask for a second person (approvals.plan_start;
+    `emergency`: an Admin's reason to start it alone). When the draft's plan was a difference, the run carries
+    out that difference with the tech lead's decisions: adopted resources ticked for deletion (`delete`), names
+    typed to delete what holds data."""
     spec = onboarding_draft_spec(draft=draft)
     read = None
     if draft.get("read_id"):
@@ -217,5 +222,7 @@ def onboarding_confirm(*, draft: dict, user, delete: set[int] = frozenset(), typ
             if read.customer_id != customer.pk:
                 raise OnboardingRefused("This plan was read from another customer's account: check the plan again.")
             items = plan_decide(read.items, delete=set(delete), typed=typed or {})
-            return run_create(spec=spec, customer=customer, user=user, read=read, items=items, repair=repair)
-        return run_create(spec=spec, customer=customer, user=user, repair=repair)
+            return plan_start(
+                spec=spec, customer=customer, user=user, read=read, items=items, repair=repair, emergency=emergency
+            )
+        return plan_start(spec=spec, customer=customer, user=user, repair=repair, emergency=emergency)

@@ -140,6 +140,7 @@ class Action:
     KEEP = "keep"
     REMOVE = "remove"
     RELEASE = "release"
+    ADOPT = "adopt"
     ORDER = (CREATE, CHANGE, REMOVE, RELEASE, KEEP)
 
 

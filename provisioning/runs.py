@@ -25,7 +25,7 @@ from provisioning.audit import CallLog, audit_record, audit_write
 from provisioning.aws import NO_ANSWER_ERRORS, account_for_run, aws_work, error_translate, run_accounts
 from provisioning.errors import InternalError, OnrampError
 from provisioning.ledger import ledger_end, ledger_labels, ledger_outputs, ledger_record
-from provisioning.models import AccountRead, AuditEvent, Customer, Resource, Run, StepRun
+from provisioning.models import AccountRead, AuditEvent, Customer, PlanApproval, Resource, Run, StepRun
 from provisioning.plan import Action, plan_build, plan_registry, plan_run_steps
 from provisioning.registry import REGISTRY, ROLE_NAME, Registry
 from provisioning.spec import Spec, spec_from_json
@@ -118,13 +118,15 @@ def run_create(
     items: list[dict] | None = None,
     offboard: str = "",
     repair: bool = False,
+    approved_by=None,
 ) -> Run:
     """Create the run and its steps, then enqueue the first step once the transaction commits. With a
     read and its decided items (provisioning.plan.plan_decide), the run carries out that difference;
     without, every step of the spec (creating first: the fast path for an account the ledger does not know).
     `offboard`: the run is that offboarding (its read planned it); `repair`: it repairs the customer's drift
-    (run_kind_for). CustomerOffboarded for an offboarded customer; NotOnCustomerTeam for someone not on the
-    customer's team (nor an Admin)."""
+    (run_kind_for); `approved_by`: the second person who approved the plan (provisioning/approvals.py).
+    CustomerOffboarded for an offboarded customer; NotOnCustomerTeam for someone not on the customer's team
+    (nor an Admin)."""
     action = "offboard" if offboard else "repair" if repair else "run"
     customer_permission_check(user=user, customer=customer, action=action)
     customer_refuse_if_offboarded(customer=customer, user=user, doing="offboard" if offboard else "run")
@@ -144,6 +146,7 @@ def run_create(
                 read=read,
                 plan=items or [],
                 offboard=offboard,
+                approved_by=approved_by,
             )
             now = timezone.now()
             steps = StepRun.objects.bulk_create(
@@ -174,6 +177,7 @@ def run_create(
                     "read": str(read.pk) if read else None,
                     "plan": _plan_counts(items),
                     **({"offboard": offboard} if offboard else {}),
+                    **({"approved_by": approved_by.get_username()} if approved_by else {}),
                 },
             )
             if steps:
@@ -424,6 +428,8 @@ def _run_finish(run: Run, steps: dict[str, StepRun], *, log: CallLog | None = No
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "summary", "finished_at"])
     failed = [k for k, s in steps.items() if s.state == State.FAILED]
+    if any(s.error_code == "PlanStale" for s in steps.values()):
+        _approval_void_stale(run, log=log)
     audit_record(
         action="run.succeeded" if ok else "run.failed",
         actor_label=_worker_label(run),
@@ -439,6 +445,25 @@ def _run_finish(run: Run, steps: dict[str, StepRun], *, log: CallLog | None = No
     transaction.on_commit(lambda: current_app.send_task(NOTIFY_TASK, args=[str(run.pk)]), robust=True)
     if ok and run.kind == RunKind.REPAIR:  # the drift state it repaired is stale from now on: check again
         transaction.on_commit(lambda: current_app.send_task(REPAIR_CHECK_TASK, args=[run.customer_id]), robust=True)
+
+
+def _approval_void_stale(run: Run, *, log: CallLog | None) -> None:
+    """The approval a run started from was for the account as it was read: the account changed (its preflight
+    found the plan stale), so that approval is void, audited; a new plan needs a new approval."""
+    sentence = "The account changed since the plan was read: the run changed nothing. Plan again and ask again."
+    if not PlanApproval.objects.filter(run=run, state=PlanApproval.State.APPROVED).update(
+        state=PlanApproval.State.VOIDED, ended_reason=sentence
+    ):
+        return
+    audit_record(
+        action="plan.voided",
+        actor_label=_worker_label(run),
+        customer=run.customer_id,
+        run=run,
+        target=run.customer.name,
+        details={"approval": str(run.approval.pk), "reason": sentence},
+        into=log,
+    )
 
 
 def _removed_secrets_wipe(run: Run) -> None:

@@ -6,7 +6,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
 
-from provisioning import customers, drift, notify, runs, setup_links, vault
+from provisioning import approvals, customers, drift, notify, runs, setup_links, vault
 from provisioning.models import Customer
 
 # How long one task keeps taking its branch's next step itself, far under the soft time limit.
@@ -70,6 +70,11 @@ def drift_checks_work() -> None:
 @shared_task(ignore_result=True)
 def runs_sweep() -> None:
     runs.runs_sweep()
+
+
+@shared_task(ignore_result=True)
+def approvals_expire() -> None:
+    approvals.approvals_expire()
 
 
 @shared_task(ignore_result=True)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from provisioning import views, views_audit, views_customers, views_offboard, views_setup
+from provisioning import views, views_approvals, views_audit, views_customers, views_offboard, views_setup
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -26,6 +26,11 @@ urlpatterns = [
     path("setup/status/", views_setup.setup_status, name="setup_status"),
     path("setup/action/", views_setup.setup_action, name="setup_action"),
     path("setup/<str:token>/", views_setup.setup_exchange, name="setup_exchange"),
+    path("approvals/", views_approvals.approval_list, name="approval_list"),
+    path("approvals/<uuid:approval_id>/", views_approvals.approval_detail, name="approval_detail"),
+    path("approvals/<uuid:approval_id>/approve/", views_approvals.approval_approve_view, name="approval_approve"),
+    path("approvals/<uuid:approval_id>/decline/", views_approvals.approval_decline_view, name="approval_decline"),
+    path("approvals/<uuid:approval_id>/withdraw/", views_approvals.approval_withdraw_view, name="approval_withdraw"),
     path("drift/", views_customers.drift_list, name="drift_list"),
     path("roles/", views_customers.roles_list, name="roles_list"),
     path("runs/<uuid:run_id>/reopen/", views_customers.run_reopen, name="run_reopen"),

@@ -15,18 +15,20 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from portal.celery import app as celery_app
 from provisioning import documents, vault
+from provisioning.approvals import ApprovalRefused, approval_reasons, approver_must_be_admin
 from provisioning.audit import audit_record
 from provisioning.auth import fresh_auth_required
 from provisioning.checks import checks_blocking
 from provisioning.customers import customer_unrevealed, runs_find, runs_with_unrevealed
 from provisioning.errors import OnrampError
 from provisioning.forms import OnboardingForm, RunFilterForm, TeamFormSet, onboarding_validate
-from provisioning.models import AccountRead, Credential, Customer, Run, StepRun
+from provisioning.models import AccountRead, Credential, Customer, PlanApproval, Run, StepRun
 from provisioning.oidc import oidc_enabled
 from provisioning.onboarding import (
     OnboardingRefused,
     onboarding_confirm,
     onboarding_draft_build,
+    onboarding_draft_customer,
     onboarding_draft_read,
     onboarding_draft_spec,
 )
@@ -228,8 +230,12 @@ def onboard_preview(request):
         return redirect("onboard")
     if request.method == "POST":
         delete, typed = plan_decisions(request.POST)
+        emergency = request.POST.get("emergency", "") if "break_glass" in request.POST else ""
         try:
-            run = onboarding_confirm(draft=draft, user=request.user, delete=delete, typed=typed)
+            run = onboarding_confirm(draft=draft, user=request.user, delete=delete, typed=typed, emergency=emergency)
+        except ApprovalRefused as exc:
+            messages.error(request, str(exc))
+            return redirect("onboard_preview")
         except OnboardingRefused as exc:
             messages.error(request, str(exc))
             return redirect(f"{reverse('onboard')}?edit=1")
@@ -240,7 +246,7 @@ def onboard_preview(request):
             messages.error(request, str(exc))
             return redirect("run_detail", run_id=exc.active.pk)
         del request.session[DRAFT]
-        return redirect("run_detail", run_id=run.pk)
+        return plan_started(request, run)
     try:
         spec = onboarding_draft_spec(draft=draft)
     except SpecError:
@@ -251,25 +257,46 @@ def onboard_preview(request):
     if read is not None:
         request.session[DRAFT] = draft  # it now names its read
         return preview_difference(request, spec, read)
+    customer = onboarding_draft_customer(draft=draft)
+    context = plan_full_context(spec, username=request.user.get_username())
+    context["approval"] = approval_hint(request.user, customer=customer, spec=spec, items=None)
+    return render(request, "provisioning/preview.html", context)
+
+
+def plan_full_context(spec, *, username: str) -> dict:
+    """A plan without a read (everything created): its stages, documents and CLI transcript."""
     steps = plan_build(spec)
     branches = plan_branches(steps)
-    return render(
-        request,
-        "provisioning/preview.html",
-        {
-            "spec": spec,
-            "first": branches[0],
-            "parallel": branches[1:],
-            "step_count": len(steps),
-            "documents": [
-                (step, name, DOCUMENT_TITLES.get(name, name), json.dumps(document, indent=2))
-                for step in steps
-                for name, document in step.documents.items()
-            ],
-            "sign_in_url": documents.sign_in_url(account_id=spec.account_id, alias=spec.account_alias),
-            "cli": plan_transcript(spec, steps, source_identity=source_identity_for(request.user.get_username())),
-        },
-    )
+    return {
+        "spec": spec,
+        "first": branches[0],
+        "parallel": branches[1:],
+        "step_count": len(steps),
+        "documents": [
+            (step, name, DOCUMENT_TITLES.get(name, name), json.dumps(document, indent=2))
+            for step in steps
+            for name, document in step.documents.items()
+        ],
+        "sign_in_url": documents.sign_in_url(account_id=spec.account_id, alias=spec.account_alias),
+        "cli": plan_transcript(spec, steps, source_identity=source_identity_for(username)),
+    }
+
+
+def approval_hint(user, *, customer, spec, items, offboard: str = "") -> dict:
+    """What the preview says of approval: why this plan needs a second person (empty: none), and whether the
+    viewer may start it alone in an emergency (an Admin)."""
+    reasons = approval_reasons(customer=customer, spec=spec, items=items, offboard=offboard)
+    return {"reasons": reasons, "admin_only": approver_must_be_admin(reasons), "break_glass": is_admin(user)}
+
+
+def plan_started(request, started):
+    """After a plan's Start: its run's page, or, when it awaits approval, its approval's page."""
+    if isinstance(started, PlanApproval):
+        messages.success(
+            request, "Saved as awaiting approval: nothing runs until a second person approves it. They were told."
+        )
+        return redirect("approval_detail", approval_id=started.pk)
+    return redirect("run_detail", run_id=started.pk)
 
 
 def plan_decisions(post) -> tuple[set[int], dict[int, str]]:
@@ -297,21 +324,29 @@ def preview_difference(request, spec, read: AccountRead, *, template="provisioni
         return response
     context = {"spec": spec, "read": read, **(extra or {})}
     if read.status == AccountRead.Status.DONE:
-        registry = plan_registry(read.offboard)
-        steps = plan_run_steps(spec=spec, items=read.items, read_id=str(read.pk), registry=registry)
-        context |= {
-            "groups": plan_groups(read.items, offboard=read.offboard),
-            "changes": sum(1 for item in read.items if item["action"] != Action.KEEP),
-            "blocked": checks_blocking(read.checks),
-            "removing_team": any(i["action"] == Action.REMOVE and i["kind"] == "team.member" for i in read.items),
-            "documents": [
-                (step, name, DOCUMENT_TITLES.get(name, name), json.dumps(document, indent=2))
-                for step in steps
-                for name, document in step.documents.items()
-            ],
-            "cli": plan_transcript(spec, steps, source_identity=source_identity_for(request.user.get_username())),
-        }
+        context |= plan_difference_context(spec, read, read.items, username=request.user.get_username())
+        context["approval"] = approval_hint(
+            request.user, customer=read.customer, spec=spec, items=read.items, offboard=read.offboard
+        )
     return render(request, template, context)
+
+
+def plan_difference_context(spec, read: AccountRead, items: list[dict], *, username: str) -> dict:
+    """A difference plan's groups, checks, documents and CLI transcript: `items` as read, or as decided."""
+    registry = plan_registry(read.offboard)
+    steps = plan_run_steps(spec=spec, items=items, read_id=str(read.pk), registry=registry)
+    return {
+        "groups": plan_groups(items, offboard=read.offboard),
+        "changes": sum(1 for item in items if item["action"] != Action.KEEP),
+        "blocked": checks_blocking(read.checks),
+        "removing_team": any(i["action"] == Action.REMOVE and i["kind"] == "team.member" for i in items),
+        "documents": [
+            (step, name, DOCUMENT_TITLES.get(name, name), json.dumps(document, indent=2))
+            for step in steps
+            for name, document in step.documents.items()
+        ],
+        "cli": plan_transcript(spec, steps, source_identity=source_identity_for(username)),
+    }
 
 
 @portal_user_required
@@ -336,6 +371,7 @@ def _run_context(request, run: Run) -> dict:
     started = run.status == Run.Status.PENDING and any(s.state != "pending" for s in steps)
     return {
         "run": run,
+        "approval": PlanApproval.objects.filter(run=run).first(),
         "status_shown": Run.Status.RUNNING if started else Run.Status(run.status),
         "steps": steps,
         # What exists now, as the ledger knows it (a key rotated since the run shows as the new key).

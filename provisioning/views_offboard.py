@@ -6,6 +6,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
+from provisioning.approvals import ApprovalRefused
 from provisioning.models import Customer
 from provisioning.offboarding import (
     MODE_WORDS,
@@ -17,7 +18,7 @@ from provisioning.offboarding import (
 from provisioning.permissions import customer_permission_check, portal_user_required
 from provisioning.runs import CustomerOffboarded, RunConflict
 from provisioning.spec import spec_parse
-from provisioning.views import plan_decisions, preview_difference
+from provisioning.views import plan_decisions, plan_started, preview_difference
 from provisioning.vocabulary import OffboardMode
 
 
@@ -58,9 +59,10 @@ def customer_offboard_plan(request, slug, read_id):
         raise Http404("No such offboarding plan.")
     if request.method == "POST":
         delete, typed = plan_decisions(request.POST)
+        emergency = request.POST.get("emergency", "") if "break_glass" in request.POST else ""
         try:
-            run = offboard_confirm(read=read, user=request.user, delete=delete, typed=typed)
-        except OffboardRefused as exc:
+            started = offboard_confirm(read=read, user=request.user, delete=delete, typed=typed, emergency=emergency)
+        except (OffboardRefused, ApprovalRefused) as exc:
             messages.error(request, str(exc))
             return redirect("customer_offboard_plan", slug=customer.slug, read_id=read.pk)
         except CustomerOffboarded as exc:
@@ -69,7 +71,7 @@ def customer_offboard_plan(request, slug, read_id):
         except RunConflict as exc:
             messages.error(request, str(exc))
             return redirect("run_detail", run_id=exc.active.pk)
-        return redirect("run_detail", run_id=run.pk)
+        return plan_started(request, started)
     mode = OffboardMode(read.offboard)
     extra = {"customer": customer, "mode": mode, "mode_words": MODE_WORDS[mode]}
     return preview_difference(

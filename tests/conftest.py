@@ -349,6 +349,28 @@ def start_run(user, **overrides) -> Run:
     return run_create(spec=spec_parse(data), customer=team_customer_for(data, user), user=user)
 
 
+@pytest.fixture
+def no_approvals():
+    """For a test about something else than approvals: new customers' plans need no second person
+    (APPROVAL_DEFAULT "nothing", as an installation may choose). Offboarding and adoptions still ask
+    (tests/test_approvals.py tests the rules themselves, with the production default)."""
+    with override_settings(APPROVAL_DEFAULT="nothing"):
+        yield
+
+
+def approved(started, *, by=None) -> Run:
+    """The run a plan started: at once, or, when it awaits approval (an offboarding always does), once a
+    second person approved it (`by`, else an Admin made for it)."""
+    from provisioning.approvals import approval_approve
+    from provisioning.models import PlanApproval
+
+    if not isinstance(started, PlanApproval):
+        return started
+    if by is None:
+        by = User.objects.filter(username="approver").first() or _user("approver", "Admins")
+    return approval_approve(approval_id=started.pk, user=by)
+
+
 def wait_for_run(run: Run, timeout: float = 90) -> Run:
     def ended() -> bool:
         run.refresh_from_db()

@@ -45,6 +45,7 @@ def _form(**fields) -> dict:
         "role_arn": f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/OnrampAccess",
         "access_key_id": "",
         "secret_access_key": "",
+        "approval_rule": "risky",
         "contacts": "Jane Doe <jane@acme.example>",
         "notes": "",
         "runs-TOTAL_FORMS": "0",

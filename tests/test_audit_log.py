@@ -34,6 +34,9 @@ from tests.conftest import (
 os.environ.setdefault(
     "MOTO_RECORDER_FILEPATH", str(Path(tempfile.gettempdir()) / f"onramp-moto-recording-{os.getpid()}.jsonl")
 )
+
+# These tests are about other things than approvals: new customers' plans start without a second person.
+pytestmark = pytest.mark.usefixtures("no_approvals")
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 TRIGGER = "provisioning_auditevent_append_only"
 

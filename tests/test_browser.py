@@ -19,7 +19,8 @@ from provisioning.models import AuditEvent, Credential, Customer, Run
 from provisioning.oidc import AUTH_AT, RENEW_AT
 from tests.conftest import ARTIFACTS, CUSTOMER_ACCOUNT, PASSWORD, finished_run, seal_key
 
-pytestmark = pytest.mark.browser
+# These tests are about other things than approvals: new customers' plans start without a second person.
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_approvals")]
 RUN_TIMEOUT_MS = 90_000
 
 

@@ -12,6 +12,9 @@ from tests.conftest import finished_run, start_run, wait_for_run
 from tests.test_views import login, text
 from tests.waiting import wait_until
 
+# These tests are about other things than approvals: new customers' plans start without a second person.
+pytestmark = pytest.mark.usefixtures("no_approvals")
+
 
 def _wait_read(client) -> str:
     """Poll the preview as htmx does until the read is done; the page that loads then."""

@@ -269,5 +269,6 @@ def test_the_demo_tech_lead_is_on_demo_cos_team_so_make_runs_demo_may_run_it(set
     demo = Customer.objects.get(slug="demo-co")
     techlead = demo.team.get()
     assert techlead.username == "techlead" and customer_may_change(techlead, demo)
+    assert demo.approval_rule == "nothing"  # the demo's one tech lead onboards it with no second person
     joined = AuditEvent.objects.get(action="customer.team_changed")
     assert joined.details == {"added": ["techlead"], "removed": [], "via": "manage.py ensure_demo_user"}

@@ -21,7 +21,8 @@ from tests.layout import layout_check
 from tests.test_browser import browser_type_launch_args, log_in  # noqa: F401  (Debian's Chromium)
 from tests.test_pages import SIZES
 
-pytestmark = pytest.mark.browser
+# These tests are about other things than approvals: new customers' plans start without a second person.
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_approvals")]
 
 
 @pytest.mark.parametrize(("width", "height"), SIZES)

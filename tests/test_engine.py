@@ -32,6 +32,9 @@ from tests.conftest import (
     wait_for_run,
 )
 
+# These tests are about other things than approvals: new customers' plans start without a second person.
+pytestmark = pytest.mark.usefixtures("no_approvals")
+
 
 def _states(run: Run) -> dict[str, str]:
     return dict(run.steps.values_list("key", "state"))

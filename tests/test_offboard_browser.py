@@ -17,6 +17,17 @@ from tests.test_pages import SIZES, Walk
 pytestmark = pytest.mark.browser
 
 
+def _approved_by(page, base: str, username: str) -> None:
+    """An offboarding always needs a second person: the plan awaits; `username` approves it from the
+    Approvals page, which opens the run's page."""
+    expect(page.locator("#approval-state")).to_have_attribute("data-state", "awaiting")
+    page.get_by_role("button", name="Log out").click()
+    log_in(page, base, username)
+    page.get_by_role("link", name=re.compile(r"^Approvals")).click()
+    page.locator("#to-decide").get_by_role("link", name=re.compile(r"^Acme Corp: offboard")).click()
+    page.get_by_role("button", name="Approve and start the run").click()
+
+
 @pytest.mark.parametrize(("width", "height"), SIZES)
 def test_a_tech_lead_decommissions_a_customer_and_an_admin_reactivates_them(
     page, live_server, worker, alice, dana, sandbox, width, height
@@ -47,7 +58,8 @@ def test_a_tech_lead_decommissions_a_customer_and_an_admin_reactivates_them(
         summary.click()
     walk.check("offboard-plan")
     typed.fill("acme-app-media")
-    page.get_by_role("button", name="Offboard Acme Corp: decommission").click()
+    page.get_by_role("button", name="Ask for approval to offboard Acme Corp: decommission").click()
+    _approved_by(page, base, "dana")
 
     expect(page.locator("#run-status")).to_have_text("Succeeded", timeout=90_000)
     expect(page.locator("#offboard-badge")).to_have_text("Offboarding: decommission")
@@ -80,12 +92,13 @@ def test_a_tech_lead_decommissions_a_customer_and_an_admin_reactivates_them(
 
 @pytest.mark.parametrize(("width", "height"), SIZES)
 def test_when_the_agency_leaves_the_run_page_hands_the_apps_resources_over(
-    page, live_server, worker, alice, sandbox, width, height
+    page, live_server, worker, alice, bob, sandbox, width, height
 ):
     base = live_server.url
     page.set_viewport_size({"width": width, "height": height})
     walk = Walk(page, width)
     customer = wait_for_run(start_run(alice)).customer
+    customer.team.add(bob)
 
     log_in(page, base, "alice")
     page.goto(f"{base}/customers/{customer.slug}/offboard/")
@@ -94,7 +107,8 @@ def test_when_the_agency_leaves_the_run_page_hands_the_apps_resources_over(
     expect(handed).to_contain_text("Stays, handed over to the customer", timeout=30_000)
     expect(page.locator("section.plan-group[data-action='remove']")).to_contain_text("lead@agency.example")
     walk.check("leave-plan")
-    page.get_by_role("button", name="Offboard Acme Corp: the agency leaves").click()
+    page.get_by_role("button", name="Ask for approval to offboard Acme Corp: the agency leaves").click()
+    _approved_by(page, base, "bob")
 
     expect(page.locator("#run-status")).to_have_text("Succeeded", timeout=90_000)
     table = page.locator("#handover table")

@@ -20,6 +20,7 @@ from provisioning.vocabulary import OffboardMode
 from tests.awsread import account_session
 from tests.conftest import (
     CUSTOMER_ACCOUNT,
+    approved,
     customer_for,
     form_data,
     spec_data,
@@ -48,7 +49,7 @@ def _plan(customer: Customer, mode: str, user) -> AccountRead:
 
 def _offboard(customer: Customer, mode: str, user, *, delete=(), typed=None) -> Run:
     read = _plan(customer, mode, user)
-    run = wait_for_run(offboard_confirm(read=read, user=user, delete=set(delete), typed=typed or {}))
+    run = wait_for_run(approved(offboard_confirm(read=read, user=user, delete=set(delete), typed=typed or {})))
     assert run.status == Run.Status.SUCCEEDED, list(run.steps.values_list("key", "state", "error_message"))
     return run
 
@@ -76,7 +77,7 @@ def test_when_the_agency_leaves_the_team_users_go_and_the_apps_things_stay_hande
     assert actions["team.member:lead@agency.example"] == actions["team.member:dev@agency.example"] == "remove"
     assert {a for k, a in actions.items() if not k.startswith("team.member")} == {"keep"}
 
-    run = wait_for_run(offboard_confirm(read=read, user=alice, delete=set(), typed={}))
+    run = wait_for_run(approved(offboard_confirm(read=read, user=alice, delete=set(), typed={})))
     assert run.status == Run.Status.SUCCEEDED, list(run.steps.values_list("key", "state", "error_message"))
     account = _account(sandbox)
     assert account["users"] == {"acme-app"} and account["keys"] == {"acme-app": 1}
@@ -180,7 +181,9 @@ def test_decommission_keeps_a_bucket_holding_data_unless_its_name_is_typed_then_
     assert bucket["action"] == "remove" and bucket["holds_data"] is True
     assert {item["action"] for item in read.items} == {"remove"}  # all of it was created by Onramp
 
-    run = wait_for_run(offboard_confirm(read=read, user=alice, delete=set(), typed={bucket["resource"]: "acme-app"}))
+    run = wait_for_run(
+        approved(offboard_confirm(read=read, user=alice, delete=set(), typed={bucket["resource"]: "acme-app"}))
+    )
     assert run.status == Run.Status.SUCCEEDED, list(run.steps.values_list("key", "state", "error_message"))
     account = _account(sandbox)
     assert account["buckets"] == {"acme-app-media"}  # kept: its name was not typed (a wrong one was)
@@ -206,7 +209,7 @@ def test_decommission_keeps_a_bucket_holding_data_unless_its_name_is_typed_then_
 
 
 def _offboard_read(read: AccountRead, user, *, typed) -> Run:
-    run = wait_for_run(offboard_confirm(read=read, user=user, delete=set(), typed=typed))
+    run = wait_for_run(approved(offboard_confirm(read=read, user=user, delete=set(), typed=typed)))
     assert run.status == Run.Status.SUCCEEDED, list(run.steps.values_list("key", "state", "error_message"))
     return run
 
@@ -224,7 +227,7 @@ def test_decommission_releases_what_was_there_before_onramp_unless_ticked(worker
     by_key = {item["key"].split(":")[1]: item for item in read.items if item["kind"] == "team.member"}
     assert {item["action"] for item in by_key.values()} == {"release"}
     old = by_key["old@agency.example"]["resource"]
-    run = wait_for_run(offboard_confirm(read=read, user=alice, delete={old}, typed={}))
+    run = wait_for_run(approved(offboard_confirm(read=read, user=alice, delete={old}, typed={})))
     assert run.status == Run.Status.SUCCEEDED, list(run.steps.values_list("key", "state", "error_message"))
     assert _account(sandbox)["users"] == {"legacy@agency.example"}  # released, left; the ticked one deleted
     legacy = Resource.objects.get(kind="team.member", identity="legacy@agency.example")
@@ -311,7 +314,7 @@ def test_a_stale_offboarding_is_planned_again_in_its_own_mode_not_as_an_onboardi
     read = _plan(customer, DECOMMISSION, alice)
     s3 = account_session(sandbox.url, CUSTOMER_ACCOUNT, "us-west-2").s3
     s3.put_object(Bucket="acme-app-media", Key="late.jpg", Body=b"jpeg")  # the account changes meanwhile
-    run = wait_for_run(offboard_confirm(read=read, user=alice, delete=set(), typed={}))
+    run = wait_for_run(approved(offboard_confirm(read=read, user=alice, delete=set(), typed={})))
     assert run.status == Run.Status.FAILED and run.steps.get(key="preflight").error_code == "PlanStale"
     customer.refresh_from_db()
     assert not customer.is_offboarded and _account(sandbox)["users"] == {"acme-app"}  # nothing was removed

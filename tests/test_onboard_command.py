@@ -10,6 +10,8 @@ from django.core.management import CommandError, call_command
 from provisioning.models import AuditEvent, Customer, Run
 from tests.conftest import CUSTOMER_ACCOUNT, customer_make, spec_data
 
+# These tests are about other things than approvals: new customers' plans start without a second person.
+pytestmark = pytest.mark.usefixtures("no_approvals")
 RECORD_ROLE = f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/OnrampAccess"
 
 

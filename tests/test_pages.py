@@ -12,7 +12,8 @@ from tests.conftest import ARTIFACTS, seal_key, start_run, wait_for_run
 from tests.staged import staged_run
 from tests.test_browser import browser_type_launch_args, log_in  # noqa: F401  (Debian's Chromium)
 
-pytestmark = pytest.mark.browser
+# These tests are about other things than approvals: new customers' plans start without a second person.
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_approvals")]
 SIZES = [(1366, 900), (1920, 1080)]
 
 # What does not fit: the document wider than the window; a cell whose content is wider than the cell

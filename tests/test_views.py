@@ -17,6 +17,9 @@ from provisioning.spec import spec_parse
 from tests.awsread import account_session
 from tests.conftest import CUSTOMER_ACCOUNT, form_data, start_run, wait_for_run
 
+# These tests are about other things than approvals: new customers' plans start without a second person.
+pytestmark = pytest.mark.usefixtures("no_approvals")
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

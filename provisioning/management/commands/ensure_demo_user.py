@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
 from provisioning.audit import audit_record
-from provisioning.models import Customer
+from provisioning.models import ApprovalRule, Customer
 from provisioning.permissions import TECH_LEADS
 from provisioning.teams import customer_team_join
 
@@ -48,8 +48,13 @@ class Command(BaseCommand):
                 aws_account_id="111122223333",
                 default_region="us-east-1",
                 role_arn="arn:aws:iam::111122223333:role/OnrampAccess",
+                # The demo onboards out of the box with one tech lead: no second person to approve it.
+                approval_rule=ApprovalRule.NOTHING,
             )
-            self.stdout.write("Demo customer 'Demo Co' (sandbox account 111122223333) created.")
+            self.stdout.write(
+                "Demo customer 'Demo Co' (sandbox account 111122223333) created; its plans need no approval "
+                "(offboarding still does)."
+            )
         User = get_user_model()
         user = User.objects.filter(username=username).first()
         if user is not None and not reset_password:

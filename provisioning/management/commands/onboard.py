@@ -4,19 +4,32 @@ import json
 import time
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.urls import reverse
 
-from provisioning.models import AccountRead, Customer, Resource, Run, StepRun
+from provisioning.approvals import BREAK_GLASS_MIN, ApprovalRefused, plan_start
+from provisioning.audit import audit_record
+from provisioning.models import AccountRead, AuditEvent, Customer, PlanApproval, Resource, Run, StepRun
 from provisioning.onboarding import OnboardingRefused, onboarding_customer, onboarding_spec_connection_fill
-from provisioning.permissions import TECH_LEADS, NotOnCustomerTeam, customer_permission_check, is_portal_user
+from provisioning.permissions import (
+    TECH_LEADS,
+    NotOnCustomerTeam,
+    customer_permission_check,
+    is_admin,
+    is_portal_user,
+)
 from provisioning.plan import Action, plan_decide, plan_groups
 from provisioning.reads import account_read_now
-from provisioning.runs import CustomerOffboarded, RunConflict, customer_refuse_if_offboarded, run_create
+from provisioning.runs import CustomerOffboarded, RunConflict, customer_refuse_if_offboarded
 from provisioning.spec import SpecError, spec_parse
 from provisioning.vocabulary import Access
+
+# Exit codes: a refusal (a self-approval that is not an Admin's own, a run in progress…), and a plan saved as
+# awaiting approval when --wait asked to follow its run.
+REFUSED, AWAITING = 2, 3
 
 
 class Command(BaseCommand):
@@ -34,8 +47,15 @@ class Command(BaseCommand):
         )
         parser.add_argument("--timeout", type=float, default=900, help="Seconds --wait waits at most.")
         parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="For the run's URL.")
+        parser.add_argument(
+            "--approved-by",
+            default="",
+            help="A plan that needs approval is saved as awaiting it. An Admin may start it alone in an emergency: "
+            "--approved-by naming themselves (the same as --user) with --reason (audited as break-glass).",
+        )
+        parser.add_argument("--reason", default="", help="Why a self-approved plan cannot wait (with --approved-by).")
 
-    def handle(self, *args, spec, user, wait, timeout, base_url, **options):
+    def handle(self, *args, spec, user, wait, timeout, base_url, approved_by, reason, **options):
         raw = onboarding_spec_connection_fill(data=self._read(Path(spec)))
         try:
             parsed = spec_parse(raw)
@@ -43,6 +63,7 @@ class Command(BaseCommand):
             lines = [f"  {name}: {' '.join(messages)}" for name, messages in exc.errors.items()]
             raise CommandError("The spec is not valid:\n" + "\n".join(lines)) from None
         starter = self._user(user)
+        emergency = self._self_approval(starter, approved_by, reason)
         known = Customer.objects.filter(aws_account_id=parsed.account_id).first()
         try:
             if known is not None:  # before the transaction: the refusals stay audited
@@ -62,9 +83,12 @@ class Command(BaseCommand):
             read = self._plan(customer, parsed, starter)
         try:
             items = plan_decide(read.items, delete=set(), typed={}) if read else None
-            run = run_create(spec=parsed, customer=customer, user=starter, read=read, items=items)
-        except (RunConflict, CustomerOffboarded) as exc:
-            raise CommandError(str(exc)) from None
+            run = plan_start(spec=parsed, customer=customer, user=starter, read=read, items=items, emergency=emergency)
+        except (RunConflict, CustomerOffboarded, ApprovalRefused) as exc:
+            raise CommandError(str(exc), returncode=REFUSED) from None
+        if isinstance(run, PlanApproval):
+            self._awaiting(run, wait)
+            return
         self.stdout.write(f"Run {run.pk} started: {base_url.rstrip('/')}{reverse('run_detail', args=[run.pk])}")
         if not wait:
             return
@@ -73,6 +97,39 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(summary, indent=2))
         if run.status != Run.Status.SUCCEEDED:
             raise CommandError(f"The run ended {run.status}.")
+
+    def _self_approval(self, starter, approved_by: str, reason: str) -> str:
+        """The break-glass reason of a self-approval, or "": --approved-by must name --user, an Admin, with a
+        reason; anything else is refused (exit code REFUSED), audited."""
+        if not approved_by:
+            return ""
+        if approved_by != starter.get_username() or not is_admin(starter):
+            audit_record(
+                action="plan.approval_refused",
+                actor=starter,
+                outcome=AuditEvent.Outcome.REFUSED,
+                error_code="ApprovalRefused",
+                details={"doing": "onboard --approved-by", "approved_by": approved_by[:150]},
+            )
+            raise CommandError(
+                "--approved-by is an Admin's self-approval in an emergency: it must name the --user starting the run, "
+                "and that user must be an Admin. Anyone else's approval is given in the portal (Approvals).",
+                returncode=REFUSED,
+            )
+        if len(reason.strip()) < BREAK_GLASS_MIN:
+            raise CommandError("Say with --reason why this plan cannot wait for a second person.", returncode=REFUSED)
+        return reason.strip()
+
+    def _awaiting(self, approval: PlanApproval, wait: bool) -> None:
+        """Say that the plan awaits approval, why, and where it is approved."""
+        self.stdout.write(f"The plan needs a second person's approval: {approval.summary}")
+        for reason in approval.reasons:
+            self.stdout.write(f"  {reason['sentence']}")
+        who = "an Admin" if approval.admin_only else "a member of the customer's team or an Admin"
+        link = settings.PORTAL_URL + reverse("approval_detail", args=[approval.pk])
+        self.stdout.write(f"Saved as awaiting approval; nothing runs until {who} approves it: {link}")
+        if wait:
+            raise CommandError("Nothing to wait for: the run starts once the plan is approved.", returncode=AWAITING)
 
     def _plan(self, customer, spec, user) -> AccountRead:
         """The ledger knows this customer: read the account now and print the difference the run applies
