@@ -126,7 +126,8 @@ def test_the_readme_says_why_each_pinned_dependency_is_there():
 
 def settings_read() -> set[str]:
     """The names portal/settings.py reads from the environment: env.<cast>("NAME", …), env("NAME") and its
-    _required_in_production("NAME"), found in its syntax tree (a call may span lines)."""
+    _required_in_production("NAME") and _duration_seconds("NAME", …), found in its syntax tree (a call may
+    span lines)."""
     names = set()
     for node in ast.walk(ast.parse((ROOT / "portal" / "settings.py").read_text())):
         if not isinstance(node, ast.Call) or not node.args:
@@ -137,7 +138,7 @@ def settings_read() -> set[str]:
             and isinstance(func.value, ast.Name)
             and func.value.id == "env"
             and func.attr not in {"read_env", "email_url_config"}
-        ) or (isinstance(func, ast.Name) and func.id in {"env", "_required_in_production"})
+        ) or (isinstance(func, ast.Name) and func.id in {"env", "_required_in_production", "_duration_seconds"})
         first = node.args[0]
         if reads and isinstance(first, ast.Constant) and isinstance(first.value, str):
             names.add(first.value)
