@@ -99,6 +99,9 @@ class Run(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="runs")
     started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="runs")
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="approved_runs"
+    )
     spec = models.JSONField(help_text="The validated onboarding spec. Holds no secret.")
     kind = models.CharField(max_length=16, choices=RunKind.choices, default=RunKind.ONBOARDING, db_default="onboarding")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
