@@ -83,7 +83,7 @@ def may_manage_run(user, run: Run) -> bool:
 def get_run_for_user(request, run_id, *, action: str | None = None) -> Run:
     """Any portal user may look at a run; only the customer's team or an Admin may `action` it
     (customer_permission_check: 403, audited)."""
-    run = get_object_or_404(Run.objects.select_related("customer", "started_by"), pk=run_id)
+    run = get_object_or_404(Run.objects.select_related("customer", "started_by", "approved_by"), pk=run_id)
     if action is not None:
         customer_permission_check(user=request.user, customer=run.customer, action=action)
     return run
