@@ -38,7 +38,13 @@ from provisioning.registry import (
     ROLE_VERSION_TAG,
     Registry,
 )
-from provisioning.role_versions import condition_document, policy_changes_in_words, version_policy
+from provisioning.role_versions import (
+    SAME_PERMISSIONS,
+    condition_document,
+    policy_changes_in_words,
+    trust_changes_in_words,
+    version_policy,
+)
 from provisioning.steps.sts import identity_check, role_version_problem, role_version_read
 from provisioning.teams import is_admin
 from provisioning.vocabulary import Access
@@ -470,6 +476,10 @@ def roles_overview() -> list[RoleRow]:
             if deployed not in policies:
                 policies[deployed] = version_policy(deployed)
             changes = policy_changes_in_words(policies[deployed], current, version=deployed)
+            trust = trust_changes_in_words(deployed)
+            if trust and changes == [SAME_PERMISSIONS]:
+                changes = []
+            changes = trust + changes
         rows.append(RoleRow(customer=customer, deployed=deployed, outdated=outdated, changes=changes))
     return rows
 

@@ -181,6 +181,12 @@ def test_an_approved_run_on_a_role_of_version_3_goes_ahead_without_the_approver_
         assert customer.role_version == OLD
     assert "AWS refused the session tag" in reasons[0] and "sts:TagSession" in reasons[0]
     assert "version 3" in reasons[1] and "older than 4" in reasons[1]
+    # The Roles view says what the update brings: only the trust policy's sts:TagSession.
+    (row,) = [row for row in customers.roles_overview() if row.customer.pk == customer.pk]
+    assert row.outdated and row.changes == [
+        "Its trust policy allows Onramp's account sts:TagSession (to name the approver of a run in the account's "
+        "CloudTrail)."
+    ]
 
 
 @override_settings(ROLE_TEMPLATE_BUCKET=BUCKET, ROLE_TEMPLATE_REGION="us-east-1")
