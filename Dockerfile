@@ -3,7 +3,7 @@
 # (requirements-sandbox.txt) with the sandbox/ package; never what production runs.
 #
 # Only named files and directories are copied, never the build context as a whole: the directory an operator
-# builds in holds .env, db.env and certs/privkey.pem (README, "Running it with docker compose"), which an
+# builds in holds .env, db.env and certs/privkey.pem (docs/deploying.md, "Running it with docker compose"), which an
 # image must not carry. tests/test_deploy.py reads these COPY lines.
 FROM python:3.11-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -35,7 +35,7 @@ test: system-deps services $(VENV_DEV)
 	.venv/bin/lint-imports --no-cache
 	.venv/bin/pytest
 
-## The inner loop: every test but the end-to-end (the worker), browser and slow ones (README, "Tests").
+## The inner loop: every test but the end-to-end (the worker), browser and slow ones (docs/testing.md, "Tests").
 test-fast: services $(VENV_DEV)
 	.venv/bin/pytest -m "not e2e and not browser and not slow"
 
@@ -64,7 +64,7 @@ bench: services $(VENV_DEV)
 soak: services $(VENV_DEV)
 	$(PY) -m pytest -m soak tests/soak -v
 
-## A check on two real, disposable AWS accounts (README, "A check on real accounts"); never part of make test.
+## A check on two real, disposable AWS accounts (docs/deploying.md, "A check on real accounts"); never part of make test.
 ## Refuses to start without ONRAMP_SMOKE_CONFIRM; starts a worker of its own for the runs, stops it after.
 smoke-aws: services $(VENV_RUN)
 	@bin/smoke-aws

@@ -230,7 +230,7 @@ AXES_VERBOSE = False
 
 # --- Sign-in with the agency's identity provider (OpenID Connect, mozilla-django-oidc) ---
 # Empty OIDC_ISSUER: Onramp's own passwords, as before (development, the demo). Set: everyone signs in
-# through the provider, passwords are for superusers only (break-glass). See README, "Going to production".
+# through the provider, passwords are for superusers only (break-glass). See docs/deploying.md, "Going to production".
 OIDC_ISSUER = env.str("OIDC_ISSUER", default="").rstrip("/")
 OIDC_PROVIDER_NAME = env.str("OIDC_PROVIDER_NAME", default="") or "single sign-on"
 OIDC_RP_CLIENT_ID = env.str("OIDC_CLIENT_ID", default="")
@@ -288,7 +288,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Enforced by the prefork pool only: the threads pool (bin/run, docker-compose.yml) ignores them (README).
+# Enforced by the prefork pool only: the threads pool (bin/run, docker-compose.yml) ignores them (docs/performance.md).
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=120)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=180)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}

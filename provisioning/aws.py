@@ -155,9 +155,9 @@ def _denied(aws_message: str, operation: str) -> str:
     if operation == "AssumeRole" or action in PORTAL_ACTIONS:
         return (
             f"AWS refused {action or 'sts:AssumeRole'} on the customer's role. Either Onramp's own identity lacks it "
-            "(its policy is on the customer's admin page and in the README, \"Going to real AWS\"), or the role's "
-            "trust policy does not allow it for Onramp's account with this external id: deploy the CloudFormation "
-            "template from the customer's admin page again."
+            '(its policy is on the customer\'s admin page and in docs/deploying.md, "Going to real AWS"), or the '
+            "role's trust policy does not allow it for Onramp's account with this external id: deploy the "
+            "CloudFormation template from the customer's admin page again."
         )
     if not action:
         return (

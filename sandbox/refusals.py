@@ -1,5 +1,5 @@
 """AWS's other refusals, where moto is lenient (issue 28 section 2). Each is a switch of sandbox/strict.py's
-Strictness, checked before moto answers, and tested on its own in tests/test_sandbox_refusals.py; README's
+Strictness, checked before moto answers, and tested on its own in tests/test_sandbox_refusals.py; docs/testing.md's
 "What AWS enforces that the sandbox did not" cites what each relies on. Nothing here imports Django."""
 
 import base64

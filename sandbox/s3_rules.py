@@ -1,6 +1,6 @@
 """S3's refusals when a bucket is emptied, where moto is lenient (issue 28 section 3, point 1). Each is a switch of
-sandbox/strict.py's Strictness, checked before moto answers, and tested in tests/test_sandbox_s3_rules.py; README's
-"What AWS enforces that the sandbox did not" cites what each relies on. Nothing here imports Django.
+sandbox/strict.py's Strictness, checked before moto answers, and tested in tests/test_sandbox_s3_rules.py;
+docs/testing.md's "What AWS enforces that the sandbox did not" cites what each relies on. Nothing here imports Django.
 
 Object Lock needs no rule: moto already answers DeleteObjects with a per-key AccessDenied for a version under
 retention or a legal hold, as AWS does (S3 User Guide, "Locking objects with Object Lock"), in a 200."""

@@ -30,7 +30,7 @@ The set-up user and SandboxAdmin sessions are authenticated and authorized like 
 layer's rules (trust, consistency, expiry, names…) do not apply to them: they see the world as it is.
 
 Each rule is a switch of `Strictness` (POST /sandbox-api/config), tested on its own in
-tests/test_sandbox.py; README "What AWS enforces that the sandbox did not" says what each reproduces.
+tests/test_sandbox.py; docs/testing.md "What AWS enforces that the sandbox did not" says what each reproduces.
 """
 
 import argparse
@@ -66,7 +66,7 @@ class Strictness:
     authorization: bool = False
     # IAM's own decision before moto's (sandbox/iam_eval.py): resource ARNs, condition keys, operators, denies.
     iam_decision: bool = False
-    # moto 5.2.5's mistakes, corrected (each named in README and tested in tests/test_sandbox.py).
+    # moto 5.2.5's mistakes, corrected (each named in docs/testing.md and tested in tests/test_sandbox.py).
     cfn_inline_policy: bool = False  # a CloudFormation-made role's inline policy: moto's evaluator fails on it
     cfn_role_update: bool = False  # a stack update changes its role's trust policy, inline policies and tags
     s3_action_names: bool = False  # ?publicAccessBlock / ?ownershipControls authorised as their own actions

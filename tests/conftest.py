@@ -139,7 +139,7 @@ def customer_role_deploy(sandbox: Sandbox, account_id: str = CUSTOMER_ACCOUNT, e
 def aws(sandbox, request):
     """A clean sandbox, strict by default (STRICT, with a test's @pytest.mark.strict(switch=value) on top), or
     moto as it is for a unit-level test marked @pytest.mark.lenient. In it: Onramp's own identity in the portal's
-    account with exactly the README's policy, and the customer's role deployed from Onramp's template."""
+    account with exactly docs/deploying.md's policy, and the customer's role deployed from Onramp's template."""
     switches = dict(STRICT)
     for marker in reversed(list(request.node.iter_markers("strict"))):  # a module's, then the test's own
         switches.update(marker.kwargs)

@@ -1,4 +1,4 @@
-"""What keeps a run's critical path short (README, Performance): each test fails when its mechanism is gone."""
+"""What keeps a run's critical path short (docs/performance.md): each test fails when its mechanism is gone."""
 
 import json
 import os

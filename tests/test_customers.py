@@ -173,9 +173,9 @@ def test_onramps_own_identity_may_assume_onramp_roles_and_set_the_source_identit
     assert "Condition" not in statement and "NotAction" not in statement
 
 
-def test_the_readme_shows_the_portal_identitys_policy_as_generated():
-    readme = (Path(provisioning.__file__).parent.parent / "README.md").read_text()
-    assert json.dumps(customers.portal_policy_document(), indent=2) in readme
+def test_the_deploying_doc_shows_the_portal_identitys_policy_as_generated():
+    deploying = (Path(provisioning.__file__).parent.parent / "docs" / "deploying.md").read_text()
+    assert json.dumps(customers.portal_policy_document(), indent=2) in deploying
 
 
 def test_check_connection_assumes_the_role_and_confirms_the_account(aws, dana):

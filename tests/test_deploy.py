@@ -150,8 +150,8 @@ OPERATOR_SECRETS = [".env", "db.env", "certs/privkey.pem", "certs/fullchain.pem"
 
 
 def test_point_9_the_image_copies_none_of_the_operators_secrets_from_the_build_context():
-    """Issue 26, point 9: the directory an operator builds in holds .env, db.env and certs/ (README, "Running it
-    with docker compose"); no target of the Dockerfile copies them into an image."""
+    """Issue 26, point 9: the directory an operator builds in holds .env, db.env and certs/ (docs/deploying.md,
+    "Running it with docker compose"); no target of the Dockerfile copies them into an image."""
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     context = tracked.split() + OPERATOR_SECRETS + ["sandbox-state.pickle.gz", "db.sqlite3", ".venv/bin/python"]
     production = image_files(STAGES, "production", context)

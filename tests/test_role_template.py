@@ -4,7 +4,7 @@ moto treats every identity-policy condition as met, so a condition AWS can never
 the sandbox. The Service Authorization Reference says, per action, which resource types it needs and which
 condition keys each carries: a key absent from the request context makes a positive condition false, and
 the action is refused. The data is parliament's machine-readable copy of that reference, read through the
-strict layer's sandbox/sar.py, its one reader (README,
+strict layer's sandbox/sar.py, its one reader (docs/testing.md,
 "What AWS enforces that the sandbox did not", names its version and date).
 """
 

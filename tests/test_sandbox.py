@@ -60,7 +60,7 @@ def _error(call) -> dict:
 
 
 def _portal(sandbox) -> boto3.Session:
-    """Onramp's own identity, as the `aws` fixture made it (the README's policy)."""
+    """Onramp's own identity, as the `aws` fixture made it (docs/deploying.md's policy)."""
     return boto3.Session(aws_access_key_id=PORTAL_KEYS[0], aws_secret_access_key=PORTAL_KEYS[1])
 
 
@@ -220,7 +220,7 @@ def test_a_source_identity_needs_sts_set_source_identity_in_the_trust_and_the_ca
     _assume(aws, assume_only, ExternalId=EXTERNAL_ID)
     error = _error(lambda: _assume(aws, assume_only, ExternalId=EXTERNAL_ID, SourceIdentity="alice"))
     assert "sts:SetSourceIdentity" in error["Message"] and "no identity-based policy allows" in error["Message"]
-    _assume(aws, _portal(aws), ExternalId=EXTERNAL_ID, SourceIdentity="alice")  # the README's policy has both
+    _assume(aws, _portal(aws), ExternalId=EXTERNAL_ID, SourceIdentity="alice")  # docs/deploying.md's policy has both
 
     aws.configure(trust=False)
     _assume(aws, caller, role, SourceIdentity="alice")

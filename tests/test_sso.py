@@ -444,7 +444,7 @@ def test_a_provider_that_sends_no_auth_time_like_google_counts_its_answer_as_the
     client, oidc, settings
 ):
     settings.OIDC_REAUTH_PROMPT = ""  # Google has no prompt=login
-    settings.OIDC_TRUST_MISSING_AUTH_TIME = True  # the operator's choice (README, Google Workspace)
+    settings.OIDC_TRUST_MISSING_AUTH_TIME = True  # the operator's choice (docs/deploying.md, Google Workspace)
     oidc.reauth_supported, oidc.sends_auth_time = False, False
     browser = requests.Session()
     oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
@@ -601,7 +601,7 @@ def test_point_6_a_password_session_from_before_sso_ends_when_sso_is_switched_on
 
 
 def test_point_7_logout_ends_the_providers_session_too(client, oidc):
-    oidc.post_logout_redirect_uris.add("http://testserver/login/")  # registered at the provider (README, Okta)
+    oidc.post_logout_redirect_uris.add("http://testserver/login/")  # registered at the provider (docs/deploying.md)
     browser = requests.Session()
     oidc.account_set(LEAD, password=AT_PROVIDER, groups=["onramp-leads"])
     sign_in(client, browser, oidc)

@@ -1,8 +1,9 @@
-"""A check on two real, disposable AWS accounts before the first production use (`make smoke-aws`, README "A check on
-real accounts"): the customer's administrator deploys Onramp's role with CloudFormation, Onramp onboards, a drift
-check finds it In sync, the team changes, a decommission removes everything (the bucket's name typed), the stack is
-deleted; then it prints what was left (nothing, or each leftover by ARN) and each "assumed" rule of the strict sandbox
-it saw AWS apply or not. `make test` runs the same function against the strict sandbox (tests/test_smoke_aws.py)."""
+"""A check on two real, disposable AWS accounts before the first production use (`make smoke-aws`, docs/deploying.md "A
+check on real accounts"): the customer's administrator deploys Onramp's role with CloudFormation, Onramp onboards, a
+drift check finds it In sync, the team changes, a decommission removes everything (the bucket's name typed), the
+stack is deleted; then it prints what was left (nothing, or each leftover by ARN) and each "assumed" rule of the
+strict sandbox it saw AWS apply or not. `make test` runs the same function against the strict sandbox
+(tests/test_smoke_aws.py)."""
 
 import json
 import os
@@ -27,11 +28,11 @@ from provisioning.runs import run_create
 from provisioning.spec import spec_parse
 from provisioning.vocabulary import OffboardMode
 
-# What `make smoke-aws` needs in its environment (README, "A check on real accounts").
+# What `make smoke-aws` needs in its environment (docs/deploying.md, "A check on real accounts").
 CONFIRM_VARIABLE = "ONRAMP_SMOKE_CONFIRM"
 CONFIRM_VALUE = "delete-everything-onramp-makes-in-these-accounts"
-# The strict sandbox's rules whose answer is assumed, not documented (README's table): the operations (any, when
-# empty) and AWS codes that show AWS applying each. The report says which the smoke saw in its own audited calls.
+# The strict sandbox's rules whose answer is assumed, not documented (docs/testing.md's table): the operations (any,
+# when empty) and AWS codes that show AWS applying each. The report says which the smoke saw in its own audited calls.
 ASSUMED_RULES = {
     "login_profile_window": (("DeleteLoginProfile", "UpdateLoginProfile"), ("EntityTemporarilyUnmodifiable",)),
     "new_key_window": ((), ("InvalidClientTokenId",)),
@@ -231,7 +232,7 @@ def smoke_aws_run(
 
 
 class Command(BaseCommand):
-    help = "Onboard, check, change, decommission and clean up on two disposable AWS accounts (README)."
+    help = "Onboard, check, change, decommission and clean up on two disposable AWS accounts (docs/deploying.md)."
 
     def add_arguments(self, parser):
         parser.add_argument("--user", required=True, help="The tech lead the runs are started as.")
@@ -245,7 +246,7 @@ class Command(BaseCommand):
             )
         missing = [name for name in ("SMOKE_CUSTOMER_ACCOUNT_ID", "SMOKE_CUSTOMER_PROFILE") if not os.environ.get(name)]
         if missing:
-            raise CommandError(f"Set {', '.join(missing)} (README, 'A check on real accounts').")
+            raise CommandError(f"Set {', '.join(missing)} (docs/deploying.md, 'A check on real accounts').")
         starter = get_user_model().objects.filter(username=user, is_active=True).first()
         if starter is None:
             raise CommandError(f"No active user named {user}.")
