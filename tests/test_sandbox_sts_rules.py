@@ -80,12 +80,15 @@ def _portal_sts(aws):
 
 
 APPROVER = [{"Key": APPROVER_TAG, "Value": "bob"}]
+# Accounts no other test uses: a role another test deployed in its account was seen still there after the sandbox's
+# snapshot restore (tests/test_role_versions.py's 555566667777, when it ran first).
+TAG_ACCOUNTS = ("246813579024", "135792468013")
 
 
 def test_session_tags_need_sts_tag_session_in_the_roles_trust_policy(aws):
     """AWS: passing session tags needs sts:TagSession allowed by the role's trust policy (IAM User Guide, "Pass
     session tags in AWS STS", permissions required); refused as an AccessDenied naming sts:TagSession."""
-    role = _trusting_role(aws, "444455556666", "sts:AssumeRole", "sts:SetSourceIdentity")
+    role = _trusting_role(aws, TAG_ACCOUNTS[0], "sts:AssumeRole", "sts:SetSourceIdentity")
     sts = _portal_sts(aws)
     request = {"RoleArn": role, "RoleSessionName": "onramp-run", "SourceIdentity": "alice"}
     sts.assume_role(**request)  # without tags, the trust policy of version 3 is enough
@@ -93,7 +96,7 @@ def test_session_tags_need_sts_tag_session_in_the_roles_trust_policy(aws):
     assert error["Code"] == "AccessDenied"
     assert f"is not authorized to perform: sts:TagSession on resource: {role}" in error["Message"]
 
-    tagging = _trusting_role(aws, "555566667777", "sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession")
+    tagging = _trusting_role(aws, TAG_ACCOUNTS[1], "sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession")
     sts.assume_role(**{**request, "RoleArn": tagging}, Tags=APPROVER)
     # Onramp's template (version 4) allows it too, with the customer's external id.
     sts.assume_role(**{**request, "RoleArn": ONRAMP_ROLE}, ExternalId=EXTERNAL_ID, Tags=APPROVER)
@@ -118,8 +121,8 @@ def test_session_tags_need_sts_tag_session_in_the_callers_own_policy(aws):
 def test_a_sessions_tags_are_recorded_and_are_its_principal_tags(aws):
     """The sandbox keeps each session's tags (moto drops them): read back by tests, and in the request context of
     the session's calls as aws:PrincipalTag/<key>, as AWS puts them."""
-    role = _trusting_role(aws, "444455556666", "sts:AssumeRole", "sts:TagSession")
-    admin = _client(aws, aws.admin("444455556666"), "iam", region="us-east-1")
+    role = _trusting_role(aws, TAG_ACCOUNTS[0], "sts:AssumeRole", "sts:TagSession")
+    admin = _client(aws, aws.admin(TAG_ACCOUNTS[0]), "iam", region="us-east-1")
     bob_only = {"StringEquals": {f"aws:PrincipalTag/{APPROVER_TAG}": "bob"}}
     only_bob = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iam:ListAccountAliases",
                 "Resource": "*", "Condition": bob_only}]}  # fmt: skip
