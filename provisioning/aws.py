@@ -36,12 +36,15 @@ from django.conf import settings
 from provisioning.audit import CallLog, audit_write, redact
 from provisioning.errors import AwsError, ConnectionSettingsError, OnrampError
 from provisioning.registry import (
+    APPROVER_TAG,
     ONRAMP_PATH,
     REGISTRY,
     ROLE_TEMPLATE_VERSION,
     ApiCall,
     assume_role_call,
+    role_allows_session_tags,
     role_grants,
+    session_tag_value,
     source_identity_for,
 )
 from provisioning.spec import Spec, spec_from_json
@@ -121,7 +124,7 @@ _DENIED_CALLER = re.compile(r"User: (\S+) is not authorized")
 # whether a condition failed, only the kind of deny.
 _DENIED_RESOURCE = re.compile(r" on resource: (.+?)(?: because | with an explicit deny|$)")
 # The actions that Onramp's own identity calls, on the customer's role (its trust policy allows them too).
-PORTAL_ACTIONS = ("sts:AssumeRole", "sts:SetSourceIdentity")
+PORTAL_ACTIONS = ("sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession")
 
 
 def error_code(exc: ClientError) -> str:
@@ -601,9 +604,12 @@ class AwsAccount:
         access: str,
         session: RoleSession | None = None,
         botocore_session=None,
+        session_tags: dict[str, str] | None = None,
     ):
         self._credentials = credentials
         self.session = session
+        self.session_tags = dict(session_tags or {})  # what the role's session was assumed with (an approver)
+        self.untagged_because = ""  # why tags asked for are not on the session (account_for_run), or ""
         self._botocore = botocore_session  # a role's: its clients sign with `session` (account_session_create)
         self.region = region
         self.account_id = account_id
@@ -694,12 +700,14 @@ def account_connect(
     session_name: str,
     source_identity: str,
     services: Iterable[str] = (),
+    session_tags: dict[str, str] | None = None,
 ) -> AwsAccount:
     """Open a session in the customer's account: assume their role with its external id, named for
     the run or check (`session_name`) and the person (`source_identity`) in their CloudTrail, or use
     their stored IAM user keys. The role and external id default to the customer's record. `services`: for
     a role, the clients to make while AWS answers the AssumeRole (they are made before the session, and sign
-    with it once it exists)."""
+    with it once it exists). `session_tags`: the role's session carries them (AssumeRole's Tags; stored keys
+    have no session to tag)."""
     from provisioning.vault import decrypt  # the vault imports audit, which this module also uses
 
     access = access or customer.access
@@ -724,6 +732,7 @@ def account_connect(
         external_id=external_id,
         session_name=session_name[:64],
         source_identity=source_identity_for(source_identity),
+        tags=session_tags,
     )
     services = list(services)
     session = role_session_open(region=region, request=call.params)  # nothing sent yet
@@ -741,43 +750,57 @@ def account_connect(
         access=Access.ROLE,
         session=session,
         botocore_session=core,
+        session_tags=session_tags,
     )
     account.clients_adopt(made.result())
     return account
 
 
 class _RunAccounts:
-    """The per-process cache of open accounts, by run, so a run's steps share its credentials and clients."""
+    """The per-process cache of open accounts, by run and the session tags asked for, so a run's steps share its
+    credentials and clients, and a session is never reused for other tags (another approver, or none)."""
 
     def __init__(self, size: int = 64):
         self._size = size
         self._items: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, run_id):
+    @staticmethod
+    def _key(run_id, tags: dict[str, str] | None) -> tuple:
+        return (str(run_id), tuple(sorted((tags or {}).items())))
+
+    def get(self, run_id, tags: dict[str, str] | None = None):
+        key = self._key(run_id, tags)
         with self._lock:
-            account = self._items.get(str(run_id))
+            account = self._items.get(key)
             if account is not None:
-                self._items.move_to_end(str(run_id))
+                self._items.move_to_end(key)
             return account
 
-    def put(self, run_id, account: AwsAccount) -> AwsAccount:
+    def put(self, run_id, account: AwsAccount, tags: dict[str, str] | None = None) -> AwsAccount:
         with self._lock:
-            self._items[str(run_id)] = account
+            self._items[self._key(run_id, tags)] = account
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
             return account
 
     def forget(self, run_id) -> None:
         with self._lock:
-            self._items.pop(str(run_id), None)
+            for key in [key for key in self._items if key[0] == str(run_id)]:
+                del self._items[key]
 
 
 run_accounts = _RunAccounts()
 
 
 def account_for_spec(
-    *, customer, spec: Spec, session_name: str, source_identity: str, services: Iterable[str] = ()
+    *,
+    customer,
+    spec: Spec,
+    session_name: str,
+    source_identity: str,
+    services: Iterable[str] = (),
+    session_tags: dict[str, str] | None = None,
 ) -> AwsAccount:
     """Open the customer's account the way a run's spec says: its region, its role and external id."""
     return account_connect(
@@ -789,25 +812,61 @@ def account_for_spec(
         session_name=session_name,
         source_identity=source_identity,
         services=services,
+        session_tags=session_tags,
     )
 
 
-def account_for_run(run, spec: Spec | None = None) -> AwsAccount:
-    """The open account of a run in this process, connecting on first use."""
-    account = run_accounts.get(run.pk)
-    if account is None:
-        spec = spec or spec_from_json(run.spec)
-        account = run_accounts.put(
-            run.pk,
-            account_for_spec(
-                customer=run.customer,
-                spec=spec,
-                session_name=f"onramp-run-{run.pk}",
-                source_identity=run.started_by.get_username(),
-                services=REGISTRY.services(),  # every step's, made while the role is assumed
-            ),
+def run_session_tags(run, spec: Spec) -> tuple[dict[str, str], str]:
+    """The session tags of a run's AssumeRole (its approver, when it has one) and, when an approver cannot be
+    carried, why: stored keys have no session, and a role older than version 4 does not allow sts:TagSession
+    (a role whose version Onramp has not read yet is tried with the tag: account_for_run)."""
+    if run.approved_by_id is None:
+        return {}, ""
+    if not spec.uses_role:
+        return {}, "Onramp reaches this customer with stored access keys, which have no role session to tag."
+    version = run.customer.role_version
+    if role_allows_session_tags(version) is False:
+        return {}, (
+            f"The customer's role is at version {version} of Onramp's template, older than 4: its trust policy "
+            "does not allow sts:TagSession. Update the customer's stack to name approvers in their CloudTrail."
         )
-    return account
+    return {APPROVER_TAG: session_tag_value(run.approved_by.get_username())}, ""
+
+
+def _tag_refused(exc: OnrampError) -> bool:
+    return exc.code in ("AccessDenied", "AccessDeniedException") and "sts:TagSession" in str(exc)
+
+
+def account_for_run(run, spec: Spec | None = None) -> AwsAccount:
+    """The open account of a run in this process, connecting on first use: assumed with the run's approver as a
+    session tag where the role allows it (run_session_tags), else without, saying why (AwsAccount.untagged_because).
+    A role that refuses sts:TagSession (a version Onramp had not read, or Onramp's own policy without it) is
+    assumed again without the tag."""
+    spec = spec or spec_from_json(run.spec)
+    tags, because = run_session_tags(run, spec)
+    account = run_accounts.get(run.pk, tags)
+    if account is not None:
+        return account
+
+    def connect(session_tags: dict[str, str]) -> AwsAccount:
+        return account_for_spec(
+            customer=run.customer,
+            spec=spec,
+            session_name=f"onramp-run-{run.pk}",
+            source_identity=run.started_by.get_username(),
+            services=REGISTRY.services(),  # every step's, made while the role is assumed
+            session_tags=session_tags,
+        )
+
+    try:
+        account = connect(tags)
+    except OnrampError as exc:
+        if not tags or not _tag_refused(exc):
+            raise
+        account = connect({})
+        because = f"AWS refused the session tag: {exc}"
+    account.untagged_because = because
+    return run_accounts.put(run.pk, account, tags)
 
 
 # --- AWS's eventual consistency ---------------------------------------------------------------

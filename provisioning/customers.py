@@ -34,10 +34,17 @@ from provisioning.registry import (
     REGISTRY,
     ROLE_NAME,
     ROLE_TEMPLATE_VERSION,
+    ROLE_TRUST_ACTIONS,
     ROLE_VERSION_TAG,
     Registry,
 )
-from provisioning.role_versions import condition_document, policy_changes_in_words, version_policy
+from provisioning.role_versions import (
+    SAME_PERMISSIONS,
+    condition_document,
+    policy_changes_in_words,
+    trust_changes_in_words,
+    version_policy,
+)
 from provisioning.steps.sts import identity_check, role_version_problem, role_version_read
 from provisioning.teams import is_admin
 from provisioning.vocabulary import Access
@@ -95,7 +102,8 @@ def _statements(registry: Registry) -> list[dict]:
 def trust_policy_document(*, portal_account_id: str, external_id: str | dict) -> dict:
     """Who may assume the customer's role: Onramp's AWS account, and only with this customer's external id.
 
-    sts:SetSourceIdentity because Onramp names the person who started the run in the customer's CloudTrail."""
+    sts:SetSourceIdentity because Onramp names the person who started the run in the customer's CloudTrail, and
+    sts:TagSession to name the approver of a run there (the session tag onramp-approver)."""
     return {
         "Version": POLICY_VERSION,
         "Statement": [
@@ -103,7 +111,7 @@ def trust_policy_document(*, portal_account_id: str, external_id: str | dict) ->
                 "Sid": "OnrampAssumesThisRole",
                 "Effect": "Allow",
                 "Principal": {"AWS": f"arn:aws:iam::{portal_account_id}:root"},
-                "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
+                "Action": list(ROLE_TRUST_ACTIONS[ROLE_TEMPLATE_VERSION]),
                 "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
             }
         ],
@@ -112,8 +120,8 @@ def trust_policy_document(*, portal_account_id: str, external_id: str | dict) ->
 
 def portal_policy_document() -> dict:
     """What Onramp's own identity (in the agency's account) may do: assume customers' Onramp roles, naming the
-    person as the session's source identity, and nothing else. Across accounts AWS checks both actions twice:
-    in this policy and in the role's trust policy (trust_policy_document)."""
+    person as the session's source identity and the approver as a session tag, and nothing else. Across accounts
+    AWS checks each action twice: in this policy and in the role's trust policy (trust_policy_document)."""
     return {
         "Version": POLICY_VERSION,
         "Statement": [
@@ -473,6 +481,10 @@ def roles_overview() -> list[RoleRow]:
             if deployed not in policies:
                 policies[deployed] = version_policy(deployed)
             changes = policy_changes_in_words(policies[deployed], current, version=deployed)
+            trust = trust_changes_in_words(deployed)
+            if trust and changes == [SAME_PERMISSIONS]:
+                changes = []
+            changes = trust + changes
         rows.append(RoleRow(customer=customer, deployed=deployed, outdated=outdated, changes=changes))
     return rows
 

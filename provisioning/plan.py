@@ -10,6 +10,7 @@ import shlex
 from dataclasses import dataclass, field, replace
 
 from provisioning.registry import (
+    APPROVER_TAG,
     BRANCHES,
     GENERATED,
     REGISTRY,
@@ -17,6 +18,7 @@ from provisioning.registry import (
     Registry,
     StepKind,
     assume_role_call,
+    session_tag_value,
     words_of,
 )
 from provisioning.spec import Spec
@@ -103,14 +105,16 @@ def plan_branches(steps: list[PlannedStep]) -> list[tuple[str, list[PlannedStep]
     return [(BRANCHES.get(name, name.title()), members) for name, members in grouped.items()]
 
 
-def plan_transcript(spec: Spec, steps: list[PlannedStep], *, source_identity: str) -> str:
-    """The plan as the AWS CLI commands a person would type, starting with reaching the account."""
+def plan_transcript(spec: Spec, steps: list[PlannedStep], *, source_identity: str, approver: str = "") -> str:
+    """The plan as the AWS CLI commands a person would type, starting with reaching the account (with the
+    `approver`'s name as the session tag onramp-approver, for an approved plan)."""
     if spec.uses_role:
         call = assume_role_call(
             role_arn=spec.role_arn,
             external_id=spec.external_id,
             session_name=RUN_SESSION_NAME.format(run_id="<run id>"),
             source_identity=source_identity,
+            tags={APPROVER_TAG: session_tag_value(approver)} if approver else None,
         )
         lines = [
             "# Reach the customer's account: export the AccessKeyId, SecretAccessKey and SessionToken it returns",

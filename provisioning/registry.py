@@ -28,16 +28,35 @@ ASSUME_SECONDS = 3600  # the session Onramp asks for; the template's MaxSessionD
 # deployed role's version (its tag) and say when the customer's stack must be updated.
 ROLE_NAME = "OnrampAccess"
 ROLE_VERSION_TAG = "onramp-template-version"
-ROLE_TEMPLATE_VERSION = 3
+ROLE_TEMPLATE_VERSION = 4
 # The sha256 of the role's policy (customers.access_policy_document as canonical JSON) at each version, so a
 # policy that changes without a new version fails tests/test_role_template.py. Add a line, never edit one: a
 # deployed role carries the version it was made from. 3: iam:RemoveUserFromGroup without a tag condition; the
 # plan's checks (GetAccountSummary, HeadBucket, ec2:DescribeRegions); bucket removal's reads (versioning, Object
 # Lock); virtual MFA devices deleted; scan-on-push kept; users' and groups' writes only in the /onramp/ path.
+# 4: the trust policy's sts:TagSession (ROLE_TRUST_ACTIONS), so a run names its approver in the session.
 ROLE_POLICY_SHA256 = {
     2: "cfd28e6958d31ece30098c10fec1f10381151973ef1ef008cf34a38dcfdc5701",
     3: "974186e825faea9bad7efe59bf878147ab6a470f10d8cc397227a5d6872ffb99",
+    4: "974186e825faea9bad7efe59bf878147ab6a470f10d8cc397227a5d6872ffb99",  # the policy of 3: only the trust changed
 }
+# What the role's trust policy allows Onramp's account at each version since 3 (a version may change only these):
+# sts:SetSourceIdentity names the person who started a run, sts:TagSession its approver (APPROVER_TAG).
+ROLE_TRUST_ACTIONS = {
+    3: ("sts:AssumeRole", "sts:SetSourceIdentity"),
+    4: ("sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"),
+}
+# The session tag that names a run's approver in the customer's CloudTrail (AssumeRole's Tags).
+APPROVER_TAG = "onramp-approver"
+
+
+def role_allows_session_tags(version: int | None) -> bool | None:
+    """Whether a role deployed from `version` lets Onramp tag its sessions; None when the version is not known."""
+    if version is None:
+        return None
+    return "sts:TagSession" in ROLE_TRUST_ACTIONS.get(version, ())
+
+
 # A value Onramp generates at send time (a console password): shown as this in the transcript.
 GENERATED = "<generated>"
 MANAGED_TAGS = [{"Key": MANAGED_BY_TAG[0], "Value": MANAGED_BY_TAG[1]}]
@@ -84,10 +103,16 @@ class ApiCall:
         return words_of(self.operation, "_")
 
 
-def assume_role_call(*, role_arn: str, external_id: str, session_name: str, source_identity: str) -> ApiCall:
+def assume_role_call(
+    *, role_arn: str, external_id: str, session_name: str, source_identity: str, tags: dict[str, str] | None = None
+) -> ApiCall:
+    """`tags`: the session's tags (an approver), which need sts:TagSession from both the role's trust policy and
+    Onramp's own policy."""
     params = {"RoleArn": role_arn, "RoleSessionName": session_name, "ExternalId": external_id}
     if source_identity:
         params["SourceIdentity"] = source_identity
+    if tags:
+        params["Tags"] = [{"Key": key, "Value": value} for key, value in tags.items()]
     params["DurationSeconds"] = ASSUME_SECONDS
     return ApiCall("sts", "AssumeRole", params)
 
@@ -1045,3 +1070,18 @@ def source_identity_for(username: str) -> str:
         return cleaned
     digest = hashlib.sha256(username.encode()).hexdigest()[:12]
     return f"{cleaned.strip('-')[:51] or 'user'}-{digest}"
+
+
+_TAG_VALUE_PUNCTUATION = frozenset("_.:/=+-@")
+TAG_VALUE_MAX = 256
+
+
+def session_tag_value(text: str) -> str:
+    """A person's name as an STS session tag's value allows it: at most 256 of letters, digits, spaces and _.:/=+-@
+    (Unicode letters included: the pattern [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]* of the STS API reference, Tag);
+    anything else becomes "-"."""
+    kept = (
+        ch if unicodedata.category(ch)[0] in "LNZ" or ch in _TAG_VALUE_PUNCTUATION else "-"
+        for ch in unicodedata.normalize("NFC", text)
+    )
+    return "".join(kept)[:TAG_VALUE_MAX]

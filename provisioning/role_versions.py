@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable
 
 from provisioning.models import PublishedTemplate
-from provisioning.registry import Operation
+from provisioning.registry import ROLE_TEMPLATE_VERSION, ROLE_TRUST_ACTIONS, Operation
 
 # Versions deployed before publishing began, and what each is known to grant (a policy document, as in a template).
 # Empty: versions 1 and 2 grant nothing here, so every run on them waits for the customer's update.
@@ -123,6 +123,24 @@ def _scope(resource: str, condition: str) -> str:
     return where + (f" ({when})" if when else "")
 
 
+SAME_PERMISSIONS = "The same permissions (the template changed otherwise)."
+# Why the trust policy allows an action, for the sentence that says an update adds it.
+_TRUST_WHY = {"sts:TagSession": " (to name the approver of a run in the account's CloudTrail)"}
+
+
+def trust_changes_in_words(version: int) -> list[str]:
+    """What updating a role from `version` adds to its trust policy, one sentence per action (none for a version
+    whose trust policy Onramp does not record)."""
+    before = ROLE_TRUST_ACTIONS.get(version)
+    if before is None:
+        return []
+    return [
+        f"Its trust policy allows Onramp's account {action}{_TRUST_WHY.get(action, '')}."
+        for action in ROLE_TRUST_ACTIONS[ROLE_TEMPLATE_VERSION]
+        if action not in before
+    ]
+
+
 def policy_changes_in_words(old: dict | None, new: dict, *, version: int) -> list[str]:
     """What updating a role from `version` (its policy `old`) to the policy `new` changes, one sentence per
     action granted or no longer granted, in the policy's own names."""
@@ -137,4 +155,4 @@ def policy_changes_in_words(old: dict | None, new: dict, *, version: int) -> lis
         f"No longer allows {action}{_scope(resource, condition)}."
         for action, resource, condition in sorted(before - after)
     ]
-    return words or ["The same permissions (the template changed otherwise)."]
+    return words or [SAME_PERMISSIONS]

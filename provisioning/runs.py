@@ -124,9 +124,9 @@ def run_create(
     read and its decided items (provisioning.plan.plan_decide), the run carries out that difference;
     without, every step of the spec (creating first: the fast path for an account the ledger does not know).
     `offboard`: the run is that offboarding (its read planned it); `repair`: it repairs the customer's drift
-    (run_kind_for); `approved_by`: the second person who approved the plan (provisioning/approvals.py).
-    CustomerOffboarded for an offboarded customer; NotOnCustomerTeam for someone not on the customer's team
-    (nor an Admin)."""
+    (run_kind_for). `approved_by`: the second person who approved the plan (provisioning/approvals.py); the run
+    names them in the customer's CloudTrail as the session tag onramp-approver (provisioning.aws.run_session_tags).
+    CustomerOffboarded for an offboarded customer; NotOnCustomerTeam for someone not on the customer's team (nor an Admin)."""
     action = "offboard" if offboard else "repair" if repair else "run"
     customer_permission_check(user=user, customer=customer, action=action)
     customer_refuse_if_offboarded(customer=customer, user=user, doing="offboard" if offboard else "run")
@@ -141,6 +141,7 @@ def run_create(
             run = Run.objects.create(
                 customer=customer,
                 started_by=user,
+                approved_by=approved_by,
                 spec=spec.to_json(),
                 kind=run_kind_for(customer=customer, offboard=offboard, repair=repair),
                 read=read,
@@ -562,7 +563,9 @@ def step_execute(*, step_id: int, keep_next: bool = False, claimed: StepRun | No
         )
         if taken != 1:
             return StepOutcome(state=None)  # done already, taken by another worker, or the run ended
-    step = claimed or StepRun.objects.select_related("run__customer", "run__started_by").get(pk=step_id)
+    step = claimed or StepRun.objects.select_related("run__customer", "run__started_by", "run__approved_by").get(
+        pk=step_id
+    )
     run = step.run
     if run.status == Run.Status.PENDING:
         # The run's first step; every later claim follows a recorded outcome, which marked progress.

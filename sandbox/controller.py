@@ -126,6 +126,11 @@ class Sandbox:
         that long had passed (sandbox/clock.py), so a test need not sleep them out."""
         _control(self.url, "clock", {"advance": seconds})
 
+    def sessions(self) -> list[dict]:
+        """The strict server's role sessions since its reset: each one's ARN, source identity and session tags."""
+        with urllib.request.urlopen(f"{self.url}/sandbox-api/sessions", timeout=30) as response:  # noqa: S310
+            return json.loads(response.read())
+
     def user_make(self, *, account_id: str, user_name: str, policy_document: dict, keys: tuple[str, str]) -> str:
         """An IAM user with one inline policy and these (access key id, secret) keys; its ARN."""
         data = {"account_id": account_id, "user_name": user_name, "policy_document": policy_document,

@@ -25,7 +25,7 @@ import json
 import re
 from fnmatch import fnmatchcase
 
-from sandbox import sar
+from sandbox import sar, sts_rules
 
 # --- Conditions -----------------------------------------------------------------------------------------
 
@@ -375,6 +375,8 @@ def request_context(call, caller, action: str, resource_arn: str, resource_type:
     }
     if caller.issued is None:
         context["aws:username"] = [caller.arn.rsplit("/", 1)[-1]]
+    for key, value in sts_rules.session_tags(caller.session_arn).items():
+        context[f"aws:PrincipalTag/{key}"] = [value]
     privilege = sar.privilege(action)
     carried = {key.lower() for key in (privilege.condition_keys if privilege else ())}
     if resource_type is not None:

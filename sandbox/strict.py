@@ -73,7 +73,8 @@ class Strictness:
     root_principal: bool = False  # arn:aws:iam::ACCOUNT:root in a trust policy stands for the account
     path_update: bool = False  # UpdateUser/UpdateGroup NewPath: a user keeps its tags, a group moves
     # Where moto is more lenient than AWS.
-    trust: bool = False  # AssumeRole: the role exists; its trust policy's principal, conditions, SetSourceIdentity
+    trust: bool = False  # AssumeRole: the role exists; its trust policy's principal, conditions, SetSourceIdentity,
+    # TagSession
     dependent_actions: bool = False  # creating with tags needs the Tag action; ObjectOwnership needs its own
     consistency_window: float = 0.0  # seconds after a create during which dependent calls do not see it
     session_max_age: float = 0.0  # seconds after which an assumed-role session answers ExpiredToken
@@ -1137,7 +1138,8 @@ def _record_own_answer(environ) -> None:
 
 def control(layer: StrictLayer, environ, start_response):
     """POST /sandbox-api/reset (a Strictness), /config (some switches), /accounts/<id>, /users, /snapshots/<name>,
-    /restore/<name> (a Strictness), /clock ({"advance": seconds}); GET /config."""
+    /restore/<name> (a Strictness), /clock ({"advance": seconds}); GET /config, /sessions (role sessions' source
+    identities and tags)."""
     path = environ["PATH_INFO"].removeprefix("/sandbox-api/").strip("/")
     post = environ.get("REQUEST_METHOD") == "POST"
     status = "200 OK"
@@ -1157,6 +1159,8 @@ def control(layer: StrictLayer, environ, start_response):
             result = layer.snapshot_restore(path.split("/", 1)[1], Strictness.of(data))
         elif path == "clock" and post:
             result = clock.clock_advance(seconds=float(data["advance"]))
+        elif path == "sessions" and not post:
+            result = sts_rules.sessions()
         else:
             status, result = "404 Not Found", {"error": f"no such control: {environ.get('REQUEST_METHOD')} {path}"}
     except (ValueError, TypeError, KeyError) as exc:

@@ -97,8 +97,9 @@ def test_trust_policy_lets_only_the_portal_account_in_and_only_with_the_external
     (statement,) = policy["Statement"]
     assert statement["Principal"] == {"AWS": f"arn:aws:iam::{PORTAL}:root"}
     assert statement["Condition"] == {"StringEquals": {"sts:ExternalId": "f" * 40}}
-    # Onramp passes SourceIdentity when it assumes the role: AWS then also checks sts:SetSourceIdentity.
-    assert sorted(statement["Action"]) == ["sts:AssumeRole", "sts:SetSourceIdentity"]
+    # Onramp passes SourceIdentity when it assumes the role: AWS then also checks sts:SetSourceIdentity; and an
+    # approved run's approver as a session tag: sts:TagSession.
+    assert sorted(statement["Action"]) == ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"]
     assert _template("f" * 40)["Resources"]["OnrampAccessRole"]["Properties"]["AssumeRolePolicyDocument"] == policy
 
 
@@ -164,10 +165,10 @@ def test_the_cloudformation_template_deploys_and_makes_the_role(aws):
     assert inline == customers.access_policy_document()
 
 
-def test_onramps_own_identity_may_assume_onramp_roles_and_set_the_source_identity_nothing_more():
+def test_onramps_own_identity_may_assume_onramp_roles_and_set_the_source_identity_and_tags_nothing_more():
     (statement,) = customers.portal_policy_document()["Statement"]
     assert statement["Effect"] == "Allow"
-    assert sorted(statement["Action"]) == ["sts:AssumeRole", "sts:SetSourceIdentity"]
+    assert sorted(statement["Action"]) == ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"]
     assert statement["Resource"] == f"arn:aws:iam::*:role/{customers.ROLE_NAME}"
     assert "Condition" not in statement and "NotAction" not in statement
 

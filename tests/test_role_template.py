@@ -13,7 +13,7 @@ import json
 from fnmatch import fnmatchcase
 
 from provisioning import customers
-from provisioning.registry import ROLE_POLICY_SHA256, ROLE_TEMPLATE_VERSION
+from provisioning.registry import ROLE_POLICY_SHA256, ROLE_TEMPLATE_VERSION, ROLE_TRUST_ACTIONS
 from sandbox.sar import reference as _reference
 
 # Keys that name a tag or the policy of one resource or request: they exist only where the reference lists
@@ -123,6 +123,27 @@ def test_point_5_a_statement_changed_without_the_version_fails_the_golden_check(
     assert "ROLE_TEMPLATE_VERSION did not" in golden_problem(document)
 
 
-def test_each_template_version_names_a_policy_of_its_own():
-    """A version raised with no change to the policy, or an old version's hash edited to the new policy's."""
-    assert len(set(ROLE_POLICY_SHA256.values())) == len(ROLE_POLICY_SHA256)
+def role_versions_unchanged() -> list[int]:
+    """The versions that change neither the role's policy nor its trust policy's actions from the version before:
+    a version raised for nothing, or an old version's hash edited to the new policy's."""
+    versions = sorted(ROLE_POLICY_SHA256)
+    return [
+        version
+        for before, version in zip(versions, versions[1:], strict=False)
+        if ROLE_POLICY_SHA256[version] == ROLE_POLICY_SHA256[before]
+        and ROLE_TRUST_ACTIONS.get(version) == ROLE_TRUST_ACTIONS.get(before)
+    ]
+
+
+def test_each_template_version_changes_the_policy_or_the_trust():
+    assert role_versions_unchanged() == []
+    hashes = [ROLE_POLICY_SHA256[v] for v in sorted(ROLE_POLICY_SHA256)]
+    # A hash may repeat only as the one before it (a version that changed only the trust policy).
+    assert len(set(hashes)) == len([h for i, h in enumerate(hashes) if i == 0 or h != hashes[i - 1]])
+
+
+def test_the_trust_policy_allows_what_the_current_version_names():
+    trust = customers.trust_policy_document(portal_account_id="123456789012", external_id="x")
+    (statement,) = trust["Statement"]
+    assert tuple(statement["Action"]) == ROLE_TRUST_ACTIONS[ROLE_TEMPLATE_VERSION]
+    assert max(ROLE_TRUST_ACTIONS) == ROLE_TEMPLATE_VERSION

@@ -21,7 +21,7 @@ from django.urls import reverse
 
 from provisioning import customers
 from provisioning.models import AuditEvent, Customer, PublishedTemplate, Run
-from provisioning.registry import REGISTRY, ROLE_NAME, ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG
+from provisioning.registry import REGISTRY, ROLE_NAME, ROLE_TEMPLATE_VERSION, ROLE_TRUST_ACTIONS, ROLE_VERSION_TAG
 from provisioning.role_templates import STACK_NAME, template_key, template_url
 from provisioning.role_versions import operations_ungranted, role_update_sentence, template_policy
 from provisioning.runs import run_create
@@ -37,13 +37,16 @@ OLD = ROLE_TEMPLATE_VERSION - 1
 MISSING = "iam:CreateAccountAlias"
 
 
-def _older_published(aws) -> str:
-    """Version OLD as the agency published it: this release's template, one grant fewer and tagged OLD. Its URL."""
+def _older_published(aws, *, missing: str = MISSING, trust: tuple[str, ...] | None = None) -> str:
+    """Version OLD as the agency published it: this release's template, one grant fewer (`missing`) and tagged OLD,
+    its trust policy allowing `trust` when given. Its URL."""
     current = json.loads(PublishedTemplate.objects.get(version=ROLE_TEMPLATE_VERSION).content)
     older = copy.deepcopy(current)
     role = older["Resources"]["OnrampAccessRole"]["Properties"]
     for statement in role["Policies"][0]["PolicyDocument"]["Statement"]:
-        statement["Action"] = [action for action in statement["Action"] if action != MISSING]
+        statement["Action"] = [action for action in statement["Action"] if action != missing]
+    if trust is not None:
+        role["AssumeRolePolicyDocument"]["Statement"][0]["Action"] = list(trust)
     role["Tags"] = [
         {"Key": t["Key"], "Value": str(OLD) if t["Key"] == ROLE_VERSION_TAG else t["Value"]} for t in role["Tags"]
     ]
@@ -137,6 +140,53 @@ def test_an_outdated_customer_runs_what_its_version_grants_and_is_current_after_
     assert 'id="connected"' in browser.get(reverse("setup_status")).content.decode()
     roles = team.get(reverse("roles_list")).content.decode()
     assert "outdated" not in roles and f"v{ROLE_TEMPLATE_VERSION}" in roles
+
+
+@override_settings(ROLE_TEMPLATE_BUCKET=BUCKET, ROLE_TEMPLATE_REGION="us-east-1")
+def test_an_approved_run_on_a_role_of_version_3_goes_ahead_without_the_approver_in_its_session(worker, aws, alice, bob):
+    """A customer still on version 3 (its trust policy without sts:TagSession): an approved run is not refused
+    for the tag. While Onramp has not read the role's version, AWS refuses the tag and the run assumes the role
+    again without it; once the preflight recorded version 3, the next run does not ask. Both say so in the audit."""
+    assert OLD == 3 and "sts:TagSession" not in ROLE_TRUST_ACTIONS[OLD]
+    caches["limits"].clear()
+    template_publish(url=aws.url)
+    old_url = _older_published(aws, missing="", trust=ROLE_TRUST_ACTIONS[OLD])
+    cfn = _user(aws, ACCOUNT, "*", name="initech-admin").client(
+        "cloudformation", endpoint_url=aws.url, region_name="us-west-2"
+    )
+    customer = Customer.objects.create(
+        name="Initech", slug="initech", aws_account_id=ACCOUNT, default_region="us-west-2",
+        role_arn=f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}",
+    )  # fmt: skip
+    customer.team.add(alice, bob)
+    ids = [{"ParameterKey": "ExternalId", "ParameterValue": customer.external_id}]
+    cfn.create_stack(StackName=STACK_NAME, TemplateURL=old_url, Parameters=ids, Capabilities=["CAPABILITY_NAMED_IAM"])
+    assert customer.role_version is None  # not read yet
+    spec = spec_parse(
+        spec_data(customer="Initech", account_id=ACCOUNT, role_arn=customer.role_arn,
+                  external_id=customer.external_id, bucket="initech-app-media", account_alias="")
+    )  # fmt: skip
+
+    reasons = []
+    for _ in range(2):
+        run = wait_for_run(run_create(spec=spec, customer=customer, user=alice, approved_by=bob))
+        assert run.status == Run.Status.SUCCEEDED, [s.error_message for s in run.steps.all() if s.error_message]
+        (session,) = [s for s in aws.sessions() if s["arn"].endswith(f"/onramp-run-{run.pk}")]
+        assert session["tags"] == {} and session["source_identity"] == "alice"
+        assert AuditEvent.objects.get(run=run, action="run.confirmed").details["approved_by"] == "bob"
+        (note,) = AuditEvent.objects.filter(run=run, action="run.approver_not_in_session")
+        assert note.details["approved_by"] == "bob"
+        reasons.append(note.details["reason"])
+        customer.refresh_from_db()
+        assert customer.role_version == OLD
+    assert "AWS refused the session tag" in reasons[0] and "sts:TagSession" in reasons[0]
+    assert "version 3" in reasons[1] and "older than 4" in reasons[1]
+    # The Roles view says what the update brings: only the trust policy's sts:TagSession.
+    (row,) = [row for row in customers.roles_overview() if row.customer.pk == customer.pk]
+    assert row.outdated and row.changes == [
+        "Its trust policy allows Onramp's account sts:TagSession (to name the approver of a run in the account's "
+        "CloudTrail)."
+    ]
 
 
 @override_settings(ROLE_TEMPLATE_BUCKET=BUCKET, ROLE_TEMPLATE_REGION="us-east-1")

@@ -4,7 +4,7 @@ from concurrent.futures import wait
 
 from botocore.exceptions import ClientError
 
-from provisioning.aws import aws_beside, error_code, error_translate
+from provisioning.aws import aws_beside, current_call_log, error_code, error_translate
 from provisioning.checks import checks_blocking, checks_sentence, plan_checks
 from provisioning.errors import StepFailed
 from provisioning.ledger import ledger_rows
@@ -120,6 +120,21 @@ def _checks_repeat(ctx: StepContext, read_id: str | None) -> None:
         raise StepFailed(f"Nothing was changed: {checks_sentence(blocking)}", code="PlanCheckFailed")
 
 
+def _approver_untagged_record(ctx: StepContext) -> None:
+    """A run approved by someone whose name its session could not carry says so in its audit, once: with the
+    preflight's own events (the preflight runs first, and opens the run's first session)."""
+    run = ctx.run
+    log = current_call_log.get()
+    if run.approved_by_id is None or not ctx.account.untagged_because or log is None:
+        return
+    approver = run.approved_by.get_username()
+    log.record(
+        action="run.approver_not_in_session",
+        target=approver,
+        details={"approved_by": approver, "reason": ctx.account.untagged_because},
+    )
+
+
 def preflight(ctx: StepContext, params: dict) -> StepResult:
     role = ctx.account.access == Access.ROLE and params.get("role_arn")
     sts = ctx.client("sts")  # first: the identity check's call goes out before the other clients are made
@@ -140,6 +155,7 @@ def preflight(ctx: StepContext, params: dict) -> StepResult:
         problem = role_version_problem(version, run_operations(ctx.run))
         if problem is not None:
             raise problem
+    _approver_untagged_record(ctx)
     if params.get("read"):
         _plan_still_current(ctx, params["read"])
     _checks_repeat(ctx, params.get("read"))
