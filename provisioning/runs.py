@@ -126,7 +126,8 @@ def run_create(
     `offboard`: the run is that offboarding (its read planned it); `repair`: it repairs the customer's drift
     (run_kind_for). `approved_by`: the second person who approved the plan (provisioning/approvals.py); the run
     names them in the customer's CloudTrail as the session tag onramp-approver (provisioning.aws.run_session_tags).
-    CustomerOffboarded for an offboarded customer; NotOnCustomerTeam for someone not on the customer's team (nor an Admin)."""
+    CustomerOffboarded for an offboarded customer; NotOnCustomerTeam for someone not on the customer's team (nor an
+    Admin)."""
     action = "offboard" if offboard else "repair" if repair else "run"
     customer_permission_check(user=user, customer=customer, action=action)
     customer_refuse_if_offboarded(customer=customer, user=user, doing="offboard" if offboard else "run")
@@ -147,7 +148,6 @@ def run_create(
                 read=read,
                 plan=items or [],
                 offboard=offboard,
-                approved_by=approved_by,
             )
             now = timezone.now()
             steps = StepRun.objects.bulk_create(
