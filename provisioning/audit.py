@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from uuid import UUID
 
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
@@ -85,7 +86,7 @@ class PendingEvent:
     actor_label: str = "system"
     actor_id: int | None = None
     customer_id: int | None = None
-    run_id: object = None
+    run_id: UUID | str | None = None
     step_key: str = ""
     outcome: str = AuditEvent.Outcome.OK
     error_code: str = ""
@@ -103,7 +104,7 @@ class CallLog:
     actor_label: str
     actor_id: int | None = None
     customer_id: int | None = None
-    run_id: object = None
+    run_id: UUID | str | None = None
     step_key: str = ""
     events: list[PendingEvent] = field(default_factory=list)
 

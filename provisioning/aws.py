@@ -487,6 +487,7 @@ def account_session_create(credentials) -> botocore.session.Session:
     so a worker loads the models once (aws_models_load) and an account costs no parse."""
     process_session()
     core = _core
+    assert core is not None  # made by process_session()
     with _session_lock:
         session = botocore.session.Session(
             event_hooks=core.get_component("event_emitter"), include_builtin_handlers=False

@@ -91,9 +91,9 @@ def alias_owner(*, spec: Spec, customer_id: int | None) -> str:
     """The name of another customer whose account Onramp's ledger gave the spec's alias ("" if none)."""
     if not spec.account_alias:
         return ""
-    others = Resource.objects.filter(
-        kind="account.alias", identity=spec.account_alias, state=Resource.State.PRESENT
-    ).exclude(customer_id=customer_id)
+    others = Resource.objects.filter(kind="account.alias", identity=spec.account_alias, state=Resource.State.PRESENT)
+    if customer_id is not None:
+        others = others.exclude(customer_id=customer_id)
     other = others.select_related("customer").first()
     return other.customer.name if other is not None else ""
 

@@ -5,6 +5,7 @@ The document builders are pure functions; the admin only renders what they retur
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -84,7 +85,11 @@ def _statements(registry: Registry) -> list[dict]:
             if condition
             else _RESOURCE_NAMES.get(resource, "" if resource == "*" else "OwnRole")
         )
-        statement = {"Sid": f"Onramp{service.upper()}{name}", "Effect": "Allow", "Action": sorted(actions)}
+        statement: dict[str, Any] = {
+            "Sid": f"Onramp{service.upper()}{name}",
+            "Effect": "Allow",
+            "Action": sorted(actions),
+        }
         statement["Resource"] = resource
         if condition:
             statement["Condition"] = condition_document(condition)
@@ -464,7 +469,7 @@ def roles_overview() -> list[RoleRow]:
         deployed = customer.role_version
         outdated = deployed is not None and deployed < ROLE_TEMPLATE_VERSION
         changes = []
-        if outdated:
+        if outdated and deployed is not None:
             if deployed not in policies:
                 policies[deployed] = version_policy(deployed)
             changes = policy_changes_in_words(policies[deployed], current, version=deployed)

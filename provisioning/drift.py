@@ -204,7 +204,8 @@ def drift_record(*, read: AccountRead) -> DriftState:
         if state is not None and state.checked_at > checked:
             return state  # a later check was recorded first
         before = state.differences if state else []
-        new_state, reason, new = DriftState.State.UNREACHABLE, read.error_message, []
+        new: list[dict] = []
+        new_state, reason = DriftState.State.UNREACHABLE, read.error_message
         differences = before  # an account that could not be read keeps its last known differences
         if read.status == AccountRead.Status.DONE:
             differences, new = _carried(drift_differences(read.items, checked=checked, read_id=str(read.pk)), before)

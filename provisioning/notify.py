@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
+from uuid import UUID
 
 import requests
 from django.conf import settings
@@ -46,7 +47,7 @@ class Notice:
     link: str  # the page it is about
     recipients: tuple[str, ...]  # email addresses
     customer_id: int | None = None
-    run_id: object = None
+    run_id: UUID | None = None
 
     @property
     def webhook_text(self) -> str:

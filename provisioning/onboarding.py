@@ -5,6 +5,8 @@ the form on "Edit") and, when Onramp reaches the account with an IAM user's keys
 ciphertext only.
 """
 
+from collections.abc import Set as AbstractSet
+
 from django.db import transaction
 from django.utils.text import slugify
 
@@ -171,14 +173,15 @@ def onboarding_draft_read(*, draft: dict, user) -> AccountRead | None:
     customer = onboarding_draft_customer(draft=draft)
     if customer is None or not Resource.objects.filter(customer=customer, state=Resource.State.PRESENT).exists():
         return None
-    read = AccountRead.objects.filter(pk=draft.get("read_id") or None, customer=customer, spec=draft["spec"]).first()
+    read_id = draft.get("read_id")
+    read = AccountRead.objects.filter(pk=read_id, customer=customer, spec=draft["spec"]).first() if read_id else None
     if read is None:
         read = account_read_start(customer=customer, spec=onboarding_draft_spec(draft=draft), user=user)
         draft["read_id"] = str(read.pk)
     return read
 
 
-def onboarding_confirm(*, draft: dict, user, delete: set[int] = frozenset(), typed: dict | None = None) -> Run:
+def onboarding_confirm(*, draft: dict, user, delete: AbstractSet[int] = frozenset(), typed: dict | None = None) -> Run:
     """Create or update the customer from a checked draft and start the run (RunConflict if one is active).
     When the draft's plan was a difference, the run carries out that difference with the tech lead's
     decisions: adopted resources ticked for deletion (`delete`), names typed to delete what holds data."""

@@ -25,7 +25,9 @@ def account_read_now(*, customer: Customer, spec: Spec, user) -> AccountRead:
     """Read the account in this process (the onboard command waits for it anyway), audited the same way."""
     customer_permission_check(user=user, customer=customer, action="plan")
     read = AccountRead.objects.create(customer=customer, requested_by=user, spec=spec.to_json())
-    return account_read_execute(read_id=read.pk)
+    account_read_execute(read_id=read.pk)  # claims it: nobody else knows the new read
+    read.refresh_from_db()
+    return read
 
 
 def account_read_start(
@@ -79,13 +81,13 @@ def _read_account(read: AccountRead, spec: Spec) -> dict:
         items = plan_difference(spec=spec, ledger=ledger, seen=seen, registry=registry)
         if read.offboard:
             items = plan_offboard(items)
-        items = [item.to_json() for item in items]
+        rows = [item.to_json() for item in items]
         checks = []
         if _checked(read):
-            checks = plan_checks(account, spec=spec, customer_id=read.customer_id, items=items)
+            checks = plan_checks(account, spec=spec, customer_id=read.customer_id, items=rows)
     except (ClientError, *NO_ANSWER_ERRORS) as exc:  # explained the same way a step's would be
         raise error_translate(exc, doing="Reading the account") from None
-    return {"items": items, "seen": seen, "fingerprint": seen_fingerprint(seen), "checks": checks}
+    return {"items": rows, "seen": seen, "fingerprint": seen_fingerprint(seen), "checks": checks}
 
 
 def _checked(read: AccountRead) -> bool:

@@ -85,7 +85,7 @@ class ApiCall:
 
 
 def assume_role_call(*, role_arn: str, external_id: str, session_name: str, source_identity: str) -> ApiCall:
-    params = {"RoleArn": role_arn, "RoleSessionName": session_name, "ExternalId": external_id}
+    params: dict[str, str | int] = {"RoleArn": role_arn, "RoleSessionName": session_name, "ExternalId": external_id}
     if source_identity:
         params["SourceIdentity"] = source_identity
     params["DurationSeconds"] = ASSUME_SECONDS

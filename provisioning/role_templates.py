@@ -13,6 +13,7 @@ template whose content differs from what a version was published with needs a ne
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from botocore.exceptions import ClientError
@@ -96,7 +97,7 @@ def role_template_bucket_prepare(*, s3, bucket: str, region: str) -> list[str]:
         raise OnrampError(problem, code="InvalidBucketName")
     done = []
     try:
-        create = {"Bucket": bucket, "ObjectOwnership": "BucketOwnerEnforced"}
+        create: dict[str, Any] = {"Bucket": bucket, "ObjectOwnership": "BucketOwnerEnforced"}
         if region != "us-east-1":
             create["CreateBucketConfiguration"] = {"LocationConstraint": region}
         s3.create_bucket(**create)

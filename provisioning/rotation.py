@@ -120,6 +120,8 @@ def access_key_rotate_finish(*, credential: Credential, user) -> None:
     if not credential.replaces_access_key_id or credential.replacement_done_at:
         raise RotationError("There is no old key left to remove.")
     run = credential.run
+    if run is None:  # every key Onramp issues comes from a run (a step, or access_key_rotate_start)
+        raise RotationError("This key was not issued by a run of Onramp's: remove the old key in AWS by hand.")
     old = credential.replaces_access_key_id
 
     def work(account: AwsAccount) -> None:

@@ -9,6 +9,7 @@ import os
 import queue
 import random
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -362,7 +363,7 @@ def _step_to_keep(after: StepRun, ready: list[StepRun], chain: dict[str, int]) -
 
 
 def run_summary(
-    *, spec: Spec, steps: dict[str, StepRun], resources: list[dict] = (), registry: Registry = REGISTRY
+    *, spec: Spec, steps: dict[str, StepRun], resources: Sequence[dict] = (), registry: Registry = REGISTRY
 ) -> dict:
     """What exists now, as the declarations publish it: from the ledger's present `resources`
     (provisioning.ledger.ledger_outputs), and from the run's own done steps (never a secret)."""
@@ -402,7 +403,7 @@ def run_summary_rows(summary: dict, *, registry: Registry = REGISTRY) -> list[tu
     rows = []
     for publish in registry.publishes():
         values = summary.get(publish.field)
-        for value in values if publish.many else [values]:
+        for value in (values or []) if publish.many else [values]:
             if value:
                 rows.append((publish.label, str(value)))
     # Nobody signs in to an account where nothing of Onramp's exists (a run that failed at preflight).
@@ -654,6 +655,8 @@ def run_retry(*, run: Run, user) -> Run:
             transaction.on_commit(lambda: run_dispatch(run_id=run.pk), robust=True)
     except IntegrityError:
         active = _active_run(run.customer)
+        if active is None:  # the other run finished in between: nothing to name
+            raise
         raise RunConflict(active) from None
     run.refresh_from_db()
     return run

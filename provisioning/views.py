@@ -1,6 +1,7 @@
 """Function views: thin, they check who may act and call the services."""
 
 import json
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -328,7 +329,7 @@ def onboard_reread(request):
 def _run_context(request, run: Run) -> dict:
     steps = list(run.steps.all())
     for step in steps:
-        step.duration_text = duration_text(step.duration_ms)
+        step.duration_text = duration_text(step.duration_ms)  # type: ignore[attr-defined]  # for the template
     manage = may_manage_run(request.user, run)
     credentials = list(run.credentials.select_related("revealed_by").order_by("created_at")) if manage else []
     # The run is marked running just after its first step is claimed, and this page reads the run before its
@@ -483,7 +484,7 @@ def rotate_finish_view(request, credential_id):
 
 def forbidden(request, exception=None):
     access_denied_record(user=request.user, path=request.path)
-    context = {"message": str(exception or "")}
+    context: dict[str, Any] = {"message": str(exception or "")}
     if request.user.is_authenticated and not is_portal_user(request.user):
         # Signed in but in no group: say how access is granted, naming nobody (break-glass accounts included).
         context["no_group"] = True

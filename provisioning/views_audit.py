@@ -1,6 +1,7 @@
 """The audit history page: filters, keyset pagination, one event's details, streamed export."""
 
 import json
+from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -79,8 +80,8 @@ class AuditFilterForm(forms.Form):
     def clean_after(self) -> Cursor | None:
         return self._clean_cursor("after")
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
         since, until = data.get("since"), data.get("until")
         if since and until and since > until:
             self.add_error("until", "The end of the range is before its start.")

@@ -2,6 +2,8 @@
 back into the onboarding form with a spec filled in (change the team or settings, edit a failed run and
 start again). Thin: the selectors and services live in provisioning.customers and onboarding."""
 
+from typing import Any
+
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -50,7 +52,8 @@ def customer_list(request):
     """Every customer with their last run, drift state, role version and offboarding; searched and sorted."""
     form = CustomerSearchForm(request.GET)
     q, sort = (form.cleaned_data["q"].strip(), form.cleaned_data["sort"] or "name") if form.is_valid() else ("", "name")
-    customers = list(customers_find(q=q, sort=sort))
+    # Any: the rows carry customers_with_last_run's annotations, which the model's type does not know.
+    customers: list[Any] = list(customers_find(q=q, sort=sort))
     for customer in customers:  # the last run's kind and status in words (annotated as their values)
         if customer.last_run_id:
             customer.last_run_kind_words = run_kind_words(customer.last_run_kind, customer.last_run_offboard)

@@ -45,6 +45,7 @@ import uuid
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
+from typing import Any
 from urllib.parse import parse_qs
 
 from sandbox import clock, iam_eval, refusals, s3_rules, sts_rules
@@ -218,6 +219,7 @@ def identity_allows(call: Call, caller: Caller, action: str, resource: str) -> b
         PermissionResult,
     )
 
+    key: IAMUserAccessKey | AssumedRoleAccessKey
     if caller.issued is None:  # a user's keys
         key = IAMUserAccessKey(account_id=caller.account, partition="aws", access_key_id=call.access_key_id, headers={})
     else:
@@ -644,6 +646,7 @@ def check_delete_conflict(layer: "StrictLayer", call: Call, caller: Caller) -> R
     if call.service != "iam" or call.operation not in ("DeleteUser", "DeleteGroup", "DeletePolicy"):
         return None
     backend = iam_backends[caller.account]["aws"]
+    entity: Any
     if call.operation == "DeleteUser":
         name = call.params.get("UserName", "")
         entity, resource = backend.users.get(name), f"arn:aws:iam::{caller.account}:user/{name}"
@@ -771,7 +774,7 @@ def corrections_install(layer: "StrictLayer") -> None:
     # 4. A stack update that changes an AWS::IAM::Role's AssumeRolePolicyDocument, Policies or Tags updates the
     #    role in place (CloudFormation's AWS::IAM::Role reference: "Update requires: No interruption" for each);
     #    moto's update keeps only the description, so a customer's updated stack kept its old role.
-    role_update = Role.update_from_cloudformation_json.__func__
+    role_update = Role.update_from_cloudformation_json.__func__  # type: ignore[attr-defined]  # a classmethod
 
     def role_updated(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
         role = role_update(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name)
@@ -793,7 +796,7 @@ def corrections_install(layer: "StrictLayer") -> None:
         backend.tag_role(name, properties.get("Tags", []))
         return backend.get_role(name)
 
-    Role.update_from_cloudformation_json = classmethod(role_updated)
+    Role.update_from_cloudformation_json = classmethod(role_updated)  # type: ignore[assignment]
 
     # 2. moto compares a trust policy's principals to the caller's ARN literally: a principal of
     #    arn:aws:iam::ACCOUNT:root (or ACCOUNT) must stand for every principal of that account.
@@ -972,28 +975,40 @@ copyreg.pickle(type(threading.Lock()), lambda _lock: (threading.Lock, ()))
 copyreg.pickle(type(threading.RLock()), lambda _lock: (threading.RLock, ()))
 
 
-def backends_dump() -> bytes:
-    """Every service's state (each backend dict moto has used), pickled: moto's own objects, for this process."""
+def backends_live() -> dict[str, Any]:
+    """Every service's state: each backend dict moto has used, by service name (moto's own objects)."""
     from moto.core.base_backend import BackendDict
 
-    return pickle.dumps({b.service_name: b for b in BackendDict._instances}, protocol=pickle.HIGHEST_PROTOCOL)
+    return {b.service_name: b for b in BackendDict._instances}  # type: ignore[misc]  # moto's class-wide list
 
 
-def backends_load(data: bytes) -> None:
-    """Empty every service, then put back what backends_dump kept (only ever bytes this process made)."""
+def backends_restore(backends: dict) -> None:
+    """Put saved backend dicts (from backends_live, pickled and read back) into moto's live ones."""
     from moto.backends import get_backend
     from moto.core.base_backend import BackendDict
-    from moto.moto_api._internal.models import moto_api_backend
 
-    moto_api_backend.reset()
-    for name, saved in pickle.loads(data).items():  # noqa: S301 (our own bytes, never from outside)
+    instances = BackendDict._instances  # type: ignore[misc]  # moto's class-wide list
+    for name, saved in backends.items():
         live = get_backend(name)
         dict.clear(live)
         dict.update(live, saved)
         # Extra attributes of a service's dict (S3's bucket -> account map); the dict keeps its own id.
         live.__dict__.update({k: v for k, v in saved.__dict__.items() if k != "_id"})
-        if live not in BackendDict._instances:
-            BackendDict._instances.append(live)
+        if live not in instances:
+            instances.append(live)
+
+
+def backends_dump() -> bytes:
+    """Every service's state, pickled, for this process."""
+    return pickle.dumps(backends_live(), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def backends_load(data: bytes) -> None:
+    """Empty every service, then put back what backends_dump kept (only ever bytes this process made)."""
+    from moto.moto_api._internal.models import moto_api_backend
+
+    moto_api_backend.reset()
+    backends_restore(pickle.loads(data))  # noqa: S301 (our own bytes, never from outside)
 
 
 class StrictLayer:

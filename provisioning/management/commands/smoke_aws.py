@@ -88,7 +88,7 @@ def _read_done(read: AccountRead, timeout: float) -> AccountRead:
     return read
 
 
-def _stack(cfn, name: str, wanted: str, timeout: float) -> dict | None:
+def _stack(cfn, name: str, wanted: str, timeout: float) -> dict:
     def settled():
         try:
             (stack,) = cfn.describe_stacks(StackName=name)["Stacks"]
