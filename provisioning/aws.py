@@ -35,7 +35,9 @@ from django.conf import settings
 
 from provisioning.audit import CallLog, audit_write, redact
 from provisioning.errors import AwsError, ConnectionSettingsError, OnrampError
+from provisioning.plan import RUN_SESSION_NAME
 from provisioning.registry import (
+    MANAGED_BY_WORDS,
     ONRAMP_PATH,
     REGISTRY,
     ROLE_TEMPLATE_VERSION,
@@ -212,7 +214,7 @@ def _role_denied(action: str, resource: str) -> str:
         )
     else:
         why = (
-            "Onramp acts only on what it tagged managed-by=onramp when it made or adopted it: the resource was "
+            f"Onramp acts only on what it tagged {MANAGED_BY_WORDS} when it made or adopted it: the resource was "
             "made by hand or its tag was removed."
         )
     return (
@@ -803,7 +805,7 @@ def account_for_run(run, spec: Spec | None = None) -> AwsAccount:
             account_for_spec(
                 customer=run.customer,
                 spec=spec,
-                session_name=f"onramp-run-{run.pk}",
+                session_name=RUN_SESSION_NAME.format(run_id=run.pk),
                 source_identity=run.started_by.get_username(),
                 services=REGISTRY.services(),  # every step's, made while the role is assumed
             ),

@@ -30,6 +30,9 @@ from provisioning.models import (
 )
 from provisioning.models import Resource as LedgerRow
 from provisioning.registry import (
+    ASSUME_SECONDS,
+    MANAGED_BY_CONDITION_KEY,
+    MANAGED_TAGS,
     ONRAMPS_GROUPS,
     ONRAMPS_USERS,
     REGISTRY,
@@ -37,6 +40,7 @@ from provisioning.registry import (
     ROLE_TEMPLATE_VERSION,
     ROLE_VERSION_TAG,
     Registry,
+    role_arn_for,
 )
 from provisioning.role_versions import condition_document, policy_changes_in_words, version_policy
 from provisioning.steps.sts import identity_check, role_version_problem, role_version_read
@@ -56,7 +60,7 @@ def actions_for(registry: Registry = REGISTRY) -> dict[str, list[str]]:
 
 
 # How a conditioned statement is named after its condition's key.
-_CONDITION_NAMES = {"iam:PolicyARN": "OnlyListedPolicies", "aws:ResourceTag/managed-by": "OnlyWhatOnrampTagged"}
+_CONDITION_NAMES = {"iam:PolicyARN": "OnlyListedPolicies", MANAGED_BY_CONDITION_KEY: "OnlyWhatOnrampTagged"}
 # And an unconditioned one after its resource (a Sid is unique within a policy).
 _RESOURCE_NAMES = {ONRAMPS_USERS: "OnlyOnrampsUsers", ONRAMPS_GROUPS: "OnlyOnrampsGroups"}
 
@@ -126,7 +130,7 @@ def portal_policy_document() -> dict:
                 "Sid": "OnrampAssumesCustomerRoles",
                 "Effect": "Allow",
                 "Action": list(PORTAL_ACTIONS),
-                "Resource": f"arn:aws:iam::*:role/{ROLE_NAME}",
+                "Resource": role_arn_for("*"),
             }
         ],
     }
@@ -146,7 +150,7 @@ def _role_resources(*, portal_account_id: str, external_id: str | dict, registry
                 "Properties": {
                     "RoleName": ROLE_NAME,  # Onramp's own policy may assume this name only
                     "Description": "Assumed by Onramp to onboard this account",
-                    "MaxSessionDuration": 3600,
+                    "MaxSessionDuration": ASSUME_SECONDS,  # exactly the session Onramp asks for
                     "AssumeRolePolicyDocument": trust_policy_document(
                         portal_account_id=portal_account_id, external_id=external_id
                     ),
@@ -154,7 +158,7 @@ def _role_resources(*, portal_account_id: str, external_id: str | dict, registry
                         {"PolicyName": "OnrampOnboarding", "PolicyDocument": access_policy_document(registry)}
                     ],
                     "Tags": [
-                        {"Key": "managed-by", "Value": "onramp"},
+                        *MANAGED_TAGS,
                         {"Key": ROLE_VERSION_TAG, "Value": str(ROLE_TEMPLATE_VERSION)},
                     ],
                 },

@@ -19,6 +19,7 @@ from provisioning.steps.sts import identity_check
 from provisioning.teams import customer_permission_check
 
 READ_TASK = "provisioning.tasks.account_read"
+DRIFT_SOURCE_IDENTITY = "onramp-drift-check"  # the reads a drift check makes, which no person started
 
 
 def account_read_now(*, customer: Customer, spec: Spec, user) -> AccountRead:
@@ -72,7 +73,7 @@ def _read_account(read: AccountRead, spec: Spec) -> dict:
             customer=read.customer,
             spec=spec,
             session_name=f"onramp-read-{read.pk}",
-            source_identity=user.get_username() if user else "onramp-drift-check",
+            source_identity=user.get_username() if user else DRIFT_SOURCE_IDENTITY,
             services=registry.services(),  # the read calls each of them: made while the role is assumed
         )
         identity_check(sts=account.client("sts"), account_id=spec.account_id)
@@ -99,7 +100,7 @@ def _region_check(read: AccountRead, spec: Spec):
     user = read.requested_by
     try:
         return region_check(
-            customer=read.customer, spec=spec, source_identity=user.get_username() if user else "onramp-drift-check"
+            customer=read.customer, spec=spec, source_identity=user.get_username() if user else DRIFT_SOURCE_IDENTITY
         )
     except (ClientError, *NO_ANSWER_ERRORS) as exc:
         raise error_translate(exc, doing="Checking the account's region") from None

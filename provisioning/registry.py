@@ -41,6 +41,9 @@ ROLE_POLICY_SHA256 = {
 # A value Onramp generates at send time (a console password): shown as this in the transcript.
 GENERATED = "<generated>"
 MANAGED_TAGS = [{"Key": MANAGED_BY_TAG[0], "Value": MANAGED_BY_TAG[1]}]
+# The condition key of the role's deletes (ONRAMPS_ONLY), and the tag in words for people.
+MANAGED_BY_CONDITION_KEY = f"aws:ResourceTag/{MANAGED_BY_TAG[0]}"
+MANAGED_BY_WORDS = f"{MANAGED_BY_TAG[0]}={MANAGED_BY_TAG[1]}"
 # Onramp's users and groups live under this IAM path. An IAM ARN holds the path, so the role's write actions on
 # users and groups name only ARNs under it: what Onramp did not make (or the customer did not hand over by moving
 # it here) is beyond its reach, group membership included (AddUserToGroup's only resource is the group).
@@ -82,6 +85,11 @@ class ApiCall:
     @property
     def method(self) -> str:
         return words_of(self.operation, "_")
+
+
+def role_arn_for(account_id: str) -> str:
+    """The role's name is fixed by the template, so its ARN follows from the account id ("*": in any account)."""
+    return f"arn:aws:iam::{account_id}:role/{ROLE_NAME}"
 
 
 def assume_role_call(*, role_arn: str, external_id: str, session_name: str, source_identity: str) -> ApiCall:
@@ -465,7 +473,7 @@ ATTACH_CONDITION = (
 # (ONRAMPS_USERS); groups and their membership only groups in it (ONRAMPS_GROUPS). The one exception is the
 # move of a user Onramp made before the path existed: UpdateUser on any user, but only one tagged as Onramp's
 # (AWS authorizes a move on the user where it is and where it goes: "*" covers both; the tag is the user's).
-ONRAMPS_ONLY = (("StringEquals", f"aws:ResourceTag/{MANAGED_BY_TAG[0]}", (MANAGED_BY_TAG[1],)),)
+ONRAMPS_ONLY = (("StringEquals", MANAGED_BY_CONDITION_KEY, (MANAGED_BY_TAG[1],)),)
 
 
 def user_ops(*names: str, **kwargs) -> tuple[Operation, ...]:
@@ -671,7 +679,7 @@ PREFLIGHT = StepKind(
     # GetRole: the role reads its own template version, and nothing else's.
     operations=(
         *ops("sts", "GetCallerIdentity"),
-        Operation("iam", "GetRole", resource=f"arn:aws:iam::*:role/{ROLE_NAME}"),
+        Operation("iam", "GetRole", resource=role_arn_for("*")),
     ),
 )
 ACCOUNT_ALIAS = StepKind(

@@ -24,7 +24,13 @@ from provisioning.customers import access_policy_document
 from provisioning.errors import OnrampError
 from provisioning.models import AuditEvent, Customer, SetupLink, SetupLinkOpening
 from provisioning.permissions import customer_permission_check
-from provisioning.registry import ROLE_NAME, ROLE_TEMPLATE_VERSION, words_of
+from provisioning.registry import (
+    MANAGED_BY_CONDITION_KEY,
+    MANAGED_BY_WORDS,
+    ROLE_TEMPLATE_VERSION,
+    role_arn_for,
+    words_of,
+)
 from provisioning.role_templates import STACK_NAME, published_template_url, quick_create_url
 from provisioning.steps.sts import identity_check, role_version_read
 from provisioning.vocabulary import Access
@@ -141,7 +147,7 @@ def setup_link_by_id(*, link_id: int) -> SetupLink | None:
 _SERVICES = {"iam": "IAM", "s3": "S3", "ecr": "ECR", "sts": "STS"}
 _SCOPES = {
     "iam:PolicyARN": "only these policies: {values}",
-    "aws:ResourceTag/managed-by": "only on what Onramp tagged managed-by=onramp (nothing you made yourself)",
+    MANAGED_BY_CONDITION_KEY: f"only on what Onramp tagged {MANAGED_BY_WORDS} (nothing you made yourself)",
 }
 
 
@@ -242,11 +248,6 @@ def setup_page(*, link: SetupLink) -> SetupPage:
 
 
 # --- Onramp notices by itself ---------------------------------------------------------------------------
-
-
-def role_arn_for(account_id: str) -> str:
-    """The role's name is fixed by the template, so its ARN follows from the account id."""
-    return f"arn:aws:iam::{account_id}:role/{ROLE_NAME}"
 
 
 @dataclass(frozen=True)
