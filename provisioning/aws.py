@@ -35,6 +35,7 @@ from django.conf import settings
 
 from provisioning.audit import CallLog, audit_write, redact
 from provisioning.errors import AwsError, ConnectionSettingsError, OnrampError
+from provisioning.models import Customer
 from provisioning.plan import RUN_SESSION_NAME
 from provisioning.registry import (
     MANAGED_BY_WORDS,
@@ -687,6 +688,21 @@ def role_session_open(*, region: str, request: dict) -> RoleSession:
     return RoleSession(assume=assume)
 
 
+def _keys_account(customer: Customer, *, region: str) -> AwsAccount:
+    """The customer's account reached with their stored IAM user keys."""
+    from provisioning.vault import decrypt  # the vault imports audit, which this module also uses
+
+    if not customer.has_stored_keys:
+        raise ConnectionSettingsError(
+            "This customer has no stored access keys. Set them in the admin.", code="NoCustomerKeys"
+        )
+    keys = {
+        "aws_access_key_id": customer.access_key_id,
+        "aws_secret_access_key": decrypt(customer.secret_access_key_ciphertext),
+    }
+    return AwsAccount(keys, region=region, account_id=customer.aws_account_id, access=Access.KEYS)
+
+
 def account_connect(
     *,
     customer,
@@ -703,21 +719,11 @@ def account_connect(
     their stored IAM user keys. The role and external id default to the customer's record. `services`: for
     a role, the clients to make while AWS answers the AssumeRole (they are made before the session, and sign
     with it once it exists)."""
-    from provisioning.vault import decrypt  # the vault imports audit, which this module also uses
-
     access = access or customer.access
     role_arn = role_arn or customer.role_arn
     external_id = external_id or customer.external_id
     if access == Access.KEYS:
-        if not customer.has_stored_keys:
-            raise ConnectionSettingsError(
-                "This customer has no stored access keys. Set them in the admin.", code="NoCustomerKeys"
-            )
-        keys = {
-            "aws_access_key_id": customer.access_key_id,
-            "aws_secret_access_key": decrypt(customer.secret_access_key_ciphertext),
-        }
-        return AwsAccount(keys, region=region, account_id=customer.aws_account_id, access=Access.KEYS)
+        return _keys_account(customer, region=region)
     if not role_arn:
         raise ConnectionSettingsError(
             "This customer has no role ARN. Set it in the admin or in the form.", code="NoRoleArn"

@@ -62,7 +62,7 @@ from provisioning.runs import (
     run_summary_now,
     run_summary_rows,
 )
-from provisioning.spec import SpecError
+from provisioning.spec import Spec, SpecError
 from provisioning.timeline import duration_text, timeline_build
 
 DRAFT = "onboarding_draft"
@@ -139,36 +139,7 @@ def onboard(request):
         formset = TeamFormSet(request.POST, prefix="team")
         spec = onboarding_validate(form, formset, kept_key_id=kept_key_id)
         if spec is not None:
-            known = form.cleaned_data.get("customer") or Customer.objects.filter(aws_account_id=spec.account_id).first()
-            if known is not None:  # a customer on record: only its team and Admins go on (else 403, audited)
-                customer_permission_check(user=request.user, customer=known, action="settings")
-        try:
-            if spec is not None and form.cleaned_data.get("customer") is not None:
-                customer_refuse_if_offboarded(
-                    customer=form.cleaned_data["customer"], user=request.user, doing="onboarding form"
-                )
-        except CustomerOffboarded as exc:
-            messages.error(request, str(exc))
-            return redirect("customer_detail", slug=exc.customer.slug)
-        if spec is not None:
-            customer = form.cleaned_data.get("customer")
-            locked = form.connection_locked is not None  # the record's keys, none typed here
-            request.session[DRAFT] = onboarding_draft_build(
-                spec=spec,
-                customer=customer,
-                posted=request.POST.dict(),
-                access_key_id="" if locked else form.cleaned_data.get("access_key_id", ""),
-                secret="" if locked else form.cleaned_data.get("secret_access_key", ""),
-                previous=draft,
-            )
-            audit_record(
-                action="onboarding.submitted",
-                actor=request.user,
-                customer=customer,
-                target=spec.app_name,
-                details={"spec": spec.to_json()},
-            )
-            return redirect("onboard_preview")
+            return _onboard_submitted(request, form, spec=spec, draft=draft)
     elif request.GET.get("edit") and draft:
         # Back from the preview: the values as typed, team members included (the secret stays encrypted).
         form = OnboardingForm(draft["form"], lock_connection=lock)
@@ -193,6 +164,38 @@ def onboard(request):
             "kept_key_id": kept_key_id if request.method == "POST" or request.GET.get("edit") else "",
         },
     )
+
+
+def _onboard_submitted(request, form: OnboardingForm, *, spec: Spec, draft: dict | None) -> HttpResponse:
+    """A valid form: refused for a customer on record whose team the user is not on (403, audited) or who was
+    offboarded; else kept in the session as the draft, audited, and on to the preview."""
+    customer = form.cleaned_data.get("customer")
+    known = customer or Customer.objects.filter(aws_account_id=spec.account_id).first()
+    if known is not None:  # a customer on record: only its team and Admins go on (else 403, audited)
+        customer_permission_check(user=request.user, customer=known, action="settings")
+    if customer is not None:
+        try:
+            customer_refuse_if_offboarded(customer=customer, user=request.user, doing="onboarding form")
+        except CustomerOffboarded as exc:
+            messages.error(request, str(exc))
+            return redirect("customer_detail", slug=exc.customer.slug)
+    locked = form.connection_locked is not None  # the record's keys, none typed here
+    request.session[DRAFT] = onboarding_draft_build(
+        spec=spec,
+        customer=customer,
+        posted=request.POST.dict(),
+        access_key_id="" if locked else form.cleaned_data.get("access_key_id", ""),
+        secret="" if locked else form.cleaned_data.get("secret_access_key", ""),
+        previous=draft,
+    )
+    audit_record(
+        action="onboarding.submitted",
+        actor=request.user,
+        customer=customer,
+        target=spec.app_name,
+        details={"spec": spec.to_json()},
+    )
+    return redirect("onboard_preview")
 
 
 def _customer_changing(customer_id: str) -> Customer | None:

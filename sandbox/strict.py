@@ -755,9 +755,16 @@ def speed_install() -> None:
 
 def corrections_install(layer: "StrictLayer") -> None:
     """Wrap six of moto's functions, each correction acting only while its switch is on."""
-    from moto.iam import access_control
-    from moto.iam.models import IAMBackend, Role, iam_backends
-    from moto.s3.exceptions import S3AccessDeniedError
+    _role_corrections_install(layer)
+    _principal_corrections_install(layer)
+    _path_corrections_install(layer)
+    # With IAM's decision made by the layer (Strictness.iam_decision), moto's own permission check defers to it.
+    iam_eval.moto_gate_install(layer)
+
+
+def _role_corrections_install(layer: "StrictLayer") -> None:
+    """A role made or updated by CloudFormation (corrections 1 and 4)."""
+    from moto.iam.models import Role, iam_backends
     from moto.utilities.utils import get_partition
 
     # 1. CloudFormation gives Role.put_policy the template's dict; moto's evaluator then reads it as a
@@ -798,6 +805,12 @@ def corrections_install(layer: "StrictLayer") -> None:
 
     Role.update_from_cloudformation_json = classmethod(role_updated)  # type: ignore[assignment]
 
+
+def _principal_corrections_install(layer: "StrictLayer") -> None:
+    """Who a policy's principal names, and what S3's AccessDenied says (corrections 2 and 3)."""
+    from moto.iam import access_control
+    from moto.s3.exceptions import S3AccessDeniedError
+
     # 2. moto compares a trust policy's principals to the caller's ARN literally: a principal of
     #    arn:aws:iam::ACCOUNT:root (or ACCOUNT) must stand for every principal of that account.
     check_principal = access_control.IAMPolicyStatement._check_principal
@@ -831,6 +844,11 @@ def corrections_install(layer: "StrictLayer") -> None:
 
     access_control.S3IAMRequest.check_action_permitted = s3_check_named
 
+
+def _path_corrections_install(layer: "StrictLayer") -> None:
+    """A user or group moved to another IAM path (corrections 5 and 6)."""
+    from moto.iam.models import IAMBackend
+
     # 5. UpdateUser with NewPath: a user's tags are the user's (IAM API reference, UpdateUser changes its name
     #    or path, nothing else); moto keeps them by ARN, which holds the path, so a moved user lost them.
     user_update = IAMBackend.update_user
@@ -856,9 +874,6 @@ def corrections_install(layer: "StrictLayer") -> None:
             self.groups[group_name].path = new_path
 
     IAMBackend.update_group = group_updated
-
-    # 4. With IAM's decision made by the layer (Strictness.iam_decision), moto's own permission check defers to it.
-    iam_eval.moto_gate_install(layer)
 
 
 # --- The layer and its control API ----------------------------------------------------------------------

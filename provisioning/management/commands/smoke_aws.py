@@ -159,13 +159,7 @@ def smoke_aws_run(
     stack = f"onramp-smoke-{suffix}"
     external_id = secrets.token_hex(16)
     cfn = customer_admin.client("cloudformation", region_name=region, endpoint_url=settings.AWS_ENDPOINT_URL)
-    template = customers.cloudformation_template(
-        customer_name=f"Onramp smoke {suffix}",
-        portal_account_id=settings.PORTAL_AWS_ACCOUNT_ID,
-        external_id=external_id,
-    )
-    cfn.create_stack(StackName=stack, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_NAMED_IAM"])
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in _stack(cfn, stack, "CREATE_COMPLETE", timeout)["Outputs"]}
+    outputs = _role_deploy(cfn, stack=stack, suffix=suffix, external_id=external_id, timeout=timeout)
     note(f"Deployed the role from the template: {outputs['RoleArn']} (version {outputs['TemplateVersion']}).")
     team = [
         {"email": f"lead-{suffix}@smoke.example", "role": "tech_lead", "console": True},
@@ -182,31 +176,20 @@ def smoke_aws_run(
     spec = spec_parse(data)
     with transaction.atomic():  # the record is taken under its row lock, as the onboard command does
         customer = onboarding_customer(spec=spec, user=user, via="smoke-aws")
-    runs = [_run_finished(run_create(spec=spec, customer=customer, user=user), timeout)]
-    note(f"Onboarded: run {runs[0].pk} succeeded.")
-
-    check = drift.drift_check_start(customer=customer, user=user)
-    state = _wait(
-        "The drift check", lambda: DriftState.objects.filter(customer=customer, last_read=check).first(), timeout
-    )
-    if state.state != DriftState.State.IN_SYNC:
-        raise CommandError(f"The drift check found the account {state.state}: {state.differences}")
+    run = _run_finished(run_create(spec=spec, customer=customer, user=user), timeout)
+    note(f"Onboarded: run {run.pk} succeeded.")
+    _drift_in_sync(customer, user=user, timeout=timeout)
     note("Drift check: In sync.")
 
     data = {**data, "team": [team[0], {"email": f"new-{suffix}@smoke.example", "role": "member", "console": False}]}
-    spec = spec_parse(data)
-    read = account_read_now(customer=customer, spec=spec, user=user)
-    items = plan_decide(read.items, delete=set(), typed={})
-    runs.append(_run_finished(run_create(spec=spec, customer=customer, user=user, read=read, items=items), timeout))
-    note(f"Changed the team: run {runs[-1].pk} succeeded.")
+    run = _team_change(customer, data=data, user=user, timeout=timeout)
+    note(f"Changed the team: run {run.pk} succeeded.")
 
     customer_admin.client("s3", region_name=region, endpoint_url=settings.AWS_ENDPOINT_URL).put_object(
         Bucket=data["bucket"], Key="smoke.txt", Body=b"the bucket holds data: its name must be typed"
     )
-    read = _read_done(offboard_start(customer=customer, mode=OffboardMode.DECOMMISSION, user=user), timeout)
-    typed = {item["resource"]: item["params"]["name"] for item in read.items if item.get("holds_data")}
-    runs.append(_run_finished(offboard_confirm(read=read, user=user, delete=set(), typed=typed), timeout))
-    note(f"Decommissioned, {len(typed)} name(s) typed: run {runs[-1].pk} succeeded.")
+    run, typed = _decommission(customer, user=user, timeout=timeout)
+    note(f"Decommissioned, {typed} name(s) typed: run {run.pk} succeeded.")
 
     cfn.delete_stack(StackName=stack)
     _stack(cfn, stack, "DELETE_COMPLETE", timeout)
@@ -216,6 +199,48 @@ def smoke_aws_run(
     note("Left in the customer's account: " + ("nothing." if not report.leftovers else ""))
     for arn in report.leftovers:
         note(f"  {arn}")
+    _assumed_rules_observe(customer, report=report, note=note)
+    return report
+
+
+def _role_deploy(cfn, *, stack: str, suffix: str, external_id: str, timeout: float) -> dict[str, str]:
+    """The customer's administrator deploys Onramp's role from the template: the stack's outputs."""
+    template = customers.cloudformation_template(
+        customer_name=f"Onramp smoke {suffix}",
+        portal_account_id=settings.PORTAL_AWS_ACCOUNT_ID,
+        external_id=external_id,
+    )
+    cfn.create_stack(StackName=stack, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_NAMED_IAM"])
+    return {o["OutputKey"]: o["OutputValue"] for o in _stack(cfn, stack, "CREATE_COMPLETE", timeout)["Outputs"]}
+
+
+def _drift_in_sync(customer: Customer, *, user, timeout: float) -> None:
+    """A drift check of the account just onboarded, which must find it In sync."""
+    check = drift.drift_check_start(customer=customer, user=user)
+    state = _wait(
+        "The drift check", lambda: DriftState.objects.filter(customer=customer, last_read=check).first(), timeout
+    )
+    if state.state != DriftState.State.IN_SYNC:
+        raise CommandError(f"The drift check found the account {state.state}: {state.differences}")
+
+
+def _team_change(customer: Customer, *, data: dict, user, timeout: float) -> Run:
+    """A change run to the spec `data`, its plan the difference with the account as read now."""
+    spec = spec_parse(data)
+    read = account_read_now(customer=customer, spec=spec, user=user)
+    items = plan_decide(read.items, delete=set(), typed={})
+    return _run_finished(run_create(spec=spec, customer=customer, user=user, read=read, items=items), timeout)
+
+
+def _decommission(customer: Customer, *, user, timeout: float) -> tuple[Run, int]:
+    """Decommission the customer, typing the name of each resource that holds data: the run, and how many names."""
+    read = _read_done(offboard_start(customer=customer, mode=OffboardMode.DECOMMISSION, user=user), timeout)
+    typed = {item["resource"]: item["params"]["name"] for item in read.items if item.get("holds_data")}
+    return _run_finished(offboard_confirm(read=read, user=user, delete=set(), typed=typed), timeout), len(typed)
+
+
+def _assumed_rules_observe(customer: Customer, *, report: SmokeReport, note: Callable[[str], None]) -> None:
+    """Which of the strict sandbox's assumed rules AWS applied in this check's own audited calls."""
     answers = set(
         AuditEvent.objects.filter(customer=customer, action__startswith="aws.")
         .exclude(error_code="")
@@ -227,7 +252,6 @@ def smoke_aws_run(
             code in codes and (not operations or action.rsplit(".", 1)[-1] in operations) for action, code in answers
         )
         note(f"  {rule}: {'observed' if report.observed[rule] else 'not observed'} ({', '.join(codes)})")
-    return report
 
 
 class Command(BaseCommand):
