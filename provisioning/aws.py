@@ -17,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
 
 import boto3
 import botocore.session
@@ -35,7 +37,7 @@ from django.conf import settings
 
 from provisioning.audit import CallLog, audit_write, redact
 from provisioning.errors import AwsError, ConnectionSettingsError, OnrampError
-from provisioning.models import Customer
+from provisioning.models import Customer, Run
 from provisioning.plan import RUN_SESSION_NAME
 from provisioning.registry import (
     MANAGED_BY_WORDS,
@@ -406,7 +408,7 @@ def aws_work(
     actor_label: str,
     actor_id: int | None = None,
     customer_id: int | None = None,
-    run_id=None,
+    run_id: UUID | str | None = None,
     step_key: str = "",
     write: bool = True,
 ) -> Iterator[CallLog]:
@@ -484,7 +486,7 @@ class _Held(CredentialProvider):
         return self._credentials
 
 
-def account_session_create(credentials) -> botocore.session.Session:
+def account_session_create(credentials: "RoleSession") -> botocore.session.Session:
     """A botocore session for one role's account: its credential resolver hands out `credentials` (a RoleSession),
     and it shares the process session's loaded service models and event handlers (the audit hook's counterpart),
     so a worker loads the models once (aws_models_load) and an account costs no parse."""
@@ -512,7 +514,9 @@ def aws_models_load() -> None:
         client_create(service, region="us-east-1", credentials=UNUSABLE_KEYS)
 
 
-def client_create(service: str, *, region: str, credentials: dict | None = None, session=None):
+def client_create(
+    service: str, *, region: str, credentials: dict | None = None, session: botocore.session.Session | None = None
+) -> Any:
     """An audited client for `service`: from a role account's botocore session (`session`, signing with its role's
     session), or with these credentials (the standard chain's when empty)."""
     boto = process_session()
@@ -533,7 +537,7 @@ def client_create(service: str, *, region: str, credentials: dict | None = None,
     return client
 
 
-def operator_client(service: str, *, region: str, profile: str = ""):
+def operator_client(service: str, *, region: str, profile: str = "") -> Any:
     """An audited client with an operator's own credentials (a named profile, else the standard chain), for
     the agency's jobs that Onramp's identity may not do (publishing the role's template)."""
     session = boto3.Session(profile_name=profile or None)
@@ -705,7 +709,7 @@ def _keys_account(customer: Customer, *, region: str) -> AwsAccount:
 
 def account_connect(
     *,
-    customer,
+    customer: Customer,
     region: str,
     access: str | None = None,
     role_arn: str = "",
@@ -786,7 +790,7 @@ run_accounts = _RunAccounts()
 
 
 def account_for_spec(
-    *, customer, spec: Spec, session_name: str, source_identity: str, services: Iterable[str] = ()
+    *, customer: Customer, spec: Spec, session_name: str, source_identity: str, services: Iterable[str] = ()
 ) -> AwsAccount:
     """Open the customer's account the way a run's spec says: its region, its role and external id."""
     return account_connect(
@@ -801,7 +805,7 @@ def account_for_spec(
     )
 
 
-def account_for_run(run, spec: Spec | None = None) -> AwsAccount:
+def account_for_run(run: Run, spec: Spec | None = None) -> AwsAccount:
     """The open account of a run in this process, connecting on first use."""
     account = run_accounts.get(run.pk)
     if account is None:

@@ -7,6 +7,7 @@ The document builders are pure functions; the admin only renders what they retur
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Case, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
@@ -226,7 +227,7 @@ class ConnectionCheck:
     arn: str = ""
 
 
-def customer_check_connection(*, customer: Customer, user, account: AwsAccount | None = None) -> ConnectionCheck:
+def customer_check_connection(*, customer: Customer, user: User, account: AwsAccount | None = None) -> ConnectionCheck:
     """The preflight, on demand: reach the account (assume the role or use the stored keys), confirm the
     account id, refuse root. The role is assumed exactly as a run assumes it (the same request, the person
     checking as the source identity), so a connection that passes here passes a run's preflight. Every AWS
@@ -275,7 +276,9 @@ def customer_check_connection(*, customer: Customer, user, account: AwsAccount |
 SECRET_FIELD = "secret_access_key"  # noqa: S105 (a form field name, not a secret)
 
 
-def customer_save(*, customer: Customer, user, created: bool, changed: list[str], secret_access_key: str = "") -> None:
+def customer_save(
+    *, customer: Customer, user: User, created: bool, changed: list[str], secret_access_key: str = ""
+) -> None:
     """Save a customer edited by a person, the secret (if given) encrypted by the vault, and audit which
     fields changed: names only, and for the secret only that it was set or replaced."""
     fields = [name for name in changed if name != SECRET_FIELD]
@@ -295,7 +298,7 @@ def customer_save(*, customer: Customer, user, created: bool, changed: list[str]
         )
 
 
-def customer_delete(*, customer: Customer, user) -> None:
+def customer_delete(*, customer: Customer, user: User) -> None:
     with transaction.atomic():
         audit_record(
             action="customer.deleted",
@@ -399,7 +402,7 @@ def customer_offboarding_undone(*, customer: Customer) -> list[str] | None:
     return list(removed.order_by("name").values_list("name", flat=True))
 
 
-def customer_unrevealed(*, customer: Customer, user, admin: bool) -> list[Credential]:
+def customer_unrevealed(*, customer: Customer, user: User, admin: bool) -> list[Credential]:
     """Secrets of the customer's runs still waiting to be revealed, that this person may reveal (theirs, or
     any for an Admin), soonest wiped first: none stranded in an earlier run."""
     credentials = Credential.objects.filter(customer=customer, state=Credential.State.SEALED).defer("ciphertext")
@@ -408,7 +411,7 @@ def customer_unrevealed(*, customer: Customer, user, admin: bool) -> list[Creden
     return list(credentials.select_related("run").order_by("expires_at"))
 
 
-def runs_with_unrevealed(*, runs: list[Run], user, admin: bool) -> set:
+def runs_with_unrevealed(*, runs: list[Run], user: User, admin: bool) -> set:
     """Which of `runs` hold a secret still waiting to be revealed by this person."""
     credentials = Credential.objects.filter(run__in=runs, state=Credential.State.SEALED)
     if not admin:
@@ -521,7 +524,7 @@ def role_refresh(*, customer: Customer) -> int | None:
     return None
 
 
-def customer_external_id_rotate(*, customer: Customer, user) -> None:
+def customer_external_id_rotate(*, customer: Customer, user: User) -> None:
     """An Admin gives the customer a new external id (after a leaked link): pending until the customer's stack is
     updated with it (their set-up page gives the update), while Onramp keeps reaching them with the old one. The
     customer's live set-up links are revoked; a new one carries the new value."""

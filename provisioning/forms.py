@@ -251,7 +251,7 @@ def _place_spec_errors(form: OnboardingForm, formset, member_forms: list, errors
             _add_error(target, field, message)
 
 
-def onboarding_validate(form: OnboardingForm, formset, *, kept_key_id: str = "") -> Spec | None:
+def onboarding_validate(form: OnboardingForm, formset: forms.BaseFormSet, *, kept_key_id: str = "") -> Spec | None:
     """Run the spec's validator over the form and the formset; put each message next to its field.
 
     Every field is checked even when another one is wrong, so the user sees all the mistakes at once.

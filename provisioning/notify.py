@@ -208,7 +208,7 @@ def run_counts(*, run: Run, steps: list[StepRun]) -> dict[str, int]:
     return counts
 
 
-def run_notify(*, run_id) -> Notice | None:
+def run_notify(*, run_id: UUID | str) -> Notice | None:
     """Tell the tech lead who started a run that it succeeded or failed, with what failed and why."""
     run = Run.objects.select_related("customer", "started_by").filter(pk=run_id).first()
     if run is None or run.status not in (Run.Status.SUCCEEDED, Run.Status.FAILED):

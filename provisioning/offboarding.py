@@ -8,6 +8,9 @@ Once the run succeeds the customer is offboarded (runs.run_create refuses new ru
 them. Runs, audit and ledger are kept.
 """
 
+from uuid import UUID
+
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -40,7 +43,7 @@ class OffboardRefused(Exception):
     """This customer cannot be offboarded now, in a sentence."""
 
 
-def offboard_start(*, customer: Customer, mode: str, user) -> AccountRead:
+def offboard_start(*, customer: Customer, mode: str, user: User) -> AccountRead:
     """Read the customer's account for an offboarding in `mode` (a task; the plan page polls it), audited."""
     if mode not in OffboardMode.values:
         raise OffboardRefused("Choose how the customer is offboarded.")
@@ -63,14 +66,14 @@ def offboard_start(*, customer: Customer, mode: str, user) -> AccountRead:
         )
 
 
-def offboard_read(*, customer: Customer, read_id) -> AccountRead | None:
+def offboard_read(*, customer: Customer, read_id: UUID | str) -> AccountRead | None:
     """An offboarding read of this customer, or None."""
     return AccountRead.objects.filter(
         pk=read_id, customer=customer, purpose=AccountRead.Purpose.OFFBOARD, offboard__in=OffboardMode.values
     ).first()
 
 
-def offboard_confirm(*, read: AccountRead, user, delete: set[int], typed: dict[int, str]) -> Run:
+def offboard_confirm(*, read: AccountRead, user: User, delete: set[int], typed: dict[int, str]) -> Run:
     """Start the offboarding run a read planned, with the tech lead's ticks and typed names (plan_decide)."""
     if read.status != AccountRead.Status.DONE:
         raise OffboardRefused("The account was not read for this plan yet: check the plan again.")
@@ -94,7 +97,7 @@ def offboard_confirm(*, read: AccountRead, user, delete: set[int], typed: dict[i
     return run
 
 
-def customer_reactivate(*, customer: Customer, user) -> bool:
+def customer_reactivate(*, customer: Customer, user: User) -> bool:
     """An Admin ends an offboarding: runs may start again (audited). False when the customer was not offboarded."""
     with transaction.atomic():
         current = Customer.objects.select_for_update().get(pk=customer.pk)

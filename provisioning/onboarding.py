@@ -6,7 +6,9 @@ ciphertext only.
 """
 
 from collections.abc import Set as AbstractSet
+from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.text import slugify
 
@@ -94,7 +96,7 @@ def _customer_create(*, spec: Spec, user, via: str) -> Customer:
     return customer
 
 
-def onboarding_spec_connection_fill(*, data):
+def onboarding_spec_connection_fill(*, data: dict[str, Any]) -> dict[str, Any]:
     """Raw spec data for a customer on record (by its account id), reached by a role, that omits the role ARN or
     the external id: with the record's. A spec file then needs no copy of the external id Onramp generated, and
     onboarding_customer still checks the name and who may change a connection. Anything else: as given."""
@@ -118,7 +120,7 @@ def onboarding_spec_connection_fill(*, data):
 
 
 def onboarding_customer(
-    *, spec: Spec, user, customer_id: int | None = None, via: str, keys_given: bool = False
+    *, spec: Spec, user: User, customer_id: int | None = None, via: str, keys_given: bool = False
 ) -> Customer:
     """The customer on record, or a new one (audited; its onboarder joins its team). On record, only its team
     and Admins may go on (customer_permission_check), the spec must name that customer, and
@@ -166,7 +168,7 @@ def onboarding_draft_customer(*, draft: dict) -> Customer | None:
     return Customer.objects.filter(aws_account_id=spec["account_id"]).first()
 
 
-def onboarding_draft_read(*, draft: dict, user) -> AccountRead | None:
+def onboarding_draft_read(*, draft: dict, user: User) -> AccountRead | None:
     """For a customer the ledger knows, the read of their account this draft's plan is the difference
     with: the draft's own if it was made for this very spec, else a new one (read as a task). None for a
     customer the ledger does not know: their plan creates everything, no read needed."""
@@ -181,7 +183,9 @@ def onboarding_draft_read(*, draft: dict, user) -> AccountRead | None:
     return read
 
 
-def onboarding_confirm(*, draft: dict, user, delete: AbstractSet[int] = frozenset(), typed: dict | None = None) -> Run:
+def onboarding_confirm(
+    *, draft: dict, user: User, delete: AbstractSet[int] = frozenset(), typed: dict | None = None
+) -> Run:
     """Create or update the customer from a checked draft and start the run (RunConflict if one is active).
     When the draft's plan was a difference, the run carries out that difference with the tech lead's
     decisions: adopted resources ticked for deletion (`delete`), names typed to delete what holds data."""

@@ -1,8 +1,11 @@
 """Reading a customer's account against a desired spec, as a task: the difference a plan shows (and, for
 the drift check, what no longer matches). Read-only, audited like every AWS call."""
 
+from uuid import UUID
+
 from botocore.exceptions import ClientError
 from celery import current_app
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -22,7 +25,7 @@ READ_TASK = "provisioning.tasks.account_read"
 DRIFT_SOURCE_IDENTITY = "onramp-drift-check"  # the reads a drift check makes, which no person started
 
 
-def account_read_now(*, customer: Customer, spec: Spec, user) -> AccountRead:
+def account_read_now(*, customer: Customer, spec: Spec, user: User) -> AccountRead:
     """Read the account in this process (the onboard command waits for it anyway), audited the same way."""
     customer_permission_check(user=user, customer=customer, action="plan")
     read = AccountRead.objects.create(customer=customer, requested_by=user, spec=spec.to_json())
@@ -35,7 +38,7 @@ def account_read_start(
     *,
     customer: Customer,
     spec: Spec,
-    user,
+    user: User | None,
     purpose: str = AccountRead.Purpose.PLAN,
     offboard: str = "",
     enqueue: bool = True,
@@ -45,6 +48,7 @@ def account_read_start(
     (a mode), the read plans that offboarding: the desired state that wants less. A plan or an offboarding is
     for the customer's team and Admins (customer_permission_check); a drift check changes nothing, anyone may."""
     if purpose != AccountRead.Purpose.DRIFT:
+        assert user is not None  # a plan or an offboarding is always someone's
         action = "offboard" if purpose == AccountRead.Purpose.OFFBOARD else "plan"
         customer_permission_check(user=user, customer=customer, action=action)
     with transaction.atomic():
@@ -106,7 +110,7 @@ def _region_check(read: AccountRead, spec: Spec):
         raise error_translate(exc, doing="Checking the account's region") from None
 
 
-def account_read_execute(*, read_id) -> AccountRead | None:
+def account_read_execute(*, read_id: UUID | str) -> AccountRead | None:
     """Carry out one pending read (safe to call twice: only the first claims it)."""
     if (
         AccountRead.objects.filter(pk=read_id, status=AccountRead.Status.PENDING).update(

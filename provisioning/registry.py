@@ -17,6 +17,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from provisioning import documents
 from provisioning.spec import MEMBER_POLICY_NAMES, TECH_LEAD_POLICIES, Spec, TeamMember
@@ -277,7 +278,7 @@ class Operation:
         return (self.action, *self.also, *_ALSO_NEEDS.get((self.service, self.name), ()))
 
 
-def ops(service: str, *names: str, **kwargs) -> tuple[Operation, ...]:
+def ops(service: str, *names: str, **kwargs: Any) -> tuple[Operation, ...]:
     return tuple(Operation(service, name, **kwargs) for name in names)
 
 
@@ -324,7 +325,7 @@ class Difference:
         return {"field": self.field, "expected": self.expected, "actual": self.actual, "repairable": self.repairable}
 
 
-def shown(value) -> str:
+def shown(value: object) -> str:
     """A value, short and readable, for a difference."""
     if value is None or value == "" or value == []:
         return "none"
@@ -357,7 +358,7 @@ def _changes(expected, actual, path: str = "") -> list[tuple[str, object, object
     return [] if expected == actual else [(path, expected, actual)]
 
 
-def document_differences(label: str, expected, actual) -> list[Difference]:
+def document_differences(label: str, expected: Any, actual: Any) -> list[Difference]:
     """A document's differences, one per changed field (e.g. "CORS rules [1].AllowedOrigins")."""
     if actual is None:
         return [Difference(label, "set", "none")]
@@ -476,7 +477,7 @@ ATTACH_CONDITION = (
 ONRAMPS_ONLY = (("StringEquals", MANAGED_BY_CONDITION_KEY, (MANAGED_BY_TAG[1],)),)
 
 
-def user_ops(*names: str, **kwargs) -> tuple[Operation, ...]:
+def user_ops(*names: str, **kwargs: Any) -> tuple[Operation, ...]:
     return ops("iam", *names, resource=ONRAMPS_USERS, **kwargs)
 
 

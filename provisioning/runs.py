@@ -12,9 +12,11 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from uuid import UUID
 
 from celery import current_app
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
@@ -72,7 +74,7 @@ class CustomerOffboarded(RunStateError):
         )
 
 
-def customer_refuse_if_offboarded(*, customer: Customer, user, doing: str) -> None:
+def customer_refuse_if_offboarded(*, customer: Customer, user: User, doing: str) -> None:
     """Raise CustomerOffboarded (audited as refused) when the customer, as the database has it now, is offboarded."""
     current = Customer.objects.select_related("offboarded_by").get(pk=customer.pk)
     if current.offboarded_at is None:
@@ -114,7 +116,7 @@ def run_create(
     *,
     spec: Spec,
     customer: Customer,
-    user,
+    user: User,
     read: AccountRead | None = None,
     items: list[dict] | None = None,
     offboard: str = "",
@@ -267,7 +269,7 @@ def _run_lock(run_id, now) -> bool:
 
 
 def run_dispatch(
-    *, run_id, after: StepRun | None = None, run_locked: bool = False, log: CallLog | None = None
+    *, run_id: UUID | str, after: StepRun | None = None, run_locked: bool = False, log: CallLog | None = None
 ) -> StepRun | None:
     """Enqueue every pending step whose dependencies are done; skip those whose dependencies
     failed; finish the run when nothing is left. Safe to call any number of times.
@@ -635,7 +637,7 @@ def _ledger_after(run: Run, step: StepRun, result) -> None:
         ledger_end(run=run, resource_ids=params["ends"], state=Resource.State.REMOVED)
 
 
-def run_retry(*, run: Run, user) -> Run:
+def run_retry(*, run: Run, user: User) -> Run:
     """Re-run a failed run's failed, skipped and pending steps; finished steps stay as they are."""
     if run.status != Run.Status.FAILED:
         raise RunStateError("Only a failed run can be retried.")
@@ -662,7 +664,7 @@ def run_retry(*, run: Run, user) -> Run:
     return run
 
 
-def run_cancel(*, run: Run, user) -> Run:
+def run_cancel(*, run: Run, user: User) -> Run:
     """Stop a run: pending steps are cancelled; a step already running finishes its AWS call."""
     customer_permission_check(user=user, customer=run.customer, action="run")
     with transaction.atomic():

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from celery import current_app
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -56,7 +57,7 @@ def setup_link_live(*, customer: Customer) -> SetupLink | None:
     return SetupLink.objects.filter(customer=customer, revoked_at__isnull=True, expires_at__gt=timezone.now()).first()
 
 
-def setup_link_create(*, customer: Customer, user) -> str:
+def setup_link_create(*, customer: Customer, user: User) -> str:
     """Make the customer's set-up link (revoking a live one) and return its token: shown once, to `user`, never
     stored, logged or audited."""
     customer_permission_check(user=user, customer=customer, action="settings")
@@ -93,7 +94,7 @@ def _revoke(*, link: SetupLink, user, now, why: str) -> None:
     )
 
 
-def setup_link_revoke(*, customer: Customer, user) -> bool:
+def setup_link_revoke(*, customer: Customer, user: User) -> bool:
     """Revoke the customer's unrevoked link; False when there was none."""
     customer_permission_check(user=user, customer=customer, action="settings")
     with transaction.atomic():

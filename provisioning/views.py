@@ -2,12 +2,13 @@
 
 import json
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -32,6 +33,7 @@ from provisioning.onboarding import (
     onboarding_draft_spec,
 )
 from provisioning.permissions import (
+    PortalRequest,
     access_denied_record,
     customer_permission_check,
     get_credential_for_user,
@@ -77,7 +79,7 @@ DOCUMENT_TITLES = {
 @login_not_required
 @require_GET
 @never_cache
-def healthz(request):
+def healthz(request: HttpRequest) -> HttpResponse:
     """200 when the database and the broker answer, 503 naming the one that does not."""
     checks = {}
     try:
@@ -98,7 +100,7 @@ def healthz(request):
 
 
 @portal_user_required
-def home(request):
+def home(request: PortalRequest) -> HttpResponse:
     """The Runs page: every kind of run, newest first, filtered and searched."""
     form = RunFilterForm(request.GET)
     runs = runs_find(filters=form.filters()) if form.is_valid() else []
@@ -130,7 +132,7 @@ def _customer_defaults() -> list[dict]:
 
 @portal_user_required
 @require_http_methods(["GET", "POST"])
-def onboard(request):
+def onboard(request: PortalRequest) -> HttpResponse:
     draft = request.session.get(DRAFT)
     kept_key_id = ((draft or {}).get("keys") or {}).get("access_key_id", "")
     lock = not is_admin(request.user)  # only Admins change a customer's connection here
@@ -225,7 +227,7 @@ def _customer_initial(customer_id: str) -> dict:
 
 @portal_user_required
 @require_http_methods(["GET", "POST"])
-def onboard_preview(request):
+def onboard_preview(request: PortalRequest) -> HttpResponse:
     draft = request.session.get(DRAFT)
     if not draft:
         messages.info(request, "Fill the onboarding form first.")
@@ -276,18 +278,25 @@ def onboard_preview(request):
     )
 
 
-def plan_decisions(post) -> tuple[set[int], dict[int, str]]:
+def plan_decisions(post: QueryDict) -> tuple[set[int], dict[int, str]]:
     """A difference plan's form: the ledger rows ticked for deletion, and the names typed to delete what holds data."""
     delete = {int(value) for value in post.getlist("delete") if value.isdigit()}
     typed = {
-        int(name.removeprefix("typed-")): value
+        int(name.removeprefix("typed-")): str(value)
         for name, value in post.items()
         if name.startswith("typed-") and name.removeprefix("typed-").isdigit()
     }
     return delete, typed
 
 
-def preview_difference(request, spec, read: AccountRead, *, template="provisioning/preview_diff.html", extra=None):
+def preview_difference(
+    request: PortalRequest,
+    spec: Spec,
+    read: AccountRead,
+    *,
+    template: str = "provisioning/preview_diff.html",
+    extra: dict[str, Any] | None = None,
+) -> HttpResponse:
     """The plan of a customer the ledger knows: what the account read back says to create, change, keep,
     remove or release (an onboarding's, or an offboarding's). While the read is under way the page polls;
     once it is done, htmx reloads it."""
@@ -320,7 +329,7 @@ def preview_difference(request, spec, read: AccountRead, *, template="provisioni
 
 @portal_user_required
 @require_POST
-def onboard_reread(request):
+def onboard_reread(request: PortalRequest) -> HttpResponse:
     """Read the account again for the same draft (after a failed read, or a stale plan)."""
     draft = request.session.get(DRAFT)
     if draft:
@@ -366,14 +375,14 @@ def _run_context(request, run: Run) -> dict:
 
 @portal_user_required
 @require_GET
-def run_detail(request, run_id):
+def run_detail(request: PortalRequest, run_id: UUID) -> HttpResponse:
     run = get_run_for_user(request, run_id)
     return render(request, "provisioning/run.html", _run_context(request, run))
 
 
 @portal_user_required
 @require_GET
-def run_live(request, run_id):
+def run_live(request: PortalRequest, run_id: UUID) -> HttpResponse:
     """The part of the run page that htmx polls while the run is in progress."""
     run = get_run_for_user(request, run_id)
     return render(request, "provisioning/_run_live.html", _run_context(request, run))
@@ -392,13 +401,13 @@ def _run_action(request, run_id, action, done: str):
 
 @portal_user_required
 @require_POST
-def run_retry_view(request, run_id):
+def run_retry_view(request: PortalRequest, run_id: UUID) -> HttpResponse:
     return _run_action(request, run_id, run_retry, "Retrying the failed steps.")
 
 
 @portal_user_required
 @require_POST
-def run_cancel_view(request, run_id):
+def run_cancel_view(request: PortalRequest, run_id: UUID) -> HttpResponse:
     return _run_action(
         request, run_id, run_cancel, "Run cancelled. Steps already running finish their current AWS call."
     )
@@ -412,7 +421,7 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 
 @portal_user_required
 @require_GET
-def credential_detail(request, credential_id):
+def credential_detail(request: PortalRequest, credential_id: UUID) -> HttpResponse:
     """GET never reveals: it offers the reveal button, or says who revealed it (410 Gone)."""
     credential = get_credential_for_user(request, credential_id)
     status = 200 if credential.state == Credential.State.SEALED else 410
@@ -422,7 +431,7 @@ def credential_detail(request, credential_id):
 @portal_user_required
 @require_POST
 @fresh_auth_required(back="credential_detail")
-def credential_reveal_view(request, credential_id):
+def credential_reveal_view(request: PortalRequest, credential_id: UUID) -> HttpResponse:
     credential = get_credential_for_user(request, credential_id)
     revealed = vault.credential_reveal(credential_id=credential.pk, user=request.user)
     credential = revealed.credential
@@ -456,7 +465,7 @@ def credential_reveal_view(request, credential_id):
 @portal_user_required
 @require_POST
 @fresh_auth_required(back="run_detail")
-def rotate_start_view(request, run_id):
+def rotate_start_view(request: PortalRequest, run_id: UUID) -> HttpResponse:
     run = get_run_for_user(request, run_id, action="rotate")
     if run.status != Run.Status.SUCCEEDED:
         messages.error(request, "A new key can be issued once the run has succeeded.")
@@ -475,7 +484,7 @@ def rotate_start_view(request, run_id):
 
 @portal_user_required
 @require_POST
-def rotate_finish_view(request, credential_id):
+def rotate_finish_view(request: PortalRequest, credential_id: UUID) -> HttpResponse:
     credential = get_credential_for_user(request, credential_id)
     try:
         access_key_rotate_finish(credential=credential, user=request.user)
@@ -485,7 +494,7 @@ def rotate_finish_view(request, credential_id):
     return redirect("run_detail", run_id=credential.run_id)
 
 
-def forbidden(request, exception=None):
+def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     access_denied_record(user=request.user, path=request.path)
     context: dict[str, Any] = {"message": str(exception or "")}
     if request.user.is_authenticated and not is_portal_user(request.user):
