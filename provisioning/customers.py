@@ -51,15 +51,6 @@ from provisioning.vocabulary import Access
 POLICY_VERSION = "2012-10-17"
 
 
-def actions_for(registry: Registry = REGISTRY) -> dict[str, list[str]]:
-    """The IAM actions, by service, that the declared steps' operations need (with the tag-on-create ones).
-    AssumeRole is not here: the portal's own identity calls it, and the trust policy is what allows it."""
-    by_service: dict[str, set[str]] = {}
-    for operation in registry.operations():
-        by_service.setdefault(operation.service, set()).update(operation.actions)
-    return {service: sorted(actions) for service, actions in by_service.items()}
-
-
 # How a conditioned statement is named after its condition's key.
 _CONDITION_NAMES = {"iam:PolicyARN": "OnlyListedPolicies", MANAGED_BY_CONDITION_KEY: "OnlyWhatOnrampTagged"}
 # And an unconditioned one after its resource (a Sid is unique within a policy).

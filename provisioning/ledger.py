@@ -15,10 +15,6 @@ def _plain(rows: QuerySet[Resource, Any]) -> list[dict]:
     return list(rows)
 
 
-def ledger_present(*, customer: Customer) -> list[Resource]:
-    return list(Resource.objects.filter(customer=customer, state=Resource.State.PRESENT).order_by("id"))
-
-
 def ledger_rows(*, customer_id: int) -> list[dict]:
     """The present resources as plain data, for planning (provisioning.plan.plan_difference)."""
     return _plain(

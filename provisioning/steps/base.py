@@ -63,9 +63,6 @@ class StepContext:
         """The plan read this resource in the account: change it in place, without trying to create it."""
         return bool(self.params.get("known"))
 
-    def outputs_of(self, key: str) -> dict[str, Any]:
-        return self.run.steps.get(key=key).outputs
-
     def created_by_run(self, key: str) -> bool:
         """Whether this run's step `key` created its resource (rather than finding it there; a plan that keeps
         the resource has no such step)."""
