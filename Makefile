@@ -33,6 +33,7 @@ test: system-deps services $(VENV_DEV)
 	.venv/bin/ruff format --check .
 	.venv/bin/bandit -q -r portal provisioning -ll
 	.venv/bin/lint-imports --no-cache
+	.venv/bin/mypy
 	.venv/bin/pytest
 
 ## The inner loop: every test but the end-to-end (the worker), browser and slow ones (docs/testing.md, "Tests").
@@ -43,6 +44,7 @@ lint: $(VENV_DEV)
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/lint-imports --no-cache
+	.venv/bin/mypy
 
 ## Debian packages the tests need (Chromium for the browser tests).
 system-deps:

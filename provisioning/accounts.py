@@ -6,10 +6,11 @@ anyone with the admin's permissions edits ordinary users and groups; only a supe
 superuser, grants superuser or staff status or permissions of one's own, or sets another user's password.
 """
 
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Group, Permission, User
 from django.db import transaction
 
 from provisioning.audit import audit_record
+from provisioning.models import ProviderIdentity
 
 # User fields only a superuser may change (they make someone an administrator of the portal itself).
 SUPERUSER_ONLY_FIELDS = ("is_superuser", "is_staff", "user_permissions")
@@ -17,11 +18,11 @@ SUPERUSER_ONLY_FIELDS = ("is_superuser", "is_staff", "user_permissions")
 _PASSWORD_FIELDS = ("password", "password1", "password2", "usable_password")
 
 
-def may_edit_user(*, actor, user) -> bool:
+def may_edit_user(*, actor: User, user: User) -> bool:
     return actor.is_superuser or not user.is_superuser
 
 
-def may_set_password(*, actor, user) -> bool:
+def may_set_password(*, actor: User, user: User) -> bool:
     return actor.is_superuser or actor.pk == user.pk
 
 
@@ -48,8 +49,8 @@ def _diff(details: dict, name: str, before: set[str], after: set[str]) -> None:
 
 def user_save(
     *,
-    user,
-    actor,
+    user: User,
+    actor: User,
     created: bool,
     changed: list[str],
     groups: list[Group] | None = None,
@@ -81,7 +82,7 @@ def user_save(
         )
 
 
-def user_password_recorded(*, user, actor, via: str = "admin") -> None:
+def user_password_recorded(*, user: User, actor: User, via: str = "admin") -> None:
     """Audit a password just set (or password sign-in disabled) for `user` by `actor`: never the value.
     `via`: "admin" (the user's page), "own password change" (the admin's page for one's own)."""
     audit_record(
@@ -92,7 +93,7 @@ def user_password_recorded(*, user, actor, via: str = "admin") -> None:
     )
 
 
-def user_delete(*, user, actor) -> None:
+def user_delete(*, user: User, actor: User) -> None:
     with transaction.atomic():
         groups, permissions = _user_rights(user)
         audit_record(
@@ -104,7 +105,9 @@ def user_delete(*, user, actor) -> None:
         user.delete()
 
 
-def group_save(*, group: Group, actor, created: bool, changed: list[str], permissions: list | None = None) -> None:
+def group_save(
+    *, group: Group, actor: User, created: bool, changed: list[str], permissions: list | None = None
+) -> None:
     """Save a group with its permissions and audit the change: its name, permissions added and removed."""
     with transaction.atomic():
         before = _codenames(group.permissions.select_related("content_type")) if group.pk else set()
@@ -122,7 +125,7 @@ def group_save(*, group: Group, actor, created: bool, changed: list[str], permis
         )  # fmt: skip
 
 
-def group_delete(*, group: Group, actor) -> None:
+def group_delete(*, group: Group, actor: User) -> None:
     with transaction.atomic():
         audit_record(
             action="auth.group_deleted",
@@ -133,7 +136,7 @@ def group_delete(*, group: Group, actor) -> None:
         group.delete()
 
 
-def provider_identity_unlink(*, identity, actor) -> None:
+def provider_identity_unlink(*, identity: ProviderIdentity, actor: User) -> None:
     """Forget which identity at the provider is this user (provisioning/oidc.py links them at the first
     sign-in): the next identity with the user's email is linked in its place, e.g. a person whose account
     at the provider was remade. Audited."""

@@ -8,6 +8,7 @@ TRUSTED_PROXIES (addresses or networks): anyone reaching gunicorn directly write
 import ipaddress
 
 from django.conf import settings
+from django.http import HttpRequest
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -34,7 +35,7 @@ def _trusted(address, proxies: list[Network]) -> bool:
     return address is not None and any(address in network for network in proxies)
 
 
-def client_ip(request) -> str:
+def client_ip(request: HttpRequest | None) -> str:
     """The client's address: REMOTE_ADDR, unless that is a trusted proxy; then X-Forwarded-For is read
     from the right (each proxy appends the address it saw) and the first address that is not a trusted
     proxy is the client. What lies further left was written by the client itself and is never read. An

@@ -67,7 +67,7 @@ class CustomerAdminForm(forms.ModelForm):
         return name
 
     def clean(self):
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         secret = cleaned.get("secret_access_key")
         key_id = cleaned.get("access_key_id")
         if secret and not key_id:

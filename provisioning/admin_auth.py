@@ -20,7 +20,7 @@ from provisioning.models import ProviderIdentity
 SECRET_FIELDS = frozenset({"secret_access_key_ciphertext", "ciphertext"})
 
 
-class SecretLookupsRefused:
+class SecretLookupsRefused(admin.ModelAdmin):
     """No admin list filters on a secret field, directly or through a relation (400 Bad Request)."""
 
     def lookup_allowed(self, lookup, value, request=None):
@@ -29,12 +29,15 @@ class SecretLookupsRefused:
         return super().lookup_allowed(lookup, value, request)
 
 
-class SavedThroughService:
+class SavedThroughService(admin.ModelAdmin):
     """Saved with its many-to-many fields by a service in save_related (after Django's save_model, which
     does nothing here), so one audit row holds the fields, the memberships and the permissions."""
 
     def save_model(self, request, obj, form, change):
         pass
+
+    def save_audited(self, request, form, change):
+        raise NotImplementedError  # each admin saves through its own service
 
     def save_related(self, request, form, formsets, change):
         self.save_audited(request, form, change)

@@ -11,9 +11,11 @@ that the account is as it was read. The rule is in one place: `approval_reasons`
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
@@ -191,7 +193,7 @@ def plan_start(
     *,
     spec: Spec,
     customer: Customer,
-    user,
+    user: User,
     read: AccountRead | None = None,
     items: list[dict] | None = None,
     offboard: str = "",
@@ -234,7 +236,7 @@ def _break_glass(*, plan: dict, user, reasons: list[Reason], reason: str) -> Run
     return run
 
 
-def approval_request(*, plan: dict, user, reasons: list[Reason]) -> PlanApproval:
+def approval_request(*, plan: dict, user: User, reasons: list[Reason]) -> PlanApproval:
     """Save the plan as awaiting approval (no run, no lock), audited; the team and the Admins are told."""
     customer, spec = plan["customer"], plan["spec"]
     approval = PlanApproval.objects.create(
@@ -283,7 +285,7 @@ def _refuse(*, user, customer, doing: str, reason: str, approval: PlanApproval |
     )
 
 
-def approval_refusal(approval: PlanApproval, user) -> str:
+def approval_refusal(approval: PlanApproval, user: User) -> str:
     """Why `user` may not approve or decline this plan, in a sentence; "" when they may."""
     if approval.state != PlanApproval.State.AWAITING:
         return f"This plan is no longer awaiting approval: it was {approval.get_state_display().lower()}."
@@ -349,7 +351,7 @@ def _void_reason(approval: PlanApproval) -> str:
     return ""
 
 
-def approval_approve(*, approval_id, user, comment: str = "") -> Run:
+def approval_approve(*, approval_id: UUID | str, user: User, comment: str = "") -> Run:
     """Approve and start the run as the requester's, approved by `user`. ApprovalRefused (with a sentence) when
     `user` may not, when it expired or was voided (both recorded), or when the run cannot start now (another
     run in progress: the approval stays awaiting)."""
@@ -383,12 +385,12 @@ def approval_approve(*, approval_id, user, comment: str = "") -> Run:
                 approval.run = run
                 approval.save(update_fields=["run"])
                 _end(approval, state=PlanApproval.State.APPROVED, action="plan.approved", user=user, comment=comment)
-    if refusal is not None:
-        raise refusal
+    if refusal is not None or run is None:
+        raise refusal or ApprovalRefused("The plan could not be started.")
     return run
 
 
-def approval_decline(*, approval_id, user, comment: str) -> PlanApproval:
+def approval_decline(*, approval_id: UUID | str, user: User, comment: str) -> PlanApproval:
     """Decline with a comment (required: the requester reads why), audited; nothing runs."""
     with transaction.atomic():
         approval = _locked(approval_id)
@@ -404,7 +406,7 @@ def approval_decline(*, approval_id, user, comment: str) -> PlanApproval:
     raise ApprovalRefused(why)
 
 
-def approval_withdraw(*, approval_id, user) -> PlanApproval:
+def approval_withdraw(*, approval_id: UUID | str, user: User) -> PlanApproval:
     """The requester takes the plan back, audited; nothing runs."""
     with transaction.atomic():
         approval = _locked(approval_id)
@@ -427,7 +429,7 @@ def _expire(approval: PlanApproval) -> str:
     return why
 
 
-def approvals_expire(*, now=None) -> int:
+def approvals_expire(*, now: datetime | None = None) -> int:
     """The periodic sweep: every awaiting approval past its expiry ends expired, audited. How many."""
     now = now or timezone.now()
     expired = 0
@@ -445,7 +447,7 @@ def approvals_expire(*, now=None) -> int:
 # --- Selectors ----------------------------------------------------------------------------------------------
 
 
-def approvals_for(user) -> tuple[list[PlanApproval], list[PlanApproval]]:
+def approvals_for(user: User) -> tuple[list[PlanApproval], list[PlanApproval]]:
     """What waits for `user`, oldest first: the plans they may approve, and their own requests."""
     awaiting = PlanApproval.objects.filter(
         state=PlanApproval.State.AWAITING, expires_at__gt=timezone.now()
@@ -457,6 +459,6 @@ def approvals_for(user) -> tuple[list[PlanApproval], list[PlanApproval]]:
     return list(others.order_by("created_at")), own
 
 
-def approvals_waiting_count(user) -> int:
+def approvals_waiting_count(user: User) -> int:
     """How many plans `user` may approve now (the menu's count)."""
     return len(approvals_for(user)[0])

@@ -6,12 +6,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
+from uuid import UUID
 
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from provisioning.audit_keys import AuditKeyMissing, audit_key, audit_key_current
-from provisioning.models import AuditEvent
+from provisioning.models import AuditEvent, Customer, Run
 
 GENESIS_HASH = "0" * 64
 REDACTED = "***"
@@ -59,7 +62,7 @@ def redact_text(text: str) -> str:
     return _AWS_SECRET_SHAPE.sub(REDACTED, text)
 
 
-def redact(value):
+def redact(value: Any) -> Any:
     """A copy of `value` with secret keys' values replaced, at any depth, and secret shapes removed."""
     if isinstance(value, dict):
         return {
@@ -85,7 +88,7 @@ class PendingEvent:
     actor_label: str = "system"
     actor_id: int | None = None
     customer_id: int | None = None
-    run_id: object = None
+    run_id: UUID | str | None = None
     step_key: str = ""
     outcome: str = AuditEvent.Outcome.OK
     error_code: str = ""
@@ -103,7 +106,7 @@ class CallLog:
     actor_label: str
     actor_id: int | None = None
     customer_id: int | None = None
-    run_id: object = None
+    run_id: UUID | str | None = None
     step_key: str = ""
     events: list[PendingEvent] = field(default_factory=list)
 
@@ -176,14 +179,19 @@ def audit_write(events: Iterable[PendingEvent]) -> list[AuditEvent]:
         return AuditEvent.objects.bulk_create(rows)
 
 
+def _pk(value: Any) -> Any:
+    """A model's primary key, or the value itself when it is one already."""
+    return getattr(value, "pk", value)
+
+
 def audit_record(
     *,
     action: str,
-    actor=None,
+    actor: User | AnonymousUser | None = None,
     actor_label: str | None = None,
     actor_id: int | None = None,
-    customer=None,
-    run=None,
+    customer: Customer | int | None = None,
+    run: Run | UUID | str | None = None,
     step_key: str = "",
     outcome: str = AuditEvent.Outcome.OK,
     error_code: str = "",
@@ -202,8 +210,8 @@ def audit_record(
         action=action,
         actor_label=label,
         actor_id=actor_id,
-        customer_id=getattr(customer, "pk", customer),
-        run_id=getattr(run, "pk", run),
+        customer_id=_pk(customer),
+        run_id=_pk(run),
         step_key=step_key,
         outcome=outcome,
         error_code=error_code,

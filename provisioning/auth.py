@@ -7,7 +7,9 @@
 """
 
 import time
+from collections.abc import Callable
 from functools import wraps
+from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
@@ -16,6 +18,7 @@ from django.contrib.auth import authenticate
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django_htmx.http import HttpResponseClientRedirect
@@ -56,17 +59,19 @@ class LoginForm(AuthenticationForm):
         return super().get_invalid_login_error()
 
 
-def auth_age(request) -> float | None:
+def auth_age(request: HttpRequest) -> float | None:
     """Seconds since this session's last authentication, None if unknown (a session from before)."""
     at = request.session.get(AUTH_AT)
     return None if at is None else max(0.0, time.time() - float(at))
 
 
-def auth_mark_fresh(request) -> None:
+def auth_mark_fresh(request: HttpRequest) -> None:
     request.session[AUTH_AT] = time.time()
 
 
-def fresh_auth_required(view=None, *, back: str | None = None, max_age: int | None = None):
+def fresh_auth_required(
+    view: Callable[..., HttpResponse] | None = None, *, back: str | None = None, max_age: int | None = None
+) -> Any:
     """Refuse the view unless the session authenticated within `max_age` seconds (default:
     FRESH_AUTH_MAX_AGE, read at each request); send the person to sign in again, then to `back`.
 
@@ -118,7 +123,7 @@ class ReauthForm(forms.Form):
         return password
 
 
-def auth_context(request) -> dict:
+def auth_context(request: HttpRequest) -> dict:
     """Template context: the provider's name when OIDC is on, and whether to show the portal's menu."""
     user = getattr(request, "user", None)
     return {

@@ -17,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
 
 import boto3
 import botocore.session
@@ -35,8 +37,11 @@ from django.conf import settings
 
 from provisioning.audit import CallLog, audit_write, redact
 from provisioning.errors import AwsError, ConnectionSettingsError, OnrampError
+from provisioning.models import Customer, Run
+from provisioning.plan import RUN_SESSION_NAME
 from provisioning.registry import (
     APPROVER_TAG,
+    MANAGED_BY_WORDS,
     ONRAMP_PATH,
     REGISTRY,
     ROLE_TEMPLATE_VERSION,
@@ -215,7 +220,7 @@ def _role_denied(action: str, resource: str) -> str:
         )
     else:
         why = (
-            "Onramp acts only on what it tagged managed-by=onramp when it made or adopted it: the resource was "
+            f"Onramp acts only on what it tagged {MANAGED_BY_WORDS} when it made or adopted it: the resource was "
             "made by hand or its tag was removed."
         )
     return (
@@ -406,7 +411,7 @@ def aws_work(
     actor_label: str,
     actor_id: int | None = None,
     customer_id: int | None = None,
-    run_id=None,
+    run_id: UUID | str | None = None,
     step_key: str = "",
     write: bool = True,
 ) -> Iterator[CallLog]:
@@ -484,12 +489,13 @@ class _Held(CredentialProvider):
         return self._credentials
 
 
-def account_session_create(credentials) -> botocore.session.Session:
+def account_session_create(credentials: "RoleSession") -> botocore.session.Session:
     """A botocore session for one role's account: its credential resolver hands out `credentials` (a RoleSession),
     and it shares the process session's loaded service models and event handlers (the audit hook's counterpart),
     so a worker loads the models once (aws_models_load) and an account costs no parse."""
     process_session()
     core = _core
+    assert core is not None  # made by process_session()
     with _session_lock:
         session = botocore.session.Session(
             event_hooks=core.get_component("event_emitter"), include_builtin_handlers=False
@@ -511,7 +517,9 @@ def aws_models_load() -> None:
         client_create(service, region="us-east-1", credentials=UNUSABLE_KEYS)
 
 
-def client_create(service: str, *, region: str, credentials: dict | None = None, session=None):
+def client_create(
+    service: str, *, region: str, credentials: dict | None = None, session: botocore.session.Session | None = None
+) -> Any:
     """An audited client for `service`: from a role account's botocore session (`session`, signing with its role's
     session), or with these credentials (the standard chain's when empty)."""
     boto = process_session()
@@ -532,7 +540,7 @@ def client_create(service: str, *, region: str, credentials: dict | None = None,
     return client
 
 
-def operator_client(service: str, *, region: str, profile: str = ""):
+def operator_client(service: str, *, region: str, profile: str = "") -> Any:
     """An audited client with an operator's own credentials (a named profile, else the standard chain), for
     the agency's jobs that Onramp's identity may not do (publishing the role's template)."""
     session = boto3.Session(profile_name=profile or None)
@@ -690,9 +698,24 @@ def role_session_open(*, region: str, request: dict) -> RoleSession:
     return RoleSession(assume=assume)
 
 
+def _keys_account(customer: Customer, *, region: str) -> AwsAccount:
+    """The customer's account reached with their stored IAM user keys."""
+    from provisioning.vault import decrypt  # the vault imports audit, which this module also uses
+
+    if not customer.has_stored_keys:
+        raise ConnectionSettingsError(
+            "This customer has no stored access keys. Set them in the admin.", code="NoCustomerKeys"
+        )
+    keys = {
+        "aws_access_key_id": customer.access_key_id,
+        "aws_secret_access_key": decrypt(customer.secret_access_key_ciphertext),
+    }
+    return AwsAccount(keys, region=region, account_id=customer.aws_account_id, access=Access.KEYS)
+
+
 def account_connect(
     *,
-    customer,
+    customer: Customer,
     region: str,
     access: str | None = None,
     role_arn: str = "",
@@ -708,21 +731,11 @@ def account_connect(
     a role, the clients to make while AWS answers the AssumeRole (they are made before the session, and sign
     with it once it exists). `session_tags`: the role's session carries them (AssumeRole's Tags; stored keys
     have no session to tag)."""
-    from provisioning.vault import decrypt  # the vault imports audit, which this module also uses
-
     access = access or customer.access
     role_arn = role_arn or customer.role_arn
     external_id = external_id or customer.external_id
     if access == Access.KEYS:
-        if not customer.has_stored_keys:
-            raise ConnectionSettingsError(
-                "This customer has no stored access keys. Set them in the admin.", code="NoCustomerKeys"
-            )
-        keys = {
-            "aws_access_key_id": customer.access_key_id,
-            "aws_secret_access_key": decrypt(customer.secret_access_key_ciphertext),
-        }
-        return AwsAccount(keys, region=region, account_id=customer.aws_account_id, access=Access.KEYS)
+        return _keys_account(customer, region=region)
     if not role_arn:
         raise ConnectionSettingsError(
             "This customer has no role ARN. Set it in the admin or in the form.", code="NoRoleArn"
@@ -795,7 +808,7 @@ run_accounts = _RunAccounts()
 
 def account_for_spec(
     *,
-    customer,
+    customer: Customer,
     spec: Spec,
     session_name: str,
     source_identity: str,
@@ -816,11 +829,12 @@ def account_for_spec(
     )
 
 
-def run_session_tags(run, spec: Spec) -> tuple[dict[str, str], str]:
+def run_session_tags(run: Run, spec: Spec) -> tuple[dict[str, str], str]:
     """The session tags of a run's AssumeRole (its approver, when it has one) and, when an approver cannot be
     carried, why: stored keys have no session, and a role older than version 4 does not allow sts:TagSession
     (a role whose version Onramp has not read yet is tried with the tag: account_for_run)."""
-    if run.approved_by_id is None:
+    approver = run.approved_by if run.approved_by_id is not None else None
+    if approver is None:
         return {}, ""
     if not spec.uses_role:
         return {}, "Onramp reaches this customer with stored access keys, which have no role session to tag."
@@ -830,14 +844,14 @@ def run_session_tags(run, spec: Spec) -> tuple[dict[str, str], str]:
             f"The customer's role is at version {version} of Onramp's template, older than 4: its trust policy "
             "does not allow sts:TagSession. Update the customer's stack to name approvers in their CloudTrail."
         )
-    return {APPROVER_TAG: session_tag_value(run.approved_by.get_username())}, ""
+    return {APPROVER_TAG: session_tag_value(approver.get_username())}, ""
 
 
 def _tag_refused(exc: OnrampError) -> bool:
     return exc.code in ("AccessDenied", "AccessDeniedException") and "sts:TagSession" in str(exc)
 
 
-def account_for_run(run, spec: Spec | None = None) -> AwsAccount:
+def account_for_run(run: Run, spec: Spec | None = None) -> AwsAccount:
     """The open account of a run in this process, connecting on first use: assumed with the run's approver as a
     session tag where the role allows it (run_session_tags), else without, saying why (AwsAccount.untagged_because).
     A role that refuses sts:TagSession (a version Onramp had not read, or Onramp's own policy without it) is
@@ -852,7 +866,7 @@ def account_for_run(run, spec: Spec | None = None) -> AwsAccount:
         return account_for_spec(
             customer=run.customer,
             spec=spec,
-            session_name=f"onramp-run-{run.pk}",
+            session_name=RUN_SESSION_NAME.format(run_id=run.pk),
             source_identity=run.started_by.get_username(),
             services=REGISTRY.services(),  # every step's, made while the role is assumed
             session_tags=session_tags,

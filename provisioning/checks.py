@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from provisioning.aws import OPT_IN_REGIONS, AwsAccount, account_connect, aws_beside, error_code
 from provisioning.documents import media_policy_name
-from provisioning.models import Resource
+from provisioning.models import Customer, Resource
 from provisioning.registry import (
     BILLING_REMINDER,
     ONRAMP_PATH,
@@ -91,9 +91,9 @@ def alias_owner(*, spec: Spec, customer_id: int | None) -> str:
     """The name of another customer whose account Onramp's ledger gave the spec's alias ("" if none)."""
     if not spec.account_alias:
         return ""
-    others = Resource.objects.filter(
-        kind="account.alias", identity=spec.account_alias, state=Resource.State.PRESENT
-    ).exclude(customer_id=customer_id)
+    others = Resource.objects.filter(kind="account.alias", identity=spec.account_alias, state=Resource.State.PRESENT)
+    if customer_id is not None:
+        others = others.exclude(customer_id=customer_id)
     other = others.select_related("customer").first()
     return other.customer.name if other is not None else ""
 
@@ -231,7 +231,7 @@ def billing_check(*, spec: Spec) -> Check | None:
     return Check("billing", "Billing access for tech leads", WARN, BILLING_REMINDER, "Ask the account owner.")
 
 
-def region_check(*, customer, spec: Spec, source_identity: str) -> Check:
+def region_check(*, customer: Customer, spec: Spec, source_identity: str) -> Check:
     """The spec's region is enabled for the account. Regions that are not opt-in always are; an opt-in one is
     asked with EC2 DescribeRegions (its OptInStatus) from a region every account has, since the account's
     credentials are refused in an opt-in region it has not enabled."""

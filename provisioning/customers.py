@@ -5,7 +5,9 @@ The document builders are pure functions; the admin only renders what they retur
 """
 
 from dataclasses import dataclass
+from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Case, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
@@ -29,6 +31,9 @@ from provisioning.models import (
 )
 from provisioning.models import Resource as LedgerRow
 from provisioning.registry import (
+    ASSUME_SECONDS,
+    MANAGED_BY_CONDITION_KEY,
+    MANAGED_TAGS,
     ONRAMPS_GROUPS,
     ONRAMPS_USERS,
     REGISTRY,
@@ -37,6 +42,7 @@ from provisioning.registry import (
     ROLE_TRUST_ACTIONS,
     ROLE_VERSION_TAG,
     Registry,
+    role_arn_for,
 )
 from provisioning.role_versions import (
     SAME_PERMISSIONS,
@@ -52,17 +58,8 @@ from provisioning.vocabulary import Access
 POLICY_VERSION = "2012-10-17"
 
 
-def actions_for(registry: Registry = REGISTRY) -> dict[str, list[str]]:
-    """The IAM actions, by service, that the declared steps' operations need (with the tag-on-create ones).
-    AssumeRole is not here: the portal's own identity calls it, and the trust policy is what allows it."""
-    by_service: dict[str, set[str]] = {}
-    for operation in registry.operations():
-        by_service.setdefault(operation.service, set()).update(operation.actions)
-    return {service: sorted(actions) for service, actions in by_service.items()}
-
-
 # How a conditioned statement is named after its condition's key.
-_CONDITION_NAMES = {"iam:PolicyARN": "OnlyListedPolicies", "aws:ResourceTag/managed-by": "OnlyWhatOnrampTagged"}
+_CONDITION_NAMES = {"iam:PolicyARN": "OnlyListedPolicies", MANAGED_BY_CONDITION_KEY: "OnlyWhatOnrampTagged"}
 # And an unconditioned one after its resource (a Sid is unique within a policy).
 _RESOURCE_NAMES = {ONRAMPS_USERS: "OnlyOnrampsUsers", ONRAMPS_GROUPS: "OnlyOnrampsGroups"}
 
@@ -91,7 +88,11 @@ def _statements(registry: Registry) -> list[dict]:
             if condition
             else _RESOURCE_NAMES.get(resource, "" if resource == "*" else "OwnRole")
         )
-        statement = {"Sid": f"Onramp{service.upper()}{name}", "Effect": "Allow", "Action": sorted(actions)}
+        statement: dict[str, Any] = {
+            "Sid": f"Onramp{service.upper()}{name}",
+            "Effect": "Allow",
+            "Action": sorted(actions),
+        }
         statement["Resource"] = resource
         if condition:
             statement["Condition"] = condition_document(condition)
@@ -129,7 +130,7 @@ def portal_policy_document() -> dict:
                 "Sid": "OnrampAssumesCustomerRoles",
                 "Effect": "Allow",
                 "Action": list(PORTAL_ACTIONS),
-                "Resource": f"arn:aws:iam::*:role/{ROLE_NAME}",
+                "Resource": role_arn_for("*"),
             }
         ],
     }
@@ -149,7 +150,7 @@ def _role_resources(*, portal_account_id: str, external_id: str | dict, registry
                 "Properties": {
                     "RoleName": ROLE_NAME,  # Onramp's own policy may assume this name only
                     "Description": "Assumed by Onramp to onboard this account",
-                    "MaxSessionDuration": 3600,
+                    "MaxSessionDuration": ASSUME_SECONDS,  # exactly the session Onramp asks for
                     "AssumeRolePolicyDocument": trust_policy_document(
                         portal_account_id=portal_account_id, external_id=external_id
                     ),
@@ -157,7 +158,7 @@ def _role_resources(*, portal_account_id: str, external_id: str | dict, registry
                         {"PolicyName": "OnrampOnboarding", "PolicyDocument": access_policy_document(registry)}
                     ],
                     "Tags": [
-                        {"Key": "managed-by", "Value": "onramp"},
+                        *MANAGED_TAGS,
                         {"Key": ROLE_VERSION_TAG, "Value": str(ROLE_TEMPLATE_VERSION)},
                     ],
                 },
@@ -225,7 +226,7 @@ class ConnectionCheck:
     arn: str = ""
 
 
-def customer_check_connection(*, customer: Customer, user, account: AwsAccount | None = None) -> ConnectionCheck:
+def customer_check_connection(*, customer: Customer, user: User, account: AwsAccount | None = None) -> ConnectionCheck:
     """The preflight, on demand: reach the account (assume the role or use the stored keys), confirm the
     account id, refuse root. The role is assumed exactly as a run assumes it (the same request, the person
     checking as the source identity), so a connection that passes here passes a run's preflight. Every AWS
@@ -274,7 +275,9 @@ def customer_check_connection(*, customer: Customer, user, account: AwsAccount |
 SECRET_FIELD = "secret_access_key"  # noqa: S105 (a form field name, not a secret)
 
 
-def customer_save(*, customer: Customer, user, created: bool, changed: list[str], secret_access_key: str = "") -> None:
+def customer_save(
+    *, customer: Customer, user: User, created: bool, changed: list[str], secret_access_key: str = ""
+) -> None:
     """Save a customer edited by a person, the secret (if given) encrypted by the vault, and audit which
     fields changed: names only, and for the secret only that it was set or replaced."""
     fields = [name for name in changed if name != SECRET_FIELD]
@@ -299,7 +302,7 @@ def customer_save(*, customer: Customer, user, created: bool, changed: list[str]
         )
 
 
-def customer_delete(*, customer: Customer, user) -> None:
+def customer_delete(*, customer: Customer, user: User) -> None:
     with transaction.atomic():
         audit_record(
             action="customer.deleted",
@@ -403,7 +406,7 @@ def customer_offboarding_undone(*, customer: Customer) -> list[str] | None:
     return list(removed.order_by("name").values_list("name", flat=True))
 
 
-def customer_unrevealed(*, customer: Customer, user, admin: bool) -> list[Credential]:
+def customer_unrevealed(*, customer: Customer, user: User, admin: bool) -> list[Credential]:
     """Secrets of the customer's runs still waiting to be revealed, that this person may reveal (theirs, or
     any for an Admin), soonest wiped first: none stranded in an earlier run."""
     credentials = Credential.objects.filter(customer=customer, state=Credential.State.SEALED).defer("ciphertext")
@@ -412,7 +415,7 @@ def customer_unrevealed(*, customer: Customer, user, admin: bool) -> list[Creden
     return list(credentials.select_related("run").order_by("expires_at"))
 
 
-def runs_with_unrevealed(*, runs: list[Run], user, admin: bool) -> set:
+def runs_with_unrevealed(*, runs: list[Run], user: User, admin: bool) -> set:
     """Which of `runs` hold a secret still waiting to be revealed by this person."""
     credentials = Credential.objects.filter(run__in=runs, state=Credential.State.SEALED)
     if not admin:
@@ -477,7 +480,7 @@ def roles_overview() -> list[RoleRow]:
         deployed = customer.role_version
         outdated = deployed is not None and deployed < ROLE_TEMPLATE_VERSION
         changes = []
-        if outdated:
+        if outdated and deployed is not None:
             if deployed not in policies:
                 policies[deployed] = version_policy(deployed)
             changes = policy_changes_in_words(policies[deployed], current, version=deployed)
@@ -529,7 +532,7 @@ def role_refresh(*, customer: Customer) -> int | None:
     return None
 
 
-def customer_external_id_rotate(*, customer: Customer, user) -> None:
+def customer_external_id_rotate(*, customer: Customer, user: User) -> None:
     """An Admin gives the customer a new external id (after a leaked link): pending until the customer's stack is
     updated with it (their set-up page gives the update), while Onramp keeps reaching them with the old one. The
     customer's live set-up links are revoked; a new one carries the new value."""

@@ -13,9 +13,11 @@ tasks take them one after another (drift_checks_work).
 
 import time
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from celery import current_app
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
@@ -64,7 +66,7 @@ def drift_in_progress(*, customer: Customer) -> AccountRead | None:
     )
 
 
-def drift_check_start(*, customer: Customer, user=None, enqueue: bool = True) -> AccountRead | None:
+def drift_check_start(*, customer: Customer, user: User | None = None, enqueue: bool = True) -> AccountRead | None:
     """Start a check of the customer's account (None when they have no desired state yet). A check already
     under way is the one returned: one per account at a time."""
     spec = drift_desired_spec(customer=customer)
@@ -147,7 +149,7 @@ def drift_checks_work(*, seconds: float = WORK_FOR_SECONDS) -> int:
     return done
 
 
-def drift_check_execute(*, read_id) -> DriftState | None:
+def drift_check_execute(*, read_id: UUID | str) -> DriftState | None:
     """Carry out one check (safe twice: only the first claims it) and record what it found."""
     read = account_read_execute(read_id=read_id)
     if read is None or read.purpose != AccountRead.Purpose.DRIFT:
@@ -204,7 +206,8 @@ def drift_record(*, read: AccountRead) -> DriftState:
         if state is not None and state.checked_at > checked:
             return state  # a later check was recorded first
         before = state.differences if state else []
-        new_state, reason, new = DriftState.State.UNREACHABLE, read.error_message, []
+        new: list[dict] = []
+        new_state, reason = DriftState.State.UNREACHABLE, read.error_message
         differences = before  # an account that could not be read keeps its last known differences
         if read.status == AccountRead.Status.DONE:
             differences, new = _carried(drift_differences(read.items, checked=checked, read_id=str(read.pk)), before)

@@ -1,5 +1,7 @@
 """The onboarding form and its team formset. Validation is the spec's (provisioning.spec)."""
 
+from typing import cast
+
 from django import forms
 from django.contrib.auth import get_user_model
 from django.forms import formset_factory
@@ -97,7 +99,8 @@ class OnboardingForm(forms.Form):
         super().__init__(*args, **kwargs)
         # An offboarded customer starts no run until an Admin reactivates them: not offered in the list. A form
         # posted with one still validates, so the view refuses it with the reason (and audits the refusal).
-        picker = self.fields["customer"]
+        picker = cast(forms.ModelChoiceField, self.fields["customer"])
+        assert picker.queryset is not None  # set in the field's declaration above
         offered = picker.queryset.filter(offboarded_at__isnull=True)
         picker.choices = [("", picker.empty_label), *((c.pk, picker.label_from_instance(c)) for c in offered)]
         self.connection_locked: Customer | None = None
@@ -109,7 +112,7 @@ class OnboardingForm(forms.Form):
         picked = getattr(picked, "pk", picked)
         if not str(picked or "").isdigit():
             return
-        customer = Customer.objects.filter(pk=picked, is_active=True).first()
+        customer = Customer.objects.filter(pk=int(str(picked)), is_active=True).first()
         if customer is None:
             return
         self.connection_locked = customer
@@ -248,7 +251,7 @@ def _place_spec_errors(form: OnboardingForm, formset, member_forms: list, errors
             _add_error(target, field, message)
 
 
-def onboarding_validate(form: OnboardingForm, formset, *, kept_key_id: str = "") -> Spec | None:
+def onboarding_validate(form: OnboardingForm, formset: forms.BaseFormSet, *, kept_key_id: str = "") -> Spec | None:
     """Run the spec's validator over the form and the formset; put each message next to its field.
 
     Every field is checked even when another one is wrong, so the user sees all the mistakes at once.

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from uuid import UUID
 
 from django.db import connection
 from django.db.models import BooleanField, QuerySet
@@ -82,7 +83,7 @@ class AuditFilters:
     since: date | None = None
     until: date | None = None
     q: str = ""
-    run_id: object = None
+    run_id: UUID | str | None = None
 
     def as_details(self) -> dict:
         """The filters as plain JSON, for the audit record of an export."""

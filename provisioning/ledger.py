@@ -1,20 +1,23 @@
 """The ledger: what Onramp created or adopted in each customer's account, kept up to date by the steps'
 outcomes (in the transaction that records them), and read by plans, drift checks and the admin."""
 
-from django.db.models import Q
+from typing import Any
+
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from provisioning.models import Customer, Resource, Run
 from provisioning.registry import REGISTRY, Registry, StepKind
 
 
-def ledger_present(*, customer: Customer) -> list[Resource]:
-    return list(Resource.objects.filter(customer=customer, state=Resource.State.PRESENT).order_by("id"))
+def _plain(rows: QuerySet[Resource, Any]) -> list[dict]:
+    """A .values() query's rows as plain dicts."""
+    return list(rows)
 
 
 def ledger_rows(*, customer_id: int) -> list[dict]:
     """The present resources as plain data, for planning (provisioning.plan.plan_difference)."""
-    return list(
+    return _plain(
         Resource.objects.filter(customer_id=customer_id, state=Resource.State.PRESENT)
         .order_by("id")
         .values("id", "kind", "identity", "name", "origin", "params")
@@ -23,7 +26,7 @@ def ledger_rows(*, customer_id: int) -> list[dict]:
 
 def ledger_outputs(*, customer_id: int) -> list[dict]:
     """What each present resource is, as AWS said it (for the summary of what exists now)."""
-    return list(
+    return _plain(
         Resource.objects.filter(customer_id=customer_id, state=Resource.State.PRESENT)
         .order_by("id")
         .values("kind", "identity", "name", "outputs")

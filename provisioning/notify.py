@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
+from uuid import UUID
 
 import requests
 from django.conf import settings
@@ -24,7 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from provisioning.audit import audit_record, redact_text
-from provisioning.models import AuditEvent, Credential, Customer, Resource, Run, StepRun
+from provisioning.models import AuditEvent, Credential, Customer, PlanApproval, Resource, Run, StepRun
 from provisioning.plan import Action
 from provisioning.registry import REGISTRY
 from provisioning.vocabulary import ADMINS, TECH_LEADS, USER_KINDS, run_counts_words
@@ -46,7 +47,7 @@ class Notice:
     link: str  # the page it is about
     recipients: tuple[str, ...]  # email addresses
     customer_id: int | None = None
-    run_id: object = None
+    run_id: UUID | None = None
 
     @property
     def webhook_text(self) -> str:
@@ -207,7 +208,7 @@ def run_counts(*, run: Run, steps: list[StepRun]) -> dict[str, int]:
     return counts
 
 
-def run_notify(*, run_id) -> Notice | None:
+def run_notify(*, run_id: UUID | str) -> Notice | None:
     """Tell the tech lead who started a run that it succeeded or failed, with what failed and why."""
     run = Run.objects.select_related("customer", "started_by").filter(pk=run_id).first()
     if run is None or run.status not in (Run.Status.SUCCEEDED, Run.Status.FAILED):
@@ -365,7 +366,7 @@ def _approval_link(approval) -> str:
     return _link(reverse("approval_detail", args=[approval.pk]))
 
 
-def approval_requested_notify(*, approval) -> Notice:
+def approval_requested_notify(*, approval: PlanApproval) -> Notice:
     """Tell the customer's team and the Admins (not the requester) that a plan awaits their approval: its
     summary line and a link, after the transaction commits."""
     customer = approval.customer
@@ -391,7 +392,7 @@ def approval_requested_notify(*, approval) -> Notice:
     return notice
 
 
-def approval_decided_notify(*, approval) -> Notice:
+def approval_decided_notify(*, approval: PlanApproval) -> Notice:
     """Tell the requester that their plan was approved, declined, expired or voided (after the commit)."""
     notice = _notice(
         template="approval_decided",

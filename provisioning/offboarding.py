@@ -8,6 +8,9 @@ Once the run succeeds the customer is offboarded (runs.run_create refuses new ru
 them. Runs, audit and ledger are kept.
 """
 
+from uuid import UUID
+
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -41,7 +44,7 @@ class OffboardRefused(Exception):
     """This customer cannot be offboarded now, in a sentence."""
 
 
-def offboard_start(*, customer: Customer, mode: str, user) -> AccountRead:
+def offboard_start(*, customer: Customer, mode: str, user: User) -> AccountRead:
     """Read the customer's account for an offboarding in `mode` (a task; the plan page polls it), audited."""
     if mode not in OffboardMode.values:
         raise OffboardRefused("Choose how the customer is offboarded.")
@@ -64,7 +67,7 @@ def offboard_start(*, customer: Customer, mode: str, user) -> AccountRead:
         )
 
 
-def offboard_read(*, customer: Customer, read_id) -> AccountRead | None:
+def offboard_read(*, customer: Customer, read_id: UUID | str) -> AccountRead | None:
     """An offboarding read of this customer, or None."""
     return AccountRead.objects.filter(
         pk=read_id, customer=customer, purpose=AccountRead.Purpose.OFFBOARD, offboard__in=OffboardMode.values
@@ -72,7 +75,7 @@ def offboard_read(*, customer: Customer, read_id) -> AccountRead | None:
 
 
 def offboard_confirm(
-    *, read: AccountRead, user, delete: set[int], typed: dict[int, str], emergency: str = ""
+    *, read: AccountRead, user: User, delete: set[int], typed: dict[int, str], emergency: str = ""
 ) -> PlanApproval | Run:
     """An offboarding always needs a second person: save the plan a read made, with the tech lead's ticks and
     typed names (plan_decide), as awaiting approval; approving it starts the run (provisioning/approvals.py).
@@ -93,7 +96,7 @@ def offboard_confirm(
     )
 
 
-def customer_reactivate(*, customer: Customer, user) -> bool:
+def customer_reactivate(*, customer: Customer, user: User) -> bool:
     """An Admin ends an offboarding: runs may start again (audited). False when the customer was not offboarded."""
     with transaction.atomic():
         current = Customer.objects.select_for_update().get(pk=customer.pk)

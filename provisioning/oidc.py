@@ -23,6 +23,7 @@ token's signature, the userinfo call, and the callback's login. Onramp adds, her
 import re
 import time
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import requests
@@ -31,11 +32,11 @@ from django.contrib import auth as django_auth
 from django.contrib import messages
 from django.contrib.auth import BACKEND_SESSION_KEY, get_user_model
 from django.contrib.auth.decorators import login_not_required
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.core.cache import cache
 from django.core.exceptions import SuspiciousOperation
 from django.db import transaction
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render, resolve_url
 from django.urls import reverse
 from django.utils import timezone
@@ -50,6 +51,7 @@ from mozilla_django_oidc.views import OIDCAuthenticationCallbackView
 from provisioning.addresses import client_ip
 from provisioning.audit import audit_record
 from provisioning.models import AuditEvent, ProviderIdentity
+from provisioning.teams import PortalRequest
 
 OIDC_BACKEND = "provisioning.oidc.OidcBackend"
 # The session's last authentication (epoch seconds): what fresh_auth_required reads.
@@ -72,7 +74,7 @@ def oidc_enabled() -> bool:
     return bool(settings.OIDC_ISSUER)
 
 
-def oidc_session(request) -> bool:
+def oidc_session(request: HttpRequest) -> bool:
     """Whether this session was signed in through the provider (else a password)."""
     return oidc_enabled() and request.session.get(BACKEND_SESSION_KEY) == OIDC_BACKEND
 
@@ -100,7 +102,9 @@ def provider_origin() -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def authorization_redirect(request, *, kind: str, next_url: str, extra: dict | None = None) -> HttpResponseRedirect:
+def authorization_redirect(
+    request: HttpRequest, *, kind: str, next_url: str, extra: dict | None = None
+) -> HttpResponseRedirect:
     """Send the browser to the provider (code flow with state, nonce and PKCE, as mozilla-django-oidc's
     own views do), remembering in the state's entry what this sign-in is for and where to go after."""
     endpoint = provider_config()["authorization_endpoint"]
@@ -123,7 +127,7 @@ def authorization_redirect(request, *, kind: str, next_url: str, extra: dict | N
     return HttpResponseRedirect(f"{endpoint}?{urlencode(params)}")
 
 
-def provider_logout_url(request) -> str | None:
+def provider_logout_url(request: HttpRequest) -> str | None:
     """Where to send the browser after Onramp's logout so that the provider's session ends too (OpenID Connect
     RP-Initiated Logout): its `end_session_endpoint`, with this session's ID token as `id_token_hint` and the
     login page as `post_logout_redirect_uri` (registered at the provider). None for a password session, or a
@@ -145,7 +149,7 @@ def provider_logout_url(request) -> str | None:
     return f"{endpoint}?{urlencode(params)}"
 
 
-def safe_next(request, value: str | None) -> str:
+def safe_next(request: HttpRequest, value: str | None) -> str:
     if value and url_has_allowed_host_and_scheme(
         value, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
@@ -153,7 +157,7 @@ def safe_next(request, value: str | None) -> str:
     return resolve_url(settings.LOGIN_REDIRECT_URL)
 
 
-def provider_unavailable(request, exc: ProviderUnavailable):
+def provider_unavailable(request: HttpRequest, exc: ProviderUnavailable) -> HttpResponse:
     return render(
         request,
         "registration/sso_unavailable.html",
@@ -164,7 +168,7 @@ def provider_unavailable(request, exc: ProviderUnavailable):
 
 @login_not_required
 @require_GET
-def oidc_start(request):
+def oidc_start(request: HttpRequest) -> HttpResponse:
     """ "Sign in with <provider>" on the login page."""
     if not oidc_enabled():
         raise Http404("Single sign-on is not configured.")
@@ -176,7 +180,7 @@ def oidc_start(request):
         return provider_unavailable(request, exc)
 
 
-def fresh_sign_in_redirect(request, *, next_url: str) -> HttpResponseRedirect:
+def fresh_sign_in_redirect(request: PortalRequest, *, next_url: str) -> HttpResponseRedirect:
     """Through the provider again, now: `max_age=0` (OpenID Connect: re-authenticate) and `prompt=login`
     where the provider supports it (OIDC_REAUTH_PROMPT; Google does not)."""
     extra = {"max_age": 0, "login_hint": request.user.email}
@@ -236,7 +240,7 @@ def groups_from_claims(claims: dict) -> set[str] | None:
     return {mapping[name] for name in _group_names(claims.get(claim)) if name in mapping}
 
 
-def user_groups_sync(*, user, wanted: set[str], request=None) -> None:
+def user_groups_sync(*, user: User, wanted: set[str], request: HttpRequest | None = None) -> None:
     """Make the user's mapped groups what the provider says (only groups named in OIDC_GROUP_MAP are
     touched); staff status follows (Tech leads and Admins use the admin). Audited when anything changes."""
     managed = set(settings.OIDC_GROUP_MAP.values())
@@ -295,7 +299,7 @@ def _refuse(request, *, action: str, code: str, email: str, message: str) -> Non
 _REFUSALS = ("auth.sso_refused", "auth.domain_refused")
 
 
-def sso_refusals_count(**match) -> int:
+def sso_refusals_count(**match: Any) -> int:
     """Refused sign-ins (not renewals or fresh sign-ins: the provider's answer to those) within the cool-off,
     from the audit log, matching `match` on their details (`sub` and `iss`, or `ip`)."""
     since = timezone.now() - timedelta(hours=settings.AXES_COOLOFF_TIME)
@@ -305,7 +309,7 @@ def sso_refusals_count(**match) -> int:
     ).count()
 
 
-def sso_address_throttled(request) -> bool:
+def sso_address_throttled(request: HttpRequest) -> bool:
     """A flood from one address: OIDC_IP_FAILURE_LIMIT refusals, whoever they were for, within the cool-off.
     High, for an office behind one address signs in through it."""
     return sso_refusals_count(ip=client_ip(request)) >= settings.OIDC_IP_FAILURE_LIMIT
@@ -497,7 +501,7 @@ class OidcBackend(OIDCAuthenticationBackend):
         return user
 
 
-def provider_says_gone(request) -> bool:
+def provider_says_gone(request: HttpRequest) -> bool:
     """Whether the person this session signed in is gone at the provider: its userinfo endpoint refuses the
     session's access token (401) although the token has not expired, i.e. the provider revoked it with the
     account. A provider that accepts it (the person's session there merely ended), an expired or missing
@@ -513,7 +517,7 @@ def provider_says_gone(request) -> bool:
     return answer.status_code == 401
 
 
-def user_deactivate_as_gone(*, user, request) -> None:
+def user_deactivate_as_gone(*, user: User, request: HttpRequest) -> None:
     """Deactivate a user the provider no longer knows: no more sign-ins, notifications or groups' duties
     (an Admin reactivates them in the admin if that was a mistake). Audited."""
     if not user.is_active:

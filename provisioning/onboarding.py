@@ -5,6 +5,10 @@ the form on "Edit") and, when Onramp reaches the account with an IAM user's keys
 ciphertext only.
 """
 
+from collections.abc import Set as AbstractSet
+from typing import Any
+
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.text import slugify
 
@@ -93,7 +97,7 @@ def _customer_create(*, spec: Spec, user, via: str) -> Customer:
     return customer
 
 
-def onboarding_spec_connection_fill(*, data):
+def onboarding_spec_connection_fill(*, data: dict[str, Any]) -> dict[str, Any]:
     """Raw spec data for a customer on record (by its account id), reached by a role, that omits the role ARN or
     the external id: with the record's. A spec file then needs no copy of the external id Onramp generated, and
     onboarding_customer still checks the name and who may change a connection. Anything else: as given."""
@@ -117,7 +121,7 @@ def onboarding_spec_connection_fill(*, data):
 
 
 def onboarding_customer(
-    *, spec: Spec, user, customer_id: int | None = None, via: str, keys_given: bool = False
+    *, spec: Spec, user: User, customer_id: int | None = None, via: str, keys_given: bool = False
 ) -> Customer:
     """The customer on record, or a new one (audited; its onboarder joins its team). On record, only its team
     and Admins may go on (customer_permission_check), the spec must name that customer, and
@@ -165,14 +169,15 @@ def onboarding_draft_customer(*, draft: dict) -> Customer | None:
     return Customer.objects.filter(aws_account_id=spec["account_id"]).first()
 
 
-def onboarding_draft_read(*, draft: dict, user) -> AccountRead | None:
+def onboarding_draft_read(*, draft: dict, user: User) -> AccountRead | None:
     """For a customer the ledger knows, the read of their account this draft's plan is the difference
     with: the draft's own if it was made for this very spec, else a new one (read as a task). None for a
     customer the ledger does not know: their plan creates everything, no read needed."""
     customer = onboarding_draft_customer(draft=draft)
     if customer is None or not Resource.objects.filter(customer=customer, state=Resource.State.PRESENT).exists():
         return None
-    read = AccountRead.objects.filter(pk=draft.get("read_id") or None, customer=customer, spec=draft["spec"]).first()
+    read_id = draft.get("read_id")
+    read = AccountRead.objects.filter(pk=read_id, customer=customer, spec=draft["spec"]).first() if read_id else None
     if read is None:
         read = account_read_start(customer=customer, spec=onboarding_draft_spec(draft=draft), user=user)
         draft["read_id"] = str(read.pk)
@@ -180,7 +185,7 @@ def onboarding_draft_read(*, draft: dict, user) -> AccountRead | None:
 
 
 def onboarding_confirm(
-    *, draft: dict, user, delete: set[int] = frozenset(), typed: dict | None = None, emergency: str = ""
+    *, draft: dict, user: User, delete: AbstractSet[int] = frozenset(), typed: dict | None = None, emergency: str = ""
 ) -> Run | PlanApproval:
     """Create or update the customer from a checked draft and start the run (RunConflict if one is active),
     or save the plan as awaiting approval when the approval rules ask for a second person (approvals.plan_start;

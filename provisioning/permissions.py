@@ -1,19 +1,25 @@
 """Who may do what: the two groups, and the lookups that check ownership."""
 
+from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
+from uuid import UUID
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from provisioning.audit import audit_record
 from provisioning.models import AuditEvent, Credential, Run
 from provisioning.teams import (
+    HtmxRequest,
     NotOnCustomerTeam,
+    PortalRequest,
     customer_may_change,
     customer_permission_check,
     is_admin,
@@ -22,15 +28,23 @@ from provisioning.teams import (
 from provisioning.vocabulary import TECH_LEADS
 
 # Re-exported: the views and services ask this module who may do what.
-__all__ = ["NotOnCustomerTeam", "TECH_LEADS", "customer_may_change", "customer_permission_check", "is_admin"]
+__all__ = [
+    "HtmxRequest",
+    "NotOnCustomerTeam",
+    "PortalRequest",
+    "TECH_LEADS",
+    "customer_may_change",
+    "customer_permission_check",
+    "is_admin",
+]
 
 
-def is_portal_user(user) -> bool:
+def is_portal_user(user: User | AnonymousUser) -> bool:
     """Tech leads and Admins use the portal; anyone else may log in and do nothing."""
     return is_admin(user) or is_tech_lead(user)
 
 
-def portal_user_required(view):
+def portal_user_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     @wraps(view)
     def wrapper(request, *args, **kwargs):
         if not is_portal_user(request.user):
@@ -48,7 +62,7 @@ ACCESS_DENIED_WINDOW = 600
 ACCESS_DENIED_TARGET_MAX = 200
 
 
-def access_denied_record(*, user, path: str) -> AuditEvent | None:
+def access_denied_record(*, user: User | AnonymousUser, path: str) -> AuditEvent | None:
     """Audit a refused request (the 403 page), unless this person's refusals already reached the limit of the
     window; the last row recorded says that the next ones are not. None when not recorded."""
     actor = user if user.is_authenticated else None
@@ -75,12 +89,12 @@ def access_denied_record(*, user, path: str) -> AuditEvent | None:
         )
 
 
-def may_manage_run(user, run: Run) -> bool:
+def may_manage_run(user: User, run: Run) -> bool:
     """Acting on a run (retry, cancel, a new key, plan again) is for the customer's team and Admins."""
     return customer_may_change(user, run.customer)
 
 
-def get_run_for_user(request, run_id, *, action: str | None = None) -> Run:
+def get_run_for_user(request: PortalRequest, run_id: UUID | str, *, action: str | None = None) -> Run:
     """Any portal user may look at a run; only the customer's team or an Admin may `action` it
     (customer_permission_check: 403, audited)."""
     run = get_object_or_404(Run.objects.select_related("customer", "started_by", "approved_by"), pk=run_id)
@@ -89,7 +103,7 @@ def get_run_for_user(request, run_id, *, action: str | None = None) -> Run:
     return run
 
 
-def get_credential_for_user(request, credential_id) -> Credential:
+def get_credential_for_user(request: PortalRequest, credential_id: UUID | str) -> Credential:
     """A credential exists, for this user, only if they were issued it or are an Admin: 404 otherwise,
     so ids cannot be probed."""
     credential = get_object_or_404(

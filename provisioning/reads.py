@@ -1,8 +1,11 @@
 """Reading a customer's account against a desired spec, as a task: the difference a plan shows (and, for
 the drift check, what no longer matches). Read-only, audited like every AWS call."""
 
+from uuid import UUID
+
 from botocore.exceptions import ClientError
 from celery import current_app
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -19,20 +22,23 @@ from provisioning.steps.sts import identity_check
 from provisioning.teams import customer_permission_check
 
 READ_TASK = "provisioning.tasks.account_read"
+DRIFT_SOURCE_IDENTITY = "onramp-drift-check"  # the reads a drift check makes, which no person started
 
 
-def account_read_now(*, customer: Customer, spec: Spec, user) -> AccountRead:
+def account_read_now(*, customer: Customer, spec: Spec, user: User) -> AccountRead:
     """Read the account in this process (the onboard command waits for it anyway), audited the same way."""
     customer_permission_check(user=user, customer=customer, action="plan")
     read = AccountRead.objects.create(customer=customer, requested_by=user, spec=spec.to_json())
-    return account_read_execute(read_id=read.pk)
+    account_read_execute(read_id=read.pk)  # claims it: nobody else knows the new read
+    read.refresh_from_db()
+    return read
 
 
 def account_read_start(
     *,
     customer: Customer,
     spec: Spec,
-    user,
+    user: User | None,
     purpose: str = AccountRead.Purpose.PLAN,
     offboard: str = "",
     enqueue: bool = True,
@@ -42,6 +48,7 @@ def account_read_start(
     (a mode), the read plans that offboarding: the desired state that wants less. A plan or an offboarding is
     for the customer's team and Admins (customer_permission_check); a drift check changes nothing, anyone may."""
     if purpose != AccountRead.Purpose.DRIFT:
+        assert user is not None  # a plan or an offboarding is always someone's
         action = "offboard" if purpose == AccountRead.Purpose.OFFBOARD else "plan"
         customer_permission_check(user=user, customer=customer, action=action)
     with transaction.atomic():
@@ -70,7 +77,7 @@ def _read_account(read: AccountRead, spec: Spec) -> dict:
             customer=read.customer,
             spec=spec,
             session_name=f"onramp-read-{read.pk}",
-            source_identity=user.get_username() if user else "onramp-drift-check",
+            source_identity=user.get_username() if user else DRIFT_SOURCE_IDENTITY,
             services=registry.services(),  # the read calls each of them: made while the role is assumed
         )
         identity_check(sts=account.client("sts"), account_id=spec.account_id)
@@ -79,13 +86,13 @@ def _read_account(read: AccountRead, spec: Spec) -> dict:
         items = plan_difference(spec=spec, ledger=ledger, seen=seen, registry=registry)
         if read.offboard:
             items = plan_offboard(items)
-        items = [item.to_json() for item in items]
+        rows = [item.to_json() for item in items]
         checks = []
         if _checked(read):
-            checks = plan_checks(account, spec=spec, customer_id=read.customer_id, items=items)
+            checks = plan_checks(account, spec=spec, customer_id=read.customer_id, items=rows)
     except (ClientError, *NO_ANSWER_ERRORS) as exc:  # explained the same way a step's would be
         raise error_translate(exc, doing="Reading the account") from None
-    return {"items": items, "seen": seen, "fingerprint": seen_fingerprint(seen), "checks": checks}
+    return {"items": rows, "seen": seen, "fingerprint": seen_fingerprint(seen), "checks": checks}
 
 
 def _checked(read: AccountRead) -> bool:
@@ -97,13 +104,13 @@ def _region_check(read: AccountRead, spec: Spec):
     user = read.requested_by
     try:
         return region_check(
-            customer=read.customer, spec=spec, source_identity=user.get_username() if user else "onramp-drift-check"
+            customer=read.customer, spec=spec, source_identity=user.get_username() if user else DRIFT_SOURCE_IDENTITY
         )
     except (ClientError, *NO_ANSWER_ERRORS) as exc:
         raise error_translate(exc, doing="Checking the account's region") from None
 
 
-def account_read_execute(*, read_id) -> AccountRead | None:
+def account_read_execute(*, read_id: UUID | str) -> AccountRead | None:
     """Carry out one pending read (safe to call twice: only the first claims it)."""
     if (
         AccountRead.objects.filter(pk=read_id, status=AccountRead.Status.PENDING).update(

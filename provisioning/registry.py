@@ -17,6 +17,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from provisioning import documents
 from provisioning.spec import MEMBER_POLICY_NAMES, TECH_LEAD_POLICIES, Spec, TeamMember
@@ -60,6 +61,9 @@ def role_allows_session_tags(version: int | None) -> bool | None:
 # A value Onramp generates at send time (a console password): shown as this in the transcript.
 GENERATED = "<generated>"
 MANAGED_TAGS = [{"Key": MANAGED_BY_TAG[0], "Value": MANAGED_BY_TAG[1]}]
+# The condition key of the role's deletes (ONRAMPS_ONLY), and the tag in words for people.
+MANAGED_BY_CONDITION_KEY = f"aws:ResourceTag/{MANAGED_BY_TAG[0]}"
+MANAGED_BY_WORDS = f"{MANAGED_BY_TAG[0]}={MANAGED_BY_TAG[1]}"
 # Onramp's users and groups live under this IAM path. An IAM ARN holds the path, so the role's write actions on
 # users and groups name only ARNs under it: what Onramp did not make (or the customer did not hand over by moving
 # it here) is beyond its reach, group membership included (AddUserToGroup's only resource is the group).
@@ -103,12 +107,17 @@ class ApiCall:
         return words_of(self.operation, "_")
 
 
+def role_arn_for(account_id: str) -> str:
+    """The role's name is fixed by the template, so its ARN follows from the account id ("*": in any account)."""
+    return f"arn:aws:iam::{account_id}:role/{ROLE_NAME}"
+
+
 def assume_role_call(
     *, role_arn: str, external_id: str, session_name: str, source_identity: str, tags: dict[str, str] | None = None
 ) -> ApiCall:
     """`tags`: the session's tags (an approver), which need sts:TagSession from both the role's trust policy and
     Onramp's own policy."""
-    params = {"RoleArn": role_arn, "RoleSessionName": session_name, "ExternalId": external_id}
+    params: dict[str, object] = {"RoleArn": role_arn, "RoleSessionName": session_name, "ExternalId": external_id}
     if source_identity:
         params["SourceIdentity"] = source_identity
     if tags:
@@ -294,7 +303,7 @@ class Operation:
         return (self.action, *self.also, *_ALSO_NEEDS.get((self.service, self.name), ()))
 
 
-def ops(service: str, *names: str, **kwargs) -> tuple[Operation, ...]:
+def ops(service: str, *names: str, **kwargs: Any) -> tuple[Operation, ...]:
     return tuple(Operation(service, name, **kwargs) for name in names)
 
 
@@ -341,7 +350,7 @@ class Difference:
         return {"field": self.field, "expected": self.expected, "actual": self.actual, "repairable": self.repairable}
 
 
-def shown(value) -> str:
+def shown(value: object) -> str:
     """A value, short and readable, for a difference."""
     if value is None or value == "" or value == []:
         return "none"
@@ -374,7 +383,7 @@ def _changes(expected, actual, path: str = "") -> list[tuple[str, object, object
     return [] if expected == actual else [(path, expected, actual)]
 
 
-def document_differences(label: str, expected, actual) -> list[Difference]:
+def document_differences(label: str, expected: Any, actual: Any) -> list[Difference]:
     """A document's differences, one per changed field (e.g. "CORS rules [1].AllowedOrigins")."""
     if actual is None:
         return [Difference(label, "set", "none")]
@@ -490,10 +499,10 @@ ATTACH_CONDITION = (
 # (ONRAMPS_USERS); groups and their membership only groups in it (ONRAMPS_GROUPS). The one exception is the
 # move of a user Onramp made before the path existed: UpdateUser on any user, but only one tagged as Onramp's
 # (AWS authorizes a move on the user where it is and where it goes: "*" covers both; the tag is the user's).
-ONRAMPS_ONLY = (("StringEquals", f"aws:ResourceTag/{MANAGED_BY_TAG[0]}", (MANAGED_BY_TAG[1],)),)
+ONRAMPS_ONLY = (("StringEquals", MANAGED_BY_CONDITION_KEY, (MANAGED_BY_TAG[1],)),)
 
 
-def user_ops(*names: str, **kwargs) -> tuple[Operation, ...]:
+def user_ops(*names: str, **kwargs: Any) -> tuple[Operation, ...]:
     return ops("iam", *names, resource=ONRAMPS_USERS, **kwargs)
 
 
@@ -696,7 +705,7 @@ PREFLIGHT = StepKind(
     # GetRole: the role reads its own template version, and nothing else's.
     operations=(
         *ops("sts", "GetCallerIdentity"),
-        Operation("iam", "GetRole", resource=f"arn:aws:iam::*:role/{ROLE_NAME}"),
+        Operation("iam", "GetRole", resource=role_arn_for("*")),
     ),
 )
 ACCOUNT_ALIAS = StepKind(

@@ -13,6 +13,7 @@ template whose content differs from what a version was published with needs a ne
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from botocore.exceptions import ClientError
@@ -87,7 +88,7 @@ def bucket_name_problem(bucket: str) -> str | None:
     return None
 
 
-def role_template_bucket_prepare(*, s3, bucket: str, region: str) -> list[str]:
+def role_template_bucket_prepare(*, s3: Any, bucket: str, region: str) -> list[str]:
     """Create the agency's template bucket if it is not there, owner-enforced (no ACLs), with Block Public
     Access relaxed for its policy only and the public-read policy on the templates' prefix. Sentences saying
     what was done. `s3` is a client with the operator's credentials."""
@@ -96,7 +97,7 @@ def role_template_bucket_prepare(*, s3, bucket: str, region: str) -> list[str]:
         raise OnrampError(problem, code="InvalidBucketName")
     done = []
     try:
-        create = {"Bucket": bucket, "ObjectOwnership": "BucketOwnerEnforced"}
+        create: dict[str, Any] = {"Bucket": bucket, "ObjectOwnership": "BucketOwnerEnforced"}
         if region != "us-east-1":
             create["CreateBucketConfiguration"] = {"LocationConstraint": region}
         s3.create_bucket(**create)
@@ -141,7 +142,7 @@ def _conflict(*, version: int, where: str, sha: str, theirs: str) -> TemplateCon
     )
 
 
-def role_template_publish(*, s3, bucket: str, region: str, portal_account_id: str, actor_label: str) -> Published:
+def role_template_publish(*, s3: Any, bucket: str, region: str, portal_account_id: str, actor_label: str) -> Published:
     """Publish the current version's template unless it is there: upload it if missing (a conditional write,
     so two operators cannot both write a version), record its content and sha256 beside the version, audit it.
     Refuses (TemplateConflict) when the version was published with different content, in the bucket or in

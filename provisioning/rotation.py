@@ -5,6 +5,7 @@ third attempt failing half-way."""
 
 from collections.abc import Callable
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -52,7 +53,7 @@ def _key_work(run: Run, user, doing: str, work: Callable[[AwsAccount], object]):
             raise error from None
 
 
-def access_key_rotate_start(*, run: Run, user) -> Credential:
+def access_key_rotate_start(*, run: Run, user: User) -> Credential:
     """Create a new key for the run's app user and seal it; the old key stays until confirmed."""
     customer_permission_check(user=user, customer=run.customer, action="rotate")
     spec = spec_from_json(run.spec)
@@ -112,7 +113,7 @@ def access_key_rotate_start(*, run: Run, user) -> Credential:
     return credential
 
 
-def access_key_rotate_finish(*, credential: Credential, user) -> None:
+def access_key_rotate_finish(*, credential: Credential, user: User) -> None:
     """After the new key was revealed and the app uses it: deactivate, then delete, the old key."""
     customer_permission_check(user=user, customer=credential.customer, action="rotate")
     if credential.state != Credential.State.REVEALED:
@@ -120,6 +121,8 @@ def access_key_rotate_finish(*, credential: Credential, user) -> None:
     if not credential.replaces_access_key_id or credential.replacement_done_at:
         raise RotationError("There is no old key left to remove.")
     run = credential.run
+    if run is None:  # every key Onramp issues comes from a run (a step, or access_key_rotate_start)
+        raise RotationError("This key was not issued by a run of Onramp's: remove the old key in AWS by hand.")
     old = credential.replaces_access_key_id
 
     def work(account: AwsAccount) -> None:

@@ -9,11 +9,14 @@ import os
 import queue
 import random
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from uuid import UUID
 
 from celery import current_app
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
@@ -71,7 +74,7 @@ class CustomerOffboarded(RunStateError):
         )
 
 
-def customer_refuse_if_offboarded(*, customer: Customer, user, doing: str) -> None:
+def customer_refuse_if_offboarded(*, customer: Customer, user: User, doing: str) -> None:
     """Raise CustomerOffboarded (audited as refused) when the customer, as the database has it now, is offboarded."""
     current = Customer.objects.select_related("offboarded_by").get(pk=customer.pk)
     if current.offboarded_at is None:
@@ -113,12 +116,12 @@ def run_create(
     *,
     spec: Spec,
     customer: Customer,
-    user,
+    user: User,
     read: AccountRead | None = None,
     items: list[dict] | None = None,
     offboard: str = "",
     repair: bool = False,
-    approved_by=None,
+    approved_by: User | None = None,
 ) -> Run:
     """Create the run and its steps, then enqueue the first step once the transaction commits. With a
     read and its decided items (provisioning.plan.plan_decide), the run carries out that difference;
@@ -271,7 +274,7 @@ def _run_lock(run_id, now) -> bool:
 
 
 def run_dispatch(
-    *, run_id, after: StepRun | None = None, run_locked: bool = False, log: CallLog | None = None
+    *, run_id: UUID | str, after: StepRun | None = None, run_locked: bool = False, log: CallLog | None = None
 ) -> StepRun | None:
     """Enqueue every pending step whose dependencies are done; skip those whose dependencies
     failed; finish the run when nothing is left. Safe to call any number of times.
@@ -367,7 +370,7 @@ def _step_to_keep(after: StepRun, ready: list[StepRun], chain: dict[str, int]) -
 
 
 def run_summary(
-    *, spec: Spec, steps: dict[str, StepRun], resources: list[dict] = (), registry: Registry = REGISTRY
+    *, spec: Spec, steps: dict[str, StepRun], resources: Sequence[dict] = (), registry: Registry = REGISTRY
 ) -> dict:
     """What exists now, as the declarations publish it: from the ledger's present `resources`
     (provisioning.ledger.ledger_outputs), and from the run's own done steps (never a secret)."""
@@ -407,7 +410,7 @@ def run_summary_rows(summary: dict, *, registry: Registry = REGISTRY) -> list[tu
     rows = []
     for publish in registry.publishes():
         values = summary.get(publish.field)
-        for value in values if publish.many else [values]:
+        for value in (values or []) if publish.many else [values]:
             if value:
                 rows.append((publish.label, str(value)))
     # Nobody signs in to an account where nothing of Onramp's exists (a run that failed at preflight).
@@ -662,7 +665,7 @@ def _ledger_after(run: Run, step: StepRun, result) -> None:
         ledger_end(run=run, resource_ids=params["ends"], state=Resource.State.REMOVED)
 
 
-def run_retry(*, run: Run, user) -> Run:
+def run_retry(*, run: Run, user: User) -> Run:
     """Re-run a failed run's failed, skipped and pending steps; finished steps stay as they are."""
     if run.status != Run.Status.FAILED:
         raise RunStateError("Only a failed run can be retried.")
@@ -682,12 +685,14 @@ def run_retry(*, run: Run, user) -> Run:
             transaction.on_commit(lambda: run_dispatch(run_id=run.pk), robust=True)
     except IntegrityError:
         active = _active_run(run.customer)
+        if active is None:  # the other run finished in between: nothing to name
+            raise
         raise RunConflict(active) from None
     run.refresh_from_db()
     return run
 
 
-def run_cancel(*, run: Run, user) -> Run:
+def run_cancel(*, run: Run, user: User) -> Run:
     """Stop a run: pending steps are cancelled; a step already running finishes its AWS call."""
     customer_permission_check(user=user, customer=run.customer, action="run")
     with transaction.atomic():

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from celery import current_app
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -24,7 +25,13 @@ from provisioning.customers import access_policy_document
 from provisioning.errors import OnrampError
 from provisioning.models import AuditEvent, Customer, SetupLink, SetupLinkOpening
 from provisioning.permissions import customer_permission_check
-from provisioning.registry import ROLE_NAME, ROLE_TEMPLATE_VERSION, words_of
+from provisioning.registry import (
+    MANAGED_BY_CONDITION_KEY,
+    MANAGED_BY_WORDS,
+    ROLE_TEMPLATE_VERSION,
+    role_arn_for,
+    words_of,
+)
 from provisioning.role_templates import STACK_NAME, published_template_url, quick_create_url
 from provisioning.steps.sts import identity_check, role_version_read
 from provisioning.vocabulary import Access
@@ -50,7 +57,7 @@ def setup_link_live(*, customer: Customer) -> SetupLink | None:
     return SetupLink.objects.filter(customer=customer, revoked_at__isnull=True, expires_at__gt=timezone.now()).first()
 
 
-def setup_link_create(*, customer: Customer, user) -> str:
+def setup_link_create(*, customer: Customer, user: User) -> str:
     """Make the customer's set-up link (revoking a live one) and return its token: shown once, to `user`, never
     stored, logged or audited."""
     customer_permission_check(user=user, customer=customer, action="settings")
@@ -87,7 +94,7 @@ def _revoke(*, link: SetupLink, user, now, why: str) -> None:
     )
 
 
-def setup_link_revoke(*, customer: Customer, user) -> bool:
+def setup_link_revoke(*, customer: Customer, user: User) -> bool:
     """Revoke the customer's unrevoked link; False when there was none."""
     customer_permission_check(user=user, customer=customer, action="settings")
     with transaction.atomic():
@@ -141,7 +148,7 @@ def setup_link_by_id(*, link_id: int) -> SetupLink | None:
 _SERVICES = {"iam": "IAM", "s3": "S3", "ecr": "ECR", "sts": "STS"}
 _SCOPES = {
     "iam:PolicyARN": "only these policies: {values}",
-    "aws:ResourceTag/managed-by": "only on what Onramp tagged managed-by=onramp (nothing you made yourself)",
+    MANAGED_BY_CONDITION_KEY: f"only on what Onramp tagged {MANAGED_BY_WORDS} (nothing you made yourself)",
 }
 
 
@@ -242,11 +249,6 @@ def setup_page(*, link: SetupLink) -> SetupPage:
 
 
 # --- Onramp notices by itself ---------------------------------------------------------------------------
-
-
-def role_arn_for(account_id: str) -> str:
-    """The role's name is fixed by the template, so its ARN follows from the account id."""
-    return f"arn:aws:iam::{account_id}:role/{ROLE_NAME}"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ The browser form, `manage.py onboard --spec` and the plan all go through
 import functools
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
 from urllib.parse import urlsplit
 
 import botocore.session
@@ -441,7 +443,7 @@ def _parse_team(raw_team, app_name: str, errors: dict) -> tuple[TeamMember, ...]
     return tuple(team)
 
 
-def spec_parse(data) -> Spec:
+def spec_parse(data: Mapping[str, Any]) -> Spec:
     """Validate raw spec data (from JSON or a form) and return a Spec, or raise SpecError."""
     if not isinstance(data, dict):
         raise SpecError({"spec": ["The spec is a JSON object."]})

@@ -28,17 +28,18 @@ def step_run(self, step_id: int) -> None:
     step's attempts) are decided by the service."""
     started = time.monotonic()
     claimed = None  # the steps after the first were kept and claimed for this task by the dispatch
-    while step_id is not None:
+    next_id: int | None = step_id
+    while next_id is not None:
         keep_next = time.monotonic() - started < CHAIN_FOR_SECONDS
         try:
-            outcome = runs.step_execute(step_id=step_id, keep_next=keep_next, claimed=claimed)
+            outcome = runs.step_execute(step_id=next_id, keep_next=keep_next, claimed=claimed)
         except SoftTimeLimitExceeded:
             # The sweeper will find the step still running and put it back.
             return
         if outcome.retry_in is not None:
-            raise self.retry(args=(step_id,), countdown=outcome.retry_in)
+            raise self.retry(args=(next_id,), countdown=outcome.retry_in)
         claimed = outcome.next_step
-        step_id = claimed.pk if claimed is not None else None
+        next_id = claimed.pk if claimed is not None else None
 
 
 @shared_task(max_retries=10, **DATABASE_RETRIED)

@@ -5,7 +5,10 @@ a customer; every other portal user sees the customer read-only. Every view, ser
 `customer_permission_check` (it sits below the services and runs, so that each of them can).
 """
 
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+from django_htmx.middleware import HtmxDetails
 
 from provisioning.audit import audit_record
 from provisioning.models import AuditEvent, Customer
@@ -23,17 +26,27 @@ CUSTOMER_ACTIONS = {
 }
 
 
+# For the type checker: what the middleware adds to every request (django-htmx's `htmx`), and what a view behind
+# permissions.portal_user_required (or the admin's own checks) receives: a request whose user signed in.
+class HtmxRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+class PortalRequest(HtmxRequest):
+    user: User
+
+
 def _groups(user) -> set[str]:
     if not hasattr(user, "_onramp_groups"):
         user._onramp_groups = set(user.groups.values_list("name", flat=True))
     return user._onramp_groups
 
 
-def is_admin(user) -> bool:
+def is_admin(user: User | AnonymousUser) -> bool:
     return user.is_authenticated and (user.is_superuser or ADMINS in _groups(user))
 
 
-def is_tech_lead(user) -> bool:
+def is_tech_lead(user: User | AnonymousUser) -> bool:
     return user.is_authenticated and TECH_LEADS in _groups(user)
 
 
@@ -48,14 +61,14 @@ class NotOnCustomerTeam(PermissionDenied):
         )
 
 
-def customer_may_change(user, customer: Customer) -> bool:
+def customer_may_change(user: User, customer: Customer) -> bool:
     """Whether `user` may plan, run, repair, offboard, rotate, reveal or change settings for `customer`."""
     if is_admin(user):
         return True
     return is_tech_lead(user) and customer.team.filter(pk=user.pk).exists()
 
 
-def customer_permission_check(*, user, customer: Customer, action: str) -> None:
+def customer_permission_check(*, user: User, customer: Customer, action: str) -> None:
     """Raise NotOnCustomerTeam (a PermissionDenied: the 403 page), audited as refused, unless `user` may do
     `action` (one of CUSTOMER_ACTIONS) for `customer`."""
     if action not in CUSTOMER_ACTIONS:
@@ -74,7 +87,7 @@ def customer_permission_check(*, user, customer: Customer, action: str) -> None:
     raise NotOnCustomerTeam(user=user, customer=customer, action=action)
 
 
-def customer_team_join(*, customer: Customer, user, via: str) -> bool:
+def customer_team_join(*, customer: Customer, user: User, via: str) -> bool:
     """Put a tech lead on the customer's team (audited); False if they already were on it or are not a tech
     lead (an Admin needs no team)."""
     if not is_tech_lead(user) or customer.team.filter(pk=user.pk).exists():
@@ -90,7 +103,7 @@ def customer_team_join(*, customer: Customer, user, via: str) -> bool:
     return True
 
 
-def customer_team_changed(*, customer: Customer, user, before: set[int], via: str) -> None:
+def customer_team_changed(*, customer: Customer, user: User, before: set[int], via: str) -> None:
     """Audit an Admin's change of a customer's team (`before`: the members' ids before it), if any."""
     after = set(customer.team.values_list("pk", flat=True))
     if after == before:

@@ -95,9 +95,9 @@ def _spans(step: StepRun, now: datetime) -> tuple[tuple | None, tuple | None]:
         work = (step.started_at, max(end, step.started_at))
     wait = None
     if step.ready_at is not None:
-        end = step.started_at or (now if step.state == StepRun.State.PENDING else step.finished_at)
-        if end is not None and end > step.ready_at:  # a step taken at once did not wait
-            wait = (step.ready_at, end)
+        waited = step.started_at or (now if step.state == StepRun.State.PENDING else step.finished_at)
+        if waited is not None and waited > step.ready_at:  # a step taken at once did not wait
+            wait = (step.ready_at, waited)
     return wait, work
 
 

@@ -2,17 +2,19 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
+from uuid import UUID
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from provisioning.audit import audit_record
-from provisioning.models import AuditEvent, Credential, Customer, Run
+from provisioning.models import AuditEvent, Credential, Customer, Run, StepRun
 from provisioning.teams import customer_permission_check
 
 
@@ -49,10 +51,10 @@ def credential_seal(
     secret: str,
     run: Run | None,
     customer: Customer,
-    issued_to,
+    issued_to: User,
     kind: str,
     user_name: str,
-    step=None,
+    step: StepRun | None = None,
     access_key_id: str = "",
     sign_in_url: str = "",
     region: str = "",
@@ -133,7 +135,7 @@ def _reveal_refuse(credential: Credential, *, user, error_code: str) -> Revealed
     return Revealed(credential, None)
 
 
-def credential_reveal(*, credential_id, user) -> Revealed:
+def credential_reveal(*, credential_id: UUID | str, user: User) -> Revealed:
     """Reveal a secret once. One transaction, row locked: exactly one caller gets the secret,
     and the ciphertext is wiped before the transaction commits. A secret past its expiry is wiped
     here and refused, whether or not the expiry task has run. Only for the customer's team and Admins
@@ -170,7 +172,7 @@ def credential_reveal(*, credential_id, user) -> Revealed:
     return Revealed(credential, secret)
 
 
-def credentials_expire(*, now=None) -> int:
+def credentials_expire(*, now: datetime | None = None) -> int:
     """Wipe every sealed secret past its TTL; each expiry is audited. Returns how many."""
     now = now or timezone.now()
     expired = 0

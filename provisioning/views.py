@@ -1,12 +1,15 @@
 """Function views: thin, they check who may act and call the services."""
 
 import json
+from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.models import User
 from django.db import connection
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -33,6 +36,7 @@ from provisioning.onboarding import (
     onboarding_draft_spec,
 )
 from provisioning.permissions import (
+    PortalRequest,
     access_denied_record,
     customer_permission_check,
     get_credential_for_user,
@@ -63,7 +67,7 @@ from provisioning.runs import (
     run_summary_now,
     run_summary_rows,
 )
-from provisioning.spec import SpecError
+from provisioning.spec import Spec, SpecError
 from provisioning.timeline import duration_text, timeline_build
 
 DRAFT = "onboarding_draft"
@@ -78,7 +82,7 @@ DOCUMENT_TITLES = {
 @login_not_required
 @require_GET
 @never_cache
-def healthz(request):
+def healthz(request: HttpRequest) -> HttpResponse:
     """200 when the database and the broker answer, 503 naming the one that does not."""
     checks = {}
     try:
@@ -99,7 +103,7 @@ def healthz(request):
 
 
 @portal_user_required
-def home(request):
+def home(request: PortalRequest) -> HttpResponse:
     """The Runs page: every kind of run, newest first, filtered and searched."""
     form = RunFilterForm(request.GET)
     runs = runs_find(filters=form.filters()) if form.is_valid() else []
@@ -131,7 +135,7 @@ def _customer_defaults() -> list[dict]:
 
 @portal_user_required
 @require_http_methods(["GET", "POST"])
-def onboard(request):
+def onboard(request: PortalRequest) -> HttpResponse:
     draft = request.session.get(DRAFT)
     kept_key_id = ((draft or {}).get("keys") or {}).get("access_key_id", "")
     lock = not is_admin(request.user)  # only Admins change a customer's connection here
@@ -140,36 +144,7 @@ def onboard(request):
         formset = TeamFormSet(request.POST, prefix="team")
         spec = onboarding_validate(form, formset, kept_key_id=kept_key_id)
         if spec is not None:
-            known = form.cleaned_data.get("customer") or Customer.objects.filter(aws_account_id=spec.account_id).first()
-            if known is not None:  # a customer on record: only its team and Admins go on (else 403, audited)
-                customer_permission_check(user=request.user, customer=known, action="settings")
-        try:
-            if spec is not None and form.cleaned_data.get("customer") is not None:
-                customer_refuse_if_offboarded(
-                    customer=form.cleaned_data["customer"], user=request.user, doing="onboarding form"
-                )
-        except CustomerOffboarded as exc:
-            messages.error(request, str(exc))
-            return redirect("customer_detail", slug=exc.customer.slug)
-        if spec is not None:
-            customer = form.cleaned_data.get("customer")
-            locked = form.connection_locked is not None  # the record's keys, none typed here
-            request.session[DRAFT] = onboarding_draft_build(
-                spec=spec,
-                customer=customer,
-                posted=request.POST.dict(),
-                access_key_id="" if locked else form.cleaned_data.get("access_key_id", ""),
-                secret="" if locked else form.cleaned_data.get("secret_access_key", ""),
-                previous=draft,
-            )
-            audit_record(
-                action="onboarding.submitted",
-                actor=request.user,
-                customer=customer,
-                target=spec.app_name,
-                details={"spec": spec.to_json()},
-            )
-            return redirect("onboard_preview")
+            return _onboard_submitted(request, form, spec=spec, draft=draft)
     elif request.GET.get("edit") and draft:
         # Back from the preview: the values as typed, team members included (the secret stays encrypted).
         form = OnboardingForm(draft["form"], lock_connection=lock)
@@ -194,6 +169,38 @@ def onboard(request):
             "kept_key_id": kept_key_id if request.method == "POST" or request.GET.get("edit") else "",
         },
     )
+
+
+def _onboard_submitted(request, form: OnboardingForm, *, spec: Spec, draft: dict | None) -> HttpResponse:
+    """A valid form: refused for a customer on record whose team the user is not on (403, audited) or who was
+    offboarded; else kept in the session as the draft, audited, and on to the preview."""
+    customer = form.cleaned_data.get("customer")
+    known = customer or Customer.objects.filter(aws_account_id=spec.account_id).first()
+    if known is not None:  # a customer on record: only its team and Admins go on (else 403, audited)
+        customer_permission_check(user=request.user, customer=known, action="settings")
+    if customer is not None:
+        try:
+            customer_refuse_if_offboarded(customer=customer, user=request.user, doing="onboarding form")
+        except CustomerOffboarded as exc:
+            messages.error(request, str(exc))
+            return redirect("customer_detail", slug=exc.customer.slug)
+    locked = form.connection_locked is not None  # the record's keys, none typed here
+    request.session[DRAFT] = onboarding_draft_build(
+        spec=spec,
+        customer=customer,
+        posted=request.POST.dict(),
+        access_key_id="" if locked else form.cleaned_data.get("access_key_id", ""),
+        secret="" if locked else form.cleaned_data.get("secret_access_key", ""),
+        previous=draft,
+    )
+    audit_record(
+        action="onboarding.submitted",
+        actor=request.user,
+        customer=customer,
+        target=spec.app_name,
+        details={"spec": spec.to_json()},
+    )
+    return redirect("onboard_preview")
 
 
 def _customer_changing(customer_id: str) -> Customer | None:
@@ -223,7 +230,7 @@ def _customer_initial(customer_id: str) -> dict:
 
 @portal_user_required
 @require_http_methods(["GET", "POST"])
-def onboard_preview(request):
+def onboard_preview(request: PortalRequest) -> HttpResponse:
     draft = request.session.get(DRAFT)
     if not draft:
         messages.info(request, "Fill the onboarding form first.")
@@ -263,7 +270,7 @@ def onboard_preview(request):
     return render(request, "provisioning/preview.html", context)
 
 
-def plan_full_context(spec, *, username: str) -> dict:
+def plan_full_context(spec: Spec, *, username: str) -> dict:
     """A plan without a read (everything created): its stages, documents and CLI transcript."""
     steps = plan_build(spec)
     branches = plan_branches(steps)
@@ -282,14 +289,16 @@ def plan_full_context(spec, *, username: str) -> dict:
     }
 
 
-def approval_hint(user, *, customer, spec, items, offboard: str = "") -> dict:
+def approval_hint(
+    user: User, *, customer: Customer | None, spec: Spec, items: list[dict] | None, offboard: str = ""
+) -> dict:
     """What the preview says of approval: why this plan needs a second person (empty: none), and whether the
     viewer may start it alone in an emergency (an Admin)."""
     reasons = approval_reasons(customer=customer, spec=spec, items=items, offboard=offboard)
     return {"reasons": reasons, "admin_only": approver_must_be_admin(reasons), "break_glass": is_admin(user)}
 
 
-def plan_started(request, started):
+def plan_started(request: PortalRequest, started: Run | PlanApproval) -> HttpResponse:
     """After a plan's Start: its run's page, or, when it awaits approval, its approval's page."""
     if isinstance(started, PlanApproval):
         messages.success(
@@ -299,18 +308,25 @@ def plan_started(request, started):
     return redirect("run_detail", run_id=started.pk)
 
 
-def plan_decisions(post) -> tuple[set[int], dict[int, str]]:
+def plan_decisions(post: QueryDict) -> tuple[set[int], dict[int, str]]:
     """A difference plan's form: the ledger rows ticked for deletion, and the names typed to delete what holds data."""
     delete = {int(value) for value in post.getlist("delete") if value.isdigit()}
     typed = {
-        int(name.removeprefix("typed-")): value
+        int(name.removeprefix("typed-")): str(value)
         for name, value in post.items()
         if name.startswith("typed-") and name.removeprefix("typed-").isdigit()
     }
     return delete, typed
 
 
-def preview_difference(request, spec, read: AccountRead, *, template="provisioning/preview_diff.html", extra=None):
+def preview_difference(
+    request: PortalRequest,
+    spec: Spec,
+    read: AccountRead,
+    *,
+    template: str = "provisioning/preview_diff.html",
+    extra: dict[str, Any] | None = None,
+) -> HttpResponse:
     """The plan of a customer the ledger knows: what the account read back says to create, change, keep,
     remove or release (an onboarding's, or an offboarding's). While the read is under way the page polls;
     once it is done, htmx reloads it."""
@@ -331,7 +347,7 @@ def preview_difference(request, spec, read: AccountRead, *, template="provisioni
     return render(request, template, context)
 
 
-def plan_difference_context(spec, read: AccountRead, items: list[dict], *, username: str) -> dict:
+def plan_difference_context(spec: Spec, read: AccountRead, items: list[dict], *, username: str) -> dict:
     """A difference plan's groups, checks, documents and CLI transcript: `items` as read, or as decided."""
     registry = plan_registry(read.offboard)
     steps = plan_run_steps(spec=spec, items=items, read_id=str(read.pk), registry=registry)
@@ -351,7 +367,7 @@ def plan_difference_context(spec, read: AccountRead, items: list[dict], *, usern
 
 @portal_user_required
 @require_POST
-def onboard_reread(request):
+def onboard_reread(request: PortalRequest) -> HttpResponse:
     """Read the account again for the same draft (after a failed read, or a stale plan)."""
     draft = request.session.get(DRAFT)
     if draft:
@@ -363,7 +379,7 @@ def onboard_reread(request):
 def _run_context(request, run: Run) -> dict:
     steps = list(run.steps.all())
     for step in steps:
-        step.duration_text = duration_text(step.duration_ms)
+        step.duration_text = duration_text(step.duration_ms)  # type: ignore[attr-defined]  # for the template
     manage = may_manage_run(request.user, run)
     credentials = list(run.credentials.select_related("revealed_by").order_by("created_at")) if manage else []
     # The run is marked running just after its first step is claimed, and this page reads the run before its
@@ -398,14 +414,14 @@ def _run_context(request, run: Run) -> dict:
 
 @portal_user_required
 @require_GET
-def run_detail(request, run_id):
+def run_detail(request: PortalRequest, run_id: UUID) -> HttpResponse:
     run = get_run_for_user(request, run_id)
     return render(request, "provisioning/run.html", _run_context(request, run))
 
 
 @portal_user_required
 @require_GET
-def run_live(request, run_id):
+def run_live(request: PortalRequest, run_id: UUID) -> HttpResponse:
     """The part of the run page that htmx polls while the run is in progress."""
     run = get_run_for_user(request, run_id)
     return render(request, "provisioning/_run_live.html", _run_context(request, run))
@@ -424,13 +440,13 @@ def _run_action(request, run_id, action, done: str):
 
 @portal_user_required
 @require_POST
-def run_retry_view(request, run_id):
+def run_retry_view(request: PortalRequest, run_id: UUID) -> HttpResponse:
     return _run_action(request, run_id, run_retry, "Retrying the failed steps.")
 
 
 @portal_user_required
 @require_POST
-def run_cancel_view(request, run_id):
+def run_cancel_view(request: PortalRequest, run_id: UUID) -> HttpResponse:
     return _run_action(
         request, run_id, run_cancel, "Run cancelled. Steps already running finish their current AWS call."
     )
@@ -444,7 +460,7 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 
 @portal_user_required
 @require_GET
-def credential_detail(request, credential_id):
+def credential_detail(request: PortalRequest, credential_id: UUID) -> HttpResponse:
     """GET never reveals: it offers the reveal button, or says who revealed it (410 Gone)."""
     credential = get_credential_for_user(request, credential_id)
     status = 200 if credential.state == Credential.State.SEALED else 410
@@ -454,7 +470,7 @@ def credential_detail(request, credential_id):
 @portal_user_required
 @require_POST
 @fresh_auth_required(back="credential_detail")
-def credential_reveal_view(request, credential_id):
+def credential_reveal_view(request: PortalRequest, credential_id: UUID) -> HttpResponse:
     credential = get_credential_for_user(request, credential_id)
     revealed = vault.credential_reveal(credential_id=credential.pk, user=request.user)
     credential = revealed.credential
@@ -488,7 +504,7 @@ def credential_reveal_view(request, credential_id):
 @portal_user_required
 @require_POST
 @fresh_auth_required(back="run_detail")
-def rotate_start_view(request, run_id):
+def rotate_start_view(request: PortalRequest, run_id: UUID) -> HttpResponse:
     run = get_run_for_user(request, run_id, action="rotate")
     if run.status != Run.Status.SUCCEEDED:
         messages.error(request, "A new key can be issued once the run has succeeded.")
@@ -507,7 +523,7 @@ def rotate_start_view(request, run_id):
 
 @portal_user_required
 @require_POST
-def rotate_finish_view(request, credential_id):
+def rotate_finish_view(request: PortalRequest, credential_id: UUID) -> HttpResponse:
     credential = get_credential_for_user(request, credential_id)
     try:
         access_key_rotate_finish(credential=credential, user=request.user)
@@ -517,9 +533,9 @@ def rotate_finish_view(request, credential_id):
     return redirect("run_detail", run_id=credential.run_id)
 
 
-def forbidden(request, exception=None):
+def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     access_denied_record(user=request.user, path=request.path)
-    context = {"message": str(exception or "")}
+    context: dict[str, Any] = {"message": str(exception or "")}
     if request.user.is_authenticated and not is_portal_user(request.user):
         # Signed in but in no group: say how access is granted, naming nobody (break-glass accounts included).
         context["no_group"] = True

@@ -1,7 +1,10 @@
 """The Approvals page and one plan awaiting approval: the same preview the requester saw, with Approve,
 Decline and Withdraw. Thin: provisioning.approvals decides."""
 
+from uuid import UUID
+
 from django.contrib import messages
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -14,14 +17,14 @@ from provisioning.approvals import (
     approvals_for,
 )
 from provisioning.models import PlanApproval
-from provisioning.permissions import portal_user_required
+from provisioning.permissions import PortalRequest, portal_user_required
 from provisioning.spec import spec_from_json
 from provisioning.views import plan_difference_context, plan_full_context
 
 
 @portal_user_required
 @require_GET
-def approval_list(request):
+def approval_list(request: PortalRequest) -> HttpResponse:
     """What waits for the signed-in person, oldest first: what they may approve, and their own requests."""
     to_decide, own = approvals_for(request.user)
     return render(request, "provisioning/approvals.html", {"to_decide": to_decide, "own": own})
@@ -35,7 +38,7 @@ def _get_approval(approval_id) -> PlanApproval:
 
 @portal_user_required
 @require_GET
-def approval_detail(request, approval_id):
+def approval_detail(request: PortalRequest, approval_id: UUID) -> HttpResponse:
     """The plan as the requester saw it (from the stored read and decided items), and what the viewer may do."""
     approval = _get_approval(approval_id)
     spec = spec_from_json(approval.spec)
@@ -72,7 +75,7 @@ def _decide(request, approval_id, act, done: str):
 
 @portal_user_required
 @require_POST
-def approval_approve_view(request, approval_id):
+def approval_approve_view(request: PortalRequest, approval_id: UUID) -> HttpResponse:
     comment = request.POST.get("comment", "").strip()[:2000]
     act = lambda: approval_approve(approval_id=approval_id, user=request.user, comment=comment)  # noqa: E731
     return _decide(request, approval_id, act, "Approved: the run started, as the requester's run.")
@@ -80,7 +83,7 @@ def approval_approve_view(request, approval_id):
 
 @portal_user_required
 @require_POST
-def approval_decline_view(request, approval_id):
+def approval_decline_view(request: PortalRequest, approval_id: UUID) -> HttpResponse:
     comment = request.POST.get("comment", "").strip()[:2000]
     act = lambda: approval_decline(approval_id=approval_id, user=request.user, comment=comment)  # noqa: E731
     return _decide(request, approval_id, act, "Declined: nothing runs. The requester was told why.")
@@ -88,6 +91,6 @@ def approval_decline_view(request, approval_id):
 
 @portal_user_required
 @require_POST
-def approval_withdraw_view(request, approval_id):
+def approval_withdraw_view(request: PortalRequest, approval_id: UUID) -> HttpResponse:
     act = lambda: approval_withdraw(approval_id=approval_id, user=request.user)  # noqa: E731
     return _decide(request, approval_id, act, "Withdrawn: nothing runs.")

@@ -1,11 +1,13 @@
 """The audit history page: filters, keyset pagination, one event's details, streamed export."""
 
 import json
+from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.http import Http404, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -25,7 +27,7 @@ from provisioning.history import (
     audit_step_titles,
 )
 from provisioning.models import AuditEvent, Customer
-from provisioning.permissions import portal_user_required
+from provisioning.permissions import PortalRequest, portal_user_required
 from provisioning.templatetags.onramp import arn_short
 
 _DATE = forms.DateInput(attrs={"type": "date"})
@@ -79,8 +81,8 @@ class AuditFilterForm(forms.Form):
     def clean_after(self) -> Cursor | None:
         return self._clean_cursor("after")
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
         since, until = data.get("since"), data.get("until")
         if since and until and since > until:
             self.add_error("until", "The end of the range is before its start.")
@@ -126,7 +128,7 @@ def _rows(page) -> list[tuple]:
 
 @portal_user_required
 @require_GET
-def audit_history(request):
+def audit_history(request: PortalRequest) -> HttpResponse:
     form, filters = _filters_read(request)
     page = None
     if filters is not None:
@@ -156,7 +158,7 @@ def audit_history(request):
 
 @portal_user_required
 @require_GET
-def audit_event_detail(request, event_id: int):
+def audit_event_detail(request: PortalRequest, event_id: int) -> HttpResponse:
     event = AuditEvent.objects.filter(pk=event_id).first()
     if event is None:
         raise Http404("No such audit event.")
@@ -209,7 +211,7 @@ def _recorded_export(chunks, *, header: int, user, fmt: str, filters: AuditFilte
 
 @portal_user_required
 @require_GET
-def audit_export(request, fmt: str):
+def audit_export(request: PortalRequest, fmt: str) -> HttpResponseBase:
     """The whole filtered set (pagination ignored), streamed as it is read."""
     if fmt not in _EXPORTS:
         raise Http404("No such export format.")

@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.contrib.auth import logout
 from django.contrib.auth.views import LoginView
 from django.db import transaction
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
@@ -23,14 +24,14 @@ from provisioning.oidc import (
     provider_unavailable,
     safe_next,
 )
-from provisioning.permissions import portal_user_required
+from provisioning.permissions import PortalRequest, portal_user_required
 
 login_view = LoginView.as_view(form_class=LoginForm, redirect_authenticated_user=True)
 
 
 @never_cache
 @require_POST
-def logout_view(request):
+def logout_view(request: HttpRequest) -> HttpResponse:
     """Ends Onramp's session, then, for a session signed in through the provider, the provider's own
     (where it offers RP-initiated logout), so that the next sign-in asks for the password again."""
     provider_url = provider_logout_url(request)  # read before the session, and its ID token, are gone
@@ -41,7 +42,7 @@ def logout_view(request):
 @portal_user_required
 @never_cache
 @require_http_methods(["GET", "POST"])
-def reauthenticate(request):
+def reauthenticate(request: PortalRequest) -> HttpResponse:
     """Sign in again: through the provider for its users, with the password for local ones."""
     next_url = safe_next(request, request.POST.get("next") or request.GET.get("next"))
     if oidc_session(request):
@@ -67,7 +68,7 @@ def reauthenticate(request):
     )
 
 
-def admin_password_change(request):
+def admin_password_change(request: PortalRequest) -> HttpResponse:
     """The admin's page to change one's own password (Django's view), audited once the new password is saved:
     Django sends no signal for it. Wrapped in the admin's own checks in portal/urls.py."""
     with transaction.atomic():

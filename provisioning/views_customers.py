@@ -2,7 +2,11 @@
 back into the onboarding form with a spec filled in (change the team or settings, edit a failed run and
 start again). Thin: the selectors and services live in provisioning.customers and onboarding."""
 
+from typing import Any
+from uuid import UUID
+
 from django.contrib import messages
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -20,6 +24,7 @@ from provisioning.drift import drift_check_start, drift_desired_spec, drift_in_p
 from provisioning.forms import CustomerSearchForm, onboarding_form_data
 from provisioning.models import Customer, DriftState, Run
 from provisioning.permissions import (
+    PortalRequest,
     customer_may_change,
     customer_permission_check,
     get_run_for_user,
@@ -46,11 +51,12 @@ SORT_COLUMNS = [
 
 @portal_user_required
 @require_GET
-def customer_list(request):
+def customer_list(request: PortalRequest) -> HttpResponse:
     """Every customer with their last run, drift state, role version and offboarding; searched and sorted."""
     form = CustomerSearchForm(request.GET)
     q, sort = (form.cleaned_data["q"].strip(), form.cleaned_data["sort"] or "name") if form.is_valid() else ("", "name")
-    customers = list(customers_find(q=q, sort=sort))
+    # Any: the rows carry customers_with_last_run's annotations, which the model's type does not know.
+    customers: list[Any] = list(customers_find(q=q, sort=sort))
     for customer in customers:  # the last run's kind and status in words (annotated as their values)
         if customer.last_run_id:
             customer.last_run_kind_words = run_kind_words(customer.last_run_kind, customer.last_run_offboard)
@@ -69,7 +75,7 @@ def customer_list(request):
 
 @portal_user_required
 @require_GET
-def customer_detail(request, slug):
+def customer_detail(request: PortalRequest, slug: str) -> HttpResponse:
     customer = get_object_or_404(Customer, slug=slug)
     runs = list(customer.runs.select_related("started_by").order_by("-created_at")[:20])
     setup_link = setup_link_live(customer=customer)
@@ -108,7 +114,7 @@ def _drift_context(customer: Customer, user) -> dict:
 
 @portal_user_required
 @require_GET
-def customer_drift(request, slug):
+def customer_drift(request: PortalRequest, slug: str) -> HttpResponse:
     """The drift part of the customer's page, which htmx polls while a check is under way."""
     customer = get_object_or_404(Customer, slug=slug)
     return render(request, "provisioning/_drift.html", {"customer": customer, **_drift_context(customer, request.user)})
@@ -116,7 +122,7 @@ def customer_drift(request, slug):
 
 @portal_user_required
 @require_POST
-def customer_drift_check(request, slug):
+def customer_drift_check(request: PortalRequest, slug: str) -> HttpResponse:
     """Check now: read the account back against the desired state (nothing changes in it)."""
     customer = get_object_or_404(Customer, slug=slug, is_active=True)
     if drift_check_start(customer=customer, user=request.user) is None:
@@ -126,7 +132,7 @@ def customer_drift_check(request, slug):
 
 @portal_user_required
 @require_POST
-def customer_repair(request, slug):
+def customer_repair(request: PortalRequest, slug: str) -> HttpResponse:
     """Repair: the plan that brings the account back to its desired state, read afresh and previewed; nothing
     changes until a tech lead starts it."""
     customer = get_object_or_404(Customer, slug=slug, is_active=True)
@@ -150,7 +156,7 @@ def _nothing_to_compare(customer: Customer) -> str:
 
 @portal_user_required
 @require_GET
-def drift_list(request):
+def drift_list(request: PortalRequest) -> HttpResponse:
     """Every customer's drift state, worst first."""
     return render(request, "provisioning/drift.html", {"customers": drift_overview()})
 
@@ -182,7 +188,7 @@ def _refused_offboarded(request, customer: Customer, doing: str):
 
 @portal_user_required
 @require_POST
-def customer_change(request, slug):
+def customer_change(request: PortalRequest, slug: str) -> HttpResponse:
     """Change team / settings: the form with the customer's current desired state (their last good spec)."""
     customer = get_object_or_404(Customer, slug=slug, is_active=True)
     customer_permission_check(user=request.user, customer=customer, action="settings")
@@ -204,7 +210,7 @@ def customer_change(request, slug):
 
 @portal_user_required
 @require_POST
-def run_reopen(request, run_id):
+def run_reopen(request: PortalRequest, run_id: UUID) -> HttpResponse:
     """Edit and start again (the form, from a failed or cancelled run's spec), or plan again (the preview of
     the same spec, read afresh: after the account changed under a plan)."""
     run = get_run_for_user(request, run_id, action="plan")
@@ -224,7 +230,7 @@ def run_reopen(request, run_id):
 
 @portal_user_required
 @require_GET
-def roles_list(request):
+def roles_list(request: PortalRequest) -> HttpResponse:
     """Every customer's Onramp role: the template version deployed, the current one, when last seen, and what
     an update brings to the outdated ones."""
     return render(request, "provisioning/roles.html", {"rows": roles_overview(), "role_current": ROLE_TEMPLATE_VERSION})

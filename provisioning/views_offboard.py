@@ -1,8 +1,10 @@
 """Offboarding from the customer's page: choose the mode, check the plan (the account read back against the
 desired state that wants less), confirm, then the run page as usual. Thin: provisioning.offboarding does it."""
 
+from uuid import UUID
+
 from django.contrib import messages
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
@@ -15,7 +17,7 @@ from provisioning.offboarding import (
     offboard_read,
     offboard_start,
 )
-from provisioning.permissions import customer_permission_check, portal_user_required
+from provisioning.permissions import PortalRequest, customer_permission_check, portal_user_required
 from provisioning.runs import CustomerOffboarded, RunConflict
 from provisioning.spec import spec_parse
 from provisioning.views import plan_decisions, plan_started, preview_difference
@@ -28,7 +30,7 @@ def _modes() -> list[tuple[str, str, str]]:
 
 @portal_user_required
 @require_http_methods(["GET", "POST"])
-def customer_offboard(request, slug):
+def customer_offboard(request: PortalRequest, slug: str) -> HttpResponse:
     """Choose how the customer is offboarded (the agency leaves, by default); posting reads the account."""
     customer = get_object_or_404(Customer.objects.select_related("offboarded_by"), slug=slug, is_active=True)
     customer_permission_check(user=request.user, customer=customer, action="offboard")
@@ -50,7 +52,7 @@ def customer_offboard(request, slug):
 
 @portal_user_required
 @require_http_methods(["GET", "POST"])
-def customer_offboard_plan(request, slug, read_id):
+def customer_offboard_plan(request: PortalRequest, slug: str, read_id: UUID) -> HttpResponse:
     """The offboarding's plan, as any difference plan: what goes, what stays; confirming starts the run."""
     customer = get_object_or_404(Customer, slug=slug, is_active=True)
     customer_permission_check(user=request.user, customer=customer, action="offboard")

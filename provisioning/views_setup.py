@@ -4,7 +4,7 @@ make and revoke the link. Thin: provisioning.setup_links holds the rules."""
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.cache import caches
-from django.http import HttpResponseForbidden
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from provisioning.addresses import client_ip
 from provisioning.models import Customer
-from provisioning.permissions import portal_user_required
+from provisioning.permissions import HtmxRequest, PortalRequest, portal_user_required
 from provisioning.setup_links import (
     NOT_YET,
     setup_launched,
@@ -54,7 +54,7 @@ def _gone(request, status: int = 404):
 
 @login_not_required
 @require_GET
-def setup_exchange(request, token: str):
+def setup_exchange(request: HttpRequest, token: str) -> HttpResponse:
     """The link itself: its token is exchanged for a cookie and the browser sent on to an address without it,
     so the token appears in one access log line only."""
     if _limited(request):
@@ -89,7 +89,7 @@ def _status(link) -> dict:
 
 @login_not_required
 @require_GET
-def setup_view(request):
+def setup_view(request: HttpRequest) -> HttpResponse:
     if _limited(request):
         return _gone(request, 429)
     link = _link_of(request)
@@ -101,7 +101,7 @@ def setup_view(request):
 
 @login_not_required
 @require_GET
-def setup_status(request):
+def setup_status(request: HtmxRequest) -> HttpResponse:
     """The page's status part, which the page asks for again every few seconds until it is green."""
     link = _link_of(request)
     if link is None:
@@ -116,7 +116,7 @@ def setup_status(request):
 @csrf_exempt  # see below: under Referrer-Policy no-referrer a browser's form POST carries "Origin: null"
 @login_not_required
 @require_POST
-def setup_action(request):
+def setup_action(request: HttpRequest) -> HttpResponse:
     """ "I launched it" (one more try now), or the stack's outputs pasted after Onramp's own tries ended.
 
     Django's CSRF check refuses the page's own POSTs: with no referrer policy the browser sends "Origin: null".
@@ -147,7 +147,7 @@ def setup_action(request):
 
 @portal_user_required
 @require_POST
-def setup_link_make(request, slug):
+def setup_link_make(request: PortalRequest, slug: str) -> HttpResponse:
     """Make the customer's link (a live one is revoked) and show it once: only its hash is kept."""
     customer = get_object_or_404(Customer, slug=slug)
     token = setup_link_create(customer=customer, user=request.user)
@@ -161,7 +161,7 @@ def setup_link_make(request, slug):
 
 @portal_user_required
 @require_POST
-def setup_link_cancel(request, slug):
+def setup_link_cancel(request: PortalRequest, slug: str) -> HttpResponse:
     customer = get_object_or_404(Customer, slug=slug)
     setup_link_revoke(customer=customer, user=request.user)
     return redirect("customer_detail", slug=slug)

@@ -24,6 +24,7 @@ every case named above, so it only refuses what this already refused (its wordin
 import json
 import re
 from fnmatch import fnmatchcase
+from typing import Any
 
 from sandbox import sar, sts_rules
 
@@ -250,7 +251,8 @@ def _iam_entity_arn(account: str, kind: str, name: str, path: str | None) -> str
 
     if path is None:
         backend = iam_backends[account]["aws"]
-        found = {"user": backend.users, "group": backend.groups, "role": None}.get(kind)
+        named: dict[str, dict[str, Any]] = {"user": backend.users, "group": backend.groups}
+        found = named.get(kind)
         if kind == "role":
             role = next((r for r in backend.roles.values() if r.name == name), None)
             path = role.path if role else None
@@ -482,7 +484,7 @@ def check_iam_decision(layer, call, caller):
     if call.service == "sts" and call.operation == "AssumeRole":
         if call.params.get("RoleArn", "").split(":")[4:5] == [caller.account]:
             return None  # the same account: the trust policy alone may allow it (check_trust decides)
-        requests = [
+        requests: list[tuple[str, str, dict]] | None = [
             (action, call.params.get("RoleArn", ""), request_context(call, caller, action, "", None))
             for action in _assume_role_actions(call)
         ]

@@ -49,84 +49,87 @@ THROTTLE_XML = (
 )
 
 
-def _proxy_handler(proxy: "SandboxProxy") -> type[BaseHTTPRequestHandler]:
+class _ProxyHandler(BaseHTTPRequestHandler):
     """The proxy's request handler: forward to the sandbox, after the rules and the latency."""
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # A response goes out in one segment (status, headers and body buffered, sent at the end of the
-        # request) with Nagle's algorithm off: written as headers then body, the body waited for the
-        # client's delayed ACK of the headers, about 40 ms a call (issue 18, point 0).
-        wbufsize = 1 << 16
-        disable_nagle_algorithm = True
-        upstream: http.client.HTTPConnection | None = None  # one kept-alive connection per client connection
+    protocol_version = "HTTP/1.1"
+    # A response goes out in one segment (status, headers and body buffered, sent at the end of the
+    # request) with Nagle's algorithm off: written as headers then body, the body waited for the
+    # client's delayed ACK of the headers, about 40 ms a call (issue 18, point 0).
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
+    upstream: http.client.HTTPConnection | None = None  # one kept-alive connection per client connection
+    proxy: "SandboxProxy"  # set by _proxy_handler: one subclass per proxy
 
-        def log_message(self, *args):  # quiet: the test output is the report
+    def log_message(self, *args):  # quiet: the test output is the report
+        pass
+
+    def _forward(self, body: bytes) -> tuple[http.client.HTTPResponse, bytes]:
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+        for attempt in (1, 2):
+            if self.upstream is None:
+                self.upstream = http.client.HTTPConnection(self.proxy.upstream, timeout=60)
+                self.upstream.connect()
+                self.upstream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                self.upstream.request(self.command, self.path, body=body, headers=headers)
+                response = self.upstream.getresponse()
+                return response, response.read()
+            except (http.client.RemoteDisconnected, ConnectionError):
+                self.upstream.close()  # the sandbox closed a kept-alive connection: open another
+                self.upstream = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def finish(self):
+        if self.upstream is not None:
+            self.upstream.close()
+        super().finish()
+
+    def _any(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        operation = _operation(self.command, self.path, self.headers, body)
+        self.proxy.calls.append(operation)
+        rule = self.proxy._rule_for(operation, body)
+        if rule is not None and rule.refuse_with:
+            rule.seen.set()
+            self._answer(400, {"Content-Type": "text/xml"}, THROTTLE_XML.format(code=rule.refuse_with).encode())
+            return
+        if self.proxy.latency:
+            time.sleep(self.proxy.latency)
+        response, answer = self._forward(body)
+        self.proxy._harvest(operation, body, answer)
+        if rule is not None and rule.hold_response:
+            rule.seen.set()  # the call happened in AWS; its caller has not heard back
+            rule.release.wait(300)
+            # Whoever asked is gone by now (killed): answer into the void, or to a survivor.
+        headers = {
+            k: v
+            for k, v in response.getheaders()
+            if k.lower() not in ("transfer-encoding", "connection", "content-length")
+        }
+        self._answer(response.status, headers, answer)
+
+    def _answer(self, status: int, headers: dict, body: bytes):
+        try:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+        except OSError:
             pass
 
-        def _forward(self, body: bytes) -> tuple[http.client.HTTPResponse, bytes]:
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
-            for attempt in (1, 2):
-                if self.upstream is None:
-                    self.upstream = http.client.HTTPConnection(proxy.upstream, timeout=60)
-                    self.upstream.connect()
-                    self.upstream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                try:
-                    self.upstream.request(self.command, self.path, body=body, headers=headers)
-                    response = self.upstream.getresponse()
-                    return response, response.read()
-                except (http.client.RemoteDisconnected, ConnectionError):
-                    self.upstream.close()  # the sandbox closed a kept-alive connection: open another
-                    self.upstream = None
-                    if attempt == 2:
-                        raise
-            raise AssertionError("unreachable")
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
 
-        def finish(self):
-            if self.upstream is not None:
-                self.upstream.close()
-            super().finish()
 
-        def _any(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            operation = _operation(self.command, self.path, self.headers, body)
-            proxy.calls.append(operation)
-            rule = proxy._rule_for(operation, body)
-            if rule is not None and rule.refuse_with:
-                rule.seen.set()
-                self._answer(400, {"Content-Type": "text/xml"}, THROTTLE_XML.format(code=rule.refuse_with).encode())
-                return
-            if proxy.latency:
-                time.sleep(proxy.latency)
-            response, answer = self._forward(body)
-            proxy._harvest(operation, body, answer)
-            if rule is not None and rule.hold_response:
-                rule.seen.set()  # the call happened in AWS; its caller has not heard back
-                rule.release.wait(300)
-                # Whoever asked is gone by now (killed): answer into the void, or to a survivor.
-            headers = {
-                k: v
-                for k, v in response.getheaders()
-                if k.lower() not in ("transfer-encoding", "connection", "content-length")
-            }
-            self._answer(response.status, headers, answer)
-
-        def _answer(self, status: int, headers: dict, body: bytes):
-            try:
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                self.wfile.flush()
-            except OSError:
-                pass
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
-
-    return Handler
+def _proxy_handler(proxy: "SandboxProxy") -> type[BaseHTTPRequestHandler]:
+    """The request handler of one proxy: its rules, latency and records."""
+    return type("Handler", (_ProxyHandler,), {"proxy": proxy})
 
 
 class SandboxProxy:

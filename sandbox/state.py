@@ -14,7 +14,6 @@ objects: load only one this module wrote (it is not a format to exchange), with 
 """
 
 import argparse
-import copyreg
 import gzip
 import logging
 import os
@@ -29,25 +28,21 @@ from pathlib import Path
 os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
 
 import moto
-from moto.backends import get_backend
 from moto.core.base_backend import BackendDict
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
 # The strict sandbox's layer with none of its rules on: moto as it is, but answering the calls moto
 # lacks (removing a user lists its service-specific credentials) and one request at a time (moto's dicts race).
-from sandbox.strict import StrictLayer
+# It also registers how pickle copies the locks some of moto's objects hold.
+from sandbox.strict import StrictLayer, backends_live, backends_restore
 
 FORMAT = 1  # bump when what is saved changes shape
-
-# Some of moto's objects hold locks, which pickle refuses: a restored object gets a new, free lock.
-copyreg.pickle(type(threading.Lock()), lambda _lock: (threading.Lock, ()))
-copyreg.pickle(type(threading.RLock()), lambda _lock: (threading.RLock, ()))
 
 
 def state_save(path: Path) -> str:
     """Write every service's state (each backend dict moto has used) to `path`, atomically."""
-    backends = {b.service_name: b for b in BackendDict._instances}
+    backends = backends_live()
     accounts = {account for b in backends.values() for account in b}
     payload = {"format": FORMAT, "moto": moto.__version__, "saved_at": time.time(), "backends": backends}
     data = gzip.compress(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL), compresslevel=1)
@@ -66,14 +61,7 @@ def state_load(path: Path) -> str:
         payload = pickle.loads(gzip.decompress(path.read_bytes()))  # noqa: S301  # nosec B301
         if payload.get("format") != FORMAT or payload.get("moto") != moto.__version__:
             raise ValueError(f"saved by moto {payload.get('moto')}, this is moto {moto.__version__}")
-        for name, saved in payload["backends"].items():
-            live = get_backend(name)
-            dict.clear(live)
-            dict.update(live, saved)
-            # Extra attributes of a service's dict (S3's bucket → account map); the dict keeps its own id.
-            live.__dict__.update({k: v for k, v in saved.__dict__.items() if k != "_id"})
-            if live not in BackendDict._instances:
-                BackendDict._instances.append(live)
+        backends_restore(payload["backends"])
     except Exception as exc:
         BackendDict.reset()
         return (

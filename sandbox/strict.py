@@ -45,6 +45,7 @@ import uuid
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
+from typing import Any
 from urllib.parse import parse_qs
 
 from sandbox import clock, iam_eval, refusals, s3_rules, sts_rules
@@ -219,6 +220,7 @@ def identity_allows(call: Call, caller: Caller, action: str, resource: str) -> b
         PermissionResult,
     )
 
+    key: IAMUserAccessKey | AssumedRoleAccessKey
     if caller.issued is None:  # a user's keys
         key = IAMUserAccessKey(account_id=caller.account, partition="aws", access_key_id=call.access_key_id, headers={})
     else:
@@ -645,6 +647,7 @@ def check_delete_conflict(layer: "StrictLayer", call: Call, caller: Caller) -> R
     if call.service != "iam" or call.operation not in ("DeleteUser", "DeleteGroup", "DeletePolicy"):
         return None
     backend = iam_backends[caller.account]["aws"]
+    entity: Any
     if call.operation == "DeleteUser":
         name = call.params.get("UserName", "")
         entity, resource = backend.users.get(name), f"arn:aws:iam::{caller.account}:user/{name}"
@@ -753,9 +756,16 @@ def speed_install() -> None:
 
 def corrections_install(layer: "StrictLayer") -> None:
     """Wrap six of moto's functions, each correction acting only while its switch is on."""
-    from moto.iam import access_control
-    from moto.iam.models import IAMBackend, Role, iam_backends
-    from moto.s3.exceptions import S3AccessDeniedError
+    _role_corrections_install(layer)
+    _principal_corrections_install(layer)
+    _path_corrections_install(layer)
+    # With IAM's decision made by the layer (Strictness.iam_decision), moto's own permission check defers to it.
+    iam_eval.moto_gate_install(layer)
+
+
+def _role_corrections_install(layer: "StrictLayer") -> None:
+    """A role made or updated by CloudFormation (corrections 1 and 4)."""
+    from moto.iam.models import Role, iam_backends
     from moto.utilities.utils import get_partition
 
     # 1. CloudFormation gives Role.put_policy the template's dict; moto's evaluator then reads it as a
@@ -772,7 +782,7 @@ def corrections_install(layer: "StrictLayer") -> None:
     # 4. A stack update that changes an AWS::IAM::Role's AssumeRolePolicyDocument, Policies or Tags updates the
     #    role in place (CloudFormation's AWS::IAM::Role reference: "Update requires: No interruption" for each);
     #    moto's update keeps only the description, so a customer's updated stack kept its old role.
-    role_update = Role.update_from_cloudformation_json.__func__
+    role_update = Role.update_from_cloudformation_json.__func__  # type: ignore[attr-defined]  # a classmethod
 
     def role_updated(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
         role = role_update(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name)
@@ -794,7 +804,13 @@ def corrections_install(layer: "StrictLayer") -> None:
         backend.tag_role(name, properties.get("Tags", []))
         return backend.get_role(name)
 
-    Role.update_from_cloudformation_json = classmethod(role_updated)
+    Role.update_from_cloudformation_json = classmethod(role_updated)  # type: ignore[assignment]
+
+
+def _principal_corrections_install(layer: "StrictLayer") -> None:
+    """Who a policy's principal names, and what S3's AccessDenied says (corrections 2 and 3)."""
+    from moto.iam import access_control
+    from moto.s3.exceptions import S3AccessDeniedError
 
     # 2. moto compares a trust policy's principals to the caller's ARN literally: a principal of
     #    arn:aws:iam::ACCOUNT:root (or ACCOUNT) must stand for every principal of that account.
@@ -829,6 +845,11 @@ def corrections_install(layer: "StrictLayer") -> None:
 
     access_control.S3IAMRequest.check_action_permitted = s3_check_named
 
+
+def _path_corrections_install(layer: "StrictLayer") -> None:
+    """A user or group moved to another IAM path (corrections 5 and 6)."""
+    from moto.iam.models import IAMBackend
+
     # 5. UpdateUser with NewPath: a user's tags are the user's (IAM API reference, UpdateUser changes its name
     #    or path, nothing else); moto keeps them by ARN, which holds the path, so a moved user lost them.
     user_update = IAMBackend.update_user
@@ -854,9 +875,6 @@ def corrections_install(layer: "StrictLayer") -> None:
             self.groups[group_name].path = new_path
 
     IAMBackend.update_group = group_updated
-
-    # 4. With IAM's decision made by the layer (Strictness.iam_decision), moto's own permission check defers to it.
-    iam_eval.moto_gate_install(layer)
 
 
 # --- The layer and its control API ----------------------------------------------------------------------
@@ -973,28 +991,40 @@ copyreg.pickle(type(threading.Lock()), lambda _lock: (threading.Lock, ()))
 copyreg.pickle(type(threading.RLock()), lambda _lock: (threading.RLock, ()))
 
 
-def backends_dump() -> bytes:
-    """Every service's state (each backend dict moto has used), pickled: moto's own objects, for this process."""
+def backends_live() -> dict[str, Any]:
+    """Every service's state: each backend dict moto has used, by service name (moto's own objects)."""
     from moto.core.base_backend import BackendDict
 
-    return pickle.dumps({b.service_name: b for b in BackendDict._instances}, protocol=pickle.HIGHEST_PROTOCOL)
+    return {b.service_name: b for b in BackendDict._instances}  # type: ignore[misc]  # moto's class-wide list
 
 
-def backends_load(data: bytes) -> None:
-    """Empty every service, then put back what backends_dump kept (only ever bytes this process made)."""
+def backends_restore(backends: dict) -> None:
+    """Put saved backend dicts (from backends_live, pickled and read back) into moto's live ones."""
     from moto.backends import get_backend
     from moto.core.base_backend import BackendDict
-    from moto.moto_api._internal.models import moto_api_backend
 
-    moto_api_backend.reset()
-    for name, saved in pickle.loads(data).items():  # noqa: S301 (our own bytes, never from outside)
+    instances = BackendDict._instances  # type: ignore[misc]  # moto's class-wide list
+    for name, saved in backends.items():
         live = get_backend(name)
         dict.clear(live)
         dict.update(live, saved)
         # Extra attributes of a service's dict (S3's bucket -> account map); the dict keeps its own id.
         live.__dict__.update({k: v for k, v in saved.__dict__.items() if k != "_id"})
-        if live not in BackendDict._instances:
-            BackendDict._instances.append(live)
+        if live not in instances:
+            instances.append(live)
+
+
+def backends_dump() -> bytes:
+    """Every service's state, pickled, for this process."""
+    return pickle.dumps(backends_live(), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def backends_load(data: bytes) -> None:
+    """Empty every service, then put back what backends_dump kept (only ever bytes this process made)."""
+    from moto.moto_api._internal.models import moto_api_backend
+
+    moto_api_backend.reset()
+    backends_restore(pickle.loads(data))  # noqa: S301 (our own bytes, never from outside)
 
 
 class StrictLayer:
@@ -1143,6 +1173,7 @@ def control(layer: StrictLayer, environ, start_response):
     path = environ["PATH_INFO"].removeprefix("/sandbox-api/").strip("/")
     post = environ.get("REQUEST_METHOD") == "POST"
     status = "200 OK"
+    result: dict | list
     try:
         data = json.loads(_read_body(environ) or b"{}")
         if path == "reset" and post:

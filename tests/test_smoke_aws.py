@@ -10,7 +10,7 @@ from tests.test_sandbox import OTHER_ACCOUNT
 
 
 def test_the_smoke_check_onboards_changes_decommissions_and_leaves_nothing_on_the_strict_sandbox(
-    worker, alice, sandbox
+    worker, alice, dana, sandbox
 ):
     said: list[str] = []
     report = smoke_aws_run(
@@ -18,6 +18,7 @@ def test_the_smoke_check_onboards_changes_decommissions_and_leaves_nothing_on_th
         account_id=OTHER_ACCOUNT,
         region="us-west-2",
         user=alice,
+        approver=dana,
         say=said.append,
         timeout=120,
     )
@@ -32,5 +33,5 @@ def test_the_smoke_check_onboards_changes_decommissions_and_leaves_nothing_on_th
 def test_the_smoke_check_refuses_to_start_without_its_confirmation(db, alice, monkeypatch):
     monkeypatch.delenv(CONFIRM_VARIABLE, raising=False)
     with pytest.raises(CommandError) as refused:
-        call_command("smoke_aws", user="alice")
+        call_command("smoke_aws", user="alice", approver="dana")
     assert CONFIRM_VARIABLE in str(refused.value) and "disposable" in str(refused.value)

@@ -1,24 +1,33 @@
 """What every step gets and returns. Nothing about Celery here."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from provisioning import vault
 from provisioning.aws import AwsAccount, settle
 from provisioning.ledger import ledger_previous
+from provisioning.models import Credential, Run, StepRun
 from provisioning.registry import REGISTRY, ApiCall
+
+# AWS answered "already exists" to a create, then "no such entity" to the read just after: someone is
+# deleting it at the same time. Nothing to compare; the next run starts afresh.
+GONE_AFTER_EXISTS = (
+    "{what} already existed when Onramp tried to create it, and was gone a moment later: someone is changing it "
+    "in the account right now. Run again once they are done."
+)
 
 
 @dataclass
 class StepContext:
-    run: object  # provisioning.models.Run
-    step: object  # provisioning.models.StepRun
+    run: Run
+    step: StepRun
     account: AwsAccount
-    params: dict  # this step's parameters, from its declaration (provisioning.registry)
+    params: dict[str, Any]  # this step's parameters, from its declaration (provisioning.registry)
 
-    def client(self, service: str):
+    def client(self, service: str) -> Any:
         return self.account.client(service)
 
-    def send(self, call: ApiCall, *, settling: bool = False, **generated) -> dict:
+    def send(self, call: ApiCall, *, settling: bool = False, **generated: Any) -> dict[str, Any]:
         """Send a declared call exactly as the plan shows it; `generated` fills the values Onramp makes
         at send time (a password). `settling`: the call depends on something this run created moments
         ago, so AWS's "not there yet" answers are waited out (provisioning.aws.settle)."""
@@ -26,7 +35,7 @@ class StepContext:
             return settle(lambda: self.account.send(call, **generated))
         return self.account.send(call, **generated)
 
-    def seal(self, *, secret: str, kind: str, user_name: str, **about):
+    def seal(self, *, secret: str, kind: str, user_name: str, **about: Any) -> Credential:
         """Seal a secret AWS just generated, for the person who started the run (provisioning.vault)."""
         run = self.run
         return vault.credential_seal(
@@ -41,7 +50,7 @@ class StepContext:
         )
 
     @property
-    def previous(self) -> dict | None:
+    def previous(self) -> dict[str, Any] | None:
         """The parameters this step's resource was last applied with, from the ledger (None if unknown)."""
         kind = REGISTRY.kind_of(self.step.key)
         if kind.resource is None:
@@ -54,24 +63,21 @@ class StepContext:
         """The plan read this resource in the account: change it in place, without trying to create it."""
         return bool(self.params.get("known"))
 
-    def outputs_of(self, key: str) -> dict:
-        return self.run.steps.get(key=key).outputs
-
     def created_by_run(self, key: str) -> bool:
         """Whether this run's step `key` created its resource (rather than finding it there; a plan that keeps
         the resource has no such step)."""
         outputs = self.run.steps.filter(key=key).values_list("outputs", flat=True).first()
         return bool((outputs or {}).get("created"))
 
-    def remember(self, **values) -> None:
+    def remember(self, **values: Any) -> None:
         """Save progress markers on the step now, before the next AWS call, so a re-run knows."""
         self.step.outputs = {**self.step.outputs, **values}
-        type(self.step).objects.filter(pk=self.step.pk).update(outputs=self.step.outputs)
+        StepRun.objects.filter(pk=self.step.pk).update(outputs=self.step.outputs)
 
 
 @dataclass
 class StepResult:
     adopted: bool
-    outputs: dict = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
     note: str = ""
     gone: bool = False  # a removal that found nothing left to remove (neither made nor adopted anything)

@@ -6,7 +6,8 @@ from botocore.exceptions import ClientError
 
 from provisioning import documents, registry
 from provisioning.aws import AwsAccount, error_code, error_translate
-from provisioning.steps.base import StepContext, StepResult
+from provisioning.errors import StepFailed
+from provisioning.steps.base import GONE_AFTER_EXISTS, StepContext, StepResult
 
 
 def repository_read(account: AwsAccount, params: dict) -> dict | None:
@@ -46,7 +47,10 @@ def repository(ctx: StepContext, params: dict) -> StepResult:
         except ClientError as exc:
             if error_code(exc) != "RepositoryAlreadyExistsException":
                 raise
-            created, seen = False, repository_read(ctx.account, params)
+            created, found = False, repository_read(ctx.account, params)
+            if found is None:
+                raise StepFailed(GONE_AFTER_EXISTS.format(what=f"The ECR repository {name}")) from None
+            seen = found
             corrected = bool(registry.REPOSITORY.compare(params, seen, None))
             if corrected:  # the one setting of an existing repository Onramp wants: scan on push
                 ctx.send(registry.put_image_scanning_configuration(name))

@@ -9,6 +9,7 @@ import secrets
 import string
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from botocore.exceptions import ClientError
 from django.conf import settings
@@ -18,9 +19,11 @@ from provisioning import registry
 from provisioning.aws import UNMODIFIABLE_CODES, AwsAccount, error_code, error_translate, settle
 from provisioning.errors import StepFailed
 from provisioning.models import Credential
-from provisioning.steps.base import StepContext, StepResult
+from provisioning.steps.base import GONE_AFTER_EXISTS, StepContext, StepResult
 
 MAX_POLICY_VERSIONS = 5
+
+_T = TypeVar("_T")
 
 
 def _missing(exc: ClientError) -> bool:
@@ -31,7 +34,7 @@ def _exists(exc: ClientError) -> bool:
     return error_code(exc) == "EntityAlreadyExists"
 
 
-def absent_is_none(call: Callable[[], dict]) -> dict | None:
+def absent_is_none(call: Callable[[], _T]) -> _T | None:
     """The answer, or None when IAM says the entity does not exist."""
     try:
         return call()
@@ -252,6 +255,8 @@ def media_policy(ctx: StepContext, params: dict) -> StepResult:
                 if not _exists(exc):
                     raise
                 seen = media_policy_read(ctx.account, params)
+                if seen is None:
+                    raise StepFailed(GONE_AFTER_EXISTS.format(what=f"The policy {name}")) from None
         differences = registry.MEDIA_POLICY.compare(params, seen, None)
         if seen["document"] != wanted:
             _policy_version_make(ctx, arn, wanted)

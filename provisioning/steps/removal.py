@@ -108,6 +108,7 @@ def _delete(
 ) -> StepResult:
     """Send the removal's declared delete call; "already gone" answers are fine; `refusals` gives AWS codes
     that mean Onramp must not go on a sentence of their own."""
+    refusals = refusals or {}
     (call,) = REGISTRY.kind_of(ctx.step.key).calls(params)
     try:
         ctx.send(call)
@@ -115,7 +116,7 @@ def _delete(
         code = error_code(exc)
         if code in gone_codes:
             return _gone(params["name"])
-        if code in (refusals or {}):
+        if code in refusals:
             raise StepFailed(refusals[code], code=code) from None
         raise error_translate(exc, doing=REGISTRY.kind_of(ctx.step.key).title(params)) from None
     return StepResult(adopted=False, outputs={"removed": [params["name"]], "name": params["name"]})

@@ -125,7 +125,7 @@ def _approver_untagged_record(ctx: StepContext) -> None:
     preflight's own events (the preflight runs first, and opens the run's first session)."""
     run = ctx.run
     log = current_call_log.get()
-    if run.approved_by_id is None or not ctx.account.untagged_because or log is None:
+    if run.approved_by_id is None or run.approved_by is None or not ctx.account.untagged_because or log is None:
         return
     approver = run.approved_by.get_username()
     log.record(

@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand
 from provisioning.audit import audit_record
 from provisioning.models import ApprovalRule, Customer
 from provisioning.permissions import TECH_LEADS
+from provisioning.registry import role_arn_for
 from provisioning.teams import customer_team_join
 
 
@@ -47,7 +48,7 @@ class Command(BaseCommand):
                 slug="demo-co",
                 aws_account_id="111122223333",
                 default_region="us-east-1",
-                role_arn="arn:aws:iam::111122223333:role/OnrampAccess",
+                role_arn=role_arn_for("111122223333"),
                 # The demo onboards out of the box with one tech lead: no second person to approve it.
                 approval_rule=ApprovalRule.NOTHING,
             )

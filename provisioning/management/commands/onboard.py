@@ -144,8 +144,8 @@ class Command(BaseCommand):
                     # Not typed here, so plan_decide keeps it in the account, released (no longer Onramp's).
                     kept = " (kept, released: it holds data)" if action == Action.REMOVE and item["holds_data"] else ""
                     self.stdout.write(f"  {item['title']}{kept}")
-        kept = sum(1 for item in read.items if item["action"] == Action.KEEP)
-        self.stdout.write(f"{kept} resource{'s' if kept != 1 else ''} kept as they are.")
+        count = sum(1 for item in read.items if item["action"] == Action.KEEP)
+        self.stdout.write(f"{count} resource{'s' if count != 1 else ''} kept as they are.")
         return read
 
     def _read(self, path: Path):

@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from provisioning import customers, drift
+from provisioning.approvals import approval_approve
 from provisioning.models import AccountRead, AuditEvent, Customer, DriftState, Run
 from provisioning.offboarding import offboard_confirm, offboard_start
 from provisioning.onboarding import onboarding_customer
@@ -89,7 +90,7 @@ def _read_done(read: AccountRead, timeout: float) -> AccountRead:
     return read
 
 
-def _stack(cfn, name: str, wanted: str, timeout: float) -> dict | None:
+def _stack(cfn, name: str, wanted: str, timeout: float) -> dict:
     def settled():
         try:
             (stack,) = cfn.describe_stacks(StackName=name)["Stacks"]
@@ -102,7 +103,15 @@ def _stack(cfn, name: str, wanted: str, timeout: float) -> dict | None:
     return _wait(f"The stack {name}", settled, timeout)
 
 
-def _spec(*, suffix: str, account_id: str, region: str, role_arn: str, external_id: str, team: list[dict]) -> dict:
+def _team(suffix: str) -> list[dict]:
+    """A tech lead with console access and a member with a policy and none."""
+    return [
+        {"email": f"lead-{suffix}@smoke.example", "role": "tech_lead", "console": True},
+        {"email": f"dev-{suffix}@smoke.example", "role": "member", "policy": "ReadOnlyAccess", "console": False},
+    ]
+
+
+def _spec(*, suffix: str, account_id: str, region: str, role_arn: str, external_id: str) -> dict:
     return {
         "customer": f"Onramp smoke {suffix}",
         "account_id": account_id,
@@ -116,7 +125,7 @@ def _spec(*, suffix: str, account_id: str, region: str, role_arn: str, external_
         "app_origin": "https://smoke.example.com",
         "ecr_repository": f"onramp-smoke-{suffix}",
         "media_scope": "bucket",
-        "team": team,
+        "team": _team(suffix),
     }
 
 
@@ -146,10 +155,18 @@ def _leftovers(admin: boto3.Session, *, region: str, suffix: str, stack: str) ->
 
 
 def smoke_aws_run(
-    *, customer_admin: boto3.Session, account_id: str, region: str, user, say: Callable[[str], None], timeout=900
+    *,
+    customer_admin: boto3.Session,
+    account_id: str,
+    region: str,
+    user,
+    approver,
+    say: Callable[[str], None],
+    timeout=900,
 ) -> SmokeReport:
     """The whole check, in the customer's account `account_id` (its administrator: `customer_admin`), with Onramp's
-    own identity from the standard credential chain (the agency's account, PORTAL_AWS_ACCOUNT_ID)."""
+    own identity from the standard credential chain (the agency's account, PORTAL_AWS_ACCOUNT_ID). The
+    decommission, which always needs a second person, is asked by `user` and approved by `approver`."""
     report = SmokeReport()
 
     def note(line: str) -> None:
@@ -160,54 +177,30 @@ def smoke_aws_run(
     stack = f"onramp-smoke-{suffix}"
     external_id = secrets.token_hex(16)
     cfn = customer_admin.client("cloudformation", region_name=region, endpoint_url=settings.AWS_ENDPOINT_URL)
-    template = customers.cloudformation_template(
-        customer_name=f"Onramp smoke {suffix}",
-        portal_account_id=settings.PORTAL_AWS_ACCOUNT_ID,
-        external_id=external_id,
-    )
-    cfn.create_stack(StackName=stack, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_NAMED_IAM"])
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in _stack(cfn, stack, "CREATE_COMPLETE", timeout)["Outputs"]}
+    outputs = _role_deploy(cfn, stack=stack, suffix=suffix, external_id=external_id, timeout=timeout)
     note(f"Deployed the role from the template: {outputs['RoleArn']} (version {outputs['TemplateVersion']}).")
-    team = [
-        {"email": f"lead-{suffix}@smoke.example", "role": "tech_lead", "console": True},
-        {"email": f"dev-{suffix}@smoke.example", "role": "member", "policy": "ReadOnlyAccess", "console": False},
-    ]
-    data = _spec(
-        suffix=suffix,
-        account_id=account_id,
-        region=region,
-        role_arn=outputs["RoleArn"],
-        external_id=external_id,
-        team=team,
-    )
+    role_arn = outputs["RoleArn"]
+    data = _spec(suffix=suffix, account_id=account_id, region=region, role_arn=role_arn, external_id=external_id)
     spec = spec_parse(data)
     with transaction.atomic():  # the record is taken under its row lock, as the onboard command does
         customer = onboarding_customer(spec=spec, user=user, via="smoke-aws")
-    runs = [_run_finished(run_create(spec=spec, customer=customer, user=user), timeout)]
-    note(f"Onboarded: run {runs[0].pk} succeeded.")
-
-    check = drift.drift_check_start(customer=customer, user=user)
-    state = _wait(
-        "The drift check", lambda: DriftState.objects.filter(customer=customer, last_read=check).first(), timeout
-    )
-    if state.state != DriftState.State.IN_SYNC:
-        raise CommandError(f"The drift check found the account {state.state}: {state.differences}")
+    run = _run_finished(run_create(spec=spec, customer=customer, user=user), timeout)
+    note(f"Onboarded: run {run.pk} succeeded.")
+    _drift_in_sync(customer, user=user, timeout=timeout)
     note("Drift check: In sync.")
 
-    data = {**data, "team": [team[0], {"email": f"new-{suffix}@smoke.example", "role": "member", "console": False}]}
-    spec = spec_parse(data)
-    read = account_read_now(customer=customer, spec=spec, user=user)
-    items = plan_decide(read.items, delete=set(), typed={})
-    runs.append(_run_finished(run_create(spec=spec, customer=customer, user=user, read=read, items=items), timeout))
-    note(f"Changed the team: run {runs[-1].pk} succeeded.")
+    data = {
+        **data,
+        "team": [data["team"][0], {"email": f"new-{suffix}@smoke.example", "role": "member", "console": False}],
+    }
+    run = _team_change(customer, data=data, user=user, timeout=timeout)
+    note(f"Changed the team: run {run.pk} succeeded.")
 
     customer_admin.client("s3", region_name=region, endpoint_url=settings.AWS_ENDPOINT_URL).put_object(
         Bucket=data["bucket"], Key="smoke.txt", Body=b"the bucket holds data: its name must be typed"
     )
-    read = _read_done(offboard_start(customer=customer, mode=OffboardMode.DECOMMISSION, user=user), timeout)
-    typed = {item["resource"]: item["params"]["name"] for item in read.items if item.get("holds_data")}
-    runs.append(_run_finished(offboard_confirm(read=read, user=user, delete=set(), typed=typed), timeout))
-    note(f"Decommissioned, {len(typed)} name(s) typed: run {runs[-1].pk} succeeded.")
+    run, typed = _decommission(customer, user=user, approver=approver, timeout=timeout)
+    note(f"Decommissioned, {typed} name(s) typed: run {run.pk} succeeded.")
 
     cfn.delete_stack(StackName=stack)
     _stack(cfn, stack, "DELETE_COMPLETE", timeout)
@@ -217,6 +210,51 @@ def smoke_aws_run(
     note("Left in the customer's account: " + ("nothing." if not report.leftovers else ""))
     for arn in report.leftovers:
         note(f"  {arn}")
+    _assumed_rules_observe(customer, report=report, note=note)
+    return report
+
+
+def _role_deploy(cfn, *, stack: str, suffix: str, external_id: str, timeout: float) -> dict[str, str]:
+    """The customer's administrator deploys Onramp's role from the template: the stack's outputs."""
+    template = customers.cloudformation_template(
+        customer_name=f"Onramp smoke {suffix}",
+        portal_account_id=settings.PORTAL_AWS_ACCOUNT_ID,
+        external_id=external_id,
+    )
+    cfn.create_stack(StackName=stack, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_NAMED_IAM"])
+    return {o["OutputKey"]: o["OutputValue"] for o in _stack(cfn, stack, "CREATE_COMPLETE", timeout)["Outputs"]}
+
+
+def _drift_in_sync(customer: Customer, *, user, timeout: float) -> None:
+    """A drift check of the account just onboarded, which must find it In sync."""
+    check = drift.drift_check_start(customer=customer, user=user)
+    state = _wait(
+        "The drift check", lambda: DriftState.objects.filter(customer=customer, last_read=check).first(), timeout
+    )
+    if state.state != DriftState.State.IN_SYNC:
+        raise CommandError(f"The drift check found the account {state.state}: {state.differences}")
+
+
+def _team_change(customer: Customer, *, data: dict, user, timeout: float) -> Run:
+    """A change run to the spec `data`, its plan the difference with the account as read now."""
+    spec = spec_parse(data)
+    read = account_read_now(customer=customer, spec=spec, user=user)
+    items = plan_decide(read.items, delete=set(), typed={})
+    return _run_finished(run_create(spec=spec, customer=customer, user=user, read=read, items=items), timeout)
+
+
+def _decommission(customer: Customer, *, user, approver, timeout: float) -> tuple[Run, int]:
+    """Decommission the customer, typing the name of each resource that holds data, asked by `user` and approved by
+    `approver` (an offboarding always needs a second person): the run, and how many names."""
+    read = _read_done(offboard_start(customer=customer, mode=OffboardMode.DECOMMISSION, user=user), timeout)
+    typed = {item["resource"]: item["params"]["name"] for item in read.items if item.get("holds_data")}
+    asked = offboard_confirm(read=read, user=user, delete=set(), typed=typed)
+    run = asked if isinstance(asked, Run) else approval_approve(approval_id=asked.pk, user=approver)
+    return _run_finished(run, timeout), len(typed)
+
+
+def _assumed_rules_observe(customer: Customer, *, report: SmokeReport, note: Callable[[str], None]) -> None:
+    """Which of the strict sandbox's assumed rules AWS applied in this check's own audited calls."""
     answers = set(
         AuditEvent.objects.filter(customer=customer, action__startswith="aws.")
         .exclude(error_code="")
@@ -228,7 +266,6 @@ def smoke_aws_run(
             code in codes and (not operations or action.rsplit(".", 1)[-1] in operations) for action, code in answers
         )
         note(f"  {rule}: {'observed' if report.observed[rule] else 'not observed'} ({', '.join(codes)})")
-    return report
 
 
 class Command(BaseCommand):
@@ -236,9 +273,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--user", required=True, help="The tech lead the runs are started as.")
+        parser.add_argument(
+            "--approver",
+            required=True,
+            help="The second person who approves the decommission: an Admin, or another member of the customer's team.",
+        )
         parser.add_argument("--timeout", type=float, default=900, help="Seconds each stage waits at most.")
 
-    def handle(self, *args, user, timeout, **options):
+    def handle(self, *args, user, approver, timeout, **options):
         if os.environ.get(CONFIRM_VARIABLE) != CONFIRM_VALUE:
             raise CommandError(
                 f"This check creates and deletes things in real AWS accounts. Set {CONFIRM_VARIABLE}={CONFIRM_VALUE} "
@@ -248,8 +290,9 @@ class Command(BaseCommand):
         if missing:
             raise CommandError(f"Set {', '.join(missing)} (docs/deploying.md, 'A check on real accounts').")
         starter = get_user_model().objects.filter(username=user, is_active=True).first()
-        if starter is None:
-            raise CommandError(f"No active user named {user}.")
+        second = get_user_model().objects.filter(username=approver, is_active=True).first()
+        if starter is None or second is None:
+            raise CommandError(f"No active user named {user if starter is None else approver}.")
         if Customer.objects.filter(aws_account_id=os.environ["SMOKE_CUSTOMER_ACCOUNT_ID"]).exists():
             raise CommandError("The customer account is already on record here: use a database of its own for this.")
         report = smoke_aws_run(
@@ -257,6 +300,7 @@ class Command(BaseCommand):
             account_id=os.environ["SMOKE_CUSTOMER_ACCOUNT_ID"],
             region=os.environ.get("SMOKE_REGION", "us-west-2"),
             user=starter,
+            approver=second,
             say=self.stdout.write,
             timeout=timeout,
         )
