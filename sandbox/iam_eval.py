@@ -18,8 +18,9 @@ sts:GetCallerIdentity needs no permission (STS API reference: "No permissions ar
 perform this operation" even under an explicit deny). sts:AssumeRole's trust half stays sandbox/strict.py's
 check_trust; across accounts this module decides the caller's half too.
 
-moto's own authorization stays on behind this as a second gate: it is more lenient than this evaluator in
-every case named above, so it only refuses what this already refused (its wording is kept for S3)."""
+moto's own authorization is replaced, not kept as a second gate: with this rule on, moto still authenticates every
+request (its signature check), but its permission check defers to this decision (moto_gate_install), except for
+sts:AssumeRole, whose trust policy moto checks as well as check_trust."""
 
 import json
 import re
