@@ -151,12 +151,15 @@ _PART_WORDS = {
 }
 
 
-def _removed_by_run(ctx: StepContext, prefix: str) -> set[str]:
-    """What this run's steps whose key starts with `prefix` removed (their outputs' "removed")."""
+def _removed_by_run(ctx: StepContext, key: str) -> set[str]:
+    """What this run's step `key` removed (its outputs' "removed"); a `key` ending in ":" names every instance of
+    that kind (every user's remove.user.groups:…)."""
     if ctx.run is None:
         return set()
-    rows = ctx.run.steps.filter(key__startswith=prefix).values_list("outputs", flat=True)
-    return {str(item) for outputs in rows for item in (outputs or {}).get("removed", [])}
+    steps = ctx.run.steps.filter(key__startswith=key) if key.endswith(":") else ctx.run.steps.filter(key=key)
+    return {
+        str(item) for outputs in steps.values_list("outputs", flat=True) for item in (outputs or {}).get("removed", [])
+    }
 
 
 def _user_conflict(ctx: StepContext, user: str) -> bool:
