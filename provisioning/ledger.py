@@ -1,12 +1,14 @@
 """The ledger: what Onramp created or adopted in each customer's account, kept up to date by the steps'
 outcomes (in the transaction that records them), and read by plans, drift checks and the admin."""
 
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from provisioning.models import Customer, Resource, Run
+from provisioning.models import Customer, Resource, Run, StepRun
 from provisioning.registry import REGISTRY, Registry, StepKind
 
 
@@ -41,6 +43,19 @@ def ledger_holds_user(customer_id: int, member: dict) -> bool:
         name=member["UserName"],
         state=Resource.State.PRESENT,
     ).exists()
+
+
+def ledger_changed_lately(*, customer_id: int, kinds: frozenset[str]) -> frozenset[str]:
+    """The keys of the steps of these `kinds` that a run of this customer changed (succeeded, not adopted) less than
+    AWS_SETTLE_SECONDS ago: AWS may still show what was there before (provisioning.steps.reading SETTLING_READS)."""
+    since = timezone.now() - timedelta(seconds=settings.AWS_SETTLE_SECONDS)
+    of_kinds = Q()
+    for kind in kinds:
+        of_kinds |= Q(key=kind) | Q(key__startswith=f"{kind}:")
+    changed = StepRun.objects.filter(
+        of_kinds, run__customer_id=customer_id, state=StepRun.State.SUCCEEDED, finished_at__gte=since
+    )
+    return frozenset(changed.values_list("key", flat=True))
 
 
 def ledger_previous(*, customer_id: int, kind: str, identity: str) -> dict | None:

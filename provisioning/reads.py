@@ -13,11 +13,11 @@ from provisioning.audit import audit_record
 from provisioning.aws import NO_ANSWER_ERRORS, account_for_spec, aws_work, error_translate
 from provisioning.checks import BLOCK, checks_sentence, plan_checks, region_check
 from provisioning.errors import OnrampError
-from provisioning.ledger import ledger_rows
+from provisioning.ledger import ledger_changed_lately, ledger_rows
 from provisioning.models import AccountRead, AuditEvent, Customer
 from provisioning.plan import plan_difference, plan_offboard, plan_registry
 from provisioning.spec import Spec, spec_from_json
-from provisioning.steps.reading import account_seen, seen_fingerprint
+from provisioning.steps.reading import SETTLING_READS, account_seen, seen_fingerprint
 from provisioning.steps.sts import identity_check
 from provisioning.teams import customer_permission_check
 
@@ -82,7 +82,8 @@ def _read_account(read: AccountRead, spec: Spec) -> dict:
         )
         identity_check(sts=account.client("sts"), account_id=spec.account_id)
         ledger = ledger_rows(customer_id=read.customer_id)
-        seen = account_seen(account, spec=spec, ledger=ledger, registry=registry)
+        lately = ledger_changed_lately(customer_id=read.customer_id, kinds=SETTLING_READS)
+        seen = account_seen(account, spec=spec, ledger=ledger, registry=registry, changed_lately=lately)
         items = plan_difference(spec=spec, ledger=ledger, seen=seen, registry=registry)
         if read.offboard:
             items = plan_offboard(items)

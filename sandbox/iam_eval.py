@@ -18,15 +18,16 @@ sts:GetCallerIdentity needs no permission (STS API reference: "No permissions ar
 perform this operation" even under an explicit deny). sts:AssumeRole's trust half stays sandbox/strict.py's
 check_trust; across accounts this module decides the caller's half too.
 
-moto's own authorization stays on behind this as a second gate: it is more lenient than this evaluator in
-every case named above, so it only refuses what this already refused (its wording is kept for S3)."""
+moto's own authorization is replaced, not kept as a second gate: with this rule on, moto still authenticates every
+request (its signature check), but its permission check defers to this decision (moto_gate_install), except for
+sts:AssumeRole, whose trust policy moto checks as well as check_trust."""
 
 import json
 import re
 from fnmatch import fnmatchcase
 from typing import Any
 
-from sandbox import sar, sts_rules
+from sandbox import refusals, sar, sts_rules
 
 # --- Conditions -----------------------------------------------------------------------------------------
 
@@ -325,8 +326,10 @@ def missing_placeholders(action: str) -> list[str]:
     ]
 
 
-def _tags(arn: str, region: str) -> dict[str, str] | None:
-    """The tags of the resource `arn` names, from moto's records; None when it does not exist (or takes none)."""
+def _tags(arn: str, region: str, tag_window: float = 0.0) -> dict[str, str] | None:
+    """The tags of the resource `arn` names, from moto's records; None when it does not exist (or takes none).
+    Within `tag_window` seconds of a change to a user's or role's tags, the tags from before it
+    (sandbox/refusals.py check_tag_window)."""
     from moto.iam.models import iam_backends
 
     parts = arn.split(":", 5)
@@ -338,6 +341,9 @@ def _tags(arn: str, region: str) -> dict[str, str] | None:
             backend = iam_backends[account if account.isdigit() else "000000000000"]["aws"]
             kind, _, name = rest.partition("/")
             name = name.rsplit("/", 1)[-1]
+            changed, before = refusals.tags_seen(account, kind, name, tag_window)
+            if changed:
+                return before
             if kind == "user" and name in backend.users:
                 return {t["Key"]: t["Value"] for t in backend.list_user_tags(name)}
             if kind == "role":
@@ -367,8 +373,11 @@ def _request_tags(call) -> dict[str, str]:
     return tags
 
 
-def request_context(call, caller, action: str, resource_arn: str, resource_type: sar.ResourceType | None) -> dict:
-    """The keys really in the request context for this action on this resource, each a list of values."""
+def request_context(
+    call, caller, action: str, resource_arn: str, resource_type: sar.ResourceType | None, tag_window: float = 0.0
+) -> dict:
+    """The keys really in the request context for this action on this resource, each a list of values (the
+    resource's tags as IAM sees them `tag_window` seconds after a change: sandbox/refusals.py check_tag_window)."""
     context: dict[str, list[str]] = {
         "aws:PrincipalArn": [caller.arn],
         "aws:PrincipalAccount": [caller.account],
@@ -383,7 +392,7 @@ def request_context(call, caller, action: str, resource_arn: str, resource_type:
     carried = {key.lower() for key in (privilege.condition_keys if privilege else ())}
     if resource_type is not None:
         prefixes = {key.split("/", 1)[0].lower() for key in resource_type.condition_keys if "/${TagKey}" in key}
-        tags = _tags(resource_arn, call.region) if prefixes else None
+        tags = _tags(resource_arn, call.region, tag_window) if prefixes else None
         for prefix in prefixes:
             for key, value in (tags or {}).items():
                 context[f"{prefix}/{key}"] = [value]
@@ -406,7 +415,7 @@ def request_context(call, caller, action: str, resource_arn: str, resource_type:
     return context
 
 
-def requests_for(call, caller) -> list[tuple[str, str, dict]] | None:
+def requests_for(call, caller, tag_window: float = 0.0) -> list[tuple[str, str, dict]] | None:
     """Each (action, resource ARN, context) the request is authorised as; None when the layer has no rule."""
     if call.service == "s3":
         pairs = s3_requests(call.method, call.path, call.query, call.body)
@@ -425,7 +434,8 @@ def requests_for(call, caller) -> list[tuple[str, str, dict]] | None:
         arn = call.params.get("RoleArn") if call.service == "sts" else arn_fill(resource_type.arn, call, caller)
         if arn is None:
             return None
-        requests.append((found.action, arn, request_context(call, caller, found.action, arn, resource_type)))
+        context = request_context(call, caller, found.action, arn, resource_type, tag_window)
+        requests.append((found.action, arn, context))
     return requests
 
 
@@ -489,7 +499,7 @@ def check_iam_decision(layer, call, caller):
             for action in _assume_role_actions(call)
         ]
     else:
-        requests = requests_for(call, caller)
+        requests = requests_for(call, caller, layer.config.tag_window)
     if requests is None:
         what = call.operation if call.service != "s3" else f"{call.method} {call.path}?{call.query}"
         return Refusal(

@@ -7,7 +7,9 @@ import json
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from sandbox import clock
@@ -343,6 +345,188 @@ def check_new_key_window(layer, call, caller):
     return _unknown_key(call)
 
 
+# What a change left behind for a while, and what it was before: (account, what, name) -> (clock.monotonic() of the
+# last change, the state before the first change of the window). Emptied by reset(), as a restored sandbox starts anew.
+_BEFORE: dict[tuple[str, str, str], tuple[float, object]] = {}
+
+
+def _before_remember(key: tuple[str, str, str], window: float, state: Callable[[], Any]) -> None:
+    """A change to `key` now: the window starts again, and what is seen during it stays what was there before the
+    first change of a window still open (`state()` read now otherwise)."""
+    with _RECENT_LOCK:
+        earlier = _BEFORE.get(key)
+        now = clock.monotonic()
+        kept = earlier[1] if earlier is not None and now - earlier[0] < window else state()
+        _BEFORE[key] = (now, kept)
+
+
+def _value(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
+def _before_within(key: tuple[str, str, str], window: float) -> tuple[bool, Any]:
+    """(True, the state before) while `key` changed less than `window` seconds ago; (False, None) otherwise."""
+    with _RECENT_LOCK:
+        found = _BEFORE.get(key)
+    if found is None or not window or clock.monotonic() - found[0] >= window:
+        return False, None
+    return True, found[1]
+
+
+def reset() -> None:
+    """Forget every change the windows remember (a reset or a restored snapshot starts with none)."""
+    with _RECENT_LOCK:
+        _RECENT.clear()
+        _BEFORE.clear()
+
+
+# TagUser/TagRole and their Untag: the entity whose tags change, by kind and parameter.
+_TAG_CHANGES = {
+    "TagUser": ("user", "UserName"),
+    "UntagUser": ("user", "UserName"),
+    "TagRole": ("role", "RoleName"),
+    "UntagRole": ("role", "RoleName"),
+}
+
+
+def _entity_tags(account: str, kind: str, name: str) -> dict[str, str] | None:
+    from moto.iam.models import iam_backends
+
+    backend = iam_backends[account]["aws"]
+    if kind == "user":
+        return {t["Key"]: t["Value"] for t in backend.list_user_tags(name)} if name in backend.users else None
+    role = next((r for r in backend.roles.values() if r.name == name), None)
+    return {t["Key"]: t["Value"] for t in role.tags} if role is not None else None
+
+
+def check_tag_window(layer, call, caller):
+    """A user's or role's tags changed by TagUser/UntagUser/TagRole/UntagRole are not seen at once by IAM's decision
+    (IAM User Guide, "Changes that I make are not always immediately visible": IAM is eventually consistent; how
+    long, and that a tag-conditioned call sees the old tags meanwhile, is assumed): for Strictness.tag_window
+    seconds after the last change, aws:ResourceTag/* and iam:ResourceTag/* hold the tags from before it
+    (tags_seen, read by sandbox/iam_eval.py). Never refuses anything itself."""
+    if call.service != "iam" or call.operation not in _TAG_CHANGES:
+        return None
+    kind, param = _TAG_CHANGES[call.operation]
+    name = call.params.get(param, "")
+    _before_remember(
+        (caller.account, f"{kind}_tags", name),
+        layer.config.tag_window,
+        lambda: _entity_tags(caller.account, kind, name),
+    )
+    return None
+
+
+def tags_seen(account: str, kind: str, name: str, window: float) -> tuple[bool, dict | None]:
+    """(True, the tags IAM's decision still sees) within tag_window of a change to them; (False, None) otherwise."""
+    return _before_within((account, f"{kind}_tags", name), window)
+
+
+# What a removal takes off a user, group or policy that AWS's DeleteUser/DeleteGroup/DeletePolicy refuse to delete it
+# with (IAM API reference, DeleteUser: the items to remove first), and the DeleteConflict message that goes with it
+# (sandbox/strict.py check_delete_conflict's words).
+_USER_PART = "Cannot delete entity, must {} first."
+_PREREQUISITES = {
+    "DeleteLoginProfile": (("user", "UserName", _USER_PART.format("delete login profile")),),
+    "DeleteAccessKey": (("user", "UserName", _USER_PART.format("delete access keys")),),
+    "DeleteSigningCertificate": (("user", "UserName", _USER_PART.format("delete signing certificates")),),
+    "DeleteSSHPublicKey": (("user", "UserName", _USER_PART.format("delete SSH public keys")),),
+    "DeleteServiceSpecificCredential": (("user", "UserName", _USER_PART.format("delete service credentials")),),
+    "DeactivateMFADevice": (("user", "UserName", _USER_PART.format("delete MFA devices")),),
+    "DeleteUserPolicy": (("user", "UserName", _USER_PART.format("delete policies")),),
+    "DetachUserPolicy": (
+        ("user", "UserName", _USER_PART.format("detach all policies")),
+        ("policy", "PolicyArn", "Cannot delete a policy attached to entities."),
+    ),
+    "RemoveUserFromGroup": (
+        ("user", "UserName", _USER_PART.format("remove user from all groups")),
+        ("group", "GroupName", _USER_PART.format("remove users from group")),
+    ),
+    "DeleteGroupPolicy": (("group", "GroupName", _USER_PART.format("delete policies")),),
+    "DetachGroupPolicy": (
+        ("group", "GroupName", _USER_PART.format("detach all policies")),
+        ("policy", "PolicyArn", "Cannot delete a policy attached to entities."),
+    ),
+    "DetachRolePolicy": (("policy", "PolicyArn", "Cannot delete a policy attached to entities."),),
+    "DeletePolicyVersion": (
+        ("policy", "PolicyArn", "Cannot delete a policy with non-default versions. Delete its other versions first."),
+    ),
+}
+_DELETES = {
+    "DeleteUser": ("user", "UserName"),
+    "DeleteGroup": ("group", "GroupName"),
+    "DeletePolicy": ("policy", "PolicyArn"),
+}
+
+
+def check_delete_conflict_window(layer, call, caller):
+    """For a moment after the last removal of what hangs on a user, group or policy (a key, a policy, a membership,
+    a version…), DeleteUser, DeleteGroup and DeletePolicy still answer DeleteConflict, naming what was removed (IAM
+    User Guide, "Changes that I make are not always immediately visible"; that DeleteConflict is what shows it, and
+    for how long, is assumed). The window starts again at each such removal. The conflicts that are real (something
+    still there) are sandbox/strict.py's delete_conflicts."""
+    if call.service != "iam" or call.operation not in _DELETES:
+        return None
+    kind, param = _DELETES[call.operation]
+    within, message = _before_within(
+        (caller.account, f"{kind}_parts", call.params.get(param, "")), layer.config.delete_conflict_window
+    )
+    return _refusal("DeleteConflict", message, 409) if within else None
+
+
+def observe(layer, call, caller) -> None:
+    """After moto answered a call of Onramp's (or a test's) with success: a removal of what hangs on a user, group
+    or policy starts check_delete_conflict_window's window (a removal AWS refused starts none)."""
+    if call.service != "iam" or not layer.config.delete_conflict_window:
+        return
+    for kind, param, message in _PREREQUISITES.get(call.operation, ()):
+        name = call.params.get(param) or (caller.arn.rsplit("/", 1)[-1] if kind == "user" else "")
+        key = (caller.account, f"{kind}_parts", name)
+        _before_remember(key, 0.0, _value(message))  # the last removal names the conflict
+
+
+def check_lifecycle_window(layer, call, caller):
+    """For a moment after PutLifecyclePolicy, GetLifecyclePolicy on that repository answers what was there before:
+    the previous policy, or LifecyclePolicyNotFoundException when it had none. AWS documents only that the policy
+    acts on images within 24 hours (ECR User Guide, "Creating a lifecycle policy"); this read-after-write window,
+    and its length, are assumed, as for IAM ("Changes that I make are not always immediately visible")."""
+    from moto.ecr.models import ecr_backends
+
+    if call.service != "ecr" or call.operation not in ("PutLifecyclePolicy", "GetLifecyclePolicy"):
+        return None
+    account = call.params.get("registryId") or caller.account
+    name = call.params.get("repositoryName", "")
+    key = (account, f"lifecycle@{call.region}", name)
+    window = layer.config.lifecycle_window
+    if call.operation == "PutLifecyclePolicy":
+        repository = ecr_backends[account][call.region].repositories.get(name)
+        _before_remember(key, window, lambda: repository.lifecycle_policy if repository is not None else None)
+        return None
+    within, text = _before_within(key, window)
+    if not within:
+        return None
+    if not text:
+        return _refusal(
+            "LifecyclePolicyNotFoundException",
+            f"Lifecycle policy does not exist for the repository with name '{name}' in the registry with id "
+            f"'{account}'",
+            400,
+        )
+    return JsonAnswer({"registryId": account, "repositoryName": name, "lifecyclePolicyText": text})
+
+
+class JsonAnswer:
+    """A 200 answer of a JSON API the layer gives itself (as Listing for XML)."""
+
+    def __init__(self, document: dict):
+        self.body = json.dumps(document).encode()
+
+    def respond(self, call, start_response):
+        headers = [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(self.body)))]
+        start_response("200 OK", headers + [("x-amzn-RequestId", str(uuid.uuid4()))])
+        return [self.body]
+
+
 # Authentication comes before everything else AWS checks; the others after authorization.
 AUTHENTICATION = (
     ("inactive_keys", check_inactive_key),
@@ -357,4 +541,7 @@ CHECKS = (
     ("template_url", check_template_url),
     ("login_profile_window", check_login_profile_window),
     ("opt_in_regions", check_describe_regions),
+    ("tag_window", check_tag_window),
+    ("delete_conflict_window", check_delete_conflict_window),
+    ("lifecycle_window", check_lifecycle_window),
 )

@@ -95,6 +95,9 @@ class Strictness:
     template_url: bool = False  # CloudFormation reads a TemplateURL with the caller's own access
     login_profile_window: float = 0.0  # seconds after CreateLoginProfile: EntityTemporarilyUnmodifiable (assumed)
     new_key_window: float = 0.0  # seconds after CreateAccessKey during which the new key is refused (assumed)
+    tag_window: float = 0.0  # seconds after TagUser/TagRole (or Untag) during which IAM's decision sees the old tags
+    delete_conflict_window: float = 0.0  # seconds after the last removal of what hangs on it: DeleteConflict (assumed)
+    lifecycle_window: float = 0.0  # seconds after PutLifecyclePolicy: GetLifecyclePolicy answers the previous one
     # S3's refusals when a bucket is emptied (sandbox/s3_rules.py).
     mfa_delete: bool = False  # a bucket with MFA Delete refuses deleting versions without x-amz-mfa
     bucket_acl_ownership: bool = False  # BucketOwnerEnforced refused while the bucket's ACL grants others
@@ -1056,6 +1059,7 @@ class StrictLayer:
             self._passwords.clear()
         s3_rules.reset()
         sts_rules.reset()
+        refusals.reset()
         user_make(
             account_id=SETUP_ACCOUNT,
             user_name=SETUP_USER,
@@ -1088,6 +1092,7 @@ class StrictLayer:
         # too: a restored sandbox starts with none, as a reset one does.
         s3_rules.reset()
         sts_rules.reset()
+        refusals.reset()
         return {"restored": True, **self.configure(config)}
 
     def created_within(self, key: tuple, window: float) -> bool:
@@ -1139,6 +1144,8 @@ class StrictLayer:
         entity = created_entity(call, caller)
         s3_rules.observe(call, caller)
         sts_rules.observe(call, caller)
+        if not caller.harness:
+            refusals.observe(self, call, caller)
         password = call.params.get("Password") if call.service == "iam" else None
         with self._lock:
             if entity is not None and not caller.harness:

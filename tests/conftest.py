@@ -67,6 +67,9 @@ STRICT = {
     "template_url": True,
     "login_profile_window": 1.0,
     "new_key_window": 1.0,
+    "tag_window": 1.0,
+    "delete_conflict_window": 1.0,
+    "lifecycle_window": 1.0,
     "list_buckets_page": 2,  # Onramp's listing pages (and lists by Prefix): a small page shows it does
     "mfa_delete": True,
     "bucket_acl_ownership": True,

@@ -220,6 +220,18 @@ def test_point_2_the_deployed_role_moves_only_a_user_tagged_as_onramps_into_its_
     assert error["Code"] == "AccessDenied" and "iam:UpdateUser" in error["Message"]
 
 
+def test_point_2_the_tag_condition_refuses_a_user_tagged_managed_by_another_value(aws):
+    """aws:ResourceTag/managed-by present with another value: StringEquals refuses it (the key allowed and absent are
+    the test above). moto's evaluator, which checks IAM calls against "*" and meets any condition, let it move."""
+    _person(aws, "theirs", tags=[{"Key": "managed-by", "Value": "terraform"}])
+    iam = _client(aws, _onramp_role(aws), "iam", region="us-east-1")
+    error = _error(lambda: iam.update_user(UserName="theirs", NewPath="/onramp/"))
+    assert error["Code"] == "AccessDenied" and "iam:UpdateUser" in error["Message"]
+
+    aws.configure(iam_decision=False)
+    iam.update_user(UserName="theirs", NewPath="/onramp/")
+
+
 def test_point_2_the_deployed_role_cannot_join_its_users_to_a_customers_group(aws):
     """AddUserToGroup's resource is the group: a customer's group outside /onramp/ is refused, Onramp's own is not."""
     admin = _admin_iam(aws)

@@ -2,6 +2,7 @@
 when a repair would change something; a plan read's "absent" answers are audited as expected. The real
 worker and the strict sandbox."""
 
+import pytest
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -15,8 +16,9 @@ from provisioning.runs import run_create
 from provisioning.spec import spec_parse
 from provisioning.views import DRAFT
 from provisioning.vocabulary import RunKind
-from tests.conftest import finished_run, spec_data
-from tests.test_drift import _check, _iam, _onboarded, _s3
+from tests.awsread import account_session
+from tests.conftest import CUSTOMER_ACCOUNT, finished_run, spec_data
+from tests.test_drift import REGION, _check, _iam, _onboarded, _s3
 from tests.waiting import refreshed, wait_until
 
 
@@ -53,6 +55,51 @@ def test_point_5_a_repair_run_ends_with_a_drift_check_of_that_customer(worker, a
     assert state.state == DriftState.State.IN_SYNC and state.differences == []
     requested = AuditEvent.objects.get(action="drift.requested", customer=customer)
     assert requested.details == {"read": str(state.last_read_id), "why": "a repair run succeeded"}
+
+
+def _repaired_and_checked(alice, customer) -> tuple[Run, DriftState]:
+    """A repair run of the customer's drift, and the drift check its end starts (nobody presses Check now)."""
+    data = drift.drift_desired_spec(customer=customer)
+    read = _read_done(account_read_start(customer=customer, spec=spec_parse(data), user=alice))
+    items = plan_decide(read.items, delete=set(), typed={})
+    run = run_create(spec=spec_parse(data), customer=customer, user=alice, read=read, items=items, repair=True)
+
+    def checked_after_the_run():
+        state = DriftState.objects.filter(customer=customer).select_related("last_read").first()
+        run.refresh_from_db()
+        after = run.finished_at and state and state.last_read and state.last_read.created_at > run.finished_at
+        return state if after else None
+
+    return run, wait_until(checked_after_the_run, timeout=60, message="no drift check after the repair")
+
+
+@pytest.mark.strict(lifecycle_window=5.0)
+def test_a_repair_that_puts_the_lifecycle_policy_back_is_in_sync_though_ecr_shows_the_old_one_a_moment(
+    worker, alice, sandbox
+):
+    """ECR may answer GetLifecyclePolicy with what was there before for a moment after PutLifecyclePolicy (assumed:
+    the strict sandbox's lifecycle_window). The drift check a repair run ends with reads a lifecycle policy the run
+    just put again until it shows it (bounded by AWS_SETTLE_SECONDS), instead of calling the run's own change
+    drift; a policy deleted by hand is still drift."""
+    customer = _onboarded(alice).customer
+    account_session(sandbox.url, CUSTOMER_ACCOUNT, REGION).ecr(REGION).delete_lifecycle_policy(
+        repositoryName="acme-app"
+    )
+    sandbox.clock_advance(6)  # the onboarding's own put is past its window
+    drifted = _check(customer)
+    assert drifted.state == DriftState.State.DRIFTED
+    assert [d["key"] for d in drifted.differences] == ["ecr.lifecycle"]
+
+    run, state = _repaired_and_checked(alice, customer)
+
+    assert run.status == Run.Status.SUCCEEDED and run.steps.get(key="ecr.lifecycle").state == "succeeded"
+    assert state.state == DriftState.State.IN_SYNC and state.differences == []
+    assert AuditEvent.objects.filter(
+        action="aws.ecr.GetLifecyclePolicy",
+        customer=customer,
+        error_code="LifecyclePolicyNotFoundException",
+        created_at__gt=run.finished_at,
+    ).exists()  # fmt: skip  (ECR did show the old state after the run; the check read again)
 
 
 def test_point_5_repair_is_offered_only_when_a_repair_would_change_something(worker, alice, sandbox):

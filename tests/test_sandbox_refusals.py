@@ -6,14 +6,24 @@ import json
 import boto3
 import pytest
 
-from provisioning.aws import OPT_IN_REGIONS
+from provisioning.aws import OPT_IN_REGIONS, account_connect
+from provisioning.errors import StepFailed
+from provisioning.models import StepRun
+from provisioning.steps import removal
+from provisioning.steps.base import StepContext
 from provisioning.steps.removal import _USER_PARTS
 from sandbox.refusals import OPT_IN_REGIONS as SANDBOX_OPT_IN_REGIONS
-from tests.conftest import CUSTOMER_ACCOUNT
+from tests.conftest import CUSTOMER_ACCOUNT, finished_run
 from tests.test_sandbox import OTHER_ACCOUNT, _client, _error, _user
 
 pytestmark = pytest.mark.strict(
-    consistency_window=0.0, session_max_age=0.0, login_profile_window=0.0, new_key_window=0.0
+    consistency_window=0.0,
+    session_max_age=0.0,
+    login_profile_window=0.0,
+    new_key_window=0.0,
+    tag_window=0.0,
+    delete_conflict_window=0.0,
+    lifecycle_window=0.0,
 )
 
 
@@ -255,3 +265,202 @@ def test_moving_a_user_or_group_into_a_path_keeps_its_tags_and_moves_the_group(a
     assert iam.get_user(UserName="made-before")["User"]["Arn"].endswith(":user/onramp/made-before")
     assert iam.list_user_tags(UserName="made-before")["Tags"] == [{"Key": "managed-by", "Value": "onramp"}]
     assert iam.get_group(GroupName="made-before-group")["Group"]["Arn"].endswith(":group/onramp/made-before-group")
+
+
+# --- Windows after a change: tags, DeleteConflict, an ECR lifecycle policy (all three assumed) ---------------------
+
+ONRAMPS_ONLY = {"StringEquals": {"aws:ResourceTag/managed-by": "onramp"}}
+
+
+def test_a_tag_conditioned_call_sees_the_old_tags_for_a_moment_after_tag_user(aws):
+    """IAM is eventually consistent ("Changes that I make are not always immediately visible"): for tag_window
+    seconds after TagUser/UntagUser, IAM's decision still sees the tags from before the first change, and the
+    window starts again at each change. UpdateUser here is allowed on users tagged managed-by=onramp only."""
+    aws.configure(tag_window=30.0)
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["iam:CreateUser", "iam:TagUser", "iam:UntagUser"], "Resource": "*"},
+        {"Effect": "Allow", "Action": "iam:UpdateUser", "Resource": "*", "Condition": ONRAMPS_ONLY}]}  # fmt: skip
+    keys = ("AKIASANDBOXTAGWINDOW", "tag-window-sandbox-only-secret-00000000")
+    aws.user_make(account_id=CUSTOMER_ACCOUNT, user_name="tagger", policy_document=policy, keys=keys)
+    iam = boto3.client(
+        "iam", endpoint_url=aws.url, region_name="us-east-1", aws_access_key_id=keys[0], aws_secret_access_key=keys[1]
+    )
+    iam.create_user(UserName="member")
+    iam.tag_user(UserName="member", Tags=[{"Key": "managed-by", "Value": "onramp"}])
+    error = _error(lambda: iam.update_user(UserName="member", NewPath="/onramp/"))
+    assert error["Code"] == "AccessDenied" and "iam:UpdateUser" in error["Message"]
+    aws.clock_advance(20)
+    iam.tag_user(UserName="member", Tags=[{"Key": "team", "Value": "a"}])  # a second change: the window goes on
+    aws.clock_advance(20)
+    assert _error(lambda: iam.update_user(UserName="member", NewPath="/onramp/"))["Code"] == "AccessDenied"
+
+    aws.clock_advance(11)  # 31 s after the last change: the decision sees the tag
+    iam.update_user(UserName="member", NewPath="/onramp/")
+
+    iam.untag_user(UserName="member", TagKeys=["managed-by"])  # and an untagged user is Onramp's for a moment
+    iam.update_user(UserName="member", NewPath="/")
+    aws.clock_advance(31)
+    assert _error(lambda: iam.update_user(UserName="member", NewPath="/onramp/"))["Code"] == "AccessDenied"
+
+    aws.configure(tag_window=0.0)  # off: the new tags at once
+    iam.tag_user(UserName="member", Tags=[{"Key": "managed-by", "Value": "onramp"}])
+    iam.update_user(UserName="member", NewPath="/onramp/")
+
+
+def test_delete_conflict_lasts_a_moment_after_the_last_removal_of_what_hung_on_a_user_group_or_policy(aws):
+    """DeleteUser right after the last DetachUserPolicy / DeleteAccessKey / RemoveUserFromGroup, DeleteGroup right
+    after its last member left, DeletePolicy right after its last detach: DeleteConflict naming what was removed,
+    for delete_conflict_window seconds after the last such removal (assumed)."""
+    aws.configure(delete_conflict_window=30.0)
+    iam = _client(aws, _user(aws, CUSTOMER_ACCOUNT, "iam:*"), "iam", region="us-east-1")
+    iam.create_user(UserName="member")
+    iam.create_group(GroupName="Apps")
+    iam.add_user_to_group(GroupName="Apps", UserName="member")
+    arn = iam.create_policy(PolicyName="MediaManagement-x", PolicyDocument=json.dumps(MEDIA))["Policy"]["Arn"]
+    iam.attach_user_policy(UserName="member", PolicyArn=arn)
+    key = iam.create_access_key(UserName="member")["AccessKey"]["AccessKeyId"]
+
+    iam.detach_user_policy(UserName="member", PolicyArn=arn)
+    error = _error(lambda: iam.delete_policy(PolicyArn=arn))
+    assert error["Code"] == "DeleteConflict" and error["Message"] == "Cannot delete a policy attached to entities."
+    iam.remove_user_from_group(GroupName="Apps", UserName="member")
+    assert "remove users from group" in _error(lambda: iam.delete_group(GroupName="Apps"))["Message"]
+    aws.clock_advance(20)
+    iam.delete_access_key(UserName="member", AccessKeyId=key)  # the last removal: the user's window starts again
+    aws.clock_advance(20)
+    error = _error(lambda: iam.delete_user(UserName="member"))
+    assert (
+        error["Code"] == "DeleteConflict" and error["Message"] == "Cannot delete entity, must delete access keys first."
+    )
+    iam.delete_group(GroupName="Apps")  # 40 s after its last member left
+    iam.delete_policy(PolicyArn=arn)
+
+    aws.clock_advance(11)
+    iam.delete_user(UserName="member")
+    assert _error(lambda: iam.get_user(UserName="member"))["Code"] == "NoSuchEntity"
+
+    iam.create_user(UserName="other")
+    iam.put_user_policy(UserName="other", PolicyName="inline", PolicyDocument=json.dumps(MEDIA))
+    iam.delete_user_policy(UserName="other", PolicyName="inline")
+    aws.configure(delete_conflict_window=0.0)  # off: deleted at once, as moto does
+    iam.delete_user(UserName="other")
+
+
+MEDIA = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]}
+LIFECYCLE = {"rules": [{"rulePriority": 1, "description": "Keep only one untagged image",
+                        "selection": {"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 1},
+                        "action": {"type": "expire"}}]}  # fmt: skip
+
+
+def test_get_lifecycle_policy_answers_the_previous_policy_for_a_moment_after_put_lifecycle_policy(aws):
+    """For lifecycle_window seconds after PutLifecyclePolicy, GetLifecyclePolicy answers what was there before: no
+    policy (LifecyclePolicyNotFoundException), or the previous text (assumed: AWS documents no such window). The
+    repository's administrator (the harness) sees the world as it is."""
+    aws.configure(lifecycle_window=30.0)
+    ecr = _client(aws, _user(aws, CUSTOMER_ACCOUNT, "ecr:*"), "ecr")
+    ecr.create_repository(repositoryName="acme-app")
+    first = json.dumps(LIFECYCLE)
+    ecr.put_lifecycle_policy(repositoryName="acme-app", lifecyclePolicyText=first)
+    assert _error(lambda: ecr.get_lifecycle_policy(repositoryName="acme-app"))["Code"] == (
+        "LifecyclePolicyNotFoundException"
+    )
+    admin = aws.admin(CUSTOMER_ACCOUNT).client("ecr", endpoint_url=aws.url, region_name="us-west-2")
+    assert json.loads(admin.get_lifecycle_policy(repositoryName="acme-app")["lifecyclePolicyText"]) == LIFECYCLE
+    aws.clock_advance(31)
+    assert json.loads(ecr.get_lifecycle_policy(repositoryName="acme-app")["lifecyclePolicyText"]) == LIFECYCLE
+
+    second = {"rules": [{**LIFECYCLE["rules"][0], "description": "Keep two", "selection": {
+        **LIFECYCLE["rules"][0]["selection"], "countNumber": 2}}]}  # fmt: skip
+    ecr.put_lifecycle_policy(repositoryName="acme-app", lifecyclePolicyText=json.dumps(second))
+    assert json.loads(ecr.get_lifecycle_policy(repositoryName="acme-app")["lifecyclePolicyText"]) == LIFECYCLE
+    aws.clock_advance(31)
+    assert json.loads(ecr.get_lifecycle_policy(repositoryName="acme-app")["lifecyclePolicyText"]) == second
+
+    aws.configure(lifecycle_window=0.0)
+    ecr.put_lifecycle_policy(repositoryName="acme-app", lifecyclePolicyText=first)
+    assert json.loads(ecr.get_lifecycle_policy(repositoryName="acme-app")["lifecyclePolicyText"]) == LIFECYCLE
+
+
+def _removal_ready(aws, alice, user: str = "acme-app"):
+    """Onramp's user `user` (in its path, with one access key) and a finished run of alice's to hang removal steps
+    on; the customer's role as Onramp reaches it, its IAM client, and the harness's."""
+    harness = aws.admin(CUSTOMER_ACCOUNT).client("iam", endpoint_url=aws.url, region_name="us-east-1")
+    harness.create_user(UserName=user, Path="/onramp/", Tags=[{"Key": "managed-by", "Value": "onramp"}])
+    harness.create_access_key(UserName=user)
+    run = finished_run(alice)
+    account = account_connect(
+        customer=run.customer, region="us-west-2", session_name="removal", source_identity="alice"
+    )
+    return run, account, harness
+
+
+def _removal_step(run, account, key: str, params: dict):
+    """Run one removal step as the engine would, its outcome recorded on the run (what later steps read)."""
+    step = StepRun.objects.create(run=run, key=key, title=key, branch="iam", position=run.steps.count(), params=params)
+    result = removal.REMOVERS[key.split(":", 1)[0]](
+        StepContext(run=run, step=step, account=account, params=params), params
+    )
+    StepRun.objects.filter(pk=step.pk).update(state=StepRun.State.SUCCEEDED, outputs=result.outputs)
+    return step
+
+
+def _delete_users_counted(account) -> list[dict]:
+    """Every DeleteUser the role's IAM client sends, seen at the client's boundary (a listener, nothing changed)."""
+    sent: list[dict] = []
+    account.client("iam").meta.events.register("before-call.iam.DeleteUser", lambda **kw: sent.append(kw["params"]))
+    return sent
+
+
+@pytest.mark.strict(delete_conflict_window=2.0)
+def test_point_2_deleting_a_user_right_after_its_last_key_went_waits_out_delete_conflict(aws, alice):
+    """DeleteUser right after the run's own DeleteAccessKey answers DeleteConflict for a moment (AWS has not caught
+    up): the removal waits it out, bounded by AWS_SETTLE_SECONDS, because the run itself just removed the key."""
+    run, account, harness = _removal_ready(aws, alice)
+    params = {"name": "acme-app"}
+    _removal_step(run, account, "remove.user.access_keys:acme-app", params)
+    iam = account.client("iam")
+    assert _error(lambda: iam.delete_user(UserName="acme-app"))["Code"] == "DeleteConflict"  # the window, now
+    sent = _delete_users_counted(account)
+
+    _removal_step(run, account, "remove.user:acme-app", params)
+
+    assert _error(lambda: harness.get_user(UserName="acme-app"))["Code"] == "NoSuchEntity"
+    assert len(sent) >= 2  # refused, then accepted once AWS caught up
+
+
+@pytest.mark.strict(delete_conflict_window=2.0)
+def test_point_2_a_key_the_customer_added_after_the_keys_went_fails_the_removal_at_once_with_its_sentence(aws, alice):
+    """A genuine DeleteConflict: a key someone added by hand after Onramp removed the user's keys (Onramp holds no
+    such key). No waiting: one DeleteUser, and a sentence naming the key."""
+    run, account, harness = _removal_ready(aws, alice)
+    params = {"name": "acme-app"}
+    _removal_step(run, account, "remove.user.access_keys:acme-app", params)
+    added = harness.create_access_key(UserName="acme-app")["AccessKey"]["AccessKeyId"]
+    sent = _delete_users_counted(account)
+
+    with pytest.raises(StepFailed) as refused:
+        _removal_step(run, account, "remove.user:acme-app", params)
+
+    assert refused.value.code == "UserInUse"
+    assert f"access keys ({added})" in str(refused.value) and "Onramp did not remove" in str(refused.value)
+    assert len(sent) == 1
+    assert harness.get_user(UserName="acme-app")["User"]["UserName"] == "acme-app"
+
+
+@pytest.mark.strict(delete_conflict_window=2.0)
+def test_point_2_the_media_policy_detached_moments_ago_is_deleted_once_aws_catches_up(aws, alice):
+    """The policy's removal detaches it from its user and deletes it in one step: DeletePolicy answers DeleteConflict
+    for a moment after the detach, and the step waits it out (it detached it itself)."""
+    run, account, harness = _removal_ready(aws, alice)
+    arn = harness.create_policy(PolicyName="MediaManagement-acme-app-media", PolicyDocument=json.dumps(MEDIA))[
+        "Policy"
+    ]["Arn"]
+    harness.attach_user_policy(UserName="acme-app", PolicyArn=arn)
+    sent: list[dict] = []
+    account.client("iam").meta.events.register("before-call.iam.DeletePolicy", lambda **kw: sent.append(kw["params"]))
+
+    _removal_step(run, account, "remove.iam.media_policy:MediaManagement-acme-app-media",
+                  {"name": "MediaManagement-acme-app-media", "arn": arn})  # fmt: skip
+
+    assert _error(lambda: harness.get_policy(PolicyArn=arn))["Code"] == "NoSuchEntity"
+    assert len(sent) >= 2  # refused while AWS still saw the attachment, then deleted

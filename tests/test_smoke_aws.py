@@ -28,6 +28,9 @@ def test_the_smoke_check_onboards_changes_decommissions_and_leaves_nothing_on_th
     assert any(line.startswith("Decommissioned, 1 name(s) typed") for line in said)
     assert set(report.observed) == set(ASSUMED_RULES)
     assert report.observed["source_identity_chain"] is False  # Onramp's own identity here is a user: nothing chained
+    # The decommission deleted users, a group and a policy right after emptying them: AWS's DeleteConflict window
+    # (delete_conflict_window, on in make test) was met, and waited out.
+    assert report.observed["delete_conflict_window"] is True
 
 
 def test_the_smoke_check_refuses_to_start_without_its_confirmation(db, alice, monkeypatch):

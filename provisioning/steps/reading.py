@@ -3,6 +3,10 @@ that the spec no longer wants, looks like now. Read-only calls; the caller audit
 
 import hashlib
 import json
+import random
+import time
+
+from django.conf import settings
 
 from provisioning.aws import AwsAccount
 from provisioning.plan import plan_build, plan_orphans
@@ -51,17 +55,47 @@ def _owned_marked(kind: str, found: dict | None, ledger: list[dict]) -> dict | N
     return {**found, field: [{**entry, "onramps": entry[name] in names} for entry in found[field]]}
 
 
+# What AWS may still show as it was before a change, for a moment after it (the strict sandbox's lifecycle_window:
+# GetLifecyclePolicy right after PutLifecyclePolicy). A read of one a run changed moments ago is read again until it
+# shows what the run put there, for AWS_SETTLE_SECONDS at most; otherwise, and after that, it is what it is.
+SETTLING_READS = frozenset({"ecr.lifecycle"})
+
+
+def _read_settled(read, kind: str, params: dict) -> dict | None:
+    """`read()` again, with backoff, while it differs from what the declaration wants (bounded)."""
+    compare = REGISTRY.kind_of(kind).compare
+    deadline = time.monotonic() + settings.AWS_SETTLE_SECONDS
+    delay = 0.2
+    found = read()
+    while found is not None and compare(params, found, None) and time.monotonic() + delay < deadline:
+        time.sleep(random.uniform(delay / 2, delay))  # noqa: S311 (jitter, not a secret)
+        delay = min(delay * 2, 2.0)
+        found = read()
+    return found
+
+
 def account_seen(
-    account: AwsAccount, *, spec: Spec, ledger: list[dict], registry: Registry = REGISTRY
+    account: AwsAccount,
+    *,
+    spec: Spec,
+    ledger: list[dict],
+    registry: Registry = REGISTRY,
+    changed_lately: frozenset[str] = frozenset(),
 ) -> dict[str, dict | None]:
     """By step key, what the account has for each of the spec's resources (None: not there); by
     "<kind>:<identity>", whether each resource only the ledger holds still holds data. `registry`: the
-    kinds the plan wants (fewer for an offboarding, provisioning.plan.plan_registry)."""
+    kinds the plan wants (fewer for an offboarding, provisioning.plan.plan_registry). `changed_lately`: the step
+    keys a run changed moments ago (provisioning.ledger.ledger_changed_lately), read until AWS shows the change."""
     seen: dict[str, dict | None] = {}
     for step in plan_build(spec, registry=registry)[1:]:
         reader = READERS.get(step.kind)
-        if reader is not None:
-            seen[step.key] = _owned_marked(step.kind, reader(account, step.params), ledger)
+        if reader is None:
+            continue
+        if step.key in changed_lately and step.kind in SETTLING_READS:
+            found = _read_settled(lambda reader=reader, step=step: reader(account, step.params), step.kind, step.params)
+        else:
+            found = reader(account, step.params)
+        seen[step.key] = _owned_marked(step.kind, found, ledger)
     for row in plan_orphans(spec=spec, ledger=ledger, registry=registry):
         holdings = HOLDINGS.get(row["kind"])
         if holdings is not None:

@@ -103,15 +103,31 @@ def _user_part(part: str):
     return step
 
 
+# What AWS answers a delete for a moment after the last thing hanging on the user, group or policy was removed.
+CONFLICT_CODES = frozenset({"DeleteConflict"})
+
+
 def _delete(
-    ctx: StepContext, params: dict, *, gone_codes: tuple[str, ...], refusals: dict[str, str] | None = None
+    ctx: StepContext,
+    params: dict,
+    *,
+    gone_codes: tuple[str, ...],
+    refusals: dict[str, str] | None = None,
+    conflict: Callable[[], bool] | None = None,
 ) -> StepResult:
     """Send the removal's declared delete call; "already gone" answers are fine; `refusals` gives AWS codes
-    that mean Onramp must not go on a sentence of their own."""
+    that mean Onramp must not go on a sentence of their own. On DeleteConflict, `conflict()` says whether it is AWS
+    still seeing what this run removed moments ago (True: waited out within AWS_SETTLE_SECONDS), raises the
+    sentence of what is really still there, or False (AWS's answer stands)."""
     refusals = refusals or {}
     (call,) = REGISTRY.kind_of(ctx.step.key).calls(params)
     try:
-        ctx.send(call)
+        try:
+            ctx.send(call)
+        except ClientError as exc:
+            if error_code(exc) not in CONFLICT_CODES or conflict is None or not conflict():
+                raise
+            settle(lambda: ctx.account.send(call), codes=CONFLICT_CODES)
     except ClientError as exc:
         code = error_code(exc)
         if code in gone_codes:
@@ -122,8 +138,56 @@ def _delete(
     return StepResult(adopted=False, outputs={"removed": [params["name"]], "name": params["name"]})
 
 
+# A user's parts in words, for the sentence that names what is still on it.
+_PART_WORDS = {
+    "login_profile": "a console password",
+    "access_keys": "access keys",
+    "signing_certificates": "signing certificates",
+    "ssh_public_keys": "SSH public keys",
+    "service_credentials": "service-specific credentials",
+    "mfa_devices": "MFA devices",
+    "inline_policies": "inline policies",
+    "attached_policies": "attached policies",
+    "groups": "group memberships",
+}
+
+
+def _removed_by_run(ctx: StepContext, key: str) -> set[str]:
+    """What this run's step `key` removed (its outputs' "removed"); a `key` ending in ":" names every instance of
+    that kind (every user's remove.user.groups:…)."""
+    if ctx.run is None:
+        return set()
+    steps = ctx.run.steps.filter(key__startswith=key) if key.endswith(":") else ctx.run.steps.filter(key=key)
+    return {
+        str(item) for outputs in steps.values_list("outputs", flat=True) for item in (outputs or {}).get("removed", [])
+    }
+
+
+def _user_conflict(ctx: StepContext, user: str) -> bool:
+    """DeleteUser answered DeleteConflict. What is on the user that this run did not remove (someone added it after
+    Onramp's steps removed the user's parts) is a real conflict: its sentence, at once. Otherwise, when this run
+    removed anything of the user, AWS does not see it yet: True (wait it out)."""
+    iam = ctx.client("iam")
+    removed = set()
+    for part in _USER_PARTS:
+        removed |= _removed_by_run(ctx, f"remove.user.{part}:{user}")
+    left = {}
+    for part, (listing, _remove) in _USER_PARTS.items():
+        items = [str(item) for item in listing(iam, user) if str(item) not in removed]
+        if items:
+            left[part] = items
+    if left:
+        what = "; ".join(f"{_PART_WORDS[part]} ({', '.join(items)})" for part, items in left.items())
+        raise StepFailed(
+            f"The IAM user {user} cannot be deleted: it has {what}, which Onramp did not remove (they were added "
+            "after Onramp removed what the user had). Remove them yourself, or plan again to remove them, then retry.",
+            code="UserInUse",
+        )
+    return bool(removed)
+
+
 def user(ctx: StepContext, params: dict) -> StepResult:
-    return _delete(ctx, params, gone_codes=("NoSuchEntity",))
+    return _delete(ctx, params, gone_codes=("NoSuchEntity",), conflict=lambda: _user_conflict(ctx, params["name"]))
 
 
 def access_key(ctx: StepContext, params: dict) -> StepResult:
@@ -136,53 +200,116 @@ def account_alias(ctx: StepContext, params: dict) -> StepResult:
     return _delete(ctx, params, gone_codes=("NoSuchEntity",))
 
 
+def _policy_in_use(name: str, entities: dict, detached: set[str] | None = None) -> StepFailed | None:
+    """A role holds the policy (Onramp manages none); once Onramp `detached` it from its users and groups, also a
+    user or group it did not detach it from."""
+    roles = [r["RoleName"] for r in entities["PolicyRoles"]]
+    if roles:
+        return StepFailed(
+            f"The policy {name} is attached to the role(s) {', '.join(roles)}, which Onramp does not "
+            "manage: detach it there, then retry.",
+            code="PolicyInUse",
+        )
+    if detached is None:
+        return None
+    others = [e["UserName"] for e in entities["PolicyUsers"]] + [e["GroupName"] for e in entities["PolicyGroups"]]
+    others = [other for other in others if other not in detached]
+    if others:
+        return StepFailed(
+            f"The policy {name} was attached to {', '.join(others)} after Onramp detached it from everyone: detach it "
+            "there (or keep the policy), then retry.",
+            code="PolicyInUse",
+        )
+    return None
+
+
+def _policy_conflict(ctx: StepContext, params: dict, removed: set[str]) -> bool:
+    """DeletePolicy answered DeleteConflict: an attachment Onramp did not remove is the sentence, at once; otherwise
+    AWS does not see yet what this step or the run's user removals detached (True: wait it out)."""
+    entities = ctx.client("iam").list_entities_for_policy(PolicyArn=params["arn"])
+    refused = _policy_in_use(params["name"], entities, removed)
+    if refused is not None:
+        raise refused
+    return bool(removed) or params["arn"] in _removed_by_run(ctx, "remove.user.attached_policies:")
+
+
 def media_policy(ctx: StepContext, params: dict) -> StepResult:
     iam, arn = ctx.client("iam"), params["arn"]
+    removed: set[str] = set()  # the users, groups and versions this step detached or deleted
     try:
         entities = absent_is_none(lambda: iam.list_entities_for_policy(PolicyArn=arn))
         if entities is None:
             return _gone(params["name"])
-        roles = [r["RoleName"] for r in entities["PolicyRoles"]]
-        if roles:
-            raise StepFailed(
-                f"The policy {params['name']} is attached to the role(s) {', '.join(roles)}, which Onramp does not "
-                "manage: detach it there, then retry.",
-                code="PolicyInUse",
-            )
+        refused = _policy_in_use(params["name"], entities)
+        if refused is not None:
+            raise refused
         for entity in entities["PolicyUsers"]:
             iam.detach_user_policy(UserName=entity["UserName"], PolicyArn=arn)
+            removed.add(entity["UserName"])
         for entity in entities["PolicyGroups"]:
             iam.detach_group_policy(GroupName=entity["GroupName"], PolicyArn=arn)
+            removed.add(entity["GroupName"])
         for version in iam.list_policy_versions(PolicyArn=arn)["Versions"]:
             if not version["IsDefaultVersion"]:
                 iam.delete_policy_version(PolicyArn=arn, VersionId=version["VersionId"])
+                removed.add(version["VersionId"])
     except ClientError as exc:
         raise error_translate(exc, doing=f"Removing the policy {params['name']}") from None
-    return _delete(ctx, params, gone_codes=("NoSuchEntity",))
+    return _delete(ctx, params, gone_codes=("NoSuchEntity",), conflict=lambda: _policy_conflict(ctx, params, removed))
+
+
+def _group_in_use(ctx: StepContext, name: str, found: dict) -> StepFailed | None:
+    theirs = [member["UserName"] for member in found["Users"] if not ledger_holds_user(ctx.run.customer_id, member)]
+    if not theirs:
+        return None
+    return StepFailed(
+        f"The group {name} still has members Onramp does not manage: {', '.join(theirs)}. Remove them from "
+        "the group (or delete the group yourself), then retry.",
+        code="GroupInUse",
+    )
+
+
+def _group_conflict(ctx: StepContext, name: str, removed: set[str]) -> bool:
+    """DeleteGroup answered DeleteConflict: a member Onramp does not manage, or a policy it did not take off, is a
+    sentence at once; otherwise AWS does not see yet what this step or the run's user removals took off (True)."""
+    iam = ctx.client("iam")
+    refused = _group_in_use(ctx, name, iam.get_group(GroupName=name))
+    if refused is not None:
+        raise refused
+    policies = [p["PolicyArn"] for p in iam.list_attached_group_policies(GroupName=name)["AttachedPolicies"]]
+    policies += iam.list_group_policies(GroupName=name)["PolicyNames"]
+    added = [policy for policy in policies if policy not in removed]
+    if added:
+        raise StepFailed(
+            f"The group {name} has policies Onramp did not put there: {', '.join(added)}. Remove them from the group "
+            "(or delete the group yourself), then retry.",
+            code="GroupInUse",
+        )
+    return bool(removed) or name in _removed_by_run(ctx, "remove.user.groups:")
 
 
 def group(ctx: StepContext, params: dict) -> StepResult:
     iam, name = ctx.client("iam"), params["name"]
+    removed: set[str] = set()  # the members and policies this step took off the group
     try:
         found = absent_is_none(lambda: iam.get_group(GroupName=name))
         if found is None:
             return _gone(name)
-        theirs = [member["UserName"] for member in found["Users"] if not ledger_holds_user(ctx.run.customer_id, member)]
-        if theirs:
-            raise StepFailed(
-                f"The group {name} still has members Onramp does not manage: {', '.join(theirs)}. Remove them from "
-                "the group (or delete the group yourself), then retry.",
-                code="GroupInUse",
-            )
+        refused = _group_in_use(ctx, name, found)
+        if refused is not None:
+            raise refused
         for member in found["Users"]:
             iam.remove_user_from_group(GroupName=name, UserName=member["UserName"])
+            removed.add(member["UserName"])
         for policy in iam.list_attached_group_policies(GroupName=name)["AttachedPolicies"]:
             iam.detach_group_policy(GroupName=name, PolicyArn=policy["PolicyArn"])
+            removed.add(policy["PolicyArn"])
         for policy_name in iam.list_group_policies(GroupName=name)["PolicyNames"]:
             iam.delete_group_policy(GroupName=name, PolicyName=policy_name)
+            removed.add(policy_name)
     except ClientError as exc:
         raise error_translate(exc, doing=f"Removing the group {name}") from None
-    return _delete(ctx, params, gone_codes=("NoSuchEntity",))
+    return _delete(ctx, params, gone_codes=("NoSuchEntity",), conflict=lambda: _group_conflict(ctx, name, removed))
 
 
 # How many keys a sentence names: enough to find them, short enough to read.

@@ -7,14 +7,14 @@ from botocore.exceptions import ClientError
 from provisioning.aws import aws_beside, current_call_log, error_code, error_translate
 from provisioning.checks import checks_blocking, checks_sentence, plan_checks
 from provisioning.errors import StepFailed
-from provisioning.ledger import ledger_rows
+from provisioning.ledger import ledger_changed_lately, ledger_rows
 from provisioning.models import AccountRead, Customer
 from provisioning.plan import plan_registry
 from provisioning.registry import REGISTRY, ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG, Operation
 from provisioning.role_versions import operations_ungranted, role_update_sentence, version_policy
 from provisioning.spec import spec_from_json
 from provisioning.steps.base import StepContext, StepResult
-from provisioning.steps.reading import account_seen, seen_fingerprint, seen_normal
+from provisioning.steps.reading import SETTLING_READS, account_seen, seen_fingerprint, seen_normal
 from provisioning.vocabulary import Access
 
 
@@ -87,6 +87,7 @@ def _plan_still_current(ctx: StepContext, read_id: str) -> None:
             spec=spec_from_json(read.spec),
             ledger=ledger_rows(customer_id=ctx.run.customer_id),
             registry=plan_registry(read.offboard),
+            changed_lately=ledger_changed_lately(customer_id=ctx.run.customer_id, kinds=SETTLING_READS),
         )
     except ClientError as exc:
         raise error_translate(exc, doing="Reading the account again") from None

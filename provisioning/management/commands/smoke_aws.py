@@ -42,6 +42,9 @@ ASSUMED_RULES = {
     "template_url": (("CreateStack", "ValidateTemplate"), ("ValidationError",)),
     "mfa_delete": (("DeleteObjects",), ("AccessDenied",)),
     "source_identity_chain": (("AssumeRole",), ("AccessDenied",)),
+    "tag_window": (("UpdateUser",), ("AccessDenied",)),
+    "delete_conflict_window": (("DeleteUser", "DeleteGroup", "DeletePolicy"), ("DeleteConflict",)),
+    "lifecycle_window": (("GetLifecyclePolicy",), ("LifecyclePolicyNotFoundException",)),
 }
 _POLL = 2.0
 
