@@ -37,6 +37,7 @@ LOST_AFTER = timedelta(hours=1)
 # What an item of the plan means when nothing about it was said field by field.
 _ITEM_WORDS = {
     Action.CREATE: ("there", "missing"),
+    Action.ADOPT: ("Onramp's (in its ledger)", "in the account, not in Onramp's ledger"),
     Action.REMOVE: ("gone (the desired state no longer has it)", "still there"),
     Action.RELEASE: ("released (the desired state no longer has it)", "still kept by Onramp"),
 }

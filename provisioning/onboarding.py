@@ -11,9 +11,9 @@ from django.utils.text import slugify
 from provisioning import vault
 from provisioning.audit import audit_record
 from provisioning.checks import checks_blocking, checks_sentence
-from provisioning.models import AccountRead, Customer, Resource, Run
+from provisioning.models import AccountRead, AuditEvent, Customer, Run
 from provisioning.permissions import is_admin
-from provisioning.plan import plan_decide
+from provisioning.plan import plan_adoptions, plan_decide
 from provisioning.reads import account_read_start
 from provisioning.runs import customer_refuse_if_offboarded, run_create
 from provisioning.spec import Spec, spec_parse
@@ -164,13 +164,44 @@ def onboarding_draft_customer(*, draft: dict) -> Customer | None:
     return Customer.objects.filter(aws_account_id=spec["account_id"]).first()
 
 
-def onboarding_draft_read(*, draft: dict, user) -> AccountRead | None:
-    """For a customer the ledger knows, the read of their account this draft's plan is the difference
-    with: the draft's own if it was made for this very spec, else a new one (read as a task). None for a
-    customer the ledger does not know: their plan creates everything, no read needed."""
-    customer = onboarding_draft_customer(draft=draft)
-    if customer is None or not Resource.objects.filter(customer=customer, state=Resource.State.PRESENT).exists():
-        return None
+def _draft_customer_record(*, draft: dict, user) -> Customer:
+    """The customer a draft is for, on record before its account is read: a new one is created now (audited, its
+    onboarder on its team), with the draft's keys if it is reached by keys (already encrypted: stored as they
+    are). A customer on record goes through the same checks as at the start (onboarding_customer): its
+    connection is not changed before the start, the read uses the spec's role and external id."""
+    known = onboarding_draft_customer(draft=draft)
+    if known is not None:
+        customer_permission_check(user=user, customer=known, action="plan")
+        return known
+    with transaction.atomic():
+        customer = onboarding_customer(spec=onboarding_draft_spec(draft=draft), user=user, via="onboarding preview")
+        keys = draft.get("keys")
+        if keys:
+            _keys_store(customer=customer, keys=keys, user=user, via="onboarding preview")
+            draft["keys"] = None  # on the record now: starting changes nothing of the connection
+    draft["customer_id"] = customer.pk
+    return customer
+
+
+def _keys_store(*, customer: Customer, keys: dict, user, via: str) -> None:
+    customer.access_key_id = keys["access_key_id"]
+    customer.secret_access_key_ciphertext = keys["secret_ciphertext"]
+    customer.save(update_fields=["access_key_id", "secret_access_key_ciphertext", "updated_at"])
+    audit_record(
+        action="customer.changed",
+        actor=user,
+        customer=customer,
+        target=customer.name,
+        details={"fields": ["access_key_id", "secret_access_key (replaced)"], "via": via},
+    )
+
+
+def onboarding_draft_read(*, draft: dict, user) -> AccountRead:
+    """The read of the customer's account this draft's plan is the difference with: the draft's own if it was made
+    for this very spec, else a new one (read as a task). Every plan reads first, a new customer's too (whose
+    record is made now): nothing the spec names is taken over unseen, and the run's preflight checks the account
+    is still as read. OnboardingRefused, NotOnCustomerTeam as for starting it."""
+    customer = _draft_customer_record(draft=draft, user=user)
     read = AccountRead.objects.filter(pk=draft.get("read_id") or None, customer=customer, spec=draft["spec"]).first()
     if read is None:
         read = account_read_start(customer=customer, spec=onboarding_draft_spec(draft=draft), user=user)
@@ -178,44 +209,59 @@ def onboarding_draft_read(*, draft: dict, user) -> AccountRead | None:
     return read
 
 
-def onboarding_confirm(*, draft: dict, user, delete: set[int] = frozenset(), typed: dict | None = None) -> Run:
-    """Create or update the customer from a checked draft and start the run (RunConflict if one is active).
-    When the draft's plan was a difference, the run carries out that difference with the tech lead's
-    decisions: adopted resources ticked for deletion (`delete`), names typed to delete what holds data."""
+def onboarding_adoptions_check(*, items: list[dict], user, confirmed: bool) -> None:
+    """A plan that takes over what it found in the account (plan_adoptions) starts only by an Admin who ticked
+    the confirmation. The interim rule: approvals (issue 32) make it one of theirs."""
+    adoptions = plan_adoptions(items)
+    if not adoptions or (is_admin(user) and confirmed):
+        return
+    if is_admin(user):
+        sentence = "This plan takes over what is already in the account: tick the confirmation of the adoptions."
+    else:
+        sentence = "An Admin confirms adoptions: ask one to start this plan."
+    audit_record(
+        action="run.refused",
+        actor=user,
+        outcome=AuditEvent.Outcome.REFUSED,
+        error_code="AdoptionNotConfirmed",
+        target=", ".join(item["title"] for item in adoptions)[:200],
+        details={"reason": sentence},
+    )
+    raise OnboardingRefused(sentence)
+
+
+def onboarding_confirm(
+    *,
+    draft: dict,
+    user,
+    delete: set[int] = frozenset(),
+    typed: dict | None = None,
+    adoptions_confirmed: bool = False,
+) -> Run:
+    """Update the customer from a checked draft and start the run of its plan (RunConflict if one is active): the
+    difference the read found, with the tech lead's decisions (adopted resources ticked for deletion, `delete`;
+    names typed to delete what holds data, `typed`). A plan that adopts needs an Admin's `adoptions_confirmed`."""
     spec = onboarding_draft_spec(draft=draft)
-    read = None
-    if draft.get("read_id"):
-        read = AccountRead.objects.filter(pk=draft["read_id"], status=AccountRead.Status.DONE).first()
-        if read is None or read.spec != draft["spec"]:
-            raise OnboardingRefused("The account was not read for this plan yet: check the plan again.")
-        blocking = checks_blocking(read.checks)
-        if blocking:  # the preview disables Start; a POST made anyway is refused the same way
-            raise OnboardingRefused(f"The plan's checks found what would fail: {checks_sentence(blocking)}")
+    read = AccountRead.objects.filter(pk=draft.get("read_id") or None, status=AccountRead.Status.DONE).first()
+    if read is None or read.spec != draft["spec"]:
+        raise OnboardingRefused("The account was not read for this plan yet: check the plan again.")
+    blocking = checks_blocking(read.checks)
+    if blocking:  # the preview disables Start; a POST made anyway is refused the same way
+        raise OnboardingRefused(f"The plan's checks found what would fail: {checks_sentence(blocking)}")
+    items = plan_decide(read.items, delete=set(delete), typed=typed or {})
     repair = bool(draft.get("repair"))  # opened by Repair and started unedited (an edit makes a new draft)
     known = onboarding_draft_customer(draft=draft)
     if known is not None:  # before the transaction, so that the refusal stays in the audit log
         customer_permission_check(user=user, customer=known, action="run")
         customer_refuse_if_offboarded(customer=known, user=user, doing="onboarding")
+    onboarding_adoptions_check(items=items, user=user, confirmed=adoptions_confirmed)
     with transaction.atomic():
         keys = draft.get("keys")
         customer = onboarding_customer(
             spec=spec, user=user, customer_id=draft.get("customer_id"), via="onboarding form", keys_given=bool(keys)
         )
-        if keys:
-            # Already encrypted when the form was checked: store the ciphertext as it is.
-            customer.access_key_id = keys["access_key_id"]
-            customer.secret_access_key_ciphertext = keys["secret_ciphertext"]
-            customer.save(update_fields=["access_key_id", "secret_access_key_ciphertext", "updated_at"])
-            audit_record(
-                action="customer.changed",
-                actor=user,
-                customer=customer,
-                target=customer.name,
-                details={"fields": ["access_key_id", "secret_access_key (replaced)"], "via": "onboarding form"},
-            )
-        if read is not None:
-            if read.customer_id != customer.pk:
-                raise OnboardingRefused("This plan was read from another customer's account: check the plan again.")
-            items = plan_decide(read.items, delete=set(delete), typed=typed or {})
-            return run_create(spec=spec, customer=customer, user=user, read=read, items=items, repair=repair)
-        return run_create(spec=spec, customer=customer, user=user, repair=repair)
+        if keys:  # already encrypted when the form was checked: stored as they are
+            _keys_store(customer=customer, keys=keys, user=user, via="onboarding form")
+        if read.customer_id != customer.pk:
+            raise OnboardingRefused("This plan was read from another customer's account: check the plan again.")
+        return run_create(spec=spec, customer=customer, user=user, read=read, items=items, repair=repair)

@@ -42,8 +42,7 @@ from provisioning.permissions import (
 )
 from provisioning.plan import (
     Action,
-    plan_branches,
-    plan_build,
+    plan_adoptions,
     plan_groups,
     plan_registry,
     plan_run_steps,
@@ -228,8 +227,11 @@ def onboard_preview(request):
         return redirect("onboard")
     if request.method == "POST":
         delete, typed = plan_decisions(request.POST)
+        confirmed = request.POST.get("adoptions_confirmed") == "yes"
         try:
-            run = onboarding_confirm(draft=draft, user=request.user, delete=delete, typed=typed)
+            run = onboarding_confirm(
+                draft=draft, user=request.user, delete=delete, typed=typed, adoptions_confirmed=confirmed
+            )
         except OnboardingRefused as exc:
             messages.error(request, str(exc))
             return redirect(f"{reverse('onboard')}?edit=1")
@@ -247,29 +249,13 @@ def onboard_preview(request):
         # A draft saved before the rules changed: send the user back to the form with the values.
         messages.error(request, "The rules changed since this draft was checked: check the form again.")
         return redirect(f"{reverse('onboard')}?edit=1")
-    read = onboarding_draft_read(draft=draft, user=request.user)
-    if read is not None:
-        request.session[DRAFT] = draft  # it now names its read
-        return preview_difference(request, spec, read)
-    steps = plan_build(spec)
-    branches = plan_branches(steps)
-    return render(
-        request,
-        "provisioning/preview.html",
-        {
-            "spec": spec,
-            "first": branches[0],
-            "parallel": branches[1:],
-            "step_count": len(steps),
-            "documents": [
-                (step, name, DOCUMENT_TITLES.get(name, name), json.dumps(document, indent=2))
-                for step in steps
-                for name, document in step.documents.items()
-            ],
-            "sign_in_url": documents.sign_in_url(account_id=spec.account_id, alias=spec.account_alias),
-            "cli": plan_transcript(spec, steps, source_identity=source_identity_for(request.user.get_username())),
-        },
-    )
+    try:
+        read = onboarding_draft_read(draft=draft, user=request.user)
+    except OnboardingRefused as exc:
+        messages.error(request, str(exc))
+        return redirect(f"{reverse('onboard')}?edit=1")
+    request.session[DRAFT] = draft  # it now names its customer and its read
+    return preview_difference(request, spec, read)
 
 
 def plan_decisions(post) -> tuple[set[int], dict[int, str]]:
@@ -284,8 +270,8 @@ def plan_decisions(post) -> tuple[set[int], dict[int, str]]:
 
 
 def preview_difference(request, spec, read: AccountRead, *, template="provisioning/preview_diff.html", extra=None):
-    """The plan of a customer the ledger knows: what the account read back says to create, change, keep,
-    remove or release (an onboarding's, or an offboarding's). While the read is under way the page polls;
+    """Every plan: what the account read back says to create, adopt, change, keep, remove or release (an
+    onboarding's, or an offboarding's). While the read is under way the page polls;
     once it is done, htmx reloads it."""
     if read.status in (AccountRead.Status.PENDING, AccountRead.Status.RUNNING):
         if request.htmx:
@@ -303,6 +289,9 @@ def preview_difference(request, spec, read: AccountRead, *, template="provisioni
             "groups": plan_groups(read.items, offboard=read.offboard),
             "changes": sum(1 for item in read.items if item["action"] != Action.KEEP),
             "blocked": checks_blocking(read.checks),
+            "adoptions": plan_adoptions(read.items),
+            "user_is_admin": is_admin(request.user),
+            "sign_in_url": documents.sign_in_url(account_id=spec.account_id, alias=spec.account_alias),
             "removing_team": any(i["action"] == Action.REMOVE and i["kind"] == "team.member" for i in read.items),
             "documents": [
                 (step, name, DOCUMENT_TITLES.get(name, name), json.dumps(document, indent=2))

@@ -51,6 +51,29 @@ def _owned_marked(kind: str, found: dict | None, ledger: list[dict]) -> dict | N
     return {**found, field: [{**entry, "onramps": entry[name] in names} for entry in found[field]]}
 
 
+# What is read only when the resource it belongs to is there: nothing of a missing bucket, repository or user
+# is worth a call (a new customer's read makes one call per named resource that does not exist).
+_READ_AFTER = {
+    "s3.public_access_block": "s3.bucket",
+    "s3.cors": "s3.bucket",
+    "ecr.lifecycle": "ecr.repository",
+    "iam.access_key": "iam.app_user",
+}
+_USER_KINDS = ("iam.app_user", "team.member")
+
+
+def _read_one(account: AwsAccount, step, seen: dict, ledger: list[dict], held: set) -> dict | None:
+    after = _READ_AFTER.get(step.kind)
+    if after is not None and seen.get(after, "unread") is None:
+        return None
+    found = _owned_marked(step.kind, READERS[step.kind](account, step.params), ledger)
+    name = step.params.get("user") or step.params.get("email")
+    if found is not None and step.kind in _USER_KINDS and (step.kind, name) not in held:
+        # A user the ledger does not hold: what adopting it would take over, for the plan to say so.
+        found = {**found, "found": iam.user_found(account, name, found.get("path", "/"))}
+    return found
+
+
 def account_seen(
     account: AwsAccount, *, spec: Spec, ledger: list[dict], registry: Registry = REGISTRY
 ) -> dict[str, dict | None]:
@@ -58,10 +81,10 @@ def account_seen(
     "<kind>:<identity>", whether each resource only the ledger holds still holds data. `registry`: the
     kinds the plan wants (fewer for an offboarding, provisioning.plan.plan_registry)."""
     seen: dict[str, dict | None] = {}
+    held = {(row["kind"], row["identity"]) for row in ledger}
     for step in plan_build(spec, registry=registry)[1:]:
-        reader = READERS.get(step.kind)
-        if reader is not None:
-            seen[step.key] = _owned_marked(step.kind, reader(account, step.params), ledger)
+        if step.kind in READERS:
+            seen[step.key] = _read_one(account, step, seen, ledger, held)
     for row in plan_orphans(spec=spec, ledger=ledger, registry=registry):
         holdings = HOLDINGS.get(row["kind"])
         if holdings is not None:

@@ -9,8 +9,14 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.urls import reverse
 
-from provisioning.models import AccountRead, Customer, Resource, Run, StepRun
-from provisioning.onboarding import OnboardingRefused, onboarding_customer, onboarding_spec_connection_fill
+from provisioning.checks import checks_blocking, checks_sentence
+from provisioning.models import AccountRead, Customer, Run, StepRun
+from provisioning.onboarding import (
+    OnboardingRefused,
+    onboarding_adoptions_check,
+    onboarding_customer,
+    onboarding_spec_connection_fill,
+)
 from provisioning.permissions import TECH_LEADS, NotOnCustomerTeam, customer_permission_check, is_portal_user
 from provisioning.plan import Action, plan_decide, plan_groups
 from provisioning.reads import account_read_now
@@ -34,8 +40,13 @@ class Command(BaseCommand):
         )
         parser.add_argument("--timeout", type=float, default=900, help="Seconds --wait waits at most.")
         parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="For the run's URL.")
+        parser.add_argument(
+            "--confirm-adoptions",
+            action="store_true",
+            help="An Admin's confirmation that the plan takes over what it found in the account (listed under Adopt).",
+        )
 
-    def handle(self, *args, spec, user, wait, timeout, base_url, **options):
+    def handle(self, *args, spec, user, wait, timeout, base_url, confirm_adoptions, **options):
         raw = onboarding_spec_connection_fill(data=self._read(Path(spec)))
         try:
             parsed = spec_parse(raw)
@@ -57,13 +68,12 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from None
             if parsed.access == Access.KEYS and not customer.has_stored_keys:
                 raise CommandError(f"{customer.name} has no stored access keys: set them in the admin first.")
-        read = None
-        if Resource.objects.filter(customer=customer, state=Resource.State.PRESENT).exists():
-            read = self._plan(customer, parsed, starter)
+        read = self._plan(customer, parsed, starter)  # every plan reads first, a new customer's too
         try:
-            items = plan_decide(read.items, delete=set(), typed={}) if read else None
+            items = plan_decide(read.items, delete=set(), typed={})
+            onboarding_adoptions_check(items=items, user=starter, confirmed=confirm_adoptions)
             run = run_create(spec=parsed, customer=customer, user=starter, read=read, items=items)
-        except (RunConflict, CustomerOffboarded) as exc:
+        except (RunConflict, CustomerOffboarded, OnboardingRefused) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Run {run.pk} started: {base_url.rstrip('/')}{reverse('run_detail', args=[run.pk])}")
         if not wait:
@@ -75,18 +85,23 @@ class Command(BaseCommand):
             raise CommandError(f"The run ended {run.status}.")
 
     def _plan(self, customer, spec, user) -> AccountRead:
-        """The ledger knows this customer: read the account now and print the difference the run applies
-        (what holds data is kept and released: deleting it needs its name typed in the browser's plan)."""
+        """Read the account now and print the difference the run applies, with what each adoption takes over
+        (what holds data is kept and released: deleting it needs its name typed in the browser's plan). A
+        blocking check stops here, as the preview's Start stays disabled."""
         read = account_read_now(customer=customer, spec=spec, user=user)
         if read.status != AccountRead.Status.DONE:
             raise CommandError(f"Onramp could not read the account: {read.error_message}")
+        blocking = checks_blocking(read.checks)
+        if blocking:
+            raise CommandError(f"The plan's checks found what would fail: {checks_sentence(blocking)}")
         for action, title, items in plan_groups(read.items):
             if action != Action.KEEP:
                 self.stdout.write(f"{title}:")
                 for item in items:
                     # Not typed here, so plan_decide keeps it in the account, released (no longer Onramp's).
                     kept = " (kept, released: it holds data)" if action == Action.REMOVE and item["holds_data"] else ""
-                    self.stdout.write(f"  {item['title']}{kept}")
+                    found = f" ({item['note']})" if action == Action.ADOPT and item["note"] else ""
+                    self.stdout.write(f"  {item['title']}{kept}{found}")
         kept = sum(1 for item in read.items if item["action"] == Action.KEEP)
         self.stdout.write(f"{kept} resource{'s' if kept != 1 else ''} kept as they are.")
         return read
