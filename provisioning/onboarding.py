@@ -216,7 +216,10 @@ def onboarding_adoptions_check(*, items: list[dict], user, confirmed: bool) -> N
     if not adoptions or (is_admin(user) and confirmed):
         return
     if is_admin(user):
-        sentence = "This plan takes over what is already in the account: tick the confirmation of the adoptions."
+        sentence = (
+            "This plan takes over what is already in the account: confirm the adoptions to start it (the "
+            "preview's box, or the onboard command's --confirm-adoptions)."
+        )
     else:
         sentence = "An Admin confirms adoptions: ask one to start this plan."
     audit_record(

@@ -120,7 +120,9 @@ def test_a_valid_form_leads_to_the_preview_of_every_step_in_order(client, alice,
     login(client, alice)
     response = client.post("/onboard/", form_data(media_scope="all"))
     assert response.status_code == 302 and response["Location"] == "/onboard/preview/"
-    assert "The plan appears here when the read is done" in text(client.get("/onboard/preview/"))  # every plan reads the account first
+    assert "The plan appears here when the read is done" in text(
+        client.get("/onboard/preview/")
+    )  # every plan reads the account first
     response = preview_read(client)
     assert response.status_code == 200
     spec = spec_parse(client.session["onboarding_draft"]["spec"])
@@ -234,7 +236,15 @@ READER = {
     "Statement": [
         {
             "Effect": "Allow",
-            "Action": ["iam:Get*", "iam:List*", "s3:ListAllMyBuckets", "s3:ListBucket", "s3:Get*", "ecr:Describe*", "ecr:Get*"],
+            "Action": [
+                "iam:Get*",
+                "iam:List*",
+                "s3:ListAllMyBuckets",
+                "s3:ListBucket",
+                "s3:Get*",
+                "ecr:Describe*",
+                "ecr:Get*",
+            ],
             "Resource": "*",
         }
     ],

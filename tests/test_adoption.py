@@ -1,0 +1,151 @@
+"""Adoption only with the customer's consent (#30 point 3), end to end in the strict sandbox through the pages and
+a real worker: every plan reads the account first, a new customer's too; what the spec names and the account
+already has is shown as "adopt" with what was found, never "create"; a user outside Onramp's path cannot be
+adopted; an adoption starts only by an Admin who confirmed it; and what the run did is said truthfully."""
+
+import re
+
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from provisioning.models import AuditEvent, Customer, Resource, Run, StepRun
+from provisioning.notify import run_counts
+from tests.awsread import account_session
+from tests.conftest import CUSTOMER_ACCOUNT, form_data, preview_read, spec_data, wait_for_run
+from tests.test_reach import ADMIN, CORS, _user_state
+from tests.test_views import login, text
+
+# The issue's takeover: the app user named after the customer's admin, another admin as a team member.
+TAKEOVER = {
+    "app_name": "ops-admin",
+    "team-TOTAL_FORMS": "1",
+    "team-0-email": "admin@acme.example",
+}
+USERS = ("ops-admin", "admin@acme.example")
+
+
+def _customers_account(sandbox):
+    """The customer's account before Onramp: their two admins (a console password, a key of its own) and their
+    bucket with its own CORS, made by the customer's administrator."""
+    session = account_session(sandbox.url, CUSTOMER_ACCOUNT)
+    iam, s3 = session.iam, session.client("s3", "us-west-2")
+    iam.create_user(UserName="ops-admin")
+    iam.attach_user_policy(UserName="ops-admin", PolicyArn=ADMIN)
+    iam.create_login_profile(UserName="ops-admin", Password="Their-Own-Password-9!")
+    iam.create_user(UserName="admin@acme.example")
+    iam.attach_user_policy(UserName="admin@acme.example", PolicyArn=ADMIN)
+    iam.create_access_key(UserName="admin@acme.example")
+    s3.create_bucket(Bucket="acme-app-media", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    s3.put_bucket_cors(Bucket="acme-app-media", CORSConfiguration=CORS)
+    return iam, s3
+
+
+def _rows(page: str, action: str) -> list[str]:
+    return re.findall(rf'<li class="plan-item" data-item="([^"]+)" data-action="{action}">', page)
+
+
+def _untouched(iam, s3, before: dict) -> None:
+    assert {name: _user_state(iam, name) for name in USERS} == before
+    assert s3.get_bucket_cors(Bucket="acme-app-media")["CORSRules"] == CORS["CORSRules"]
+
+
+def test_the_takeover_fails_at_the_plan_and_succeeds_as_an_adoption_once_moved_and_confirmed(
+    client, worker, alice, dana, sandbox
+):
+    iam, s3 = _customers_account(sandbox)
+    before = {name: _user_state(iam, name) for name in USERS}
+
+    # A tech lead plans it for a customer new to the ledger: the preview reads the account first.
+    login(client, alice)
+    client.post("/onboard/", form_data(**TAKEOVER))
+    page = text(preview_read(client))
+    adopted = _rows(page, "adopt")
+    assert {"iam.app_user", "team.member:admin@acme.example", "s3.bucket", "s3.cors"} <= set(adopted), adopted
+    assert "iam.app_user" not in _rows(page, "create") and "s3.bucket" not in _rows(page, "create")
+    assert (
+        "user ops-admin exists (path /): 0 access keys, a console password, in groups no group; "
+        "attached AdministratorAccess." in page
+    )
+    assert "user admin@acme.example exists (path /): 1 access key, no console password" in page
+    assert "The bucket has its own CORS configuration (1 rule)." in page
+    # Blocked with the customer's command, for both users; Start disabled.
+    assert "aws iam update-user --user-name ops-admin --new-path /onramp/" in page
+    assert "aws iam update-user --user-name admin@acme.example --new-path /onramp/" in page
+    assert re.search(r'<button type="submit" class="primary" id="start" disabled', page)
+    refused = text(client.post("/onboard/preview/", follow=True))
+    assert "The plan's checks found what would fail" in refused and not Run.objects.exists()
+    _untouched(iam, s3, before)
+
+    # The customer hands the users over: their administrator moves them into Onramp's path.
+    for name in USERS:
+        iam.update_user(UserName=name, NewPath="/onramp/")
+    before = {name: _user_state(iam, name) for name in USERS}
+    client.post("/onboard/preview/read-again/")
+    page = text(preview_read(client))
+    assert "update-user" not in page and "An Admin confirms adoptions: ask one to start this plan" in page
+    assert re.search(r'<button type="submit" class="primary" id="start" disabled', page)
+    # The tech lead's start (a POST made anyway) is refused with the sentence, audited; nothing changes.
+    refused = text(client.post("/onboard/preview/", follow=True))
+    assert "An Admin confirms adoptions: ask one to start this plan." in refused and not Run.objects.exists()
+    assert AuditEvent.objects.filter(action="run.refused", actor=alice, error_code="AdoptionNotConfirmed").exists()
+    _untouched(iam, s3, before)
+
+    # An Admin plans it too: Start without the confirmation is refused; with it, the run adopts.
+    client.logout()
+    login(client, dana)
+    client.post("/onboard/", form_data(customer=str(Customer.objects.get().pk), new_customer_name="", **TAKEOVER))
+    page = text(preview_read(client))
+    assert 'name="adoptions_confirmed"' in page
+    refused = text(client.post("/onboard/preview/", follow=True))
+    assert "confirm the adoptions to start it" in refused and not Run.objects.exists()
+    _untouched(iam, s3, before)
+    client.post("/onboard/preview/", {"adoptions_confirmed": "yes"})
+    run = wait_for_run(Run.objects.get())
+
+    assert run.status == Run.Status.SUCCEEDED, {s.key: s.error_message for s in run.steps.all() if s.error_message}
+    states = dict(run.steps.values_list("key", "state"))
+    for key in ("iam.app_user", "team.member:admin@acme.example", "s3.bucket", "s3.cors"):
+        assert states[key] == StepRun.State.ADOPTED, (key, states[key])
+    ledger = dict(Resource.objects.filter(customer=run.customer).values_list("identity", "origin"))
+    assert ledger["ops-admin"] == ledger["admin@acme.example"] == ledger["acme-app-media"] == "adopted"
+    assert ledger["Apps"] == "created"
+    counts = run_counts(run=run, steps=list(run.steps.all()))
+    adopted_rows = [i for i in run.plan if i["action"] == "adopt"]
+    assert counts["adopted"] == len(adopted_rows) and counts["created"] == len(run.steps.all()) - 1 - len(adopted_rows)
+    # Only now, confirmed, the bucket's CORS is Onramp's.
+    assert s3.get_bucket_cors(Bucket="acme-app-media")["CORSRules"] != CORS["CORSRules"]
+
+
+def test_a_new_customers_plan_creates_what_is_not_there_and_checks_it(client, worker, alice, sandbox):
+    """A new customer's preview reads the account: an empty account is all "create", and the plan's checks show."""
+    login(client, alice)
+    client.post("/onboard/", form_data())
+    page = text(preview_read(client))
+    assert not _rows(page, "adopt") and "iam.app_user" in _rows(page, "create")
+    assert 'data-check="path"' in page and 'data-check="bucket"' in page and 'data-check="billing"' in page
+    client.post("/onboard/preview/")
+    run = wait_for_run(Run.objects.get())
+    assert run.status == Run.Status.SUCCEEDED
+    counts = run_counts(run=run, steps=list(run.steps.all()))
+    assert counts["adopted"] == 0 and counts["created"] == run.steps.count() - 1
+
+
+def test_the_command_refuses_an_adoption_without_an_admins_confirmation(worker, alice, dana, sandbox, tmp_path):
+    iam, s3 = _customers_account(sandbox)
+    for name in USERS:
+        iam.update_user(UserName=name, NewPath="/onramp/")
+    before = {name: _user_state(iam, name) for name in USERS}
+    team = [{"email": "admin@acme.example", "role": "tech_lead", "console": True}]
+    spec = tmp_path / "spec.json"
+    spec.write_text(__import__("json").dumps(spec_data(app_name="ops-admin", team=team)))
+
+    for user, confirm in (("alice", True), ("dana", False)):
+        args = ["--spec", str(spec), "--user", user] + (["--confirm-adoptions"] if confirm else [])
+        try:
+            call_command("onboard", *args)
+            raise AssertionError("the command started an adopting plan")
+        except CommandError as exc:
+            said = str(exc)
+        assert ("An Admin confirms adoptions" if user == "alice" else "confirm the adoptions to start it") in said
+    assert not Run.objects.exists()
+    _untouched(iam, s3, before)
