@@ -180,6 +180,8 @@ def _draft_customer_record(*, draft: dict, user) -> Customer:
             _keys_store(customer=customer, keys=keys, user=user, via="onboarding preview")
             draft["keys"] = None  # on the record now: starting changes nothing of the connection
     draft["customer_id"] = customer.pk
+    # On record from now on: "Edit" shows it picked, and its connection is the record's (an Admin changes it).
+    draft["form"] = {**draft.get("form", {}), "customer": str(customer.pk), "new_customer_name": ""}
     return customer
 
 

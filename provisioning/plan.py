@@ -219,13 +219,13 @@ def found_sentence(kind: str, identity: str, seen: dict) -> str:
             "ecr.lifecycle": "The repository's own lifecycle policy"
             + (" is there." if seen.get("policy") else ": none."),
         }.get(kind, f"{identity} already exists in the account.")
-    groups = ", ".join(found["groups"]) or "no group"
+    groups = f"in groups {', '.join(found['groups'])}" if found["groups"] else "in no group"
     policies = ", ".join(found["attached"]) or "no managed policy"
     inline = f"; inline policies {', '.join(found['inline'])}" if found["inline"] else ""
     console = "a console password" if found["console"] else "no console password"
     return (
         f"user {identity} exists (path {found['path']}): {_counted(found['keys'], 'access key')}, {console}, "
-        f"in groups {groups}; attached {policies}{inline}."
+        f"{groups}; attached {policies}{inline}."
     )
 
 

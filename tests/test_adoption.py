@@ -5,6 +5,7 @@ adopted; an adoption starts only by an Admin who confirmed it; and what the run 
 
 import re
 
+import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -63,7 +64,7 @@ def test_the_takeover_fails_at_the_plan_and_succeeds_as_an_adoption_once_moved_a
     assert {"iam.app_user", "team.member:admin@acme.example", "s3.bucket", "s3.cors"} <= set(adopted), adopted
     assert "iam.app_user" not in _rows(page, "create") and "s3.bucket" not in _rows(page, "create")
     assert (
-        "user ops-admin exists (path /): 0 access keys, a console password, in groups no group; "
+        "user ops-admin exists (path /): 0 access keys, a console password, in no group; "
         "attached AdministratorAccess." in page
     )
     assert "user admin@acme.example exists (path /): 1 access key, no console password" in page
@@ -149,3 +150,68 @@ def test_the_command_refuses_an_adoption_without_an_admins_confirmation(worker, 
         assert ("An Admin confirms adoptions" if user == "alice" else "confirm the adoptions to start it") in said
     assert not Run.objects.exists()
     _untouched(iam, s3, before)
+
+
+# --- A new customer's plan is checked: each outcome of each check --------------------------------------------
+
+
+def test_a_new_customers_plan_checks_each_outcome(worker, alice, sandbox):
+    """Before #30 point 3, a customer new to the ledger got no read and its preview no check. Each outcome for a
+    new customer (the customer on record, its ledger empty), from the sandbox as the customer made it."""
+    from provisioning.checks import checks_blocking
+    from tests.conftest import customer_make
+    from tests.test_plan_checks import _checks, _outcomes, _read
+    from tests.test_sandbox import OTHER_ACCOUNT
+    from tests.test_sandbox_refusals import MANAGED
+
+    session = account_session(sandbox.url, CUSTOMER_ACCOUNT)
+    iam = session.iam
+    lead = [{"email": "lead@agency.example", "role": "tech_lead", "console": True}]
+    # An empty account: every check passes, but Billing's reminder.
+    read = _read(alice, spec_data(team=lead))
+    assert not Resource.objects.exists() and read.status == "done", read.error_message
+    assert _outcomes(read) == {
+        "region": "pass",
+        "path": "pass",
+        "bucket": "pass",
+        "alias": "pass",
+        "access_keys": "pass",
+        "policies": "pass",
+        "billing": "warn",
+    }
+    # A bucket name another account has, and an alias another customer in the ledger has: blocked.
+    account_session(sandbox.url, OTHER_ACCOUNT).s3.create_bucket(Bucket="theirs-media")
+    other = customer_make(name="Globex", slug="globex", aws_account_id=OTHER_ACCOUNT)
+    Resource.objects.create(customer=other, kind="account.alias", identity="globex", name="globex", origin="created")
+    read = _read(alice, spec_data(team=lead, bucket="theirs-media", account_alias="globex"))
+    assert _outcomes(read)["bucket"] == "block" and _outcomes(read)["alias"] == "block"
+    # The account's own other alias warns; a user outside the path blocks with the customer's command.
+    iam.create_account_alias(AccountAlias="made-by-hand")
+    iam.create_user(UserName="acme-app")
+    read = _read(alice, spec_data(team=lead))
+    assert _outcomes(read)["alias"] == "warn"
+    assert _outcomes(read)["path"] == "block"
+    assert "aws iam update-user --user-name acme-app --new-path /onramp/" in _checks(read)["path"]["sentence"]
+    # Handed over (in the path) with a key: adopted, its key too, so no key is made and the keys check has
+    # nothing to say; the tech lead at the account's quota of managed policies blocks.
+    iam.update_user(UserName="acme-app", NewPath="/onramp/")
+    iam.create_access_key(UserName="acme-app")
+    iam.create_user(UserName="lead@agency.example", Path="/onramp/")
+    for name in [name for name in MANAGED if name not in ("AdministratorAccess", "job-function/Billing")][:9]:
+        iam.attach_user_policy(UserName="lead@agency.example", PolicyArn=f"arn:aws:iam::aws:policy/{name}")
+    read = _read(alice, spec_data(team=lead, account_alias=""))
+    outcomes = _outcomes(read)
+    assert outcomes["path"] == "pass" and "access_keys" not in outcomes and outcomes["policies"] == "block"
+    actions = {item["key"]: item["action"] for item in read.items}
+    assert actions["iam.app_user"] == actions["iam.access_key"] == actions["team.member:lead@agency.example"]
+    assert actions["iam.app_user"] == "adopt"
+    assert [check["name"] for check in checks_blocking(read.checks)] == ["policies"]
+
+
+@pytest.mark.strict(enabled_regions="")
+def test_a_new_customers_plan_in_an_opt_in_region_not_enabled_is_blocked(worker, alice, sandbox):
+    from tests.test_plan_checks import _outcomes, _read
+
+    read = _read(alice, spec_data(team=[], region="af-south-1"))
+    assert read.status == "failed" and read.error_code == "RegionNotEnabled"
+    assert _outcomes(read) == {"region": "block"}
