@@ -34,10 +34,10 @@ WORK_TASK = "provisioning.tasks.drift_checks_work"
 WORK_FOR_SECONDS = 60
 LOST_AFTER = timedelta(hours=1)
 
-# What an item of the plan means when nothing about it was said field by field.
+# What an item of the plan means when nothing about it was said field by field. A resource of the desired state
+# that the ledger does not hold ("adopt": there, not recorded as Onramp's) drifts only by its fields.
 _ITEM_WORDS = {
     Action.CREATE: ("there", "missing"),
-    Action.ADOPT: ("Onramp's (in its ledger)", "in the account, not in Onramp's ledger"),
     Action.REMOVE: ("gone (the desired state no longer has it)", "still there"),
     Action.RELEASE: ("released (the desired state no longer has it)", "still kept by Onramp"),
 }

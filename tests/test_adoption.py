@@ -155,12 +155,26 @@ def test_the_command_refuses_an_adoption_without_an_admins_confirmation(worker, 
 # --- A new customer's plan is checked: each outcome of each check --------------------------------------------
 
 
+def _read(user, data: dict):
+    """A plan's read for a customer new to the ledger (on record, `user` on its team, nothing in its ledger)."""
+    from provisioning.models import AccountRead
+    from provisioning.reads import account_read_start
+    from provisioning.spec import spec_parse
+    from tests.conftest import team_customer_for
+    from tests.waiting import refreshed, wait_until
+
+    read = account_read_start(customer=team_customer_for(data, user), spec=spec_parse(data), user=user)
+    finished = (AccountRead.Status.DONE, AccountRead.Status.FAILED)
+    wait_until(lambda: refreshed(read).status in finished, timeout=60, message="the read did not finish")
+    return read
+
+
 def test_a_new_customers_plan_checks_each_outcome(worker, alice, sandbox):
     """Before #30 point 3, a customer new to the ledger got no read and its preview no check. Each outcome for a
     new customer (the customer on record, its ledger empty), from the sandbox as the customer made it."""
     from provisioning.checks import checks_blocking
     from tests.conftest import customer_make
-    from tests.test_plan_checks import _checks, _outcomes, _read
+    from tests.test_plan_checks import _checks, _outcomes
     from tests.test_sandbox import OTHER_ACCOUNT
     from tests.test_sandbox_refusals import MANAGED
 
@@ -210,7 +224,7 @@ def test_a_new_customers_plan_checks_each_outcome(worker, alice, sandbox):
 
 @pytest.mark.strict(enabled_regions="")
 def test_a_new_customers_plan_in_an_opt_in_region_not_enabled_is_blocked(worker, alice, sandbox):
-    from tests.test_plan_checks import _outcomes, _read
+    from tests.test_plan_checks import _outcomes
 
     read = _read(alice, spec_data(team=[], region="af-south-1"))
     assert read.status == "failed" and read.error_code == "RegionNotEnabled"

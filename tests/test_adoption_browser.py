@@ -1,11 +1,14 @@
 """A new customer's preview in Debian's headless Chromium at 1366 and 1920 px (#30 point 3): the account is read
 first, what the spec names and the account has shows under "Adopt" with what was found, a user outside Onramp's
-path blocks Start with the customer's command. Screenshots go to tests/artifacts/ (layout-<width>-adoption-*.png)."""
+path blocks Start with the customer's command; once the customer moved it, an Admin confirms the adoptions and
+starts the run. Screenshots go to tests/artifacts/ (layout-<width>-adoption-*.png)."""
 
 import pytest
 from playwright.sync_api import expect
 
-from provisioning.models import Run
+from provisioning.models import Customer, Run
+from tests.awsread import account_session
+from tests.conftest import CUSTOMER_ACCOUNT
 from tests.layout import layout_check
 from tests.test_adoption import _customers_account
 from tests.test_browser import browser_type_launch_args, fill_form, log_in  # noqa: F401  (Debian's Chromium)
@@ -15,7 +18,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.mark.parametrize(("width", "height"), [(1366, 900), (1920, 1080)])
 def test_a_new_customers_preview_shows_adoptions_and_blocks_a_user_outside_the_path(
-    page, live_server, worker, alice, sandbox, width, height
+    page, live_server, worker, alice, dana, sandbox, width, height
 ):
     _customers_account(sandbox)
     page.set_viewport_size({"width": width, "height": height})
@@ -41,3 +44,25 @@ def test_a_new_customers_preview_shows_adoptions_and_blocks_a_user_outside_the_p
     expect(page.locator("#start")).to_be_disabled()
     layout_check(page, "adoption-blocked")
     assert not Run.objects.exists()
+
+    # The customer moves both users into Onramp's path; an Admin plans it again and confirms the adoptions.
+    iam = account_session(sandbox.url, CUSTOMER_ACCOUNT).iam
+    for name in ("ops-admin", "admin@acme.example"):
+        iam.update_user(UserName=name, NewPath="/onramp/")
+    page.context.clear_cookies()
+    log_in(page, base, "dana")
+    page.goto(f"{base}/onboard/?customer={Customer.objects.get().pk}")
+    page.get_by_label("App name").fill("ops-admin")
+    page.get_by_label("S3 bucket").fill("acme-app-media")
+    page.get_by_label("App origin for uploads (CORS)").fill("https://acme-app.herokuapp.com")
+    page.locator("[name='team-0-email']").fill("admin@acme.example")
+    page.locator("[name='team-0-role']").select_option("tech_lead")
+    page.get_by_role("button", name="Preview the plan").click()
+    confirm = page.locator("#adoptions-confirm")
+    expect(confirm).to_be_visible(timeout=30_000)
+    expect(page.locator("#plan-checks li[data-check='path']")).to_have_attribute("data-outcome", "pass")
+    layout_check(page, "adoption-confirm")
+    confirm.get_by_role("checkbox").check()
+    page.get_by_role("button", name="Start", exact=True).click()
+    expect(page.locator("#run-live")).to_have_attribute("data-status", "succeeded", timeout=90_000)
+    assert Run.objects.get().started_by.username == "dana"

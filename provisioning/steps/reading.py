@@ -62,26 +62,28 @@ _READ_AFTER = {
 _USER_KINDS = ("iam.app_user", "team.member")
 
 
-def _read_one(account: AwsAccount, step, seen: dict, ledger: list[dict], held: set) -> dict | None:
+def _read_one(account: AwsAccount, step, seen: dict, ledger: list[dict], held: set | None) -> dict | None:
     after = _READ_AFTER.get(step.kind)
     if after is not None and seen.get(after, "unread") is None:
         return None
     found = _owned_marked(step.kind, READERS[step.kind](account, step.params), ledger)
     name = step.params.get("user") or step.params.get("email")
-    if found is not None and step.kind in _USER_KINDS and (step.kind, name) not in held:
+    if found is not None and held is not None and step.kind in _USER_KINDS and (step.kind, name) not in held:
         # A user the ledger does not hold: what adopting it would take over, for the plan to say so.
         found = {**found, "found": iam.user_found(account, name, found.get("path", "/"))}
     return found
 
 
 def account_seen(
-    account: AwsAccount, *, spec: Spec, ledger: list[dict], registry: Registry = REGISTRY
+    account: AwsAccount, *, spec: Spec, ledger: list[dict], registry: Registry = REGISTRY, adoptions: bool = True
 ) -> dict[str, dict | None]:
     """By step key, what the account has for each of the spec's resources (None: not there); by
     "<kind>:<identity>", whether each resource only the ledger holds still holds data. `registry`: the
-    kinds the plan wants (fewer for an offboarding, provisioning.plan.plan_registry)."""
+    kinds the plan wants (fewer for an offboarding, provisioning.plan.plan_registry). `adoptions`: what a user
+    the ledger does not hold has is read too, for a plan to say what adopting it takes over (a drift check, which
+    plans nothing, leaves it)."""
     seen: dict[str, dict | None] = {}
-    held = {(row["kind"], row["identity"]) for row in ledger}
+    held = {(row["kind"], row["identity"]) for row in ledger} if adoptions else None
     for step in plan_build(spec, registry=registry)[1:]:
         if step.kind in READERS:
             seen[step.key] = _read_one(account, step, seen, ledger, held)
