@@ -229,3 +229,29 @@ def test_a_new_customers_plan_in_an_opt_in_region_not_enabled_is_blocked(worker,
     read = _read(alice, spec_data(team=[], region="af-south-1"))
     assert read.status == "failed" and read.error_code == "RegionNotEnabled"
     assert _outcomes(read) == {"region": "block"}
+
+
+def test_a_plan_adopts_only_what_is_there_and_the_ledger_does_not_hold():
+    """The difference itself (no I/O): found and not in the ledger is adopt, with what was found; not found is
+    create; a key list with no key is nothing to adopt; what the ledger holds is kept or changed as before."""
+    from provisioning.plan import Action, plan_adoptions, plan_difference
+    from provisioning.spec import spec_parse
+
+    spec = spec_parse(spec_data(team=[], account_alias=""))
+    user = {"arn": "arn:aws:iam::111122223333:user/onramp/acme-app", "path": "/onramp/", "tagged": False}
+    found = {"path": "/onramp/", "keys": 0, "console": False, "groups": ["Admins"], "attached": [], "inline": ["x"]}
+    seen = {"iam.app_user": {**user, "groups": ["Admins"], "found": found}, "iam.access_key": {"keys": []}}
+    items = {item.key: item for item in plan_difference(spec=spec, ledger=[], seen=seen)}
+    assert items["iam.app_user"].action == Action.ADOPT
+    assert items["iam.app_user"].note == (
+        "user acme-app exists (path /onramp/): 0 access keys, no console password, in groups Admins; attached no "
+        "managed policy; inline policies x."
+    )
+    assert {d["field"] for d in items["iam.app_user"].differences} == {"tag managed-by", "groups"}
+    assert items["iam.access_key"].action == items["s3.bucket"].action == items["s3.cors"].action == Action.CREATE
+    assert [item["key"] for item in plan_adoptions([i.to_json() for i in items.values()])] == ["iam.app_user"]
+
+    held = [{"id": 1, "kind": "iam.app_user", "identity": "acme-app", "name": "acme-app", "origin": "created",
+             "params": {"user": "acme-app", "group": "Apps"}}]  # fmt: skip
+    items = {item.key: item for item in plan_difference(spec=spec, ledger=held, seen=seen)}
+    assert items["iam.app_user"].action == Action.CHANGE and not items["iam.app_user"].note

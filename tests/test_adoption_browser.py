@@ -53,6 +53,7 @@ def test_a_new_customers_preview_shows_adoptions_and_blocks_a_user_outside_the_p
     log_in(page, base, "dana")
     page.goto(f"{base}/onboard/?customer={Customer.objects.get().pk}")
     page.get_by_label("App name").fill("ops-admin")
+    page.get_by_label("ECR repository").fill("acme-corp")
     page.get_by_label("S3 bucket").fill("acme-app-media")
     page.get_by_label("App origin for uploads (CORS)").fill("https://acme-app.herokuapp.com")
     page.locator("[name='team-0-email']").fill("admin@acme.example")
