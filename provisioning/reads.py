@@ -76,7 +76,7 @@ def _read_account(read: AccountRead, spec: Spec) -> dict:
         identity_check(sts=account.client("sts"), account_id=spec.account_id)
         ledger = ledger_rows(customer_id=read.customer_id)
         drift = read.purpose == AccountRead.Purpose.DRIFT
-        seen = account_seen(account, spec=spec, ledger=ledger, registry=registry, adoptions=not drift)
+        seen = account_seen(account, spec=spec, ledger=ledger, registry=registry, adoptions=not drift, beside=not drift)
         items = plan_difference(spec=spec, ledger=ledger, seen=seen, registry=registry)
         if read.offboard:
             items = plan_offboard(items)

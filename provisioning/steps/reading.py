@@ -3,8 +3,9 @@ that the spec no longer wants, looks like now. Read-only calls; the caller audit
 
 import hashlib
 import json
+from concurrent.futures import wait
 
-from provisioning.aws import AwsAccount
+from provisioning.aws import AwsAccount, aws_beside
 from provisioning.plan import plan_build, plan_orphans
 from provisioning.registry import REGISTRY, Registry
 from provisioning.spec import Spec
@@ -75,18 +76,37 @@ def _read_one(account: AwsAccount, step, seen: dict, ledger: list[dict], held: s
 
 
 def account_seen(
-    account: AwsAccount, *, spec: Spec, ledger: list[dict], registry: Registry = REGISTRY, adoptions: bool = True
+    account: AwsAccount,
+    *,
+    spec: Spec,
+    ledger: list[dict],
+    registry: Registry = REGISTRY,
+    adoptions: bool = True,
+    beside: bool = True,
 ) -> dict[str, dict | None]:
     """By step key, what the account has for each of the spec's resources (None: not there); by
     "<kind>:<identity>", whether each resource only the ledger holds still holds data. `registry`: the
     kinds the plan wants (fewer for an offboarding, provisioning.plan.plan_registry). `adoptions`: what a user
     the ledger does not hold has is read too, for a plan to say what adopting it takes over (a drift check, which
-    plans nothing, leaves it)."""
+    plans nothing, leaves it). `beside`: the resources are read side by side (aws_beside), those that belong to
+    another once that one is read: a plan's read and the run's stale-plan check wait two or three round trips,
+    not one per resource (a drift check's bounded workers read one call at a time)."""
     seen: dict[str, dict | None] = {}
     held = {(row["kind"], row["identity"]) for row in ledger} if adoptions else None
-    for step in plan_build(spec, registry=registry)[1:]:
-        if step.kind in READERS:
-            seen[step.key] = _read_one(account, step, seen, ledger, held)
+    steps = [step for step in plan_build(spec, registry=registry)[1:] if step.kind in READERS]
+    for wave in (
+        [step for step in steps if step.kind not in _READ_AFTER],
+        [step for step in steps if step.kind in _READ_AFTER],
+    ):
+        if not beside:
+            for step in wave:
+                seen[step.key] = _read_one(account, step, seen, ledger, held)
+            continue
+        futures = {
+            step.key: aws_beside(lambda step=step: _read_one(account, step, seen, ledger, held)) for step in wave
+        }
+        wait(futures.values())  # every call done (and audited on the caller's log) before any failure is raised
+        seen.update({key: future.result() for key, future in futures.items()})
     for row in plan_orphans(spec=spec, ledger=ledger, registry=registry):
         holdings = HOLDINGS.get(row["kind"])
         if holdings is not None:
