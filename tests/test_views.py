@@ -485,3 +485,19 @@ def test_the_rendered_pages_load_scripts_and_styles_from_this_server_only(client
     assets = re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', page)
     assert assets and all(a.startswith("/static/") for a in assets), assets
     assert "<script>" not in page and " style=" not in page  # the CSP forbids inline code and styles
+
+
+@pytest.mark.django_db
+def test_a_new_customer_is_on_record_from_its_first_preview_and_edit_shows_it_picked(client, alice, aws):
+    """Its account is read for the preview, so the customer is made then: "Edit" comes back with it picked, and
+    its connection is the record's from then on (an Admin changes it, as for any customer on record)."""
+    login(client, alice)
+    client.post("/onboard/", form_data())
+    preview_read(client)
+    customer = Customer.objects.get()
+    assert customer.team.filter(pk=alice.pk).exists()
+    page = client.get("/onboard/?edit=1").content.decode()
+    assert re.search(rf'<option value="{customer.pk}" selected>', page), page
+    assert re.search(r'name="external_id" value="acme-external-id-0123456789"[^>]* disabled', page)
+    response = client.post("/onboard/", form_data(customer=str(customer.pk), new_customer_name="", bucket="acme-2"))
+    assert response.status_code == 302 and Customer.objects.count() == 1
