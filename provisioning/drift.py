@@ -36,7 +36,8 @@ WORK_TASK = "provisioning.tasks.drift_checks_work"
 WORK_FOR_SECONDS = 60
 LOST_AFTER = timedelta(hours=1)
 
-# What an item of the plan means when nothing about it was said field by field.
+# What an item of the plan means when nothing about it was said field by field. A resource of the desired state
+# that the ledger does not hold ("adopt": there, not recorded as Onramp's) drifts only by its fields.
 _ITEM_WORDS = {
     Action.CREATE: ("there", "missing"),
     Action.REMOVE: ("gone (the desired state no longer has it)", "still there"),

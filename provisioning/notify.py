@@ -187,6 +187,16 @@ def _sealed_context(credentials) -> list[dict]:
     ]
 
 
+def _step_count(step: StepRun, action: str) -> str:
+    """Which count a done step adds to: what the plan adopted is adopted, what it changed is changed; a resource
+    is created only when its step made it (its outputs say so), whatever else the step changed on it."""
+    if action in (Action.ADOPT, Action.CHANGE):
+        return "adopted" if action == Action.ADOPT else "changed"
+    if REGISTRY.kind_of(step.key).resource is not None:
+        return "created" if (step.outputs or {}).get("created") else "adopted"
+    return "adopted" if step.state == StepRun.State.ADOPTED else "created"
+
+
 def run_counts(*, run: Run, steps: list[StepRun]) -> dict[str, int]:
     """What a run did, counted: resources and settings created, found already there (adopted) or changed by
     its steps; resources the ledger says it removed or released; what an offboarding handed over."""
@@ -197,10 +207,7 @@ def run_counts(*, run: Run, steps: list[StepRun]) -> dict[str, int]:
         kind = REGISTRY.kind_of(step.key).key
         if kind == "preflight" or kind in removals or step.state not in StepRun.DONE:
             continue
-        if planned.get(step.key) == Action.CHANGE:
-            counts["changed"] += 1
-        else:
-            counts["adopted" if step.state == StepRun.State.ADOPTED else "created"] += 1
+        counts[_step_count(step, planned.get(step.key, ""))] += 1
     ended = Resource.objects.filter(removed_by_run=run)
     counts["removed"] = ended.filter(state=Resource.State.REMOVED).count()
     counts["released"] = ended.filter(state=Resource.State.RELEASED).count()

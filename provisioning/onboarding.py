@@ -16,7 +16,7 @@ from provisioning import vault
 from provisioning.approvals import plan_start
 from provisioning.audit import audit_record
 from provisioning.checks import checks_blocking, checks_sentence
-from provisioning.models import AccountRead, Customer, PlanApproval, Resource, Run
+from provisioning.models import AccountRead, Customer, PlanApproval, Run
 from provisioning.permissions import is_admin
 from provisioning.plan import plan_decide
 from provisioning.reads import account_read_start
@@ -169,13 +169,46 @@ def onboarding_draft_customer(*, draft: dict) -> Customer | None:
     return Customer.objects.filter(aws_account_id=spec["account_id"]).first()
 
 
-def onboarding_draft_read(*, draft: dict, user: User) -> AccountRead | None:
-    """For a customer the ledger knows, the read of their account this draft's plan is the difference
-    with: the draft's own if it was made for this very spec, else a new one (read as a task). None for a
-    customer the ledger does not know: their plan creates everything, no read needed."""
-    customer = onboarding_draft_customer(draft=draft)
-    if customer is None or not Resource.objects.filter(customer=customer, state=Resource.State.PRESENT).exists():
-        return None
+def _draft_customer_record(*, draft: dict, user: User) -> Customer:
+    """The customer a draft is for, on record before its account is read: a new one is created now (audited, its
+    onboarder on its team), with the draft's keys if it is reached by keys (already encrypted: stored as they
+    are). A customer on record goes through the same checks as at the start (onboarding_customer): its
+    connection is not changed before the start, the read uses the spec's role and external id."""
+    known = onboarding_draft_customer(draft=draft)
+    if known is not None:
+        customer_permission_check(user=user, customer=known, action="plan")
+        return known
+    with transaction.atomic():
+        customer = onboarding_customer(spec=onboarding_draft_spec(draft=draft), user=user, via="onboarding preview")
+        keys = draft.get("keys")
+        if keys:
+            _keys_store(customer=customer, keys=keys, user=user, via="onboarding preview")
+            draft["keys"] = None  # on the record now: starting changes nothing of the connection
+    draft["customer_id"] = customer.pk
+    # On record from now on: "Edit" shows it picked, and its connection is the record's (an Admin changes it).
+    draft["form"] = {**draft.get("form", {}), "customer": str(customer.pk), "new_customer_name": ""}
+    return customer
+
+
+def _keys_store(*, customer: Customer, keys: dict, user: User, via: str) -> None:
+    customer.access_key_id = keys["access_key_id"]
+    customer.secret_access_key_ciphertext = keys["secret_ciphertext"]
+    customer.save(update_fields=["access_key_id", "secret_access_key_ciphertext", "updated_at"])
+    audit_record(
+        action="customer.changed",
+        actor=user,
+        customer=customer,
+        target=customer.name,
+        details={"fields": ["access_key_id", "secret_access_key (replaced)"], "via": via},
+    )
+
+
+def onboarding_draft_read(*, draft: dict, user: User) -> AccountRead:
+    """The read of the customer's account this draft's plan is the difference with: the draft's own if it was made
+    for this very spec, else a new one (read as a task). Every plan reads first, a new customer's too (whose
+    record is made now): nothing the spec names is taken over unseen, and the run's preflight checks the account
+    is still as read. OnboardingRefused, NotOnCustomerTeam as for starting it."""
+    customer = _draft_customer_record(draft=draft, user=user)
     read_id = draft.get("read_id")
     read = AccountRead.objects.filter(pk=read_id, customer=customer, spec=draft["spec"]).first() if read_id else None
     if read is None:
@@ -187,20 +220,20 @@ def onboarding_draft_read(*, draft: dict, user: User) -> AccountRead | None:
 def onboarding_confirm(
     *, draft: dict, user: User, delete: AbstractSet[int] = frozenset(), typed: dict | None = None, emergency: str = ""
 ) -> Run | PlanApproval:
-    """Create or update the customer from a checked draft and start the run (RunConflict if one is active),
-    or save the plan as awaiting approval when the approval rules ask for a second person (approvals.plan_start;
-    `emergency`: an Admin's reason to start it alone). When the draft's plan was a difference, the run carries
-    out that difference with the tech lead's decisions: adopted resources ticked for deletion (`delete`), names
-    typed to delete what holds data."""
+    """Update the customer from a checked draft and start the run of its plan (RunConflict if one is active), or
+    save the plan as awaiting approval when the approval rules ask for a second person (approvals.plan_start: an
+    adoption always does, and only an Admin approves it; `emergency`: an Admin's reason to start it alone). The
+    run carries out the difference the read found, with the tech lead's decisions (adopted resources ticked for
+    deletion, `delete`; names typed to delete what holds data, `typed`)."""
     spec = onboarding_draft_spec(draft=draft)
-    read = None
-    if draft.get("read_id"):
-        read = AccountRead.objects.filter(pk=draft["read_id"], status=AccountRead.Status.DONE).first()
-        if read is None or read.spec != draft["spec"]:
-            raise OnboardingRefused("The account was not read for this plan yet: check the plan again.")
-        blocking = checks_blocking(read.checks)
-        if blocking:  # the preview disables Start; a POST made anyway is refused the same way
-            raise OnboardingRefused(f"The plan's checks found what would fail: {checks_sentence(blocking)}")
+    read_id = draft.get("read_id")
+    read = AccountRead.objects.filter(pk=read_id, status=AccountRead.Status.DONE).first() if read_id else None
+    if read is None or read.spec != draft["spec"]:
+        raise OnboardingRefused("The account was not read for this plan yet: check the plan again.")
+    blocking = checks_blocking(read.checks)
+    if blocking:  # the preview disables Start; a POST made anyway is refused the same way
+        raise OnboardingRefused(f"The plan's checks found what would fail: {checks_sentence(blocking)}")
+    items = plan_decide(read.items, delete=set(delete), typed=typed or {})
     repair = bool(draft.get("repair"))  # opened by Repair and started unedited (an edit makes a new draft)
     known = onboarding_draft_customer(draft=draft)
     if known is not None:  # before the transaction, so that the refusal stays in the audit log
@@ -211,23 +244,10 @@ def onboarding_confirm(
         customer = onboarding_customer(
             spec=spec, user=user, customer_id=draft.get("customer_id"), via="onboarding form", keys_given=bool(keys)
         )
-        if keys:
-            # Already encrypted when the form was checked: store the ciphertext as it is.
-            customer.access_key_id = keys["access_key_id"]
-            customer.secret_access_key_ciphertext = keys["secret_ciphertext"]
-            customer.save(update_fields=["access_key_id", "secret_access_key_ciphertext", "updated_at"])
-            audit_record(
-                action="customer.changed",
-                actor=user,
-                customer=customer,
-                target=customer.name,
-                details={"fields": ["access_key_id", "secret_access_key (replaced)"], "via": "onboarding form"},
-            )
-        if read is not None:
-            if read.customer_id != customer.pk:
-                raise OnboardingRefused("This plan was read from another customer's account: check the plan again.")
-            items = plan_decide(read.items, delete=set(delete), typed=typed or {})
-            return plan_start(
-                spec=spec, customer=customer, user=user, read=read, items=items, repair=repair, emergency=emergency
-            )
-        return plan_start(spec=spec, customer=customer, user=user, repair=repair, emergency=emergency)
+        if keys:  # already encrypted when the form was checked: stored as they are
+            _keys_store(customer=customer, keys=keys, user=user, via="onboarding form")
+        if read.customer_id != customer.pk:
+            raise OnboardingRefused("This plan was read from another customer's account: check the plan again.")
+        return plan_start(
+            spec=spec, customer=customer, user=user, read=read, items=items, repair=repair, emergency=emergency
+        )

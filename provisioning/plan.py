@@ -13,12 +13,14 @@ from provisioning.registry import (
     APPROVER_TAG,
     BRANCHES,
     GENERATED,
+    ONRAMP_PATH,
     REGISTRY,
     ApiCall,
     Registry,
     StepKind,
     assume_role_call,
     session_tag_value,
+    user_outside_sentence,
     words_of,
 )
 from provisioning.spec import Spec
@@ -133,19 +135,20 @@ def plan_transcript(spec: Spec, steps: list[PlannedStep], *, source_identity: st
 
 
 # --- Plans as differences -----------------------------------------------------------------------
-# For a customer the ledger knows, a run's plan is the difference between the new spec, the ledger
-# (what Onramp made or adopted) and a read of the account: each resource is created, changed, kept,
-# removed (only what Onramp created, or what the tech lead ticked) or released (forgotten, left as is).
+# Every plan, a new customer's too, is the difference between the spec, the ledger (what Onramp made or
+# adopted) and a read of the account: each resource is created, adopted (it is there and the ledger does not
+# hold it: taken over only once an Admin confirms), changed, kept, removed (only what Onramp created, or what
+# the tech lead ticked) or released (forgotten, left as is). Nothing is taken over unseen.
 
 
 class Action:
     CREATE = "create"
+    ADOPT = "adopt"
     CHANGE = "change"
     KEEP = "keep"
     REMOVE = "remove"
     RELEASE = "release"
-    ADOPT = "adopt"
-    ORDER = (CREATE, CHANGE, REMOVE, RELEASE, KEEP)
+    ORDER = (CREATE, ADOPT, CHANGE, REMOVE, RELEASE, KEEP)
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,69 @@ def _planned_item(step: PlannedStep, seen: dict | None, previous: dict | None, r
     differences = tuple(d.to_json() for d in kind.compare(step.params, seen, previous))
     action = Action.CHANGE if any(d["repairable"] for d in differences) else Action.KEEP
     return PlanItem(step.key, kind.key, identity, step.title, action, step.params, differences)
+
+
+# A setting of a resource (a bucket's CORS, a repository's lifecycle policy) belongs to that resource's kind.
+_OWNER_KINDS = {"s3.public_access_block": "s3.bucket", "s3.cors": "s3.bucket", "ecr.lifecycle": "ecr.repository"}
+
+
+def _owner(step: PlannedStep, registry: Registry) -> tuple[str, str] | None:
+    """The (kind, identity) of the ledger's resource a step makes or sets (None: no resource, the preflight)."""
+    kind = registry.kind_of(step.key)
+    owner = registry.kind_of(_OWNER_KINDS[kind.key]) if kind.key in _OWNER_KINDS else kind
+    if owner.resource is None:
+        return None
+    return owner.key, str(step.params.get(owner.resource.identity_param, ""))
+
+
+def _found(kind: str, params: dict, seen: dict | None) -> bool:
+    """Whether the read found the resource there: a user's key list with no key, or an account with no alias
+    (or another one), is nothing to adopt."""
+    if seen is None:
+        return False
+    if kind == "iam.access_key":
+        return bool(seen.get("keys"))
+    if kind == "account.alias":
+        return seen.get("alias") == params["alias"]
+    return True
+
+
+def _counted(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def found_sentence(kind: str, identity: str, seen: dict) -> str:
+    """What the read found of a resource the plan would take over, in words (users in detail)."""
+    found = seen.get("found")
+    if found is None:
+        return {
+            "iam.access_key": f"{identity} already has {_counted(len(seen.get('keys', [])), 'access key')}: Onramp "
+            "makes no other and takes over the first.",
+            "s3.cors": f"The bucket has its own CORS configuration ({_counted(len(seen.get('rules', [])), 'rule')}).",
+            "s3.public_access_block": "The bucket's own Block Public Access configuration"
+            + (" is there." if seen.get("config") else ": none."),
+            "ecr.lifecycle": "The repository's own lifecycle policy"
+            + (" is there." if seen.get("policy") else ": none."),
+        }.get(kind, f"{identity} already exists in the account.")
+    groups = f"in groups {', '.join(found['groups'])}" if found["groups"] else "in no group"
+    policies = ", ".join(found["attached"]) or "no managed policy"
+    inline = f"; inline policies {', '.join(found['inline'])}" if found["inline"] else ""
+    console = "a console password" if found["console"] else "no console password"
+    return (
+        f"user {identity} exists (path {found['path']}): {_counted(found['keys'], 'access key')}, {console}, "
+        f"{groups}; attached {policies}{inline}."
+    )
+
+
+def _adopted_item(step: PlannedStep, identity: str, seen: dict, registry: Registry) -> PlanItem:
+    """A resource the read found there that the ledger does not hold: adopted, with what was found, what the
+    run would change on it (differences), and why it cannot be adopted (a user outside Onramp's path)."""
+    kind = registry.kind_of(step.key)
+    differences = tuple(d.to_json() for d in kind.compare(step.params, seen, None))
+    note = found_sentence(kind.key, identity, seen)
+    if (seen.get("found") or {}).get("path", ONRAMP_PATH) != ONRAMP_PATH:
+        note = f"{note} {user_outside_sentence(identity)}"
+    return PlanItem(step.key, kind.key, identity, step.title, Action.ADOPT, step.params, differences, note=note)
 
 
 def _wanted(spec: Spec, registry: Registry) -> set[tuple[str, str]]:
@@ -213,6 +279,14 @@ def plan_difference(
         if kind.resource is not None:
             identity = str(step.params.get(kind.resource.identity_param, ""))
             previous = (held.get((kind.key, identity)) or {}).get("params")
+        owner = _owner(step, registry)
+        if owner is not None and owner not in held:  # not Onramp's: created, or adopted once an Admin confirms
+            found = seen.get(step.key)
+            if found is not None and _found(kind.key, step.params, found):
+                items.append(_adopted_item(step, owner[1], found, registry))
+            else:
+                items.append(_planned_item(step, None, previous, registry))
+            continue
         items.append(_planned_item(step, seen.get(step.key), previous, registry))
     for row in plan_orphans(spec=spec, ledger=ledger, registry=registry):
         kind = registry.kind_of(row["kind"])
@@ -302,6 +376,7 @@ def plan_offboard(items: list[PlanItem]) -> list[PlanItem]:
 
 _LEFT_AS_IS = {
     Action.CREATE: "Not in the account: an offboarding creates nothing.",
+    Action.ADOPT: "Not Onramp's: an offboarding adopts nothing, and leaves it as it is.",
     Action.CHANGE: "Left as the account has it: an offboarding changes nothing that stays.",
 }
 
@@ -349,14 +424,14 @@ def plan_run_steps(*, spec: Spec, items: list[dict], read_id: str, registry: Reg
     """A difference plan's steps: preflight (which checks the account is still as read), each resource to
     create or change, then the removals, after everything else."""
     full = {step.key: step for step in plan_build(spec, registry=registry)}
-    applies = {item["key"] for item in items if item["action"] in (Action.CREATE, Action.CHANGE)}
+    applies = {item["key"] for item in items if item["action"] in (Action.CREATE, Action.ADOPT, Action.CHANGE)}
     preflight = next(iter(full.values()))
     chosen = {preflight.key, *applies}
     steps = [PlannedStep(**{**preflight.__dict__, "params": {**preflight.params, "read": read_id}})]
-    changes = {item["key"] for item in items if item["action"] == Action.CHANGE}
+    changes = {item["key"] for item in items if item["action"] in (Action.ADOPT, Action.CHANGE)}
     for key, step in full.items():
         if key in applies:
-            # A resource to change is there (the read saw it): its step changes it in place, creating nothing.
+            # A resource to adopt or change is there (the read saw it): its step reads it and changes it in place.
             params = {**step.params, "known": True} if key in changes else step.params
             waits = tuple(_kept_waits(key, full, chosen))
             steps.append(PlannedStep(**{**step.__dict__, "depends_on": waits, "params": params}))
@@ -394,6 +469,7 @@ def _removal_end(item: dict, registry: Registry) -> str:
 
 ACTION_TITLES = {
     Action.CREATE: "Create",
+    Action.ADOPT: "Adopt (already in the account, not Onramp's: an Admin confirms the takeover)",
     Action.CHANGE: "Change",
     Action.REMOVE: "Remove",
     Action.RELEASE: "Release (leave it in the account, forgotten by Onramp)",

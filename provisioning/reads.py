@@ -83,7 +83,16 @@ def _read_account(read: AccountRead, spec: Spec) -> dict:
         identity_check(sts=account.client("sts"), account_id=spec.account_id)
         ledger = ledger_rows(customer_id=read.customer_id)
         lately = ledger_changed_lately(customer_id=read.customer_id, kinds=SETTLING_READS)
-        seen = account_seen(account, spec=spec, ledger=ledger, registry=registry, changed_lately=lately)
+        drift = read.purpose == AccountRead.Purpose.DRIFT
+        seen = account_seen(
+            account,
+            spec=spec,
+            ledger=ledger,
+            registry=registry,
+            changed_lately=lately,
+            adoptions=not drift,
+            beside=not drift,
+        )
         items = plan_difference(spec=spec, ledger=ledger, seen=seen, registry=registry)
         if read.offboard:
             items = plan_offboard(items)

@@ -123,14 +123,16 @@ def run_create(
     repair: bool = False,
     approved_by: User | None = None,
 ) -> Run:
-    """Create the run and its steps, then enqueue the first step once the transaction commits. With a
-    read and its decided items (provisioning.plan.plan_decide), the run carries out that difference;
-    without, every step of the spec (creating first: the fast path for an account the ledger does not know).
-    `offboard`: the run is that offboarding (its read planned it); `repair`: it repairs the customer's drift
-    (run_kind_for). `approved_by`: the second person who approved the plan (provisioning/approvals.py); the run
-    names them in the customer's CloudTrail as the session tag onramp-approver (provisioning.aws.run_session_tags).
-    CustomerOffboarded for an offboarded customer; NotOnCustomerTeam for someone not on the customer's team (nor an
-    Admin)."""
+    """Create the run and its steps, then enqueue the first step once the transaction commits. Every plan reads
+    first (onboarding_draft_read, the onboard command, offboarding): with the `read` and its decided `items`
+    (provisioning.plan.plan_decide), the run carries out that difference, and its preflight refuses an account
+    that changed since the read, so nothing is taken over unseen. Without a read (the engine's own tests and
+    benchmarks, the smoke check against a throwaway account; no page or command of the portal), every step of
+    the spec runs. `offboard`: the run is that offboarding; `repair`: it repairs the customer's drift
+    (run_kind_for); `approved_by`: the second person who approved the plan (provisioning/approvals.py), named in
+    the customer's CloudTrail as the session tag onramp-approver (provisioning.aws.run_session_tags).
+    CustomerOffboarded for an offboarded customer; NotOnCustomerTeam for someone not on the
+    customer's team (nor an Admin); RunConflict when another run of the customer is active."""
     action = "offboard" if offboard else "repair" if repair else "run"
     customer_permission_check(user=user, customer=customer, action=action)
     customer_refuse_if_offboarded(customer=customer, user=user, doing="offboard" if offboard else "run")
@@ -140,56 +142,20 @@ def run_create(
         )
     else:
         planned = plan_build(spec)
+    run = Run(
+        customer=customer,
+        started_by=user,
+        approved_by=approved_by,
+        spec=spec.to_json(),
+        kind=run_kind_for(customer=customer, offboard=offboard, repair=repair),
+        read=read,
+        plan=items or [],
+        offboard=offboard,
+    )
     try:
         with transaction.atomic():
-            run = Run.objects.create(
-                customer=customer,
-                started_by=user,
-                approved_by=approved_by,
-                spec=spec.to_json(),
-                kind=run_kind_for(customer=customer, offboard=offboard, repair=repair),
-                read=read,
-                plan=items or [],
-                offboard=offboard,
-            )
-            now = timezone.now()
-            steps = StepRun.objects.bulk_create(
-                StepRun(
-                    run=run,
-                    key=step.key,
-                    title=step.title,
-                    branch=step.branch,
-                    position=index,
-                    depends_on=list(step.depends_on),
-                    params=step.params,
-                    # The run's first dispatch, made here without reading what was just written: the steps that
-                    # wait on nothing are queued (ready now), and sent once this transaction commits.
-                    queued_at=None if step.depends_on else now,
-                    ready_at=None if step.depends_on else now,
-                )
-                for index, step in enumerate(planned)
-            )
-            audit_record(
-                action="run.confirmed",
-                actor=user,
-                customer=customer,
-                run=run,
-                target=spec.app_name,
-                details={
-                    "kind": run.kind,
-                    "spec": spec.to_json(),
-                    "read": str(read.pk) if read else None,
-                    "plan": _plan_counts(items),
-                    **({"offboard": offboard} if offboard else {}),
-                    **({"approved_by": approved_by.get_username()} if approved_by else {}),
-                },
-            )
-            if steps:
-                first = _longest_first([s for s in steps if s.queued_at], _chain_lengths({s.key: s for s in steps}))
-                transaction.on_commit(lambda: _enqueue([s.pk for s in first]), robust=True)
-            else:  # nothing to do: the dispatch finishes the run
-                run_dispatch(run_id=run.pk, run_locked=True)
-    except IntegrityError:
+            _run_record(run, planned, user=user, spec=spec, read=read, items=items)
+    except IntegrityError:  # the one-active-run-per-customer constraint
         active = _active_run(customer)
         if active is None:
             raise
@@ -204,6 +170,51 @@ def run_create(
         )
         raise RunConflict(active) from None
     return run
+
+
+def _run_record(
+    run: Run, planned: list, *, user: User, spec: Spec, read: AccountRead | None, items: list[dict] | None
+) -> None:
+    """Save the run and its steps, audit the confirmation, and send the steps that wait on nothing once this
+    transaction commits (or finish a run with nothing to do)."""
+    run.save(force_insert=True)
+    now = timezone.now()
+    steps = StepRun.objects.bulk_create(
+        StepRun(
+            run=run,
+            key=step.key,
+            title=step.title,
+            branch=step.branch,
+            position=index,
+            depends_on=list(step.depends_on),
+            params=step.params,
+            # The run's first dispatch, made here without reading what was just written: the steps that
+            # wait on nothing are queued (ready now), and sent once this transaction commits.
+            queued_at=None if step.depends_on else now,
+            ready_at=None if step.depends_on else now,
+        )
+        for index, step in enumerate(planned)
+    )
+    audit_record(
+        action="run.confirmed",
+        actor=user,
+        customer=run.customer,
+        run=run,
+        target=spec.app_name,
+        details={
+            "kind": run.kind,
+            "spec": spec.to_json(),
+            "read": str(read.pk) if read else None,
+            "plan": _plan_counts(items),
+            **({"offboard": run.offboard} if run.offboard else {}),
+            **({"approved_by": run.approved_by.get_username()} if run.approved_by else {}),
+        },
+    )
+    if steps:
+        first = _longest_first([s for s in steps if s.queued_at], _chain_lengths({s.key: s for s in steps}))
+        transaction.on_commit(lambda: _enqueue([s.pk for s in first]), robust=True)
+    else:  # nothing to do: the dispatch finishes the run
+        run_dispatch(run_id=run.pk, run_locked=True)
 
 
 def _plan_counts(items: list[dict] | None) -> dict[str, int]:
@@ -591,7 +602,9 @@ def step_execute(*, step_id: int, keep_next: bool = False, claimed: StepRun | No
 def _outcome_fields(step: StepRun, log: CallLog, result, error: OnrampError | None, now) -> tuple[dict, float | None]:
     """The step row's new fields, with its own audit event buffered on the log; and the retry delay."""
     if error is None:
-        state = State.GONE if result.gone else State.ADOPTED if result.adopted else State.SUCCEEDED
+        # A resource the plan adopts is adopted, even when its step changed it (tagged it, added it to its group).
+        adopted = result.adopted or _planned_action(step.run, step.key) == Action.ADOPT
+        state = State.GONE if result.gone else State.ADOPTED if adopted else State.SUCCEEDED
         log.record(action=f"step.{state}", target=step.title, details={"outputs": result.outputs})
         fields = {
             "state": state,
@@ -621,6 +634,10 @@ def _outcome_fields(step: StepRun, log: CallLog, result, error: OnrampError | No
     if retry_in:
         fields["ready_at"] = now + timedelta(seconds=retry_in)  # the timeline's wait starts after the backoff
     return fields, retry_in
+
+
+def _planned_action(run: Run, key: str) -> str:
+    return next((item["action"] for item in run.plan or [] if item["key"] == key), "")
 
 
 def _step_record(

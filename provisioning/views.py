@@ -31,7 +31,6 @@ from provisioning.onboarding import (
     OnboardingRefused,
     onboarding_confirm,
     onboarding_draft_build,
-    onboarding_draft_customer,
     onboarding_draft_read,
     onboarding_draft_spec,
 )
@@ -260,18 +259,18 @@ def onboard_preview(request: PortalRequest) -> HttpResponse:
         # A draft saved before the rules changed: send the user back to the form with the values.
         messages.error(request, "The rules changed since this draft was checked: check the form again.")
         return redirect(f"{reverse('onboard')}?edit=1")
-    read = onboarding_draft_read(draft=draft, user=request.user)
-    if read is not None:
-        request.session[DRAFT] = draft  # it now names its read
-        return preview_difference(request, spec, read)
-    customer = onboarding_draft_customer(draft=draft)
-    context = plan_full_context(spec, username=request.user.get_username())
-    context["approval"] = approval_hint(request.user, customer=customer, spec=spec, items=None)
-    return render(request, "provisioning/preview.html", context)
+    try:
+        read = onboarding_draft_read(draft=draft, user=request.user)
+    except OnboardingRefused as exc:
+        messages.error(request, str(exc))
+        return redirect(f"{reverse('onboard')}?edit=1")
+    request.session[DRAFT] = draft  # it now names its customer and its read
+    return preview_difference(request, spec, read)
 
 
 def plan_full_context(spec: Spec, *, username: str) -> dict:
-    """A plan without a read (everything created): its stages, documents and CLI transcript."""
+    """A plan without a read (everything created; an approval saved before every plan read first): its stages,
+    documents and CLI transcript."""
     steps = plan_build(spec)
     branches = plan_branches(steps)
     return {
@@ -327,8 +326,8 @@ def preview_difference(
     template: str = "provisioning/preview_diff.html",
     extra: dict[str, Any] | None = None,
 ) -> HttpResponse:
-    """The plan of a customer the ledger knows: what the account read back says to create, change, keep,
-    remove or release (an onboarding's, or an offboarding's). While the read is under way the page polls;
+    """Every plan: what the account read back says to create, adopt, change, keep, remove or release (an
+    onboarding's, or an offboarding's). While the read is under way the page polls;
     once it is done, htmx reloads it."""
     if read.status in (AccountRead.Status.PENDING, AccountRead.Status.RUNNING):
         if request.htmx:
@@ -355,6 +354,7 @@ def plan_difference_context(spec: Spec, read: AccountRead, items: list[dict], *,
         "groups": plan_groups(items, offboard=read.offboard),
         "changes": sum(1 for item in items if item["action"] != Action.KEEP),
         "blocked": checks_blocking(read.checks),
+        "sign_in_url": documents.sign_in_url(account_id=spec.account_id, alias=spec.account_alias),
         "removing_team": any(i["action"] == Action.REMOVE and i["kind"] == "team.member" for i in items),
         "documents": [
             (step, name, DOCUMENT_TITLES.get(name, name), json.dumps(document, indent=2))

@@ -420,3 +420,23 @@ def form_data(**overrides) -> dict:
     }
     data.update(overrides)
     return data
+
+
+def preview_read(client, *, timeout: float = 60):
+    """The onboarding preview once its account read is done. Asking for it starts the read (the page polls);
+    a test without the worker reads here as the read task would (the sandbox: `aws`), a test with it waits for
+    the worker's. Then the page as it shows the plan."""
+    from provisioning.models import AccountRead
+    from provisioning.reads import account_read_execute
+
+    first = client.get("/onboard/preview/")
+    draft = client.session.get("onboarding_draft") or {}
+    if not draft.get("read_id"):
+        return first  # refused, or sent back to the form
+    account_read_execute(read_id=draft["read_id"])  # does nothing when the worker has taken it
+    wait_until(
+        lambda: AccountRead.objects.filter(pk=draft["read_id"], status__in=["done", "failed"]).exists(),
+        timeout=timeout,
+        message="the plan's read did not finish",
+    )
+    return client.get("/onboard/preview/")

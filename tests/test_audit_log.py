@@ -20,9 +20,11 @@ from provisioning.audit import GENESIS_HASH, audit_hash, audit_record, audit_ver
 from provisioning.models import AuditEvent, Run
 from tests.conftest import (
     CUSTOMER_ACCOUNT,
+    EXAMPLE_KEYS,
     PASSWORD,
     customer_for,
     form_data,
+    preview_read,
     seal_key,
     spec_data,
     start_run,
@@ -186,8 +188,12 @@ def _form() -> dict:
                      external_id="")  # fmt: skip
 
 
-def test_onboarding_submitted_and_plan_confirmed_are_recorded_without_the_customer_secret(client, alice):
-    """The runs of this test are not executed: confirming only enqueues once the transaction commits."""
+def test_onboarding_submitted_and_plan_confirmed_are_recorded_without_the_customer_secret(client, alice, aws):
+    """The runs of this test are not executed: confirming only enqueues once the transaction commits. The plan's
+    read reaches the account with the customer's IAM user's keys (allowed to read what a plan reads)."""
+    from tests.test_views import READER
+
+    aws.user_make(account_id=CUSTOMER_ACCOUNT, user_name="ops", policy_document=READER, keys=EXAMPLE_KEYS)
     client.force_login(alice)
     response = client.post("/onboard/", _form())
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -195,6 +201,7 @@ def test_onboarding_submitted_and_plan_confirmed_are_recorded_without_the_custom
     assert (submitted.actor_id, submitted.target) == (alice.pk, "acme-app")
     assert submitted.details["spec"]["bucket"] == "acme-app-media"
 
+    preview_read(client)
     assert client.post("/onboard/preview/").status_code == 302
     run = Run.objects.get()
     confirmed = _only("run.confirmed")

@@ -120,7 +120,8 @@ def test_point_10_an_empty_team_is_said_plainly_in_the_plan(alice, client):
     assert "No team: nobody gets an IAM user or a console sign-in in this account." in page
     assert "Only the app's own user <code>acme-app</code> is Onramp's there." in page
 
-    login(client, alice).post("/onboard/", form_data())  # with a team, nothing of the kind is said
+    # With a team, nothing of the kind is said (the customer is on record since its first preview).
+    login(client, alice).post("/onboard/", form_data(customer=str(Customer.objects.get().pk), new_customer_name=""))
     assert "No team" not in text(client.get("/onboard/preview/"))
 
 

@@ -39,7 +39,7 @@ def _onboard_demo_co(page: Page, base: str, password: str) -> None:
     page.locator("[name='team-0-role']").select_option("tech_lead")
     page.get_by_role("button", name="Preview the plan").click()
     expect(page).to_have_url(f"{base}/onboard/preview/")
-    page.get_by_role("button", name="Start onboarding").click()
+    page.get_by_role("button", name="Start", exact=True).click()
     expect(page).to_have_url(re.compile(rf"{re.escape(base)}/runs/[0-9a-f-]{{36}}/$"))
     expect(page.locator("#run-status")).to_have_text("Succeeded", timeout=RUN_TIMEOUT_MS)
 

@@ -41,14 +41,14 @@ def test_a_tech_leads_spec_cannot_change_a_customers_connection(tmp_path, alice,
 
 
 @pytest.mark.django_db
-def test_a_tech_lead_onboards_a_customer_on_record_with_the_records_values(tmp_path, alice):
+def test_a_tech_lead_onboards_a_customer_on_record_with_the_records_values(tmp_path, alice, aws):
     customer_make(external_id="acme-external-id-0123456789").team.add(alice)
     _onboard(tmp_path, "alice")
     assert Run.objects.get().customer.name == "Acme Corp"
 
 
 @pytest.mark.django_db
-def test_an_admins_spec_may_change_the_connection_audited(tmp_path, dana):
+def test_an_admins_spec_may_change_the_connection_audited(tmp_path, dana, aws):
     customer = customer_make(external_id="old-external-id")
     _onboard(tmp_path, "dana")
     customer.refresh_from_db()
@@ -78,7 +78,7 @@ def test_a_deeply_nested_spec_file_is_one_clear_error(tmp_path, alice):
 
 
 @pytest.mark.django_db
-def test_point_2_a_spec_without_the_connection_takes_the_records_role_and_external_id(tmp_path, alice):
+def test_point_2_a_spec_without_the_connection_takes_the_records_role_and_external_id(tmp_path, alice, aws):
     customer = customer_make(external_id="acme-external-id-0123456789")
     customer.team.add(alice)
     path = tmp_path / "spec.json"

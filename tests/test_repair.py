@@ -129,13 +129,16 @@ def test_point_5_repair_is_offered_only_when_a_repair_would_change_something(wor
 
 def test_point_6_a_plan_read_of_a_missing_bucket_is_audited_as_expected(worker, alice):
     customer = _onboarded(alice).customer
-    renamed = spec_parse(spec_data(bucket="acme-app-media-next"))  # a bucket the account does not have yet
+    # A bucket and a repository the account does not have yet.
+    renamed = spec_parse(spec_data(bucket="acme-app-media-next", ecr_repository="acme-app-next"))
     read = _read_done(account_read_start(customer=customer, spec=renamed, user=alice))
     created = {(item["kind"], item["identity"]) for item in read.items if item["action"] == "create"}
-    assert ("s3.bucket", "acme-app-media-next") in created, read.items
-    answers = AuditEvent.objects.filter(error_code="NoSuchBucket", created_at__gte=read.created_at)
-    assert answers.exists()  # the reads of the new bucket's settings: it is not there
+    assert {("s3.bucket", "acme-app-media-next"), ("ecr.repository", "acme-app-next")} <= created, read.items
+    answers = AuditEvent.objects.filter(error_code="RepositoryNotFoundException", created_at__gte=read.created_at)
+    assert answers.exists()  # the read of the new repository: it is not there
     assert set(answers.values_list("outcome", flat=True)) == {AuditEvent.Outcome.EXPECTED}
+    # The settings of a bucket that is not there are not read at all (ListBuckets said so).
+    assert not AuditEvent.objects.filter(action="aws.s3.GetBucketCors", created_at__gte=read.created_at).exists()
     assert not AuditEvent.objects.filter(outcome=AuditEvent.Outcome.ERROR, created_at__gte=read.created_at).exists()
     # Only a read's "absent" answer is expected: the same code to a delete or a create is still an error.
     assert call_outcome("GetBucketCors", "NoSuchBucket") == "expected"

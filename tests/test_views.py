@@ -11,11 +11,18 @@ from pathlib import Path
 import pytest
 
 from provisioning import documents, vault
-from provisioning.models import AuditEvent, Credential, Customer, Run, StepRun
+from provisioning.models import AccountRead, AuditEvent, Credential, Customer, Run, StepRun
 from provisioning.plan import plan_build
 from provisioning.spec import spec_parse
 from tests.awsread import account_session
-from tests.conftest import CUSTOMER_ACCOUNT, form_data, start_run, wait_for_run
+from tests.conftest import (
+    CUSTOMER_ACCOUNT,
+    EXAMPLE_KEYS,
+    form_data,
+    preview_read,
+    start_run,
+    wait_for_run,
+)
 
 # These tests are about other things than approvals: new customers' plans start without a second person.
 pytestmark = pytest.mark.usefixtures("no_approvals")
@@ -112,18 +119,20 @@ def test_the_form_has_every_field_of_the_issue_each_with_a_label(client, alice):
 
 
 @pytest.mark.django_db
-def test_a_valid_form_leads_to_the_preview_of_every_step_in_order(client, alice):
+def test_a_valid_form_leads_to_the_preview_of_every_step_in_order(client, alice, aws):
     login(client, alice)
     response = client.post("/onboard/", form_data(media_scope="all"))
     assert response.status_code == 302 and response["Location"] == "/onboard/preview/"
-    response = client.get("/onboard/preview/")
+    assert "The plan appears here when the read is done" in text(
+        client.get("/onboard/preview/")
+    )  # every plan reads the account first
+    response = preview_read(client)
     assert response.status_code == 200
     spec = spec_parse(client.session["onboarding_draft"]["spec"])
     planned = plan_build(spec)
-    keys = re.findall(r'<li class="plan-step" data-step="([^"]+)">', response.content.decode())
-    assert keys == [step.key for step in planned]  # every step, in order
+    keys = re.findall(r'<li class="plan-item" data-item="([^"]+)" data-action="create">', response.content.decode())
+    assert keys == [step.key for step in planned[1:]]  # an empty account: every resource created, in order
     page = text(response)
-    assert "first, alone" in page and "Then in parallel" in page
     assert "Summarise" not in page  # the run finishing is not a step
     assert "every bucket in the account" in page  # the scope warning
     assert "https://acme-corp.signin.aws.amazon.com/console" in page
@@ -139,12 +148,10 @@ def test_a_valid_form_leads_to_the_preview_of_every_step_in_order(client, alice)
 
 
 @pytest.mark.django_db
-def test_the_preview_shows_each_document_exactly_as_the_builders_make_it(client, alice):
+def test_the_preview_shows_each_document_exactly_as_the_builders_make_it(client, alice, aws):
     login(client, alice)
     client.post("/onboard/", form_data())
-    shown = {
-        name: json.loads(body) for name, body in pre_blocks(client.get("/onboard/preview/"), "data-document").items()
-    }
+    shown = {name: json.loads(body) for name, body in pre_blocks(preview_read(client), "data-document").items()}
     assert shown == {
         "policy": documents.media_policy_document(scope="bucket", bucket="acme-app-media"),
         "public_access_block": documents.public_access_block_document(),
@@ -188,10 +195,10 @@ def test_the_preview_without_a_draft_sends_back_to_the_form(client, alice):
 
 
 @pytest.mark.django_db
-def test_start_onboarding_creates_the_customer_and_the_run(client, alice):
+def test_start_onboarding_creates_the_customer_and_the_run(client, alice, aws):
     login(client, alice)
     client.post("/onboard/", form_data())
-    assert client.get("/onboard/preview/").status_code == 200
+    assert preview_read(client).status_code == 200
     assert Run.objects.count() == 0  # the preview runs nothing
     response = client.post("/onboard/preview/")
     run = Run.objects.get()
@@ -200,19 +207,23 @@ def test_start_onboarding_creates_the_customer_and_the_run(client, alice):
     assert run.customer.external_id == "acme-external-id-0123456789"
     assert run.started_by == alice and run.spec["bucket"] == "acme-app-media"
     assert [s.key for s in run.steps.order_by("position")] == [s.key for s in plan_build(spec_parse(run.spec))]
+    assert run.read is not None and run.steps.get(key="preflight").params["read"] == str(run.read.pk)
     assert "onboarding_draft" not in client.session
-    assert AuditEvent.objects.filter(action="customer.created", actor=alice, customer=run.customer).exists()
+    # Made when the preview was asked for, so that its account could be read: audited then, once.
+    created = AuditEvent.objects.get(action="customer.created", actor=alice, customer=run.customer)
+    assert created.details["via"] == "onboarding preview"
     assert client.post("/onboard/preview/").status_code == 302  # nothing to confirm twice
     assert Run.objects.count() == 1
 
 
 @pytest.mark.django_db
-def test_an_admin_onboarding_a_customer_on_record_may_update_its_role(client, dana):
+def test_an_admin_onboarding_a_customer_on_record_may_update_its_role(client, dana, aws):
     customer = Customer.objects.create(
         name="Acme Corp", slug="acme", aws_account_id=CUSTOMER_ACCOUNT, role_arn="", external_id="old-id-0000"
     )
     login(client, dana)
     client.post("/onboard/", form_data(customer=str(customer.pk), new_customer_name=""))
+    preview_read(client)
     client.post("/onboard/preview/")
     customer.refresh_from_db()
     assert customer.role_arn == f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/OnrampAccess"
@@ -223,11 +234,29 @@ def test_an_admin_onboarding_a_customer_on_record_may_update_its_role(client, da
     assert changed.actor == dana
 
 
+READER = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "iam:Get*",
+                "iam:List*",
+                "s3:ListAllMyBuckets",
+                "s3:ListBucket",
+                "s3:Get*",
+                "ecr:Describe*",
+                "ecr:Get*",
+            ],
+            "Resource": "*",
+        }
+    ],
+}
 RECORD_ROLE = f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/RecordRole"
 
 
 @pytest.mark.django_db
-def test_a_tech_lead_sees_the_connection_of_a_customer_on_record_read_only_and_the_run_uses_it(client, alice):
+def test_a_tech_lead_sees_the_connection_of_a_customer_on_record_read_only_and_the_run_uses_it(client, alice, aws):
     customer = Customer.objects.create(
         name="Acme Corp", slug="acme", aws_account_id=CUSTOMER_ACCOUNT, role_arn=RECORD_ROLE, external_id="record-id-01"
     )
@@ -243,16 +272,18 @@ def test_a_tech_lead_sees_the_connection_of_a_customer_on_record_read_only_and_t
         form_data(customer=str(customer.pk), new_customer_name="", role_arn=other, external_id="attacker-id"),
     )
     assert response.status_code == 302, text(response)
-    client.post("/onboard/preview/")
-    run = Run.objects.get()
-    assert (run.spec["role_arn"], run.spec["external_id"]) == (RECORD_ROLE, "record-id-01")
+    preview_read(client)
+    # The plan's read reached for the record's role (which this sandbox account does not have: the read says so).
+    read = AccountRead.objects.get()
+    assert (read.spec["role_arn"], read.spec["external_id"]) == (RECORD_ROLE, "record-id-01")
+    assert read.status == "failed" and "RecordRole" in read.error_message
     customer.refresh_from_db()
     assert (customer.role_arn, customer.external_id, customer.access) == (RECORD_ROLE, "record-id-01", "role")
     assert not AuditEvent.objects.filter(action="customer.changed").exists()
 
 
 @pytest.mark.django_db
-def test_a_tech_lead_cannot_store_keys_on_a_customer_on_record(client, alice):
+def test_a_tech_lead_cannot_store_keys_on_a_customer_on_record(client, alice, aws):
     customer = Customer.objects.create(
         name="Acme Corp", slug="acme", aws_account_id=CUSTOMER_ACCOUNT, role_arn=RECORD_ROLE, external_id="record-id-01"
     )
@@ -260,46 +291,54 @@ def test_a_tech_lead_cannot_store_keys_on_a_customer_on_record(client, alice):
     login(client, alice)
     keys = {"access": "keys", "access_key_id": "AKIAEXAMPLEKEY000001", "secret_access_key": "x" * 40}
     client.post("/onboard/", form_data(customer=str(customer.pk), new_customer_name="", **keys))
+    preview_read(client)
     client.post("/onboard/preview/")
     customer.refresh_from_db()
     assert (customer.access, customer.access_key_id, customer.secret_access_key_ciphertext) == ("role", "", "")
-    assert Run.objects.get().spec["access"] == "role"
+    assert AccountRead.objects.get().spec["access"] == "role" and not Run.objects.exists()
 
 
 @pytest.mark.django_db
-def test_an_external_id_as_long_as_aws_allows_is_stored(client, alice):
+def test_an_external_id_as_long_as_aws_allows_is_stored(client, alice, aws):
     """AWS allows 2 to 1224 characters; so do the spec and the customer record (a 500 before)."""
     long_id = "x" * 1224
     login(client, alice)
     assert client.post("/onboard/", form_data(external_id=long_id)).status_code == 302
-    assert client.post("/onboard/preview/").status_code == 302
-    assert Run.objects.get().customer.external_id == long_id
+    preview_read(client)  # made when the preview was asked for; the sandbox's role has another external id
+    assert Customer.objects.get().external_id == long_id
     refused = client.post("/onboard/", form_data(external_id=long_id + "x"))
     assert refused.status_code == 200 and "An external id is 2 to 1224 characters" in text(refused)
 
 
 @pytest.mark.django_db
-def test_start_onboarding_with_keys_stores_the_secret_encrypted_on_the_customer(client, alice):
+def test_start_onboarding_with_keys_stores_the_secret_encrypted_on_the_customer(client, alice, aws):
+    # The customer's IAM user whose keys Onramp is given: allowed to read what a plan reads.
+    key_id, secret = EXAMPLE_KEYS
+    aws.user_make(account_id=CUSTOMER_ACCOUNT, user_name="ops", policy_document=READER, keys=EXAMPLE_KEYS)
     login(client, alice)
-    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
     client.post(
         "/onboard/",
-        form_data(access="keys", role_arn="", access_key_id="AKIAEXAMPLEKEY000001", secret_access_key=secret),
+        form_data(access="keys", role_arn="", access_key_id=key_id, secret_access_key=secret),
     )
+    preview_read(client)
+    customer = Customer.objects.get()  # made, keys stored, so that the plan could read the account with them
+    assert customer.access == "keys" and customer.access_key_id == key_id
+    read = AccountRead.objects.get()
+    assert read.status == "done", read.error_message
     client.post("/onboard/preview/")
-    customer = Run.objects.get().customer
-    assert customer.access == "keys" and customer.access_key_id == "AKIAEXAMPLEKEY000001"
+    assert Run.objects.get().customer == customer
     assert secret not in customer.secret_access_key_ciphertext
     assert vault.decrypt(customer.secret_access_key_ciphertext) == secret
     assert not AuditEvent.objects.filter(details__icontains=secret).exists()
 
 
 @pytest.mark.django_db
-def test_start_onboarding_while_a_run_is_active_shows_that_run(client, alice, bob):
+def test_start_onboarding_while_a_run_is_active_shows_that_run(client, alice, bob, aws):
     active = start_run(bob)
     active.customer.team.add(alice)
     login(client, alice)
     client.post("/onboard/", form_data(customer=str(active.customer.pk), new_customer_name=""))
+    preview_read(client)
     response = client.post("/onboard/preview/", follow=True)
     assert response.redirect_chain[-1][0] == f"/runs/{active.pk}/"
     assert "is still in progress" in text(response)
@@ -371,6 +410,7 @@ def _default_account_s3(sandbox):
 def test_a_run_from_the_form_to_the_revealed_key(client, worker, alice):
     login(client, alice)
     client.post("/onboard/", form_data())
+    preview_read(client)
     client.post("/onboard/preview/")
     run = wait_for_run(Run.objects.get())
     assert run.status == Run.Status.SUCCEEDED
@@ -448,3 +488,19 @@ def test_the_rendered_pages_load_scripts_and_styles_from_this_server_only(client
     assets = re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', page)
     assert assets and all(a.startswith("/static/") for a in assets), assets
     assert "<script>" not in page and " style=" not in page  # the CSP forbids inline code and styles
+
+
+@pytest.mark.django_db
+def test_a_new_customer_is_on_record_from_its_first_preview_and_edit_shows_it_picked(client, alice, aws):
+    """Its account is read for the preview, so the customer is made then: "Edit" comes back with it picked, and
+    its connection is the record's from then on (an Admin changes it, as for any customer on record)."""
+    login(client, alice)
+    client.post("/onboard/", form_data())
+    preview_read(client)
+    customer = Customer.objects.get()
+    assert customer.team.filter(pk=alice.pk).exists()
+    page = client.get("/onboard/?edit=1").content.decode()
+    assert re.search(rf'<option value="{customer.pk}" selected>', page), page
+    assert re.search(r'name="external_id" value="acme-external-id-0123456789"[^>]* disabled', page)
+    response = client.post("/onboard/", form_data(customer=str(customer.pk), new_customer_name="", bucket="acme-2"))
+    assert response.status_code == 302 and Customer.objects.count() == 1

@@ -133,6 +133,20 @@ def member_read(account: AwsAccount, params: dict) -> dict | None:
     return {**user, "policies": _policy_names(attached), "console": console}
 
 
+def user_found(account: AwsAccount, name: str, path: str) -> dict:
+    """What a user the ledger does not hold has, for the plan to say what adopting it takes over: its keys,
+    console password, groups and policies (read-only calls, made only for a user that exists)."""
+    iam = account.client("iam")
+    return {
+        "path": path,
+        "keys": len(iam.list_access_keys(UserName=name)["AccessKeyMetadata"]),
+        "console": absent_is_none(lambda: iam.get_login_profile(UserName=name)) is not None,
+        "groups": sorted(g["GroupName"] for g in iam.list_groups_for_user(UserName=name)["Groups"]),
+        "attached": sorted(_policy_names(iam.list_attached_user_policies(UserName=name)["AttachedPolicies"])),
+        "inline": sorted(iam.list_user_policies(UserName=name)["PolicyNames"]),
+    }
+
+
 # --- Steps ------------------------------------------------------------------------------------
 
 

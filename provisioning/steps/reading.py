@@ -1,14 +1,16 @@
 """Reading a customer's account back: what each resource of a spec, and each resource the ledger holds
 that the spec no longer wants, looks like now. Read-only calls; the caller audits them (aws_work)."""
 
+import functools
 import hashlib
 import json
 import random
 import time
+from concurrent.futures import wait
 
 from django.conf import settings
 
-from provisioning.aws import AwsAccount
+from provisioning.aws import AwsAccount, aws_beside
 from provisioning.plan import plan_build, plan_orphans
 from provisioning.registry import REGISTRY, Registry
 from provisioning.spec import Spec
@@ -74,6 +76,36 @@ def _read_settled(read, kind: str, params: dict) -> dict | None:
     return found
 
 
+# What is read only when the resource it belongs to is there: nothing of a missing bucket, repository or user
+# is worth a call (a new customer's read makes one call per named resource that does not exist).
+_READ_AFTER = {
+    "s3.public_access_block": "s3.bucket",
+    "s3.cors": "s3.bucket",
+    "ecr.lifecycle": "ecr.repository",
+    "iam.access_key": "iam.app_user",
+}
+_USER_KINDS = ("iam.app_user", "team.member")
+
+
+def _read_one(
+    account: AwsAccount, step, seen: dict, ledger: list[dict], held: set | None, changed_lately: frozenset[str]
+) -> dict | None:
+    after = _READ_AFTER.get(step.kind)
+    if after is not None and seen.get(after, "unread") is None:
+        return None
+    reader = READERS[step.kind]
+    if step.key in changed_lately and step.kind in SETTLING_READS:
+        found = _read_settled(lambda: reader(account, step.params), step.kind, step.params)
+    else:
+        found = reader(account, step.params)
+    found = _owned_marked(step.kind, found, ledger)
+    name = step.params.get("user") or step.params.get("email")
+    if found is not None and held is not None and step.kind in _USER_KINDS and (step.kind, name) not in held:
+        # A user the ledger does not hold: what adopting it would take over, for the plan to say so.
+        found = {**found, "found": iam.user_found(account, name, found.get("path", "/"))}
+    return found
+
+
 def account_seen(
     account: AwsAccount,
     *,
@@ -81,21 +113,34 @@ def account_seen(
     ledger: list[dict],
     registry: Registry = REGISTRY,
     changed_lately: frozenset[str] = frozenset(),
+    adoptions: bool = True,
+    beside: bool = True,
 ) -> dict[str, dict | None]:
     """By step key, what the account has for each of the spec's resources (None: not there); by
     "<kind>:<identity>", whether each resource only the ledger holds still holds data. `registry`: the
-    kinds the plan wants (fewer for an offboarding, provisioning.plan.plan_registry). `changed_lately`: the step
+    kinds the plan wants (fewer for an offboarding, provisioning.plan.plan_registry). `adoptions`: what a user
+    the ledger does not hold has is read too, for a plan to say what adopting it takes over (a drift check, which
+    plans nothing, leaves it). `beside`: the resources are read side by side (aws_beside), those that belong to
+    another once that one is read: a plan's read and the run's stale-plan check wait two or three round trips,
+    not one per resource (a drift check's bounded workers read one call at a time). `changed_lately`: the step
     keys a run changed moments ago (provisioning.ledger.ledger_changed_lately), read until AWS shows the change."""
     seen: dict[str, dict | None] = {}
-    for step in plan_build(spec, registry=registry)[1:]:
-        reader = READERS.get(step.kind)
-        if reader is None:
+    held = {(row["kind"], row["identity"]) for row in ledger} if adoptions else None
+    steps = [step for step in plan_build(spec, registry=registry)[1:] if step.kind in READERS]
+    for wave in (
+        [step for step in steps if step.kind not in _READ_AFTER],
+        [step for step in steps if step.kind in _READ_AFTER],
+    ):
+        if not beside:
+            for step in wave:
+                seen[step.key] = _read_one(account, step, seen, ledger, held, changed_lately)
             continue
-        if step.key in changed_lately and step.kind in SETTLING_READS:
-            found = _read_settled(lambda reader=reader, step=step: reader(account, step.params), step.kind, step.params)
-        else:
-            found = reader(account, step.params)
-        seen[step.key] = _owned_marked(step.kind, found, ledger)
+        futures = {
+            step.key: aws_beside(functools.partial(_read_one, account, step, seen, ledger, held, changed_lately))
+            for step in wave
+        }
+        wait(futures.values())  # every call done (and audited on the caller's log) before any failure is raised
+        seen.update({key: future.result() for key, future in futures.items()})
     for row in plan_orphans(spec=spec, ledger=ledger, registry=registry):
         holdings = HOLDINGS.get(row["kind"])
         if holdings is not None:

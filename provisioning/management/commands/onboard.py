@@ -12,7 +12,8 @@ from django.urls import reverse
 
 from provisioning.approvals import BREAK_GLASS_MIN, ApprovalRefused, plan_start
 from provisioning.audit import audit_record
-from provisioning.models import AccountRead, AuditEvent, Customer, PlanApproval, Resource, Run, StepRun
+from provisioning.checks import checks_blocking, checks_sentence
+from provisioning.models import AccountRead, AuditEvent, Customer, PlanApproval, Run, StepRun
 from provisioning.onboarding import OnboardingRefused, onboarding_customer, onboarding_spec_connection_fill
 from provisioning.permissions import (
     TECH_LEADS,
@@ -78,11 +79,9 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from None
             if parsed.access == Access.KEYS and not customer.has_stored_keys:
                 raise CommandError(f"{customer.name} has no stored access keys: set them in the admin first.")
-        read = None
-        if Resource.objects.filter(customer=customer, state=Resource.State.PRESENT).exists():
-            read = self._plan(customer, parsed, starter)
+        read = self._plan(customer, parsed, starter)  # every plan reads first, a new customer's too
         try:
-            items = plan_decide(read.items, delete=set(), typed={}) if read else None
+            items = plan_decide(read.items, delete=set(), typed={})
             run = plan_start(spec=parsed, customer=customer, user=starter, read=read, items=items, emergency=emergency)
         except (RunConflict, CustomerOffboarded, ApprovalRefused) as exc:
             raise CommandError(str(exc), returncode=REFUSED) from None
@@ -132,18 +131,23 @@ class Command(BaseCommand):
             raise CommandError("Nothing to wait for: the run starts once the plan is approved.", returncode=AWAITING)
 
     def _plan(self, customer, spec, user) -> AccountRead:
-        """The ledger knows this customer: read the account now and print the difference the run applies
-        (what holds data is kept and released: deleting it needs its name typed in the browser's plan)."""
+        """Read the account now and print the difference the run applies, with what each adoption takes over
+        (what holds data is kept and released: deleting it needs its name typed in the browser's plan). A
+        blocking check stops here, as the preview's Start stays disabled."""
         read = account_read_now(customer=customer, spec=spec, user=user)
         if read.status != AccountRead.Status.DONE:
             raise CommandError(f"Onramp could not read the account: {read.error_message}")
+        blocking = checks_blocking(read.checks)
+        if blocking:
+            raise CommandError(f"The plan's checks found what would fail: {checks_sentence(blocking)}")
         for action, title, items in plan_groups(read.items):
             if action != Action.KEEP:
                 self.stdout.write(f"{title}:")
                 for item in items:
                     # Not typed here, so plan_decide keeps it in the account, released (no longer Onramp's).
                     kept = " (kept, released: it holds data)" if action == Action.REMOVE and item["holds_data"] else ""
-                    self.stdout.write(f"  {item['title']}{kept}")
+                    found = f" ({item['note']})" if action == Action.ADOPT and item["note"] else ""
+                    self.stdout.write(f"  {item['title']}{kept}{found}")
         count = sum(1 for item in read.items if item["action"] == Action.KEEP)
         self.stdout.write(f"{count} resource{'s' if count != 1 else ''} kept as they are.")
         return read
