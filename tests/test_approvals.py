@@ -29,7 +29,7 @@ from provisioning.plan import Action, plan_decide
 from provisioning.reads import account_read_start
 from provisioning.spec import spec_parse
 from provisioning.views import DRAFT
-from tests.conftest import _user, customer_make, form_data, spec_data, start_run, wait_for_run
+from tests.conftest import _user, customer_make, form_data, preview_read, spec_data, start_run, wait_for_run
 from tests.test_drift import _iam, _s3
 from tests.test_notify import _assert_no_secret, _sealed_secrets, smtp, webhook  # noqa: F401 (fixtures)
 from tests.test_offboarding import _plan
@@ -384,25 +384,25 @@ def test_the_approvals_page_lists_what_waits_for_each_person_with_a_count_in_the
 
 
 @pytest.mark.django_db
-def test_the_preview_saves_a_plan_needing_approval_and_says_why(alice, dana, settings):
+def test_the_preview_saves_a_plan_needing_approval_and_says_why(alice, dana, settings, aws):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     client = _client(alice)
     assert client.post(reverse("onboard"), form_data()).status_code == 302
-    preview = client.get(reverse("onboard_preview")).content.decode()
+    preview = preview_read(client).content.decode()
     assert 'id="approval-needed"' in preview and "It grants AdministratorAccess to lead@agency.example" in preview
     assert "Ask for approval" in preview and 'id="break-glass"' not in preview  # alice is no Admin
     response = client.post(reverse("onboard_preview"))
     asked = PlanApproval.objects.get()
     assert response["Location"] == reverse("approval_detail", args=[asked.pk]) and DRAFT not in client.session
-    assert asked.requested_by == alice and asked.read is None and not Run.objects.exists()
+    assert asked.requested_by == alice and asked.read is not None and not Run.objects.exists()
 
 
 @pytest.mark.django_db
-def test_an_admin_may_break_glass_from_the_preview(dana, settings):
+def test_an_admin_may_break_glass_from_the_preview(dana, settings, aws):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     client = _client(dana)
     client.post(reverse("onboard"), form_data())
-    assert 'id="break-glass"' in client.get(reverse("onboard_preview")).content.decode()
+    assert 'id="break-glass"' in preview_read(client).content.decode()
     response = client.post(
         reverse("onboard_preview"), {"break_glass": "1", "emergency": "the customer's launch is today"}
     )
