@@ -61,7 +61,9 @@ def test_a_plan_asked_for_by_one_person_is_approved_by_another_and_runs_with_bot
     row.get_by_role("link", name=asked.summary).click()
     expect(page.get_by_role("button", name="Approve and start the run")).to_be_visible()
     expect(page.get_by_role("button", name="Decline")).to_be_visible()
-    expect(page.locator("section.branch")).to_have_count(5)  # the same plan alice saw
+    created = page.locator("section.plan-group[data-action='create']")  # the same plan alice saw, read from the account
+    expect(created).to_contain_text("acme-corp-media")
+    expect(created).to_contain_text("lead@agency.example")
     walk.check("approval-decide")
     _shot(page, width, "decide")
     page.get_by_label("Comment (optional)").fill("Checked with the customer: go.")
