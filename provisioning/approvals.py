@@ -104,7 +104,7 @@ def approval_reasons(
         reasons.append(Reason(OFFBOARD, f"An offboarding ({OffboardMode(offboard).label.lower()}) always needs one."))
     adopted = [item for item in planned if item["action"] == Action.ADOPT]
     if adopted:
-        names = ", ".join(sorted(str(item.get("identity") or item["kind"]) for item in adopted))
+        names = ", ".join(sorted({str(item.get("identity") or item["kind"]) for item in adopted}))
         reasons.append(Reason(ADOPT, f"It adopts what Onramp did not make ({names}): an Admin must approve it."))
     if rule == ApprovalRule.EVERY and not reasons:
         reasons.append(Reason(EVERY, "Every plan for this customer needs one (its approval rule)."))

@@ -137,7 +137,7 @@ def plan_transcript(spec: Spec, steps: list[PlannedStep], *, source_identity: st
 # --- Plans as differences -----------------------------------------------------------------------
 # Every plan, a new customer's too, is the difference between the spec, the ledger (what Onramp made or
 # adopted) and a read of the account: each resource is created, adopted (it is there and the ledger does not
-# hold it: taken over only once an Admin confirms), changed, kept, removed (only what Onramp created, or what
+# hold it: taken over only once an Admin approves), changed, kept, removed (only what Onramp created, or what
 # the tech lead ticked) or released (forgotten, left as is). Nothing is taken over unseen.
 
 
@@ -280,7 +280,7 @@ def plan_difference(
             identity = str(step.params.get(kind.resource.identity_param, ""))
             previous = (held.get((kind.key, identity)) or {}).get("params")
         owner = _owner(step, registry)
-        if owner is not None and owner not in held:  # not Onramp's: created, or adopted once an Admin confirms
+        if owner is not None and owner not in held:  # not Onramp's: created, or adopted once an Admin approves
             found = seen.get(step.key)
             if found is not None and _found(kind.key, step.params, found):
                 items.append(_adopted_item(step, owner[1], found, registry))
@@ -469,7 +469,7 @@ def _removal_end(item: dict, registry: Registry) -> str:
 
 ACTION_TITLES = {
     Action.CREATE: "Create",
-    Action.ADOPT: "Adopt (already in the account, not Onramp's: an Admin confirms the takeover)",
+    Action.ADOPT: "Adopt (already in the account, not Onramp's: an Admin approves the takeover)",
     Action.CHANGE: "Change",
     Action.REMOVE: "Remove",
     Action.RELEASE: "Release (leave it in the account, forgotten by Onramp)",
