@@ -27,6 +27,7 @@ from provisioning.models import AccountRead, ApprovalRule, AuditEvent, Customer,
 from provisioning.offboarding import offboard_confirm
 from provisioning.plan import Action, plan_decide
 from provisioning.reads import account_read_start
+from provisioning.registry import APPROVER_TAG
 from provisioning.spec import spec_parse
 from provisioning.views import DRAFT
 from tests.conftest import _user, customer_make, form_data, preview_read, spec_data, start_run, wait_for_run
@@ -191,6 +192,9 @@ def test_a_removal_awaits_approval_a_repair_still_runs_and_another_team_member_a
     assert (asked.state, asked.decided_by, asked.run, asked.comment) == ("approved", bob, run, "dev left the project")
     confirmed = AuditEvent.objects.get(action="run.confirmed", run=run)
     assert (confirmed.actor_label, confirmed.details["approved_by"]) == ("alice", "bob")
+    # The approver is in the run's AWS session as the tag onramp-approver (the role is the template's version 4).
+    (session,) = [s for s in sandbox.sessions() if s["arn"].endswith(f"/onramp-run-{run.pk}")]
+    assert session["tags"] == {APPROVER_TAG: "bob"} and session["source_identity"] == "alice"
     approved = AuditEvent.objects.get(action="plan.approved")
     assert (approved.actor_label, approved.run_id, approved.details["comment"]) == (
         "bob",
