@@ -13,7 +13,7 @@ from provisioning.steps import removal
 from provisioning.steps.base import StepContext
 from provisioning.steps.removal import _USER_PARTS
 from sandbox.refusals import OPT_IN_REGIONS as SANDBOX_OPT_IN_REGIONS
-from tests.conftest import CUSTOMER_ACCOUNT, finished_run
+from tests.conftest import CUSTOMER_ACCOUNT, EXAMPLE_KEY_ID_2, finished_run
 from tests.test_sandbox import OTHER_ACCOUNT, _client, _error, _user
 
 pytestmark = pytest.mark.strict(
@@ -280,7 +280,7 @@ def test_a_tag_conditioned_call_sees_the_old_tags_for_a_moment_after_tag_user(aw
     policy = {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": ["iam:CreateUser", "iam:TagUser", "iam:UntagUser"], "Resource": "*"},
         {"Effect": "Allow", "Action": "iam:UpdateUser", "Resource": "*", "Condition": ONRAMPS_ONLY}]}  # fmt: skip
-    keys = ("AKIASANDBOXTAGWINDOW", "tag-window-sandbox-only-secret-00000000")
+    keys = (EXAMPLE_KEY_ID_2, "tag-window-sandbox-only-secret-00000000")  # AWS's documented example id
     aws.user_make(account_id=CUSTOMER_ACCOUNT, user_name="tagger", policy_document=policy, keys=keys)
     iam = boto3.client(
         "iam", endpoint_url=aws.url, region_name="us-east-1", aws_access_key_id=keys[0], aws_secret_access_key=keys[1]

@@ -57,9 +57,10 @@ def _owned_marked(kind: str, found: dict | None, ledger: list[dict]) -> dict | N
     return {**found, field: [{**entry, "onramps": entry[name] in names} for entry in found[field]]}
 
 
-# What AWS may still show as it was before a change, for a moment after it (the strict sandbox's lifecycle_window:
-# GetLifecyclePolicy right after PutLifecyclePolicy). A read of one a run changed moments ago is read again until it
-# shows what the run put there, for AWS_SETTLE_SECONDS at most; otherwise, and after that, it is what it is.
+# What AWS may still show as it was before a change, for a moment after it (IAM User Guide, "Changes that I make
+# are not always immediately visible"; for ECR, GetLifecyclePolicy right after PutLifecyclePolicy). A read of one a
+# run changed moments ago is read again until it shows what the run put there, for AWS_SETTLE_SECONDS at most;
+# otherwise, and after that, it is what it is.
 SETTLING_READS = frozenset({"ecr.lifecycle"})
 
 
