@@ -1,8 +1,9 @@
 """The plan's checks: what would make a run fail half-way, found before it starts (issue 32 point 4).
 
-Read-only calls made beside the plan's read of the account (provisioning/reads.py) and again, for the blocking
-ones, by the run's preflight (provisioning/steps/sts.py). Each check is a row of the preview: passes, warns, or
-blocks (Start stays disabled). The callers audit the calls (aws_work / the step's log)."""
+Read-only calls made with the plan's read of the account (provisioning/reads.py: once it has the difference, which
+says what the plan creates) and again, for the blocking ones, by the run's preflight, beside its stale-plan read
+(provisioning/steps/sts.py). Each check is a row of the preview: passes, warns, or blocks (Start stays disabled).
+The callers audit the calls (aws_work / the step's log)."""
 
 from collections.abc import Callable
 from concurrent.futures import Future, wait
