@@ -429,19 +429,33 @@ def aws_work(
             audit_write(log.drain())
 
 
-_beside: tuple[int, ThreadPoolExecutor] | None = None  # (the process that made it, the pool)
+# The pools of AWS work beside the caller's thread, by name: (the process that made it, the pool). Made on first use
+# in each process (after a worker forks).
+_pools: dict[str, tuple[int, ThreadPoolExecutor]] = {}
+_POOL_SIZES = {"onramp-aws": 4, "onramp-checks": 16}
+
+
+def _pool_submit(name: str, work: Callable[[], object]) -> Future:
+    with _session_lock:
+        made = _pools.get(name)
+        if made is None or made[0] != os.getpid():
+            made = _pools[name] = (os.getpid(), ThreadPoolExecutor(_POOL_SIZES[name], thread_name_prefix=name))
+    return made[1].submit(contextvars.copy_context().run, work)
 
 
 def aws_beside(work: Callable[[], object]) -> Future:
     """Start AWS work in a thread beside this one, for a call that does not wait on the caller's: it runs in
     the caller's context, so its calls are audited on the same log (current_call_log). Wait for it before
-    that log is drained. The pool is made on first use in each process (after a worker forks)."""
-    global _beside
-    with _session_lock:
-        if _beside is None or _beside[0] != os.getpid():
-            _beside = (os.getpid(), ThreadPoolExecutor(max_workers=4, thread_name_prefix="onramp-aws"))
-        pool = _beside[1]
-    return pool.submit(contextvars.copy_context().run, work)
+    that log is drained."""
+    return _pool_submit("onramp-aws", work)
+
+
+def aws_checking(work: Callable[[], object]) -> Future:
+    """aws_beside on a pool of its own, for the plan's checks (provisioning/checks.py), which the run's preflight
+    starts beside the stale-plan read whose waves fill aws_beside's pool: neither waits for the other's threads.
+    Only work that waits on AWS alone goes here, never on a pool's future (so no task of it can hold a thread
+    while it waits for one)."""
+    return _pool_submit("onramp-checks", work)
 
 
 def _install_audit_hook(client) -> None:

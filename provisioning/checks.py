@@ -1,15 +1,18 @@
 """The plan's checks: what would make a run fail half-way, found before it starts (issue 32 point 4).
 
-Read-only calls made beside the plan's read of the account (provisioning/reads.py) and again, for the blocking
-ones, by the run's preflight (provisioning/steps/sts.py). Each check is a row of the preview: passes, warns, or
-blocks (Start stays disabled). The callers audit the calls (aws_work / the step's log)."""
+Read-only calls made with the plan's read of the account (provisioning/reads.py: once it has the difference, which
+says what the plan creates) and again, for the blocking ones, by the run's preflight, beside its stale-plan read
+(provisioning/steps/sts.py). Each check is a row of the preview: passes, warns, or blocks (Start stays disabled).
+The callers audit the calls (aws_work / the step's log)."""
 
-from concurrent.futures import wait
+from collections.abc import Callable
+from concurrent.futures import Future, wait
 from dataclasses import asdict, dataclass
+from functools import partial
 
 from botocore.exceptions import ClientError
 
-from provisioning.aws import OPT_IN_REGIONS, AwsAccount, account_connect, aws_beside, error_code
+from provisioning.aws import OPT_IN_REGIONS, AwsAccount, account_connect, aws_checking, error_code
 from provisioning.documents import media_policy_name
 from provisioning.models import Customer, Resource
 from provisioning.registry import (
@@ -155,23 +158,21 @@ def _ledger_users(customer_id: int | None) -> set[str]:
     return set(rows.values_list("identity", flat=True))
 
 
-def path_check(account: AwsAccount, *, spec: Spec, held: set[str]) -> Check:
+def _user_path(account: AwsAccount, name: str) -> str | None:
+    """The path of the IAM user `name` (None: there is no such user, one the run creates)."""
+    try:
+        return account.client("iam").get_user(UserName=name)["User"].get("Path", "/")
+    except ClientError as exc:
+        if error_code(exc) == "NoSuchEntity":
+            return None
+        raise
+
+
+def path_check(paths: dict[str, str | None]) -> Check:
     """No user the spec names exists outside Onramp's path unless the ledger holds it (#30 point 3): such a user
     is the customer's, the role can change nothing on it, and only the customer can hand it over by moving it
-    into the path. One GetUser per named user; a user that does not exist is one the run creates."""
-    iam = account.client("iam")
-    outside = []
-    for name in [spec.app_name, *(member.email for member in spec.team)]:
-        if name in held:
-            continue
-        try:
-            user = iam.get_user(UserName=name)["User"]
-        except ClientError as exc:
-            if error_code(exc) == "NoSuchEntity":
-                continue
-            raise
-        if user.get("Path", "/") != ONRAMP_PATH:
-            outside.append(name)
+    into the path. `paths`: by each named user the ledger does not hold, their path (_user_path: one GetUser)."""
+    outside = [name for name, path in paths.items() if path is not None and path != ONRAMP_PATH]
     title = f"Users in Onramp's path {ONRAMP_PATH}"
     if outside:
         return Check(
@@ -194,14 +195,23 @@ def _wanted_policies(spec: Spec) -> dict[str, set[str]]:
     return wanted
 
 
-def policies_check(account: AwsAccount, *, spec: Spec) -> Check:
-    """No user ends past the account's AttachedPoliciesPerUserQuota (GetAccountSummary): one below it warns."""
+def _policies_quota(account: AwsAccount) -> int:
+    return account.client("iam").get_account_summary()["SummaryMap"]["AttachedPoliciesPerUserQuota"]
+
+
+def _attached(account: AwsAccount, user: str) -> set[str]:
+    """The managed policies attached to `user` now (none: no such user yet)."""
     iam = account.client("iam")
-    quota = iam.get_account_summary()["SummaryMap"]["AttachedPoliciesPerUserQuota"]
+    attached = _absent_is_empty(lambda: iam.list_attached_user_policies(UserName=user), "AttachedPolicies")
+    return {policy["PolicyArn"] for policy in attached}
+
+
+def policies_check(*, spec: Spec, quota: int, attached: dict[str, set[str]]) -> Check:
+    """No user ends past the account's AttachedPoliciesPerUserQuota (`quota`: GetAccountSummary): one below it
+    warns. `attached`: by user the spec names, what is attached to them now (_attached)."""
     worst, most = "", -1
     for user, wanted in _wanted_policies(spec).items():
-        attached = _absent_is_empty(lambda u=user: iam.list_attached_user_policies(UserName=u), "AttachedPolicies")
-        after = len({policy["PolicyArn"] for policy in attached} | wanted)
+        after = len(attached[user] | wanted)
         if after > most:
             worst, most = user, after
     title = "Managed policies per user"
@@ -261,23 +271,59 @@ def region_check(*, customer: Customer, spec: Spec, source_identity: str) -> Che
     )
 
 
-def plan_checks(account: AwsAccount, *, spec: Spec, customer_id: int | None, items: list[dict] | None) -> list[Check]:
-    """The checks that need the account reached in its region (the region's own comes first, separately). Each
-    check's calls go beside the others' (one round trip or two in all, not one per call); the ledger is read
-    here, in the caller's thread and transaction."""
+@dataclass(frozen=True)
+class ChecksUnderWay:
+    """The plan's checks started (plan_checks_start): their calls in flight, by what each answers."""
+
+    spec: Spec
+    calls: dict[str, Future]
+
+    def wait(self) -> None:
+        """Every call done (and audited on the starter's log), whatever they answered."""
+        wait(self.calls.values())
+
+    def result(self) -> list[Check]:
+        """The checks, in the preview's order; raises what a call raised (ClientError), once every call is done."""
+        self.wait()
+        found = {key: future.result() for key, future in self.calls.items()}
+        paths = {key.split(":", 1)[1]: value for key, value in found.items() if key.startswith("path:")}
+        attached = {key.split(":", 1)[1]: value for key, value in found.items() if key.startswith("attached:")}
+        checks = [
+            path_check(paths),
+            found["bucket"],
+            found["alias"],
+            found["access_keys"],
+            policies_check(spec=self.spec, quota=found["quota"], attached=attached),
+            billing_check(spec=self.spec),
+        ]
+        return [check for check in checks if check is not None]
+
+
+def plan_checks_start(
+    account: AwsAccount, *, spec: Spec, customer_id: int | None, items: list[dict] | None
+) -> ChecksUnderWay:
+    """Start the checks that need the account reached in its region (the region's own comes first, separately):
+    the ledger is read here, in the caller's thread and transaction; then every call goes out at once on the checks'
+    own threads (aws_checking: a user's GetUser and attached policies, one call each), while the caller does
+    something else (the run's preflight: the stale-plan read). Wait for it (ChecksUnderWay) before the caller's
+    log is drained."""
     owner = alias_owner(spec=spec, customer_id=customer_id)
     held = _ledger_users(customer_id)
-    works = [
-        lambda: path_check(account, spec=spec, held=held),
-        lambda: bucket_check(account, spec=spec, items=items),
-        lambda: alias_check(account, spec=spec, owner=owner),
-        lambda: access_keys_check(account, spec=spec, items=items),
-        lambda: policies_check(account, spec=spec),
-    ]
-    futures = [aws_beside(work) for work in works]
-    wait(futures)  # every call done (and audited on the caller's log) before any failure is raised
-    found = [future.result() for future in futures] + [billing_check(spec=spec)]
-    return [check for check in found if check is not None]
+    named = [spec.app_name, *(member.email for member in spec.team)]
+    works: dict[str, Callable[[], object]] = {
+        **{f"path:{name}": partial(_user_path, account, name) for name in named if name not in held},
+        "bucket": lambda: bucket_check(account, spec=spec, items=items),
+        "alias": lambda: alias_check(account, spec=spec, owner=owner),
+        "access_keys": lambda: access_keys_check(account, spec=spec, items=items),
+        "quota": lambda: _policies_quota(account),
+        **{f"attached:{user}": partial(_attached, account, user) for user in _wanted_policies(spec)},
+    }
+    return ChecksUnderWay(spec=spec, calls={key: aws_checking(work) for key, work in works.items()})
+
+
+def plan_checks(account: AwsAccount, *, spec: Spec, customer_id: int | None, items: list[dict] | None) -> list[Check]:
+    """The checks, started and waited for (plan_checks_start): one round trip or two in all, not one per call."""
+    return plan_checks_start(account, spec=spec, customer_id=customer_id, items=items).result()
 
 
 def checks_blocking(checks: list[Check] | list[dict]) -> list[dict]:

@@ -132,6 +132,14 @@ def _proxy_handler(proxy: "SandboxProxy") -> type[BaseHTTPRequestHandler]:
     return type("Handler", (_ProxyHandler,), {"proxy": proxy})
 
 
+class _ProxyServer(ThreadingHTTPServer):
+    # The standard library's accept queue holds 5 connections: a client opening more at once (a run's preflight sends
+    # its checks' calls beside its read, over a dozen) had the others' SYNs dropped, which TCP sends again only after
+    # a second: a stall of the proxy's own that no AWS endpoint makes.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class SandboxProxy:
     """HTTP proxy on loopback between the workers and moto's server. It records every generated
     secret it sees go by (CreateAccessKey answers, CreateLoginProfile passwords), even those of
@@ -177,8 +185,7 @@ class SandboxProxy:
 
     def start(self) -> "SandboxProxy":
         handler = _proxy_handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
-        self._server.daemon_threads = True
+        self._server = _ProxyServer(("127.0.0.1", self.port), handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

@@ -17,7 +17,8 @@ from portal.celery import _publisher_drain
 from provisioning import vault
 from provisioning.aws import account_connect, portal_account, process_session
 from provisioning.customers import access_policy_document
-from provisioning.models import Run, StepRun
+from provisioning.models import AuditEvent, Run, StepRun
+from provisioning.plan import plan_decide
 from provisioning.registry import REGISTRY
 from provisioning.runs import STEP_TASK, publisher, run_create, run_dispatch
 from provisioning.spec import spec_parse
@@ -35,6 +36,10 @@ from tests.conftest import (
     team_customer_for,
     wait_for_run,
 )
+from tests.test_plan_checks import plan_read
+
+# Calls only the stale-plan read makes in the preflight (the plan's checks make none of them).
+STALE_READ_ONLY = ("iam.GetGroup", "ecr.DescribeRepositories")
 
 
 def _step_messages():
@@ -99,6 +104,35 @@ def test_the_preflight_makes_the_clients_the_steps_will_use(db, aws):
     made = set(account._clients)
     assert made == {(service, spec.region) for service in REGISTRY.services()}
     assert {"iam", "s3", "ecr"} <= {service for service, _ in made}
+
+
+def _call_spans(run: Run, step_key: str) -> list[tuple[str, float, float]]:
+    """A step's AWS calls from its audit rows: (operation, start, end) in seconds, as the audit hook timed them."""
+    rows = AuditEvent.objects.filter(run=run, step_key=step_key, action__startswith="aws.")
+    spans = []
+    for action, at, details in rows.values_list("action", "created_at", "details"):
+        end = at.timestamp()
+        spans.append((action.split(".", 1)[1], end - details["duration_ms"] / 1000, end))
+    return spans
+
+
+def test_the_preflight_repeats_the_plans_checks_beside_its_stale_plan_read(worker, alice):
+    """The checks' calls go out while the stale-plan read's do (issue 32 point 4): the preflight waits for the longer
+    of the two, not for one after the other."""
+    data = spec_data()
+    team_customer_for(data, alice)
+    read = plan_read(alice, data)
+    items = plan_decide(read.items, delete=set(), typed={})
+    run = wait_for_run(
+        run_create(spec=spec_parse(data), customer=customer_for(data), user=alice, read=read, items=items)
+    )
+    assert run.status == Run.Status.SUCCEEDED
+
+    spans = _call_spans(run, "preflight")
+    checks = [(start, end) for operation, start, end in spans if operation == "iam.GetAccountSummary"]
+    stale = [(start, end) for operation, start, end in spans if operation in STALE_READ_ONLY]
+    assert checks and stale, spans
+    assert min(start for start, _ in checks) < max(end for _, end in stale)
 
 
 def test_a_worker_hands_the_interpreter_over_sooner_than_cpythons_default(worker):

@@ -17,7 +17,15 @@ from provisioning.registry import CHANGE_PASSWORD_POLICY, create_policy, put_lif
 from provisioning.runs import run_create
 from provisioning.spec import MediaScope, spec_parse
 from tests.awsread import account_session
-from tests.conftest import CUSTOMER_ACCOUNT, customer_for, customer_make, spec_data, start_run, wait_for_run
+from tests.conftest import (
+    CUSTOMER_ACCOUNT,
+    customer_for,
+    customer_make,
+    spec_data,
+    start_run,
+    team_customer_for,
+    wait_for_run,
+)
 from tests.test_sandbox import OTHER_ACCOUNT
 from tests.test_sandbox_refusals import MANAGED
 
@@ -28,7 +36,8 @@ POLICY_SIZE, POLICY_NAME, LIFECYCLE_MIN, LIFECYCLE_MAX = 6144, 128, 100, 30720
 LONGEST_BUCKET = "b" * 63  # a bucket name is 3 to 63 characters: the longest makes the longest policy
 
 
-def _read(user, data: dict) -> AccountRead:
+def plan_read(user, data: dict) -> AccountRead:
+    """A plan's read of the account (a new customer's made now), once the worker has done it."""
     read = account_read_start(customer=customer_for(data), spec=spec_parse(data), user=user)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -85,7 +94,7 @@ def test_the_lifecycle_policy_does_not_depend_on_the_spec_and_fits_ecr_s_size():
 
 def test_a_known_customers_plan_passes_every_check_and_warns_for_billing(worker, alice):
     _onboarded(alice)
-    read = _read(alice, spec_data(bucket="acme-app-media-2"))
+    read = plan_read(alice, spec_data(bucket="acme-app-media-2"))
     assert read.status == AccountRead.Status.DONE, read.error_message
     assert _outcomes(read) == {
         "region": "pass",
@@ -104,7 +113,7 @@ def test_a_known_customers_plan_passes_every_check_and_warns_for_billing(worker,
 
 def test_the_account_s_own_bucket_passes_without_asking_s3_about_the_name(worker, alice):
     _onboarded(alice, team=[])
-    read = _read(alice, spec_data(team=[]))
+    read = plan_read(alice, spec_data(team=[]))
     assert _outcomes(read) == {"region": "pass", "path": "pass", "bucket": "pass", "alias": "pass", "policies": "pass"}
     assert "already this account's" in _checks(read)["bucket"]["sentence"]
 
@@ -114,7 +123,7 @@ def test_a_bucket_name_another_account_has_blocks_the_plan_and_the_run(worker, a
     admin = account_session(sandbox.url, OTHER_ACCOUNT).s3
     admin.create_bucket(Bucket="theirs-media")
     data = spec_data(team=[], bucket="theirs-media")
-    read = _read(alice, data)
+    read = plan_read(alice, data)
     bucket = _checks(read)["bucket"]
     assert bucket["outcome"] == "block" and "Another AWS account" in bucket["sentence"]
     assert checks_blocking(read.checks) == [bucket]
@@ -136,18 +145,41 @@ def test_a_new_customer_s_run_stops_at_preflight_when_its_bucket_name_is_taken(w
     assert _writes(run) == []
 
 
+def test_a_stale_plan_whose_check_blocks_too_is_refused_as_stale_with_every_check_s_call_audited(
+    worker, alice, sandbox
+):
+    """The preflight reads the account again and repeats the checks side by side: when the plan is stale and a check
+    blocks too, the stale plan is what the run says (plan again), nothing is written, and the checks' calls, made
+    all the same, are in the preflight's audit."""
+    data = spec_data(team=[])
+    team_customer_for(data, alice)
+    read = plan_read(alice, data)  # a new customer's: the bucket name is free when the plan is read
+    assert checks_blocking(read.checks) == []
+    account_session(sandbox.url, OTHER_ACCOUNT).s3.create_bucket(Bucket="acme-app-media")  # then taken: blocks
+    account_session(sandbox.url, CUSTOMER_ACCOUNT).iam.create_group(GroupName="Apps")  # and the account changed
+    items = plan_decide(read.items, delete=set(), typed={})
+    run = wait_for_run(
+        run_create(spec=spec_parse(data), customer=customer_for(data), user=alice, read=read, items=items)
+    )
+    preflight = run.steps.get(key="preflight")
+    assert run.status == Run.Status.FAILED and preflight.error_code == "PlanStale", preflight.error_message
+    assert "iam.group" in preflight.error_message and _writes(run) == []
+    audited = set(AuditEvent.objects.filter(run=run, step_key="preflight").values_list("action", flat=True))
+    assert {"aws.iam.GetAccountSummary", "aws.s3.HeadBucket", "aws.iam.GetGroup"} <= audited
+
+
 def test_an_alias_another_customer_has_blocks_and_the_account_s_other_alias_warns(worker, alice, sandbox):
     _onboarded(alice, team=[], account_alias="")
     other = customer_make(name="Globex", slug="globex", aws_account_id=OTHER_ACCOUNT)
     Resource.objects.create(
         customer=other, kind="account.alias", identity="globex-corp", name="globex-corp", origin="created"
     )
-    blocked = _read(alice, spec_data(team=[], account_alias="globex-corp"))
+    blocked = plan_read(alice, spec_data(team=[], account_alias="globex-corp"))
     alias = _checks(blocked)["alias"]
     assert alias["outcome"] == "block" and "Globex" in alias["sentence"]
 
     account_session(sandbox.url, CUSTOMER_ACCOUNT).iam.create_account_alias(AccountAlias="made-by-hand")
-    warned = _read(alice, spec_data(team=[], account_alias="acme-corp"))
+    warned = plan_read(alice, spec_data(team=[], account_alias="acme-corp"))
     alias = _checks(warned)["alias"]
     assert alias["outcome"] == "warn" and "made-by-hand" in alias["sentence"]
     assert checks_blocking(warned.checks) == []
@@ -185,7 +217,7 @@ def test_managed_policies_given_by_hand_against_the_account_s_quota(worker, alic
     for name in hand:
         iam.attach_user_policy(UserName="lead@agency.example", PolicyArn=f"arn:aws:iam::aws:policy/{name}")
     lead = [{"email": "lead@agency.example", "role": "tech_lead", "console": True}]
-    read = _read(alice, spec_data(team=lead))
+    read = plan_read(alice, spec_data(team=lead))
     assert read.status == AccountRead.Status.DONE, read.error_message
     policies = _checks(read)["policies"]
     assert policies["outcome"] == outcome, policies
@@ -202,7 +234,7 @@ def test_managed_policies_given_by_hand_against_the_account_s_quota(worker, alic
 @pytest.mark.strict(enabled_regions="")
 def test_an_opt_in_region_the_account_has_not_enabled_blocks_the_plan(worker, alice, sandbox):
     _onboarded(alice, team=[])
-    read = _read(alice, spec_data(team=[], region="af-south-1"))
+    read = plan_read(alice, spec_data(team=[], region="af-south-1"))
     assert read.status == AccountRead.Status.FAILED and read.error_code == "RegionNotEnabled"
     assert _outcomes(read) == {"region": "block"}
     assert "af-south-1" in _checks(read)["region"]["sentence"]
@@ -212,6 +244,6 @@ def test_an_opt_in_region_the_account_has_not_enabled_blocks_the_plan(worker, al
 @pytest.mark.strict(enabled_regions="af-south-1")
 def test_an_opt_in_region_the_account_enabled_passes(worker, alice, sandbox):
     _onboarded(alice, team=[])
-    read = _read(alice, spec_data(team=[], region="af-south-1", bucket="acme-app-media-af"))
+    read = plan_read(alice, spec_data(team=[], region="af-south-1", bucket="acme-app-media-af"))
     assert read.status == AccountRead.Status.DONE, read.error_message
     assert _outcomes(read)["region"] == "pass"

@@ -5,7 +5,7 @@ from concurrent.futures import wait
 from botocore.exceptions import ClientError
 
 from provisioning.aws import aws_beside, current_call_log, error_code, error_translate
-from provisioning.checks import checks_blocking, checks_sentence, plan_checks
+from provisioning.checks import checks_blocking, checks_sentence, plan_checks_start
 from provisioning.errors import StepFailed
 from provisioning.ledger import ledger_changed_lately, ledger_rows
 from provisioning.models import AccountRead, Customer
@@ -77,18 +77,13 @@ def run_operations(run) -> list[Operation]:
     return [operation for kind in kinds.values() for operation in kind.operations]
 
 
-def _plan_still_current(ctx: StepContext, read_id: str) -> None:
+def _plan_still_current(ctx: StepContext, read: AccountRead, *, ledger: list[dict], lately: frozenset[str]) -> None:
     """A difference plan is carried out only on the account it was planned from: read it again and refuse
-    when anything changed since (as Terraform refuses a stale plan)."""
-    read = AccountRead.objects.get(pk=read_id)
+    when anything changed since (as Terraform refuses a stale plan). The ledger's rows and what changed lately
+    (SETTLING_READS) are read by the caller, in the step's thread."""
+    spec, registry = spec_from_json(read.spec), plan_registry(read.offboard)
     try:
-        seen = account_seen(
-            ctx.account,
-            spec=spec_from_json(read.spec),
-            ledger=ledger_rows(customer_id=ctx.run.customer_id),
-            registry=plan_registry(read.offboard),
-            changed_lately=ledger_changed_lately(customer_id=ctx.run.customer_id, kinds=SETTLING_READS),
-        )
+        seen = account_seen(ctx.account, spec=spec, ledger=ledger, registry=registry, changed_lately=lately)
     except ClientError as exc:
         raise error_translate(exc, doing="Reading the account again") from None
     if seen_fingerprint(seen) == read.fingerprint:
@@ -103,20 +98,35 @@ def _plan_still_current(ctx: StepContext, read_id: str) -> None:
     )
 
 
-def _checks_repeat(ctx: StepContext, read_id: str | None) -> None:
-    """The plan's blocking checks again, before anything is written: a bucket name taken or a user's keys made
-    by hand since the plan was read (or a plan with no read, which creates everything) stops the run here. The
-    region needs no call: the account was just reached in it."""
+def _plan_recheck(ctx: StepContext, read_id: str | None) -> None:
+    """The stale-plan check (a plan with a read) and the plan's blocking checks again, side by side: the checks'
+    calls go out on their own threads (checks.plan_checks_start) while this thread reads the account again, so
+    the preflight waits for the longer of the two, not for both. Everything the database says is read here first,
+    in the step's thread. A stale plan is refused first (PlanStale, even when a check blocks too); then a
+    blocking check (PlanCheckFailed): a bucket name taken or a user's keys made by hand since the plan was read
+    (or a plan with no read, which creates everything). An offboarding creates nothing: nothing of it can fail
+    the checks. The region needs no call: the account was just reached in it."""
+    customer_id = ctx.run.customer_id
     read = AccountRead.objects.get(pk=read_id) if read_id else None
-    if read is not None and read.offboard:
-        return  # an offboarding creates nothing: nothing of it can fail the checks
-    spec = spec_from_json(ctx.run.spec)
-    items = read.items if read is not None else None
+    if read is not None:
+        ledger = ledger_rows(customer_id=customer_id)
+        lately = ledger_changed_lately(customer_id=customer_id, kinds=SETTLING_READS)
+    checking = None
+    if read is None or not read.offboard:
+        spec, items = spec_from_json(ctx.run.spec), read.items if read is not None else None
+        checking = plan_checks_start(ctx.account, spec=spec, customer_id=customer_id, items=items)
     try:
-        checks = plan_checks(ctx.account, spec=spec, customer_id=ctx.run.customer_id, items=items)
+        if read is not None:
+            _plan_still_current(ctx, read, ledger=ledger, lately=lately)
+    finally:
+        if checking is not None:
+            checking.wait()  # every check's call audited with this step's, also when the plan is stale
+    if checking is None:
+        return
+    try:
+        blocking = checks_blocking(checking.result())
     except ClientError as exc:
         raise error_translate(exc, doing="Checking the plan again") from None
-    blocking = checks_blocking(checks)
     if blocking:
         raise StepFailed(f"Nothing was changed: {checks_sentence(blocking)}", code="PlanCheckFailed")
 
@@ -157,7 +167,5 @@ def preflight(ctx: StepContext, params: dict) -> StepResult:
         if problem is not None:
             raise problem
     _approver_untagged_record(ctx)
-    if params.get("read"):
-        _plan_still_current(ctx, params["read"])
-    _checks_repeat(ctx, params.get("read"))
+    _plan_recheck(ctx, params.get("read"))
     return StepResult(adopted=False, outputs={**identity, "via": ctx.account.access})
