@@ -301,7 +301,7 @@ CELERY_WORKER_REDIRECT_STDOUTS = False
 # How often a worker's busy thread hands Python's lock to a waiting one (CPython's default: 5 ms). A thread pool's
 # steps mostly wait on AWS; one whose answer came waits at most this long for the lock (portal/celery.py).
 WORKER_SWITCH_INTERVAL_MS = env.float("WORKER_SWITCH_INTERVAL_MS", default=0.5)
-# Seconds between two checkpoints of the audit chain (provisioning/audit_anchor.py), and where they go
+# Seconds between two checkpoints of the audit chain (provisioning/audit/anchor.py), and where they go
 # besides the log: a directory outside the database (in compose, a volume only the beat service mounts).
 AUDIT_CHECKPOINT_EVERY = env.int("AUDIT_CHECKPOINT_EVERY", default=300)
 AUDIT_CHECKPOINT_DIR = Path(env.str("AUDIT_CHECKPOINT_DIR", default="") or BASE_DIR / "var" / "audit-checkpoints")
@@ -323,7 +323,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab.from_string(env.str("DRIFT_SCHEDULE", default="30 2 * * *")),
     },
 }
-CELERY_IMPORTS = ("provisioning.audit_anchor",)
+CELERY_IMPORTS = ("provisioning.audit.anchor",)
 
 # --- Notifications (provisioning/notify.py): email, and optionally a Slack-compatible webhook ---
 # EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587 (django-environ sets EMAIL_BACKEND, EMAIL_HOST,

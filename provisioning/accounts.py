@@ -9,7 +9,7 @@ superuser, grants superuser or staff status or permissions of one's own, or sets
 from django.contrib.auth.models import Group, Permission, User
 from django.db import transaction
 
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.models import ProviderIdentity
 
 # User fields only a superuser may change (they make someone an administrator of the portal itself).

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from provisioning import notify
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.ledger import ledger_rows
 from provisioning.models import AccountRead, ApprovalRule, AuditEvent, Customer, PlanApproval, Run
 from provisioning.plan import Action, plan_build

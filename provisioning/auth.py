@@ -23,7 +23,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django_htmx.http import HttpResponseClientRedirect
 
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.models import AuditEvent
 from provisioning.oidc import AUTH_AT, oidc_enabled
 from provisioning.permissions import is_portal_user

@@ -14,7 +14,7 @@ from django.db.models import Case, F, IntegerField, OuterRef, Q, QuerySet, Subqu
 from django.utils import timezone
 
 from provisioning import vault
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.aws import PORTAL_ACTIONS, AwsAccount, account_connect, aws_work
 from provisioning.errors import OnrampError
 from provisioning.ledger import ledger_for_admin, ledger_labels

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.customers import drift_rank
 from provisioning.models import AccountRead, Customer, DriftState, Run
 from provisioning.notify import drift_notify

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from provisioning.approvals import plan_start
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.customers import customer_desired_spec
 from provisioning.models import AccountRead, Customer, PlanApproval, Run
 from provisioning.plan import plan_decide

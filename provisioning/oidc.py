@@ -49,7 +49,7 @@ from mozilla_django_oidc.utils import add_state_and_verifier_and_nonce_to_sessio
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView
 
 from provisioning.addresses import client_ip
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.models import AuditEvent, ProviderIdentity
 from provisioning.teams import PortalRequest
 

@@ -14,7 +14,7 @@ from django.utils.text import slugify
 
 from provisioning import vault
 from provisioning.approvals import plan_start
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.checks import checks_blocking, checks_sentence
 from provisioning.models import AccountRead, Customer, PlanApproval, Run
 from provisioning.permissions import is_admin

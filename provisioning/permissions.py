@@ -14,7 +14,7 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.models import AuditEvent, Credential, Run
 from provisioning.teams import (
     HtmxRequest,

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode
 from botocore.exceptions import ClientError
 from django.db import IntegrityError, transaction
 
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.aws import error_code, error_translate
 from provisioning.customers import published_template
 from provisioning.errors import OnrampError

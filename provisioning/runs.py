@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 
 from provisioning import documents, vault
-from provisioning.audit import CallLog, audit_record, audit_write
+from provisioning.audit.chain import CallLog, audit_record, audit_write
 from provisioning.aws import NO_ANSWER_ERRORS, account_for_run, aws_work, error_translate, run_accounts
 from provisioning.errors import InternalError, OnrampError
 from provisioning.ledger import ledger_end, ledger_labels, ledger_outputs, ledger_record

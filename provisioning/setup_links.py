@@ -19,7 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from provisioning import notify
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.aws import account_connect, aws_work
 from provisioning.customers import access_policy_document
 from provisioning.errors import OnrampError

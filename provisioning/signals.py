@@ -14,7 +14,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.dispatch import receiver
 
 from provisioning.addresses import client_ip
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.models import AuditEvent
 from provisioning.oidc import AUTH_AT, OIDC_BACKEND, oidc_enabled
 

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from portal.celery import app as celery_app
 from provisioning import documents, vault
 from provisioning.approvals import ApprovalRefused, approval_reasons, approver_must_be_admin
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.auth import fresh_auth_required
 from provisioning.checks import checks_blocking
 from provisioning.customers import customer_unrevealed, runs_find, runs_with_unrevealed

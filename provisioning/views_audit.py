@@ -12,9 +12,8 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from provisioning.audit import audit_hash, audit_record
-from provisioning.audit_keys import AuditKeyMissing
-from provisioning.history import (
+from provisioning.audit.chain import audit_hash, audit_record
+from provisioning.audit.history import (
     FIRST_DAY,
     KNOWN_ACTIONS,
     LAST_DAY,
@@ -26,6 +25,7 @@ from provisioning.history import (
     audit_page,
     audit_step_titles,
 )
+from provisioning.audit.keys import AuditKeyMissing
 from provisioning.models import AuditEvent, Customer
 from provisioning.permissions import PortalRequest, portal_user_required
 from provisioning.templatetags.onramp import arn_short

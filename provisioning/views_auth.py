@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from provisioning import accounts
 from provisioning.addresses import client_ip
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.auth import LoginForm, ReauthForm, auth_age, auth_mark_fresh
 from provisioning.oidc import (
     ProviderUnavailable,

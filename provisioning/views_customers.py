@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.customers import (
     customer_desired_spec,
     customer_offboarding_undone,

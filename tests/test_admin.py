@@ -17,7 +17,7 @@ from django.utils import formats, timezone
 
 from provisioning import customers
 from provisioning.admin import CustomerAdmin
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.models import AuditEvent, Credential, Customer, Run
 from provisioning.vault import decrypt
 from tests.conftest import CUSTOMER_ACCOUNT, customer_make, customer_role_deploy, start_run, wait_for_run

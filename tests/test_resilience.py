@@ -12,7 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from portal.celery import app as celery_app
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.aws import account_for_run, account_for_spec, run_accounts
 from provisioning.models import AuditEvent, Run, StepRun
 from provisioning.runs import run_create, run_retry, runs_sweep

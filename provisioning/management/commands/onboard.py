@@ -11,7 +11,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from provisioning.approvals import BREAK_GLASS_MIN, ApprovalRefused, plan_start
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.checks import checks_blocking, checks_sentence
 from provisioning.models import AccountRead, AuditEvent, Customer, PlanApproval, Run, StepRun
 from provisioning.onboarding import OnboardingRefused, onboarding_customer, onboarding_spec_connection_fill

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.models import AuditEvent
 from provisioning.templatetags.onramp import arn_short, breakable_action
 from tests.staged import staged_run

@@ -21,7 +21,7 @@ from pathlib import Path
 from celery import shared_task
 from django.conf import settings
 
-from provisioning.audit_keys import AuditKeyMissing, audit_key, audit_key_current
+from provisioning.audit.keys import AuditKeyMissing, audit_key, audit_key_current
 from provisioning.models import AuditEvent
 
 log = logging.getLogger("provisioning.audit.checkpoint")

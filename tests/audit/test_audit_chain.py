@@ -15,14 +15,14 @@ from django.test import override_settings
 from django.utils import timezone
 
 from portal.celery import app as celery_app
-from provisioning.audit import GENESIS_HASH, audit_hash, audit_record, audit_verify, audit_verify_chain
-from provisioning.audit_anchor import audit_checkpoint, audit_checkpoint_task, checkpoint_latest
-from provisioning.audit_keys import audit_key_id
+from provisioning.audit.anchor import audit_checkpoint, audit_checkpoint_task, checkpoint_latest
+from provisioning.audit.chain import GENESIS_HASH, audit_hash, audit_record, audit_verify, audit_verify_chain
+from provisioning.audit.keys import audit_key_id
 from provisioning.models import AuditEvent
-from tests.test_audit_log import _tamper
+from tests.audit.test_audit_log import _tamper
 from tests.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 KEY_A = "a" * 40
 KEY_B = "b" * 40
 

@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
 from provisioning import vault
-from provisioning.audit import GENESIS_HASH, audit_hash, audit_record, audit_verify
+from provisioning.audit.chain import GENESIS_HASH, audit_hash, audit_record, audit_verify
 from provisioning.models import AuditEvent, Run
 from tests.conftest import (
     CUSTOMER_ACCOUNT,

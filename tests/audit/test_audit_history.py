@@ -12,8 +12,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from provisioning.audit import PendingEvent, audit_write
-from provisioning.history import AuditFilters, Cursor, audit_events_filter
+from provisioning.audit.chain import PendingEvent, audit_write
+from provisioning.audit.history import AuditFilters, Cursor, audit_events_filter
 from provisioning.models import AuditEvent, Customer
 from tests.conftest import start_run
 

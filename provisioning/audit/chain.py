@@ -13,7 +13,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from provisioning.audit_keys import AuditKeyMissing, audit_key, audit_key_current
+from provisioning.audit.keys import AuditKeyMissing, audit_key, audit_key_current
 from provisioning.models import AuditEvent, Customer, Run
 
 GENESIS_HASH = "0" * 64
