@@ -4,7 +4,8 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from provisioning import oidc, views_auth
+from provisioning import views_auth
+from provisioning.identity import oidc
 
 admin.site.site_header = "Onramp administration"
 admin.site.site_title = "Onramp admin"

@@ -17,9 +17,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from provisioning import customers, offboarding
-from provisioning.admin_auth import SecretLookupsRefused
+from provisioning.identity.admin import SecretLookupsRefused
+from provisioning.identity.permissions import is_admin
 from provisioning.models import AuditEvent, Credential, Customer, DriftState, Run, StepRun
-from provisioning.permissions import is_admin
 from provisioning.registry import ROLE_TEMPLATE_VERSION
 from provisioning.teams import customer_team_changed
 from provisioning.vocabulary import TECH_LEADS, Access, validate_customer_name

@@ -16,8 +16,8 @@ from provisioning import vault
 from provisioning.approvals import plan_start
 from provisioning.audit.chain import audit_record
 from provisioning.checks import checks_blocking, checks_sentence
+from provisioning.identity.permissions import is_admin
 from provisioning.models import AccountRead, Customer, PlanApproval, Run
-from provisioning.permissions import is_admin
 from provisioning.plan import plan_decide
 from provisioning.reads import account_read_start
 from provisioning.runs import customer_refuse_if_offboarded

@@ -23,8 +23,8 @@ from provisioning.audit.chain import audit_record
 from provisioning.aws import account_connect, aws_work
 from provisioning.customers import access_policy_document
 from provisioning.errors import OnrampError
+from provisioning.identity.permissions import customer_permission_check
 from provisioning.models import AuditEvent, Customer, SetupLink, SetupLinkOpening
-from provisioning.permissions import customer_permission_check
 from provisioning.registry import (
     MANAGED_BY_CONDITION_KEY,
     MANAGED_BY_WORDS,

@@ -20,21 +20,13 @@ from portal.celery import app as celery_app
 from provisioning import documents, vault
 from provisioning.approvals import ApprovalRefused, approval_reasons, approver_must_be_admin
 from provisioning.audit.chain import audit_record
-from provisioning.auth import fresh_auth_required
 from provisioning.checks import checks_blocking
 from provisioning.customers import customer_unrevealed, runs_find, runs_with_unrevealed
 from provisioning.errors import OnrampError
 from provisioning.forms import OnboardingForm, RunFilterForm, TeamFormSet, onboarding_validate
-from provisioning.models import AccountRead, Credential, Customer, PlanApproval, Run, StepRun
-from provisioning.oidc import oidc_enabled
-from provisioning.onboarding import (
-    OnboardingRefused,
-    onboarding_confirm,
-    onboarding_draft_build,
-    onboarding_draft_read,
-    onboarding_draft_spec,
-)
-from provisioning.permissions import (
+from provisioning.identity.auth import fresh_auth_required
+from provisioning.identity.oidc import oidc_enabled
+from provisioning.identity.permissions import (
     PortalRequest,
     access_denied_record,
     customer_permission_check,
@@ -44,6 +36,14 @@ from provisioning.permissions import (
     is_portal_user,
     may_manage_run,
     portal_user_required,
+)
+from provisioning.models import AccountRead, Credential, Customer, PlanApproval, Run, StepRun
+from provisioning.onboarding import (
+    OnboardingRefused,
+    onboarding_confirm,
+    onboarding_draft_build,
+    onboarding_draft_read,
+    onboarding_draft_spec,
 )
 from provisioning.plan import (
     Action,

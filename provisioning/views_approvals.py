@@ -16,8 +16,8 @@ from provisioning.approvals import (
     approval_withdraw,
     approvals_for,
 )
+from provisioning.identity.permissions import PortalRequest, portal_user_required
 from provisioning.models import PlanApproval
-from provisioning.permissions import PortalRequest, portal_user_required
 from provisioning.spec import spec_from_json
 from provisioning.views import plan_difference_context, plan_full_context
 

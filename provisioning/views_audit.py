@@ -26,8 +26,8 @@ from provisioning.audit.history import (
     audit_step_titles,
 )
 from provisioning.audit.keys import AuditKeyMissing
+from provisioning.identity.permissions import PortalRequest, portal_user_required
 from provisioning.models import AuditEvent, Customer
-from provisioning.permissions import PortalRequest, portal_user_required
 from provisioning.templatetags.onramp import arn_short
 
 _DATE = forms.DateInput(attrs={"type": "date"})

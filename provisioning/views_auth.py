@@ -11,11 +11,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from provisioning import accounts
 from provisioning.addresses import client_ip
 from provisioning.audit.chain import audit_record
-from provisioning.auth import LoginForm, ReauthForm, auth_age, auth_mark_fresh
-from provisioning.oidc import (
+from provisioning.identity import people
+from provisioning.identity.auth import LoginForm, ReauthForm, auth_age, auth_mark_fresh
+from provisioning.identity.oidc import (
     ProviderUnavailable,
     fresh_sign_in_redirect,
     oidc_enabled,
@@ -24,7 +24,7 @@ from provisioning.oidc import (
     provider_unavailable,
     safe_next,
 )
-from provisioning.permissions import PortalRequest, portal_user_required
+from provisioning.identity.permissions import PortalRequest, portal_user_required
 
 login_view = LoginView.as_view(form_class=LoginForm, redirect_authenticated_user=True)
 
@@ -75,5 +75,5 @@ def admin_password_change(request: PortalRequest) -> HttpResponse:
         response = admin.site.password_change(request)
         # Django's view answers a redirect once the form has saved the password, and only then.
         if request.method == "POST" and response.status_code == 302:
-            accounts.user_password_recorded(user=request.user, actor=request.user, via="own password change")
+            people.user_password_recorded(user=request.user, actor=request.user, via="own password change")
     return response

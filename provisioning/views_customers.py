@@ -22,8 +22,7 @@ from provisioning.customers import (
 )
 from provisioning.drift import drift_check_start, drift_desired_spec, drift_in_progress, drift_overview
 from provisioning.forms import CustomerSearchForm, onboarding_form_data
-from provisioning.models import Customer, DriftState, Run
-from provisioning.permissions import (
+from provisioning.identity.permissions import (
     PortalRequest,
     customer_may_change,
     customer_permission_check,
@@ -31,6 +30,7 @@ from provisioning.permissions import (
     is_admin,
     portal_user_required,
 )
+from provisioning.models import Customer, DriftState, Run
 from provisioning.registry import ROLE_TEMPLATE_VERSION
 from provisioning.runs import CustomerOffboarded, customer_refuse_if_offboarded
 from provisioning.setup_links import setup_link_live

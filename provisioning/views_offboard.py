@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from provisioning.approvals import ApprovalRefused
+from provisioning.identity.permissions import PortalRequest, customer_permission_check, portal_user_required
 from provisioning.models import Customer
 from provisioning.offboarding import (
     MODE_WORDS,
@@ -17,7 +18,6 @@ from provisioning.offboarding import (
     offboard_read,
     offboard_start,
 )
-from provisioning.permissions import PortalRequest, customer_permission_check, portal_user_required
 from provisioning.runs import CustomerOffboarded, RunConflict
 from provisioning.spec import spec_parse
 from provisioning.views import plan_decisions, plan_started, preview_difference

@@ -12,8 +12,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from provisioning.addresses import client_ip
+from provisioning.identity.permissions import HtmxRequest, PortalRequest, portal_user_required
 from provisioning.models import Customer
-from provisioning.permissions import HtmxRequest, PortalRequest, portal_user_required
 from provisioning.setup_links import (
     NOT_YET,
     setup_launched,

@@ -11,8 +11,8 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from provisioning import vault
+from provisioning.identity.permissions import ACCESS_DENIED_LIMIT, ACCESS_DENIED_TARGET_MAX
 from provisioning.models import AuditEvent, Credential, Run
-from provisioning.permissions import ACCESS_DENIED_LIMIT, ACCESS_DENIED_TARGET_MAX
 from tests.conftest import PASSWORD, seal_key, start_run
 
 # Reachable by anyone: the login pages, the identity provider's sign-in start and callback (404 while

@@ -15,7 +15,7 @@ token's signature, the userinfo call, and the callback's login. Onramp adds, her
   are told to reload the page rather than follow a redirect into a fragment), and a person the
   provider no longer knows deactivated;
 - logout at the provider too where it publishes an `end_session_endpoint` (RP-initiated logout);
-- a fresh sign-in (`max_age=0`, `prompt=login` where supported) for provisioning/auth.py's
+- a fresh sign-in (`max_age=0`, `prompt=login` where supported) for provisioning/identity/auth.py's
   `fresh_auth_required`: it counts only with an `auth_time` within the limit, unless
   OIDC_TRUST_MISSING_AUTH_TIME says the provider's answer is the sign-in (Google, which omits it).
 """
@@ -53,7 +53,7 @@ from provisioning.audit.chain import audit_record
 from provisioning.models import AuditEvent, ProviderIdentity
 from provisioning.teams import PortalRequest
 
-OIDC_BACKEND = "provisioning.oidc.OidcBackend"
+OIDC_BACKEND = "provisioning.identity.oidc.OidcBackend"
 # The session's last authentication (epoch seconds): what fresh_auth_required reads.
 AUTH_AT = "onramp_auth_at"
 RENEW_AT = "oidc_id_token_expiration"  # mozilla-django-oidc's name: when the session must be re-checked

@@ -17,8 +17,8 @@ import requests
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
+from provisioning.identity.oidc import AUTH_AT, ID_TOKEN, OIDC_BACKEND, RENEW_AT
 from provisioning.models import AuditEvent, Credential, ProviderIdentity, Run
-from provisioning.oidc import AUTH_AT, ID_TOKEN, OIDC_BACKEND, RENEW_AT
 from tests import oidc_provider
 from tests.conftest import PASSWORD, finished_run, seal_key, start_run
 

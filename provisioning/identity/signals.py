@@ -1,5 +1,5 @@
 """Audit of authentication: logins (break-glass ones named so), failed and refused logins, logouts
-and lockouts. Sign-ins through the identity provider add their own rows (provisioning/oidc.py).
+and lockouts. Sign-ins through the identity provider add their own rows (provisioning/identity/oidc.py).
 
 A failed login or a lockout names the username only when it is one of ours: anyone can type anything in
 the login form, and what a stranger types has no place in the hash-chained log (it would also let them
@@ -15,8 +15,8 @@ from django.dispatch import receiver
 
 from provisioning.addresses import client_ip
 from provisioning.audit.chain import audit_record
+from provisioning.identity.oidc import AUTH_AT, OIDC_BACKEND, oidc_enabled
 from provisioning.models import AuditEvent
-from provisioning.oidc import AUTH_AT, OIDC_BACKEND, oidc_enabled
 
 
 def _known_username(typed) -> str:

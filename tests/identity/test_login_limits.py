@@ -114,7 +114,7 @@ def test_point_5_a_forged_forwarded_for_from_outside_the_trusted_proxies_changes
 
 
 def test_point_5_compose_trusts_the_network_nginx_is_on():
-    compose = yaml.safe_load((Path(__file__).resolve().parent.parent / "docker-compose.yml").read_text())
+    compose = yaml.safe_load((Path(__file__).resolve().parent.parent.parent / "docker-compose.yml").read_text())
     services = compose["services"]
     subnet = compose["networks"]["internal"]["ipam"]["config"][0]["subnet"]
     assert "internal" in services["proxy"]["networks"]

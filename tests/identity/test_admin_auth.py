@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.contrib.auth.models import Group, Permission, User
 from django.urls import reverse
 
-from provisioning.admin_auth import SecretLookupsRefused
+from provisioning.identity.admin import SecretLookupsRefused
 from provisioning.models import AuditEvent, Credential
 from tests.conftest import PASSWORD, customer_make, finished_run, seal_key
 

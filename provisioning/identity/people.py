@@ -137,7 +137,7 @@ def group_delete(*, group: Group, actor: User) -> None:
 
 
 def provider_identity_unlink(*, identity: ProviderIdentity, actor: User) -> None:
-    """Forget which identity at the provider is this user (provisioning/oidc.py links them at the first
+    """Forget which identity at the provider is this user (provisioning/identity/oidc.py links them at the first
     sign-in): the next identity with the user's email is linked in its place, e.g. a person whose account
     at the provider was remade. Audited."""
     with transaction.atomic():

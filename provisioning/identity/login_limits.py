@@ -7,7 +7,7 @@ whatever the username. django-axes compares the larger count with a single limit
 own: AXES_FAILURE_LIMIT for a username from an address (someone guessing a password), and the higher
 AXES_IP_FAILURE_LIMIT for an address across usernames (password spraying), so one office behind one
 address is not locked out by a few people's typos. Sign-ins through the provider are not counted here:
-provisioning/oidc.py throttles them per provider identity.
+provisioning/identity/oidc.py throttles them per provider identity.
 """
 
 from axes.handlers.database import AxesDatabaseHandler
@@ -21,7 +21,7 @@ def _failures(attempts) -> int:
 
 
 def _sso_callback(request) -> bool:
-    """The provider's callback (provisioning/oidc.py marks it): throttled there, by provider identity."""
+    """The provider's callback (provisioning/identity/oidc.py marks it): throttled there, by provider identity."""
     return request is not None and hasattr(request, "onramp_flow")
 
 

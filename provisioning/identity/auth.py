@@ -24,9 +24,9 @@ from django.urls import reverse
 from django_htmx.http import HttpResponseClientRedirect
 
 from provisioning.audit.chain import audit_record
+from provisioning.identity.oidc import AUTH_AT, oidc_enabled
+from provisioning.identity.permissions import is_portal_user
 from provisioning.models import AuditEvent
-from provisioning.oidc import AUTH_AT, oidc_enabled
-from provisioning.permissions import is_portal_user
 
 
 class PasswordBackend(ModelBackend):

@@ -1,5 +1,5 @@
 """The admin of people and groups, in place of Django's stock one: every change audited through
-provisioning.accounts, and what makes someone an administrator kept for superusers. Also the guard every
+provisioning.identity.people, and what makes someone an administrator kept for superusers. Also the guard every
 ModelAdmin of ours carries against filtering on secret fields."""
 
 from django.contrib import admin
@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models.constants import LOOKUP_SEP
 
-from provisioning import accounts
+from provisioning.identity import people
 from provisioning.models import ProviderIdentity
 
 # Fields that hold vault ciphertext. An admin filter on them (?secret_access_key_ciphertext__regex=…, or
@@ -59,21 +59,21 @@ class UserAdmin(SecretLookupsRefused, SavedThroughService, DjangoUserAdmin):
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
         if not request.user.is_superuser:
-            fields += [f for f in accounts.SUPERUSER_ONLY_FIELDS if f not in fields]
+            fields += [f for f in people.SUPERUSER_ONLY_FIELDS if f not in fields]
         return fields
 
     def has_change_permission(self, request, obj=None):
-        if obj is not None and not accounts.may_edit_user(actor=request.user, user=obj):
+        if obj is not None and not people.may_edit_user(actor=request.user, user=obj):
             return False
         return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None):
-        if obj is not None and not accounts.may_edit_user(actor=request.user, user=obj):
+        if obj is not None and not people.may_edit_user(actor=request.user, user=obj):
             return False
         return super().has_delete_permission(request, obj)
 
     def save_audited(self, request, form, change):
-        accounts.user_save(
+        people.user_save(
             user=form.instance,
             actor=request.user,
             created=not change,
@@ -84,31 +84,31 @@ class UserAdmin(SecretLookupsRefused, SavedThroughService, DjangoUserAdmin):
 
     def user_change_password(self, request, id, form_url=""):
         user = self.get_object(request, unquote(id))
-        if user is not None and not accounts.may_set_password(actor=request.user, user=user):
+        if user is not None and not people.may_set_password(actor=request.user, user=user):
             raise PermissionDenied
         with transaction.atomic():
             response = super().user_change_password(request, id, form_url)
             # Django's view answers a redirect once the form has saved the password, and only then.
             if request.method == "POST" and response.status_code == 302 and user is not None:
                 user.refresh_from_db()
-                accounts.user_password_recorded(user=user, actor=request.user)
+                people.user_password_recorded(user=user, actor=request.user)
         return response
 
     def delete_model(self, request, obj):
-        accounts.user_delete(user=obj, actor=request.user)
+        people.user_delete(user=obj, actor=request.user)
 
     def delete_queryset(self, request, queryset):
         users = list(queryset)
-        if any(not accounts.may_edit_user(actor=request.user, user=user) for user in users):
+        if any(not people.may_edit_user(actor=request.user, user=user) for user in users):
             raise PermissionDenied
         for user in users:
-            accounts.user_delete(user=user, actor=request.user)
+            people.user_delete(user=user, actor=request.user)
 
 
 @admin.register(Group)
 class GroupAdmin(SecretLookupsRefused, SavedThroughService, DjangoGroupAdmin):
     def save_audited(self, request, form, change):
-        accounts.group_save(
+        people.group_save(
             group=form.instance,
             actor=request.user,
             created=not change,
@@ -117,11 +117,11 @@ class GroupAdmin(SecretLookupsRefused, SavedThroughService, DjangoGroupAdmin):
         )
 
     def delete_model(self, request, obj):
-        accounts.group_delete(group=obj, actor=request.user)
+        people.group_delete(group=obj, actor=request.user)
 
     def delete_queryset(self, request, queryset):
         for group in queryset:
-            accounts.group_delete(group=group, actor=request.user)
+            people.group_delete(group=group, actor=request.user)
 
 
 @admin.register(ProviderIdentity)
@@ -140,16 +140,16 @@ class ProviderIdentityAdmin(SecretLookupsRefused, admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
-        if obj is not None and not accounts.may_edit_user(actor=request.user, user=obj.user):
+        if obj is not None and not people.may_edit_user(actor=request.user, user=obj.user):
             return False
         return super().has_delete_permission(request, obj)
 
     def delete_model(self, request, obj):
-        accounts.provider_identity_unlink(identity=obj, actor=request.user)
+        people.provider_identity_unlink(identity=obj, actor=request.user)
 
     def delete_queryset(self, request, queryset):
         identities = list(queryset.select_related("user"))
-        if any(not accounts.may_edit_user(actor=request.user, user=i.user) for i in identities):
+        if any(not people.may_edit_user(actor=request.user, user=i.user) for i in identities):
             raise PermissionDenied
         for identity in identities:
-            accounts.provider_identity_unlink(identity=identity, actor=request.user)
+            people.provider_identity_unlink(identity=identity, actor=request.user)
