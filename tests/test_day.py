@@ -30,7 +30,7 @@ from tests.conftest import (
 from tests.staged import staged_run
 from tests.test_desired_state import _apply, _read
 from tests.test_drift import _check
-from tests.test_views import login, text
+from tests.views.test_views import login, text
 
 # These tests are about other things than approvals: new customers' plans start without a second person.
 pytestmark = pytest.mark.usefixtures("no_approvals")

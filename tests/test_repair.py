@@ -14,7 +14,7 @@ from provisioning.plan import plan_decide
 from provisioning.reads import account_read_start
 from provisioning.runs import run_create
 from provisioning.spec import spec_parse
-from provisioning.views import DRAFT
+from provisioning.views.preview import DRAFT
 from provisioning.vocabulary import RunKind
 from tests.awsread import account_session
 from tests.conftest import CUSTOMER_ACCOUNT, finished_run, spec_data

@@ -191,7 +191,7 @@ def _form() -> dict:
 def test_onboarding_submitted_and_plan_confirmed_are_recorded_without_the_customer_secret(client, alice, aws):
     """The runs of this test are not executed: confirming only enqueues once the transaction commits. The plan's
     read reaches the account with the customer's IAM user's keys (allowed to read what a plan reads)."""
-    from tests.test_views import READER
+    from tests.views.test_views import READER
 
     aws.user_make(account_id=CUSTOMER_ACCOUNT, user_name="ops", policy_document=READER, keys=EXAMPLE_KEYS)
     client.force_login(alice)

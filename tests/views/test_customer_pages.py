@@ -9,7 +9,7 @@ from django.core.management import call_command
 
 from provisioning.models import AccountRead, Run
 from tests.conftest import finished_run, start_run, wait_for_run
-from tests.test_views import login, text
+from tests.views.test_views import login, text
 from tests.waiting import wait_until
 
 # These tests are about other things than approvals: new customers' plans start without a second person.

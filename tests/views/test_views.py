@@ -27,7 +27,7 @@ from tests.conftest import (
 # These tests are about other things than approvals: new customers' plans start without a second person.
 pytestmark = pytest.mark.usefixtures("no_approvals")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def login(client, user):

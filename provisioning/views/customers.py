@@ -34,7 +34,7 @@ from provisioning.models import Customer, DriftState, Run
 from provisioning.registry import ROLE_TEMPLATE_VERSION
 from provisioning.runs import CustomerOffboarded, customer_refuse_if_offboarded
 from provisioning.setup_links import setup_link_live
-from provisioning.views import DRAFT
+from provisioning.views.preview import DRAFT
 from provisioning.vocabulary import run_kind_words
 
 REPAIR = "repair drift"

@@ -19,7 +19,7 @@ from provisioning.approvals import (
 from provisioning.identity.permissions import PortalRequest, portal_user_required
 from provisioning.models import PlanApproval
 from provisioning.spec import spec_from_json
-from provisioning.views import plan_difference_context, plan_full_context
+from provisioning.views.preview import plan_difference_context, plan_full_context
 
 
 @portal_user_required

@@ -20,7 +20,7 @@ from provisioning.offboarding import (
 )
 from provisioning.runs import CustomerOffboarded, RunConflict
 from provisioning.spec import spec_parse
-from provisioning.views import plan_decisions, plan_started, preview_difference
+from provisioning.views.preview import plan_decisions, plan_started, preview_difference
 from provisioning.vocabulary import OffboardMode
 
 
