@@ -22,11 +22,11 @@ from django.utils import timezone
 
 from provisioning import notify
 from provisioning.audit.chain import audit_record
+from provisioning.engine.runs import CustomerOffboarded, RunConflict, run_create
 from provisioning.ledger import ledger_rows
 from provisioning.models import AccountRead, ApprovalRule, AuditEvent, Customer, PlanApproval, Run
 from provisioning.plan import Action, plan_build
 from provisioning.registry import member_policies
-from provisioning.runs import CustomerOffboarded, RunConflict, run_create
 from provisioning.spec import Spec, spec_from_json
 from provisioning.teams import customer_may_change, customer_permission_check, is_admin, is_tech_lead
 from provisioning.vocabulary import OffboardMode

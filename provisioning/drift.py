@@ -84,7 +84,7 @@ def drift_check_start(*, customer: Customer, user: User | None = None, enqueue: 
 
 
 def drift_check_after_run(*, customer_id: int) -> AccountRead | None:
-    """The check a repair run ends with (provisioning.runs sends it once the run's end is committed)."""
+    """The check a repair run ends with (provisioning/engine/finish.py sends it once the run's end is committed)."""
     customer = Customer.objects.filter(pk=customer_id, is_active=True).first()
     if customer is None:
         return None

@@ -17,10 +17,10 @@ from django.utils import timezone
 from provisioning.approvals import plan_start
 from provisioning.audit.chain import audit_record
 from provisioning.customers import customer_desired_spec
+from provisioning.engine.runs import customer_refuse_if_offboarded
 from provisioning.models import AccountRead, Customer, PlanApproval, Run
 from provisioning.plan import plan_decide
 from provisioning.reads import account_read_start
-from provisioning.runs import customer_refuse_if_offboarded
 from provisioning.spec import SpecError, spec_parse
 from provisioning.vocabulary import OffboardMode
 

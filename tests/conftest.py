@@ -25,8 +25,8 @@ from django.test import override_settings
 from portal.celery import app as celery_app
 from provisioning import customers, vault
 from provisioning.aws import run_accounts
+from provisioning.engine.runs import run_create
 from provisioning.models import Credential, Customer, Run
-from provisioning.runs import run_create
 from provisioning.spec import spec_parse
 from sandbox.controller import Sandbox
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider

@@ -13,6 +13,7 @@ from django.test import Client
 
 from provisioning import customers
 from provisioning.aws import AwsAccount, run_accounts
+from provisioning.engine.runs import run_create
 from provisioning.models import AuditEvent, Run
 from provisioning.plan import plan_build, plan_transcript
 from provisioning.registry import (
@@ -22,7 +23,6 @@ from provisioning.registry import (
     role_allows_session_tags,
     session_tag_value,
 )
-from provisioning.runs import run_create
 from provisioning.spec import spec_parse
 from tests.conftest import (
     CUSTOMER_ACCOUNT,

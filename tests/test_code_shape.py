@@ -72,7 +72,7 @@ def _public_functions(path: Path) -> list[ast.FunctionDef | ast.AsyncFunctionDef
 
 
 # The app's packages of services and views (their modules are what provisioning/*.py's were).
-SERVICE_PACKAGES = ("audit", "identity", "views")
+SERVICE_PACKAGES = ("audit", "engine", "identity", "views")
 
 
 def _service_files() -> list[Path]:

@@ -10,9 +10,9 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from portal.celery import app as celery_app
+from provisioning.engine.finish import run_summary
 from provisioning.models import Credential, Customer, DriftState, Resource, Run
 from provisioning.plan import plan_build, plan_groups
-from provisioning.runs import run_summary
 from provisioning.spec import spec_parse
 from tests.awsread import account_session
 from tests.conftest import (

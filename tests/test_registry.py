@@ -14,6 +14,7 @@ from awscli.clidriver import create_clidriver
 from botocore import xform_name
 
 from provisioning import customers
+from provisioning.engine.finish import run_summary
 from provisioning.models import AuditEvent, Run, StepRun
 from provisioning.plan import plan_build, plan_transcript
 from provisioning.registry import (
@@ -28,7 +29,6 @@ from provisioning.registry import (
     source_identity_for,
     words_of,
 )
-from provisioning.runs import run_summary
 from provisioning.spec import spec_parse
 from tests.conftest import spec_data, start_run, wait_for_run
 

@@ -9,10 +9,10 @@ from django.utils import timezone
 
 from provisioning import drift, notify
 from provisioning.aws import call_outcome
+from provisioning.engine.runs import run_create
 from provisioning.models import AccountRead, AuditEvent, DriftState, Run
 from provisioning.plan import plan_decide
 from provisioning.reads import account_read_start
-from provisioning.runs import run_create
 from provisioning.spec import spec_parse
 from provisioning.views.preview import DRAFT
 from provisioning.vocabulary import RunKind

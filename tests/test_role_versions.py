@@ -20,11 +20,11 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from provisioning import customers
+from provisioning.engine.runs import run_create
 from provisioning.models import AuditEvent, Customer, PublishedTemplate, Run
 from provisioning.registry import REGISTRY, ROLE_NAME, ROLE_TEMPLATE_VERSION, ROLE_TRUST_ACTIONS, ROLE_VERSION_TAG
 from provisioning.role_templates import STACK_NAME, template_key, template_url
 from provisioning.role_versions import operations_ungranted, role_update_sentence, template_policy
-from provisioning.runs import run_create
 from provisioning.setup_links import setup_link_create
 from provisioning.spec import spec_parse
 from sandbox.roles import template_publish

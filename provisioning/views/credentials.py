@@ -8,6 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from provisioning import vault
+from provisioning.engine.runs import CustomerOffboarded, customer_refuse_if_offboarded
 from provisioning.errors import OnrampError
 from provisioning.identity.auth import fresh_auth_required
 from provisioning.identity.permissions import (
@@ -18,10 +19,6 @@ from provisioning.identity.permissions import (
 )
 from provisioning.models import Credential, Run
 from provisioning.rotation import RotationError, access_key_rotate_finish, access_key_rotate_start
-from provisioning.runs import (
-    CustomerOffboarded,
-    customer_refuse_if_offboarded,
-)
 
 
 def _no_store(response: HttpResponse) -> HttpResponse:

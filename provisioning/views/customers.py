@@ -21,6 +21,7 @@ from provisioning.customers import (
     roles_overview,
 )
 from provisioning.drift import drift_check_start, drift_desired_spec, drift_in_progress, drift_overview
+from provisioning.engine.runs import CustomerOffboarded, customer_refuse_if_offboarded
 from provisioning.forms import CustomerSearchForm, onboarding_form_data
 from provisioning.identity.permissions import (
     PortalRequest,
@@ -32,7 +33,6 @@ from provisioning.identity.permissions import (
 )
 from provisioning.models import Customer, DriftState, Run
 from provisioning.registry import ROLE_TEMPLATE_VERSION
-from provisioning.runs import CustomerOffboarded, customer_refuse_if_offboarded
 from provisioning.setup_links import setup_link_live
 from provisioning.views.preview import DRAFT
 from provisioning.vocabulary import run_kind_words

@@ -8,6 +8,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from provisioning.approvals import ApprovalRefused
 from provisioning.audit.chain import audit_record
+from provisioning.engine.runs import CustomerOffboarded, RunConflict, customer_refuse_if_offboarded
 from provisioning.forms import OnboardingForm, TeamFormSet, onboarding_validate
 from provisioning.identity.permissions import (
     PortalRequest,
@@ -22,11 +23,6 @@ from provisioning.onboarding import (
     onboarding_draft_build,
     onboarding_draft_read,
     onboarding_draft_spec,
-)
-from provisioning.runs import (
-    CustomerOffboarded,
-    RunConflict,
-    customer_refuse_if_offboarded,
 )
 from provisioning.spec import Spec, SpecError
 from provisioning.views.preview import DRAFT, plan_decisions, plan_started, preview_difference

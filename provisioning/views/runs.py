@@ -9,6 +9,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from provisioning.customers import customer_unrevealed, runs_find, runs_with_unrevealed
+from provisioning.engine.finish import run_summary_now, run_summary_rows
+from provisioning.engine.runs import RunConflict, RunStateError, run_cancel, run_retry
 from provisioning.forms import RunFilterForm
 from provisioning.identity.permissions import (
     PortalRequest,
@@ -19,14 +21,6 @@ from provisioning.identity.permissions import (
 )
 from provisioning.models import Credential, PlanApproval, Run, StepRun
 from provisioning.registry import BRANCHES
-from provisioning.runs import (
-    RunConflict,
-    RunStateError,
-    run_cancel,
-    run_retry,
-    run_summary_now,
-    run_summary_rows,
-)
 from provisioning.timeline import duration_text, timeline_build
 
 

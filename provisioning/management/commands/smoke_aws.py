@@ -20,12 +20,12 @@ from django.db import transaction
 
 from provisioning import customers, drift
 from provisioning.approvals import approval_approve
+from provisioning.engine.runs import run_create
 from provisioning.models import AccountRead, AuditEvent, Customer, DriftState, Run
 from provisioning.offboarding import offboard_confirm, offboard_start
 from provisioning.onboarding import onboarding_customer
 from provisioning.plan import plan_decide
 from provisioning.reads import account_read_now
-from provisioning.runs import run_create
 from provisioning.spec import spec_parse
 from provisioning.vocabulary import OffboardMode
 

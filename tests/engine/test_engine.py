@@ -13,9 +13,9 @@ from django.db import transaction
 
 from provisioning import documents
 from provisioning.aws import account_connect, process_session, run_accounts
+from provisioning.engine.runs import RunConflict, run_create, run_retry
 from provisioning.errors import StepFailed
 from provisioning.models import AuditEvent, Credential, Run, StepRun
-from provisioning.runs import RunConflict, run_create, run_retry
 from provisioning.spec import spec_parse
 from provisioning.steps import sts
 from provisioning.steps.base import StepContext
@@ -379,7 +379,7 @@ def test_onboard_command_uses_the_same_schema_and_waits_for_the_run(worker, alic
 def test_the_example_spec_is_valid():
     from pathlib import Path
 
-    example = Path(__file__).resolve().parent.parent / "examples" / "demo.json"
+    example = Path(__file__).resolve().parent.parent.parent / "examples" / "demo.json"
     # Demo Co's role ARN and external id come from its record (the onboard command fills them in).
     role = {"role_arn": "arn:aws:iam::111122223333:role/OnrampAccess", "external_id": "e" * 40}
     spec = spec_parse({**json.loads(example.read_text()), **role})

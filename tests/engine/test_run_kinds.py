@@ -6,9 +6,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from provisioning.engine.runs import run_create
 from provisioning.models import Run, StepRun
 from provisioning.offboarding import offboard_confirm
-from provisioning.runs import run_create
 from provisioning.spec import spec_parse
 from provisioning.vocabulary import OffboardMode, RunKind, run_counts_words
 from tests.conftest import approved, customer_for, spec_data, start_run, wait_for_run
