@@ -258,7 +258,7 @@ class SandboxAws:
         from botocore.exceptions import ClientError
         from django.conf import settings
 
-        from provisioning.customers import cloudformation_template
+        from provisioning.role.template import cloudformation_template
 
         try:
             self.client(self.session(account_id), "iam").get_role(RoleName=ROLE_NAME)

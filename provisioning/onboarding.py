@@ -16,7 +16,7 @@ from provisioning import vault
 from provisioning.approvals import plan_start
 from provisioning.audit.chain import audit_record
 from provisioning.checks import checks_blocking, checks_sentence
-from provisioning.engine.runs import customer_refuse_if_offboarded
+from provisioning.customers import customer_refuse_if_offboarded
 from provisioning.identity.permissions import is_admin
 from provisioning.models import AccountRead, Customer, PlanApproval, Run
 from provisioning.plan import plan_decide

@@ -21,7 +21,6 @@ from django.utils import timezone
 from provisioning import notify
 from provisioning.audit.chain import audit_record
 from provisioning.aws import account_connect, aws_work
-from provisioning.customers import access_policy_document
 from provisioning.errors import OnrampError
 from provisioning.identity.permissions import customer_permission_check
 from provisioning.models import AuditEvent, Customer, SetupLink, SetupLinkOpening
@@ -32,7 +31,8 @@ from provisioning.registry import (
     role_arn_for,
     words_of,
 )
-from provisioning.role_templates import STACK_NAME, published_template_url, quick_create_url
+from provisioning.role.published import STACK_NAME, published_template_url, quick_create_url
+from provisioning.role.template import access_policy_document
 from provisioning.steps.sts import identity_check, role_version_read
 from provisioning.vocabulary import Access
 

@@ -11,15 +11,15 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from django.utils.formats import date_format
 
 from provisioning.audit.chain import audit_record
+from provisioning.customers import customer_refuse_if_offboarded
 from provisioning.engine.dispatch import chain_lengths, longest_first, run_dispatch, step_tasks_send
 from provisioning.models import AccountRead, AuditEvent, Customer, Run, StepRun
 from provisioning.plan import plan_build, plan_registry, plan_run_steps
 from provisioning.spec import Spec
 from provisioning.teams import customer_permission_check
-from provisioning.vocabulary import OffboardMode, RunKind
+from provisioning.vocabulary import RunKind
 
 State = StepRun.State
 
@@ -37,36 +37,6 @@ class RunConflict(Exception):
 
 class RunStateError(Exception):
     pass
-
-
-class CustomerOffboarded(RunStateError):
-    """The customer was offboarded: no run starts for them until an Admin reactivates them."""
-
-    def __init__(self, customer: Customer):
-        self.customer = customer
-        who = customer.offboarded_by.get_username() if customer.offboarded_by else "someone"
-        super().__init__(
-            f"{customer.name} was offboarded ({OffboardMode(customer.offboard_mode).label.lower()}) on "
-            f"{date_format(timezone.localtime(customer.offboarded_at), 'DATETIME_FORMAT')} by {who}: Onramp starts no "
-            "run for them until an Admin reactivates them (admin, Customers, the action “Reactivate”)."
-        )
-
-
-def customer_refuse_if_offboarded(*, customer: Customer, user: User, doing: str) -> None:
-    """Raise CustomerOffboarded (audited as refused) when the customer, as the database has it now, is offboarded."""
-    current = Customer.objects.select_related("offboarded_by").get(pk=customer.pk)
-    if current.offboarded_at is None:
-        return
-    audit_record(
-        action="run.refused",
-        actor=user,
-        customer=current,
-        outcome=AuditEvent.Outcome.REFUSED,
-        error_code="CustomerOffboarded",
-        target=current.name,
-        details={"reason": "the customer is offboarded", "doing": doing},
-    )
-    raise CustomerOffboarded(current)
 
 
 def _active_run(customer: Customer) -> Run | None:

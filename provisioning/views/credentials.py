@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from provisioning import vault
-from provisioning.engine.runs import CustomerOffboarded, customer_refuse_if_offboarded
+from provisioning.customers import CustomerOffboarded, customer_refuse_if_offboarded
 from provisioning.errors import OnrampError
 from provisioning.identity.auth import fresh_auth_required
 from provisioning.identity.permissions import (

@@ -13,15 +13,16 @@ from django.views.decorators.http import require_GET, require_POST
 
 from provisioning.audit.chain import audit_record
 from provisioning.customers import (
+    CustomerOffboarded,
     customer_desired_spec,
     customer_offboarding_undone,
+    customer_refuse_if_offboarded,
     customer_resources,
     customer_unrevealed,
     customers_find,
     roles_overview,
 )
-from provisioning.drift import drift_check_start, drift_desired_spec, drift_in_progress, drift_overview
-from provisioning.engine.runs import CustomerOffboarded, customer_refuse_if_offboarded
+from provisioning.drift import drift_check_start, drift_in_progress, drift_overview
 from provisioning.forms import CustomerSearchForm, onboarding_form_data
 from provisioning.identity.permissions import (
     PortalRequest,
@@ -108,7 +109,7 @@ def _drift_context(customer: Customer, user) -> dict:
         "may_change": customer_may_change(user, customer),
         "drift": drift,
         "drift_checking": drift_in_progress(customer=customer),
-        "drift_checkable": drift_desired_spec(customer=customer) is not None,
+        "drift_checkable": customer_desired_spec(customer=customer, for_drift=True) is not None,
     }
 
 
@@ -137,7 +138,7 @@ def customer_repair(request: PortalRequest, slug: str) -> HttpResponse:
     changes until a tech lead starts it."""
     customer = get_object_or_404(Customer, slug=slug, is_active=True)
     customer_permission_check(user=request.user, customer=customer, action="repair")
-    spec = drift_desired_spec(customer=customer)
+    spec = customer_desired_spec(customer=customer, for_drift=True)
     if spec is None:
         messages.info(request, _nothing_to_compare(customer))
         return redirect("customer_detail", slug=customer.slug)

@@ -9,16 +9,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from provisioning.approvals import ApprovalRefused
-from provisioning.engine.runs import CustomerOffboarded, RunConflict
+from provisioning.customers import CustomerOffboarded
+from provisioning.engine.runs import RunConflict
 from provisioning.identity.permissions import PortalRequest, customer_permission_check, portal_user_required
 from provisioning.models import Customer
-from provisioning.offboarding import (
-    MODE_WORDS,
-    OffboardRefused,
-    offboard_confirm,
-    offboard_read,
-    offboard_start,
-)
+from provisioning.offboarding import MODE_WORDS, OffboardRefused, offboard_confirm, offboard_read, offboard_start
 from provisioning.spec import spec_parse
 from provisioning.views.preview import plan_decisions, plan_started, preview_difference
 from provisioning.vocabulary import OffboardMode

@@ -8,14 +8,10 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from provisioning.approvals import ApprovalRefused
 from provisioning.audit.chain import audit_record
-from provisioning.engine.runs import CustomerOffboarded, RunConflict, customer_refuse_if_offboarded
+from provisioning.customers import CustomerOffboarded, customer_refuse_if_offboarded
+from provisioning.engine.runs import RunConflict
 from provisioning.forms import OnboardingForm, TeamFormSet, onboarding_validate
-from provisioning.identity.permissions import (
-    PortalRequest,
-    customer_permission_check,
-    is_admin,
-    portal_user_required,
-)
+from provisioning.identity.permissions import PortalRequest, customer_permission_check, is_admin, portal_user_required
 from provisioning.models import Customer, Run
 from provisioning.onboarding import (
     OnboardingRefused,

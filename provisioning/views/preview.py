@@ -13,10 +13,7 @@ from django.shortcuts import redirect, render
 from provisioning import documents
 from provisioning.approvals import approval_reasons, approver_must_be_admin
 from provisioning.checks import checks_blocking
-from provisioning.identity.permissions import (
-    PortalRequest,
-    is_admin,
-)
+from provisioning.identity.permissions import PortalRequest, is_admin
 from provisioning.models import AccountRead, Customer, PlanApproval, Run
 from provisioning.plan import (
     Action,

@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from provisioning.customers import customer_unrevealed, runs_find, runs_with_unrevealed
+from provisioning.customers import CustomerOffboarded, customer_unrevealed, runs_find, runs_with_unrevealed
 from provisioning.engine.finish import run_summary_now, run_summary_rows
 from provisioning.engine.runs import RunConflict, RunStateError, run_cancel, run_retry
 from provisioning.forms import RunFilterForm
@@ -96,7 +96,7 @@ def _run_action(request, run_id, action, done: str):
     try:
         action(run=run, user=request.user)
         messages.success(request, done)
-    except (RunStateError, RunConflict) as exc:
+    except (RunStateError, RunConflict, CustomerOffboarded) as exc:
         messages.error(request, str(exc))
     return redirect("run_detail", run_id=run.pk)
 

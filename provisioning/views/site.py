@@ -12,10 +12,7 @@ from django.views.decorators.http import require_GET
 
 from portal.celery import app as celery_app
 from provisioning.identity.oidc import oidc_enabled
-from provisioning.identity.permissions import (
-    access_denied_record,
-    is_portal_user,
-)
+from provisioning.identity.permissions import access_denied_record, is_portal_user
 
 
 @login_not_required

@@ -16,11 +16,11 @@ from django.utils import timezone
 from portal.celery import _publisher_drain
 from provisioning import vault
 from provisioning.aws import account_connect, portal_account, process_session
-from provisioning.customers import access_policy_document
 from provisioning.engine.dispatch import STEP_TASK, publisher, run_dispatch
 from provisioning.engine.runs import run_create
 from provisioning.models import Run, StepRun
 from provisioning.registry import REGISTRY
+from provisioning.role.template import access_policy_document
 from provisioning.spec import spec_parse
 from provisioning.steps import iam as iam_steps
 from provisioning.steps import sts

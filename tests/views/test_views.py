@@ -15,14 +15,7 @@ from provisioning.models import AccountRead, AuditEvent, Credential, Customer, R
 from provisioning.plan import plan_build
 from provisioning.spec import spec_parse
 from tests.awsread import account_session
-from tests.conftest import (
-    CUSTOMER_ACCOUNT,
-    EXAMPLE_KEYS,
-    form_data,
-    preview_read,
-    start_run,
-    wait_for_run,
-)
+from tests.conftest import CUSTOMER_ACCOUNT, EXAMPLE_KEYS, form_data, preview_read, start_run, wait_for_run
 
 # These tests are about other things than approvals: new customers' plans start without a second person.
 pytestmark = pytest.mark.usefixtures("no_approvals")

@@ -13,7 +13,8 @@ from django.urls import reverse
 from provisioning.approvals import BREAK_GLASS_MIN, ApprovalRefused, plan_start
 from provisioning.audit.chain import audit_record
 from provisioning.checks import checks_blocking, checks_sentence
-from provisioning.engine.runs import CustomerOffboarded, RunConflict, customer_refuse_if_offboarded
+from provisioning.customers import CustomerOffboarded, customer_refuse_if_offboarded
+from provisioning.engine.runs import RunConflict
 from provisioning.identity.permissions import (
     TECH_LEADS,
     NotOnCustomerTeam,

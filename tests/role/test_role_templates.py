@@ -11,10 +11,10 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from provisioning import customers
 from provisioning.models import AuditEvent, PublishedTemplate
 from provisioning.registry import ROLE_NAME, ROLE_TEMPLATE_VERSION
-from provisioning.role_templates import (
+from provisioning.role import template as role_template
+from provisioning.role.published import (
     PREFIX,
     PUBLIC_ACCESS_BLOCK,
     STACK_NAME,
@@ -39,7 +39,7 @@ def _operator_s3(aws):
 
 
 def test_the_published_template_takes_the_external_id_as_a_parameter_and_names_no_customer():
-    published = customers.published_template(portal_account_id="999988887777")
+    published = role_template.published_template(portal_account_id="999988887777")
     parameter = published["Parameters"]["ExternalId"]
     # Quick-create links fill no NoEcho parameter, and an external id is not a secret.
     assert parameter["Type"] == "String" and "NoEcho" not in parameter
@@ -48,7 +48,7 @@ def test_the_published_template_takes_the_external_id_as_a_parameter_and_names_n
     condition = role["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]
     assert condition == {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}}
     # Everything else is the per-customer template's, with the value in the parameter's place.
-    download = customers.cloudformation_template(
+    download = role_template.cloudformation_template(
         customer_name="Acme", portal_account_id="999988887777", external_id="x" * 40
     )
     role["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"] = "x" * 40

@@ -1,7 +1,7 @@
 """What an older deployed role may still do: a run goes ahead on a role older than ROLE_TEMPLATE_VERSION only if
 every operation of its steps is granted by the policy that version was published with, statement by statement.
 
-A version's policy is read from the template it was published with (provisioning.role_templates records each one
+A version's policy is read from the template it was published with (provisioning.role.published records each one
 beside its version). Versions deployed before templates were published are known only by LEGACY_POLICIES below:
 a version missing from both grants nothing, and a run on it is refused with the update sentence, as before.
 """

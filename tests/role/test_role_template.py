@@ -12,8 +12,8 @@ import hashlib
 import json
 from fnmatch import fnmatchcase
 
-from provisioning import customers
 from provisioning.registry import ROLE_POLICY_SHA256, ROLE_TEMPLATE_VERSION, ROLE_TRUST_ACTIONS
+from provisioning.role import template as role_template
 from sandbox.sar import reference as _reference
 
 # Keys that name a tag or the policy of one resource or request: they exist only where the reference lists
@@ -72,7 +72,7 @@ def policy_problems(document: dict) -> list[str]:
 
 
 def test_point_4_every_condition_of_the_role_policy_is_one_aws_can_meet():
-    assert policy_problems(customers.access_policy_document()) == []
+    assert policy_problems(role_template.access_policy_document()) == []
 
 
 def test_the_conditions_check_refuses_a_tag_condition_on_an_action_whose_resource_takes_no_tags():
@@ -114,11 +114,11 @@ def golden_problem(document: dict) -> str | None:
 
 
 def test_point_5_the_role_policy_is_the_one_its_template_version_names():
-    assert golden_problem(customers.access_policy_document()) is None
+    assert golden_problem(role_template.access_policy_document()) is None
 
 
 def test_point_5_a_statement_changed_without_the_version_fails_the_golden_check():
-    document = customers.access_policy_document()
+    document = role_template.access_policy_document()
     document["Statement"][0]["Action"] = document["Statement"][0]["Action"][1:]
     assert "ROLE_TEMPLATE_VERSION did not" in golden_problem(document)
 
@@ -143,7 +143,7 @@ def test_each_template_version_changes_the_policy_or_the_trust():
 
 
 def test_the_trust_policy_allows_what_the_current_version_names():
-    trust = customers.trust_policy_document(portal_account_id="123456789012", external_id="x")
+    trust = role_template.trust_policy_document(portal_account_id="123456789012", external_id="x")
     (statement,) = trust["Statement"]
     assert tuple(statement["Action"]) == ROLE_TRUST_ACTIONS[ROLE_TEMPLATE_VERSION]
     assert max(ROLE_TRUST_ACTIONS) == ROLE_TEMPLATE_VERSION

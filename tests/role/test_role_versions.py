@@ -23,8 +23,9 @@ from provisioning import customers
 from provisioning.engine.runs import run_create
 from provisioning.models import AuditEvent, Customer, PublishedTemplate, Run
 from provisioning.registry import REGISTRY, ROLE_NAME, ROLE_TEMPLATE_VERSION, ROLE_TRUST_ACTIONS, ROLE_VERSION_TAG
-from provisioning.role_templates import STACK_NAME, template_key, template_url
-from provisioning.role_versions import operations_ungranted, role_update_sentence, template_policy
+from provisioning.role import template as role_template
+from provisioning.role.published import STACK_NAME, template_key, template_url
+from provisioning.role.versions import operations_ungranted, role_update_sentence, template_policy
 from provisioning.setup_links import setup_link_create
 from provisioning.spec import spec_parse
 from sandbox.roles import template_publish
@@ -63,7 +64,7 @@ def _older_published(aws, *, missing: str = MISSING, trust: tuple[str, ...] | No
 
 
 def test_the_published_policy_grants_operations_statement_by_statement():
-    policy = customers.access_policy_document()
+    policy = role_template.access_policy_document()
     assert operations_ungranted(policy, REGISTRY.operations()) == []
     # A statement with another condition, or on another resource, does not grant what needs this one.
     narrowed = copy.deepcopy(policy)

@@ -21,10 +21,10 @@ from django.db import IntegrityError, transaction
 
 from provisioning.audit.chain import audit_record
 from provisioning.aws import error_code, error_translate
-from provisioning.customers import published_template
 from provisioning.errors import OnrampError
 from provisioning.models import PublishedTemplate
 from provisioning.registry import ROLE_TEMPLATE_VERSION
+from provisioning.role.template import published_template
 
 PREFIX = "onramp-role/"
 STACK_NAME = "onramp-access"  # the stack the customer creates (letters, digits and hyphens, a letter first)
