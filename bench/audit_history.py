@@ -252,7 +252,14 @@ def measure(*, events: int, requests: int) -> list[tuple[str, float, float, floa
     from django.contrib.auth.models import User
     from django.test import Client
 
-    from provisioning.history import AuditFilters, Cursor, _beyond, audit_events_filter, audit_page, audit_step_titles
+    from provisioning.audit.history import (
+        AuditFilters,
+        Cursor,
+        _beyond,
+        audit_events_filter,
+        audit_page,
+        audit_step_titles,
+    )
     from provisioning.models import AuditEvent, Customer, StepRun
 
     client = Client()

@@ -258,7 +258,7 @@ class SandboxAws:
         from botocore.exceptions import ClientError
         from django.conf import settings
 
-        from provisioning.customers import cloudformation_template
+        from provisioning.role.template import cloudformation_template
 
         try:
             self.client(self.session(account_id), "iam").get_role(RoleName=ROLE_NAME)
@@ -543,7 +543,7 @@ def customer_create(data: dict, *, lead):
 
 def run_start(*, data: dict, user):
     """Confirm the plan: what the "Start" button does (run_create; the dispatch follows the commit)."""
-    from provisioning.runs import run_create
+    from provisioning.engine.runs import run_create
     from provisioning.spec import spec_parse
 
     return run_create(spec=spec_parse(data), customer=customer_create(data, lead=user), user=user)

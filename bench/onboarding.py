@@ -331,8 +331,8 @@ def onramp_time(*, sandbox, spec, customer, user, workers=None) -> tuple[float, 
     the run's preflight reads the account again (the stale-plan check) before any write."""
     from django.utils import timezone
 
+    from provisioning.engine.runs import run_create
     from provisioning.models import AuditEvent, Run
-    from provisioning.runs import run_create
 
     read, items = onramp_plan(spec=spec, customer=customer, user=user)
 

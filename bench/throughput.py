@@ -154,7 +154,7 @@ def phase(
 
 
 def run_create_pk(spec, customer, user):
-    from provisioning.runs import run_create
+    from provisioning.engine.runs import run_create
 
     return run_create(spec=spec, customer=customer, user=user).pk
 

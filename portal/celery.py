@@ -57,7 +57,7 @@ def _worker_settle(**kwargs) -> None:
 @worker_shutdown.connect  # the threads pool, once its tasks are done
 @worker_process_shutdown.connect  # each process of the prefork pool
 def _publisher_drain(**kwargs) -> None:
-    """Send the step tasks still waiting on this process's publisher (provisioning.runs._Publisher) before it exits."""
-    from provisioning.runs import publisher
+    """Send the step tasks still waiting on this process's publisher (engine.dispatch._Publisher) before it exits."""
+    from provisioning.engine.dispatch import publisher
 
     publisher.drain()

@@ -102,7 +102,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Re-checks provider-signed sessions with the provider (after htmx's, which it reads).
-    "provisioning.oidc.SessionRenewalMiddleware",
+    "provisioning.identity.oidc.SessionRenewalMiddleware",
     # Last, as django-axes asks, so it sees the outcome of authentication.
     "axes.middleware.AxesMiddleware",
 ]
@@ -122,7 +122,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "provisioning.context_processors.vocabulary",
                 "provisioning.context_processors.approvals",
-                "provisioning.auth.auth_context",
+                "provisioning.identity.auth.auth_context",
             ],
         },
     },
@@ -147,9 +147,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     # Django's password check; superusers only while OIDC is configured (break-glass).
-    "provisioning.auth.PasswordBackend",
+    "provisioning.identity.auth.PasswordBackend",
     # The identity provider's sign-in (OIDC below); inert while OIDC_ISSUER is empty.
-    "provisioning.oidc.OidcBackend",
+    "provisioning.identity.oidc.OidcBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -210,12 +210,12 @@ CONTENT_SECURITY_POLICY = {
 
 # --- Login throttling (django-axes) ---
 # Two limits within the cool-off: failures of one username from one address (guessing a password), and
-# failures from one address whatever the username (password spraying); provisioning/login_limits.py.
+# failures from one address whatever the username (password spraying); provisioning/identity/login_limits.py.
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_IP_FAILURE_LIMIT = env.int("AXES_IP_FAILURE_LIMIT", default=20)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
-AXES_HANDLER = "provisioning.login_limits.LoginLimitsHandler"
+AXES_HANDLER = "provisioning.identity.login_limits.LoginLimitsHandler"
 AXES_CLIENT_IP_CALLABLE = "provisioning.addresses.client_ip"
 AXES_RESET_ON_SUCCESS = True
 # The proxies in front of gunicorn (addresses or networks, comma separated) whose X-Forwarded-For is believed:
@@ -244,7 +244,7 @@ OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="")
 OIDC_GROUP_MAP = env.dict("OIDC_GROUP_MAP", default={})
 # Refused sign-ins through the provider from one address, whoever they were for, before that address may not
 # sign in through it for AXES_COOLOFF_HOURS (a flood). One identity at the provider is throttled after
-# AXES_FAILURE_LIMIT refusals (provisioning/oidc.py); django-axes does not count sign-ins through the provider.
+# AXES_FAILURE_LIMIT refusals (provisioning/identity/oidc.py); django-axes does not count sign-ins through the provider.
 OIDC_IP_FAILURE_LIMIT = env.int("OIDC_IP_FAILURE_LIMIT", default=100)
 # A provider that never sends email_verified (its emails are all its own, verified by it): accept its absence.
 # Off by default: then only the boolean true lets someone in.
@@ -267,7 +267,7 @@ if OIDC_ISSUER:
     _missing = [name for name in _needed if not env.str(name, default="")]
     if _missing:
         raise ImproperlyConfigured(f"OIDC_ISSUER is set: {', '.join(_missing)} must be set too.")
-    # Onramp's two groups (provisioning/permissions.py).
+    # Onramp's two groups (provisioning/identity/permissions.py).
     if not set(OIDC_GROUP_MAP.values()) <= {"Tech leads", "Admins"}:
         raise ImproperlyConfigured("OIDC_GROUP_MAP maps provider groups to 'Tech leads' or 'Admins' only.")
 
@@ -301,7 +301,7 @@ CELERY_WORKER_REDIRECT_STDOUTS = False
 # How often a worker's busy thread hands Python's lock to a waiting one (CPython's default: 5 ms). A thread pool's
 # steps mostly wait on AWS; one whose answer came waits at most this long for the lock (portal/celery.py).
 WORKER_SWITCH_INTERVAL_MS = env.float("WORKER_SWITCH_INTERVAL_MS", default=0.5)
-# Seconds between two checkpoints of the audit chain (provisioning/audit_anchor.py), and where they go
+# Seconds between two checkpoints of the audit chain (provisioning/audit/anchor.py), and where they go
 # besides the log: a directory outside the database (in compose, a volume only the beat service mounts).
 AUDIT_CHECKPOINT_EVERY = env.int("AUDIT_CHECKPOINT_EVERY", default=300)
 AUDIT_CHECKPOINT_DIR = Path(env.str("AUDIT_CHECKPOINT_DIR", default="") or BASE_DIR / "var" / "audit-checkpoints")
@@ -323,7 +323,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab.from_string(env.str("DRIFT_SCHEDULE", default="30 2 * * *")),
     },
 }
-CELERY_IMPORTS = ("provisioning.audit_anchor",)
+CELERY_IMPORTS = ("provisioning.audit.anchor",)
 
 # --- Notifications (provisioning/notify.py): email, and optionally a Slack-compatible webhook ---
 # EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587 (django-environ sets EMAIL_BACKEND, EMAIL_HOST,

@@ -4,7 +4,8 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from provisioning import oidc, views_auth
+from provisioning.identity import oidc
+from provisioning.views import auth as views_auth
 
 admin.site.site_header = "Onramp administration"
 admin.site.site_title = "Onramp admin"
@@ -33,4 +34,4 @@ urlpatterns = [
     path("", include("provisioning.urls")),
 ]
 
-handler403 = "provisioning.views.forbidden"
+handler403 = "provisioning.views.site.forbidden"

@@ -17,10 +17,11 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from provisioning import customers, offboarding
-from provisioning.admin_auth import SecretLookupsRefused
+from provisioning.identity.admin import SecretLookupsRefused
+from provisioning.identity.permissions import is_admin
 from provisioning.models import AuditEvent, Credential, Customer, DriftState, Run, StepRun
-from provisioning.permissions import is_admin
 from provisioning.registry import ROLE_TEMPLATE_VERSION
+from provisioning.role import template as role_template
 from provisioning.teams import customer_team_changed
 from provisioning.vocabulary import TECH_LEADS, Access, validate_customer_name
 
@@ -349,7 +350,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
     def trust_policy(self, customer):
         if not customer.pk:
             return "Shown once the customer is saved (it names the external id generated then)."
-        document = customers.trust_policy_document(
+        document = role_template.trust_policy_document(
             portal_account_id=settings.PORTAL_AWS_ACCOUNT_ID, external_id=customer.external_id
         )
         return format_html("<pre>{}</pre>", json.dumps(document, indent=2))
@@ -357,7 +358,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
     @admin.display(description="Onramp's own identity's policy (in the agency's account, not the customer's)")
     def portal_policy(self, customer):
         # The same for every customer: shown here because the role's trust is only half of AssumeRole.
-        document = customers.portal_policy_document()
+        document = role_template.portal_policy_document()
         return format_html("<pre>{}</pre>", json.dumps(document, indent=2))
 
     @admin.display(description="CloudFormation")
@@ -369,7 +370,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
             '<a href="{}" download>Download the template</a> — creates the role “{}” with this trust policy '
             "and only the permissions Onramp's steps use (deploy with CAPABILITY_NAMED_IAM).",
             url,
-            customers.ROLE_NAME,
+            role_template.ROLE_NAME,
         )
         if not settings.ROLE_DEPLOY_COMMAND:
             return link
@@ -445,7 +446,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
             raise Http404("No such customer.")
         if not self.has_view_permission(request, customer):
             raise PermissionDenied
-        template = customers.cloudformation_template(
+        template = role_template.cloudformation_template(
             customer_name=customer.name,
             portal_account_id=settings.PORTAL_AWS_ACCOUNT_ID,
             external_id=customer.external_id,

@@ -3,7 +3,7 @@ expiring, voiding, and an Admin's emergency start (break-glass).
 
 A plan that needs approval is saved as a PlanApproval, awaiting: no run exists yet, so the one-active-run
 lock is not taken and drift repairs and other runs go on. Approving starts the run as the requester's, with
-the approver as `approved_by` (runs.run_create): the lock is taken then, and the run's preflight still checks
+the approver as `approved_by` (engine.runs.run_create): the lock is taken then, and the run's preflight still checks
 that the account is as it was read. The rule is in one place: `approval_reasons` and
 `approver_must_be_admin`.
 """
@@ -21,12 +21,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from provisioning import notify
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
+from provisioning.customers import CustomerOffboarded
+from provisioning.engine.runs import RunConflict, run_create
 from provisioning.ledger import ledger_rows
 from provisioning.models import AccountRead, ApprovalRule, AuditEvent, Customer, PlanApproval, Run
 from provisioning.plan import Action, plan_build
 from provisioning.registry import member_policies
-from provisioning.runs import CustomerOffboarded, RunConflict, run_create
 from provisioning.spec import Spec, spec_from_json
 from provisioning.teams import customer_may_change, customer_permission_check, is_admin, is_tech_lead
 from provisioning.vocabulary import OffboardMode

@@ -6,4 +6,4 @@ class ProvisioningConfig(AppConfig):
     verbose_name = "Provisioning"
 
     def ready(self) -> None:
-        from provisioning import signals  # noqa: F401  (audit of logins and admin changes)
+        from provisioning.identity import signals  # noqa: F401  (audit of logins and admin changes)

@@ -35,7 +35,7 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 from django.conf import settings
 
-from provisioning.audit import CallLog, audit_write, redact
+from provisioning.audit.chain import CallLog, audit_write, redact
 from provisioning.errors import AwsError, ConnectionSettingsError, OnrampError
 from provisioning.models import Customer, Run
 from provisioning.plan import RUN_SESSION_NAME

@@ -3,7 +3,7 @@
 from django.http import HttpRequest
 
 from provisioning.approvals import approvals_waiting_count
-from provisioning.permissions import is_portal_user
+from provisioning.identity.permissions import is_portal_user
 from provisioning.vocabulary import Access, MediaScope, MemberRole
 
 

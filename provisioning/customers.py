@@ -1,219 +1,30 @@
-"""Customer records: the access role a customer sets up for Onramp (trust policy, permissions,
-CloudFormation template), checking that connection, and saving a record with its audit trail.
-
-The document builders are pure functions; the admin only renders what they return.
-"""
+"""The customers' services: records saved and deleted with their audit trail, the connection checked, the
+selectors of the customers' and runs' pages, the role's version read back, and the rules every run obeys about
+a customer (an offboarded customer gets no run; the desired state). The role's documents are
+provisioning/role/template.py's."""
 
 from dataclasses import dataclass
-from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Case, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
+from django.utils.formats import date_format
 
 from provisioning import vault
-from provisioning.audit import audit_record
-from provisioning.aws import PORTAL_ACTIONS, AwsAccount, account_connect, aws_work
+from provisioning.audit.chain import audit_record
+from provisioning.aws import AwsAccount, account_connect, aws_work
 from provisioning.errors import OnrampError
 from provisioning.ledger import ledger_for_admin, ledger_labels
-from provisioning.models import (
-    EXTERNAL_ID_MAX,
-    EXTERNAL_ID_MIN,
-    AuditEvent,
-    Credential,
-    Customer,
-    DriftState,
-    Run,
-    SetupLink,
-    new_external_id,
-)
+from provisioning.models import AuditEvent, Credential, Customer, DriftState, Run, SetupLink, new_external_id
 from provisioning.models import Resource as LedgerRow
-from provisioning.registry import (
-    ASSUME_SECONDS,
-    MANAGED_BY_CONDITION_KEY,
-    MANAGED_TAGS,
-    ONRAMPS_GROUPS,
-    ONRAMPS_USERS,
-    REGISTRY,
-    ROLE_NAME,
-    ROLE_TEMPLATE_VERSION,
-    ROLE_TRUST_ACTIONS,
-    ROLE_VERSION_TAG,
-    Registry,
-    role_arn_for,
-)
-from provisioning.role_versions import (
-    SAME_PERMISSIONS,
-    condition_document,
-    policy_changes_in_words,
-    trust_changes_in_words,
-    version_policy,
-)
+from provisioning.registry import REGISTRY, ROLE_TEMPLATE_VERSION, Registry
+from provisioning.role.template import access_policy_document
+from provisioning.role.versions import SAME_PERMISSIONS, policy_changes_in_words, trust_changes_in_words, version_policy
 from provisioning.steps.sts import identity_check, role_version_problem, role_version_read
 from provisioning.teams import is_admin
-from provisioning.vocabulary import Access
-
-POLICY_VERSION = "2012-10-17"
-
-
-# How a conditioned statement is named after its condition's key.
-_CONDITION_NAMES = {"iam:PolicyARN": "OnlyListedPolicies", MANAGED_BY_CONDITION_KEY: "OnlyWhatOnrampTagged"}
-# And an unconditioned one after its resource (a Sid is unique within a policy).
-_RESOURCE_NAMES = {ONRAMPS_USERS: "OnlyOnrampsUsers", ONRAMPS_GROUPS: "OnlyOnrampsGroups"}
-
-
-def _statements(registry: Registry) -> list[dict]:
-    """One statement per service, condition and resource: an action allowed without condition everywhere is
-    not repeated under a narrower statement."""
-    grouped: dict[tuple[str, tuple, str], set[str]] = {}
-    for operation in registry.operations():
-        grouped.setdefault((operation.service, operation.condition, operation.resource), set()).update(
-            operation.actions
-        )
-    free = {
-        service: actions
-        for (service, condition, resource), actions in grouped.items()
-        if not condition and resource == "*"
-    }
-    statements = []
-    for (service, condition, resource), actions in grouped.items():
-        if condition or resource != "*":
-            actions = actions - free.get(service, set())
-        if not actions:
-            continue
-        name = (
-            _CONDITION_NAMES.get(condition[0][1], "Conditioned")
-            if condition
-            else _RESOURCE_NAMES.get(resource, "" if resource == "*" else "OwnRole")
-        )
-        statement: dict[str, Any] = {
-            "Sid": f"Onramp{service.upper()}{name}",
-            "Effect": "Allow",
-            "Action": sorted(actions),
-        }
-        statement["Resource"] = resource
-        if condition:
-            statement["Condition"] = condition_document(condition)
-        statements.append(statement)
-    return statements
-
-
-def trust_policy_document(*, portal_account_id: str, external_id: str | dict) -> dict:
-    """Who may assume the customer's role: Onramp's AWS account, and only with this customer's external id.
-
-    sts:SetSourceIdentity because Onramp names the person who started the run in the customer's CloudTrail, and
-    sts:TagSession to name the approver of a run there (the session tag onramp-approver)."""
-    return {
-        "Version": POLICY_VERSION,
-        "Statement": [
-            {
-                "Sid": "OnrampAssumesThisRole",
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{portal_account_id}:root"},
-                "Action": list(ROLE_TRUST_ACTIONS[ROLE_TEMPLATE_VERSION]),
-                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
-            }
-        ],
-    }
-
-
-def portal_policy_document() -> dict:
-    """What Onramp's own identity (in the agency's account) may do: assume customers' Onramp roles, naming the
-    person as the session's source identity and the approver as a session tag, and nothing else. Across accounts
-    AWS checks each action twice: in this policy and in the role's trust policy (trust_policy_document)."""
-    return {
-        "Version": POLICY_VERSION,
-        "Statement": [
-            {
-                "Sid": "OnrampAssumesCustomerRoles",
-                "Effect": "Allow",
-                "Action": list(PORTAL_ACTIONS),
-                "Resource": role_arn_for("*"),
-            }
-        ],
-    }
-
-
-def access_policy_document(registry: Registry = REGISTRY) -> dict:
-    """What the role may do: exactly the actions of Onramp's declared steps, one statement per service."""
-    return {"Version": POLICY_VERSION, "Statement": _statements(registry)}
-
-
-def _role_resources(*, portal_account_id: str, external_id: str | dict, registry: Registry) -> dict:
-    """The template's role and outputs: the same in the per-customer download and the published template."""
-    return {
-        "Resources": {
-            "OnrampAccessRole": {
-                "Type": "AWS::IAM::Role",
-                "Properties": {
-                    "RoleName": ROLE_NAME,  # Onramp's own policy may assume this name only
-                    "Description": "Assumed by Onramp to onboard this account",
-                    "MaxSessionDuration": ASSUME_SECONDS,  # exactly the session Onramp asks for
-                    "AssumeRolePolicyDocument": trust_policy_document(
-                        portal_account_id=portal_account_id, external_id=external_id
-                    ),
-                    "Policies": [
-                        {"PolicyName": "OnrampOnboarding", "PolicyDocument": access_policy_document(registry)}
-                    ],
-                    "Tags": [
-                        *MANAGED_TAGS,
-                        {"Key": ROLE_VERSION_TAG, "Value": str(ROLE_TEMPLATE_VERSION)},
-                    ],
-                },
-            }
-        },
-        "Outputs": {
-            "RoleArn": {
-                "Description": "Paste this into Onramp as the customer's role ARN.",
-                "Value": {"Fn::GetAtt": ["OnrampAccessRole", "Arn"]},
-            },
-            "TemplateVersion": {
-                "Description": "The version of Onramp's template this stack deploys (Onramp checks it).",
-                "Value": str(ROLE_TEMPLATE_VERSION),
-            },
-        },
-    }
-
-
-def cloudformation_template(
-    *, customer_name: str, portal_account_id: str, external_id: str, registry: Registry = REGISTRY
-) -> dict:
-    """A CloudFormation template (JSON) that creates the role Onramp assumes, in one step, with this customer's
-    external id written in (the admin's download)."""
-    return {
-        "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": f"The role Onramp assumes to onboard {customer_name}'s account "
-        "(IAM users, group and policy; an S3 bucket; an ECR repository).",
-        **_role_resources(portal_account_id=portal_account_id, external_id=external_id, registry=registry),
-    }
-
-
-# AWS's limits and characters for sts:ExternalId (AssumeRole's ExternalId: 2 to 1224 characters of [\w+=,.@:/-]).
-EXTERNAL_ID_PATTERN = r"[\w+=,.@:\/-]*"
-
-
-def published_template(*, portal_account_id: str, registry: Registry = REGISTRY) -> dict:
-    """The template published once per version for every customer (provisioning/role_templates.py): the
-    external id is a parameter the quick-create link fills in. Not NoEcho: the CloudFormation console's
-    quick-create links do not fill NoEcho parameters, and an external id is not a secret."""
-    return {
-        "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": f"The role Onramp assumes to onboard this account, template version {ROLE_TEMPLATE_VERSION} "
-        "(IAM users, group and policy; an S3 bucket; an ECR repository).",
-        "Parameters": {
-            "ExternalId": {
-                "Type": "String",
-                "Description": "The external id Onramp gave you for this account (not a secret).",
-                "MinLength": EXTERNAL_ID_MIN,
-                "MaxLength": EXTERNAL_ID_MAX,
-                "AllowedPattern": EXTERNAL_ID_PATTERN,
-            }
-        },
-        **_role_resources(portal_account_id=portal_account_id, external_id={"Ref": "ExternalId"}, registry=registry),
-    }
-
+from provisioning.vocabulary import Access, OffboardMode
 
 # --- Checking the connection ----------------------------------------------------------
 
@@ -388,8 +199,21 @@ def runs_find(*, filters: RunFilters, limit: int = 50) -> list[Run]:
     return list(runs.order_by("-created_at", "-pk")[:limit])
 
 
-def customer_desired_spec(*, customer: Customer) -> dict | None:
-    """The customer's current desired state: the spec of their last run that succeeded (else their last run)."""
+def customer_desired_spec(*, customer: Customer, for_drift: bool = False) -> dict | None:
+    """The spec the customer's account is meant to match; `for_drift` chooses what counts.
+
+    for_drift=False (the customer's page, the form's "Change team / settings", an offboarding's plan): the spec
+    of the customer's last run that succeeded, whatever its kind (an offboarding's is the spec it started from),
+    else of their last run (a first onboarding that failed: the form opens on what was tried).
+
+    for_drift=True (the drift check, a repair): only a state Onramp keeps the account in: None once the
+    customer is offboarded, else the spec of the last successful run that is not an offboarding (the one
+    that finished last); None when there is none yet."""
+    if for_drift:
+        if customer.is_offboarded:
+            return None  # Onramp no longer keeps their account in any state
+        runs = Run.objects.filter(customer=customer, status=Run.Status.SUCCEEDED, offboard="")
+        return runs.order_by("-finished_at").values_list("spec", flat=True).first()
     runs = Run.objects.filter(customer=customer).order_by("-created_at")
     run = runs.filter(status=Run.Status.SUCCEEDED).first() or runs.first()
     return run.spec if run else None
@@ -553,3 +377,36 @@ def roles_to_refresh() -> list[int]:
     """The customers whose role version the nightly read covers."""
     customers = Customer.objects.filter(is_active=True, offboarded_at__isnull=True, access=Access.ROLE)
     return list(customers.exclude(role_arn="").order_by("pk").values_list("pk", flat=True))
+
+
+# --- The rule every run obeys: no run for an offboarded customer -------------------------
+
+
+class CustomerOffboarded(Exception):
+    """The customer was offboarded: no run starts for them until an Admin reactivates them."""
+
+    def __init__(self, customer: Customer):
+        self.customer = customer
+        who = customer.offboarded_by.get_username() if customer.offboarded_by else "someone"
+        super().__init__(
+            f"{customer.name} was offboarded ({OffboardMode(customer.offboard_mode).label.lower()}) on "
+            f"{date_format(timezone.localtime(customer.offboarded_at), 'DATETIME_FORMAT')} by {who}: Onramp starts no "
+            "run for them until an Admin reactivates them (admin, Customers, the action “Reactivate”)."
+        )
+
+
+def customer_refuse_if_offboarded(*, customer: Customer, user: User, doing: str) -> None:
+    """Raise CustomerOffboarded (audited as refused) when the customer, as the database has it now, is offboarded."""
+    current = Customer.objects.select_related("offboarded_by").get(pk=customer.pk)
+    if current.offboarded_at is None:
+        return
+    audit_record(
+        action="run.refused",
+        actor=user,
+        customer=current,
+        outcome=AuditEvent.Outcome.REFUSED,
+        error_code="CustomerOffboarded",
+        target=current.name,
+        details={"reason": "the customer is offboarded", "doing": doing},
+    )
+    raise CustomerOffboarded(current)

@@ -22,8 +22,8 @@ from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from provisioning.audit import audit_record
-from provisioning.customers import drift_rank
+from provisioning.audit.chain import audit_record
+from provisioning.customers import customer_desired_spec, drift_rank
 from provisioning.models import AccountRead, Customer, DriftState, Run
 from provisioning.notify import drift_notify
 from provisioning.plan import Action
@@ -45,14 +45,6 @@ _ITEM_WORDS = {
 }
 
 
-def drift_desired_spec(*, customer: Customer) -> dict | None:
-    """The state a customer's account should be in: the spec of their last successful run (None: none yet)."""
-    if customer.is_offboarded:
-        return None  # Onramp no longer keeps their account in any state
-    runs = Run.objects.filter(customer=customer, status=Run.Status.SUCCEEDED, offboard="")
-    return runs.order_by("-finished_at").values_list("spec", flat=True).first()
-
-
 def drift_in_progress(*, customer: Customer) -> AccountRead | None:
     """The customer's check that is pending or running (and not lost), if any."""
     return (
@@ -70,7 +62,7 @@ def drift_in_progress(*, customer: Customer) -> AccountRead | None:
 def drift_check_start(*, customer: Customer, user: User | None = None, enqueue: bool = True) -> AccountRead | None:
     """Start a check of the customer's account (None when they have no desired state yet). A check already
     under way is the one returned: one per account at a time."""
-    spec = drift_desired_spec(customer=customer)
+    spec = customer_desired_spec(customer=customer, for_drift=True)
     if spec is None:
         return None
     with transaction.atomic():
@@ -84,7 +76,7 @@ def drift_check_start(*, customer: Customer, user: User | None = None, enqueue: 
 
 
 def drift_check_after_run(*, customer_id: int) -> AccountRead | None:
-    """The check a repair run ends with (provisioning.runs sends it once the run's end is committed)."""
+    """The check a repair run ends with (provisioning/engine/finish.py sends it once the run's end is committed)."""
     customer = Customer.objects.filter(pk=customer_id, is_active=True).first()
     if customer is None:
         return None

@@ -501,7 +501,7 @@ class ProviderIdentity(models.Model):
 
 
 class PublishedTemplate(models.Model):
-    """One version of the role's CloudFormation template as it was published (provisioning/role_templates.py):
+    """One version of the role's CloudFormation template as it was published (provisioning/role/published.py):
     its exact content and sha256, kept beside the version so that what an older role may do is read from what
     its customer really deployed. A row is written once and never changed, like the object it records."""
 

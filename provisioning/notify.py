@@ -24,7 +24,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from provisioning.audit import audit_record, redact_text
+from provisioning.audit.chain import audit_record, redact_text
 from provisioning.models import AuditEvent, Credential, Customer, PlanApproval, Resource, Run, StepRun
 from provisioning.plan import Action
 from provisioning.registry import REGISTRY

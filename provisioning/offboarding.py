@@ -4,7 +4,7 @@ confirmed like any run (provisioning.plan.plan_registry: the desired state that 
 - the agency leaves: the team users Onramp made are removed; what the customer's app needs stays, handed over;
 - decommission: everything Onramp made is removed; what holds data only once its name is typed.
 
-Once the run succeeds the customer is offboarded (runs.run_create refuses new runs) until an Admin reactivates
+Once the run succeeds the customer is offboarded (engine.runs.run_create refuses new runs) until an Admin reactivates
 them. Runs, audit and ledger are kept.
 """
 
@@ -15,12 +15,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from provisioning.approvals import plan_start
-from provisioning.audit import audit_record
-from provisioning.customers import customer_desired_spec
+from provisioning.audit.chain import audit_record
+from provisioning.customers import customer_desired_spec, customer_refuse_if_offboarded
 from provisioning.models import AccountRead, Customer, PlanApproval, Run
 from provisioning.plan import plan_decide
 from provisioning.reads import account_read_start
-from provisioning.runs import customer_refuse_if_offboarded
 from provisioning.spec import SpecError, spec_parse
 from provisioning.vocabulary import OffboardMode
 

@@ -14,13 +14,13 @@ from django.utils.text import slugify
 
 from provisioning import vault
 from provisioning.approvals import plan_start
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.checks import checks_blocking, checks_sentence
+from provisioning.customers import customer_refuse_if_offboarded
+from provisioning.identity.permissions import is_admin
 from provisioning.models import AccountRead, Customer, PlanApproval, Run
-from provisioning.permissions import is_admin
 from provisioning.plan import plan_decide
 from provisioning.reads import account_read_start
-from provisioning.runs import customer_refuse_if_offboarded
 from provisioning.spec import Spec, spec_parse
 from provisioning.teams import customer_permission_check, customer_team_join
 from provisioning.vocabulary import Access

@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.aws import NO_ANSWER_ERRORS, account_for_spec, aws_work, error_translate
 from provisioning.checks import BLOCK, checks_sentence, plan_checks, region_check
 from provisioning.errors import OnrampError

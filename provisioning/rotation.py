@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from provisioning import registry, vault
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.aws import AwsAccount, account_for_spec, aws_work, error_translate
 from provisioning.errors import OnrampError
 from provisioning.ledger import ledger_access_key, ledger_holds_user

@@ -19,12 +19,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from provisioning import notify
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.aws import account_connect, aws_work
-from provisioning.customers import access_policy_document
 from provisioning.errors import OnrampError
+from provisioning.identity.permissions import customer_permission_check
 from provisioning.models import AuditEvent, Customer, SetupLink, SetupLinkOpening
-from provisioning.permissions import customer_permission_check
 from provisioning.registry import (
     MANAGED_BY_CONDITION_KEY,
     MANAGED_BY_WORDS,
@@ -32,7 +31,8 @@ from provisioning.registry import (
     role_arn_for,
     words_of,
 )
-from provisioning.role_templates import STACK_NAME, published_template_url, quick_create_url
+from provisioning.role.published import STACK_NAME, published_template_url, quick_create_url
+from provisioning.role.template import access_policy_document
 from provisioning.steps.sts import identity_check, role_version_read
 from provisioning.vocabulary import Access
 

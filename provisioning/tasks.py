@@ -1,4 +1,4 @@
-"""Thin Celery tasks: ids in, the services in provisioning.runs and vault do the work."""
+"""Thin Celery tasks: ids in, the services in provisioning/engine/ and vault do the work."""
 
 import time
 
@@ -6,7 +6,8 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
 
-from provisioning import approvals, customers, drift, notify, runs, setup_links, vault
+from provisioning import approvals, customers, drift, notify, setup_links, vault
+from provisioning.engine import execute, runs
 from provisioning.models import Customer
 
 # How long one task keeps taking its branch's next step itself, far under the soft time limit.
@@ -32,7 +33,7 @@ def step_run(self, step_id: int) -> None:
     while next_id is not None:
         keep_next = time.monotonic() - started < CHAIN_FOR_SECONDS
         try:
-            outcome = runs.step_execute(step_id=next_id, keep_next=keep_next, claimed=claimed)
+            outcome = execute.step_execute(step_id=next_id, keep_next=keep_next, claimed=claimed)
         except SoftTimeLimitExceeded:
             # The sweeper will find the step still running and put it back.
             return
@@ -85,7 +86,7 @@ def credentials_expire() -> None:
 
 @shared_task(ignore_result=True)
 def run_notify(run_id: str) -> None:
-    """Tell the run's tech lead it finished; sent by runs._run_finish once the run's end committed."""
+    """Tell the run's tech lead it finished; sent by engine.finish.run_finish once the run's end committed."""
     notify.run_notify(run_id=run_id)
 
 

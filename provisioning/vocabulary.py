@@ -8,7 +8,7 @@ import unicodedata
 from django.core.exceptions import ValidationError
 from django.db import models
 
-# Onramp's two groups of people (provisioning/permissions.py says what each may do).
+# Onramp's two groups of people (provisioning/identity/permissions.py says what each may do).
 TECH_LEADS = "Tech leads"
 ADMINS = "Admins"
 

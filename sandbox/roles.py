@@ -34,10 +34,10 @@ django.setup()
 from botocore.exceptions import ClientError  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from provisioning.customers import cloudformation_template  # noqa: E402
 from provisioning.models import Customer  # noqa: E402
 from provisioning.registry import ROLE_NAME, ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG  # noqa: E402
-from provisioning.role_templates import role_template_bucket_prepare, role_template_publish  # noqa: E402
+from provisioning.role.published import role_template_bucket_prepare, role_template_publish  # noqa: E402
+from provisioning.role.template import cloudformation_template  # noqa: E402
 from provisioning.vocabulary import Access  # noqa: E402
 
 # The customer's administrator in each sandbox account (the strict sandbox's SandboxAdmin; any role on moto).

@@ -23,10 +23,11 @@ from django.db.migrations.loader import MigrationLoader
 from django.test import override_settings
 
 from portal.celery import app as celery_app
-from provisioning import customers, vault
+from provisioning import vault
 from provisioning.aws import run_accounts
+from provisioning.engine.runs import run_create
 from provisioning.models import Credential, Customer, Run
-from provisioning.runs import run_create
+from provisioning.role import template as role_template
 from provisioning.spec import spec_parse
 from sandbox.controller import Sandbox
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
@@ -132,7 +133,7 @@ def sandbox():
 def customer_role_deploy(sandbox: Sandbox, account_id: str = CUSTOMER_ACCOUNT, external_id: str = EXTERNAL_ID) -> str:
     """The customer's side of the connection: their administrator deploys Onramp's CloudFormation template
     (the one the admin page offers) in their account. The role's ARN."""
-    template = customers.cloudformation_template(
+    template = role_template.cloudformation_template(
         customer_name="Acme Corp", portal_account_id=settings.PORTAL_AWS_ACCOUNT_ID, external_id=external_id
     )
     return sandbox.stack_deploy(account_id=account_id, template=template)["RoleArn"]
@@ -156,7 +157,7 @@ def aws(sandbox, request):
         sandbox.user_make(
             account_id=settings.PORTAL_AWS_ACCOUNT_ID,
             user_name=PORTAL_USER,
-            policy_document=customers.portal_policy_document(),
+            policy_document=role_template.portal_policy_document(),
             keys=PORTAL_KEYS,
         )
         customer_role_deploy(sandbox)

@@ -15,10 +15,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import formats, timezone
 
-from provisioning import customers
 from provisioning.admin import CustomerAdmin
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.models import AuditEvent, Credential, Customer, Run
+from provisioning.role import template as role_template
 from provisioning.vault import decrypt
 from tests.conftest import CUSTOMER_ACCOUNT, customer_make, customer_role_deploy, start_run, wait_for_run
 
@@ -89,7 +89,7 @@ def test_an_admin_creates_edits_and_searches_customers(as_dana):
     assert f"arn:aws:iam::{settings.PORTAL_AWS_ACCOUNT_ID}:root" in page
     assert "sts:ExternalId" in page
     # And the other half of AssumeRole: the policy Onramp's own identity needs, as generated.
-    assert html.escape(json.dumps(customers.portal_policy_document(), indent=2)) in page
+    assert html.escape(json.dumps(role_template.portal_policy_document(), indent=2)) in page
 
     response = as_dana.post(_change(customer), _form(default_region="eu-west-1", notes="Prefers email."))
     assert response.status_code == 302
@@ -270,7 +270,7 @@ def test_the_cloudformation_download_is_the_template_for_thiscustomer_make(as_al
     response = as_alice.get(reverse("admin:provisioning_customer_cloudformation", args=[customer.pk]))
     assert response.status_code == 200
     assert response["Content-Disposition"] == 'attachment; filename="onramp-access-acme-corp.json"'
-    assert json.loads(response.content) == customers.cloudformation_template(
+    assert json.loads(response.content) == role_template.cloudformation_template(
         customer_name="Acme Corp", portal_account_id=settings.PORTAL_AWS_ACCOUNT_ID, external_id=customer.external_id
     )
 

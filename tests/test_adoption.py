@@ -16,7 +16,7 @@ from provisioning.teams import customer_team_join
 from tests.awsread import account_session
 from tests.conftest import CUSTOMER_ACCOUNT, form_data, preview_read, spec_data, wait_for_run
 from tests.test_reach import ADMIN, CORS, _user_state
-from tests.test_views import login, text
+from tests.views.test_views import login, text
 
 # The takeover: the app user named after the customer's admin, another admin as a team member.
 TAKEOVER = {

@@ -29,7 +29,7 @@ from provisioning.plan import Action, plan_decide
 from provisioning.reads import account_read_start
 from provisioning.registry import APPROVER_TAG
 from provisioning.spec import spec_parse
-from provisioning.views import DRAFT
+from provisioning.views.preview import DRAFT
 from tests.conftest import _user, customer_make, form_data, preview_read, spec_data, start_run, wait_for_run
 from tests.test_drift import _iam, _s3
 from tests.test_notify import _assert_no_secret, _sealed_secrets, smtp, webhook  # noqa: F401 (fixtures)

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from provisioning.models import AuditEvent, PlanApproval, Run
 from tests.conftest import ARTIFACTS
 from tests.test_browser import browser_type_launch_args, fill_form, log_in  # noqa: F401  (Debian's Chromium)
-from tests.test_pages import SIZES, Walk
+from tests.views.test_pages import SIZES, Walk
 
 pytestmark = pytest.mark.browser
 RUN_TIMEOUT_MS = 90_000

@@ -11,8 +11,8 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from provisioning import customers
 from provisioning.aws import AwsAccount, run_accounts
+from provisioning.engine.runs import run_create
 from provisioning.models import AuditEvent, Run
 from provisioning.plan import plan_build, plan_transcript
 from provisioning.registry import (
@@ -22,16 +22,9 @@ from provisioning.registry import (
     role_allows_session_tags,
     session_tag_value,
 )
-from provisioning.runs import run_create
+from provisioning.role import template as role_template
 from provisioning.spec import spec_parse
-from tests.conftest import (
-    CUSTOMER_ACCOUNT,
-    PORTAL_USER,
-    finished_run,
-    spec_data,
-    team_customer_for,
-    wait_for_run,
-)
+from tests.conftest import CUSTOMER_ACCOUNT, PORTAL_USER, finished_run, spec_data, team_customer_for, wait_for_run
 
 # STS API reference, Tag: Value is 0-256 characters of [\p{L}\p{Z}\p{N}_.:/=+\-@]*.
 _CATEGORIES = ("L", "Z", "N")
@@ -141,7 +134,7 @@ def test_a_tag_refused_by_aws_is_dropped_and_the_audit_says_so(worker, aws, alic
     """Onramp's own identity without sts:TagSession (an operator who did not update its policy after this release):
     AWS refuses the tagged AssumeRole; the run assumes the role again without the tag, goes ahead, and its audit
     says why."""
-    policy = customers.portal_policy_document()
+    policy = role_template.portal_policy_document()
     policy["Statement"][0]["Action"].remove("sts:TagSession")
     iam = aws.admin(settings.PORTAL_AWS_ACCOUNT_ID).client("iam", endpoint_url=aws.url, region_name="us-east-1")
     iam.put_user_policy(UserName=PORTAL_USER, PolicyName="access", PolicyDocument=json.dumps(policy))

@@ -24,8 +24,8 @@ from provisioning.aws import (
     portal_account,
     source_identity_for,
 )
+from provisioning.engine.runs import run_retry
 from provisioning.models import AuditEvent, Run
-from provisioning.runs import run_retry
 from provisioning.spec import model_allows
 from tests.awsread import account_session
 from tests.conftest import CUSTOMER_ACCOUNT, PORTAL_USER, customer_make, start_run, wait_for_run

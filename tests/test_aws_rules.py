@@ -11,6 +11,7 @@ from provisioning import customers
 from provisioning.aws import settle
 from provisioning.models import AuditEvent, Customer, Run
 from provisioning.registry import ATTACHABLE_POLICIES, ROLE_NAME, ROLE_TEMPLATE_VERSION, managed_policy_arn
+from provisioning.role import template as role_template
 from provisioning.steps.s3 import bucket_region
 from tests.awsread import account_session
 from tests.conftest import CUSTOMER_ACCOUNT, customer_make, start_run, wait_for_run
@@ -89,7 +90,7 @@ def test_settling_waits_out_a_create_and_a_missing_entity_still_fails(settings):
 
 
 def _statements() -> list[dict]:
-    return customers.access_policy_document()["Statement"]
+    return role_template.access_policy_document()["Statement"]
 
 
 def test_the_roles_attach_permission_reaches_only_the_policies_onramp_attaches():
@@ -148,8 +149,8 @@ def test_the_policies_pass_an_iam_policy_linter():
     apply to their actions, nothing malformed. Resource "*" is what a role must have for resources a spec names
     later, so RESOURCE_STAR alone is expected on the role's policy."""
     documents_to_lint = {
-        "role": customers.access_policy_document(),
-        "portal": customers.portal_policy_document(),
+        "role": role_template.access_policy_document(),
+        "portal": role_template.portal_policy_document(),
     }  # the trust policy is a resource policy, which parliament does not check: its content is tested as data
     for name, document in documents_to_lint.items():
         policy = analyze_policy_string(json.dumps(document), ignore_private_auditors=True)
@@ -158,7 +159,9 @@ def test_the_policies_pass_an_iam_policy_linter():
 
 
 def test_the_template_carries_its_version_and_an_outdated_role_is_named_as_such(worker, alice, dana, sandbox):
-    template = customers.cloudformation_template(customer_name="Acme", portal_account_id=PORTAL, external_id="e" * 40)
+    template = role_template.cloudformation_template(
+        customer_name="Acme", portal_account_id=PORTAL, external_id="e" * 40
+    )
     assert template["Outputs"]["TemplateVersion"]["Value"] == str(ROLE_TEMPLATE_VERSION)
     tags = template["Resources"]["OnrampAccessRole"]["Properties"]["Tags"]
     assert {"Key": "onramp-template-version", "Value": str(ROLE_TEMPLATE_VERSION)} in tags

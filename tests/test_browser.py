@@ -15,8 +15,8 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
+from provisioning.identity.oidc import AUTH_AT, RENEW_AT
 from provisioning.models import AuditEvent, Credential, Customer, Run
-from provisioning.oidc import AUTH_AT, RENEW_AT
 from tests.conftest import ARTIFACTS, CUSTOMER_ACCOUNT, PASSWORD, finished_run, seal_key
 
 # These tests are about other things than approvals: new customers' plans start without a second person.

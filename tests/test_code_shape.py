@@ -71,16 +71,26 @@ def _public_functions(path: Path) -> list[ast.FunctionDef | ast.AsyncFunctionDef
     ]
 
 
+# The app's packages of services and views (their modules are what provisioning/*.py's were).
+SERVICE_PACKAGES = ("audit", "engine", "identity", "views")
+
+
+def _service_files() -> list[Path]:
+    app = ROOT / "provisioning"
+    return sorted([*app.glob("*.py"), *(p for package in SERVICE_PACKAGES for p in (app / package).glob("*.py"))])
+
+
 def test_every_public_service_has_typed_parameters_and_result():
-    """Every module-level function of provisioning/*.py whose name does not start with _ (services, selectors,
-    views, tasks)."""
+    """Every module-level function of provisioning/*.py and of its packages of services and views whose name does
+    not start with _ (services, selectors, views, tasks)."""
     missing = {
         f"{path.relative_to(ROOT)}:{function.name}": gaps
-        for path in sorted((ROOT / "provisioning").glob("*.py"))
+        for path in _service_files()
         for function in _public_functions(path)
         if (gaps := unannotated(function))
     }
     assert missing == {}
+    assert {p.parent.name for p in _service_files()} >= {"provisioning", *SERVICE_PACKAGES}  # the packages are read
 
 
 def test_the_step_context_is_typed():

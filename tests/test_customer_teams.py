@@ -12,12 +12,12 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from provisioning import vault
+from provisioning.engine.runs import run_cancel, run_create, run_retry
 from provisioning.models import AccountRead, AuditEvent, Credential, Customer, Run
 from provisioning.offboarding import offboard_start
 from provisioning.onboarding import onboarding_customer
 from provisioning.reads import account_read_now, account_read_start
 from provisioning.rotation import access_key_rotate_finish, access_key_rotate_start
-from provisioning.runs import run_cancel, run_create, run_retry
 from provisioning.spec import spec_parse
 from provisioning.teams import NotOnCustomerTeam, customer_may_change
 from tests.conftest import EXAMPLE_KEY_ID_2, finished_run, form_data, seal_key, spec_data, start_run

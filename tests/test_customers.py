@@ -1,5 +1,5 @@
-"""provisioning.customers: the role documents, the permissions they grant against what the code calls,
-and checking a customer's connection against the sandbox."""
+"""The role's documents (provisioning/role/template.py), the permissions they grant against what the code calls,
+and checking a customer's connection (provisioning/customers.py) against the sandbox."""
 
 import ast
 import json
@@ -14,6 +14,7 @@ from provisioning import customers
 from provisioning.aws import account_connect
 from provisioning.models import AuditEvent, Run
 from provisioning.registry import REGISTRY, Operation
+from provisioning.role import template as role_template
 from provisioning.vocabulary import Access
 from tests.conftest import (
     CUSTOMER_ACCOUNT,
@@ -89,11 +90,13 @@ def _template_actions(template: dict) -> set[str]:
 
 
 def _template(external_id: str = "e" * 40) -> dict:
-    return customers.cloudformation_template(customer_name="Acme", portal_account_id=PORTAL, external_id=external_id)
+    return role_template.cloudformation_template(
+        customer_name="Acme", portal_account_id=PORTAL, external_id=external_id
+    )
 
 
 def test_trust_policy_lets_only_the_portal_account_in_and_only_with_the_external_id():
-    policy = customers.trust_policy_document(portal_account_id=PORTAL, external_id="f" * 40)
+    policy = role_template.trust_policy_document(portal_account_id=PORTAL, external_id="f" * 40)
     (statement,) = policy["Statement"]
     assert statement["Principal"] == {"AWS": f"arn:aws:iam::{PORTAL}:root"}
     assert statement["Condition"] == {"StringEquals": {"sts:ExternalId": "f" * 40}}
@@ -154,28 +157,28 @@ def test_the_cloudformation_template_deploys_and_makes_the_role(aws):
     """The sandbox's CloudFormation creates the role from the template as a customer's administrator would."""
     template = _template("a" * 40)
     outputs = aws.stack_deploy(account_id=OTHER_ACCOUNT, template=template)
-    assert outputs["RoleArn"] == f"arn:aws:iam::{OTHER_ACCOUNT}:role/{customers.ROLE_NAME}"
+    assert outputs["RoleArn"] == f"arn:aws:iam::{OTHER_ACCOUNT}:role/{role_template.ROLE_NAME}"
 
     iam = aws.admin(OTHER_ACCOUNT).client("iam", endpoint_url=aws.url, region_name="us-east-1")
-    role = iam.get_role(RoleName=customers.ROLE_NAME)["Role"]
+    role = iam.get_role(RoleName=role_template.ROLE_NAME)["Role"]
     trust = role["AssumeRolePolicyDocument"]
     trust = json.loads(trust) if isinstance(trust, str) else trust
-    assert trust == customers.trust_policy_document(portal_account_id=PORTAL, external_id="a" * 40)
-    inline = iam.get_role_policy(RoleName=customers.ROLE_NAME, PolicyName="OnrampOnboarding")["PolicyDocument"]
-    assert inline == customers.access_policy_document()
+    assert trust == role_template.trust_policy_document(portal_account_id=PORTAL, external_id="a" * 40)
+    inline = iam.get_role_policy(RoleName=role_template.ROLE_NAME, PolicyName="OnrampOnboarding")["PolicyDocument"]
+    assert inline == role_template.access_policy_document()
 
 
 def test_onramps_own_identity_may_assume_onramp_roles_and_set_the_source_identity_and_tags_nothing_more():
-    (statement,) = customers.portal_policy_document()["Statement"]
+    (statement,) = role_template.portal_policy_document()["Statement"]
     assert statement["Effect"] == "Allow"
     assert sorted(statement["Action"]) == ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"]
-    assert statement["Resource"] == f"arn:aws:iam::*:role/{customers.ROLE_NAME}"
+    assert statement["Resource"] == f"arn:aws:iam::*:role/{role_template.ROLE_NAME}"
     assert "Condition" not in statement and "NotAction" not in statement
 
 
 def test_the_deploying_doc_shows_the_portal_identitys_policy_as_generated():
     deploying = (Path(provisioning.__file__).parent.parent / "docs" / "deploying.md").read_text()
-    assert json.dumps(customers.portal_policy_document(), indent=2) in deploying
+    assert json.dumps(role_template.portal_policy_document(), indent=2) in deploying
 
 
 def test_check_connection_assumes_the_role_and_confirms_the_account(aws, dana):
@@ -209,15 +212,15 @@ def test_check_connection_assumes_the_role_exactly_as_a_run_does(worker, aws, al
 def test_check_connection_fails_where_a_run_would_on_a_role_that_refuses_a_source_identity(aws, dana):
     """A hand-made role whose trust policy lacks sts:SetSourceIdentity: every run fails at preflight, so Check
     connection must too (it used to assume the role without a source identity, and go green)."""
-    trust = customers.trust_policy_document(portal_account_id=PORTAL, external_id=EXTERNAL_ID)
+    trust = role_template.trust_policy_document(portal_account_id=PORTAL, external_id=EXTERNAL_ID)
     trust["Statement"][0]["Action"] = ["sts:AssumeRole"]
     admin = aws.admin(OTHER_ACCOUNT).client("iam", endpoint_url=aws.url, region_name="us-east-1")
-    admin.create_role(RoleName=customers.ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))
+    admin.create_role(RoleName=role_template.ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))
     customer = customer_make(
         name="Globex",
         slug="globex",
         aws_account_id=OTHER_ACCOUNT,
-        role_arn=f"arn:aws:iam::{OTHER_ACCOUNT}:role/{customers.ROLE_NAME}",
+        role_arn=f"arn:aws:iam::{OTHER_ACCOUNT}:role/{role_template.ROLE_NAME}",
     )
     result = customers.customer_check_connection(customer=customer, user=dana)
     assert not result.ok and result.code == "AccessDenied"

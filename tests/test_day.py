@@ -10,9 +10,9 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from portal.celery import app as celery_app
+from provisioning.engine.finish import run_summary
 from provisioning.models import Credential, Customer, DriftState, Resource, Run
 from provisioning.plan import plan_build, plan_groups
-from provisioning.runs import run_summary
 from provisioning.spec import spec_parse
 from tests.awsread import account_session
 from tests.conftest import (
@@ -30,7 +30,7 @@ from tests.conftest import (
 from tests.staged import staged_run
 from tests.test_desired_state import _apply, _read
 from tests.test_drift import _check
-from tests.test_views import login, text
+from tests.views.test_views import login, text
 
 # These tests are about other things than approvals: new customers' plans start without a second person.
 pytestmark = pytest.mark.usefixtures("no_approvals")

@@ -19,7 +19,7 @@ from tests.conftest import (
 )
 from tests.layout import layout_check
 from tests.test_browser import browser_type_launch_args, log_in  # noqa: F401  (Debian's Chromium)
-from tests.test_pages import SIZES
+from tests.views.test_pages import SIZES
 
 # These tests are about other things than approvals: new customers' plans start without a second person.
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_approvals")]

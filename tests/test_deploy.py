@@ -273,7 +273,7 @@ def _as(role: str, database: str, script: str) -> subprocess.CompletedProcess:
 
 WRITE_AUDIT = (
     "-c",
-    "import django; django.setup(); from provisioning.audit import audit_record; "
+    "import django; django.setup(); from provisioning.audit.chain import audit_record; "
     "print(audit_record(action='test.role', actor_label='app').pk)",
 )
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from provisioning.engine.runs import run_create
 from provisioning.models import AccountRead, AuditEvent, Resource, Run
 from provisioning.plan import plan_decide
 from provisioning.reads import account_read_start
-from provisioning.runs import run_create
 from provisioning.spec import spec_parse
 from tests.awsread import account_session
 from tests.conftest import CUSTOMER_ACCOUNT, customer_for, spec_data, start_run, wait_for_run

@@ -11,10 +11,11 @@ from django.utils import timezone
 
 from portal.celery import app as celery_app
 from provisioning import drift
+from provisioning.customers import customer_desired_spec
+from provisioning.engine.runs import run_create
 from provisioning.models import AccountRead, AuditEvent, DriftState, Run
 from provisioning.plan import plan_decide
 from provisioning.reads import account_read_start
-from provisioning.runs import run_create
 from provisioning.spec import spec_parse
 from tests.awsread import account_session
 from tests.conftest import CUSTOMER_ACCOUNT, customer_for, spec_data, start_run, wait_for_run
@@ -47,7 +48,7 @@ def _words(state: DriftState) -> list[str]:
 
 def _repair(user, customer) -> tuple[list[dict], Run]:
     """What Repair does once the tech lead confirms: the desired spec's plan, read afresh, run as planned."""
-    data = drift.drift_desired_spec(customer=customer)
+    data = customer_desired_spec(customer=customer, for_drift=True)
     read = account_read_start(customer=customer, spec=spec_parse(data), user=user)
     ends = (AccountRead.Status.DONE, AccountRead.Status.FAILED)
     wait_until(lambda: refreshed(read).status in ends, timeout=60, message=lambda: f"the read is {read.status}")
@@ -363,11 +364,11 @@ def test_an_offboarded_customer_is_neither_checked_nor_listed_and_an_offboarding
     Run.objects.create(customer=gone, started_by=alice, spec=spec_data(), status=Run.Status.SUCCEEDED)
     # Its offboarding run succeeded last: it wants less, so it is no desired state to compare with.
     Run.objects.create(customer=gone, started_by=alice, spec=spec_data(), status=Run.Status.SUCCEEDED, offboard="leave")
-    assert drift.drift_desired_spec(customer=gone) is not None  # not yet offboarded: the onboarding's spec
+    assert customer_desired_spec(customer=gone, for_drift=True) is not None  # not yet offboarded: the onboarding's spec
     gone.offboarded_at, gone.offboard_mode = timezone.now(), "leave"
     gone.save(update_fields=["offboarded_at", "offboard_mode"])
 
-    assert drift.drift_desired_spec(customer=gone) is None
+    assert customer_desired_spec(customer=gone, for_drift=True) is None
     assert drift.drift_check_start(customer=gone, enqueue=False) is None
     assert [c.name for c in drift.drift_overview()] == ["Still ours"]
     assert drift.drift_checks_start() == 1

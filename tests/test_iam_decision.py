@@ -5,9 +5,9 @@ shows the rule refusing what AWS refuses and, with the rule off (moto's evaluato
 
 import pytest
 
-from provisioning import customers
 from provisioning.aws import PORTAL_ACTIONS
 from provisioning.registry import REGISTRY
+from provisioning.role import template as role_template
 from sandbox import iam_eval
 from sandbox.iam_eval import ALLOW, EXPLICIT_DENY, IMPLICIT_DENY, operator_holds, policies_decide
 from tests.conftest import CUSTOMER_ACCOUNT, EXTERNAL_ID, NOTHING_ALLOWED
@@ -162,7 +162,7 @@ def test_the_completeness_check_names_an_action_without_a_rule():
 
 def _v2_policy() -> dict:
     """Role template version 2's policy: today's, with iam:RemoveUserFromGroup under the tag condition again."""
-    document = customers.access_policy_document()
+    document = role_template.access_policy_document()
     for statement in document["Statement"]:
         if statement["Action"].count("iam:RemoveUserFromGroup"):
             statement["Action"].remove("iam:RemoveUserFromGroup")

@@ -15,7 +15,7 @@ from tests import test_browser
 from tests.conftest import ARTIFACTS
 from tests.layout import layout_check
 from tests.test_browser import log_in
-from tests.test_lists import _runs
+from tests.views.test_lists import _runs
 
 pytestmark = pytest.mark.browser
 browser_type_launch_args, shots = test_browser.browser_type_launch_args, test_browser.shots

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from provisioning.models import AuditEvent
 from tests.conftest import PASSWORD
-from tests.test_sso import AT_PROVIDER, LEAD, sign_in, through_provider
+from tests.identity.test_sso import AT_PROVIDER, LEAD, sign_in, through_provider
 
 NUL = "a\x00b"
 

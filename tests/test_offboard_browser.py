@@ -12,7 +12,7 @@ from provisioning.models import AuditEvent, Customer, Resource, Run
 from tests.awsread import account_session
 from tests.conftest import ARTIFACTS, CUSTOMER_ACCOUNT, start_run, wait_for_run
 from tests.test_browser import browser_type_launch_args, log_in  # noqa: F401  (Debian's Chromium)
-from tests.test_pages import SIZES, Walk
+from tests.views.test_pages import SIZES, Walk
 
 pytestmark = pytest.mark.browser
 

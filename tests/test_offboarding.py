@@ -10,11 +10,12 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
+from provisioning.customers import CustomerOffboarded
+from provisioning.engine.runs import run_create
 from provisioning.models import AccountRead, AuditEvent, Credential, Customer, Resource, Run
 from provisioning.offboarding import OffboardRefused, offboard_confirm, offboard_start
 from provisioning.plan import plan_registry, plan_run_steps
 from provisioning.registry import USER_REMOVAL
-from provisioning.runs import CustomerOffboarded, run_create
 from provisioning.spec import spec_parse
 from provisioning.vocabulary import OffboardMode
 from tests.awsread import account_session

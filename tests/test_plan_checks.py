@@ -10,11 +10,11 @@ import pytest
 
 from provisioning import documents
 from provisioning.checks import checks_blocking
+from provisioning.engine.runs import run_create
 from provisioning.models import AccountRead, AuditEvent, Resource, Run
 from provisioning.plan import plan_decide
 from provisioning.reads import account_read_start
 from provisioning.registry import CHANGE_PASSWORD_POLICY, create_policy, put_lifecycle_policy
-from provisioning.runs import run_create
 from provisioning.spec import MediaScope, spec_parse
 from tests.awsread import account_session
 from tests.conftest import (

@@ -6,7 +6,7 @@ import pytest
 from botocore.stub import Stubber
 
 from provisioning import documents
-from provisioning.audit import REDACTED, CallLog, audit_record, audit_verify, redact, redact_text
+from provisioning.audit.chain import REDACTED, CallLog, audit_record, audit_verify, redact, redact_text
 from provisioning.aws import AwsAccount, current_call_log, error_translate
 from provisioning.models import AuditEvent
 

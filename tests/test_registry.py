@@ -13,7 +13,7 @@ import pytest
 from awscli.clidriver import create_clidriver
 from botocore import xform_name
 
-from provisioning import customers
+from provisioning.engine.finish import run_summary
 from provisioning.models import AuditEvent, Run, StepRun
 from provisioning.plan import plan_build, plan_transcript
 from provisioning.registry import (
@@ -28,7 +28,7 @@ from provisioning.registry import (
     source_identity_for,
     words_of,
 )
-from provisioning.runs import run_summary
+from provisioning.role import template as role_template
 from provisioning.spec import spec_parse
 from tests.conftest import spec_data, start_run, wait_for_run
 
@@ -64,13 +64,13 @@ def test_a_step_added_to_a_registry_appears_in_the_plan_the_summary_and_the_role
     summary = run_summary(spec=spec, steps=steps, registry=registry)
     assert summary["versioning"] == "Enabled" and summary["steps"]["s3.versioning"] == "succeeded"
 
-    template = customers.cloudformation_template(
+    template = role_template.cloudformation_template(
         customer_name="Acme", portal_account_id="123456789012", external_id="e" * 40, registry=registry
     )
     role = template["Resources"]["OnrampAccessRole"]["Properties"]
     actions = {a for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"] for a in s["Action"]}
     assert {"s3:PutBucketVersioning", "s3:GetBucketVersioning"} <= actions
-    assert "s3:PutBucketVersioning" not in json.dumps(customers.access_policy_document())
+    assert "s3:PutBucketVersioning" not in json.dumps(role_template.access_policy_document())
 
 
 def test_names_are_spelled_as_boto3_and_the_cli_spell_them():

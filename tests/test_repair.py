@@ -7,14 +7,15 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from provisioning import drift, notify
+from provisioning import notify
 from provisioning.aws import call_outcome
+from provisioning.customers import customer_desired_spec
+from provisioning.engine.runs import run_create
 from provisioning.models import AccountRead, AuditEvent, DriftState, Run
 from provisioning.plan import plan_decide
 from provisioning.reads import account_read_start
-from provisioning.runs import run_create
 from provisioning.spec import spec_parse
-from provisioning.views import DRAFT
+from provisioning.views.preview import DRAFT
 from provisioning.vocabulary import RunKind
 from tests.awsread import account_session
 from tests.conftest import CUSTOMER_ACCOUNT, finished_run, spec_data
@@ -37,7 +38,7 @@ def test_point_5_a_repair_run_ends_with_a_drift_check_of_that_customer(worker, a
     _s3(sandbox).delete_bucket_cors(Bucket="acme-app-media")
     assert _check(customer).state == DriftState.State.DRIFTED
 
-    data = drift.drift_desired_spec(customer=customer)
+    data = customer_desired_spec(customer=customer, for_drift=True)
     read = _read_done(account_read_start(customer=customer, spec=spec_parse(data), user=alice))
     items = plan_decide(read.items, delete=set(), typed={})
     run = run_create(spec=spec_parse(data), customer=customer, user=alice, read=read, items=items, repair=True)
@@ -59,7 +60,7 @@ def test_point_5_a_repair_run_ends_with_a_drift_check_of_that_customer(worker, a
 
 def _repaired_and_checked(alice, customer) -> tuple[Run, DriftState]:
     """A repair run of the customer's drift, and the drift check its end starts (nobody presses Check now)."""
-    data = drift.drift_desired_spec(customer=customer)
+    data = customer_desired_spec(customer=customer, for_drift=True)
     read = _read_done(account_read_start(customer=customer, spec=spec_parse(data), user=alice))
     items = plan_decide(read.items, delete=set(), typed={})
     run = run_create(spec=spec_parse(data), customer=customer, user=alice, read=read, items=items, repair=True)
@@ -124,7 +125,7 @@ def test_point_5_repair_is_offered_only_when_a_repair_would_change_something(wor
     assert 'id="repair"' in page and 'id="no-repair"' not in page
     response = client.post(reverse("customer_repair", args=[customer.slug]))
     assert response["Location"] == reverse("onboard_preview") and client.session[DRAFT]["repair"] is True
-    assert client.session[DRAFT]["spec"] == drift.drift_desired_spec(customer=customer)
+    assert client.session[DRAFT]["spec"] == customer_desired_spec(customer=customer, for_drift=True)
 
 
 def test_point_6_a_plan_read_of_a_missing_bucket_is_audited_as_expected(worker, alice):

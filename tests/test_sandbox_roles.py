@@ -14,6 +14,7 @@ from django.urls import reverse
 
 from provisioning import customers
 from provisioning.registry import ROLE_NAME, ROLE_TEMPLATE_VERSION
+from provisioning.role import template as role_template
 from sandbox.controller import admin_session, free_port
 from tests.conftest import customer_make
 from tests.test_make_run import _sandbox, _stop
@@ -73,7 +74,7 @@ def test_point_1_every_customers_role_is_deployed_in_a_restored_sandbox_and_one_
         role = deployed_role(url, "111122223333")
         assert role["tags"]["onramp-template-version"] == str(ROLE_TEMPLATE_VERSION)
         # Onramp's own template: the trust policy names the portal's account and this customer's external id.
-        expected = customers.trust_policy_document(
+        expected = role_template.trust_policy_document(
             portal_account_id="123456789012", external_id="demo-external-id-0123456789"
         )
         assert role["trust"]["Statement"] == expected["Statement"]

@@ -81,7 +81,7 @@ def _portal_sts(aws):
 
 APPROVER = [{"Key": APPROVER_TAG, "Value": "bob"}]
 # Accounts no other test uses: a role another test deployed in its account was seen still there after the sandbox's
-# snapshot restore (tests/test_role_versions.py's 555566667777, when it ran first).
+# snapshot restore (tests/role/test_role_versions.py's 555566667777, when it ran first).
 TAG_ACCOUNTS = ("246813579024", "135792468013")
 
 

@@ -9,9 +9,9 @@ import pytest
 from django.core.cache import caches
 from playwright.sync_api import Page, expect
 
-from provisioning import customers
 from provisioning.models import Customer, PublishedTemplate, SetupLink
 from provisioning.registry import ROLE_TEMPLATE_VERSION
+from provisioning.role import template as role_template
 from provisioning.setup_links import setup_link_create
 from tests import test_browser
 from tests.layout import layout_check
@@ -31,7 +31,7 @@ def _at_each_width(page: Page, name: str) -> None:
 
 
 def _published(version: int, drop: str = "") -> None:
-    policy = customers.access_policy_document()
+    policy = role_template.access_policy_document()
     for statement in policy["Statement"]:
         statement["Action"] = [action for action in statement["Action"] if action != drop]
     template = {"Resources": {"OnrampAccessRole": {"Type": "AWS::IAM::Role", "Properties": {

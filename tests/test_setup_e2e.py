@@ -11,9 +11,9 @@ from django.core.cache import caches
 from django.test import Client, override_settings
 from django.urls import reverse
 
+from provisioning.engine.runs import run_create
 from provisioning.models import AuditEvent, Customer, Run, SetupLink
 from provisioning.registry import ROLE_NAME, ROLE_TEMPLATE_VERSION
-from provisioning.runs import run_create
 from provisioning.spec import spec_parse
 from sandbox.roles import template_publish
 from tests.conftest import spec_data, wait_for_run

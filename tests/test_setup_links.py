@@ -15,7 +15,7 @@ from django.utils import timezone
 from provisioning import customers
 from provisioning.models import AuditEvent, PublishedTemplate, SetupLink, SetupLinkOpening
 from provisioning.registry import ROLE_TEMPLATE_VERSION
-from provisioning.role_templates import STACK_NAME
+from provisioning.role.published import STACK_NAME
 from tests.conftest import customer_make
 
 PREVIEW_AGENT = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"

@@ -11,7 +11,7 @@ from provisioning.ledger import ledger_changed_lately, ledger_rows
 from provisioning.models import AccountRead, Customer
 from provisioning.plan import plan_registry
 from provisioning.registry import REGISTRY, ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG, Operation
-from provisioning.role_versions import operations_ungranted, role_update_sentence, version_policy
+from provisioning.role.versions import operations_ungranted, role_update_sentence, version_policy
 from provisioning.spec import spec_from_json
 from provisioning.steps.base import StepContext, StepResult
 from provisioning.steps.reading import SETTLING_READS, account_seen, seen_fingerprint, seen_normal

@@ -11,8 +11,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from provisioning.engine.runs import run_retry, runs_sweep
 from provisioning.models import AuditEvent, Run, StepRun
-from provisioning.runs import run_retry, runs_sweep
 from sandbox.proxy import Rule, SandboxProxy
 from tests.conftest import ARTIFACTS, spec_data, start_run
 from tests.soak.conftest import REPORT

@@ -10,9 +10,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
+from provisioning.identity.permissions import TECH_LEADS
 from provisioning.models import ApprovalRule, Customer
-from provisioning.permissions import TECH_LEADS
 from provisioning.registry import role_arn_for
 from provisioning.teams import customer_team_join
 

@@ -11,20 +11,21 @@ from django.db import transaction
 from django.urls import reverse
 
 from provisioning.approvals import BREAK_GLASS_MIN, ApprovalRefused, plan_start
-from provisioning.audit import audit_record
+from provisioning.audit.chain import audit_record
 from provisioning.checks import checks_blocking, checks_sentence
-from provisioning.models import AccountRead, AuditEvent, Customer, PlanApproval, Run, StepRun
-from provisioning.onboarding import OnboardingRefused, onboarding_customer, onboarding_spec_connection_fill
-from provisioning.permissions import (
+from provisioning.customers import CustomerOffboarded, customer_refuse_if_offboarded
+from provisioning.engine.runs import RunConflict
+from provisioning.identity.permissions import (
     TECH_LEADS,
     NotOnCustomerTeam,
     customer_permission_check,
     is_admin,
     is_portal_user,
 )
+from provisioning.models import AccountRead, AuditEvent, Customer, PlanApproval, Run, StepRun
+from provisioning.onboarding import OnboardingRefused, onboarding_customer, onboarding_spec_connection_fill
 from provisioning.plan import Action, plan_decide, plan_groups
 from provisioning.reads import account_read_now
-from provisioning.runs import CustomerOffboarded, RunConflict, customer_refuse_if_offboarded
 from provisioning.spec import SpecError, spec_parse
 from provisioning.vocabulary import Access
 

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from provisioning.aws import aws_work, error_translate, operator_client
 from provisioning.errors import OnrampError
-from provisioning.role_templates import (
+from provisioning.role.published import (
     role_template_bucket_prepare,
     role_template_publish,
     template_content,

@@ -18,14 +18,15 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from provisioning import customers, drift
+from provisioning import drift
 from provisioning.approvals import approval_approve
+from provisioning.engine.runs import run_create
 from provisioning.models import AccountRead, AuditEvent, Customer, DriftState, Run
 from provisioning.offboarding import offboard_confirm, offboard_start
 from provisioning.onboarding import onboarding_customer
 from provisioning.plan import plan_decide
 from provisioning.reads import account_read_now
-from provisioning.runs import run_create
+from provisioning.role import template as role_template
 from provisioning.spec import spec_parse
 from provisioning.vocabulary import OffboardMode
 
@@ -143,7 +144,7 @@ def _leftovers(admin: boto3.Session, *, region: str, suffix: str, stack: str) ->
         r["Arn"]
         for page in iam.get_paginator("list_roles").paginate()
         for r in page["Roles"]
-        if r["RoleName"] == customers.ROLE_NAME
+        if r["RoleName"] == role_template.ROLE_NAME
     ]
     found += [f"account alias {a}" for a in iam.list_account_aliases()["AccountAliases"] if suffix in a]
     buckets = s3.get_paginator("list_buckets").paginate(Prefix=f"onramp-smoke-{suffix}")
@@ -154,7 +155,7 @@ def _leftovers(admin: boto3.Session, *, region: str, suffix: str, stack: str) ->
         for r in page["repositories"]
         if suffix in r["repositoryName"]
     ]
-    return [arn for arn in found if suffix in arn or customers.ROLE_NAME in arn or stack in arn]
+    return [arn for arn in found if suffix in arn or role_template.ROLE_NAME in arn or stack in arn]
 
 
 def smoke_aws_run(
@@ -219,7 +220,7 @@ def smoke_aws_run(
 
 def _role_deploy(cfn, *, stack: str, suffix: str, external_id: str, timeout: float) -> dict[str, str]:
     """The customer's administrator deploys Onramp's role from the template: the stack's outputs."""
-    template = customers.cloudformation_template(
+    template = role_template.cloudformation_template(
         customer_name=f"Onramp smoke {suffix}",
         portal_account_id=settings.PORTAL_AWS_ACCOUNT_ID,
         external_id=external_id,

@@ -5,8 +5,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from provisioning.audit import audit_verify_chain
-from provisioning.audit_anchor import checkpoint_check, checkpoint_latest
+from provisioning.audit.anchor import checkpoint_check, checkpoint_latest
+from provisioning.audit.chain import audit_verify_chain
 
 
 class Command(BaseCommand):
