@@ -27,14 +27,17 @@ from provisioning import documents, vault
 from provisioning.audit import CallLog, audit_record, audit_write
 from provisioning.aws import NO_ANSWER_ERRORS, account_for_run, aws_work, error_translate, run_accounts
 from provisioning.errors import InternalError, OnrampError
+from provisioning.kinds import REGISTRY
+from provisioning.kinds.iam_access_key import declaration as access_key
 from provisioning.ledger import ledger_end, ledger_labels, ledger_outputs, ledger_record
 from provisioning.models import AccountRead, AuditEvent, Customer, PlanApproval, Resource, Run, StepRun
 from provisioning.plan import Action, plan_build, plan_registry, plan_run_steps
-from provisioning.registry import REGISTRY, ROLE_NAME, Registry
+from provisioning.registry import ROLE_NAME, Registry
 from provisioning.spec import Spec, spec_from_json
-from provisioning.steps import EXECUTORS, StepContext
+from provisioning.steps.base import StepContext
+from provisioning.steps.tables import tables
 from provisioning.teams import customer_permission_check
-from provisioning.vocabulary import USER_KINDS, OffboardMode, RunKind
+from provisioning.vocabulary import OffboardMode, RunKind
 
 logger = logging.getLogger(__name__)
 State = StepRun.State
@@ -188,6 +191,7 @@ def _run_record(
             position=index,
             depends_on=list(step.depends_on),
             params=step.params,
+            flags=step.flags,
             # The run's first dispatch, made here without reading what was just written: the steps that
             # wait on nothing are queued (ready now), and sent once this transaction commits.
             queued_at=None if step.depends_on else now,
@@ -486,8 +490,8 @@ def _removed_secrets_wipe(run: Run) -> None:
     waiting to be revealed, and the sealed secret of an access key it deleted: nothing is left to sign in or
     call AWS with, and the portal no longer offers them. Each wipe is audited with the reason."""
     removed = Resource.objects.filter(removed_by_run=run, state=Resource.State.REMOVED)
-    users = [row.name for row in removed.filter(kind__in=USER_KINDS)]
-    keys = [row.name for row in removed.filter(kind="iam.access_key")]
+    users = [row.name for row in removed.filter(kind__in=REGISTRY.user_kinds())]
+    keys = [row.name for row in removed.filter(kind=access_key.KEY)]
     which = "the offboarding" if run.offboard else f"run {run.short_id}"
     vault.credentials_wipe(customer_id=run.customer_id, user_names=users, reason=f"{which} removed the user")
     vault.credentials_wipe(customer_id=run.customer_id, access_key_ids=keys, reason=f"{which} deleted the access key")
@@ -538,10 +542,21 @@ def _worker_label(run: Run) -> str:
     return f"worker for {run.started_by.get_username()}"
 
 
+# A step recorded before StepRun.flags has its plan's flags in its parameters: read from there too.
+_FLAGS = ("known", "ends")
+
+
+def step_split(step: StepRun) -> tuple[dict, dict]:
+    """(the step's declared parameters as stored, how the plan runs it: StepRun.flags, "known" and "ends")."""
+    params = dict(step.params or {})
+    flags = {name: params.pop(name) for name in _FLAGS if name in params}
+    return params, {**flags, **(step.flags or {})}
+
+
 def _step_params(step: StepRun, spec: Spec) -> dict:
     """The step's declared parameters (a step recorded before they were stored gets them from the spec)."""
     if step.params:
-        return step.params
+        return step_split(step)[0]
     kind = REGISTRY.kind_of(step.key)
     return next(params for params in kind.instances(spec) if kind.step_key(params) == step.key)
 
@@ -550,8 +565,10 @@ def _step_call(step: StepRun, run: Run):
     """Run the step's function against the account: its result, or the error that stopped it."""
     try:
         spec = spec_from_json(run.spec)
-        context = StepContext(run=run, step=step, account=account_for_run(run, spec), params=_step_params(step, spec))
-        return EXECUTORS[REGISTRY.kind_of(step.key).key](context, context.params), None
+        account, params = account_for_run(run, spec), _step_params(step, spec)
+        known = bool(step_split(step)[1].get("known"))
+        context = StepContext(run=run, step=step, account=account, params=params, known=known)
+        return tables().executors[REGISTRY.kind_of(step.key).key](context, context.params), None
     except OnrampError as exc:
         return None, exc
     except NO_ANSWER_ERRORS as exc:  # no usable answer from AWS escapes the steps' ClientError handling
@@ -675,11 +692,11 @@ def _ledger_after(run: Run, step: StepRun, result) -> None:
     """What a finished step leaves in the ledger: its resource, created or adopted; or, for the last step of
     a removal, the resources it removed."""
     kind = REGISTRY.kind_of(step.key)
-    params = step.params or {}
+    params, flags = step_split(step)
     if kind.resource is not None:
         ledger_record(run=run, kind=kind, params=params, outputs={**step.outputs, **result.outputs})
-    if params.get("ends"):
-        ledger_end(run=run, resource_ids=params["ends"], state=Resource.State.REMOVED)
+    if flags.get("ends"):
+        ledger_end(run=run, resource_ids=flags["ends"], state=Resource.State.REMOVED)
 
 
 def run_retry(*, run: Run, user: User) -> Run:

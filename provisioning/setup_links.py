@@ -23,6 +23,7 @@ from provisioning.audit import audit_record
 from provisioning.aws import account_connect, aws_work
 from provisioning.customers import access_policy_document
 from provisioning.errors import OnrampError
+from provisioning.kinds.preflight.aws import identity_check, role_version_read
 from provisioning.models import AuditEvent, Customer, SetupLink, SetupLinkOpening
 from provisioning.permissions import customer_permission_check
 from provisioning.registry import (
@@ -33,7 +34,6 @@ from provisioning.registry import (
     words_of,
 )
 from provisioning.role_templates import STACK_NAME, published_template_url, quick_create_url
-from provisioning.steps.sts import identity_check, role_version_read
 from provisioning.vocabulary import Access
 
 WATCH_TASK = "provisioning.tasks.setup_watch"

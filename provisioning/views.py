@@ -25,6 +25,8 @@ from provisioning.checks import checks_blocking
 from provisioning.customers import customer_unrevealed, runs_find, runs_with_unrevealed
 from provisioning.errors import OnrampError
 from provisioning.forms import OnboardingForm, RunFilterForm, TeamFormSet, onboarding_validate
+from provisioning.kinds import REGISTRY
+from provisioning.kinds.team_member import declaration as team_member
 from provisioning.models import AccountRead, Credential, Customer, PlanApproval, Run, StepRun
 from provisioning.oidc import oidc_enabled
 from provisioning.onboarding import (
@@ -70,12 +72,6 @@ from provisioning.spec import Spec, SpecError
 from provisioning.timeline import duration_text, timeline_build
 
 DRAFT = "onboarding_draft"
-DOCUMENT_TITLES = {
-    "policy": "MediaManagement IAM policy",
-    "public_access_block": "S3 Block Public Access configuration",
-    "cors": "S3 CORS configuration",
-    "lifecycle_policy": "ECR lifecycle policy",
-}
 
 
 @login_not_required
@@ -279,7 +275,7 @@ def plan_full_context(spec: Spec, *, username: str) -> dict:
         "parallel": branches[1:],
         "step_count": len(steps),
         "documents": [
-            (step, name, DOCUMENT_TITLES.get(name, name), json.dumps(document, indent=2))
+            (step, name, REGISTRY.document_titles().get(name, name), json.dumps(document, indent=2))
             for step in steps
             for name, document in step.documents.items()
         ],
@@ -355,9 +351,9 @@ def plan_difference_context(spec: Spec, read: AccountRead, items: list[dict], *,
         "changes": sum(1 for item in items if item["action"] != Action.KEEP),
         "blocked": checks_blocking(read.checks),
         "sign_in_url": documents.sign_in_url(account_id=spec.account_id, alias=spec.account_alias),
-        "removing_team": any(i["action"] == Action.REMOVE and i["kind"] == "team.member" for i in items),
+        "removing_team": any(i["action"] == Action.REMOVE and i["kind"] == team_member.KEY for i in items),
         "documents": [
-            (step, name, DOCUMENT_TITLES.get(name, name), json.dumps(document, indent=2))
+            (step, name, REGISTRY.document_titles().get(name, name), json.dumps(document, indent=2))
             for step in steps
             for name, document in step.documents.items()
         ],

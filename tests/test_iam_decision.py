@@ -7,7 +7,7 @@ import pytest
 
 from provisioning import customers
 from provisioning.aws import PORTAL_ACTIONS
-from provisioning.registry import REGISTRY
+from provisioning.kinds import REGISTRY
 from sandbox import iam_eval
 from sandbox.iam_eval import ALLOW, EXPLICIT_DENY, IMPLICIT_DENY, operator_holds, policies_decide
 from tests.conftest import CUSTOMER_ACCOUNT, EXTERNAL_ID, NOTHING_ALLOWED
