@@ -620,7 +620,7 @@ class AwsAccount:
         return f"<AwsAccount {self.account_id} {self.region} via {self.access}>"
 
     def send(self, call: ApiCall, **generated) -> dict:
-        """Send a declared call (provisioning.registry) exactly as declared, plus the values Onramp
+        """Send a declared call (a kind's ApiCall) exactly as declared, plus the values Onramp
         generates at send time."""
         return getattr(self.client(call.service), call.method)(**{**call.params, **generated})
 

@@ -1,7 +1,7 @@
 """Spec -> the steps of an onboarding, what runs in parallel, and the same plan as AWS CLI commands.
 
 No I/O here: the preview page and the worker share it. Everything about a step comes from its
-declaration in provisioning.registry; the CLI transcript is rendered from the very ApiCall objects
+declaration (provisioning/kinds/<kind>/declaration.py); the CLI transcript is rendered from the very ApiCall objects
 the steps send.
 """
 

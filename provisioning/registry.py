@@ -444,7 +444,7 @@ class Registry:
         return list(dict.fromkeys((op.condition, op.resource) for op in self.operations() if action in op.actions))
 
 
-# --- Onramp's steps ---------------------------------------------------------------------------
+# --- What several kinds share: conditions, the user kinds' compare, removals ---------------------
 
 # The AWS managed policies Onramp may attach: a tech lead's, a member's choice, and the right to change
 # one's own password. With the app's own MediaManagement policies, they are the whole reach of the role's
@@ -493,8 +493,8 @@ NOT_ONRAMPS = "made by hand, not by Onramp (reported; Onramp leaves it)"
 
 
 # --- Removing what Onramp made ------------------------------------------------------------------
-# Planned from the ledger, never from a spec (instances: none). Each removal step's parameters name the
-# resource ({"name": …, "resource": the ledger row's id, …}).
+# A removal kind is declared in the folder of the kind it removes. Planned from the ledger, never from a spec
+# (instances: none). Each removal step's parameters name the resource ({"name": …, "arn": …, …}).
 
 
 def removal_kind(key: str, title: Callable[[dict], str], operations: tuple[Operation, ...], **kwargs: Any) -> StepKind:
