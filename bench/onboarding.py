@@ -63,9 +63,9 @@ def runbook_script(*, spec, endpoint: str) -> tuple[str, int]:
     against the sandbox. The script starts as Onramp's own identity; the role's credentials that
     assume-role returns are exported for the commands after it, as the transcript says to do.
     Returns (bash script, number of aws commands)."""
+    from provisioning.kinds.team_member.aws import generate_password
     from provisioning.plan import RUN_SESSION_NAME, plan_build, plan_transcript
     from provisioning.registry import GENERATED
-    from provisioning.steps.iam import generate_password
 
     placeholder = RUN_SESSION_NAME.format(run_id="<run id>")
     lines = ["set -euo pipefail"]
@@ -158,8 +158,8 @@ def _send(clients: dict, call) -> None:
     """One declared call, a generated password filled in. AWS's "not there yet" right after a create is
     waited out as Onramp's steps do (provisioning.aws.settle; the bench's moto never answers it)."""
     from provisioning.aws import settle
+    from provisioning.kinds.team_member.aws import generate_password
     from provisioning.registry import GENERATED
-    from provisioning.steps.iam import generate_password
 
     params = {name: generate_password() if value == GENERATED else value for name, value in call.params.items()}
     settle(lambda: getattr(clients[call.service], call.method)(**params))
@@ -366,7 +366,7 @@ def verify(*, sandbox, spec) -> None:
     assert groups == [spec.group_name], groups
     assert len(iam.list_attached_user_policies(UserName=spec.app_name)["AttachedPolicies"]) == 1
     assert len(iam.list_access_keys(UserName=spec.app_name)["AccessKeyMetadata"]) == 1
-    from provisioning.registry import member_params, member_policies
+    from provisioning.kinds.team_member.declaration import member_params, member_policies
 
     for member in spec.team:
         attached = {p["PolicyName"] for p in iam.list_attached_user_policies(UserName=member.email)["AttachedPolicies"]}

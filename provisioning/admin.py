@@ -19,6 +19,7 @@ from django.utils.http import urlencode
 from provisioning import customers, offboarding
 from provisioning.identity.admin import SecretLookupsRefused
 from provisioning.identity.permissions import is_admin
+from provisioning.kinds.account_alias import declaration as account_alias
 from provisioning.models import AuditEvent, Credential, Customer, DriftState, Run, StepRun
 from provisioning.registry import ROLE_TEMPLATE_VERSION
 from provisioning.role import template as role_template
@@ -325,7 +326,7 @@ class CustomerAdmin(SecretLookupsRefused, admin.ModelAdmin):
         # What the account has as far as Onramp knows (its ledger), not a field a person types.
         if hasattr(customer, "alias_now"):
             return customer.alias_now
-        row = customer.resources.filter(kind="account.alias", state="present").order_by("-id").first()
+        row = customer.resources.filter(kind=account_alias.KEY, state="present").order_by("-id").first()
         return row.name if row else None
 
     @admin.display(description="Offboarded")

@@ -24,10 +24,12 @@ from provisioning import notify
 from provisioning.audit.chain import audit_record
 from provisioning.customers import CustomerOffboarded
 from provisioning.engine.runs import RunConflict, run_create
+from provisioning.kinds import REGISTRY
+from provisioning.kinds.team_member import declaration as team_member
+from provisioning.kinds.team_member.declaration import member_policies
 from provisioning.ledger import ledger_rows
 from provisioning.models import AccountRead, ApprovalRule, AuditEvent, Customer, PlanApproval, Run
 from provisioning.plan import Action, plan_build
-from provisioning.registry import member_policies
 from provisioning.spec import Spec, spec_from_json
 from provisioning.teams import customer_may_change, customer_permission_check, is_admin, is_tech_lead
 from provisioning.vocabulary import OffboardMode
@@ -35,20 +37,6 @@ from provisioning.vocabulary import OffboardMode
 ADMIN_POLICY = "AdministratorAccess"
 # Reason codes: an adoption's approval is an Admin's.
 OFFBOARD, ADOPT, REMOVE, GRANT_ADMIN, EVERY = "offboard", "adopt", "remove", "grant_admin", "every"
-# A resource kind's noun in a plan's summary line ("remove 1 user, release 1 bucket").
-_NOUNS = {
-    "account.alias": "alias",
-    "iam.group": "group",
-    "iam.app_user": "user",
-    "iam.media_policy": "policy",
-    "iam.access_key": "access key",
-    "team.member": "user",
-    "s3.bucket": "bucket",
-    "s3.public_access_block": "bucket setting",
-    "s3.cors": "bucket setting",
-    "ecr.repository": "repository",
-    "ecr.lifecycle": "repository setting",
-}
 _VERBS = (Action.CREATE, Action.CHANGE, Action.ADOPT, Action.REMOVE, Action.RELEASE)
 BREAK_GLASS_MIN = 10  # characters of the typed reason: a sentence, not "x"
 
@@ -78,7 +66,7 @@ def _plan_items(spec: Spec, items: list[dict] | None) -> list[dict]:
 
 def _grants_admin(item: dict) -> bool:
     """A team user who gets AdministratorAccess from this plan: made with it, or changed to have it."""
-    if item["kind"] != "team.member" or item["action"] not in (Action.CREATE, Action.CHANGE, Action.ADOPT):
+    if item["kind"] != team_member.KEY or item["action"] not in (Action.CREATE, Action.CHANGE, Action.ADOPT):
         return False
     if ADMIN_POLICY not in member_policies(item["params"]):
         return False
@@ -139,7 +127,7 @@ def plan_summary(*, customer_name: str, spec: Spec, items: list[dict] | None, of
         counts: dict[str, int] = {}
         for item in planned:
             if item["action"] == verb:
-                noun = _NOUNS.get(item["kind"], "resource")
+                noun = REGISTRY.kind_of(item["kind"]).noun or "resource"
                 counts[noun] = counts.get(noun, 0) + 1
         nouns = [f"{n} {_plural(noun, n)}" for noun, n in counts.items()]
         if nouns:

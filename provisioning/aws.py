@@ -37,18 +37,17 @@ from django.conf import settings
 
 from provisioning.audit.chain import CallLog, audit_write, redact
 from provisioning.errors import AwsError, ConnectionSettingsError, OnrampError
+from provisioning.kinds import REGISTRY
 from provisioning.models import Customer, Run
 from provisioning.plan import RUN_SESSION_NAME
 from provisioning.registry import (
     APPROVER_TAG,
     MANAGED_BY_WORDS,
     ONRAMP_PATH,
-    REGISTRY,
     ROLE_TEMPLATE_VERSION,
     ApiCall,
     assume_role_call,
     role_allows_session_tags,
-    role_grants,
     session_tag_value,
     source_identity_for,
 )
@@ -193,7 +192,7 @@ def _role_denied(action: str, resource: str) -> str:
     """The customer's role was refused `action`: from the template this Onramp deploys (the preflight refuses an
     older one), whether the role lacks the action or one of its conditions refused it."""
     on = f" on {resource}" if resource else ""
-    grants = role_grants(action)
+    grants = REGISTRY.grants(action)
     template = f"Onramp's template (version {ROLE_TEMPLATE_VERSION})"
     if not grants:
         return (
@@ -318,20 +317,12 @@ _TARGET_PARAMS = (
 
 
 # AWS's answers that Onramp's steps expect and act on: "it exists" to a create (the step then reads it and
-# adopts it), "there is none" to a read (nothing to compare, or a missing configuration to put).
-EXISTS_CODES = frozenset({"EntityAlreadyExists", "BucketAlreadyOwnedByYou", "RepositoryAlreadyExistsException"})
-ABSENT_CODES = frozenset(
-    {
-        "NoSuchEntity",
-        "NoSuchBucket",  # a plan's or a drift check's read of a bucket not made yet, or removed by hand
-        "NoSuchCORSConfiguration",
-        "NoSuchPublicAccessBlockConfiguration",
-        "OwnershipControlsNotFoundError",
-        "LifecyclePolicyNotFoundException",
-        "RepositoryNotFoundException",
-        "404",  # a HEAD answer has no body: HeadBucket's "no such bucket" (the plan's bucket-name check) is its status
-    }
-)
+# adopts it), "there is none" to a read (nothing to compare, or a missing configuration to put). Each kind declares
+# its own (StepKind.absent, StepKind.exists); the plan's checks add HeadBucket's.
+EXISTS_CODES = REGISTRY.exists_codes()
+ABSENT_CODES = REGISTRY.absent_codes() | {
+    "404",  # a HEAD answer has no body: HeadBucket's "no such bucket" (the plan's bucket-name check) is its status
+}
 _READ_PREFIXES = ("Get", "List", "Describe", "Head")
 
 
@@ -643,7 +634,7 @@ class AwsAccount:
         return f"<AwsAccount {self.account_id} {self.region} via {self.access}>"
 
     def send(self, call: ApiCall, **generated) -> dict:
-        """Send a declared call (provisioning.registry) exactly as declared, plus the values Onramp
+        """Send a declared call (a kind's ApiCall) exactly as declared, plus the values Onramp
         generates at send time."""
         return getattr(self.client(call.service), call.method)(**{**call.params, **generated})
 

@@ -2,8 +2,8 @@
 
 Read-only calls made with the plan's read of the account (provisioning/reads.py: once it has the difference, which
 says what the plan creates) and again, for the blocking ones, by the run's preflight, beside its stale-plan read
-(provisioning/steps/sts.py). Each check is a row of the preview: passes, warns, or blocks (Start stays disabled).
-The callers audit the calls (aws_work / the step's log)."""
+(provisioning/kinds/preflight/aws.py). Each check is a row of the preview: passes, warns, or blocks (Start stays
+disabled). The callers audit the calls (aws_work / the step's log)."""
 
 from collections.abc import Callable
 from concurrent.futures import Future, wait
@@ -14,16 +14,13 @@ from botocore.exceptions import ClientError
 
 from provisioning.aws import OPT_IN_REGIONS, AwsAccount, account_connect, aws_checking, error_code
 from provisioning.documents import media_policy_name
+from provisioning.kinds import REGISTRY
+from provisioning.kinds.account_alias import declaration as account_alias
+from provisioning.kinds.iam_access_key import declaration as access_key
+from provisioning.kinds.s3_bucket import declaration as s3_bucket
+from provisioning.kinds.team_member.declaration import BILLING_REMINDER, member_params, member_policies
 from provisioning.models import Customer, Resource
-from provisioning.registry import (
-    BILLING_REMINDER,
-    ONRAMP_PATH,
-    managed_policy_arn,
-    member_params,
-    member_policies,
-    policy_arn,
-    user_outside_sentence,
-)
+from provisioning.registry import ONRAMP_PATH, managed_policy_arn, policy_arn, user_outside_sentence
 from provisioning.spec import Spec
 from provisioning.vocabulary import Access
 
@@ -67,7 +64,7 @@ def bucket_check(account: AwsAccount, *, spec: Spec, items: list[dict] | None) -
     bucket of another account (S3 cannot tell more without s3:ListBucket on it). A free name can still be
     taken before the run: the bucket step still handles BucketAlreadyExists."""
     title = f"Bucket name {spec.bucket}"
-    if not _creates(items, "s3.bucket"):
+    if not _creates(items, s3_bucket.KEY):
         return Check("bucket", title, PASS, "The bucket is already this account's.")
     s3 = account.client("s3")
     # Paginated (an account may have up to 10,000 buckets per page) and narrowed to names starting with this one.
@@ -94,7 +91,7 @@ def alias_owner(*, spec: Spec, customer_id: int | None) -> str:
     """The name of another customer whose account Onramp's ledger gave the spec's alias ("" if none)."""
     if not spec.account_alias:
         return ""
-    others = Resource.objects.filter(kind="account.alias", identity=spec.account_alias, state=Resource.State.PRESENT)
+    others = Resource.objects.filter(kind=account_alias.KEY, identity=spec.account_alias, state=Resource.State.PRESENT)
     if customer_id is not None:
         others = others.exclude(customer_id=customer_id)
     other = others.select_related("customer").first()
@@ -129,7 +126,7 @@ def alias_check(account: AwsAccount, *, spec: Spec, owner: str) -> Check | None:
 
 def access_keys_check(account: AwsAccount, *, spec: Spec, items: list[dict] | None) -> Check | None:
     """A user has at most two access keys: a plan that makes one for a user at two would fail there."""
-    if not _creates(items, "iam.access_key"):
+    if not _creates(items, access_key.KEY):
         return None
     title = f"Access keys of {spec.app_name}"
     iam = account.client("iam")
@@ -149,11 +146,11 @@ def access_keys_check(account: AwsAccount, *, spec: Spec, items: list[dict] | No
 
 def _ledger_users(customer_id: int | None) -> set[str]:
     """The IAM users Onramp's ledger holds for this customer: made or adopted by Onramp before its path existed,
-    they are moved into it once by their step (provisioning/steps/iam.py)."""
+    they are moved into it once by their step (provisioning/kinds/common_aws.py, user_into_path)."""
     if customer_id is None:
         return set()
     rows = Resource.objects.filter(
-        customer_id=customer_id, kind__in=("iam.app_user", "team.member"), state=Resource.State.PRESENT
+        customer_id=customer_id, kind__in=REGISTRY.user_kinds(), state=Resource.State.PRESENT
     )
     return set(rows.values_list("identity", flat=True))
 

@@ -16,13 +16,24 @@ from provisioning import vault
 from provisioning.audit.chain import audit_record
 from provisioning.aws import AwsAccount, account_connect, aws_work
 from provisioning.errors import OnrampError
+from provisioning.kinds import REGISTRY
+from provisioning.kinds.account_alias import declaration as account_alias
+from provisioning.kinds.preflight.aws import identity_check, role_version_problem, role_version_read
+from provisioning.kinds.team_member import declaration as team_member
 from provisioning.ledger import ledger_for_admin, ledger_labels
 from provisioning.models import AuditEvent, Credential, Customer, DriftState, Run, SetupLink, new_external_id
 from provisioning.models import Resource as LedgerRow
-from provisioning.registry import REGISTRY, ROLE_TEMPLATE_VERSION, Registry
+from provisioning.registry import (
+    ROLE_TEMPLATE_VERSION,
+    Registry,
+)
 from provisioning.role.template import access_policy_document
-from provisioning.role.versions import SAME_PERMISSIONS, policy_changes_in_words, trust_changes_in_words, version_policy
-from provisioning.steps.sts import identity_check, role_version_problem, role_version_read
+from provisioning.role.versions import (
+    SAME_PERMISSIONS,
+    policy_changes_in_words,
+    trust_changes_in_words,
+    version_policy,
+)
 from provisioning.teams import is_admin
 from provisioning.vocabulary import Access, OffboardMode
 
@@ -132,7 +143,7 @@ def customers_with_last_run(queryset: QuerySet[Customer]) -> QuerySet[Customer]:
     """Each customer with its last run (id, date, kind, status), and the sign-in alias the account has as far
     as the ledger knows, in the same query (correlated subqueries)."""
     last = Run.objects.filter(customer=OuterRef("pk")).order_by("-created_at")
-    alias = LedgerRow.objects.filter(customer=OuterRef("pk"), kind="account.alias", state=LedgerRow.State.PRESENT)
+    alias = LedgerRow.objects.filter(customer=OuterRef("pk"), kind=account_alias.KEY, state=LedgerRow.State.PRESENT)
     return queryset.annotate(
         last_run_id=Subquery(last.values("pk")[:1]),
         last_run_at=Subquery(last.values("created_at")[:1]),
@@ -226,7 +237,7 @@ def customer_offboarding_undone(*, customer: Customer) -> list[str] | None:
     run = Run.objects.filter(customer=customer, status=Run.Status.SUCCEEDED).order_by("-created_at").first()
     if run is None or not run.offboard or customer.is_offboarded:
         return None
-    removed = LedgerRow.objects.filter(removed_by_run=run, kind="team.member", state=LedgerRow.State.REMOVED)
+    removed = LedgerRow.objects.filter(removed_by_run=run, kind=team_member.KEY, state=LedgerRow.State.REMOVED)
     return list(removed.order_by("name").values_list("name", flat=True))
 
 

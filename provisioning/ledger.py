@@ -8,8 +8,10 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from provisioning.kinds import REGISTRY
+from provisioning.kinds.iam_access_key import declaration as access_key
 from provisioning.models import Customer, Resource, Run, StepRun
-from provisioning.registry import REGISTRY, Registry, StepKind
+from provisioning.registry import Registry, StepKind
 
 
 def _plain(rows: QuerySet[Resource, Any]) -> list[dict]:
@@ -39,7 +41,7 @@ def ledger_holds_user(customer_id: int, member: dict) -> bool:
     """Whether an IAM user (as GetGroup lists it) is one Onramp keeps in this customer's account."""
     return Resource.objects.filter(
         customer_id=customer_id,
-        kind__in=("iam.app_user", "team.member"),
+        kind__in=REGISTRY.user_kinds(),
         name=member["UserName"],
         state=Resource.State.PRESENT,
     ).exists()
@@ -81,7 +83,7 @@ def ledger_record(*, run: Run, kind: StepKind, params: dict, outputs: dict) -> R
     row = Resource.objects.filter(
         customer_id=run.customer_id, kind=kind.key, name=name, state=Resource.State.PRESENT
     ).first()
-    stored = {k: v for k, v in params.items() if k not in ("sign_in_url", "known")}
+    stored = {k: v for k, v in params.items() if k != "sign_in_url"}
     said = {k: v for k, v in outputs.items() if k not in ("created", "credential", "key_requested_at")}
     if row is None:
         return Resource.objects.create(
@@ -119,7 +121,7 @@ def ledger_access_key(*, customer_id: int, run: Run | None, user: str, created_i
     if created_id:
         Resource.objects.get_or_create(
             customer_id=customer_id,
-            kind="iam.access_key",
+            kind=access_key.KEY,
             name=created_id,
             state=Resource.State.PRESENT,
             defaults={
@@ -133,7 +135,7 @@ def ledger_access_key(*, customer_id: int, run: Run | None, user: str, created_i
         )
     if deleted_id:
         Resource.objects.filter(
-            customer_id=customer_id, kind="iam.access_key", name=deleted_id, state=Resource.State.PRESENT
+            customer_id=customer_id, kind=access_key.KEY, name=deleted_id, state=Resource.State.PRESENT
         ).update(state=Resource.State.REMOVED, ended_at=timezone.now())
 
 

@@ -201,6 +201,11 @@ class StepRun(models.Model):
     error_message = models.TextField(blank=True)
     outputs = models.JSONField(default=dict, blank=True, help_text="Non-secret outputs: ARNs, ids, names.")
     params = models.JSONField(default=dict, blank=True, help_text="The step's parameters, from its declaration.")
+    flags = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="How the plan runs the step: known (the read saw it), ends (the ledger rows it ends).",
+    )
 
     class Meta:
         ordering = ["position"]

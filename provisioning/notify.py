@@ -25,10 +25,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from provisioning.audit.chain import audit_record, redact_text
+from provisioning.kinds import REGISTRY
 from provisioning.models import AuditEvent, Credential, Customer, PlanApproval, Resource, Run, StepRun
 from provisioning.plan import Action
-from provisioning.registry import REGISTRY
-from provisioning.vocabulary import ADMINS, TECH_LEADS, USER_KINDS, run_counts_words
+from provisioning.vocabulary import ADMINS, TECH_LEADS, run_counts_words
 
 logger = logging.getLogger(__name__)
 ACTOR = "notifier"
@@ -204,8 +204,8 @@ def run_counts(*, run: Run, steps: list[StepRun]) -> dict[str, int]:
     removals = {key for kind in REGISTRY.kinds for key in kind.removal}
     counts = dict.fromkeys(("created", "adopted", "changed", "removed", "released", "handed_over"), 0)
     for step in steps:
-        kind = REGISTRY.kind_of(step.key).key
-        if kind == "preflight" or kind in removals or step.state not in StepRun.DONE:
+        kind = REGISTRY.kind_of(step.key)
+        if kind.always or kind.key in removals or step.state not in StepRun.DONE:
             continue
         counts[_step_count(step, planned.get(step.key, ""))] += 1
     ended = Resource.objects.filter(removed_by_run=run)
@@ -222,7 +222,9 @@ def run_notify(*, run_id: UUID | str) -> Notice | None:
         return None
     steps = list(run.steps.all())
     sealed = run.credentials.filter(state=Credential.State.SEALED).defer("ciphertext").order_by("created_at")
-    removed_users = Resource.objects.filter(removed_by_run=run, state=Resource.State.REMOVED, kind__in=USER_KINDS)
+    removed_users = Resource.objects.filter(
+        removed_by_run=run, state=Resource.State.REMOVED, kind__in=REGISTRY.user_kinds()
+    )
     context = {
         "kind": run.kind_words,
         "run": run.short_id,

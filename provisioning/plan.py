@@ -1,7 +1,7 @@
 """Spec -> the steps of an onboarding, what runs in parallel, and the same plan as AWS CLI commands.
 
 No I/O here: the preview page and the worker share it. Everything about a step comes from its
-declaration in provisioning.registry; the CLI transcript is rendered from the very ApiCall objects
+declaration (provisioning/kinds/<kind>/declaration.py); the CLI transcript is rendered from the very ApiCall objects
 the steps send.
 """
 
@@ -9,22 +9,26 @@ import json
 import shlex
 from dataclasses import dataclass, field, replace
 
+from provisioning.kinds import REGISTRY
+from provisioning.kinds.iam_access_key import declaration as access_key
+from provisioning.kinds.s3_bucket import declaration as s3_bucket
+from provisioning.kinds.team_member import declaration as team_member
 from provisioning.registry import (
     APPROVER_TAG,
     BRANCHES,
     GENERATED,
     ONRAMP_PATH,
-    REGISTRY,
     ApiCall,
     Registry,
     StepKind,
     assume_role_call,
+    counted,
     session_tag_value,
     user_outside_sentence,
     words_of,
 )
 from provisioning.spec import Spec
-from provisioning.vocabulary import USER_KINDS, OffboardMode
+from provisioning.vocabulary import OffboardMode
 
 # The AWS CLI's name for a service, where it is not boto3's.
 _CLI_SERVICES = {"s3": "s3api"}
@@ -42,6 +46,9 @@ class PlannedStep:
     documents: dict
     calls: tuple[ApiCall, ...]
     cli: tuple[str, ...]  # the calls as AWS CLI commands
+    # How the plan runs it, beside its parameters (StepRun.flags): "known", the read saw its resource (the step
+    # changes it in place, StepContext.known); "ends", the ledger rows a removal's last step ends.
+    flags: dict = field(default_factory=dict)
 
 
 def cli_line(call: ApiCall, *, region: str = "") -> str:
@@ -66,7 +73,7 @@ def cli_line(call: ApiCall, *, region: str = "") -> str:
 def _depends_on(kind: StepKind, keys_of: dict[str, list[str]], registry: Registry) -> tuple[str, ...]:
     """The steps of the kinds this one waits for; a kind with no step in this plan passes its own wait on."""
     keys: list[str] = []
-    for after in kind.after:
+    for after in registry.waits(kind):
         if after in keys_of:
             keys += keys_of[after]
         else:
@@ -181,54 +188,36 @@ def _planned_item(step: PlannedStep, seen: dict | None, previous: dict | None, r
     return PlanItem(step.key, kind.key, identity, step.title, action, step.params, differences)
 
 
-# A setting of a resource (a bucket's CORS, a repository's lifecycle policy) belongs to that resource's kind.
-_OWNER_KINDS = {"s3.public_access_block": "s3.bucket", "s3.cors": "s3.bucket", "ecr.lifecycle": "ecr.repository"}
-
-
 def _owner(step: PlannedStep, registry: Registry) -> tuple[str, str] | None:
     """The (kind, identity) of the ledger's resource a step makes or sets (None: no resource, the preflight)."""
     kind = registry.kind_of(step.key)
-    owner = registry.kind_of(_OWNER_KINDS[kind.key]) if kind.key in _OWNER_KINDS else kind
+    # A setting of a resource (a bucket's CORS, a repository's lifecycle policy) belongs to that resource's kind.
+    owner = registry.kind_of(kind.part_of) if kind.part_of else kind
     if owner.resource is None:
         return None
     return owner.key, str(step.params.get(owner.resource.identity_param, ""))
 
 
-def _found(kind: str, params: dict, seen: dict | None) -> bool:
+def _found(kind: StepKind, params: dict, seen: dict | None) -> bool:
     """Whether the read found the resource there: a user's key list with no key, or an account with no alias
-    (or another one), is nothing to adopt."""
+    (or another one), is nothing to adopt (the kind's `found`)."""
     if seen is None:
         return False
-    if kind == "iam.access_key":
-        return bool(seen.get("keys"))
-    if kind == "account.alias":
-        return seen.get("alias") == params["alias"]
-    return True
+    return kind.found(params, seen) if kind.found is not None else True
 
 
-def _counted(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def found_sentence(kind: str, identity: str, seen: dict) -> str:
+def found_sentence(kind: StepKind, identity: str, seen: dict) -> str:
     """What the read found of a resource the plan would take over, in words (users in detail)."""
     found = seen.get("found")
     if found is None:
-        return {
-            "iam.access_key": f"{identity} already has {_counted(len(seen.get('keys', [])), 'access key')}: Onramp "
-            "makes no other and takes over the first.",
-            "s3.cors": f"The bucket has its own CORS configuration ({_counted(len(seen.get('rules', [])), 'rule')}).",
-            "s3.public_access_block": "The bucket's own Block Public Access configuration"
-            + (" is there." if seen.get("config") else ": none."),
-            "ecr.lifecycle": "The repository's own lifecycle policy"
-            + (" is there." if seen.get("policy") else ": none."),
-        }.get(kind, f"{identity} already exists in the account.")
+        words = kind.found_words
+        return words(identity, seen) if words is not None else f"{identity} already exists in the account."
     groups = f"in groups {', '.join(found['groups'])}" if found["groups"] else "in no group"
     policies = ", ".join(found["attached"]) or "no managed policy"
     inline = f"; inline policies {', '.join(found['inline'])}" if found["inline"] else ""
     console = "a console password" if found["console"] else "no console password"
     return (
-        f"user {identity} exists (path {found['path']}): {_counted(found['keys'], 'access key')}, {console}, "
+        f"user {identity} exists (path {found['path']}): {counted(found['keys'], 'access key')}, {console}, "
         f"{groups}; attached {policies}{inline}."
     )
 
@@ -238,7 +227,7 @@ def _adopted_item(step: PlannedStep, identity: str, seen: dict, registry: Regist
     run would change on it (differences), and why it cannot be adopted (a user outside Onramp's path)."""
     kind = registry.kind_of(step.key)
     differences = tuple(d.to_json() for d in kind.compare(step.params, seen, None))
-    note = found_sentence(kind.key, identity, seen)
+    note = found_sentence(kind, identity, seen)
     if (seen.get("found") or {}).get("path", ONRAMP_PATH) != ONRAMP_PATH:
         note = f"{note} {user_outside_sentence(identity)}"
     return PlanItem(step.key, kind.key, identity, step.title, Action.ADOPT, step.params, differences, note=note)
@@ -282,7 +271,7 @@ def plan_difference(
         owner = _owner(step, registry)
         if owner is not None and owner not in held:  # not Onramp's: created, or adopted once an Admin approves
             found = seen.get(step.key)
-            if found is not None and _found(kind.key, step.params, found):
+            if found is not None and _found(kind, step.params, found):
                 items.append(_adopted_item(step, owner[1], found, registry))
             else:
                 items.append(_planned_item(step, None, previous, registry))
@@ -303,7 +292,7 @@ def plan_difference(
                 origin=row["origin"],
                 holds_data=bool(found.get("holds_data")),
                 holdings={k: found[k] for k in ("objects", "bytes", "more") if k in found},
-                note=_renamed_note(row["name"], bucket) if row["kind"] == "s3.bucket" and bucket else "",
+                note=_renamed_note(row["name"], bucket) if row["kind"] == s3_bucket.KEY and bucket else "",
             )
         )
     return sorted(items, key=lambda item: Action.ORDER.index(item.action))
@@ -352,15 +341,13 @@ def plan_decide(items: list[dict], *, delete: set[int], typed: dict[int, str], o
 # are removed and the rest stays, handed over. Decommission: Onramp wants nothing, so everything it made is
 # removed (what holds data only once its name is typed). Either way what stays is left exactly as it is.
 
-TEAM_KIND = "team.member"
-
 
 def plan_registry(offboard: str = "", registry: Registry = REGISTRY) -> Registry:
     """The declarations a plan is made with: all of them, or an offboarding's desired state that wants less."""
     if not offboard:
         return registry
     if offboard == OffboardMode.LEAVE:
-        return registry.wanting(kind.key for kind in registry.kinds if kind.key != TEAM_KIND)
+        return registry.wanting(kind.key for kind in registry.kinds if kind.key != team_member.KEY)
     return registry.wanting(())
 
 
@@ -395,25 +382,23 @@ def _removal_steps(
     """The chain of steps that removes one resource; its last step ends the ledger rows it removes (the
     resource, and a removed user's access keys)."""
     chain = registry.kind_of(item["kind"]).removal
-    named = ("name", "arn", "confirmed", "user") if item["kind"] == "iam.access_key" else ("name", "arn", "confirmed")
+    named = ("name", "arn", "confirmed", "user") if item["kind"] == access_key.KEY else ("name", "arn", "confirmed")
     params = {key: item["params"][key] for key in named if key in item["params"]}
     ends = [item["resource"]] + [
         other["resource"]
         for other in items
-        if other["action"] == Action.REMOVE
-        and other["kind"] == "iam.access_key"
-        and other["identity"] == params["name"]
+        if other["action"] == Action.REMOVE and other["kind"] == access_key.KEY and other["identity"] == params["name"]
     ]
     steps, waits = [], after
     for index, removal_key in enumerate(chain):
         kind = registry.kind_of(removal_key)
-        own = {**params, "ends": ends} if index == len(chain) - 1 else params
-        calls = tuple(kind.calls(own))
-        key = kind.step_key(own)
+        calls = tuple(kind.calls(params))
+        key = kind.step_key(params)
         steps.append(
             PlannedStep(
-                key, kind.key, kind.title(own)[:300], kind.branch, waits, own, {}, calls,
+                key, kind.key, kind.title(params)[:300], kind.branch, waits, params, {}, calls,
                 tuple(cli_line(call, region=region) for call in calls),
+                {"ends": ends} if index == len(chain) - 1 else {},
             )
         )  # fmt: skip
         waits = (key,)
@@ -432,15 +417,15 @@ def plan_run_steps(*, spec: Spec, items: list[dict], read_id: str, registry: Reg
     for key, step in full.items():
         if key in applies:
             # A resource to adopt or change is there (the read saw it): its step reads it and changes it in place.
-            params = {**step.params, "known": True} if key in changes else step.params
+            flags = {"known": True} if key in changes else {}
             waits = tuple(_kept_waits(key, full, chosen))
-            steps.append(PlannedStep(**{**step.__dict__, "depends_on": waits, "params": params}))
+            steps.append(PlannedStep(**{**step.__dict__, "depends_on": waits, "flags": flags}))
     after = tuple(s.key for s in steps)
     removals = [i for i in items if i["action"] == Action.REMOVE and registry.kind_of(i["kind"]).removal]
     # A user's removal deletes its access keys (and ends their ledger rows): a key has a step of its own only
     # when its user stays (released, or kept).
-    users_removed = {i["params"]["name"] for i in removals if i["kind"] in USER_KINDS}
-    removals = [i for i in removals if not (i["kind"] == "iam.access_key" and i["identity"] in users_removed)]
+    users_removed = {i["params"]["name"] for i in removals if i["kind"] in registry.user_kinds()}
+    removals = [i for i in removals if not (i["kind"] == access_key.KEY and i["identity"] in users_removed)]
     removals.sort(key=lambda i: -_depth(registry.kind_of(i["kind"]), registry))  # listed in an order they can run
     ends = {i["key"]: _removal_end(i, registry) for i in removals}
     for item in removals:

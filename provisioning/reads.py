@@ -13,12 +13,12 @@ from provisioning.audit.chain import audit_record
 from provisioning.aws import NO_ANSWER_ERRORS, account_for_spec, aws_work, error_translate
 from provisioning.checks import BLOCK, checks_sentence, plan_checks, region_check
 from provisioning.errors import OnrampError
+from provisioning.kinds.preflight.aws import identity_check
 from provisioning.ledger import ledger_changed_lately, ledger_rows
 from provisioning.models import AccountRead, AuditEvent, Customer
 from provisioning.plan import plan_difference, plan_offboard, plan_registry
 from provisioning.spec import Spec, spec_from_json
 from provisioning.steps.reading import SETTLING_READS, account_seen, seen_fingerprint
-from provisioning.steps.sts import identity_check
 from provisioning.teams import customer_permission_check
 
 READ_TASK = "provisioning.tasks.account_read"

@@ -1,4 +1,4 @@
-"""One declaration per step: what a step is, written once.
+"""The core of the declarations: what a step is, and what every kind's declaration is made of.
 
 A StepKind says, for one kind of step: its key, title, branch and what it waits for; which
 instances a spec asks for (one per team member, none without an alias…) and their parameters;
@@ -7,8 +7,10 @@ they are sent (the plan's CLI transcript is rendered from the same ApiCall objec
 every AWS operation it may call and the IAM actions those need (the customer's role policy is
 derived from them); what it records as a resource; what it publishes to the run's summary.
 
-Pure data and pure functions: the plan imports this module and reaches no AWS code. The functions
-that carry a step out are bound to its key in provisioning.steps (EXECUTORS).
+Each kind is declared in its own folder, provisioning/kinds/<kind>/declaration.py, beside the AWS code that
+carries it out (kinds/<kind>/aws.py); provisioning.kinds gathers the declarations into REGISTRY. This module
+holds what they share: the types, the role's constants, and the calls and conditions of more than one kind.
+Pure data and pure functions: the plan imports the declarations and reaches no AWS code.
 """
 
 import hashlib
@@ -19,9 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from provisioning import documents
-from provisioning.spec import MEMBER_POLICY_NAMES, TECH_LEAD_POLICIES, Spec, TeamMember
-from provisioning.vocabulary import MANAGED_BY_TAG, MemberRole
+from provisioning.spec import MEMBER_POLICY_NAMES, TECH_LEAD_POLICIES, Spec
+from provisioning.vocabulary import MANAGED_BY_TAG
 
 ASSUME_SECONDS = 3600  # the session Onramp asks for; the template's MaxSessionDuration allows exactly this
 # The role customers deploy from Onramp's template, and the version of that template this Onramp needs: a
@@ -29,23 +30,26 @@ ASSUME_SECONDS = 3600  # the session Onramp asks for; the template's MaxSessionD
 # deployed role's version (its tag) and say when the customer's stack must be updated.
 ROLE_NAME = "OnrampAccess"
 ROLE_VERSION_TAG = "onramp-template-version"
-ROLE_TEMPLATE_VERSION = 4
-# The sha256 of the role's policy (customers.access_policy_document as canonical JSON) at each version, so a
+ROLE_TEMPLATE_VERSION = 5
+# The sha256 of the role's policy (role.template.access_policy_document as canonical JSON) at each version, so a
 # policy that changes without a new version fails tests/test_role_template.py. Add a line, never edit one: a
 # deployed role carries the version it was made from. 3: iam:RemoveUserFromGroup without a tag condition; the
 # plan's checks (GetAccountSummary, HeadBucket, ec2:DescribeRegions); bucket removal's reads (versioning, Object
 # Lock); virtual MFA devices deleted; scan-on-push kept; users' and groups' writes only in the /onramp/ path.
 # 4: the trust policy's sts:TagSession (ROLE_TRUST_ACTIONS), so a run names its approver in the session.
+# 5: ecr:GetRepositoryPolicy and ecr:DeleteRepositoryPolicy (the kind ecr.repository_policy: none wanted).
 ROLE_POLICY_SHA256 = {
     2: "cfd28e6958d31ece30098c10fec1f10381151973ef1ef008cf34a38dcfdc5701",
     3: "974186e825faea9bad7efe59bf878147ab6a470f10d8cc397227a5d6872ffb99",
     4: "974186e825faea9bad7efe59bf878147ab6a470f10d8cc397227a5d6872ffb99",  # the policy of 3: only the trust changed
+    5: "e7cffe4d0c081aa14dc91ec4bf595b28202d53762d37355ef8c76eec77312565",
 }
 # What the role's trust policy allows Onramp's account at each version since 3 (a version may change only these):
 # sts:SetSourceIdentity names the person who started a run, sts:TagSession its approver (APPROVER_TAG).
 ROLE_TRUST_ACTIONS = {
     3: ("sts:AssumeRole", "sts:SetSourceIdentity"),
     4: ("sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"),
+    5: ("sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"),
 }
 # The session tag that names a run's approver in the customer's CloudTrail (AssumeRole's Tags).
 APPROVER_TAG = "onramp-approver"
@@ -71,7 +75,6 @@ ONRAMP_PATH = "/onramp/"
 ONRAMPS_USERS = f"arn:aws:iam::*:user{ONRAMP_PATH}*"
 ONRAMPS_GROUPS = f"arn:aws:iam::*:group{ONRAMP_PATH}*"
 CHANGE_PASSWORD_POLICY = "IAMUserChangePassword"  # noqa: S105 (an AWS managed policy's name)
-MEDIA_POLICY_DESCRIPTION = "Grants access to S3 buckets and objects"
 BRANCHES = {
     "preflight": "Preflight",
     "account": "Account",
@@ -81,6 +84,7 @@ BRANCHES = {
     "ecr": "ECR repository",
     "remove": "Removals",
 }
+REMOVE_BRANCH = "remove"
 
 _WORD_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
@@ -126,14 +130,6 @@ def assume_role_call(
     return ApiCall("sts", "AssumeRole", params)
 
 
-def create_account_alias(alias: str) -> ApiCall:
-    return ApiCall("iam", "CreateAccountAlias", {"AccountAlias": alias})
-
-
-def create_group(group: str) -> ApiCall:
-    return ApiCall("iam", "CreateGroup", {"GroupName": group, "Path": ONRAMP_PATH})
-
-
 def create_user(user: str) -> ApiCall:
     return ApiCall("iam", "CreateUser", {"UserName": user, "Path": ONRAMP_PATH, "Tags": MANAGED_TAGS})
 
@@ -143,14 +139,6 @@ def user_outside_sentence(user: str) -> str:
         f"The IAM user {user} exists outside Onramp's path {ONRAMP_PATH}: Onramp cannot take it over. To hand it "
         f"to Onramp, the customer moves it into the path (aws iam update-user --user-name {user} --new-path "
         f"{ONRAMP_PATH}); otherwise choose another name."
-    )
-
-
-def group_outside_sentence(group: str) -> str:
-    return (
-        f"The IAM group {group} exists outside Onramp's path {ONRAMP_PATH}: Onramp cannot take it over. To hand it "
-        f"to Onramp, the customer moves it into the path (aws iam update-group --group-name {group} --new-path "
-        f"{ONRAMP_PATH}); otherwise choose another group name."
     )
 
 
@@ -164,96 +152,8 @@ def tag_user(user: str) -> ApiCall:
     return ApiCall("iam", "TagUser", {"UserName": user, "Tags": MANAGED_TAGS})
 
 
-def detach_user_policy(user: str, policy_arn: str) -> ApiCall:
-    return ApiCall("iam", "DetachUserPolicy", {"UserName": user, "PolicyArn": policy_arn})
-
-
-def add_user_to_group(user: str, group: str) -> ApiCall:
-    return ApiCall("iam", "AddUserToGroup", {"GroupName": group, "UserName": user})
-
-
-def create_policy(name: str, document: dict) -> ApiCall:
-    return ApiCall(
-        "iam",
-        "CreatePolicy",
-        {
-            "PolicyName": name,
-            "PolicyDocument": json.dumps(document, separators=(",", ":")),
-            "Description": MEDIA_POLICY_DESCRIPTION,
-            "Tags": MANAGED_TAGS,
-        },
-    )
-
-
-def create_policy_version(arn: str, document: dict) -> ApiCall:
-    return ApiCall(
-        "iam",
-        "CreatePolicyVersion",
-        {"PolicyArn": arn, "PolicyDocument": json.dumps(document, separators=(",", ":")), "SetAsDefault": True},
-    )
-
-
 def attach_user_policy(user: str, policy_arn: str) -> ApiCall:
     return ApiCall("iam", "AttachUserPolicy", {"UserName": user, "PolicyArn": policy_arn})
-
-
-def create_access_key(user: str) -> ApiCall:
-    return ApiCall("iam", "CreateAccessKey", {"UserName": user})
-
-
-def create_login_profile(user: str) -> ApiCall:
-    return ApiCall(
-        "iam", "CreateLoginProfile", {"UserName": user, "Password": GENERATED, "PasswordResetRequired": True}
-    )
-
-
-def create_bucket(bucket: str, region: str) -> ApiCall:
-    params: dict = {"Bucket": bucket}
-    if region != "us-east-1":  # us-east-1 takes no LocationConstraint
-        params["CreateBucketConfiguration"] = {"LocationConstraint": region}
-    params["ObjectOwnership"] = documents.OBJECT_OWNERSHIP  # ACLs off: the bucket owner owns every object
-    return ApiCall("s3", "CreateBucket", params)
-
-
-def put_bucket_ownership_controls(bucket: str) -> ApiCall:
-    return ApiCall(
-        "s3", "PutBucketOwnershipControls", {"Bucket": bucket, "OwnershipControls": documents.ownership_document()}
-    )
-
-
-def put_public_access_block(bucket: str) -> ApiCall:
-    return ApiCall(
-        "s3",
-        "PutPublicAccessBlock",
-        {"Bucket": bucket, "PublicAccessBlockConfiguration": documents.public_access_block_document()},
-    )
-
-
-def put_bucket_cors(bucket: str, origin: str) -> ApiCall:
-    return ApiCall(
-        "s3", "PutBucketCors", {"Bucket": bucket, "CORSConfiguration": documents.cors_document(app_origin=origin)}
-    )
-
-
-def create_repository(name: str) -> ApiCall:
-    return ApiCall(
-        "ecr",
-        "CreateRepository",
-        {"repositoryName": name, "imageScanningConfiguration": {"scanOnPush": True}, "tags": MANAGED_TAGS},
-    )
-
-
-def put_image_scanning_configuration(name: str) -> ApiCall:
-    return ApiCall(
-        "ecr",
-        "PutImageScanningConfiguration",
-        {"repositoryName": name, "imageScanningConfiguration": {"scanOnPush": True}},
-    )
-
-
-def put_lifecycle_policy(name: str) -> ApiCall:
-    text = json.dumps(documents.lifecycle_policy_document(), separators=(",", ":"))
-    return ApiCall("ecr", "PutLifecyclePolicy", {"repositoryName": name, "lifecyclePolicyText": text})
 
 
 def policy_arn(account_id: str, name: str) -> str:
@@ -350,6 +250,10 @@ class Difference:
         return {"field": self.field, "expected": self.expected, "actual": self.actual, "repairable": self.repairable}
 
 
+def counted(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def shown(value: object) -> str:
     """A value, short and readable, for a difference."""
     if value is None or value == "" or value == []:
@@ -411,26 +315,61 @@ def _no_reminders(params: dict) -> list[str]:
 
 @dataclass(frozen=True)
 class StepKind:
-    key: str  # "iam.group"; the steps of a kind with many instances are "team.member:<instance>"
+    key: str  # "<service>.<kind>"; the steps of a kind with many instances are "<key>:<instance>"
     branch: str
     title: Callable[[dict], str]
     instances: Callable[[Spec], list[dict]]  # each instance's parameters; [] leaves the step out
-    after: tuple[str, ...] = ("preflight",)  # kinds whose steps come first
+    after: tuple[str, ...] = ()  # kinds whose steps come first (none named: the `always` kinds, the preflight)
     instance_id: Callable[[dict], str] | None = None  # for kinds with many instances
     calls: Callable[[dict], list[ApiCall]] = _no_calls  # the write calls of the create path
     documents: Callable[[dict], dict] = _no_documents
+    document_titles: tuple[tuple[str, str], ...] = ()  # (document, its name in the preview), for each document
     operations: tuple[Operation, ...] = ()
     resource: ResourceRecord | None = None
     publishes: tuple[Publish, ...] = ()
     reminders: Callable[[dict], list[str]] = _no_reminders
-    # What differs between these parameters and what a read of the account found (provisioning.steps
-    # READERS), given the parameters it was last applied with: the steps decide "adopt or correct" with
+    # What differs between these parameters and what a read of the account found (the kind's aws.read),
+    # given the parameters it was last applied with: the steps decide "adopt or correct" with
     # it, plans show it, drift reports it.
     compare: Callable[[dict, dict, dict | None], list[Difference]] = _no_differences
     removal: tuple[str, ...] = ()  # the kinds whose steps remove this kind's resource, in order
+    # The function of the kind's aws.py that carries a step out (a removal kind's: "remove").
+    runs: str = "execute"
+    always: bool = False  # planned in every registry, whatever a desired state wants (the preflight)
+    user: bool = False  # its resource is an IAM user (a removal takes its access keys with it)
+    # A setting of another kind's resource (a bucket's CORS): the plan adopts it with that resource, and it is
+    # read only when that resource is there (as is what names `read_after`: a user's keys once the user is there).
+    part_of: str = ""
+    read_after: str = ""
+    # A list a read finds that may hold things Onramp did not make: (the list in what was read, the field naming
+    # each entry, whose ledger rows name Onramp's: "self", this kind's; "users", the user kinds'). Each entry is
+    # marked "onramps", so the compare can report the others as made by hand.
+    owned: tuple[str, str, str] | None = None
+    # AWS may still show the resource as it was for a moment after a change: a read of one a run changed moments
+    # ago is read again until it shows what the run put there.
+    settles: bool = False
+    # AWS's answers this kind's steps expect and act on, audited as "expected", not as errors: "there is none" to a
+    # read (nothing to compare, or a missing configuration to put), "it exists" to a create (read and adopt it).
+    absent: tuple[str, ...] = ()
+    exists: tuple[str, ...] = ()
+    noun: str = ""  # what its resource is called in a plan's summary line ("remove 1 user, release 1 bucket")
+    # Whether what a read found is the resource there to adopt (a user's key list with no key is not), and what
+    # was found, in words, for the plan that would take it over (None: it is there / "<identity> already exists").
+    found: Callable[[dict, dict], bool] | None = None
+    found_words: Callable[[str, dict], str] | None = None
 
     def step_key(self, params: dict) -> str:
         return f"{self.key}:{self.instance_id(params)}" if self.instance_id else self.key
+
+    @property
+    def read_first(self) -> str:
+        """The kind whose resource must be there for this one to be worth reading ("" when none)."""
+        return self.read_after or self.part_of
+
+    @property
+    def compared(self) -> bool:
+        """Whether plans and drift compare this kind with what the account has (it then needs a reader)."""
+        return self.compare is not _no_differences
 
 
 class Registry:
@@ -448,9 +387,9 @@ class Registry:
     def wanting(self, keys: Iterable[str]) -> "Registry":
         """A desired state that wants less: the same declarations, planning only the kinds in `keys` (with the
         preflight and the removals). What the ledger holds of the others becomes the plan's removals."""
-        keep = {"preflight", *keys}
+        keep = set(keys)
         return Registry(
-            (kind for kind in self.kinds if kind.key in keep or kind.branch == "remove"),
+            (kind for kind in self.kinds if kind.key in keep or kind.always or kind.branch == REMOVE_BRANCH),
             self.extra_operations,
             known=self.kinds,
         )
@@ -475,13 +414,38 @@ class Registry:
     def resources(self) -> list[tuple[StepKind, ResourceRecord]]:
         return [(kind, kind.resource) for kind in self.kinds if kind.resource is not None]
 
+    def waits(self, kind: StepKind) -> tuple[str, ...]:
+        """The kinds whose steps come before this kind's: its `after`, or, when it names none, the kinds every
+        registry plans (the preflight comes before everything)."""
+        if kind.after or kind.always:
+            return kind.after
+        return tuple(other.key for other in self.kinds if other.always)
 
-# --- Onramp's steps ---------------------------------------------------------------------------
+    def document_titles(self) -> dict[str, str]:
+        return {name: title for kind in self.kinds for name, title in kind.document_titles}
 
-BILLING_REMINDER = (
-    "IAM access to the Billing console must be switched on once by the account owner "
-    "(root user → Account → IAM user and role access to Billing information). No API can do it."
-)
+    def user_kinds(self) -> tuple[str, ...]:
+        """The kinds whose resource is an IAM user."""
+        return tuple(kind.key for kind in self._by_key.values() if kind.user)
+
+    def settling(self) -> frozenset[str]:
+        """The kinds AWS may show as they were for a moment after a change (StepKind.settles)."""
+        return frozenset(kind.key for kind in self._by_key.values() if kind.settles)
+
+    def absent_codes(self) -> frozenset[str]:
+        return frozenset(code for kind in self._by_key.values() for code in kind.absent)
+
+    def exists_codes(self) -> frozenset[str]:
+        return frozenset(code for kind in self._by_key.values() for code in kind.exists)
+
+    def grants(self, action: str) -> list[tuple[tuple, str]]:
+        """How this version of the role's template allows `action`: (condition, resource) of each statement granting
+        it, [] when none does. An AccessDenied sentence tells "the role lacks it" from "a condition refused it"."""
+        return list(dict.fromkeys((op.condition, op.resource) for op in self.operations() if action in op.actions))
+
+
+# --- What several kinds share: conditions, the user kinds' compare, removals ---------------------
+
 # The AWS managed policies Onramp may attach: a tech lead's, a member's choice, and the right to change
 # one's own password. With the app's own MediaManagement policies, they are the whole reach of the role's
 # Attach permission (iam:PolicyARN).
@@ -510,71 +474,11 @@ def group_ops(*names: str) -> tuple[Operation, ...]:
     return ops("iam", *names, resource=ONRAMPS_GROUPS)
 
 
-def _media_params(spec: Spec) -> dict:
-    name = documents.media_policy_name(scope=spec.media_scope, bucket=spec.bucket)
-    return {
-        "user": spec.app_name,
-        "scope": spec.media_scope,
-        "bucket": spec.bucket,
-        "name": name,
-        "arn": policy_arn(spec.account_id, name),
-    }
+# The comparisons: parameters (what the spec wants) against `seen` (what a read of the account found, each kind's
+# aws.read), given the parameters it was last applied with (`previous`, from the ledger). What the user kinds share:
 
 
-def media_document(params: dict) -> dict:
-    return documents.media_policy_document(scope=params["scope"], bucket=params["bucket"])
-
-
-def member_params(member: TeamMember, spec: Spec) -> dict:
-    return {
-        "email": member.email,
-        "role": member.role,
-        "policy": member.policy,
-        "console": member.console,
-        "sign_in_url": documents.sign_in_url(account_id=spec.account_id, alias=spec.account_alias),
-    }
-
-
-def member_policies(params: dict) -> list[str]:
-    """The AWS managed policies a member's user gets: their role's, and the right to change the password
-    AWS makes them change at first sign-in (a member's own policy may not include it)."""
-    policies = list(TeamMember(email=params["email"], role=params["role"], policy=params["policy"]).policies)
-    if params["console"] and CHANGE_PASSWORD_POLICY not in policies:
-        policies.append(CHANGE_PASSWORD_POLICY)
-    return policies
-
-
-def _member_calls(params: dict) -> list[ApiCall]:
-    user = params["email"]
-    calls = [create_user(user)]
-    calls += [attach_user_policy(user, managed_policy_arn(policy)) for policy in member_policies(params)]
-    if params["console"]:
-        calls.append(create_login_profile(user))
-    return calls
-
-
-def _member_title(params: dict) -> str:
-    member = TeamMember(email=params["email"], role=params["role"], policy=params["policy"])
-    role = "tech lead" if member.is_tech_lead else "member"
-    # The policies the step attaches, IAMUserChangePassword included: the CLI and the diff show it too.
-    attached = member_policies(params)
-    policies = f" ({', '.join(attached)})" if attached else ""
-    console = "console access" if params["console"] else "no console access"
-    return f"Team {role} {params['email']}{policies}, {console}"
-
-
-# The comparisons: parameters (what the spec wants) against `seen` (what a read of the account found, see
-# provisioning.steps READERS), given the parameters it was last applied with (`previous`, from the ledger).
-
-
-def _compare_alias(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
-    if seen["alias"] == params["alias"]:
-        return []
-    # Onramp never replaces another alias: only a missing one can be set.
-    return [Difference("sign-in alias", params["alias"], shown(seen["alias"]), repairable=not seen["alias"])]
-
-
-def _compare_tag(seen: dict) -> list[Difference]:
+def compare_tag(seen: dict) -> list[Difference]:
     found = [] if seen["tagged"] else [Difference(f"tag {MANAGED_BY_TAG[0]}", MANAGED_BY_TAG[1], "none")]
     # Outside the path: Onramp's own user of before the path is moved; anyone else's only the customer can move.
     path = seen.get("path", ONRAMP_PATH)
@@ -583,315 +487,21 @@ def _compare_tag(seen: dict) -> list[Difference]:
     return found
 
 
-def _compare_app_user(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
-    found = _compare_tag(seen)
-    if params["group"] not in seen["groups"]:
-        found.append(Difference("groups", params["group"], shown(seen["groups"])))
-    return found
-
-
-def _compare_media_policy(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
-    found = document_differences("policy document", media_document(params), seen["document"])
-    if not seen["attached"]:
-        found.append(Difference(f"attached to {params['user']}", "yes", "no"))
-    return found
-
-
 # What a read found that Onramp's ledger does not hold (steps.reading marks each such thing "onramps": False):
 # reported, never removed.
 NOT_ONRAMPS = "made by hand, not by Onramp (reported; Onramp leaves it)"
 
 
-def _compare_group(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
-    path = seen.get("path", ONRAMP_PATH)
-    outside = [] if path == ONRAMP_PATH else [Difference("IAM path", ONRAMP_PATH, path, repairable=False)]
-    return outside + [
-        Difference(f"member {member['name']}", "not in the group", NOT_ONRAMPS, repairable=False)
-        for member in seen.get("members", [])
-        if member.get("onramps") is False
-    ]
-
-
-def _compare_key_age(key: dict, limit: int | None) -> list[Difference]:
-    if limit is None or key.get("age_days") is None or key["age_days"] < limit:
-        return []
-    return [
-        Difference(
-            f"access key {key['id']}",
-            f"younger than {limit} days",
-            f"{key['age_days']} days old: due for rotation (Issue a new key on the last run's page)",
-            repairable=False,
-        )
-    ]
-
-
-def _compare_access_key(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
-    keys = seen["keys"]
-    if not keys:
-        return [Difference("access key", "one", "none")]
-    found = []
-    for key in keys:
-        if key.get("onramps") is False:
-            found.append(Difference(f"access key {key['id']}", "none besides Onramp's", NOT_ONRAMPS, repairable=False))
-        else:
-            found += _compare_key_age(key, seen.get("max_age_days"))
-    if len(keys) > 1 and all(key.get("onramps") is not False for key in keys):
-        ids = ", ".join(key["id"] for key in keys)
-        found.append(Difference("access keys", "one", f"{len(keys)} ({ids})", repairable=False))
-    return found
-
-
-def _compare_member(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
-    wanted = member_policies(params)
-    before = member_policies(previous) if previous else []
-    # Onramp takes back only what it attached before and no longer wants; what was attached by hand stays.
-    stale = [name for name in before if name not in wanted and name in seen["policies"]]
-    found = _compare_tag(seen)
-    if stale or any(name not in seen["policies"] for name in wanted):
-        found.append(Difference("policies", shown(wanted), shown(seen["policies"])))
-    if seen["console"] != params["console"]:
-        found.append(Difference("console access", shown(params["console"]), shown(seen["console"])))
-    return found
-
-
-def _compare_bucket(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
-    if seen["region"] != params["region"]:
-        # Onramp will not use a bucket in another region: nothing else about it is worth correcting.
-        return [Difference("region", params["region"], seen["region"], repairable=False)]
-    found = []
-    if seen["ownership"] != documents.OBJECT_OWNERSHIP:
-        found.append(Difference("object ownership", "BucketOwnerEnforced (ACLs off)", shown(seen["ownership"])))
-    return found
-
-
-def _compare_public_access_block(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
-    return document_differences("Block Public Access", documents.public_access_block_document(), seen["config"])
-
-
-def _compare_cors(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
-    wanted = documents.cors_rules_normal(documents.cors_document(app_origin=params["origin"])["CORSRules"])
-    return document_differences("CORS rules", wanted, seen["rules"])
-
-
-def _compare_repository(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
-    if seen.get("scan_on_push", True):
-        return []
-    return [Difference("scan on push", "on", "off")]
-
-
-def _compare_lifecycle(params: dict, seen: dict, previous: dict | None) -> list[Difference]:
-    return document_differences("lifecycle policy", documents.lifecycle_policy_document(), seen["policy"])
-
-
-USER_REMOVAL = (
-    "remove.user.login_profile",
-    "remove.user.access_keys",
-    "remove.user.signing_certificates",
-    "remove.user.ssh_public_keys",
-    "remove.user.service_credentials",
-    "remove.user.mfa_devices",
-    "remove.user.inline_policies",
-    "remove.user.attached_policies",
-    "remove.user.groups",
-    "remove.user",
-)
-
-PREFLIGHT = StepKind(
-    key="preflight",
-    branch="preflight",
-    title=lambda p: "Reach the account and check who Onramp is there",
-    instances=lambda spec: [{"account_id": spec.account_id, "role_arn": spec.role_arn}],
-    after=(),
-    # GetRole: the role reads its own template version, and nothing else's.
-    operations=(
-        *ops("sts", "GetCallerIdentity"),
-        Operation("iam", "GetRole", resource=role_arn_for("*")),
-    ),
-)
-ACCOUNT_ALIAS = StepKind(
-    key="account.alias",
-    branch="account",
-    title=lambda p: f"Set the sign-in alias {p['alias']}",
-    instances=lambda spec: [{"alias": spec.account_alias}] if spec.account_alias else [],
-    calls=lambda p: [create_account_alias(p["alias"])],
-    operations=ops("iam", "ListAccountAliases", "CreateAccountAlias"),
-    resource=ResourceRecord("Account alias", "alias", "alias", arn_output=""),
-    compare=_compare_alias,
-    removal=("remove.account.alias",),
-)
-GROUP = StepKind(
-    key="iam.group",
-    branch="iam",
-    title=lambda p: f"Group {p['group']}",
-    instances=lambda spec: [{"group": spec.group_name}],
-    calls=lambda p: [create_group(p["group"])],
-    operations=(*group_ops("CreateGroup"), *ops("iam", "GetGroup")),
-    resource=ResourceRecord("IAM group", "group", "group"),
-    publishes=(Publish("group", "arn", "Group"),),
-    compare=_compare_group,
-    removal=("remove.iam.group",),
-)
-APP_USER = StepKind(
-    key="iam.app_user",
-    branch="iam",
-    title=lambda p: f"App user {p['user']} in {p['group']}",
-    instances=lambda spec: [{"user": spec.app_name, "group": spec.group_name}],
-    after=("iam.group",),
-    calls=lambda p: [create_user(p["user"]), add_user_to_group(p["user"], p["group"])],
-    operations=(
-        *user_ops("CreateUser", also=("iam:TagUser",)),
-        *user_ops("TagUser"),
-        *ops("iam", "UpdateUser", condition=ONRAMPS_ONLY),
-        *ops("iam", "GetUser", "ListGroupsForUser"),
-        *group_ops("AddUserToGroup"),
-    ),
-    resource=ResourceRecord("IAM user (app)", "user", "user"),
-    publishes=(Publish("app_user", "arn", "App user"),),
-    compare=_compare_app_user,
-    removal=USER_REMOVAL,
-)
-MEDIA_POLICY = StepKind(
-    key="iam.media_policy",
-    branch="iam",
-    title=lambda p: f"Policy {p['name']}, attached to {p['user']}",
-    instances=lambda spec: [_media_params(spec)],
-    after=("iam.app_user",),
-    calls=lambda p: [create_policy(p["name"], media_document(p)), attach_user_policy(p["user"], p["arn"])],
-    documents=lambda p: {"policy": media_document(p)},
-    operations=(
-        *ops("iam", "CreatePolicy", also=("iam:TagPolicy",)),
-        *ops(
-            "iam",
-            "GetPolicy",
-            "GetPolicyVersion",
-            "ListPolicyVersions",
-            "CreatePolicyVersion",
-            "DeletePolicyVersion",
-            "ListAttachedUserPolicies",
-        ),
-        *user_ops("AttachUserPolicy", condition=ATTACH_CONDITION),
-    ),
-    resource=ResourceRecord("IAM policy", "name", "policy"),
-    publishes=(Publish("policy", "arn", "Policy"),),
-    compare=_compare_media_policy,
-    removal=("remove.iam.media_policy",),
-)
-ACCESS_KEY = StepKind(
-    key="iam.access_key",
-    branch="iam",
-    title=lambda p: f"Access key for {p['user']}",
-    instances=lambda spec: [{"user": spec.app_name, "region": spec.region, "bucket": spec.bucket}],
-    after=("iam.media_policy",),
-    calls=lambda p: [create_access_key(p["user"])],
-    # Update and Delete: "Issue a new key" retires the old key.
-    operations=(
-        *ops("iam", "ListAccessKeys"),
-        *user_ops("CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey"),
-    ),
-    resource=ResourceRecord("Access key", "user", "access_key_id", arn_output=""),
-    publishes=(Publish("access_key_id", "access_key_id", "Access key id"),),
-    compare=_compare_access_key,
-    # On its own only when its user stays (released): a removed user's removal deletes its keys.
-    removal=("remove.iam.access_key",),
-)
-TEAM_MEMBER = StepKind(
-    key="team.member",
-    branch="team",
-    title=_member_title,
-    instances=lambda spec: [member_params(member, spec) for member in spec.team],
-    instance_id=lambda p: p["email"],
-    calls=_member_calls,
-    operations=(
-        *user_ops("CreateUser", also=("iam:TagUser",)),
-        *user_ops("TagUser", "CreateLoginProfile", "DetachUserPolicy", "DeleteLoginProfile"),
-        *ops("iam", "UpdateUser", condition=ONRAMPS_ONLY),
-        *ops("iam", "GetUser", "ListAttachedUserPolicies", "GetLoginProfile"),
-        *user_ops("AttachUserPolicy", condition=ATTACH_CONDITION),
-    ),
-    resource=ResourceRecord("IAM user (team)", "email", "user"),
-    publishes=(Publish("team", "arn", "Team user", many=True),),
-    reminders=lambda p: [BILLING_REMINDER] if p["role"] == MemberRole.TECH_LEAD else [],
-    compare=_compare_member,
-    removal=USER_REMOVAL,
-)
-BUCKET = StepKind(
-    key="s3.bucket",
-    branch="s3",
-    title=lambda p: f"Private bucket {p['bucket']} in {p['region']}, ACLs off",
-    instances=lambda spec: [{"bucket": spec.bucket, "region": spec.region}],
-    calls=lambda p: [create_bucket(p["bucket"], p["region"])],
-    operations=ops(
-        "s3",
-        "ListBuckets",
-        "CreateBucket",
-        "GetBucketLocation",
-        "GetBucketOwnershipControls",
-        "PutBucketOwnershipControls",
-    ),
-    resource=ResourceRecord("S3 bucket", "bucket", "bucket"),
-    publishes=(Publish("bucket", "arn", "Bucket"),),
-    compare=_compare_bucket,
-    removal=("remove.s3.bucket",),
-)
-PUBLIC_ACCESS_BLOCK = StepKind(
-    key="s3.public_access_block",
-    branch="s3",
-    title=lambda p: "Block Public Access (all four flags)",
-    instances=lambda spec: [{"bucket": spec.bucket}],
-    after=("s3.bucket",),
-    calls=lambda p: [put_public_access_block(p["bucket"])],
-    documents=lambda p: {"public_access_block": documents.public_access_block_document()},
-    operations=ops("s3", "GetPublicAccessBlock", "PutPublicAccessBlock"),
-    compare=_compare_public_access_block,
-)
-CORS = StepKind(
-    key="s3.cors",
-    branch="s3",
-    title=lambda p: f"CORS: GET from anywhere, uploads from {p['origin']}",
-    instances=lambda spec: [{"bucket": spec.bucket, "origin": spec.app_origin}],
-    after=("s3.public_access_block",),
-    calls=lambda p: [put_bucket_cors(p["bucket"], p["origin"])],
-    documents=lambda p: {"cors": documents.cors_document(app_origin=p["origin"])},
-    operations=ops("s3", "GetBucketCors", "PutBucketCors"),
-    compare=_compare_cors,
-)
-REPOSITORY = StepKind(
-    key="ecr.repository",
-    branch="ecr",
-    title=lambda p: f"ECR repository {p['repository']}, scanned on push",
-    instances=lambda spec: [{"repository": spec.ecr_repository}],
-    calls=lambda p: [create_repository(p["repository"])],
-    operations=(
-        *ops("ecr", "CreateRepository", also=("ecr:TagResource",)),
-        *ops("ecr", "DescribeRepositories", "PutImageScanningConfiguration"),
-    ),
-    resource=ResourceRecord("ECR repository", "repository", "repository"),
-    publishes=(Publish("repository_uri", "uri", "Repository"),),
-    compare=_compare_repository,
-    removal=("remove.ecr.repository",),
-)
-LIFECYCLE = StepKind(
-    key="ecr.lifecycle",
-    branch="ecr",
-    title=lambda p: f"ECR lifecycle policy ({len(documents.lifecycle_policy_document()['rules'])} rules)",
-    instances=lambda spec: [{"repository": spec.ecr_repository}],
-    after=("ecr.repository",),
-    calls=lambda p: [put_lifecycle_policy(p["repository"])],
-    documents=lambda p: {"lifecycle_policy": documents.lifecycle_policy_document()},
-    operations=ops("ecr", "GetLifecyclePolicy", "PutLifecyclePolicy"),
-    compare=_compare_lifecycle,
-)
-
-
 # --- Removing what Onramp made ------------------------------------------------------------------
-# Planned from the ledger, never from a spec (instances: none). Each removal step's parameters name the
-# resource ({"name": …, "resource": the ledger row's id, …}).
+# A removal kind is declared in the folder of the kind it removes. Planned from the ledger, never from a spec
+# (instances: none). Each removal step's parameters name the resource ({"name": …, "arn": …, …}).
 
 
-def _removal(key: str, title: Callable[[dict], str], operations: tuple[Operation, ...], **kwargs) -> StepKind:
+def removal_kind(key: str, title: Callable[[dict], str], operations: tuple[Operation, ...], **kwargs: Any) -> StepKind:
     return StepKind(
         key=key,
-        branch="remove",
+        branch=REMOVE_BRANCH,
+        runs=kwargs.pop("runs", "remove"),
         title=title,
         instances=lambda spec: [],
         instance_id=lambda p: p["name"],
@@ -900,168 +510,12 @@ def _removal(key: str, title: Callable[[dict], str], operations: tuple[Operation
     )
 
 
-def _user_step(suffix: str, title: str, *operations: Operation, calls=_no_calls) -> StepKind:
-    key = f"remove.user.{suffix}" if suffix else "remove.user"
-    return _removal(key, lambda p: title.format(user=p["name"]), operations, calls=calls)
-
-
-USER_REMOVAL_KINDS = (
-    _user_step(
-        "login_profile",
-        "{user}: end console access (delete the login profile)",
-        *ops("iam", "GetLoginProfile"),
-        *user_ops("DeleteLoginProfile"),
-    ),
-    _user_step(
-        "access_keys",
-        "{user}: delete the access keys",
-        *ops("iam", "ListAccessKeys"),
-        *user_ops("DeleteAccessKey"),
-    ),
-    _user_step(
-        "signing_certificates",
-        "{user}: delete the signing certificates",
-        *ops("iam", "ListSigningCertificates"),
-        *user_ops("DeleteSigningCertificate"),
-    ),
-    _user_step(
-        "ssh_public_keys",
-        "{user}: delete the SSH public keys",
-        *ops("iam", "ListSSHPublicKeys"),
-        *user_ops("DeleteSSHPublicKey"),
-    ),
-    _user_step(
-        "service_credentials",
-        "{user}: delete the service-specific credentials",
-        *ops("iam", "ListServiceSpecificCredentials"),
-        *user_ops("DeleteServiceSpecificCredential"),
-    ),
-    _user_step(
-        "mfa_devices",
-        "{user}: deactivate the MFA devices, and delete the virtual ones",
-        *ops("iam", "ListMFADevices"),
-        *user_ops("DeactivateMFADevice"),
-        # A virtual device is its own resource (arn:…:mfa/NAME), untagged by whoever made it: no condition can
-        # keep this to Onramp's users; the step deletes only a device it has just deactivated from one.
-        *ops("iam", "DeleteVirtualMFADevice"),
-    ),
-    _user_step(
-        "inline_policies",
-        "{user}: delete the inline policies",
-        *ops("iam", "ListUserPolicies"),
-        *user_ops("DeleteUserPolicy"),
-    ),
-    _user_step(
-        "attached_policies",
-        "{user}: detach the managed policies",
-        *ops("iam", "ListAttachedUserPolicies"),
-        *user_ops("DetachUserPolicy"),
-    ),
-    _user_step(
-        "groups",
-        "{user}: leave the groups",
-        *ops("iam", "ListGroupsForUser"),
-        *group_ops("RemoveUserFromGroup"),
-    ),
-    _user_step(
-        "",
-        "Delete the IAM user {user}",
-        *user_ops("DeleteUser"),
-        calls=lambda p: [ApiCall("iam", "DeleteUser", {"UserName": p["name"]})],
-    ),
-)
-REMOVAL_KINDS = (
-    *USER_REMOVAL_KINDS,
-    _removal(
-        "remove.account.alias",
-        lambda p: f"Delete the sign-in alias {p['name']}",
-        ops("iam", "DeleteAccountAlias"),
-        calls=lambda p: [ApiCall("iam", "DeleteAccountAlias", {"AccountAlias": p["name"]})],
-    ),
-    _removal(
-        "remove.iam.access_key",
-        lambda p: f"Delete the access key {p['name']} Onramp made for {p['user']} (the user stays)",
-        # The very permissions "Issue a new key" has: the role's policy is unchanged.
-        user_ops("UpdateAccessKey", "DeleteAccessKey"),
-        calls=lambda p: [ApiCall("iam", "DeleteAccessKey", {"UserName": p["user"], "AccessKeyId": p["name"]})],
-    ),
-    _removal(
-        "remove.iam.media_policy",
-        lambda p: f"Delete the policy {p['name']} (detached from everyone first)",
-        (
-            # Detaching from a user touches the user: only Onramp's (a role or another user keeps it attached,
-            # and the removal stops saying so).
-            *ops("iam", "ListEntitiesForPolicy", "ListPolicyVersions"),
-            *group_ops("DetachGroupPolicy"),
-            *ops("iam", "DeletePolicyVersion", "DeletePolicy"),
-            *user_ops("DetachUserPolicy"),
-        ),
-        calls=lambda p: [ApiCall("iam", "DeletePolicy", {"PolicyArn": p["arn"]})],
-    ),
-    _removal(
-        "remove.iam.group",
-        lambda p: f"Delete the group {p['name']} (its members leave it first)",
-        (
-            *ops("iam", "GetGroup", "ListAttachedGroupPolicies", "ListGroupPolicies"),
-            *group_ops("DetachGroupPolicy", "DeleteGroupPolicy", "DeleteGroup", "RemoveUserFromGroup"),
-        ),
-        calls=lambda p: [ApiCall("iam", "DeleteGroup", {"GroupName": p["name"]})],
-    ),
-    _removal(
-        "remove.s3.bucket",
-        lambda p: f"Delete the bucket {p['name']}" + (" and everything in it" if p.get("confirmed") else " (empty)"),
-        # GetBucketVersioning and GetObjectLockConfiguration only to say why a bucket cannot be emptied.
-        ops(
-            "s3",
-            "ListObjectVersions",
-            "DeleteObjects",
-            "DeleteBucket",
-            "GetBucketVersioning",
-            "GetObjectLockConfiguration",
-        ),
-        calls=lambda p: [ApiCall("s3", "DeleteBucket", {"Bucket": p["name"]})],
-    ),
-    _removal(
-        "remove.ecr.repository",
-        lambda p: f"Delete the ECR repository {p['name']}" + (" and its images" if p.get("confirmed") else ""),
-        ops("ecr", "ListImages", "DeleteRepository"),
-        calls=lambda p: [
-            ApiCall("ecr", "DeleteRepository", {"repositoryName": p["name"], "force": bool(p.get("confirmed"))})
-        ],
-    ),
-)
-
 # The plan's checks (provisioning/checks.py): read-only calls beside the plan's read and the run's preflight.
 CHECK_OPERATIONS = (
     *ops("iam", "GetAccountSummary", "ListAccountAliases", "ListAccessKeys", "ListAttachedUserPolicies"),
     *ops("s3", "ListBuckets", "HeadBucket"),
     *ops("ec2", "DescribeRegions"),
 )
-
-REGISTRY = Registry(
-    (
-        PREFLIGHT,
-        ACCOUNT_ALIAS,
-        GROUP,
-        APP_USER,
-        MEDIA_POLICY,
-        ACCESS_KEY,
-        TEAM_MEMBER,
-        BUCKET,
-        PUBLIC_ACCESS_BLOCK,
-        CORS,
-        REPOSITORY,
-        LIFECYCLE,
-        *REMOVAL_KINDS,
-    ),
-    extra_operations=CHECK_OPERATIONS,
-)
-
-
-def role_grants(action: str, registry: Registry = REGISTRY) -> list[tuple[tuple, str]]:
-    """How this version of the role's template allows `action`: (condition, resource) of each statement granting
-    it, [] when none does. An AccessDenied sentence tells "the role lacks it" from "a condition refused it" with it."""
-    return list(dict.fromkeys((op.condition, op.resource) for op in registry.operations() if action in op.actions))
 
 
 _SOURCE_IDENTITY_CHARS = re.compile(r"[^A-Za-z0-9_+=,.@-]")

@@ -9,10 +9,11 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from provisioning import registry, vault
+from provisioning import vault
 from provisioning.audit.chain import audit_record
 from provisioning.aws import AwsAccount, account_for_spec, aws_work, error_translate
 from provisioning.errors import OnrampError
+from provisioning.kinds.iam_access_key import declaration as access_key
 from provisioning.ledger import ledger_access_key, ledger_holds_user
 from provisioning.models import AuditEvent, Credential, Run
 from provisioning.spec import spec_from_json
@@ -32,7 +33,7 @@ def _key_work(run: Run, user, doing: str, work: Callable[[AwsAccount], object]):
         actor_id=user.pk,
         customer_id=run.customer_id,
         run_id=run.pk,
-        step_key=registry.ACCESS_KEY.key,
+        step_key=access_key.KEY,
     ) as log:
         try:
             account = account_for_spec(
@@ -86,7 +87,7 @@ def access_key_rotate_start(*, run: Run, user: User) -> Credential:
                 code="TwoKeysAlready",
             )
         old = keys[0]["AccessKeyId"] if keys else ""
-        created = account.send(registry.create_access_key(user_name))["AccessKey"]
+        created = account.send(access_key.create_access_key(user_name))["AccessKey"]
         return vault.credential_seal(
             secret=created.pop("SecretAccessKey"),
             run=run,

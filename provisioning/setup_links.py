@@ -23,6 +23,7 @@ from provisioning.audit.chain import audit_record
 from provisioning.aws import account_connect, aws_work
 from provisioning.errors import OnrampError
 from provisioning.identity.permissions import customer_permission_check
+from provisioning.kinds.preflight.aws import identity_check, role_version_read
 from provisioning.models import AuditEvent, Customer, SetupLink, SetupLinkOpening
 from provisioning.registry import (
     MANAGED_BY_CONDITION_KEY,
@@ -33,7 +34,6 @@ from provisioning.registry import (
 )
 from provisioning.role.published import STACK_NAME, published_template_url, quick_create_url
 from provisioning.role.template import access_policy_document
-from provisioning.steps.sts import identity_check, role_version_read
 from provisioning.vocabulary import Access
 
 WATCH_TASK = "provisioning.tasks.setup_watch"

@@ -32,9 +32,6 @@ class MediaScope(models.TextChoices):
     ALL = "all", "Every bucket in the account, as the runbook has it"
 
 
-# The resource kinds that are IAM users: removing one ends its password's and access keys' use.
-USER_KINDS = ("iam.app_user", "team.member")
-
 # The tag Onramp puts on what it creates (where AWS allows tags), and what the role's delete
 # permissions are conditioned on.
 MANAGED_BY_TAG = ("managed-by", "onramp")

@@ -24,9 +24,11 @@ from django.test import override_settings
 
 from portal.celery import app as celery_app
 from provisioning import vault
-from provisioning.aws import run_accounts
+from provisioning.aws import current_call_log, process_session, run_accounts
 from provisioning.engine.runs import run_create
+from provisioning.kinds import REGISTRY
 from provisioning.models import Credential, Customer, Run
+from provisioning.registry import Registry
 from provisioning.role import template as role_template
 from provisioning.spec import spec_parse
 from sandbox.controller import Sandbox
@@ -110,6 +112,51 @@ def customer_keys_give(aws, customer: Customer, *, account_id: str) -> tuple[str
     return EXAMPLE_KEYS
 
 
+# --- Every operation a step sends is one its kind declares --------------------------------------------------
+# The customer's role is granted exactly the declared operations (provisioning.customers): a step that calls one
+# its kind does not declare would fail in a customer's account. Every client Onramp makes copies the process
+# session's event handlers, so this hook sees each call; the running step is the call log's (aws_work's step_key).
+
+
+class UndeclaredOperation(Exception):
+    """A step called an operation its kind does not declare (raised in the step, recorded for the test)."""
+
+
+DECLARED: dict[str, Registry] = {"registry": REGISTRY}  # what steps are held to (a test may put a narrower one)
+UNDECLARED: list[str] = []  # each refusal, asserted empty after every test that reaches the sandbox
+
+
+def operation_refusal(registry: Registry, step_key: str, service: str, operation: str) -> str:
+    """Why a step may not call `service`'s `operation`, or "" when its kind declares it. AssumeRole is the portal's
+    own call (its trust policy's, not the role's); the preflight reads the account again and repeats the plan's
+    checks, so it may call whatever the registry declares, as may audited work outside a step (a plan's read and
+    checks, a drift check)."""
+    if (service, operation) == ("sts", "AssumeRole"):
+        return ""
+    kind = registry.kind_of(step_key) if step_key else None
+    allowed = registry.operations() if kind is None or kind.always else kind.operations
+    if any(op.service == service and op.name == operation for op in allowed):
+        return ""
+    who = step_key or "audited work outside a step"
+    return f"{who}: {service} {operation} is not among the operations {'its kind' if kind else 'the registry'} declares"
+
+
+def _undeclared_refuse(model, **kwargs) -> None:
+    log = current_call_log.get()
+    if log is None:  # not Onramp's audited work in an account (the tests' own set-up, the sandbox's)
+        return
+    refusal = operation_refusal(DECLARED["registry"], log.step_key, model.service_model.service_name, model.name)
+    if refusal:
+        UNDECLARED.append(refusal)
+        raise UndeclaredOperation(refusal)
+
+
+def declared_operations_hook() -> None:
+    process_session().events.register(
+        "before-parameter-build.*.*", _undeclared_refuse, unique_id="tests-declared-operations"
+    )
+
+
 @pytest.fixture(scope="session")
 def sandbox():
     """The strict sandbox's server, once per test session, reset before each test that uses it (`aws`).
@@ -120,6 +167,7 @@ def sandbox():
     settings_override.enable()
     saved = {name: os.environ.get(name) for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = PORTAL_KEYS
+    declared_operations_hook()
     yield server
     for name, value in saved.items():
         if value is None:
@@ -163,6 +211,8 @@ def aws(sandbox, request):
         customer_role_deploy(sandbox)
         sandbox.snapshot_take(snapshot)
     yield sandbox
+    refused, UNDECLARED[:] = list(UNDECLARED), []
+    assert refused == [], "steps called operations their kinds do not declare"
 
 
 @pytest.fixture(scope="session")

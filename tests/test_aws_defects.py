@@ -8,9 +8,10 @@ import pytest
 
 from provisioning.aws import account_connect
 from provisioning.errors import AwsError, StepFailed
+from provisioning.kinds.s3_bucket import aws as s3_bucket
 from provisioning.models import StepRun
-from provisioning.steps import removal, s3
 from provisioning.steps.base import StepContext
+from provisioning.steps.tables import tables
 from tests.awsread import account_session
 from tests.conftest import CUSTOMER_ACCOUNT, EXAMPLE_KEY_ID_2, EXTERNAL_ID, customer_for, spec_data
 
@@ -24,13 +25,13 @@ def _account(region: str = "us-west-2"):
     return account_connect(customer=customer, region=region, session_name="defects", source_identity="alice")
 
 
-def _context(account, key: str, params: dict) -> StepContext:
-    return StepContext(run=None, step=StepRun(key=key), account=account, params=params)
+def _context(account, key: str, params: dict, *, known: bool = False) -> StepContext:
+    return StepContext(run=None, step=StepRun(key=key), account=account, params=params, known=known)
 
 
 def _bucket_removal(account, name: str = BUCKET):
     params = {"name": name, "confirmed": True}
-    return removal.bucket(_context(account, f"remove.s3.bucket:{name}", params), params)
+    return s3_bucket.remove(_context(account, f"remove.s3.bucket:{name}", params), params)
 
 
 def _admin_s3(sandbox):
@@ -108,7 +109,7 @@ def test_point_2_a_bucket_past_the_first_list_page_is_found_as_ours(db, aws):
     for name in ("aaa-first", "aaa-second", BUCKET):
         admin.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
     aws.configure(list_buckets_page=1)
-    found = s3.bucket_read(_account(), {"bucket": BUCKET})
+    found = s3_bucket.read(_account(), {"bucket": BUCKET})
     assert found == {"region": "us-west-2", "ownership": found["ownership"]}
 
 
@@ -121,7 +122,7 @@ def test_point_3_a_removed_users_virtual_mfa_device_is_deleted_not_only_deactiva
     )
 
     params = {"name": "lead"}
-    result = removal.REMOVERS["remove.user.mfa_devices"](
+    result = tables().executors["remove.user.mfa_devices"](
         _context(_account(), "remove.user.mfa_devices:lead", params), params
     )
     assert result.outputs["removed"] == [serial]
@@ -179,9 +180,9 @@ def test_point_9_adopting_a_bucket_whose_acl_grants_others_says_so_in_a_sentence
         ObjectOwnership="ObjectWriter",
         ACL="public-read",
     )
-    params = {"bucket": BUCKET, "region": "us-west-2", "known": True}
+    params = {"bucket": BUCKET, "region": "us-west-2"}
     with pytest.raises(StepFailed) as refused:
-        s3.bucket(_context(_account(), "s3.bucket", params), params)
+        s3_bucket.execute(_context(_account(), "s3.bucket", params, known=True), params)
     assert refused.value.code == "BucketAclGrantsOthers"
     assert "has an ACL that grants access to others" in str(refused.value)
     assert "set the bucket's ACL back to private" in str(refused.value)
@@ -229,7 +230,7 @@ def test_point_4_removing_a_user_outside_onramps_path_names_the_roles_reach(db, 
     iam.create_user(UserName="bob", Tags=[{"Key": "managed-by", "Value": "onramp"}])  # made by hand, even tagged
     params = {"name": "bob"}
     with pytest.raises(AwsError) as refused:
-        removal.REMOVERS["remove.user"](_context(_account(), "remove.user:bob", params), params)
+        tables().executors["remove.user"](_context(_account(), "remove.user:bob", params), params)
     assert "a condition of the customer's role refused iam:DeleteUser on arn:aws:iam::111122223333:user/bob" in str(
         refused.value
     )

@@ -9,10 +9,10 @@ from parliament import analyze_policy_string
 
 from provisioning import customers
 from provisioning.aws import settle
+from provisioning.kinds.s3_bucket.aws import bucket_region
 from provisioning.models import AuditEvent, Customer, Run
 from provisioning.registry import ATTACHABLE_POLICIES, ROLE_NAME, ROLE_TEMPLATE_VERSION, managed_policy_arn
 from provisioning.role import template as role_template
-from provisioning.steps.s3 import bucket_region
 from tests.awsread import account_session
 from tests.conftest import CUSTOMER_ACCOUNT, customer_make, start_run, wait_for_run
 

@@ -103,6 +103,7 @@ def test_the_step_context_is_typed():
         "step": "StepRun",
         "account": "AwsAccount",
         "params": "dict[str, Any]",
+        "known": "bool",
     }
     methods = [n for n in context.body if isinstance(n, ast.FunctionDef)]
     assert methods and {m.name: unannotated(m) for m in methods if unannotated(m)} == {}

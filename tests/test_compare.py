@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 import pytest
 
 from provisioning import documents, drift
+from provisioning.kinds import REGISTRY
+from provisioning.kinds.team_member.declaration import member_policies
 from provisioning.plan import Action
-from provisioning.registry import CHANGE_PASSWORD_POLICY, REGISTRY, member_policies
+from provisioning.registry import CHANGE_PASSWORD_POLICY
 from provisioning.spec import spec_parse
 from tests.conftest import spec_data
 

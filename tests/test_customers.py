@@ -1,19 +1,18 @@
 """The role's documents (provisioning/role/template.py), the permissions they grant against what the code calls,
 and checking a customer's connection (provisioning/customers.py) against the sandbox."""
 
-import ast
 import json
 from pathlib import Path
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
 import provisioning
 from provisioning import customers
 from provisioning.aws import account_connect
+from provisioning.kinds import REGISTRY
 from provisioning.models import AuditEvent, Run
-from provisioning.registry import REGISTRY, Operation
+from provisioning.registry import Operation
 from provisioning.role import template as role_template
 from provisioning.vocabulary import Access
 from tests.conftest import (
@@ -29,57 +28,6 @@ from tests.conftest import (
 PORTAL = "123456789012"
 OTHER_ACCOUNT = "444455556666"
 SERVICES = ("sts", "iam", "s3", "ecr")
-# The plan's checks also ask EC2 which opt-in Regions the account enabled (never a run's step in us-west-2).
-CHECK_SERVICES = ("ec2",)
-# Where Onramp calls AWS inside a customer's account: the steps, the key rotation, the plan's checks, and the calls the
-# registry declares (the steps send those as declared).
-APP = Path(provisioning.__file__).parent
-CODE = [*sorted((APP / "steps").glob("*.py")), APP / "rotation.py", APP / "checks.py"]
-REGISTRY_FILE = APP / "registry.py"
-
-
-def _api_names() -> dict[str, dict[str, str]]:
-    """botocore's own table, per service: python method name -> API operation name."""
-    return {
-        service: boto3.client(
-            service, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
-        ).meta.method_to_api_mapping
-        for service in (*SERVICES, *CHECK_SERVICES)
-    }
-
-
-def _operations_in_code() -> dict[str, set[str]]:
-    """Every boto3 call in the code, found by reading it: `iam.create_user(...)`, `s3.list_buckets()`,
-    `ctx.client("sts").get_caller_identity()`, `s3.get_paginator("list_buckets")`, named as botocore names the API
-    operation."""
-    names = _api_names()
-    found: dict[str, set[str]] = {}
-    for file in CODE:
-        for node in ast.walk(ast.parse(file.read_text())):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-                continue
-            receiver, method = node.func.value, node.func.attr
-            if method == "get_paginator" and node.args and isinstance(node.args[0], ast.Constant):
-                method = node.args[0].value  # s3.get_paginator("list_buckets") calls ListBuckets, page by page
-            service = None
-            if isinstance(receiver, ast.Name) and receiver.id in names:
-                service = receiver.id
-            elif (
-                isinstance(receiver, ast.Call)
-                and isinstance(receiver.func, ast.Attribute)
-                and receiver.func.attr == "client"
-                and receiver.args
-                and isinstance(receiver.args[0], ast.Constant)
-            ):
-                service = receiver.args[0].value
-            if service in names and method in names[service]:
-                found.setdefault(service, set()).add(names[service][method])
-    for node in ast.walk(ast.parse(REGISTRY_FILE.read_text())):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "ApiCall":
-            service, operation = (arg.value for arg in node.args[:2])
-            if (service, operation) != ("sts", "AssumeRole"):  # the portal's own call; the trust policy allows it
-                found.setdefault(service, set()).add(operation)
-    return found
 
 
 def _template_actions(template: dict) -> set[str]:
@@ -106,25 +54,18 @@ def test_trust_policy_lets_only_the_portal_account_in_and_only_with_the_external
     assert _template("f" * 40)["Resources"]["OnrampAccessRole"]["Properties"]["AssumeRolePolicyDocument"] == policy
 
 
-def test_the_declared_operations_are_exactly_the_ones_the_code_calls():
-    in_code = _operations_in_code()
-    declared: dict[str, set[str]] = {}
-    for operation in REGISTRY.operations():
-        declared.setdefault(operation.service, set()).add(operation.name)
-    assert in_code == declared
-    assert len(in_code["iam"]) >= 20  # the scan really reads the steps
+# That each call the code makes is one its step's kind declares is checked on every call of every test, by
+# tests/conftest.py's hook (operation_refusal), not by reading the source; tests/test_kinds.py proves the hook.
 
 
-def test_the_templates_actions_cover_every_call_in_the_code_and_nothing_beyond():
-    expected = {
-        a for service, ops in _operations_in_code().items() for op in ops for a in Operation(service, op).actions
-    }
-    # Creating with tags is authorised as tagging too; nothing else is added.
-    expected |= {"iam:TagUser", "iam:TagPolicy", "ecr:TagResource"}
+def test_the_templates_actions_are_the_declared_operations_and_nothing_beyond():
+    expected = {action for operation in REGISTRY.operations() for action in operation.actions}
     actions = _template_actions(_template())
     assert actions == expected
     assert not any("*" in action for action in actions)
     assert {"s3:ListAllMyBuckets", "s3:PutBucketCORS", "s3:PutBucketPublicAccessBlock"} <= actions
+    assert {"iam:TagUser", "iam:TagPolicy", "ecr:TagResource"} <= actions  # creating with tags is tagging too
+    assert {"ecr:GetRepositoryPolicy", "ecr:DeleteRepositoryPolicy"} <= actions  # the kind ecr.repository_policy
 
 
 def test_a_full_onboarding_calls_only_what_the_template_allows(worker, alice):

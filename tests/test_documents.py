@@ -105,10 +105,10 @@ def test_a_stored_spec_comes_back_equal_without_a_second_validation():
 
 
 def test_every_declared_step_has_a_step_function_and_every_function_a_declaration():
-    from provisioning.registry import REGISTRY
-    from provisioning.steps import EXECUTORS
+    from provisioning.kinds import REGISTRY
+    from provisioning.steps.tables import tables
 
     kinds = {s.kind for s in plan_build(spec_parse(spec_data()))}
     removals = {removal for kind in REGISTRY.kinds for removal in kind.removal}
-    assert kinds | removals == {kind.key for kind in REGISTRY.kinds} == set(EXECUTORS)
+    assert kinds | removals == {kind.key for kind in REGISTRY.kinds} == set(tables().executors)
     assert all(REGISTRY.kind_of(key).branch == "remove" for key in removals)  # planned from the ledger only

@@ -138,7 +138,7 @@ DRIFTS = {
             .ecr(REGION)
             .delete_repository(repositoryName="acme-app", force=True)
         ),
-        "ecr.repository ecr.lifecycle",  # its lifecycle policy goes with it
+        "ecr.repository ecr.lifecycle ecr.repository_policy",  # its settings go with it
         "ECR repository acme-app, scanned on push: resource: expected there, found missing",
     ),
     "lifecycle policy": (

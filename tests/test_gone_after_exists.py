@@ -6,11 +6,11 @@ stubbed at the boto3 client boundary; the read is the sandbox's own."""
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from provisioning import registry
 from provisioning.aws import account_connect
 from provisioning.errors import StepFailed
+from provisioning.kinds.ecr_repository import aws as ecr_repository
+from provisioning.kinds.iam_media_policy import aws as media_policy
 from provisioning.models import StepRun
-from provisioning.steps import ecr, iam
 from provisioning.steps.base import StepContext
 from tests.conftest import CUSTOMER_ACCOUNT, customer_for, spec_data
 
@@ -36,9 +36,9 @@ def test_a_repository_that_exists_then_is_gone_stops_the_step_with_a_sentence(db
     account = _account()
     _already_exists(account.client("ecr"), "CreateRepository", "RepositoryAlreadyExistsException")
     params = {"repository": "acme-app"}
-    ctx = StepContext(run=None, step=StepRun(key=registry.REPOSITORY.key), account=account, params=params)
+    ctx = StepContext(run=None, step=StepRun(key=ecr_repository.declaration.KEY), account=account, params=params)
     with pytest.raises(StepFailed) as failed:
-        ecr.repository(ctx, params)
+        ecr_repository.execute(ctx, params)
     assert str(failed.value).startswith("The ECR repository acme-app already existed when Onramp tried to create it")
     assert "Run again once they are done." in str(failed.value)
 
@@ -48,7 +48,7 @@ def test_a_policy_that_exists_then_is_gone_stops_the_step_with_a_sentence(db, aw
     _already_exists(account.client("iam"), "CreatePolicy", "EntityAlreadyExists")
     arn = f"arn:aws:iam::{CUSTOMER_ACCOUNT}:policy/acme-app-media"
     params = {"name": "acme-app-media", "arn": arn, "user": "acme-app", "bucket": "acme-app-media", "scope": "bucket"}
-    ctx = StepContext(run=None, step=StepRun(key=registry.MEDIA_POLICY.key), account=account, params=params)
+    ctx = StepContext(run=None, step=StepRun(key=media_policy.declaration.KEY), account=account, params=params)
     with pytest.raises(StepFailed) as failed:
-        iam.media_policy(ctx, params)
+        media_policy.execute(ctx, params)
     assert str(failed.value).startswith("The policy acme-app-media already existed when Onramp tried to create it")

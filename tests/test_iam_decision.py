@@ -6,7 +6,7 @@ shows the rule refusing what AWS refuses and, with the rule off (moto's evaluato
 import pytest
 
 from provisioning.aws import PORTAL_ACTIONS
-from provisioning.registry import REGISTRY
+from provisioning.kinds import REGISTRY
 from provisioning.role import template as role_template
 from sandbox import iam_eval
 from sandbox.iam_eval import ALLOW, EXPLICIT_DENY, IMPLICIT_DENY, operator_holds, policies_decide

@@ -12,10 +12,10 @@ from django.urls import reverse
 
 from provisioning.customers import CustomerOffboarded
 from provisioning.engine.runs import run_create
+from provisioning.kinds.iam_user_removal.declaration import USER_REMOVAL
 from provisioning.models import AccountRead, AuditEvent, Credential, Customer, Resource, Run
 from provisioning.offboarding import OffboardRefused, offboard_confirm, offboard_start
 from provisioning.plan import plan_registry, plan_run_steps
-from provisioning.registry import USER_REMOVAL
 from provisioning.spec import spec_parse
 from provisioning.vocabulary import OffboardMode
 from tests.awsread import account_session
@@ -265,7 +265,7 @@ def test_an_offboarding_removes_a_user_before_its_group_and_its_policy_before_th
 def test_each_step_of_a_users_removal_waits_on_the_one_before_it():
     """AWS refuses DeleteUser while the user still has keys, a password, groups, policies… (DeleteConflict), and
     two removal steps of one user at once race each other: within one user's removal, each step waits on the
-    step before it, in registry.USER_REMOVAL's order, and the first waits for what comes before the removals."""
+    step before it, in USER_REMOVAL's order, and the first waits for what comes before the removals."""
     spec = spec_parse(spec_data(team=[]))
     rows = [
         ("iam.app_user", "acme-app", {"name": "acme-app"}),

@@ -11,10 +11,12 @@ import pytest
 from provisioning import documents
 from provisioning.checks import checks_blocking
 from provisioning.engine.runs import run_create
+from provisioning.kinds.ecr_lifecycle.declaration import put_lifecycle_policy
+from provisioning.kinds.iam_media_policy.declaration import create_policy
 from provisioning.models import AccountRead, AuditEvent, Resource, Run
 from provisioning.plan import plan_decide
 from provisioning.reads import account_read_start
-from provisioning.registry import CHANGE_PASSWORD_POLICY, create_policy, put_lifecycle_policy
+from provisioning.registry import CHANGE_PASSWORD_POLICY
 from provisioning.spec import MediaScope, spec_parse
 from tests.awsread import account_session
 from tests.conftest import (

@@ -14,11 +14,11 @@ from awscli.clidriver import create_clidriver
 from botocore import xform_name
 
 from provisioning.engine.finish import run_summary
+from provisioning.kinds import REGISTRY
 from provisioning.models import AuditEvent, Run, StepRun
 from provisioning.plan import plan_build, plan_transcript
 from provisioning.registry import (
     GENERATED,
-    REGISTRY,
     ApiCall,
     Publish,
     Registry,

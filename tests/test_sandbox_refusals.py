@@ -8,10 +8,10 @@ import pytest
 
 from provisioning.aws import OPT_IN_REGIONS, account_connect
 from provisioning.errors import StepFailed
+from provisioning.kinds.iam_user_removal.aws import _USER_PARTS
 from provisioning.models import StepRun
-from provisioning.steps import removal
 from provisioning.steps.base import StepContext
-from provisioning.steps.removal import _USER_PARTS
+from provisioning.steps.tables import tables
 from sandbox.refusals import OPT_IN_REGIONS as SANDBOX_OPT_IN_REGIONS
 from tests.conftest import CUSTOMER_ACCOUNT, EXAMPLE_KEY_ID_2, finished_run
 from tests.test_sandbox import OTHER_ACCOUNT, _client, _error, _user
@@ -213,7 +213,8 @@ def test_a_new_access_key_cannot_sign_for_a_moment(aws):
 
 
 def test_point_2_removing_a_login_profile_made_moments_ago_waits_out_entity_temporarily_unmodifiable(aws):
-    """The removal step's delete (provisioning/steps/removal.py) right after an onboarding's CreateLoginProfile:
+    """The removal step's delete (provisioning/kinds/iam_user_removal/aws.py) right after an onboarding's
+    CreateLoginProfile:
     AWS answers EntityTemporarilyUnmodifiable for a moment, and the step waits it out (bounded by
     AWS_SETTLE_SECONDS) instead of failing the decommission."""
     aws.configure(login_profile_window=3.0)
@@ -397,7 +398,7 @@ def _removal_ready(aws, alice, user: str = "acme-app"):
 def _removal_step(run, account, key: str, params: dict):
     """Run one removal step as the engine would, its outcome recorded on the run (what later steps read)."""
     step = StepRun.objects.create(run=run, key=key, title=key, branch="iam", position=run.steps.count(), params=params)
-    result = removal.REMOVERS[key.split(":", 1)[0]](
+    result = tables().executors[key.split(":", 1)[0]](
         StepContext(run=run, step=step, account=account, params=params), params
     )
     StepRun.objects.filter(pk=step.pk).update(state=StepRun.State.SUCCEEDED, outputs=result.outputs)

@@ -15,12 +15,13 @@ from provisioning.aws import NO_ANSWER_ERRORS, account_for_run, aws_work, error_
 from provisioning.engine.dispatch import CLAIM, run_dispatch, run_lock
 from provisioning.engine.finish import worker_label
 from provisioning.errors import InternalError, OnrampError
+from provisioning.kinds import REGISTRY
 from provisioning.ledger import ledger_end, ledger_record
 from provisioning.models import AuditEvent, Resource, Run, StepRun
 from provisioning.plan import Action
-from provisioning.registry import REGISTRY
 from provisioning.spec import Spec, spec_from_json
-from provisioning.steps import EXECUTORS, StepContext
+from provisioning.steps.base import StepContext
+from provisioning.steps.tables import tables
 
 logger = logging.getLogger(__name__)
 State = StepRun.State
@@ -39,10 +40,21 @@ def _retry_delay(attempt: int) -> float:
     return round(random.uniform(ceiling / 2, ceiling), 2)  # noqa: S311 (jitter, not a secret)
 
 
+# A step recorded before StepRun.flags has its plan's flags in its parameters: read from there too.
+_FLAGS = ("known", "ends")
+
+
+def step_split(step: StepRun) -> tuple[dict, dict]:
+    """(the step's declared parameters as stored, how the plan runs it: StepRun.flags, "known" and "ends")."""
+    params = dict(step.params or {})
+    flags = {name: params.pop(name) for name in _FLAGS if name in params}
+    return params, {**flags, **(step.flags or {})}
+
+
 def _step_params(step: StepRun, spec: Spec) -> dict:
     """The step's declared parameters (a step recorded before they were stored gets them from the spec)."""
     if step.params:
-        return step.params
+        return step_split(step)[0]
     kind = REGISTRY.kind_of(step.key)
     return next(params for params in kind.instances(spec) if kind.step_key(params) == step.key)
 
@@ -51,8 +63,10 @@ def _step_call(step: StepRun, run: Run):
     """Run the step's function against the account: its result, or the error that stopped it."""
     try:
         spec = spec_from_json(run.spec)
-        context = StepContext(run=run, step=step, account=account_for_run(run, spec), params=_step_params(step, spec))
-        return EXECUTORS[REGISTRY.kind_of(step.key).key](context, context.params), None
+        account, params = account_for_run(run, spec), _step_params(step, spec)
+        known = bool(step_split(step)[1].get("known"))
+        context = StepContext(run=run, step=step, account=account, params=params, known=known)
+        return tables().executors[REGISTRY.kind_of(step.key).key](context, context.params), None
     except OnrampError as exc:
         return None, exc
     except NO_ANSWER_ERRORS as exc:  # no usable answer from AWS escapes the steps' ClientError handling
@@ -176,8 +190,8 @@ def _ledger_after(run: Run, step: StepRun, result) -> None:
     """What a finished step leaves in the ledger: its resource, created or adopted; or, for the last step of
     a removal, the resources it removed."""
     kind = REGISTRY.kind_of(step.key)
-    params = step.params or {}
+    params, flags = step_split(step)
     if kind.resource is not None:
         ledger_record(run=run, kind=kind, params=params, outputs={**step.outputs, **result.outputs})
-    if params.get("ends"):
-        ledger_end(run=run, resource_ids=params["ends"], state=Resource.State.REMOVED)
+    if flags.get("ends"):
+        ledger_end(run=run, resource_ids=flags["ends"], state=Resource.State.REMOVED)

@@ -11,12 +11,14 @@ from django.utils import timezone
 from provisioning import documents, vault
 from provisioning.audit.chain import CallLog, audit_record
 from provisioning.aws import run_accounts
+from provisioning.kinds import REGISTRY
+from provisioning.kinds.iam_access_key import declaration as access_key
 from provisioning.ledger import ledger_end, ledger_labels, ledger_outputs
 from provisioning.models import AuditEvent, Customer, PlanApproval, Resource, Run, StepRun
 from provisioning.plan import Action
-from provisioning.registry import REGISTRY, ROLE_NAME, Registry
+from provisioning.registry import ROLE_NAME, Registry
 from provisioning.spec import Spec, spec_from_json
-from provisioning.vocabulary import USER_KINDS, RunKind
+from provisioning.vocabulary import RunKind
 
 State = StepRun.State
 
@@ -135,8 +137,8 @@ def _removed_secrets_wipe(run: Run) -> None:
     waiting to be revealed, and the sealed secret of an access key it deleted: nothing is left to sign in or
     call AWS with, and the portal no longer offers them. Each wipe is audited with the reason."""
     removed = Resource.objects.filter(removed_by_run=run, state=Resource.State.REMOVED)
-    users = [row.name for row in removed.filter(kind__in=USER_KINDS)]
-    keys = [row.name for row in removed.filter(kind="iam.access_key")]
+    users = [row.name for row in removed.filter(kind__in=REGISTRY.user_kinds())]
+    keys = [row.name for row in removed.filter(kind=access_key.KEY)]
     which = "the offboarding" if run.offboard else f"run {run.short_id}"
     vault.credentials_wipe(customer_id=run.customer_id, user_names=users, reason=f"{which} removed the user")
     vault.credentials_wipe(customer_id=run.customer_id, access_key_ids=keys, reason=f"{which} deleted the access key")

@@ -136,6 +136,7 @@ def _run_record(
             position=index,
             depends_on=list(step.depends_on),
             params=step.params,
+            flags=step.flags,
             # The run's first dispatch, made here without reading what was just written: the steps that
             # wait on nothing are queued (ready now), and sent once this transaction commits.
             queued_at=None if step.depends_on else now,

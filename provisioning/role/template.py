@@ -5,6 +5,7 @@ version). Pure builders: the admin, the set-up page and the publisher only rende
 from typing import Any
 
 from provisioning.aws import PORTAL_ACTIONS
+from provisioning.kinds import REGISTRY
 from provisioning.models import EXTERNAL_ID_MAX, EXTERNAL_ID_MIN
 from provisioning.registry import (
     ASSUME_SECONDS,
@@ -12,7 +13,6 @@ from provisioning.registry import (
     MANAGED_TAGS,
     ONRAMPS_GROUPS,
     ONRAMPS_USERS,
-    REGISTRY,
     ROLE_NAME,
     ROLE_TEMPLATE_VERSION,
     ROLE_TRUST_ACTIONS,

@@ -5,9 +5,10 @@ from typing import Any
 
 from provisioning import vault
 from provisioning.aws import AwsAccount, settle
+from provisioning.kinds import REGISTRY
 from provisioning.ledger import ledger_previous
 from provisioning.models import Credential, Run, StepRun
-from provisioning.registry import REGISTRY, ApiCall
+from provisioning.registry import ApiCall
 
 # AWS answered "already exists" to a create, then "no such entity" to the read just after: someone is
 # deleting it at the same time. Nothing to compare; the next run starts afresh.
@@ -22,7 +23,9 @@ class StepContext:
     run: Run
     step: StepRun
     account: AwsAccount
-    params: dict[str, Any]  # this step's parameters, from its declaration (provisioning.registry)
+    params: dict[str, Any]  # this step's parameters, from its declaration (its kind's folder)
+    # The plan read this resource in the account: change it in place, without trying to create it (StepRun.flags).
+    known: bool = False
 
     def client(self, service: str) -> Any:
         return self.account.client(service)
@@ -57,11 +60,6 @@ class StepContext:
             return None
         identity = str(self.params.get(kind.resource.identity_param) or "")
         return ledger_previous(customer_id=self.run.customer_id, kind=kind.key, identity=identity)
-
-    @property
-    def known(self) -> bool:
-        """The plan read this resource in the account: change it in place, without trying to create it."""
-        return bool(self.params.get("known"))
 
     def created_by_run(self, key: str) -> bool:
         """Whether this run's step `key` created its resource (rather than finding it there; a plan that keeps

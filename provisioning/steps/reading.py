@@ -11,46 +11,23 @@ from concurrent.futures import wait
 from django.conf import settings
 
 from provisioning.aws import AwsAccount, aws_beside
+from provisioning.kinds import REGISTRY
+from provisioning.kinds.common_aws import user_found
 from provisioning.plan import plan_build, plan_orphans
-from provisioning.registry import REGISTRY, Registry
+from provisioning.registry import Registry
 from provisioning.spec import Spec
-from provisioning.steps import ecr, iam, s3
+from provisioning.steps.tables import tables
 
-READERS = {
-    "account.alias": iam.alias_read,
-    "iam.group": iam.group_read,
-    "iam.app_user": iam.app_user_read,
-    "iam.media_policy": iam.media_policy_read,
-    "iam.access_key": iam.access_key_read,
-    "team.member": iam.member_read,
-    "s3.bucket": s3.bucket_read,
-    "s3.public_access_block": s3.public_access_block_read,
-    "s3.cors": s3.cors_read,
-    "ecr.repository": ecr.repository_read,
-    "ecr.lifecycle": ecr.lifecycle_read,
-}
-
-# What a resource the spec no longer wants holds, which decides whether it may be deleted without its
-# name typed: a bucket's objects, a repository's images.
-HOLDINGS = {
-    "s3.bucket": s3.bucket_holds_data,
-    "ecr.repository": ecr.repository_holds_data,
-}
-
-
-# Lists a read finds that may hold things Onramp did not make: (the list in what was read, the field naming
-# each entry, the ledger's kinds that name Onramp's). Each entry is marked "onramps" once the ledger holds
-# any of those kinds, so the declaration's compare can report the others as made by hand.
-OWNED = {
-    "iam.access_key": ("keys", "id", ("iam.access_key",)),
-    "iam.group": ("members", "name", ("iam.app_user", "team.member")),
-}
+# What a read finds that may hold things Onramp did not make (StepKind.owned): each entry is marked "onramps"
+# once the ledger holds any of the kinds that name Onramp's, so the declaration's compare can report the others.
 
 
 def _owned_marked(kind: str, found: dict | None, ledger: list[dict]) -> dict | None:
-    if found is None or kind not in OWNED:
+    owned = REGISTRY.kind_of(kind).owned
+    if found is None or owned is None:
         return found
-    field, name, kinds = OWNED[kind]
+    field, name, owners = owned
+    kinds = REGISTRY.user_kinds() if owners == "users" else (kind,)
     names = {row["name"] for row in ledger if row["kind"] in kinds}
     if not names:
         return found
@@ -58,10 +35,10 @@ def _owned_marked(kind: str, found: dict | None, ledger: list[dict]) -> dict | N
 
 
 # What AWS may still show as it was before a change, for a moment after it (IAM User Guide, "Changes that I make
-# are not always immediately visible"; for ECR, GetLifecyclePolicy right after PutLifecyclePolicy). A read of one a
-# run changed moments ago is read again until it shows what the run put there, for AWS_SETTLE_SECONDS at most;
-# otherwise, and after that, it is what it is.
-SETTLING_READS = frozenset({"ecr.lifecycle"})
+# are not always immediately visible"; for ECR, GetLifecyclePolicy right after PutLifecyclePolicy): the kinds
+# declared `settles`. A read of one a run changed moments ago is read again until it shows what the run put
+# there, for AWS_SETTLE_SECONDS at most; otherwise, and after that, it is what it is.
+SETTLING_READS = REGISTRY.settling()
 
 
 def _read_settled(read, kind: str, params: dict) -> dict | None:
@@ -77,33 +54,26 @@ def _read_settled(read, kind: str, params: dict) -> dict | None:
     return found
 
 
-# What is read only when the resource it belongs to is there: nothing of a missing bucket, repository or user
-# is worth a call (a new customer's read makes one call per named resource that does not exist).
-_READ_AFTER = {
-    "s3.public_access_block": "s3.bucket",
-    "s3.cors": "s3.bucket",
-    "ecr.lifecycle": "ecr.repository",
-    "iam.access_key": "iam.app_user",
-}
-_USER_KINDS = ("iam.app_user", "team.member")
+# What is read only when the resource it belongs to is there (StepKind.read_first): nothing of a missing bucket,
+# repository or user is worth a call (a new customer's read makes one call per named resource that does not exist).
 
 
 def _read_one(
     account: AwsAccount, step, seen: dict, ledger: list[dict], held: set | None, changed_lately: frozenset[str]
 ) -> dict | None:
-    after = _READ_AFTER.get(step.kind)
-    if after is not None and seen.get(after, "unread") is None:
+    after = REGISTRY.kind_of(step.kind).read_first
+    if after and seen.get(after, "unread") is None:
         return None
-    reader = READERS[step.kind]
+    reader = tables().readers[step.kind]
     if step.key in changed_lately and step.kind in SETTLING_READS:
         found = _read_settled(lambda: reader(account, step.params), step.kind, step.params)
     else:
         found = reader(account, step.params)
     found = _owned_marked(step.kind, found, ledger)
     name = step.params.get("user") or step.params.get("email")
-    if found is not None and held is not None and step.kind in _USER_KINDS and (step.kind, name) not in held:
+    if found is not None and held is not None and REGISTRY.kind_of(step.kind).user and (step.kind, name) not in held:
         # A user the ledger does not hold: what adopting it would take over, for the plan to say so.
-        found = {**found, "found": iam.user_found(account, name, found.get("path", "/"))}
+        found = {**found, "found": user_found(account, name, found.get("path", "/"))}
     return found
 
 
@@ -127,10 +97,11 @@ def account_seen(
     keys a run changed moments ago (provisioning.ledger.ledger_changed_lately), read until AWS shows the change."""
     seen: dict[str, dict | None] = {}
     held = {(row["kind"], row["identity"]) for row in ledger} if adoptions else None
-    steps = [step for step in plan_build(spec, registry=registry)[1:] if step.kind in READERS]
+    readers = tables().readers
+    steps = [step for step in plan_build(spec, registry=registry)[1:] if step.kind in readers]
     for wave in (
-        [step for step in steps if step.kind not in _READ_AFTER],
-        [step for step in steps if step.kind in _READ_AFTER],
+        [step for step in steps if not registry.kind_of(step.kind).read_first],
+        [step for step in steps if registry.kind_of(step.kind).read_first],
     ):
         if not beside:
             for step in wave:
@@ -143,7 +114,7 @@ def account_seen(
         wait(futures.values())  # every call done (and audited on the caller's log) before any failure is raised
         seen.update({key: future.result() for key, future in futures.items()})
     for row in plan_orphans(spec=spec, ledger=ledger, registry=registry):
-        holdings = HOLDINGS.get(row["kind"])
+        holdings = tables().holdings.get(row["kind"])
         if holdings is not None:
             seen[f"{row['kind']}:{row['identity']}"] = holdings(account, {"name": row["name"]})
     return seen

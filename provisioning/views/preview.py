@@ -14,6 +14,8 @@ from provisioning import documents
 from provisioning.approvals import approval_reasons, approver_must_be_admin
 from provisioning.checks import checks_blocking
 from provisioning.identity.permissions import PortalRequest, is_admin
+from provisioning.kinds import REGISTRY
+from provisioning.kinds.team_member import declaration as team_member
 from provisioning.models import AccountRead, Customer, PlanApproval, Run
 from provisioning.plan import (
     Action,
@@ -30,14 +32,6 @@ from provisioning.spec import Spec
 DRAFT = "onboarding_draft"
 
 
-DOCUMENT_TITLES = {
-    "policy": "MediaManagement IAM policy",
-    "public_access_block": "S3 Block Public Access configuration",
-    "cors": "S3 CORS configuration",
-    "lifecycle_policy": "ECR lifecycle policy",
-}
-
-
 def plan_full_context(spec: Spec, *, username: str) -> dict:
     """A plan without a read (everything created; an approval saved before every plan read first): its stages,
     documents and CLI transcript."""
@@ -49,7 +43,7 @@ def plan_full_context(spec: Spec, *, username: str) -> dict:
         "parallel": branches[1:],
         "step_count": len(steps),
         "documents": [
-            (step, name, DOCUMENT_TITLES.get(name, name), json.dumps(document, indent=2))
+            (step, name, REGISTRY.document_titles().get(name, name), json.dumps(document, indent=2))
             for step in steps
             for name, document in step.documents.items()
         ],
@@ -125,9 +119,9 @@ def plan_difference_context(spec: Spec, read: AccountRead, items: list[dict], *,
         "changes": sum(1 for item in items if item["action"] != Action.KEEP),
         "blocked": checks_blocking(read.checks),
         "sign_in_url": documents.sign_in_url(account_id=spec.account_id, alias=spec.account_alias),
-        "removing_team": any(i["action"] == Action.REMOVE and i["kind"] == "team.member" for i in items),
+        "removing_team": any(i["action"] == Action.REMOVE and i["kind"] == team_member.KEY for i in items),
         "documents": [
-            (step, name, DOCUMENT_TITLES.get(name, name), json.dumps(document, indent=2))
+            (step, name, REGISTRY.document_titles().get(name, name), json.dumps(document, indent=2))
             for step in steps
             for name, document in step.documents.items()
         ],

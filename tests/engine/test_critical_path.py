@@ -18,13 +18,13 @@ from provisioning import vault
 from provisioning.aws import account_connect, portal_account, process_session
 from provisioning.engine.dispatch import STEP_TASK, publisher, run_dispatch
 from provisioning.engine.runs import run_create
+from provisioning.kinds import REGISTRY
+from provisioning.kinds.iam_access_key import aws as access_key
+from provisioning.kinds.preflight import aws as preflight
 from provisioning.models import AuditEvent, Run, StepRun
 from provisioning.plan import plan_decide
-from provisioning.registry import REGISTRY
 from provisioning.role.template import access_policy_document
 from provisioning.spec import spec_parse
-from provisioning.steps import iam as iam_steps
-from provisioning.steps import sts
 from provisioning.steps.base import StepContext
 from tests.conftest import (
     CUSTOMER_ACCOUNT,
@@ -100,7 +100,7 @@ def test_the_preflight_makes_the_clients_the_steps_will_use(db, aws):
     account = account_connect(customer=customer, region=spec.region, session_name="unused", source_identity="alice")
     params = {"account_id": spec.account_id}
     run = Run(customer=customer, spec=data)  # the preflight checks the plan of the run's spec again
-    sts.preflight(StepContext(run=run, step=StepRun(key="preflight"), account=account, params=params), params)
+    preflight.execute(StepContext(run=run, step=StepRun(key="preflight"), account=account, params=params), params)
 
     made = set(account._clients)
     assert made == {(service, spec.region) for service in REGISTRY.services()}
@@ -270,7 +270,7 @@ def test_a_later_attempt_of_the_access_key_step_adopts_the_key_an_earlier_one_se
         customer=run.customer, region=spec.region, session_name="onramp-test", source_identity="alice"
     )
 
-    result = iam_steps.access_key(StepContext(run=run, step=step, account=account, params=step.params), step.params)
+    result = access_key.execute(StepContext(run=run, step=step, account=account, params=step.params), step.params)
 
     assert result.adopted and result.outputs == {"access_key_id": key_id, "credential": str(sealed.pk)}
     assert [k["AccessKeyId"] for k in iam.list_access_keys(UserName=spec.app_name)["AccessKeyMetadata"]] == [key_id]

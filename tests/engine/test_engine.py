@@ -15,9 +15,9 @@ from provisioning import documents
 from provisioning.aws import account_connect, process_session, run_accounts
 from provisioning.engine.runs import RunConflict, run_create, run_retry
 from provisioning.errors import StepFailed
+from provisioning.kinds.preflight import aws as preflight
 from provisioning.models import AuditEvent, Credential, Run, StepRun
 from provisioning.spec import spec_parse
-from provisioning.steps import sts
 from provisioning.steps.base import StepContext
 from tests.awsread import account_session
 from tests.conftest import (
@@ -341,7 +341,7 @@ def test_wrong_account_is_refused_by_preflight(db, alice, aws):
     step = StepRun(key="preflight")
     params = {"account_id": spec.account_id}
     with pytest.raises(StepFailed) as refused:
-        sts.preflight(StepContext(run=None, step=step, account=account, params=params), params)
+        preflight.execute(StepContext(run=None, step=step, account=account, params=params), params)
     assert refused.value.code == "WrongAccount"
     assert "not the customer's account 111122223333" in str(refused.value)
 

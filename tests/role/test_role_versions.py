@@ -21,8 +21,9 @@ from django.urls import reverse
 
 from provisioning import customers
 from provisioning.engine.runs import run_create
+from provisioning.kinds import REGISTRY
 from provisioning.models import AuditEvent, Customer, PublishedTemplate, Run
-from provisioning.registry import REGISTRY, ROLE_NAME, ROLE_TEMPLATE_VERSION, ROLE_TRUST_ACTIONS, ROLE_VERSION_TAG
+from provisioning.registry import ROLE_NAME, ROLE_TEMPLATE_VERSION, ROLE_TRUST_ACTIONS, ROLE_VERSION_TAG
 from provisioning.role import template as role_template
 from provisioning.role.published import STACK_NAME, template_key, template_url
 from provisioning.role.versions import operations_ungranted, role_update_sentence, template_policy
@@ -35,12 +36,13 @@ from tests.test_sandbox import _user
 ACCOUNT = "555566667777"
 BUCKET = "agency-role-templates"
 OLD = ROLE_TEMPLATE_VERSION - 1
+V3 = 3  # the last version whose trust policy does not allow sts:TagSession
 MISSING = "iam:CreateAccountAlias"
 
 
-def _older_published(aws, *, missing: str = MISSING, trust: tuple[str, ...] | None = None) -> str:
-    """Version OLD as the agency published it: this release's template, one grant fewer (`missing`) and tagged OLD,
-    its trust policy allowing `trust` when given. Its URL."""
+def _older_published(aws, *, missing: str = MISSING, trust: tuple[str, ...] | None = None, version: int = OLD) -> str:
+    """`version` (OLD) as the agency published it: this release's template, one grant fewer (`missing`) and tagged
+    `version`, its trust policy allowing `trust` when given. Its URL."""
     current = json.loads(PublishedTemplate.objects.get(version=ROLE_TEMPLATE_VERSION).content)
     older = copy.deepcopy(current)
     role = older["Resources"]["OnrampAccessRole"]["Properties"]
@@ -49,16 +51,16 @@ def _older_published(aws, *, missing: str = MISSING, trust: tuple[str, ...] | No
     if trust is not None:
         role["AssumeRolePolicyDocument"]["Statement"][0]["Action"] = list(trust)
     role["Tags"] = [
-        {"Key": t["Key"], "Value": str(OLD) if t["Key"] == ROLE_VERSION_TAG else t["Value"]} for t in role["Tags"]
+        {"Key": t["Key"], "Value": str(version) if t["Key"] == ROLE_VERSION_TAG else t["Value"]} for t in role["Tags"]
     ]
-    older["Outputs"]["TemplateVersion"]["Value"] = str(OLD)
+    older["Outputs"]["TemplateVersion"]["Value"] = str(version)
     content = (json.dumps(older, indent=2, sort_keys=True) + "\n").encode()
     s3 = aws.admin(settings.PORTAL_AWS_ACCOUNT_ID).client("s3", endpoint_url=aws.url, region_name="us-east-1")
-    s3.put_object(Bucket=BUCKET, Key=template_key(version=OLD), Body=content)
-    url = template_url(bucket=BUCKET, region="us-east-1", version=OLD)
+    s3.put_object(Bucket=BUCKET, Key=template_key(version=version), Body=content)
+    url = template_url(bucket=BUCKET, region="us-east-1", version=version)
     PublishedTemplate.objects.create(
-        version=OLD, content=content.decode(), sha256=hashlib.sha256(content).hexdigest(), bucket=BUCKET,
-        key=template_key(version=OLD), url=url, published_by="operator:erin",
+        version=version, content=content.decode(), sha256=hashlib.sha256(content).hexdigest(), bucket=BUCKET,
+        key=template_key(version=version), url=url, published_by="operator:erin",
     )  # fmt: skip
     return url
 
@@ -148,10 +150,10 @@ def test_an_approved_run_on_a_role_of_version_3_goes_ahead_without_the_approver_
     """A customer still on version 3 (its trust policy without sts:TagSession): an approved run is not refused
     for the tag. While Onramp has not read the role's version, AWS refuses the tag and the run assumes the role
     again without it; once the preflight recorded version 3, the next run does not ask. Both say so in the audit."""
-    assert OLD == 3 and "sts:TagSession" not in ROLE_TRUST_ACTIONS[OLD]
+    assert "sts:TagSession" not in ROLE_TRUST_ACTIONS[V3]
     caches["limits"].clear()
     template_publish(url=aws.url)
-    old_url = _older_published(aws, missing="", trust=ROLE_TRUST_ACTIONS[OLD])
+    old_url = _older_published(aws, missing="", trust=ROLE_TRUST_ACTIONS[V3], version=V3)
     cfn = _user(aws, ACCOUNT, "*", name="initech-admin").client(
         "cloudformation", endpoint_url=aws.url, region_name="us-west-2"
     )
@@ -179,7 +181,7 @@ def test_an_approved_run_on_a_role_of_version_3_goes_ahead_without_the_approver_
         assert note.details["approved_by"] == "bob"
         reasons.append(note.details["reason"])
         customer.refresh_from_db()
-        assert customer.role_version == OLD
+        assert customer.role_version == V3
     assert "AWS refused the session tag" in reasons[0] and "sts:TagSession" in reasons[0]
     assert "version 3" in reasons[1] and "older than 4" in reasons[1]
     # The Roles view says what the update brings: only the trust policy's sts:TagSession.

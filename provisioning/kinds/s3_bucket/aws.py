@@ -1,10 +1,15 @@
-"""S3 steps: the private bucket (ACLs off), Block Public Access, CORS; and what each looks like now."""
+"""Creating the bucket (or adopting it), reading it back, what it holds, and deleting it."""
 
 from botocore.exceptions import ClientError
 
-from provisioning import documents, registry
 from provisioning.aws import AwsAccount, error_code, error_translate
 from provisioning.errors import StepFailed
+from provisioning.kinds.common_aws import (
+    delete,
+    gone,
+    s3_config_read,
+)
+from provisioning.kinds.s3_bucket import declaration
 from provisioning.steps.base import StepContext, StepResult
 
 # GetBucketLocation's answers that are not a region's name: none for us-east-1, and "EU" for buckets
@@ -17,21 +22,8 @@ def bucket_region(s3, bucket: str) -> str:
     return _LEGACY_LOCATIONS.get(location, location)
 
 
-def _read(call, *, missing: str, default):
-    """A bucket's configuration, or `default` when AWS answers that it has none (`missing`); None when the
-    bucket itself is not there."""
-    try:
-        return call()
-    except ClientError as exc:
-        if error_code(exc) == "NoSuchBucket":
-            return None
-        if error_code(exc) != missing:
-            raise
-        return default
-
-
 def _ownership(s3, bucket: str) -> str:
-    controls = _read(
+    controls = s3_config_read(
         lambda: s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"],
         missing="OwnershipControlsNotFoundError",
         default={"Rules": []},
@@ -46,10 +38,7 @@ def bucket_is_ours(s3, name: str) -> bool:
     return any(b["Name"] == name for page in pages for b in page.get("Buckets", []))
 
 
-# --- Readers: what the account has ------------------------------------------------------------
-
-
-def bucket_read(account: AwsAccount, params: dict) -> dict | None:
+def read(account: AwsAccount, params: dict) -> dict | None:
     """The bucket as this account has it (None if the account does not own one by that name)."""
     s3 = account.client("s3")
     if not bucket_is_ours(s3, params["bucket"]):
@@ -61,34 +50,11 @@ def _bucket_state(s3, name: str) -> dict:
     return {"region": bucket_region(s3, name), "ownership": _ownership(s3, name)}
 
 
-def public_access_block_read(account: AwsAccount, params: dict) -> dict | None:
-    s3 = account.client("s3")
-    config = _read(
-        lambda: {"config": s3.get_public_access_block(Bucket=params["bucket"])["PublicAccessBlockConfiguration"]},
-        missing="NoSuchPublicAccessBlockConfiguration",
-        default={"config": None},
-    )
-    return config
-
-
-def cors_read(account: AwsAccount, params: dict) -> dict | None:
-    s3 = account.client("s3")
-    rules = _read(
-        lambda: s3.get_bucket_cors(Bucket=params["bucket"])["CORSRules"],
-        missing="NoSuchCORSConfiguration",
-        default=[],
-    )
-    return None if rules is None else {"rules": documents.cors_rules_normal(rules)}
-
-
-# --- Steps ------------------------------------------------------------------------------------
-
-
 def _adopt_bucket(ctx: StepContext, params: dict, outputs: dict) -> StepResult:
     """The bucket is this account's already (AWS said so, or our bucket list): adopt it where the spec wants
     it, with ACLs off."""
     seen = _bucket_state(ctx.client("s3"), params["bucket"])
-    differences = registry.BUCKET.compare(params, seen, None)
+    differences = declaration.KIND.compare(params, seen, None)
     if any(not d.repairable for d in differences):
         raise StepFailed(
             f"The bucket {params['bucket']} is already in this account but in {seen['region']}, not "
@@ -98,7 +64,7 @@ def _adopt_bucket(ctx: StepContext, params: dict, outputs: dict) -> StepResult:
     if not differences:
         return StepResult(adopted=True, outputs=outputs)
     try:
-        ctx.send(registry.put_bucket_ownership_controls(params["bucket"]))
+        ctx.send(declaration.put_bucket_ownership_controls(params["bucket"]))
     except ClientError as exc:
         if error_code(exc) != "InvalidBucketAclWithObjectOwnership":
             raise
@@ -114,7 +80,7 @@ def _adopt_bucket(ctx: StepContext, params: dict, outputs: dict) -> StepResult:
     return StepResult(adopted=False, outputs=outputs, note="The bucket's ACLs were switched off (BucketOwnerEnforced).")
 
 
-def bucket(ctx: StepContext, params: dict) -> StepResult:
+def execute(ctx: StepContext, params: dict) -> StepResult:
     s3 = ctx.client("s3")
     name = params["bucket"]
     outputs = {"bucket": name, "region": params["region"], "arn": f"arn:aws:s3:::{name}"}
@@ -127,7 +93,7 @@ def bucket(ctx: StepContext, params: dict) -> StepResult:
             if params["region"] == "us-east-1" and bucket_is_ours(s3, name):
                 return _adopt_bucket(ctx, params, outputs)
             # Elsewhere AWS answers BucketAlreadyOwnedByYou itself: create first, read only then.
-            ctx.send(registry.create_bucket(name, params["region"]))
+            ctx.send(declaration.create_bucket(name, params["region"]))
         except ClientError as exc:
             if error_code(exc) != "BucketAlreadyOwnedByYou":
                 raise
@@ -144,50 +110,12 @@ def bucket(ctx: StepContext, params: dict) -> StepResult:
     return StepResult(adopted=False, outputs=outputs)
 
 
-def _configure(ctx: StepContext, params: dict, kind, read, put, doing: str, outputs: dict) -> StepResult:
-    """A bucket's configuration: put it on a bucket this run made (there is nothing to read); otherwise read
-    it, compare, and put it only when it differs."""
-    fresh = ctx.created_by_run("s3.bucket")
-    try:
-        if not fresh and not kind.compare(params, read(ctx.account, params) or {"config": None, "rules": None}, None):
-            return StepResult(adopted=True, outputs=outputs)
-        ctx.send(put, settling=fresh)
-    except ClientError as exc:
-        raise error_translate(exc, doing=doing) from None
-    return StepResult(adopted=False, outputs=outputs)
-
-
-def public_access_block(ctx: StepContext, params: dict) -> StepResult:
-    return _configure(
-        ctx,
-        params,
-        registry.PUBLIC_ACCESS_BLOCK,
-        public_access_block_read,
-        registry.put_public_access_block(params["bucket"]),
-        "Blocking public access",
-        documents.public_access_block_document(),
-    )
-
-
-def cors(ctx: StepContext, params: dict) -> StepResult:
-    rules = len(documents.cors_document(app_origin=params["origin"])["CORSRules"])
-    return _configure(
-        ctx,
-        params,
-        registry.CORS,
-        cors_read,
-        registry.put_bucket_cors(params["bucket"], params["origin"]),
-        "Setting the bucket's CORS",
-        {"rules": rules, "upload_origin": params["origin"]},
-    )
-
-
 # A plan counts a bucket's objects over this many pages of ListObjectVersions (1,000 versions each) at most;
 # beyond, it says "more than".
 HOLDINGS_PAGES = 10
 
 
-def bucket_holds_data(account: AwsAccount, params: dict) -> dict | None:
+def holdings(account: AwsAccount, params: dict) -> dict | None:
     """Whether the bucket holds any object version, and what a tech lead weighs before deleting or keeping it:
     its objects (current versions) and their bytes; `more` when there was more to count (None if the bucket is
     gone)."""
@@ -212,3 +140,100 @@ def bucket_holds_data(account: AwsAccount, params: dict) -> dict | None:
     else:
         more = True
     return {"holds_data": held, "objects": objects, "bytes": size, "more": more}
+
+
+# How many keys a sentence names: enough to find them, short enough to read.
+_NAMED_KEYS = 5
+
+
+def _page_versions(s3, name: str) -> tuple[list[dict], bool]:
+    """The first page (up to 1,000) of the bucket's object versions and delete markers, and whether there are
+    more. Always the first page: the one before it was deleted, so the listing never holds the whole bucket."""
+    page = s3.list_object_versions(Bucket=name)
+    found = [
+        {"Key": item["Key"], "VersionId": item["VersionId"]}
+        for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+    ]
+    return found, bool(page.get("IsTruncated"))
+
+
+def _keys_named(errors: list[dict]) -> str:
+    keys = sorted({error["Key"] for error in errors})
+    more = f" and {len(keys) - _NAMED_KEYS} more" if len(keys) > _NAMED_KEYS else ""
+    return ", ".join(keys[:_NAMED_KEYS]) + more
+
+
+def _locked(s3, name: str) -> bool:
+    """Whether Object Lock is on for the bucket (AWS answers ObjectLockConfigurationNotFoundError when not)."""
+    try:
+        config = s3.get_object_lock_configuration(Bucket=name)["ObjectLockConfiguration"]
+    except ClientError as exc:
+        if error_code(exc) == "ObjectLockConfigurationNotFoundError":
+            return False
+        raise
+    return config.get("ObjectLockEnabled") == "Enabled"
+
+
+def _blocked(s3, name: str, errors: list[dict]) -> StepFailed:
+    """DeleteObjects answered 200 with per-key Errors: what kept those keys, in a sentence."""
+    if _locked(s3, name) and all(error.get("Code") == "AccessDenied" for error in errors):
+        return StepFailed(
+            f"The bucket {name} cannot be emptied: Object Lock protects {len(errors)} object version(s) "
+            f"({_keys_named(errors)}) with a retention period that has not ended or a legal hold. Onramp deleted "
+            "what it could. Wait until the retention ends or have the legal hold removed (a governance-mode "
+            "retention can be bypassed by someone allowed s3:BypassGovernanceRetention), then retry.",
+            code="ObjectLocked",
+        )
+    reasons = sorted({f"{error.get('Code')}: {error.get('Message')}" for error in errors})
+    return StepFailed(
+        f"The bucket {name} cannot be emptied: AWS refused to delete {len(errors)} object version(s) "
+        f"({_keys_named(errors)}), saying {'; '.join(reasons)}. Onramp deleted what it could; retry once that is "
+        "resolved.",
+        code="ObjectsNotDeleted",
+    )
+
+
+def _mfa_delete_on(s3, name: str) -> bool:
+    return s3.get_bucket_versioning(Bucket=name).get("MFADelete") == "Enabled"
+
+
+def _bucket_empty(s3, name: str) -> None:
+    """Delete every object version and delete marker, a page at a time (DeleteObjects takes 1,000 keys, a listing
+    page holds as many). DeleteObjects answers 200 even when keys stay (Object Lock): its Errors are read."""
+    while True:
+        versions, _ = _page_versions(s3, name)
+        if not versions:
+            return
+        try:
+            answer = s3.delete_objects(Bucket=name, Delete={"Objects": versions, "Quiet": True})
+        except ClientError as exc:
+            # MFA Delete refuses the whole request, whatever else it names (S3 API reference, DeleteObjects).
+            if error_code(exc) == "AccessDenied" and _mfa_delete_on(s3, name):
+                raise StepFailed(
+                    f"The bucket {name} has MFA Delete on: only the account's root user, signed in with its MFA "
+                    "device, can delete its object versions. Ask the account's owner to empty it (or turn MFA "
+                    "Delete off) as root, then retry.",
+                    code="MfaDelete",
+                ) from None
+            raise
+        if answer.get("Errors"):
+            raise _blocked(s3, name, answer["Errors"])
+
+
+def remove(ctx: StepContext, params: dict) -> StepResult:
+    s3, name = ctx.client("s3"), params["name"]
+    try:
+        versions, more = _page_versions(s3, name)
+        if versions and not params.get("confirmed"):
+            count = f"at least {len(versions)}" if more else str(len(versions))
+            raise StepFailed(
+                f"The bucket {name} holds {count} object version(s). Onramp deletes a bucket that holds "
+                "objects only when its name was typed in the plan: plan again and type it, or empty it yourself.",
+                code="BucketNotEmpty",
+            )
+        _bucket_empty(s3, name)
+    except ClientError as exc:
+        if error_code(exc) == "NoSuchBucket":
+            return gone(name)
+        raise error_translate(exc, doing=f"Emptying the bucket {name}") from None
+    return delete(ctx, params, gone_codes=("NoSuchBucket",))

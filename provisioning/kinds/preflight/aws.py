@@ -7,10 +7,11 @@ from botocore.exceptions import ClientError
 from provisioning.aws import aws_beside, current_call_log, error_code, error_translate
 from provisioning.checks import checks_blocking, checks_sentence, plan_checks_start
 from provisioning.errors import StepFailed
+from provisioning.kinds import REGISTRY
 from provisioning.ledger import ledger_changed_lately, ledger_rows
 from provisioning.models import AccountRead, Customer
 from provisioning.plan import plan_registry
-from provisioning.registry import REGISTRY, ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG, Operation
+from provisioning.registry import ROLE_TEMPLATE_VERSION, ROLE_VERSION_TAG, Operation
 from provisioning.role.versions import operations_ungranted, role_update_sentence, version_policy
 from provisioning.spec import spec_from_json
 from provisioning.steps.base import StepContext, StepResult
@@ -146,7 +147,7 @@ def _approver_untagged_record(ctx: StepContext) -> None:
     )
 
 
-def preflight(ctx: StepContext, params: dict) -> StepResult:
+def execute(ctx: StepContext, params: dict) -> StepResult:
     role = ctx.account.access == Access.ROLE and params.get("role_arn")
     sts = ctx.client("sts")  # first: the identity check's call goes out before the other clients are made
     # The role's version is read beside the identity check (neither waits on the other): one round trip.
