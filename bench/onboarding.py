@@ -157,7 +157,7 @@ def _reach(clients: dict, spec) -> None:
 def _send(clients: dict, call) -> None:
     """One declared call, a generated password filled in. AWS's "not there yet" right after a create is
     waited out as Onramp's steps do (provisioning.aws.settle; the bench's moto never answers it)."""
-    from provisioning.aws import settle
+    from provisioning.aws.settle import settle
     from provisioning.kinds.team_member.aws import generate_password
     from provisioning.registry import GENERATED
 

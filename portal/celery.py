@@ -47,7 +47,7 @@ def _worker_settle(**kwargs) -> None:
     """Load what every run needs once, before the first (botocore's models of the services the steps call),
     then leave everything loaded so far out of the garbage collector's full passes: they only ever found it
     alive, and paused every thread for tens of milliseconds to do so."""
-    from provisioning.aws import aws_models_load
+    from provisioning.aws.accounts import aws_models_load
 
     aws_models_load()
     gc.collect()

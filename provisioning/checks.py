@@ -12,7 +12,9 @@ from functools import partial
 
 from botocore.exceptions import ClientError
 
-from provisioning.aws import OPT_IN_REGIONS, AwsAccount, account_connect, aws_checking, error_code
+from provisioning.aws.accounts import AwsAccount, account_connect
+from provisioning.aws.calls import aws_checking
+from provisioning.aws.errors import OPT_IN_REGIONS, error_code
 from provisioning.documents import media_policy_name
 from provisioning.kinds import REGISTRY
 from provisioning.kinds.account_alias import declaration as account_alias

@@ -14,7 +14,8 @@ from django.utils.formats import date_format
 
 from provisioning import vault
 from provisioning.audit.chain import audit_record
-from provisioning.aws import AwsAccount, account_connect, aws_work
+from provisioning.aws.accounts import AwsAccount, account_connect
+from provisioning.aws.calls import aws_work
 from provisioning.errors import OnrampError
 from provisioning.kinds import REGISTRY
 from provisioning.kinds.account_alias import declaration as account_alias

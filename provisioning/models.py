@@ -204,7 +204,10 @@ class StepRun(models.Model):
     flags = models.JSONField(
         default=dict,
         blank=True,
-        help_text="How the plan runs the step: known (the read saw it), ends (the ledger rows it ends).",
+        help_text=(
+            "How the plan runs the step: known (the read saw it), ends (the ledger rows it ends), "
+            "read (the preflight's account read)."
+        ),
     )
 
     class Meta:

@@ -47,7 +47,8 @@ class PlannedStep:
     calls: tuple[ApiCall, ...]
     cli: tuple[str, ...]  # the calls as AWS CLI commands
     # How the plan runs it, beside its parameters (StepRun.flags): "known", the read saw its resource (the step
-    # changes it in place, StepContext.known); "ends", the ledger rows a removal's last step ends.
+    # changes it in place, StepContext.known); "ends", the ledger rows a removal's last step ends; "read", the
+    # preflight's account read to check the account against (StepContext.read).
     flags: dict = field(default_factory=dict)
 
 
@@ -412,7 +413,7 @@ def plan_run_steps(*, spec: Spec, items: list[dict], read_id: str, registry: Reg
     applies = {item["key"] for item in items if item["action"] in (Action.CREATE, Action.ADOPT, Action.CHANGE)}
     preflight = next(iter(full.values()))
     chosen = {preflight.key, *applies}
-    steps = [PlannedStep(**{**preflight.__dict__, "params": {**preflight.params, "read": read_id}})]
+    steps = [PlannedStep(**{**preflight.__dict__, "flags": {"read": read_id}})]
     changes = {item["key"] for item in items if item["action"] in (Action.ADOPT, Action.CHANGE)}
     for key, step in full.items():
         if key in applies:

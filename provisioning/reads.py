@@ -10,7 +10,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from provisioning.audit.chain import audit_record
-from provisioning.aws import NO_ANSWER_ERRORS, account_for_spec, aws_work, error_translate
+from provisioning.aws.accounts import account_for_spec
+from provisioning.aws.calls import aws_work
+from provisioning.aws.errors import NO_ANSWER_ERRORS, error_translate
 from provisioning.checks import BLOCK, checks_sentence, plan_checks, region_check
 from provisioning.errors import OnrampError
 from provisioning.kinds.preflight.aws import identity_check

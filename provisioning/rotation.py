@@ -11,7 +11,9 @@ from django.utils import timezone
 
 from provisioning import vault
 from provisioning.audit.chain import audit_record
-from provisioning.aws import AwsAccount, account_for_spec, aws_work, error_translate
+from provisioning.aws.accounts import AwsAccount, account_for_spec
+from provisioning.aws.calls import aws_work
+from provisioning.aws.errors import error_translate
 from provisioning.errors import OnrampError
 from provisioning.kinds.iam_access_key import declaration as access_key
 from provisioning.ledger import ledger_access_key, ledger_holds_user

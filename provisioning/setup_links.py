@@ -20,7 +20,8 @@ from django.utils import timezone
 
 from provisioning import notify
 from provisioning.audit.chain import audit_record
-from provisioning.aws import account_connect, aws_work
+from provisioning.aws.accounts import account_connect
+from provisioning.aws.calls import aws_work
 from provisioning.errors import OnrampError
 from provisioning.identity.permissions import customer_permission_check
 from provisioning.kinds.preflight.aws import identity_check, role_version_read

@@ -107,7 +107,7 @@ def check_policy_quotas(layer, call, caller):
 
 
 # The Regions an account must enable before it can use them (AWS Account Management Reference Guide, "Enable or
-# disable AWS Regions in your account"); tests/test_sandbox_refusals.py checks that provisioning/aws.py's
+# disable AWS Regions in your account"); tests/test_sandbox_refusals.py checks that provisioning/aws/errors.py's
 # OPT_IN_REGIONS names the same ones.
 OPT_IN_REGIONS = frozenset(
     {

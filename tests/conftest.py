@@ -24,7 +24,8 @@ from django.test import override_settings
 
 from portal.celery import app as celery_app
 from provisioning import vault
-from provisioning.aws import current_call_log, process_session, run_accounts
+from provisioning.aws.accounts import process_session, run_accounts
+from provisioning.aws.calls import current_call_log
 from provisioning.engine.runs import run_create
 from provisioning.kinds import REGISTRY
 from provisioning.models import Credential, Customer, Run

@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from provisioning.aws import AwsAccount, run_accounts
+from provisioning.aws.accounts import AwsAccount, run_accounts
 from provisioning.engine.runs import run_create
 from provisioning.models import AuditEvent, Run
 from provisioning.plan import plan_build, plan_transcript

@@ -13,19 +13,19 @@ from botocore.exceptions import ClientError
 from hypothesis import given
 from hypothesis import strategies as st
 
-from provisioning.aws import (
+from provisioning.audit.chain import CallLog
+from provisioning.aws.accounts import (
     RENEW_BEFORE_SECONDS,
-    CallLog,
     RoleSession,
     account_connect,
     account_for_run,
-    current_call_log,
-    error_translate,
     portal_account,
-    source_identity_for,
 )
+from provisioning.aws.calls import current_call_log
+from provisioning.aws.errors import error_translate
 from provisioning.engine.runs import run_retry
 from provisioning.models import AuditEvent, Run
+from provisioning.registry import source_identity_for
 from provisioning.spec import model_allows
 from tests.awsread import account_session
 from tests.conftest import CUSTOMER_ACCOUNT, PORTAL_USER, customer_make, start_run, wait_for_run
@@ -187,7 +187,7 @@ def test_with_nothing_in_the_chain_onramp_invents_no_keys_even_on_the_sandbox():
     provisioning/ (`make run` puts the sandbox's keys in its environment)."""
     script = (
         "import django; django.setup()\n"
-        "from provisioning.aws import portal_account\n"
+        "from provisioning.aws.accounts import portal_account\n"
         "from botocore.exceptions import NoCredentialsError\n"
         "try:\n"
         "    print(portal_account('us-east-1').client('sts').get_caller_identity()['Arn'])\n"
@@ -205,7 +205,8 @@ def test_with_nothing_in_the_chain_onramp_invents_no_keys_even_on_the_sandbox():
     root = Path(__file__).resolve().parent.parent
     bare = subprocess.run([sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True, timeout=60)
     assert bare.stdout.strip().splitlines()[-1:] == ["no credentials"], bare.stdout + bare.stderr[-2000:]
-    assert "SANDBOX_KEY" not in (root / "provisioning" / "aws.py").read_text()
+    sources = list((root / "provisioning" / "aws").glob("*.py"))
+    assert sources and not any("SANDBOX_KEY" in path.read_text() for path in sources)
 
 
 # --- Sentences for AWS's refusals (issue 13, points 10 and 11) --------------------------------------------------

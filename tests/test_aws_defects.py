@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from provisioning.aws import account_connect
+from provisioning.aws.accounts import account_connect
 from provisioning.errors import AwsError, StepFailed
 from provisioning.kinds.s3_bucket import aws as s3_bucket
 from provisioning.models import StepRun
@@ -135,7 +135,7 @@ def _sts_answers(region: str, code: str, message: str):
     the sandbox has no deactivated STS region). Returns the handler, to unregister."""
     from botocore.awsrequest import AWSResponse
 
-    from provisioning.aws import portal_account
+    from provisioning.aws.accounts import portal_account
 
     def answer(**kwargs):
         response = AWSResponse("https://sts.amazonaws.com/", 403, {}, None)
@@ -241,7 +241,7 @@ def test_point_4_removing_a_user_outside_onramps_path_names_the_roles_reach(db, 
 def test_point_8_a_portal_role_session_carrying_a_source_identity_is_told_not_a_bare_access_denied(db, aws):
     from botocore.exceptions import ClientError
 
-    from provisioning.aws import error_translate
+    from provisioning.aws.errors import error_translate
     from tests.test_sandbox_sts_rules import ONRAMP_ROLE, chained_session
 
     sts = chained_session(aws, source_identity="deploy-bot")
@@ -278,7 +278,7 @@ def test_point_6_no_production_code_sets_a_private_attribute_of_a_client():
 
 
 def test_point_6_a_roles_account_shares_the_process_models_and_its_clients_sign_with_the_renewing_session(db, aws):
-    from provisioning.aws import process_session
+    from provisioning.aws.accounts import process_session
 
     loader = process_session()._session.get_component("data_loader")
     _account().client("iam").list_account_aliases()  # the process's IAM model, loaded once

@@ -8,7 +8,7 @@ from botocore.stub import Stubber
 from parliament import analyze_policy_string
 
 from provisioning import customers
-from provisioning.aws import settle
+from provisioning.aws.settle import settle
 from provisioning.kinds.s3_bucket.aws import bucket_region
 from provisioning.models import AuditEvent, Customer, Run
 from provisioning.registry import ATTACHABLE_POLICIES, ROLE_NAME, ROLE_TEMPLATE_VERSION, managed_policy_arn

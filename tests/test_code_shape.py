@@ -104,6 +104,7 @@ def test_the_step_context_is_typed():
         "account": "AwsAccount",
         "params": "dict[str, Any]",
         "known": "bool",
+        "read": "str | None",
     }
     methods = [n for n in context.body if isinstance(n, ast.FunctionDef)]
     assert methods and {m.name: unannotated(m) for m in methods if unannotated(m)} == {}

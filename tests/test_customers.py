@@ -9,7 +9,7 @@ from botocore.stub import Stubber
 
 import provisioning
 from provisioning import customers
-from provisioning.aws import account_connect
+from provisioning.aws.accounts import account_connect
 from provisioning.kinds import REGISTRY
 from provisioning.models import AuditEvent, Run
 from provisioning.registry import Operation

@@ -6,7 +6,7 @@ stubbed at the boto3 client boundary; the read is the sandbox's own."""
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from provisioning.aws import account_connect
+from provisioning.aws.accounts import account_connect
 from provisioning.errors import StepFailed
 from provisioning.kinds.ecr_repository import aws as ecr_repository
 from provisioning.kinds.iam_media_policy import aws as media_policy

@@ -5,7 +5,7 @@ shows the rule refusing what AWS refuses and, with the rule off (moto's evaluato
 
 import pytest
 
-from provisioning.aws import PORTAL_ACTIONS
+from provisioning.aws.errors import PORTAL_ACTIONS
 from provisioning.kinds import REGISTRY
 from provisioning.role import template as role_template
 from sandbox import iam_eval

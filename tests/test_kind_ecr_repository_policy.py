@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from provisioning.aws import account_connect, call_outcome
+from provisioning.aws.accounts import account_connect
+from provisioning.aws.calls import call_outcome
 from provisioning.kinds import REGISTRY
 from provisioning.kinds.ecr_repository_policy import aws, declaration
 from provisioning.models import AuditEvent, DriftState

@@ -13,7 +13,8 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from provisioning.aws import account_connect, aws_work
+from provisioning.aws.accounts import account_connect
+from provisioning.aws.calls import aws_work
 from provisioning.engine.execute import step_split
 from provisioning.kinds import REGISTRY, declared_kinds, kind_folders
 from provisioning.kinds.ecr_lifecycle import aws as lifecycle_aws
@@ -133,18 +134,21 @@ def test_a_step_calling_an_operation_its_kind_does_not_declare_fails(db, aws):
 
 
 def test_the_plans_flags_are_kept_beside_the_parameters_and_older_steps_still_read_them():
-    """A step the read saw is `known` (changed in place) through StepRun.flags, not its parameters; a step stored
-    before the flags existed had them in its parameters, and runs still reads them from there."""
+    """A step the read saw is `known` (changed in place) through StepRun.flags, not its parameters, and so is the
+    preflight's `read`; a step stored before the flags existed had them in its parameters, and runs still reads
+    them from there."""
     spec = spec_parse(spec_data())
     items = [{"key": "s3.cors", "kind": "s3.cors", "action": Action.CHANGE, "params": {}}]
     steps = {step.key: step for step in plan_run_steps(spec=spec, items=items, read_id="r1")}
     assert steps["s3.cors"].flags == {"known": True} and "known" not in steps["s3.cors"].params
-    assert steps["preflight"].flags == {}
+    assert steps["preflight"].flags == {"read": "r1"} and "read" not in steps["preflight"].params
 
     older = StepRun(key="remove.iam.group:Apps", params={"name": "Apps", "ends": [7]}, flags={})
     assert step_split(older) == ({"name": "Apps"}, {"ends": [7]})
     newer = StepRun(key="s3.cors", params={"bucket": "b", "origin": "o"}, flags={"known": True})
     assert step_split(newer) == ({"bucket": "b", "origin": "o"}, {"known": True})
+    older_preflight = StepRun(key="preflight", params={"account_id": "1", "read": "r0"}, flags={})
+    assert step_split(older_preflight) == ({"account_id": "1"}, {"read": "r0"})
 
 
 def test_the_import_contracts_cover_every_kinds_folder_by_wildcard():

@@ -7,7 +7,9 @@ from botocore.stub import Stubber
 
 from provisioning import documents
 from provisioning.audit.chain import REDACTED, CallLog, audit_record, audit_verify, redact, redact_text
-from provisioning.aws import AwsAccount, current_call_log, error_translate
+from provisioning.aws.accounts import AwsAccount
+from provisioning.aws.calls import current_call_log
+from provisioning.aws.errors import error_translate
 from provisioning.models import AuditEvent
 
 # The shape of an AWS secret access key (40 characters of base64), as AWS documents its example.

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from provisioning import notify
-from provisioning.aws import call_outcome
+from provisioning.aws.calls import call_outcome
 from provisioning.customers import customer_desired_spec
 from provisioning.engine.runs import run_create
 from provisioning.models import AccountRead, AuditEvent, DriftState, Run

@@ -6,7 +6,8 @@ import json
 import boto3
 import pytest
 
-from provisioning.aws import OPT_IN_REGIONS, account_connect
+from provisioning.aws.accounts import account_connect
+from provisioning.aws.errors import OPT_IN_REGIONS
 from provisioning.errors import StepFailed
 from provisioning.kinds.iam_user_removal.aws import _USER_PARTS
 from provisioning.models import StepRun

@@ -11,7 +11,9 @@ from django.db import DatabaseError, InterfaceError, OperationalError, transacti
 from django.utils import timezone
 
 from provisioning.audit.chain import CallLog, audit_write
-from provisioning.aws import NO_ANSWER_ERRORS, account_for_run, aws_work, error_translate
+from provisioning.aws.accounts import account_for_run
+from provisioning.aws.calls import aws_work
+from provisioning.aws.errors import NO_ANSWER_ERRORS, error_translate
 from provisioning.engine.dispatch import CLAIM, run_dispatch, run_lock
 from provisioning.engine.finish import worker_label
 from provisioning.errors import InternalError, OnrampError
@@ -41,11 +43,11 @@ def _retry_delay(attempt: int) -> float:
 
 
 # A step recorded before StepRun.flags has its plan's flags in its parameters: read from there too.
-_FLAGS = ("known", "ends")
+_FLAGS = ("known", "ends", "read")
 
 
 def step_split(step: StepRun) -> tuple[dict, dict]:
-    """(the step's declared parameters as stored, how the plan runs it: StepRun.flags, "known" and "ends")."""
+    """(the step's declared parameters as stored, how the plan runs it: StepRun.flags, "known", "ends", "read")."""
     params = dict(step.params or {})
     flags = {name: params.pop(name) for name in _FLAGS if name in params}
     return params, {**flags, **(step.flags or {})}
@@ -64,8 +66,10 @@ def _step_call(step: StepRun, run: Run):
     try:
         spec = spec_from_json(run.spec)
         account, params = account_for_run(run, spec), _step_params(step, spec)
-        known = bool(step_split(step)[1].get("known"))
-        context = StepContext(run=run, step=step, account=account, params=params, known=known)
+        flags = step_split(step)[1]
+        context = StepContext(
+            run=run, step=step, account=account, params=params, known=bool(flags.get("known")), read=flags.get("read")
+        )
         return tables().executors[REGISTRY.kind_of(step.key).key](context, context.params), None
     except OnrampError as exc:
         return None, exc

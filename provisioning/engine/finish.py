@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from provisioning import documents, vault
 from provisioning.audit.chain import CallLog, audit_record
-from provisioning.aws import run_accounts
+from provisioning.aws.accounts import run_accounts
 from provisioning.kinds import REGISTRY
 from provisioning.kinds.iam_access_key import declaration as access_key
 from provisioning.ledger import ledger_end, ledger_labels, ledger_outputs

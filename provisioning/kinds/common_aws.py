@@ -8,7 +8,9 @@ from typing import TypeVar
 from botocore.exceptions import ClientError
 
 from provisioning import registry
-from provisioning.aws import AwsAccount, error_code, error_translate, settle
+from provisioning.aws.accounts import AwsAccount
+from provisioning.aws.errors import error_code, error_translate
+from provisioning.aws.settle import settle
 from provisioning.errors import StepFailed
 from provisioning.kinds import REGISTRY
 from provisioning.steps.base import StepContext, StepResult

@@ -15,7 +15,10 @@ class Migration(migrations.Migration):
             field=models.JSONField(
                 blank=True,
                 default=dict,
-                help_text="How the plan runs the step: known (the read saw it), ends (the ledger rows it ends).",
+                help_text=(
+                    "How the plan runs the step: known (the read saw it), ends (the ledger rows it ends), "
+                    "read (the preflight's account read)."
+                ),
             ),
         ),
     ]

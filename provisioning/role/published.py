@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from django.db import IntegrityError, transaction
 
 from provisioning.audit.chain import audit_record
-from provisioning.aws import error_code, error_translate
+from provisioning.aws.errors import error_code, error_translate
 from provisioning.errors import OnrampError
 from provisioning.models import PublishedTemplate
 from provisioning.registry import ROLE_TEMPLATE_VERSION

@@ -4,7 +4,7 @@ version). Pure builders: the admin, the set-up page and the publisher only rende
 
 from typing import Any
 
-from provisioning.aws import PORTAL_ACTIONS
+from provisioning.aws.errors import PORTAL_ACTIONS
 from provisioning.kinds import REGISTRY
 from provisioning.models import EXTERNAL_ID_MAX, EXTERNAL_ID_MIN
 from provisioning.registry import (

@@ -4,7 +4,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provisioning import vault
-from provisioning.aws import AwsAccount, settle
+from provisioning.aws.accounts import AwsAccount
+from provisioning.aws.settle import settle
 from provisioning.kinds import REGISTRY
 from provisioning.ledger import ledger_previous
 from provisioning.models import Credential, Run, StepRun
@@ -26,6 +27,8 @@ class StepContext:
     params: dict[str, Any]  # this step's parameters, from its declaration (its kind's folder)
     # The plan read this resource in the account: change it in place, without trying to create it (StepRun.flags).
     known: bool = False
+    # The preflight's: the account read the plan was made from (AccountRead's id), to check it is still so.
+    read: str | None = None
 
     def client(self, service: str) -> Any:
         return self.account.client(service)

@@ -10,7 +10,8 @@ from concurrent.futures import wait
 
 from django.conf import settings
 
-from provisioning.aws import AwsAccount, aws_beside
+from provisioning.aws.accounts import AwsAccount
+from provisioning.aws.calls import aws_beside
 from provisioning.kinds import REGISTRY
 from provisioning.kinds.common_aws import user_found
 from provisioning.plan import plan_build, plan_orphans

@@ -32,7 +32,7 @@ def breakable_action(value: str):
 def expected_words(code: str) -> str:
     """An expected answer in words: a create that found the thing there (the step adopts it), or a read that
     found none."""
-    from provisioning.aws import EXISTS_CODES
+    from provisioning.aws.calls import EXISTS_CODES
 
     return "already there → adopted" if code in EXISTS_CODES else "none there"
 

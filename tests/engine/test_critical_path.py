@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from portal.celery import _publisher_drain
 from provisioning import vault
-from provisioning.aws import account_connect, portal_account, process_session
+from provisioning.aws.accounts import account_connect, portal_account, process_session
 from provisioning.engine.dispatch import STEP_TASK, publisher, run_dispatch
 from provisioning.engine.runs import run_create
 from provisioning.kinds import REGISTRY
@@ -148,7 +148,7 @@ def test_a_ready_worker_has_loaded_the_services_models_and_frozen_what_it_loaded
     script = (
         "import django, gc, json; django.setup()\n"
         "from portal.celery import _worker_settle\n"
-        "from provisioning.aws import process_session\n"
+        "from provisioning.aws.accounts import process_session\n"
         "_worker_settle()\n"
         "loader = process_session()._session.get_component('data_loader')\n"
         "models = sorted({key[1] for key in loader._cache if key[:1] == ('load_service_model',)})\n"

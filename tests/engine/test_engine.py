@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from django.db import transaction
 
 from provisioning import documents
-from provisioning.aws import account_connect, process_session, run_accounts
+from provisioning.aws.accounts import account_connect, process_session, run_accounts
 from provisioning.engine.runs import RunConflict, run_create, run_retry
 from provisioning.errors import StepFailed
 from provisioning.kinds.preflight import aws as preflight

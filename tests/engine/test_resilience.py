@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from portal.celery import app as celery_app
 from provisioning.audit.chain import audit_record
-from provisioning.aws import account_for_run, account_for_spec, run_accounts
+from provisioning.aws.accounts import account_for_run, account_for_spec, run_accounts
 from provisioning.engine.runs import run_create, run_retry, runs_sweep
 from provisioning.models import AuditEvent, Run, StepRun
 from provisioning.spec import spec_from_json, spec_parse

@@ -200,7 +200,7 @@ def test_start_onboarding_creates_the_customer_and_the_run(client, alice, aws):
     assert run.customer.external_id == "acme-external-id-0123456789"
     assert run.started_by == alice and run.spec["bucket"] == "acme-app-media"
     assert [s.key for s in run.steps.order_by("position")] == [s.key for s in plan_build(spec_parse(run.spec))]
-    assert run.read is not None and run.steps.get(key="preflight").params["read"] == str(run.read.pk)
+    assert run.read is not None and run.steps.get(key="preflight").flags["read"] == str(run.read.pk)
     assert "onboarding_draft" not in client.session
     # Made when the preview was asked for, so that its account could be read: audited then, once.
     created = AuditEvent.objects.get(action="customer.created", actor=alice, customer=run.customer)

@@ -5,7 +5,8 @@ import json
 from botocore.exceptions import ClientError
 
 from provisioning import documents
-from provisioning.aws import AwsAccount, error_code, error_translate
+from provisioning.aws.accounts import AwsAccount
+from provisioning.aws.errors import error_code, error_translate
 from provisioning.kinds.ecr_lifecycle import declaration
 from provisioning.kinds.ecr_repository import declaration as ecr_repository
 from provisioning.steps.base import StepContext, StepResult

@@ -2,7 +2,8 @@
 
 from botocore.exceptions import ClientError
 
-from provisioning.aws import AwsAccount, error_code, error_translate
+from provisioning.aws.accounts import AwsAccount
+from provisioning.aws.errors import error_code, error_translate
 from provisioning.errors import StepFailed
 from provisioning.kinds.common_aws import (
     delete,

@@ -6,7 +6,8 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 from django.utils import timezone
 
-from provisioning.aws import AwsAccount, error_translate
+from provisioning.aws.accounts import AwsAccount
+from provisioning.aws.errors import error_translate
 from provisioning.kinds.common_aws import (
     absent_is_none,
     delete,

@@ -3,7 +3,8 @@
 from botocore.exceptions import ClientError
 
 from provisioning import registry
-from provisioning.aws import AwsAccount, error_translate
+from provisioning.aws.accounts import AwsAccount
+from provisioning.aws.errors import error_translate
 from provisioning.kinds.common_aws import (
     user_ensure,
     user_read,

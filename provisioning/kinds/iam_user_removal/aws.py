@@ -4,7 +4,8 @@ from collections.abc import Callable
 
 from botocore.exceptions import ClientError
 
-from provisioning.aws import UNMODIFIABLE_CODES, error_translate, settle
+from provisioning.aws.errors import error_translate
+from provisioning.aws.settle import UNMODIFIABLE_CODES, settle
 from provisioning.errors import StepFailed
 from provisioning.kinds import REGISTRY
 from provisioning.kinds.common_aws import (

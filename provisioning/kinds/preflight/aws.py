@@ -4,7 +4,8 @@ from concurrent.futures import wait
 
 from botocore.exceptions import ClientError
 
-from provisioning.aws import aws_beside, current_call_log, error_code, error_translate
+from provisioning.aws.calls import aws_beside, current_call_log
+from provisioning.aws.errors import error_code, error_translate
 from provisioning.checks import checks_blocking, checks_sentence, plan_checks_start
 from provisioning.errors import StepFailed
 from provisioning.kinds import REGISTRY
@@ -168,5 +169,5 @@ def execute(ctx: StepContext, params: dict) -> StepResult:
         if problem is not None:
             raise problem
     _approver_untagged_record(ctx)
-    _plan_recheck(ctx, params.get("read"))
+    _plan_recheck(ctx, ctx.read)
     return StepResult(adopted=False, outputs={**identity, "via": ctx.account.access})

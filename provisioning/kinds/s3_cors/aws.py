@@ -1,7 +1,7 @@
 """Putting the bucket's CORS configuration (when it differs) and reading it back."""
 
 from provisioning import documents
-from provisioning.aws import AwsAccount
+from provisioning.aws.accounts import AwsAccount
 from provisioning.kinds.common_aws import (
     configure_bucket,
     s3_config_read,

@@ -6,7 +6,9 @@ import string
 from botocore.exceptions import ClientError
 
 from provisioning import registry
-from provisioning.aws import UNMODIFIABLE_CODES, AwsAccount, error_translate, settle
+from provisioning.aws.accounts import AwsAccount
+from provisioning.aws.errors import error_translate
+from provisioning.aws.settle import UNMODIFIABLE_CODES, settle
 from provisioning.kinds.common_aws import (
     absent_is_none,
     policy_names,

@@ -10,7 +10,9 @@ from botocore.exceptions import BotoCoreError
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from provisioning.aws import aws_work, error_translate, operator_client
+from provisioning.aws.accounts import operator_client
+from provisioning.aws.calls import aws_work
+from provisioning.aws.errors import error_translate
 from provisioning.errors import OnrampError
 from provisioning.role.published import (
     role_template_bucket_prepare,
