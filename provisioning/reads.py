@@ -151,18 +151,6 @@ def account_read_execute(*, read_id: UUID | str) -> AccountRead | None:
         except OnrampError as exc:
             read.status, read.error_code, read.error_message = AccountRead.Status.FAILED, exc.code[:128], str(exc)
         read.finished_at = timezone.now()
-        read.save(
-            update_fields=[
-                "items",
-                "seen",
-                "fingerprint",
-                "checks",
-                "status",
-                "error_code",
-                "error_message",
-                "finished_at",
-            ]
-        )
         actions: dict[str, int] = {}
         for item in read.items:
             actions[item["action"]] = actions.get(item["action"], 0) + 1
@@ -174,4 +162,9 @@ def account_read_execute(*, read_id: UUID | str) -> AccountRead | None:
             target=read.customer.name,
             details={"read": str(read.pk), "actions": actions},
         )
+    # Saved once its calls' audit is written (on leaving aws_work): whoever sees the read done or failed finds
+    # every call of it in the audit already.
+    read.save(
+        update_fields=["items", "seen", "fingerprint", "checks", "status", "error_code", "error_message", "finished_at"]
+    )
     return read
