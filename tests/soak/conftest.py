@@ -23,9 +23,11 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if item not in left]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def soak_redis():
-    """A redis-server of our own that keeps nothing on disk: the shared one is never restarted."""
+    """A redis-server of our own that keeps nothing on disk: the shared one is never restarted. For the soak's
+    module only: under pytest-xdist the scenario runs amid other tests of its worker process, whose end-to-end
+    tests after it send their tasks to the shared Redis again, where the session's test worker takes them."""
     server = RedisServer().start()
     previous = celery_app.conf.broker_url, celery_app.conf.result_backend
     _broker_use(server.url, server.url)
