@@ -9,6 +9,7 @@ import hashlib
 import importlib
 import json
 import os
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +33,11 @@ from sandbox.controller import Sandbox
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
 from tests.waiting import wait_until
 
+# A test session started without a terminal (`nohup make test &`, a script's background job) starts with SIGINT
+# ignored, and every process a test starts would inherit that: bin/run could not trap the Ctrl-C its tests send it
+# (tests/test_make_run.py) and would never stop. Python's own handler instead, which a started program does not keep.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM beside Playwright's sync API
 # Subprocesses (manage.py, the build script) read and write no .env of this checkout: a developer's
 # `make run` keys must not change what a test of production settings sees, nor a test leave keys behind.
