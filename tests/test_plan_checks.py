@@ -4,7 +4,6 @@ the run's preflight repeating the blocking ones, and the builders of the documen
 size limits cannot be exceeded by any valid spec."""
 
 import json
-import time
 
 import pytest
 
@@ -20,6 +19,7 @@ from tests.awsread import account_session
 from tests.conftest import CUSTOMER_ACCOUNT, customer_for, customer_make, spec_data, start_run, wait_for_run
 from tests.test_sandbox import OTHER_ACCOUNT
 from tests.test_sandbox_refusals import MANAGED
+from tests.waiting import refreshed, wait_until
 
 # AWS's limits on what Onramp writes (IAM User Guide, "IAM and AWS STS quotas": a managed policy's document is
 # 6,144 characters at most, whitespace not counted; a policy's name 128. ECR API reference, PutLifecyclePolicy:
@@ -29,14 +29,15 @@ LONGEST_BUCKET = "b" * 63  # a bucket name is 3 to 63 characters: the longest ma
 
 
 def _read(user, data: dict) -> AccountRead:
+    """The plan's read once the worker has finished it, its AWS calls' audit written too: the read's row is saved
+    done or failed a moment before its log of calls (a test that looked at once saw no DescribeRegions, under load)."""
     read = account_read_start(customer=customer_for(data), spec=spec_parse(data), user=user)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        read.refresh_from_db()
-        if read.status in (AccountRead.Status.DONE, AccountRead.Status.FAILED):
-            return read
-        time.sleep(0.1)
-    raise AssertionError(f"the read is still {read.status}")
+    wait_until(
+        lambda: AuditEvent.objects.filter(action=f"{read.purpose}.read", details__read=str(read.pk)).exists(),
+        timeout=60,
+        message=lambda: f"the read is still {refreshed(read).status}",
+    )
+    return refreshed(read)
 
 
 def _checks(read: AccountRead) -> dict[str, dict]:
