@@ -42,9 +42,10 @@ def _broker_use(broker_url: str, result_backend: str) -> None:
     this one), changing the settings alone would still send a scenario's run to the shared Redis, where that
     worker, not the scenario's, would take it."""
     celery_app.conf.update(broker_url=broker_url, result_backend=result_backend)
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
-        celery_app._pool = None
+    # Not closed, only let go: kombu keeps one pool per broker in a registry of its own and hands the same one back
+    # when this process sends to that broker again (the shared Redis after the soak's module: a closed one there
+    # failed every later test of the worker process with "Acquire on closed pool").
+    celery_app._pool = None
     celery_app.amqp._producer_pool = None
     celery_app._backend_cache = None  # the result backend, made again from the settings at its next use
     celery_app._local.__dict__.pop("backend", None)
