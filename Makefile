@@ -5,6 +5,10 @@ PIP := .venv/bin/pip
 VENV_RUN := .venv/.installed-runtime
 VENV_DEV := .venv/.installed-dev
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# pytest-xdist's worker processes for make test and make test-fast (docs/testing.md, "Tests"); 0 runs the tests in
+# pytest's own process: `make test PYTEST_WORKERS=0`.
+PYTEST_WORKERS ?= 3
+PYTEST_XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 
 .PHONY: run test test-fast lint services system-deps bench soak audit smoke-aws clean
 
@@ -34,11 +38,11 @@ test: system-deps services $(VENV_DEV)
 	.venv/bin/bandit -q -r portal provisioning -ll
 	.venv/bin/lint-imports --no-cache
 	.venv/bin/mypy
-	.venv/bin/pytest
+	.venv/bin/pytest $(PYTEST_XDIST)
 
 ## The inner loop: every test but the end-to-end (the worker), browser and slow ones (docs/testing.md, "Tests").
 test-fast: services $(VENV_DEV)
-	.venv/bin/pytest -m "not e2e and not browser and not slow"
+	.venv/bin/pytest $(PYTEST_XDIST) -m "not e2e and not browser and not slow"
 
 lint: $(VENV_DEV)
 	.venv/bin/ruff check .

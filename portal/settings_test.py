@@ -14,7 +14,7 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
 os.environ.setdefault("CONN_MAX_AGE", "0")
 
 from portal.settings import *  # noqa: F403
-from portal.settings import DATABASES
+from portal.settings import CELERY_TASK_DEFAULT_QUEUE, DATABASES
 
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME", "test_onramp")}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests only
@@ -22,3 +22,8 @@ AXES_FAILURE_LIMIT = 5
 AXES_IP_FAILURE_LIMIT = 8
 # Each test session writes its audit checkpoints to a directory of its own.
 AUDIT_CHECKPOINT_DIR = Path(tempfile.mkdtemp(prefix="onramp-audit-checkpoints-"))
+# Under pytest-xdist (make test's -n) each worker process, gw0, gw1…, takes a Celery queue of its own on the same
+# Redis db, so that one worker's tasks never reach another's; pytest-django gives its PostgreSQL test database the
+# suffix _gw0, _gw1… The processes a test starts inherit PYTEST_XDIST_WORKER, so they share their test's queue.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    CELERY_TASK_DEFAULT_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-{os.environ['PYTEST_XDIST_WORKER']}"

@@ -9,6 +9,7 @@ import hashlib
 import importlib
 import json
 import os
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -36,11 +37,21 @@ from sandbox.controller import Sandbox
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
 from tests.waiting import wait_until
 
+# A test session started without a terminal (`nohup make test &`, a script's background job) starts with SIGINT
+# ignored, and every process a test starts would inherit that: bin/run could not trap the Ctrl-C its tests send it
+# (tests/test_make_run.py) and would never stop. Python's own handler instead, which a started program does not keep.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM beside Playwright's sync API
 # Subprocesses (manage.py, the build script) read and write no .env of this checkout: a developer's
 # `make run` keys must not change what a test of production settings sees, nor a test leave keys behind.
 os.environ["ENV_FILE"] = str(Path(tempfile.mkdtemp(prefix="onramp-test-env-")) / ".env")
 ARTIFACTS = Path(__file__).parent / "artifacts"
+# Under pytest-xdist (make test: -n, docs/testing.md), the worker process running this session: gw0, gw1…, else "".
+# Each has its own sandbox, Celery queue (portal/settings_test.py) and PostgreSQL database (pytest-django's suffix).
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+# The session's sandbox writes its log here (the soak searches it for secrets): one file per xdist worker.
+SANDBOX_LOG = ARTIFACTS / (f"moto-{XDIST_WORKER}.log" if XDIST_WORKER else "moto.log")
 CUSTOMER_ACCOUNT = "111122223333"
 PASSWORD = "correct-horse-battery-staple"
 
@@ -98,10 +109,24 @@ EXAMPLE_KEY_ID_2 = "AKIAI44QH8DHBEXAMPLE"
 E2E_FIXTURES = frozenset({"worker", "celery_worker"})
 
 
+# Under pytest-xdist (`--dist loadgroup`), the tests that start whole programs as processes (make run, the benches,
+# the soak's worker processes: marked slow or soak) run one after another in one worker: side by side on 2 cores
+# each would take several times as long to start, against its own timeouts.
+PROCESSES_GROUP = pytest.mark.xdist_group("processes")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the xdist_group markers
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
+        if item.get_closest_marker("slow") or item.get_closest_marker("soak"):
+            item.add_marker(PROCESSES_GROUP)
+
+
+def per_worker(name: str) -> str:
+    """A name of something the session makes outside its own database (a bench's database), one per xdist worker."""
+    return f"{name}_{XDIST_WORKER}" if XDIST_WORKER else name
 
 
 def customer_keys_give(aws, customer: Customer, *, account_id: str) -> tuple[str, str]:
@@ -163,7 +188,7 @@ def sandbox():
     """The strict sandbox's server, once per test session, reset before each test that uses it (`aws`).
     Onramp's worker takes its own identity from the environment, as in production."""
     ARTIFACTS.mkdir(exist_ok=True)
-    server = Sandbox(log=ARTIFACTS / "moto.log", strict=True).start()
+    server = Sandbox(log=SANDBOX_LOG, strict=True).start()
     settings_override = override_settings(AWS_ENDPOINT_URL=server.url)
     settings_override.enable()
     saved = {name: os.environ.get(name) for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}

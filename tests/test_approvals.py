@@ -437,7 +437,7 @@ def _spec_file(tmp_path, **overrides) -> str:
 
 
 @pytest.mark.django_db
-def test_the_command_saves_the_plan_as_awaiting_and_says_where_to_approve(alice, tmp_path, settings, capsys):
+def test_the_command_saves_the_plan_as_awaiting_and_says_where_to_approve(aws, alice, tmp_path, settings, capsys):
     settings.PORTAL_URL = "https://onramp.agency.example"
     call_command("onboard", spec=_spec_file(tmp_path), user="alice")
     asked = PlanApproval.objects.get()
@@ -450,7 +450,7 @@ def test_the_command_saves_the_plan_as_awaiting_and_says_where_to_approve(alice,
 
 
 @pytest.mark.django_db
-def test_the_command_accepts_approved_by_only_as_an_admins_own_break_glass(alice, bob, dana, tmp_path):
+def test_the_command_accepts_approved_by_only_as_an_admins_own_break_glass(aws, alice, bob, dana, tmp_path):
     spec = _spec_file(tmp_path)
     for user, approver in (("alice", "bob"), ("alice", "alice"), ("dana", "bob")):
         with pytest.raises(CommandError, match="--approved-by is an Admin's self-approval") as refused:

@@ -4,16 +4,18 @@ difference in words; Repair's plan corrects exactly that, and its run brings the
 What Onramp did not make is reported and left; what cannot be repaired says so."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.conf import settings as django_settings
+from django.db.models import F
 from django.utils import timezone
 
 from portal.celery import app as celery_app
 from provisioning import drift
 from provisioning.customers import customer_desired_spec
 from provisioning.engine.runs import run_create
-from provisioning.models import AccountRead, AuditEvent, DriftState, Run
+from provisioning.models import AccountRead, AuditEvent, DriftState, Run, StepRun
 from provisioning.plan import plan_decide
 from provisioning.reads import account_read_start
 from provisioning.spec import spec_parse
@@ -29,6 +31,17 @@ def _onboarded(user) -> Run:
     run = wait_for_run(start_run(user))
     assert run.status == Run.Status.SUCCEEDED, list(run.steps.values_list("key", "state", "error_message"))
     return run
+
+
+def _long_after(customer, sandbox) -> None:
+    """As if the customer's runs had ended long ago, on AWS's side (the sandbox's clock past every window after a
+    change) and on Onramp's (their steps finished AWS_SETTLE_SECONDS earlier): a check then reads a lifecycle policy
+    changed by hand once, as the nightly check would, instead of reading it again for AWS_SETTLE_SECONDS (30 s) in
+    case it is the run's own change not yet shown (provisioning.steps.reading SETTLING_READS)."""
+    sandbox.clock_advance(6)
+    StepRun.objects.filter(run__customer=customer, finished_at__isnull=False).update(
+        finished_at=F("finished_at") - timedelta(seconds=django_settings.AWS_SETTLE_SECONDS)
+    )
 
 
 def _check(customer, user=None, timeout: float = 60) -> DriftState:
@@ -178,6 +191,7 @@ def test_fields_drifted_by_hand_are_reported_in_words_and_repair_corrects_exactl
     keys = {key for field in fields for key in DRIFTS[field][1].split()}
     customer = _onboarded(alice).customer
     assert _check(customer).state == DriftState.State.IN_SYNC
+    _long_after(customer, sandbox)
     for field in fields:
         DRIFTS[field][0](sandbox)
 

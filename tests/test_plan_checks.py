@@ -4,7 +4,6 @@ the run's preflight repeating the blocking ones, and the builders of the documen
 size limits cannot be exceeded by any valid spec."""
 
 import json
-import time
 
 import pytest
 
@@ -30,6 +29,7 @@ from tests.conftest import (
 )
 from tests.test_sandbox import OTHER_ACCOUNT
 from tests.test_sandbox_refusals import MANAGED
+from tests.waiting import refreshed, wait_until
 
 # AWS's limits on what Onramp writes (IAM User Guide, "IAM and AWS STS quotas": a managed policy's document is
 # 6,144 characters at most, whitespace not counted; a policy's name 128. ECR API reference, PutLifecyclePolicy:
@@ -39,15 +39,15 @@ LONGEST_BUCKET = "b" * 63  # a bucket name is 3 to 63 characters: the longest ma
 
 
 def plan_read(user, data: dict) -> AccountRead:
-    """A plan's read of the account (a new customer's made now), once the worker has done it."""
+    """A plan's read of the account (a new customer's made now), once the worker has done it (its row is saved done
+    or failed only after its calls' audit is written: provisioning.reads)."""
     read = account_read_start(customer=customer_for(data), spec=spec_parse(data), user=user)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        read.refresh_from_db()
-        if read.status in (AccountRead.Status.DONE, AccountRead.Status.FAILED):
-            return read
-        time.sleep(0.1)
-    raise AssertionError(f"the read is still {read.status}")
+    wait_until(
+        lambda: refreshed(read).status in (AccountRead.Status.DONE, AccountRead.Status.FAILED),
+        timeout=60,
+        message=lambda: f"the read is still {refreshed(read).status}",
+    )
+    return refreshed(read)
 
 
 def _checks(read: AccountRead) -> dict[str, dict]:

@@ -19,7 +19,7 @@ from provisioning.views.preview import DRAFT
 from provisioning.vocabulary import RunKind
 from tests.awsread import account_session
 from tests.conftest import CUSTOMER_ACCOUNT, finished_run, spec_data
-from tests.test_drift import REGION, _check, _iam, _onboarded, _s3
+from tests.test_drift import REGION, _check, _iam, _long_after, _onboarded, _s3
 from tests.waiting import refreshed, wait_until
 
 
@@ -86,7 +86,7 @@ def test_a_repair_that_puts_the_lifecycle_policy_back_is_in_sync_though_ecr_show
     account_session(sandbox.url, CUSTOMER_ACCOUNT, REGION).ecr(REGION).delete_lifecycle_policy(
         repositoryName="acme-app"
     )
-    sandbox.clock_advance(6)  # the onboarding's own put is past its window
+    _long_after(customer, sandbox)  # the onboarding's own put is past its window, and long done
     drifted = _check(customer)
     assert drifted.state == DriftState.State.DRIFTED
     assert [d["key"] for d in drifted.differences] == ["ecr.lifecycle"]

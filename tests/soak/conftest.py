@@ -23,9 +23,11 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if item not in left]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def soak_redis():
-    """A redis-server of our own that keeps nothing on disk: the shared one is never restarted."""
+    """A redis-server of our own that keeps nothing on disk: the shared one is never restarted. For the soak's
+    module only: under pytest-xdist the scenario runs amid other tests of its worker process, whose end-to-end
+    tests after it send their tasks to the shared Redis again, where the session's test worker takes them."""
     server = RedisServer().start()
     previous = celery_app.conf.broker_url, celery_app.conf.result_backend
     _broker_use(server.url, server.url)
@@ -40,9 +42,10 @@ def _broker_use(broker_url: str, result_backend: str) -> None:
     this one), changing the settings alone would still send a scenario's run to the shared Redis, where that
     worker, not the scenario's, would take it."""
     celery_app.conf.update(broker_url=broker_url, result_backend=result_backend)
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
-        celery_app._pool = None
+    # Not closed, only let go: kombu keeps one pool per broker in a registry of its own and hands the same one back
+    # when this process sends to that broker again (the shared Redis after the soak's module: a closed one there
+    # failed every later test of the worker process with "Acquire on closed pool").
+    celery_app._pool = None
     celery_app.amqp._producer_pool = None
     celery_app._backend_cache = None  # the result backend, made again from the settings at its next use
     celery_app._local.__dict__.pop("backend", None)

@@ -14,7 +14,7 @@ from django.db import connection
 from provisioning.engine.runs import run_retry, runs_sweep
 from provisioning.models import AuditEvent, Run, StepRun
 from sandbox.proxy import Rule, SandboxProxy
-from tests.conftest import ARTIFACTS, spec_data, start_run
+from tests.conftest import SANDBOX_LOG, spec_data, start_run
 from tests.soak.conftest import REPORT
 from tests.soak.harness import (
     WorkerProcess,
@@ -101,7 +101,7 @@ class Scene:
             "database dump": database_dump(),
             "broker": redis_dump(self.redis.url),
             "test process log": self.log.getvalue(),
-            "sandbox log": (ARTIFACTS / "moto.log").read_text(errors="replace"),
+            "sandbox log": SANDBOX_LOG.read_text(errors="replace"),
         }
         places.update({w.log.name: w.log.read_text(errors="replace") for w in self.workers})
         found = leaks(self.secrets, places)
