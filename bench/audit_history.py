@@ -112,9 +112,9 @@ FROM generate_series(0, %(events)s::bigint / 150) AS r,
 """
 SEED_STEPS_SQL = """
 INSERT INTO provisioning_steprun (run_id, key, title, branch, position, depends_on, state, attempts, error_code,
-                                  error_message, outputs, params)
+                                  error_message, outputs, params, flags)
 SELECT md5('run-' || r)::uuid, step.key, step.title || ' app-' || r, split_part(step.key, '.', 1), step.position,
-       '[]'::jsonb, 'succeeded', 1, '', '', '{}'::jsonb, '{}'::jsonb
+       '[]'::jsonb, 'succeeded', 1, '', '', '{}'::jsonb, '{}'::jsonb, '{}'::jsonb
 FROM generate_series(0, %(events)s::bigint / 150) AS r,
      (VALUES (0, 'preflight', 'Reach the account and check who Onramp is there'), (1, 'iam.group', 'Group Apps for'),
              (2, 'iam.app_user', 'App user'), (3, 'iam.access_key', 'Access key for'),

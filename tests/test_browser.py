@@ -128,8 +128,9 @@ def test_a_tech_lead_onboards_an_account_from_the_form_to_the_credentials(page, 
         page.get_by_label("App origin for uploads (CORS)").fill("https://acme-corp.example.com")
         page.get_by_role("button", name="Preview the plan").click()
         expect(page).to_have_url(f"{base}/onboard/preview/")
-        # Every plan reads the account first: an empty one, so each of the 11 resources is created.
-        expect(page.locator("li.plan-item[data-action='create']")).to_have_count(11, timeout=30_000)
+        # Every plan reads the account first: an empty one, so each of the 12 resources is created (the repository's
+        # policy too: none, which a new repository already is).
+        expect(page.locator("li.plan-item[data-action='create']")).to_have_count(12, timeout=30_000)
         page.locator("summary", has_text="ECR lifecycle policy").click()
         expect(page.locator("pre[data-document='lifecycle_policy']")).to_contain_text('"rulePriority": 19')
         shots.take("preview")
@@ -149,7 +150,7 @@ def test_a_tech_lead_onboards_an_account_from_the_form_to_the_credentials(page, 
         assert any(state != "succeeded" for state in first_seen), first_seen  # it was not done when shown
         assert all(states[-1] == "succeeded" for states in seen.values()), seen
         assert max(len(states) for states in seen.values()) >= 2, seen  # a step changed state on screen
-        expect(page.locator("tr.step")).to_have_count(12)
+        expect(page.locator("tr.step")).to_have_count(13)
         expect(page.locator("#run-status")).to_have_text("Succeeded")
         expect(page.locator("#cancel")).to_have_count(0)  # the last poll took the Cancel button away
         summary = page.locator("#summary")

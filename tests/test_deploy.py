@@ -155,7 +155,7 @@ def test_point_9_the_image_copies_none_of_the_operators_secrets_from_the_build_c
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     context = tracked.split() + OPERATOR_SECRETS + ["sandbox-state.pickle.gz", "db.sqlite3", ".venv/bin/python"]
     production = image_files(STAGES, "production", context)
-    assert {"manage.py", "portal/settings.py", "provisioning/aws.py", "bin/build-static"} <= production
+    assert {"manage.py", "portal/settings.py", "provisioning/aws/accounts.py", "bin/build-static"} <= production
     assert not any(path.startswith(("tests/", "sandbox/", "bench/")) for path in production)
     for target in STAGES:
         copied = image_files(STAGES, target, context)
