@@ -9,10 +9,13 @@ import tomllib
 import uuid
 from pathlib import Path
 
+import botocore.loaders
+import botocore.model
 import pytest
 from django.conf import settings
 from django.core.management import call_command
 
+from provisioning.aws import calls
 from provisioning.aws.accounts import account_connect
 from provisioning.aws.calls import aws_work
 from provisioning.engine.execute import step_split
@@ -162,3 +165,25 @@ def test_the_import_contracts_cover_every_kinds_folder_by_wildcard():
     forbidden = {module for c in pure for module in c["forbidden_modules"]}
     assert {"boto3", "botocore", "provisioning.aws", "provisioning.models", "provisioning.kinds.*.aws"} <= forbidden
     assert any(c.get("containers") == ["provisioning.kinds.*"] for c in contracts)
+
+
+def test_every_declared_operation_on_a_named_resource_gives_the_audit_its_target():
+    """An audit row's target is the first of the call's parameters that names a resource (aws.calls._TARGET_PARAMS:
+    per call, not per kind, since the calls of no kind, AssumeRole and the plan's checks, are audited too). Every
+    operation a kind declares that takes such a name in botocore's model has one of them, so a new kind's calls are
+    never audited without their target; the operations on the account as a whole take none."""
+    loader = botocore.loaders.create_loader()
+    account_wide = set()
+    for operation in REGISTRY.operations():
+        model = botocore.model.ServiceModel(loader.load_service_model(operation.service, "service-2"))
+        members = (
+            set(model.operation_model(operation.name).input_shape.members)
+            if model.operation_model(operation.name).input_shape
+            else set()
+        )
+        named = {m for m in members if m.endswith(("Name", "Arn")) or m in {"Bucket", "AccountAlias", "SerialNumber"}}
+        if not named:
+            account_wide.add(f"{operation.service}:{operation.name}")
+            continue
+        assert members & set(calls._TARGET_PARAMS), (operation.service, operation.name, sorted(named))
+    assert account_wide and all(name.split(":")[1].startswith(("Get", "List", "Describe")) for name in account_wide)

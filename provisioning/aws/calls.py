@@ -16,6 +16,9 @@ from provisioning.audit.chain import CallLog, audit_write, redact
 from provisioning.kinds import REGISTRY
 
 current_call_log: contextvars.ContextVar[CallLog | None] = contextvars.ContextVar("onramp_call_log", default=None)
+# An audit row's target: the first of a call's parameters that names a resource. Per call, not per kind (the calls of
+# no kind, AssumeRole and the plan's checks, are audited too); tests/test_kinds.py checks every operation a kind
+# declares that names a resource in botocore's model has one of these.
 _TARGET_PARAMS = (
     "UserName",
     "GroupName",
@@ -25,6 +28,8 @@ _TARGET_PARAMS = (
     "repositoryName",
     "AccountAlias",
     "RoleArn",
+    "RoleName",
+    "SerialNumber",
 )
 
 
