@@ -53,10 +53,11 @@ def step_split(step: StepRun) -> tuple[dict, dict]:
     return params, {**flags, **(step.flags or {})}
 
 
-def _step_params(step: StepRun, spec: Spec) -> dict:
-    """The step's declared parameters (a step recorded before they were stored gets them from the spec)."""
-    if step.params:
-        return step_split(step)[0]
+def _step_params(step: StepRun, stored: dict, spec: Spec) -> dict:
+    """The step's declared parameters: as stored (`stored`, step_split's), or from the spec for a step recorded
+    before they were stored."""
+    if stored:
+        return stored
     kind = REGISTRY.kind_of(step.key)
     return next(params for params in kind.instances(spec) if kind.step_key(params) == step.key)
 
@@ -65,8 +66,8 @@ def _step_call(step: StepRun, run: Run):
     """Run the step's function against the account: its result, or the error that stopped it."""
     try:
         spec = spec_from_json(run.spec)
-        account, params = account_for_run(run, spec), _step_params(step, spec)
-        flags = step_split(step)[1]
+        stored, flags = step_split(step)
+        account, params = account_for_run(run, spec), _step_params(step, stored, spec)
         context = StepContext(
             run=run, step=step, account=account, params=params, known=bool(flags.get("known")), read=flags.get("read")
         )
