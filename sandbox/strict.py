@@ -747,13 +747,23 @@ def speed_install() -> None:
     """Not a rule, a cost: moto finds the account behind an access key by creating the IAM backend of every
     partition (aws-cn, aws-us-gov… six) of every account it has seen, and each loads the ~1,300 AWS managed
     policies (about 0.2 s here), so a test touching three accounts paid seconds per reset. AWS's own managed
-    policies are loaded in the aws partition only, the one Onramp and the tests use."""
+    policies are loaded in the aws partition only, the one Onramp and the tests use. And parsed once per account:
+    an account's backend is built again after every reset and whenever a restored snapshot did not hold it, and
+    reading back the first build's objects (pickled) takes a tenth of parsing them again (8 ms against 70 ms)."""
     from moto.iam.models import IAMBackend
 
     load = IAMBackend._init_aws_policies
+    parsed: dict[str, bytes] = {}  # account id -> its managed policies as first built, pickled
 
     def aws_partition_only(self):
-        return load(self) if self.region_name == "aws" else []
+        if self.region_name != "aws":
+            return []
+        kept = parsed.get(self.account_id)
+        if kept is not None:
+            return pickle.loads(kept)  # noqa: S301 (our own bytes, never from outside)
+        policies = load(self)
+        parsed[self.account_id] = pickle.dumps(policies, protocol=pickle.HIGHEST_PROTOCOL)
+        return policies
 
     IAMBackend._init_aws_policies = aws_partition_only
 

@@ -5,6 +5,7 @@ must see nothing, dana is an Admin.
 """
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import json
@@ -306,12 +307,19 @@ def oidc(oidc_provider, settings, db):
     yield oidc_provider
 
 
+@functools.cache
+def _migrated_apps():
+    """The models as the migrations leave them (what their functions take), built once per process: rendering them
+    takes about 60 ms of CPU, and the groups are made again after every end-to-end test's flush."""
+    return MigrationLoader(connection).project_state().apps
+
+
 def _groups_ensure() -> None:
     """A transactional test (the `worker` fixture) ends with a flush that empties the groups the data
     migrations made; make them again, with their permissions, by running those migrations' functions."""
     if Group.objects.filter(name__in=["Admins", "Tech leads"]).count() == 2:
         return
-    apps = MigrationLoader(connection).project_state().apps
+    apps = _migrated_apps()
     importlib.import_module("provisioning.migrations.0002_groups_and_audit_guard").create_groups(apps, None)
     importlib.import_module("provisioning.migrations.0015_provider_identity").admins_may_unlink(apps, None)
 

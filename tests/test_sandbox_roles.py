@@ -48,7 +48,7 @@ def deployed_role(url: str, account_id: str) -> dict:
 
 @pytest.mark.django_db(transaction=True)
 def test_point_1_every_customers_role_is_deployed_in_a_restored_sandbox_and_one_added_later_on_request(
-    tmp_path, dana, monkeypatch
+    tmp_path, dana, sandbox
 ):
     port, state = free_port(), tmp_path / "state.pickle.gz"
     url = f"http://127.0.0.1:{port}"
@@ -93,9 +93,9 @@ def test_point_1_every_customers_role_is_deployed_in_a_restored_sandbox_and_one_
         assert "Demo Co" not in printed
 
         # What the issue saw fail: the preflight's read of the role's version (Check connection runs it), as
-        # make run's portal does it: with the sandbox keys bin/run gives Onramp's identity.
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "sandbox-key-id")
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sandbox-secret")
+        # make run's portal does it. Onramp's identity is the process's credential chain, resolved once per process
+        # (the `sandbox` fixture's keys; make run's sandbox takes any): setting other keys in the environment here
+        # would reach only a process that had not resolved them yet, and stay there for every later test.
         with override_settings(AWS_ENDPOINT_URL=url):
             for customer in (demo, globex):
                 result = customers.customer_check_connection(customer=customer, user=dana)
