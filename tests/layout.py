@@ -1,6 +1,9 @@
 """One check that a page fits its window, for the browser tests: the document no wider than the window, and no
 table cell cut off, whether by its own hidden overflow or by an ancestor's that hides (or scrolls) it out of
-sight. What is wrong comes back as data, so an assertion shows which cell."""
+sight. What is wrong comes back as data, so an assertion shows which cell. A flow runs once and its page is
+checked at each window size in turn (at_each_size, layout_checks)."""
+
+from collections.abc import Callable
 
 from playwright.sync_api import Page
 
@@ -38,3 +41,27 @@ def layout_check(page: Page, name: str = "") -> None:
         page.screenshot(path=ARTIFACTS / f"layout-{width}-{name}.png", full_page=True)
     layout = page.evaluate(LAYOUT)
     assert layout == {"overflow": 0, "clipped": []}, (name, page.url, layout)
+
+
+# The two windows every browser page is checked at: a common laptop's and a common desktop's. A flow runs once, at
+# the first; at each point where it checks the layout, the page is checked at both (at_each_size), then put back.
+SIZES = [(1366, 900), (1920, 1080)]
+
+
+def at_flow_size(page: Page) -> None:
+    """The window a flow runs in, between its checks: the first of SIZES."""
+    page.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
+
+
+def at_each_size(page: Page, check: Callable[[int], None]) -> None:
+    """At each of SIZES: resize the window, then `check(width)` (its assertions and screenshots, named for the
+    width); then the window is put back to the first size, the flow's own."""
+    for width, height in SIZES:
+        page.set_viewport_size({"width": width, "height": height})
+        check(width)
+    at_flow_size(page)
+
+
+def layout_checks(page: Page, name: str = "") -> None:
+    """layout_check at each of SIZES: the page fits each window; with a name, a screenshot per width."""
+    at_each_size(page, lambda _width: layout_check(page, name))

@@ -1,7 +1,7 @@
-"""A new customer's preview in Debian's headless Chromium at 1366 and 1920 px (#30 point 3): the account is read
-first, what the spec names and the account has shows under "Adopt" with what was found, a user outside Onramp's
-path blocks Start with the customer's command; once the customer moved it, the tech lead asks for approval and an
-Admin approves the adoptions, which starts the run. Screenshots go to tests/artifacts/
+"""A new customer's preview in Debian's headless Chromium, each page checked at 1366 and 1920 px (#30 point 3):
+the account is read first, what the spec names and the account has shows under "Adopt" with what was found, a
+user outside Onramp's path blocks Start with the customer's command; once the customer moved it, the tech lead
+asks for approval and an Admin approves the adoptions, which starts the run. Screenshots go to tests/artifacts/
 (layout-<width>-adoption-*.png)."""
 
 import re
@@ -12,19 +12,18 @@ from playwright.sync_api import expect
 from provisioning.models import PlanApproval, Run
 from tests.awsread import account_session
 from tests.conftest import CUSTOMER_ACCOUNT
-from tests.layout import layout_check
+from tests.layout import at_flow_size, layout_checks
 from tests.test_adoption import _customers_account
 from tests.test_browser import browser_type_launch_args, fill_form, log_in  # noqa: F401  (Debian's Chromium)
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.mark.parametrize(("width", "height"), [(1366, 900), (1920, 1080)])
 def test_a_new_customers_preview_shows_adoptions_and_blocks_a_user_outside_the_path(
-    page, live_server, worker, alice, dana, sandbox, width, height
+    page, live_server, worker, alice, dana, sandbox
 ):
     _customers_account(sandbox)
-    page.set_viewport_size({"width": width, "height": height})
+    at_flow_size(page)
     base = live_server.url
     log_in(page, base)
     page.goto(f"{base}/onboard/")
@@ -45,7 +44,7 @@ def test_a_new_customers_preview_shows_adoptions_and_blocks_a_user_outside_the_p
     expect(path).to_have_attribute("data-outcome", "block")
     expect(path).to_contain_text("aws iam update-user --user-name ops-admin --new-path /onramp/")
     expect(page.locator("#start")).to_be_disabled()
-    layout_check(page, "adoption-blocked")
+    layout_checks(page, "adoption-blocked")
     assert not Run.objects.exists()
 
     # The customer moves both users into Onramp's path; the plan read again now adopts them, which only an Admin
@@ -59,7 +58,7 @@ def test_a_new_customers_preview_shows_adoptions_and_blocks_a_user_outside_the_p
     expect(notice).to_be_visible(timeout=30_000)
     expect(notice.locator("li[data-reason='adopt']")).to_contain_text("an Admin must approve it")
     expect(page.locator("#plan-checks li[data-check='path']")).to_have_attribute("data-outcome", "pass")
-    layout_check(page, "adoption-approval")
+    layout_checks(page, "adoption-approval")
     page.get_by_role("button", name="Ask for approval").click()
     expect(page).to_have_url(re.compile(r"/approvals/[0-9a-f-]+/$"))
     approval = PlanApproval.objects.get()

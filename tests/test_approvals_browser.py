@@ -1,8 +1,8 @@
-"""Approvals in Debian's headless Chromium at 1366×900 and 1920×1080, against the live server, the real worker
-and the sandbox: alice asks (a first onboarding with a tech lead grants AdministratorAccess) → the plan awaits
-→ dana, an Admin, sees the count in the menu, the Approvals page, the same preview with Approve and Decline →
-approves → the run page names both, and the run succeeds. Each page must fit the window; its screenshot goes
-to tests/artifacts/ (git-ignored), to look at."""
+"""Approvals, once, in Debian's headless Chromium, against the live server, the real worker and the sandbox: alice
+asks (a first onboarding with a tech lead grants AdministratorAccess) → the plan awaits → dana, an Admin, sees the
+count in the menu, the Approvals page, the same preview with Approve and Decline → approves → the run page names
+both, and the run succeeds. Each page must fit the window at 1366×900 and at 1920×1080; its screenshot at each
+width goes to tests/artifacts/ (git-ignored), to look at."""
 
 import re
 
@@ -11,26 +11,26 @@ from playwright.sync_api import expect
 
 from provisioning.models import AuditEvent, PlanApproval, Run
 from tests.conftest import ARTIFACTS
+from tests.layout import at_each_size, at_flow_size
 from tests.test_browser import browser_type_launch_args, fill_form, log_in  # noqa: F401  (Debian's Chromium)
-from tests.views.test_pages import SIZES, Walk
+from tests.views.test_pages import Walk
 
 pytestmark = pytest.mark.browser
 RUN_TIMEOUT_MS = 90_000
 
 
-def _shot(page, width: int, name: str) -> None:
-    """Besides the walk's own: a copy named for what it shows."""
+def _shot(page, name: str) -> None:
+    """Besides the walk's own: a copy named for what it shows, at each width."""
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=ARTIFACTS / f"approvals-{width}-{name}.png", full_page=True)
+    at_each_size(page, lambda width: page.screenshot(path=ARTIFACTS / f"approvals-{width}-{name}.png", full_page=True))
 
 
-@pytest.mark.parametrize(("width", "height"), SIZES)
 def test_a_plan_asked_for_by_one_person_is_approved_by_another_and_runs_with_both_names(
-    page, live_server, worker, alice, dana, width, height
+    page, live_server, worker, alice, dana
 ):
     base = live_server.url
-    page.set_viewport_size({"width": width, "height": height})
-    walk = Walk(page, width)
+    at_flow_size(page)
+    walk = Walk(page)
 
     log_in(page, base, "alice")
     page.goto(f"{base}/onboard/")
@@ -56,7 +56,7 @@ def test_a_plan_asked_for_by_one_person_is_approved_by_another_and_runs_with_bot
     expect(row).to_contain_text(asked.summary)
     expect(row).to_contain_text("alice")
     walk.check("approvals-page")
-    _shot(page, width, "list")
+    _shot(page, "list")
 
     row.get_by_role("link", name=asked.summary).click()
     expect(page.get_by_role("button", name="Approve and start the run")).to_be_visible()
@@ -65,7 +65,7 @@ def test_a_plan_asked_for_by_one_person_is_approved_by_another_and_runs_with_bot
     expect(created).to_contain_text("acme-corp-media")
     expect(created).to_contain_text("lead@agency.example")
     walk.check("approval-decide")
-    _shot(page, width, "decide")
+    _shot(page, "decide")
     page.get_by_label("Comment (optional)").fill("Checked with the customer: go.")
     page.get_by_role("button", name="Approve and start the run").click()
 
@@ -75,7 +75,7 @@ def test_a_plan_asked_for_by_one_person_is_approved_by_another_and_runs_with_bot
     expect(page.locator("#run-status")).to_have_text("Succeeded", timeout=RUN_TIMEOUT_MS)
     expect(page.locator("#nav-approvals .count")).to_have_count(0)
     walk.check("approval-run")
-    _shot(page, width, "run")
+    _shot(page, "run")
     run = Run.objects.get()
     assert (run.started_by, run.approved_by) == (alice, dana)
     assert AuditEvent.objects.get(action="plan.approved").details["comment"] == "Checked with the customer: go."

@@ -1,6 +1,6 @@
-"""Issue #33's day as a new tech lead, the pages it touched, in Debian's headless Chromium at 1366×900 and
-1920×1080: each page fits its window with no table column cut off (tests/layout.py), and its screenshot is
-kept in tests/artifacts/ to look at."""
+"""Issue #33's day as a new tech lead, the pages it touched, in Debian's headless Chromium, each page checked at
+1366×900 and at 1920×1080: it fits the window with no table column cut off (tests/layout.py), and its screenshot
+at each width is kept in tests/artifacts/ to look at."""
 
 import pytest
 from django.utils import timezone
@@ -17,25 +17,23 @@ from tests.conftest import (
     start_run,
     wait_for_run,
 )
-from tests.layout import layout_check
+from tests.layout import at_flow_size, layout_checks
 from tests.test_browser import browser_type_launch_args, log_in  # noqa: F401  (Debian's Chromium)
-from tests.views.test_pages import SIZES
 
 # These tests are about other things than approvals: new customers' plans start without a second person.
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_approvals")]
 
 
-@pytest.mark.parametrize(("width", "height"), SIZES)
-def test_point_7_admin_ledger_table_is_not_clipped(page, live_server, worker, dana, alice, width, height):
+def test_point_7_admin_ledger_table_is_not_clipped(page, live_server, worker, dana, alice):
     run = wait_for_run(start_run(alice))
     assert run.status == Run.Status.SUCCEEDED
     assert Resource.objects.filter(customer=run.customer).count() >= 9
-    page.set_viewport_size({"width": width, "height": height})
+    at_flow_size(page)
     log_in(page, live_server.url, "dana")
     page.goto(f"{live_server.url}/admin/provisioning/customer/{run.customer.pk}/change/")
     ledger = page.locator(".field-resources table")
     expect(ledger).to_contain_text(f"arn:aws:iam::{CUSTOMER_ACCOUNT}:user/onramp/acme-app")
-    layout_check(page, "point-7-admin-ledger")
+    layout_checks(page, "point-7-admin-ledger")
 
 
 def _offboarded_after_leaving(alice) -> Customer:
@@ -72,12 +70,11 @@ def _offboarded_after_leaving(alice) -> Customer:
     return customer
 
 
-@pytest.mark.parametrize(("width", "height"), SIZES)
 def test_point_8_offboarded_customer_page_shows_handed_over_and_no_drift_state(
-    page, live_server, transactional_db, alice, width, height
+    page, live_server, transactional_db, alice
 ):
     customer = _offboarded_after_leaving(alice)
-    page.set_viewport_size({"width": width, "height": height})
+    at_flow_size(page)
     log_in(page, live_server.url, "alice")
     page.goto(f"{live_server.url}/customers/{customer.slug}/")
     resources = page.locator("#resources")
@@ -89,15 +86,12 @@ def test_point_8_offboarded_customer_page_shows_handed_over_and_no_drift_state(
     expect(page.locator("#drift-state")).to_have_count(0)
     expect(page.locator("#drift")).not_to_contain_text("In sync")
     expect(page.locator("#drift-offboarded")).to_contain_text("not checked for drift")
-    layout_check(page, "point-8-offboarded-customer")
+    layout_checks(page, "point-8-offboarded-customer")
 
 
-@pytest.mark.parametrize(("width", "height"), SIZES)
-def test_point_10_an_empty_teams_plan_says_nobody_gets_a_user(
-    page, live_server, transactional_db, alice, width, height
-):
+def test_point_10_an_empty_teams_plan_says_nobody_gets_a_user(page, live_server, transactional_db, alice):
     base = live_server.url
-    page.set_viewport_size({"width": width, "height": height})
+    at_flow_size(page)
     log_in(page, base, "alice")
     page.goto(f"{base}/onboard/")
     page.get_by_label("New customer's name").press_sequentially("Acme Corp")
@@ -108,26 +102,25 @@ def test_point_10_an_empty_teams_plan_says_nobody_gets_a_user(
     page.get_by_label("App origin for uploads (CORS)").fill("https://acme-corp.example.com")
     page.get_by_role("button", name="Preview the plan").click()  # nobody in the team
     expect(page.locator("#empty-team")).to_contain_text("No team: nobody gets an IAM user or a console sign-in")
-    layout_check(page, "point-10-empty-team-plan")
+    layout_checks(page, "point-10-empty-team-plan")
 
 
-@pytest.mark.parametrize(("width", "height"), SIZES)
 def test_point_9_renaming_the_bucket_in_the_browser_plan_and_run_say_what_happens(
-    page, live_server, worker, alice, sandbox, width, height
+    page, live_server, worker, alice, sandbox
 ):
     base = live_server.url
     customer = wait_for_run(start_run(alice)).customer
     s3 = account_session(sandbox.url, CUSTOMER_ACCOUNT, "us-west-2").s3
     s3.put_object(Bucket="acme-app-media", Key="a.jpg", Body=b"jpeg")
     s3.put_object(Bucket="acme-app-media", Key="b.png", Body=b"png-01")
-    page.set_viewport_size({"width": width, "height": height})
+    at_flow_size(page)
     log_in(page, base, "alice")
     page.goto(f"{base}/customers/{customer.slug}/")
     expect(page.locator("#resources a.last-run").first).to_have_text(customer.runs.get().short_id)  # point 13
-    layout_check(page, "point-9-customer")
+    layout_checks(page, "point-9-customer")
     page.get_by_role("button", name="Change team / settings").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Change Acme Corp's team and settings")  # point 13
-    layout_check(page, "point-13-change-form")
+    layout_checks(page, "point-13-change-form")
     page.get_by_label("S3 bucket").fill("acme-app-media-2")
     page.get_by_role("button", name="Preview the plan").click()
 
@@ -135,27 +128,26 @@ def test_point_9_renaming_the_bucket_in_the_browser_plan_and_run_say_what_happen
     expect(old).to_contain_text("It holds data (2 objects, 10\xa0bytes)", timeout=60_000)
     expect(old).to_contain_text("acme-app-media-2 is a new, empty bucket. Onramp copies no object from acme-app-media")
     expect(old).to_contain_text("must change from acme-app-media to acme-app-media-2")
-    layout_check(page, "point-9-plan")
+    layout_checks(page, "point-9-plan")
     page.get_by_role("button", name="Start", exact=True).click()
 
     expect(page.locator("#run-status")).to_have_text("Succeeded", timeout=90_000)
     notes = page.locator("#plan-notes")
     expect(notes).to_contain_text("kept in the account, released (no longer Onramp's), holding 2 objects, 10\xa0bytes")
     expect(page.locator("#timeline .tl-legend")).to_contain_text("adopted")  # point 13
-    layout_check(page, "point-9-run")
+    layout_checks(page, "point-9-run")
     assert Resource.objects.get(kind="s3.bucket", name="acme-app-media").state == Resource.State.RELEASED
 
 
-@pytest.mark.parametrize(("width", "height"), SIZES)
-def test_point_13_removing_the_old_key_asks_before_deleting(page, live_server, transactional_db, alice, width, height):
+def test_point_13_removing_the_old_key_asks_before_deleting(page, live_server, transactional_db, alice):
     run = finished_run(alice)
     new = seal_key(run, secret="x" * 40, access_key_id=EXAMPLE_KEY_ID_2, replaces_access_key_id=EXAMPLE_KEYS[0])
     revealed = {"state": Credential.State.REVEALED, "revealed_by": alice, "revealed_at": timezone.now()}
     Credential.objects.filter(pk=new.pk).update(**revealed)
-    page.set_viewport_size({"width": width, "height": height})
+    at_flow_size(page)
     log_in(page, live_server.url, "alice")
     page.goto(f"{live_server.url}/runs/{run.pk}/")
-    layout_check(page, "point-13-run-old-key")
+    layout_checks(page, "point-13-run-old-key")
     asked = []
 
     def answer(dialog):
@@ -170,8 +162,7 @@ def test_point_13_removing_the_old_key_asks_before_deleting(page, live_server, t
     assert Credential.objects.get(pk=new.pk).replacement_done_at is None
 
 
-@pytest.mark.parametrize(("width", "height"), SIZES)
-def test_point_13_the_drift_table_fits_with_prose_as_prose(page, live_server, transactional_db, alice, width, height):
+def test_point_13_the_drift_table_fits_with_prose_as_prose(page, live_server, transactional_db, alice):
     customer = finished_run(alice).customer
     since = "2026-12-07T01:00:00+00:00"
     differences = [
@@ -183,10 +174,10 @@ def test_point_13_the_drift_table_fits_with_prose_as_prose(page, live_server, tr
     ]  # fmt: skip
     now = timezone.now()
     DriftState.objects.create(customer=customer, state="drifted", differences=differences, since=now, checked_at=now)
-    page.set_viewport_size({"width": width, "height": height})
+    at_flow_size(page)
     log_in(page, live_server.url, "alice")
     page.goto(f"{live_server.url}/customers/{customer.slug}/")
     group = page.locator("tr[data-difference='iam.group|member intruder']")
     expect(group).to_contain_text("not in the group")
     expect(group.locator("code")).to_have_count(0)  # prose, not monospace
-    layout_check(page, "point-13-drift-table")
+    layout_checks(page, "point-13-drift-table")

@@ -1,6 +1,7 @@
-"""The plan's checks in the preview (issue 32 point 4), walked in Debian's headless Chromium at 1366 and 1920 px:
-each check a row with its sentence and what to do, a blocking row keeping Start disabled with its reason, and a
-Start forced anyway refused. Screenshots go to tests/artifacts/ (layout-<width>-plan-checks-*.png)."""
+"""The plan's checks in the preview (issue 32 point 4), walked once in Debian's headless Chromium, each page
+checked at 1366 and 1920 px: each check a row with its sentence and what to do, a blocking row keeping Start
+disabled with its reason, and a Start forced anyway refused. Screenshots go to tests/artifacts/
+(layout-<width>-plan-checks-*.png)."""
 
 import pytest
 from playwright.sync_api import expect
@@ -8,18 +9,17 @@ from playwright.sync_api import expect
 from provisioning.models import Run
 from tests.awsread import account_session
 from tests.conftest import start_run, wait_for_run
-from tests.layout import layout_check
+from tests.layout import at_flow_size, layout_checks
 from tests.test_browser import browser_type_launch_args, log_in  # noqa: F401  (Debian's Chromium)
 from tests.test_sandbox import OTHER_ACCOUNT
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.mark.parametrize(("width", "height"), [(1366, 900), (1920, 1080)])
 def test_the_preview_shows_each_check_and_a_blocking_one_keeps_start_disabled(
-    page, live_server, worker, alice, sandbox, width, height
+    page, live_server, worker, alice, sandbox
 ):
-    page.set_viewport_size({"width": width, "height": height})
+    at_flow_size(page)
     assert wait_for_run(start_run(alice)).status == Run.Status.SUCCEEDED
     account_session(sandbox.url, OTHER_ACCOUNT).s3.create_bucket(Bucket="theirs-media")
     base = live_server.url
@@ -41,7 +41,7 @@ def test_the_preview_shows_each_check_and_a_blocking_one_keeps_start_disabled(
     start = page.locator("#start")
     expect(start).to_be_disabled()
     expect(page.locator("#start-blocked")).to_contain_text("Another AWS account already has a bucket")
-    layout_check(page, "plan-checks-blocked")
+    layout_checks(page, "plan-checks-blocked")
 
     # A Start forced anyway (the button enabled by hand) is refused by the server, with the same reason.
     page.evaluate("document.getElementById('start').disabled = false")
@@ -57,4 +57,4 @@ def test_the_preview_shows_each_check_and_a_blocking_one_keeps_start_disabled(
     )
     expect(page.locator("#start")).to_be_enabled()
     expect(page.locator("#start-blocked")).to_have_count(0)
-    layout_check(page, "plan-checks-passing")
+    layout_checks(page, "plan-checks-passing")

@@ -9,12 +9,12 @@ from playwright.sync_api import Page, expect
 
 from provisioning.models import AuditEvent, Credential, Customer, Run
 from tests.conftest import ARTIFACTS, seal_key, start_run, wait_for_run
+from tests.layout import at_each_size, at_flow_size
 from tests.staged import staged_run
 from tests.test_browser import browser_type_launch_args, log_in  # noqa: F401  (Debian's Chromium)
 
 # These tests are about other things than approvals: new customers' plans start without a second person.
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_approvals")]
-SIZES = [(1366, 900), (1920, 1080)]
 
 # What does not fit: the document wider than the window; a cell whose content is wider than the cell
 # while its overflow is hidden (cut off); a scrolling box other than a code block that needs a sideways
@@ -34,17 +34,22 @@ LAYOUT = """() => {
 
 
 class Walk:
-    def __init__(self, page: Page, width: int):
-        self.page, self.width, self.count = page, width, 0
+    """A flow's pages, numbered in order, each checked at both window sizes (tests/layout.py's at_each_size)."""
+
+    def __init__(self, page: Page):
+        self.page, self.count = page, 0
 
     def check(self, name: str) -> None:
-        """The page fits; its screenshot is kept whatever the outcome."""
+        """The page fits each window; its screenshot at each width is kept whatever the outcome."""
         self.page.wait_for_load_state("networkidle")
         self.count += 1
         ARTIFACTS.mkdir(exist_ok=True)
-        self.page.screenshot(path=ARTIFACTS / f"pages-{self.width}-{self.count:02d}-{name}.png", full_page=True)
+        at_each_size(self.page, lambda width: self._fits(width, name))
+
+    def _fits(self, width: int, name: str) -> None:
+        self.page.screenshot(path=ARTIFACTS / f"pages-{width}-{self.count:02d}-{name}.png", full_page=True)
         layout = self.page.evaluate(LAYOUT)
-        assert layout == {"overflow": 0, "clipped": [], "sideways": []}, (name, self.page.url, layout)
+        assert layout == {"overflow": 0, "clipped": [], "sideways": []}, (name, width, self.page.url, layout)
 
 
 def _runs_of_every_status(alice) -> dict[str, Run]:
@@ -72,11 +77,10 @@ def _runs_of_every_status(alice) -> dict[str, Run]:
     }
 
 
-@pytest.mark.parametrize(("width", "height"), SIZES)
-def test_every_page_fits_the_screen_without_anything_cut_off(page, live_server, worker, alice, dana, width, height):
+def test_every_page_fits_the_screen_without_anything_cut_off(page, live_server, worker, alice, dana):
     base = live_server.url
-    page.set_viewport_size({"width": width, "height": height})
-    walk = Walk(page, width)
+    at_flow_size(page)
+    walk = Walk(page)
     finished = wait_for_run(start_run(alice))
     assert finished.status == Run.Status.SUCCEEDED
     staged = _runs_of_every_status(alice)
