@@ -235,9 +235,9 @@ class SandboxAws:
         }
 
     def session(self, account_id: str):
-        import boto3
+        from sandbox.controller import session_make
 
-        return boto3.Session(**self.credentials(account_id))
+        return session_make(**self.credentials(account_id))
 
     def client(self, session, service: str, region: str = "us-east-1"):
         return session.client(service, region_name=region, endpoint_url=self.url)

@@ -121,9 +121,9 @@ def boto3_clients(*, sandbox, spec) -> tuple[dict, list[str]]:
     """Warm clients, made before the clock starts: Onramp's own identity's STS client ("portal"), which assumes
     the role, and one client per service in the account, which get the role's credentials the moment
     AssumeRole returns them. Every call is counted (the list of operations made; appends are thread-safe)."""
-    import boto3
+    from sandbox.controller import session_make
 
-    session = boto3.Session(**sandbox.portal_credentials())
+    session = session_make(**sandbox.portal_credentials())
     made: list[str] = []
 
     def count(model=None, **kwargs):

@@ -12,10 +12,33 @@ import urllib.request
 from pathlib import Path
 
 import boto3
+import botocore.session
+from botocore.loaders import Loader
 
 from sandbox.strict import ADMIN_ROLE, SETUP_KEY_ID, SETUP_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class _SearchPaths(list):
+    """A data loader's search paths, each once: boto3 adds its own to the loader of every session it makes."""
+
+    def append(self, path) -> None:
+        if path not in self:
+            super().append(path)
+
+
+# One botocore data loader for every session the harness makes: a service's model (iam's is over a megabyte of JSON)
+# is parsed once in this process, not once a session (a session and a client cost ~80 ms idle without it, and the
+# benches and tests make several an account: its administrator's, the checks').
+_LOADER = Loader(extra_search_paths=_SearchPaths())
+
+
+def session_make(**credentials) -> boto3.Session:
+    """A boto3 session with these credentials, on the harness's one data loader."""
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _LOADER)
+    return boto3.Session(botocore_session=core, **credentials)
 
 
 def free_port() -> int:
@@ -57,8 +80,8 @@ def admin_session(url: str, account_id: str) -> boto3.Session:
                        aws_secret_access_key=keys[1])  # fmt: skip
     role = f"arn:aws:iam::{account_id}:role/{ADMIN_ROLE}"
     creds = sts.assume_role(RoleArn=role, RoleSessionName="sandbox-admin")["Credentials"]
-    return boto3.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                         aws_session_token=creds["SessionToken"])  # fmt: skip
+    return session_make(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                        aws_session_token=creds["SessionToken"])  # fmt: skip
 
 
 class Sandbox:
