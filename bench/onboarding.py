@@ -4,6 +4,10 @@ graph: the practical limit), and Onramp (real Celery worker, PostgreSQL, Redis, 
 
     .venv/bin/python bench/onboarding.py [--rounds 5] [--latencies 0,30,80] [--warmups 2]      (or `make bench`)
 
+Its smoke run (tests/test_bench.py) is the smallest that still takes every path: `--rounds 1 --latencies 0,5
+--warmups 0 --cli-latencies 0`, the runbook-cli contender bare only (its round starts the AWS CLI once a command,
+most of a smoke run's time; tests/test_bench.py checks that contender's calls and account on its own).
+
 Each round gives each contender a fresh customer and a fresh 12-digit account id, in which the customer
 deployed Onramp's role (untimed), and the order of the four rotates from round to round so that drift hits
 them alike. Every contender assumes that role first, as Onramp's own identity, and checks who it is there.
@@ -117,9 +121,9 @@ def boto3_clients(*, sandbox, spec) -> tuple[dict, list[str]]:
     """Warm clients, made before the clock starts: Onramp's own identity's STS client ("portal"), which assumes
     the role, and one client per service in the account, which get the role's credentials the moment
     AssumeRole returns them. Every call is counted (the list of operations made; appends are thread-safe)."""
-    import boto3
+    from sandbox.controller import session_make
 
-    session = boto3.Session(**sandbox.portal_credentials())
+    session = session_make(**sandbox.portal_credentials())
     made: list[str] = []
 
     def count(model=None, **kwargs):
@@ -626,6 +630,10 @@ def phase(*, server, latency: float, args, user, ids) -> dict:
     sandbox = common.SandboxAws(server=server, latency_ms=latency).start()
     where = f"behind {latency:.0f} ms a call" if latency else "bare (straight to the sandbox)"
     print(f"\n== {where} ==", flush=True)
+    contenders = args.contenders
+    if args.cli_latencies is not None and latency not in args.cli_latencies:
+        contenders = tuple(name for name in contenders if name != "runbook-cli")
+        print("  runbook-cli: not at this latency (--cli-latencies)", flush=True)
     valid = proxy_overhead_print(sandbox) if latency else True
     env = common.environment(sandbox_url=sandbox.url)
     from django.conf import settings
@@ -637,7 +645,7 @@ def phase(*, server, latency: float, args, user, ids) -> dict:
         for _ in range(args.warmups):  # warm-up, untimed: the worker's processes import, connect, make clients
             onramp_once(sandbox=sandbox, data=common.spec_data(account_id=ids.new(), name=_name("w")), user=user)
         figures = rounds_run(
-            sandbox=sandbox, rounds=args.rounds, user=user, ids=ids, workers=workers, contenders=args.contenders
+            sandbox=sandbox, rounds=args.rounds, user=user, ids=ids, workers=workers, contenders=contenders
         )
     finally:
         workers.stop()
@@ -663,13 +671,17 @@ def phase(*, server, latency: float, args, user, ids) -> dict:
 
 
 def summary_print(phases: list[dict]) -> None:
-    """The table of the four contenders at every latency, and every ratio with its verdict."""
+    """The table of the four contenders at every latency ("-" where one did not run: --cli-latencies), and every
+    ratio with its verdict."""
     print(f"\nSummary (medians; ratios compare contenders within this one run; machine: {common.machine()}):")
     heads = [f"{p['latency']:.0f} ms" if p["latency"] else "bare" for p in phases]
     print(f"  {'contender':15} " + " ".join(f"{h:>10}" for h in heads) + "   critical path (calls)")
-    for name in phases[0]["figures"]:
-        cells = " ".join(f"{p['figures'][name].median * 1000:8.0f} ms" for p in phases)
-        print(f"  {name:15} {cells}   {phases[0]['figures'][name].critical_text()}")
+    for name in dict.fromkeys(name for p in phases for name in p["figures"]):
+        ran = [p["figures"][name] for p in phases if name in p["figures"]]
+        cells = " ".join(
+            f"{p['figures'][name].median * 1000:8.0f} ms" if name in p["figures"] else f"{'-':>10}" for p in phases
+        )
+        print(f"  {name:15} {cells}   {ran[0].critical_text()}")
     for p in phases:
         where = f"behind {p['latency']:.0f} ms" if p["latency"] else "bare"
         for text, ratio, verdict in p["verdicts"]:
@@ -683,6 +695,12 @@ def main() -> int:
     parser.add_argument("--latencies", default=",".join(str(x) for x in LATENCIES), help="ms a call, e.g. 0,30,80")
     parser.add_argument(
         "--contenders", type=lambda text: tuple(text.split(",")), default=CONTENDERS, help="a subset, to iterate"
+    )
+    parser.add_argument(
+        "--cli-latencies",
+        type=lambda text: tuple(float(x) for x in text.split(",") if x.strip()),
+        default=None,
+        help="the latencies at which runbook-cli runs (default: every one); the smoke run: 0",
     )
     parser.add_argument("--profile", choices=["auto", "always", "never"], default="auto", help="auto: behind latency")
     parser.add_argument("--pool", choices=["prefork", "threads"], default=common.DEFAULT_POOL, help="the worker's pool")

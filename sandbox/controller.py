@@ -7,17 +7,38 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import boto3
 import botocore.session
+from botocore.loaders import Loader
 
 from sandbox.strict import ADMIN_ROLE, SETUP_KEY_ID, SETUP_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class _SearchPaths(list):
+    """A data loader's search paths, each once: boto3 adds its own to the loader of every session it makes."""
+
+    def append(self, path) -> None:
+        if path not in self:
+            super().append(path)
+
+
+# One botocore data loader for every session the harness makes: a service's model (iam's is over a megabyte of JSON)
+# is parsed once in this process, not once a session (a session and a client cost ~80 ms idle without it, and the
+# benches and tests make several an account: its administrator's, the checks').
+_LOADER = Loader(extra_search_paths=_SearchPaths())
+
+
+def session_make(**credentials) -> boto3.Session:
+    """A boto3 session with these credentials, on the harness's one data loader."""
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _LOADER)
+    return boto3.Session(botocore_session=core, **credentials)
 
 
 def free_port() -> int:
@@ -49,26 +70,6 @@ def _is_strict(url: str) -> bool:
     return _strict_servers[url]
 
 
-_models_lock = threading.Lock()
-_models: list = []  # the botocore loader every harness session shares, once made
-
-
-def session(**keys) -> boto3.Session:
-    """A boto3 session with these keys (none: the standard chain) that shares this process's parsed botocore data: a
-    new session otherwise parses endpoints.json and each service's model again (about 0.1 s of CPU each), and the
-    tests make one per account they read back."""
-    with _models_lock:
-        core = botocore.session.Session()
-        if _models:
-            core.register_component("data_loader", _models[0])
-        else:
-            _models.append(core.get_component("data_loader"))
-        made = boto3.Session(botocore_session=core, **keys)
-        paths = _models[0].search_paths  # boto3 adds its own data's path to the loader at each session: once is enough
-        paths[:] = list(dict.fromkeys(paths))
-    return made
-
-
 def admin_session(url: str, account_id: str) -> boto3.Session:
     """The harness's administrator in an account: on the strict sandbox its SandboxAdmin role, assumed by the
     set-up identity; on moto's own server (which checks nothing) any keys and any role do."""
@@ -79,8 +80,8 @@ def admin_session(url: str, account_id: str) -> boto3.Session:
                        aws_secret_access_key=keys[1])  # fmt: skip
     role = f"arn:aws:iam::{account_id}:role/{ADMIN_ROLE}"
     creds = sts.assume_role(RoleArn=role, RoleSessionName="sandbox-admin")["Credentials"]
-    return session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                   aws_session_token=creds["SessionToken"])  # fmt: skip
+    return session_make(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                        aws_session_token=creds["SessionToken"])  # fmt: skip
 
 
 class Sandbox:

@@ -9,7 +9,7 @@ from provisioning.aws.errors import PORTAL_ACTIONS
 from provisioning.kinds import REGISTRY
 from provisioning.role import template as role_template
 from sandbox import iam_eval
-from sandbox.controller import session as sandbox_session
+from sandbox.controller import session_make
 from sandbox.iam_eval import ALLOW, EXPLICIT_DENY, IMPLICIT_DENY, operator_holds, policies_decide
 from tests.conftest import CUSTOMER_ACCOUNT, EXTERNAL_ID, NOTHING_ALLOWED
 from tests.test_sandbox import ROLE, _assume, _client, _error, _keys, _onramp_role, _portal
@@ -25,7 +25,7 @@ def _user_with(aws, document: dict, name: str = "tester"):
 
     keys = _keys()
     aws.user_make(account_id=CUSTOMER_ACCOUNT, user_name=name, policy_document=document, keys=keys)
-    return sandbox_session(aws_access_key_id=keys[0], aws_secret_access_key=keys[1])
+    return session_make(aws_access_key_id=keys[0], aws_secret_access_key=keys[1])
 
 
 def _admin_iam(aws):

@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
-from sandbox.controller import session as sandbox_session
+from sandbox.controller import session_make
 from sandbox.strict import (
     Caller,
     Strictness,
@@ -47,7 +47,7 @@ def _user(sandbox, account_id: str, *actions: str, name: str = "tester") -> boto
     """An IAM user in the account allowed exactly these actions, as a boto3 session."""
     keys = _keys()
     sandbox.user_make(account_id=account_id, user_name=name, policy_document=_policy(*actions), keys=keys)
-    return sandbox_session(aws_access_key_id=keys[0], aws_secret_access_key=keys[1])
+    return session_make(aws_access_key_id=keys[0], aws_secret_access_key=keys[1])
 
 
 def _client(sandbox, session: boto3.Session, service: str, region: str = "us-west-2"):
@@ -62,13 +62,13 @@ def _error(call) -> dict:
 
 def _portal(sandbox) -> boto3.Session:
     """Onramp's own identity, as the `aws` fixture made it (docs/deploying.md's policy)."""
-    return sandbox_session(aws_access_key_id=PORTAL_KEYS[0], aws_secret_access_key=PORTAL_KEYS[1])
+    return session_make(aws_access_key_id=PORTAL_KEYS[0], aws_secret_access_key=PORTAL_KEYS[1])
 
 
 def _assume(sandbox, session: boto3.Session, role_arn: str = ROLE, **request) -> boto3.Session:
     sts = _client(sandbox, session, "sts")
     creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="sandbox-test", **request)["Credentials"]
-    return sandbox_session(
+    return session_make(
         aws_access_key_id=creds["AccessKeyId"],
         aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds["SessionToken"],
@@ -259,7 +259,7 @@ def test_creating_a_user_in_a_path_is_tagged_on_the_arn_with_the_path(aws):
         {"Effect": "Allow", "Action": "iam:TagUser", "Resource": "arn:aws:iam::*:user/onramp/*"},
     ]}  # fmt: skip
     aws.user_make(account_id=CUSTOMER_ACCOUNT, user_name="path-tester", policy_document=policy, keys=keys)
-    iam = _client(aws, sandbox_session(aws_access_key_id=keys[0], aws_secret_access_key=keys[1]), "iam")
+    iam = _client(aws, session_make(aws_access_key_id=keys[0], aws_secret_access_key=keys[1]), "iam")
     tags = [{"Key": "managed-by", "Value": "onramp"}]
     made = iam.create_user(UserName="in-path", Path="/onramp/", Tags=tags)["User"]
     assert made["Arn"].endswith(":user/onramp/in-path")

@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 
 from provisioning.registry import APPROVER_TAG
-from sandbox.controller import session as sandbox_session
+from sandbox.controller import session_make
 from tests.conftest import CUSTOMER_ACCOUNT, EXTERNAL_ID, PORTAL_KEYS
 from tests.test_sandbox import _client, _error, _user
 
@@ -41,7 +41,7 @@ def chained_session(aws, *, source_identity: str):
     creds = user.assume_role(
         RoleArn=f"arn:aws:iam::{portal}:role/OnrampHop", RoleSessionName="operator", SourceIdentity=source_identity
     )["Credentials"]
-    session = sandbox_session(
+    session = session_make(
         aws_access_key_id=creds["AccessKeyId"],
         aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds["SessionToken"],
@@ -75,7 +75,7 @@ def _trusting_role(aws, account: str, *actions: str) -> str:
 
 def _portal_sts(aws):
     """Onramp's own identity with the README's policy (the `aws` fixture's)."""
-    session = sandbox_session(aws_access_key_id=PORTAL_KEYS[0], aws_secret_access_key=PORTAL_KEYS[1])
+    session = session_make(aws_access_key_id=PORTAL_KEYS[0], aws_secret_access_key=PORTAL_KEYS[1])
     return _client(aws, session, "sts", region="us-east-1")
 
 
@@ -132,7 +132,7 @@ def test_a_sessions_tags_are_recorded_and_are_its_principal_tags(aws):
     def iam_as(session_name: str, tags: list | None):
         request = {"RoleArn": role, "RoleSessionName": session_name, **({"Tags": tags} if tags else {})}
         creds = sts.assume_role(**request)["Credentials"]
-        session = sandbox_session(
+        session = session_make(
             aws_access_key_id=creds["AccessKeyId"],
             aws_secret_access_key=creds["SecretAccessKey"],
             aws_session_token=creds["SessionToken"],

@@ -25,7 +25,7 @@ from provisioning.role.published import (
     template_key,
     template_url,
 )
-from sandbox.controller import session as sandbox_session
+from sandbox.controller import session_make
 from sandbox.roles import template_publish
 from tests.conftest import PORTAL_KEYS
 from tests.test_sandbox import _user
@@ -202,7 +202,7 @@ def test_the_quick_create_link_has_the_consoles_form_and_creates_the_role_with_e
         "RoleArn": f"arn:aws:iam::{NEW_CUSTOMER}:role/{ROLE_NAME}",
         "TemplateVersion": str(ROLE_TEMPLATE_VERSION),
     }
-    sts = sandbox_session(aws_access_key_id=PORTAL_KEYS[0], aws_secret_access_key=PORTAL_KEYS[1]).client(
+    sts = session_make(aws_access_key_id=PORTAL_KEYS[0], aws_secret_access_key=PORTAL_KEYS[1]).client(
         "sts", endpoint_url=aws.url, region_name="us-east-1"
     )
     sts.assume_role(RoleArn=outputs["RoleArn"], RoleSessionName="check", ExternalId=external_id)
