@@ -220,11 +220,6 @@ class SandboxAws:
         if self.proxy is not None:
             self.proxy.stop()
         if self._own_server:
-            # Killed: its accounts are thrown away, and moto's own exit on SIGTERM (sys.exit, the interpreter then
-            # freeing every account's ~1,300 managed policies) took 1-2 s. Its log is written line by line.
-            if self.server.process is not None and self.server.process.poll() is None:
-                self.server.process.kill()
-                self.server.process.wait(10)
             self.server.stop()
 
     def credentials(self, account_id: str) -> dict:

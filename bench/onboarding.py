@@ -677,11 +677,11 @@ def summary_print(phases: list[dict]) -> None:
     heads = [f"{p['latency']:.0f} ms" if p["latency"] else "bare" for p in phases]
     print(f"  {'contender':15} " + " ".join(f"{h:>10}" for h in heads) + "   critical path (calls)")
     for name in dict.fromkeys(name for p in phases for name in p["figures"]):
-        ran = [p["figures"][name] for p in phases if name in p["figures"]]
+        first = next(p["figures"][name] for p in phases if name in p["figures"])
         cells = " ".join(
             f"{p['figures'][name].median * 1000:8.0f} ms" if name in p["figures"] else f"{'-':>10}" for p in phases
         )
-        print(f"  {name:15} {cells}   {ran[0].critical_text()}")
+        print(f"  {name:15} {cells}   {first.critical_text()}")
     for p in phases:
         where = f"behind {p['latency']:.0f} ms" if p["latency"] else "bare"
         for text, ratio, verdict in p["verdicts"]:

@@ -173,10 +173,10 @@ class Sandbox:
         return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
 
     def stop(self) -> None:
+        """Killed outright: this server keeps nothing (make run's sandbox, which saves its state at a stop, is
+        sandbox/state.py), its log is written line by line, and moto's own exit on SIGTERM freed every account's
+        ~1,300 managed policies first (1-2 s a stop)."""
         if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+            self.process.kill()
+            self.process.wait(10)
         self.process = None

@@ -62,6 +62,15 @@ def at_each_size(page: Page, check: Callable[[int], None]) -> None:
     at_flow_size(page)
 
 
+def screenshots(page: Page, name: str) -> None:
+    """A full-page screenshot at each of SIZES, kept to look at: tests/artifacts/<name>.png, `name` holding
+    "{width}" (e.g. "approvals-{width}-list")."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    at_each_size(
+        page, lambda width: page.screenshot(path=ARTIFACTS / f"{name.format(width=width)}.png", full_page=True)
+    )
+
+
 def layout_checks(page: Page, name: str = "") -> None:
     """layout_check at each of SIZES: the page fits each window; with a name, a screenshot per width."""
     at_each_size(page, lambda _width: layout_check(page, name))

@@ -10,19 +10,12 @@ import pytest
 from playwright.sync_api import expect
 
 from provisioning.models import AuditEvent, PlanApproval, Run
-from tests.conftest import ARTIFACTS
-from tests.layout import at_each_size, at_flow_size
+from tests.layout import at_flow_size, screenshots
 from tests.test_browser import browser_type_launch_args, fill_form, log_in  # noqa: F401  (Debian's Chromium)
 from tests.views.test_pages import Walk
 
 pytestmark = pytest.mark.browser
 RUN_TIMEOUT_MS = 90_000
-
-
-def _shot(page, name: str) -> None:
-    """Besides the walk's own: a copy named for what it shows, at each width."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    at_each_size(page, lambda width: page.screenshot(path=ARTIFACTS / f"approvals-{width}-{name}.png", full_page=True))
 
 
 def test_a_plan_asked_for_by_one_person_is_approved_by_another_and_runs_with_both_names(
@@ -56,7 +49,7 @@ def test_a_plan_asked_for_by_one_person_is_approved_by_another_and_runs_with_bot
     expect(row).to_contain_text(asked.summary)
     expect(row).to_contain_text("alice")
     walk.check("approvals-page")
-    _shot(page, "list")
+    screenshots(page, "approvals-{width}-list")
 
     row.get_by_role("link", name=asked.summary).click()
     expect(page.get_by_role("button", name="Approve and start the run")).to_be_visible()
@@ -65,7 +58,7 @@ def test_a_plan_asked_for_by_one_person_is_approved_by_another_and_runs_with_bot
     expect(created).to_contain_text("acme-corp-media")
     expect(created).to_contain_text("lead@agency.example")
     walk.check("approval-decide")
-    _shot(page, "decide")
+    screenshots(page, "approvals-{width}-decide")
     page.get_by_label("Comment (optional)").fill("Checked with the customer: go.")
     page.get_by_role("button", name="Approve and start the run").click()
 
@@ -75,7 +68,7 @@ def test_a_plan_asked_for_by_one_person_is_approved_by_another_and_runs_with_bot
     expect(page.locator("#run-status")).to_have_text("Succeeded", timeout=RUN_TIMEOUT_MS)
     expect(page.locator("#nav-approvals .count")).to_have_count(0)
     walk.check("approval-run")
-    _shot(page, "run")
+    screenshots(page, "approvals-{width}-run")
     run = Run.objects.get()
     assert (run.started_by, run.approved_by) == (alice, dana)
     assert AuditEvent.objects.get(action="plan.approved").details["comment"] == "Checked with the customer: go."

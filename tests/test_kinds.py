@@ -173,14 +173,14 @@ def test_every_declared_operation_on_a_named_resource_gives_the_audit_its_target
     operation a kind declares that takes such a name in botocore's model has one of them, so a new kind's calls are
     never audited without their target; the operations on the account as a whole take none."""
     loader = botocore.loaders.create_loader()
+    models = {
+        service: botocore.model.ServiceModel(loader.load_service_model(service, "service-2"))
+        for service in {operation.service for operation in REGISTRY.operations()}
+    }
     account_wide = set()
     for operation in REGISTRY.operations():
-        model = botocore.model.ServiceModel(loader.load_service_model(operation.service, "service-2"))
-        members = (
-            set(model.operation_model(operation.name).input_shape.members)
-            if model.operation_model(operation.name).input_shape
-            else set()
-        )
+        shape = models[operation.service].operation_model(operation.name).input_shape
+        members = set(shape.members) if shape else set()
         named = {m for m in members if m.endswith(("Name", "Arn")) or m in {"Bucket", "AccountAlias", "SerialNumber"}}
         if not named:
             account_wide.add(f"{operation.service}:{operation.name}")

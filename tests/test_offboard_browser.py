@@ -11,8 +11,8 @@ from playwright.sync_api import expect
 
 from provisioning.models import AuditEvent, Customer, Resource, Run
 from tests.awsread import account_session
-from tests.conftest import ARTIFACTS, CUSTOMER_ACCOUNT, start_run, wait_for_run
-from tests.layout import at_each_size, at_flow_size
+from tests.conftest import CUSTOMER_ACCOUNT, start_run, wait_for_run
+from tests.layout import at_flow_size, screenshots
 from tests.test_browser import browser_type_launch_args, log_in  # noqa: F401  (Debian's Chromium)
 from tests.views.test_pages import Walk
 
@@ -86,10 +86,7 @@ def test_a_tech_lead_decommissions_a_customer_and_an_admin_reactivates_them(
     page.get_by_role("button", name="Go").click()
     expect(page.locator(".messagelist")).to_contain_text("Acme Corp is reactivated")
     # Django's own changelist, wider than 1366 px with every column before this change: looked at, not measured.
-    at_each_size(
-        page,
-        lambda width: page.screenshot(path=ARTIFACTS / f"pages-{width}-offboard-admin-reactivated.png", full_page=True),
-    )
+    screenshots(page, "pages-{width}-offboard-admin-reactivated")
     assert Customer.objects.get(pk=customer.pk).offboarded_at is None
     assert AuditEvent.objects.filter(action="customer.reactivated", actor=dana).count() == 1
 
